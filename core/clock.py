@@ -1,0 +1,20 @@
+"""The one source of time. Tests that need another clock patch `now` here."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+
+def now() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def monotonic() -> float:
+    """Seconds on a clock that never goes back, for durations."""
+    return time.monotonic()
+
+
+def hhmm(moment: datetime) -> str:
+    """`HH:MM UTC`, the way operators read times in messages."""
+    return moment.astimezone(timezone.utc).strftime("%H:%M UTC")

@@ -1,0 +1,116 @@
+"""Settings from the environment, as documented in the README's Configuration table.
+
+Everything the bot reads from `os.environ` is read here, once; the rest of the code takes
+a `Settings`. `secrets()` lists every value that must never be shown, for `core.redact`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from sql import DEFAULT_RUNBOOK
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and what to set."""
+
+
+def _opt(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _opt(env, name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (got {raw!r})") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    redis_url: str = "redis://localhost:6379/0"
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    channel: str | None = None
+    roster_path: Path = Path("roster.toml")
+    runbook_path: Path = DEFAULT_RUNBOOK
+    deployment_url: str | None = None
+    register_mongodb_url: str | None = None
+    register_redis_url: str | None = None
+    encryption_key: str | None = None
+    backup_dir: Path = Path("backups")
+    scratch_url: str | None = None
+    window: str | None = None
+    min_window_hours: float = 2.0
+    # Not in the contract's table: operational knobs with safe defaults (README documents them).
+    redis_prefix: str = "migrate"
+    approval_ttl_hours: float = 12.0
+    preflight_ttl_hours: float = 12.0
+    extra_secrets: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        api_url = _opt(env, "SLACK_API_URL") or "https://slack.com/api/"
+        if not api_url.endswith("/"):
+            api_url += "/"  # WebClient joins with urljoin: without the slash the last segment is lost
+        return cls(
+            database_url=_opt(env, "DATABASE_URL"),
+            redis_url=_opt(env, "REDIS_URL") or "redis://localhost:6379/0",
+            slack_bot_token=_opt(env, "SLACK_BOT_TOKEN"),
+            slack_signing_secret=_opt(env, "SLACK_SIGNING_SECRET"),
+            slack_app_token=_opt(env, "SLACK_APP_TOKEN"),
+            slack_api_url=api_url,
+            channel=_opt(env, "MIGRATE_CHANNEL"),
+            roster_path=Path(_opt(env, "MIGRATE_ROSTER") or "roster.toml"),
+            runbook_path=Path(_opt(env, "MIGRATE_RUNBOOK") or DEFAULT_RUNBOOK),
+            deployment_url=_opt(env, "DEPLOYMENT_URL"),
+            register_mongodb_url=_opt(env, "REGISTER_MONGODB_URL"),
+            register_redis_url=_opt(env, "REGISTER_REDIS_URL"),
+            encryption_key=_opt(env, "MIGRATE_ENCRYPTION_KEY"),
+            backup_dir=Path(_opt(env, "BACKUP_DIR") or "backups"),
+            scratch_url=_opt(env, "MIGRATE_SCRATCH_URL"),
+            window=_opt(env, "MIGRATE_WINDOW"),
+            min_window_hours=_float(env, "MIGRATE_MIN_WINDOW_HOURS", 2.0),
+            redis_prefix=_opt(env, "MIGRATE_REDIS_PREFIX") or "migrate",
+            approval_ttl_hours=_float(env, "MIGRATE_APPROVAL_TTL_HOURS", 12.0),
+            preflight_ttl_hours=_float(env, "MIGRATE_PREFLIGHT_TTL_HOURS", 12.0),
+        )
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming every listed setting that is unset."""
+        env_names = {
+            "database_url": "DATABASE_URL",
+            "slack_bot_token": "SLACK_BOT_TOKEN",
+            "slack_signing_secret": "SLACK_SIGNING_SECRET",
+            "channel": "MIGRATE_CHANNEL",
+        }
+        missing = [env_names.get(n, n) for n in names if not getattr(self, n)]
+        if missing:
+            raise ConfigError("set " + ", ".join(missing) + " (see README, Configuration)")
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every literal secret value the bot knows of, for redaction."""
+        values = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.encryption_key,
+            self.register_mongodb_url,
+            self.register_redis_url,
+            *self.extra_secrets,
+        ]
+        return tuple(v for v in values if v)
+
+    def with_(self, **changes) -> "Settings":
+        """A copy with some fields changed (tests and the console use it)."""
+        return replace(self, **changes)

@@ -1,0 +1,304 @@
+"""The runbook as pure data: phases, steps, checks, suites, smoke tests.
+
+Loaded once from a TOML file (format: sql/README.md) and never touches a database. The
+executor, preflight and the commands read it; nothing writes it.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FAILURE_ACTIONS = ("rollback", "retry", "stop")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+class RunbookError(ValueError):
+    """The runbook file is malformed; the message names the file and the field."""
+
+
+def parse_duration(value: Any, where: str = "duration") -> float:
+    """Seconds from `"2s"`, `"5m"`, `"1h"`, `"500ms"` or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise RunbookError(f"{where}: {value!r} is not a duration (use e.g. \"2s\", \"5m\", \"1h\")")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Input:
+    """A value the bot hands to a step as a transaction-local session setting."""
+
+    name: str  # the setting's name, e.g. "migrate.register_mongodb_url"
+    env: str  # the environment variable it comes from
+    secret: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str  # "1.1"
+    name: str
+    file: str  # the file that runs (for a step with options: the chosen one)
+    on_failure: str = "stop"  # rollback | retry | stop
+    rollback: str | None = None  # file run when on_failure == "rollback"
+    inputs: tuple[str, ...] = ()  # names of [inputs] entries
+    options: dict[str, str] = field(default_factory=dict)  # e.g. {"A": "..._IMPROVED.sql", "B": ...}
+    chosen: str | None = None  # key of `options` that `file` is
+    lock_timeout: float | None = None  # None: the runbook default
+    statement_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A verification query: its single value is compared with `expect`."""
+
+    name: str
+    sql: str
+    expect: Any
+    compare: str = "eq"  # eq | ge | le
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A SQL test-suite file; pass/fail is read from its output, not only its exit code."""
+
+    name: str
+    file: str
+    fail_pattern: str | None = None  # a regex: any output line matching it fails the suite
+    expect_pattern: str | None = None  # a regex the output must contain
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """An HTTP request against DEPLOYMENT_URL with the status (and body) it must answer."""
+
+    name: str
+    path: str
+    expect_status: tuple[int, ...]
+    expect_body: str | None = None
+    method: str = "GET"
+
+
+@dataclass(frozen=True)
+class Phase:
+    number: int
+    name: str
+    owner: str  # a roster role
+    estimate: float  # seconds
+    risk: str = "LOW"
+    kind: str = "migration"  # migration | verification
+    rollback: str | None = None  # the file that undoes this phase
+    steps: tuple[Step, ...] = ()
+    checks: tuple[Check, ...] = ()
+    suites: tuple[Suite, ...] = ()
+    smoke: tuple[Smoke, ...] = ()
+
+    @property
+    def is_verification(self) -> bool:
+        return self.kind == "verification"
+
+
+@dataclass(frozen=True)
+class Prerequisites:
+    server_version_num: int = 150000
+    applied: tuple[str, ...] = ()
+    not_applied: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Defaults:
+    lock_timeout: float = 2.0
+    statement_timeout: float = 300.0
+    lock_retries: int = 3
+    retry_backoff: float = 2.0
+
+
+@dataclass(frozen=True)
+class Runbook:
+    id: str
+    title: str
+    summary: str
+    version: str
+    directory: Path
+    path: Path
+    backup_prefix: str
+    prerequisites: Prerequisites
+    defaults: Defaults
+    inputs: dict[str, Input]
+    phases: tuple[Phase, ...]
+    do_not_run: dict[str, str]  # file name -> reason
+    timeline: dict[str, float]  # the report's other estimates (preflight, documentation, window)
+    next_steps: tuple[str, ...] = ()
+
+    def phase(self, number: int) -> Phase | None:
+        return next((p for p in self.phases if p.number == number), None)
+
+    @property
+    def migration_phases(self) -> tuple[Phase, ...]:
+        return tuple(p for p in self.phases if not p.is_verification)
+
+    def file_path(self, name: str) -> Path:
+        return self.directory / name
+
+    def files(self) -> list[str]:
+        """Every file the runbook may execute, in order, each once (forward, rollback, suites,
+        and the step options not chosen, which the approval binds to as well)."""
+        names: list[str] = []
+        for phase in self.phases:
+            for step in phase.steps:
+                names.append(step.file)
+                names.extend(step.options.values())
+                if step.rollback:
+                    names.append(step.rollback)
+            if phase.rollback:
+                names.append(phase.rollback)
+            names.extend(s.file for s in phase.suites)
+        return list(dict.fromkeys(names))
+
+    def refusal_for(self, name: str) -> str | None:
+        """Why a file may not run, or None: DO-NOT-RUN files and files the runbook does not name."""
+        base = Path(name).name
+        if base in self.do_not_run:
+            return f"{base} is marked DO NOT RUN in runbook {self.id}: {self.do_not_run[base]}"
+        if base not in self.files():
+            return f"{base} is not part of runbook {self.id}"
+        return None
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_runbook(path: Path | str) -> Runbook:
+    """Read and validate a runbook TOML file. Raises RunbookError naming what is wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunbookError(f"runbook {path} not found (MIGRATE_RUNBOOK)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RunbookError(f"{path}: not valid TOML: {exc}") from None
+    return _build(data, path)
+
+
+def _req(table: dict, key: str, where: str) -> Any:
+    if key not in table:
+        raise RunbookError(f"{where}: missing `{key}`")
+    return table[key]
+
+
+def _build(data: dict, path: Path) -> Runbook:
+    where = str(path)
+    head = _req(data, "runbook", where)
+    defaults = data.get("defaults", {})
+    inputs = {
+        name: Input(name=name, env=_req(spec, "env", f"{where} [inputs.{name}]"), secret=bool(spec.get("secret", True)))
+        for name, spec in data.get("inputs", {}).items()
+    }
+    prereq = data.get("prerequisites", {})
+    phases = tuple(_phase(p, inputs, f"{where} phase #{i + 1}") for i, p in enumerate(_req(data, "phases", where)))
+    numbers = [p.number for p in phases]
+    if numbers != sorted(set(numbers)):
+        raise RunbookError(f"{where}: phase numbers must be unique and ascending (got {numbers})")
+    return Runbook(
+        id=str(_req(head, "id", f"{where} [runbook]")),
+        title=str(head.get("title", f"Migration {head['id']}")),
+        summary=str(head.get("summary", "")),
+        version=str(_req(head, "version", f"{where} [runbook]")),
+        directory=path.parent,
+        path=path,
+        backup_prefix=str(head.get("backup_prefix", f"backup_pre_migration_{head['id']}")),
+        prerequisites=Prerequisites(
+            server_version_num=int(prereq.get("server_version_num", 150000)),
+            applied=tuple(str(v) for v in prereq.get("applied", ())),
+            not_applied=tuple(str(v) for v in prereq.get("not_applied", ())),
+            extensions=tuple(prereq.get("extensions", ())),
+        ),
+        defaults=Defaults(
+            lock_timeout=parse_duration(defaults.get("lock_timeout", "2s"), f"{where} defaults.lock_timeout"),
+            statement_timeout=parse_duration(defaults.get("statement_timeout", "5m"), f"{where} defaults.statement_timeout"),
+            lock_retries=int(defaults.get("lock_retries", 3)),
+            retry_backoff=parse_duration(defaults.get("retry_backoff", "2s"), f"{where} defaults.retry_backoff"),
+        ),
+        inputs=inputs,
+        phases=phases,
+        do_not_run={d["file"]: d.get("reason", "marked DO NOT RUN") for d in data.get("do_not_run", ())},
+        timeline={k: parse_duration(v, f"{where} timeline.{k}") for k, v in data.get("timeline", {}).items()},
+        next_steps=tuple(data.get("success", {}).get("next_steps", ())),
+    )
+
+
+def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
+    number = int(_req(raw, "number", where))
+    where = f"{where.rsplit(' phase', 1)[0]} phase {number}"
+    kind = raw.get("kind", "migration")
+    if kind not in ("migration", "verification"):
+        raise RunbookError(f"{where}: kind must be migration or verification (got {kind!r})")
+    steps = tuple(_step(s, inputs, f"{where} step #{i + 1}") for i, s in enumerate(raw.get("steps", ())))
+    if kind == "migration" and not steps:
+        raise RunbookError(f"{where}: a migration phase needs at least one [[phases.steps]]")
+    return Phase(
+        number=number,
+        name=str(_req(raw, "name", where)),
+        owner=str(_req(raw, "owner", where)),
+        estimate=parse_duration(raw.get("estimate", "0s"), f"{where} estimate"),
+        risk=str(raw.get("risk", "LOW")),
+        kind=kind,
+        rollback=raw.get("rollback"),
+        steps=steps,
+        checks=tuple(
+            Check(name=str(_req(c, "name", where)), sql=str(_req(c, "sql", where)).strip(), expect=_req(c, "expect", where),
+                  compare=str(c.get("compare", "eq")))
+            for c in raw.get("checks", ())
+        ),
+        suites=tuple(
+            Suite(name=str(s.get("name", s.get("file"))), file=str(_req(s, "file", where)),
+                  fail_pattern=s.get("fail_pattern"), expect_pattern=s.get("expect_pattern"))
+            for s in raw.get("suites", ())
+        ),
+        smoke=tuple(
+            Smoke(name=str(s.get("name", s.get("path"))), path=str(_req(s, "path", where)),
+                  expect_status=tuple(int(x) for x in (s["expect_status"] if isinstance(s.get("expect_status"), list) else [s.get("expect_status", 200)])),
+                  expect_body=s.get("expect_body"), method=str(s.get("method", "GET")))
+            for s in raw.get("smoke", ())
+        ),
+    )
+
+
+def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
+    step_id = str(_req(raw, "id", where))
+    where = f"{where.rsplit(' step', 1)[0]} step {step_id}"
+    options = {str(k): str(v) for k, v in raw.get("options", {}).items()}
+    chosen = raw.get("choose")
+    if options:
+        if chosen not in options:
+            raise RunbookError(f"{where}: `choose` must name one of the options {sorted(options)} (got {chosen!r})")
+        file = options[chosen]
+    else:
+        file = str(_req(raw, "file", where))
+    on_failure = str(raw.get("on_failure", "stop"))
+    if on_failure not in FAILURE_ACTIONS:
+        raise RunbookError(f"{where}: on_failure must be one of {FAILURE_ACTIONS} (got {on_failure!r})")
+    if on_failure == "rollback" and not raw.get("rollback"):
+        raise RunbookError(f"{where}: on_failure = \"rollback\" needs `rollback = \"<file>\"`")
+    step_inputs = tuple(raw.get("inputs", ()))
+    unknown = [n for n in step_inputs if n not in inputs]
+    if unknown:
+        raise RunbookError(f"{where}: inputs {unknown} are not declared under [inputs]")
+    return Step(
+        id=step_id,
+        name=str(raw.get("name", file)),
+        file=file,
+        on_failure=on_failure,
+        rollback=raw.get("rollback"),
+        inputs=step_inputs,
+        options=options,
+        chosen=chosen,
+        lock_timeout=parse_duration(raw["lock_timeout"], f"{where} lock_timeout") if "lock_timeout" in raw else None,
+        statement_timeout=parse_duration(raw["statement_timeout"], f"{where} statement_timeout") if "statement_timeout" in raw else None,
+    )

@@ -1,0 +1,105 @@
+"""Shared fixtures: real PostgreSQL scratch databases and real Redis key spaces.
+
+Nothing here mocks PostgreSQL or Redis; each test gets its own database (cloned from a
+version-005 template built once per session from sql/baseline/) and its own Redis key
+prefix, both removed afterwards.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from core.config import Settings
+from tests.support import pg
+
+REDIS_URL = os.environ.get("MIGRATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+# Planted in every test's settings so that tests can search all output for them.
+PLANTED = {
+    "mongodb": "mongodb://mongo:S3cretMongoPw42@127.0.0.1:27017/lancio",
+    "redis": "redis://default:S3cretRedisPw42@127.0.0.1:6379",
+    "key": "k3y-Zq9vT2hS8wX4",
+    "bot_token": "xoxb-111-222-S3cretBotToken",
+    "signing": "s1gn1ngS3cret0123456789",
+}
+
+
+@pytest.fixture(scope="session")
+def baseline_template():
+    """A database at version 005, built once; tests clone it (CREATE DATABASE … TEMPLATE)."""
+    name = pg.new_name("mt_tpl")
+    url = pg.create_database(name)
+    try:
+        pg.apply_baseline(url)
+        yield name
+    finally:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def scratch_db():
+    """Factory for empty scratch databases; every one is dropped after the test."""
+    made: list[str] = []
+
+    def make(template: str | None = None) -> str:
+        name = pg.new_name()
+        made.append(name)
+        return pg.create_database(name, template)
+
+    yield make
+    for name in made:
+        pg.drop_database(name)
+
+
+@pytest.fixture
+def db_005(scratch_db, baseline_template) -> str:
+    """URL of a fresh database at version 005."""
+    return scratch_db(baseline_template)
+
+
+@pytest.fixture
+def redis_client():
+    client = redis_lib.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client):
+    """A key space of its own (`test:<uuid>`), deleted after the test."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=500))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def settings(db_005, redis_prefix, tmp_path) -> Settings:
+    """Settings for a healthy 005 database with every input set (secrets planted)."""
+    return Settings(
+        database_url=db_005,
+        redis_url=REDIS_URL,
+        slack_bot_token=PLANTED["bot_token"],
+        slack_signing_secret=PLANTED["signing"],
+        channel="C0MIGRATE",
+        roster_path=_roster_file(tmp_path),
+        register_mongodb_url=PLANTED["mongodb"],
+        register_redis_url=PLANTED["redis"],
+        encryption_key=PLANTED["key"],
+        backup_dir=tmp_path / "backups",
+        redis_prefix=redis_prefix,
+    )
+
+
+def _roster_file(tmp_path):
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "roster.toml"
+    target = tmp_path / "roster.toml"
+    target.write_text(source.read_text())
+    return target
