@@ -1,0 +1,414 @@
+"""The only code that executes migration SQL against DATABASE_URL.
+
+A file runs atomically (one transaction, statements pipelined, progress k of n, the
+failing statement's line known), or statement by statement in autocommit when it holds
+statements PostgreSQL refuses inside a transaction, or through psql when it uses psql
+meta-commands. Every attempt runs under SET LOCAL lock_timeout / statement_timeout; a
+lock that cannot be taken in time rolls the attempt back, names the blocker and retries
+with back-off, so the migration never sits in the lock queue stalling production traffic.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from core import clock
+from core.redact import redact
+from engine import ledger
+from engine.blockers import Blocker, BlockerWatch
+from engine.psql import PsqlProcess, child_env, command
+from runbook.model import Runbook, Step
+from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_file
+
+__all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor"]
+
+LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"
+CHUNK = 50  # statements per pipeline sync: few round trips, progress still fine-grained
+STATEMENT_CHARS = 200
+
+ProgressFn = Callable[[int, int, Statement], None]  # (k, n, statement)
+
+
+@dataclass(frozen=True)
+class StatementError:
+    file: str
+    line: int
+    statement: str  # redacted, truncated
+    sqlstate: str | None
+    message: str  # the server's message, redacted
+
+    def describe(self) -> str:
+        state = f" [{self.sqlstate}]" if self.sqlstate else ""
+        return f"{self.file}:{self.line}: {self.message}{state} in `{self.statement}`"
+
+
+@dataclass
+class FileResult:
+    file: str
+    sha256: str
+    ok: bool
+    statements: int
+    executed: int
+    duration: float
+    notices: list[str]
+    attempts: int
+    blockers: list[Blocker]
+    error: StatementError | None
+    cancelled: bool
+    atomic: bool
+    output: str = ""  # psql's stdout for psql-run files
+
+    @property
+    def lock_timed_out(self) -> bool:
+        return self.error is not None and self.error.sqlstate == LOCK_NOT_AVAILABLE
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    runbook: str
+    run_id: str
+    phase: int
+    step: str
+    actor: str
+
+
+@dataclass
+class _Run:
+    """What one run_file call needs in every attempt."""
+
+    parsed: ParsedFile
+    inputs: Mapping[str, str]
+    lock_timeout: float
+    statement_timeout: float
+    record: LedgerRecord | None
+    on_progress: ProgressFn | None
+    secrets: tuple[str, ...]
+    started_at: object = field(default_factory=clock.now)
+    t0: float = field(default_factory=clock.monotonic)
+
+    def settings(self) -> dict[str, str]:
+        """Timeouts first, then the inputs: session settings for the file."""
+        return {"lock_timeout": f"{int(self.lock_timeout * 1000)}ms",
+                "statement_timeout": f"{int(self.statement_timeout * 1000)}ms", **self.inputs}
+
+    def ledger_values(self, statements: int) -> tuple:
+        r = self.record
+        duration_ms = int((clock.monotonic() - self.t0) * 1000)
+        return (r.runbook, r.run_id, r.phase, r.step, self.parsed.name, self.parsed.sha256, r.actor,
+                self.started_at, duration_ms, statements)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Executor:
+    """Runs SQL files against one database. One file at a time; cancel() from any thread."""
+
+    def __init__(self, dsn: str, *, secrets: Sequence[str] = (), application_name: str = "migrate-bot"):
+        self._dsn = dsn
+        password = conninfo_to_dict(dsn).get("password")
+        self._secrets = tuple(s for s in (*secrets, password) if s)
+        self._app = application_name
+        self._guard = threading.Lock()
+        self._cancelled = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._psql: PsqlProcess | None = None
+        self._pid: int | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def backend_pid(self) -> int | None:
+        """Pid of the backend currently executing a file (None between files and for psql)."""
+        return self._pid
+
+    def cancel(self) -> bool:
+        """Cancel the running statement; no further work starts until reset_cancel().
+        True when something was running and got the cancel request."""
+        self._cancelled.set()
+        with self._guard:
+            conn, proc = self._conn, self._psql
+        if proc is not None:
+            proc.interrupt()
+            return True
+        if conn is not None:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except psycopg.Error:
+                pass  # the statement may have just finished; the flag still stops the file
+            return True
+        return False
+
+    def reset_cancel(self) -> None:
+        self._cancelled.clear()
+
+    def run_step(self, rb: Runbook, step: Step, *, inputs: Mapping[str, str], record: LedgerRecord | None = None,
+                 on_progress: ProgressFn | None = None) -> FileResult:
+        """Run a runbook step's file with the runbook's timeouts and retries (step overrides
+        first) and exactly the inputs the step declares. Refuses DO-NOT-RUN/unknown files."""
+        reason = rb.refusal_for(step.file)
+        if reason:
+            raise SqlFileError(step.file, 0, reason)
+        missing = [n for n in step.inputs if not inputs.get(n)]
+        if missing:
+            envs = ", ".join(rb.inputs[n].env for n in missing)
+            raise ValueError(f"step {step.id} needs {', '.join(missing)}: set {envs}")
+        d = rb.defaults
+        return self.run_file(
+            rb.file_path(step.file), inputs={n: inputs[n] for n in step.inputs},
+            lock_timeout=step.lock_timeout if step.lock_timeout is not None else d.lock_timeout,
+            statement_timeout=step.statement_timeout if step.statement_timeout is not None else d.statement_timeout,
+            lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress)
+
+    def run_file(self, path: Path, *, inputs: Mapping[str, str] = {}, lock_timeout: float = 2.0,
+                 statement_timeout: float = 300.0, lock_retries: int = 3, retry_backoff: float = 2.0,
+                 record: LedgerRecord | None = None, on_progress: ProgressFn | None = None) -> FileResult:
+        """Run one file; raises SqlFileError before touching the database if it does not parse.
+
+        Lock timeouts (55P03) roll the attempt back and retry up to `lock_retries` times,
+        waiting retry_backoff, 2×, 4×… in between (cancel() interrupts the wait)."""
+        parsed = parse_file(Path(path))
+        run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
+                   (*self._secrets, *inputs.values()))
+        result = FileResult(parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None,
+                            False, parsed.atomic)
+        attempt_fn = self._psql_attempt if parsed.needs_psql else (
+            self._atomic_attempt if parsed.atomic else self._autocommit_attempt)
+        for attempt in range(1, lock_retries + 2):
+            if self._cancelled.is_set():
+                result.cancelled = True
+                break
+            result.attempts, result.error, result.notices = attempt, None, []
+            attempt_fn(run, result)
+            if result.ok or result.cancelled or not result.lock_timed_out or attempt > lock_retries:
+                break
+            self._cancelled.wait(retry_backoff * 2 ** (attempt - 1))
+        result.cancelled = result.cancelled or (self._cancelled.is_set() and not result.ok)
+        result.duration = round(clock.monotonic() - run.t0, 3)
+        return result
+
+    # ------------------------------------------------------------- atomic
+
+    def _atomic_attempt(self, run: _Run, result: FileResult) -> None:
+        """The whole body in one transaction, pipelined in chunks; the ledger row in the same
+        transaction. Any error rolls everything back."""
+        body = run.parsed.body
+        result.executed = 0
+        with self._connect(run, result, autocommit=False) as conn:
+            with self._watch(run, result):
+                try:
+                    with conn.pipeline() as pipe:
+                        self._set(conn, run.settings(), local=True)
+                        for chunk in _chunks(body, CHUNK):
+                            self._check_cancel()
+                            self._pipeline_chunk(conn, pipe, chunk, run, result)
+                        if run.record:
+                            ledger.ensure_schema(conn)
+                            conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
+                        pipe.sync()
+                    self._check_cancel()
+                    conn.commit()
+                    result.ok = True
+                except _Cancelled:
+                    conn.rollback()
+                    result.cancelled = True
+                except psycopg.Error as exc:
+                    conn.rollback()
+                    self._failed(run, result, exc, body[result.executed] if result.executed < len(body) else None)
+
+    def _pipeline_chunk(self, conn, pipe, chunk: list[Statement], run: _Run, result: FileResult) -> None:
+        """Queue a chunk, sync once, then report each statement done in order."""
+        cursors = [conn.execute(stmt.sql) for stmt in chunk]
+        try:
+            pipe.sync()
+        except psycopg.Error:
+            # Results arrive in order: the first statement without one is the one that failed.
+            result.executed += next((i for i, c in enumerate(cursors) if c.pgresult is None), len(cursors))
+            raise
+        for stmt in chunk:
+            result.executed += 1
+            if run.on_progress:
+                run.on_progress(result.executed, len(run.parsed.body), stmt)
+
+    # --------------------------------------------------------- autocommit
+
+    def _autocommit_attempt(self, run: _Run, result: FileResult) -> None:
+        """Statement by statement in autocommit (CREATE INDEX CONCURRENTLY, VACUUM, …). A retry
+        resumes at the statement that failed: the ones before it are committed."""
+        body = run.parsed.body
+        with self._connect(run, result, autocommit=True) as conn:
+            with self._watch(run, result):
+                try:
+                    self._set(conn, run.settings(), local=False)
+                    for stmt in body[result.executed:]:
+                        self._check_cancel()
+                        conn.execute(stmt.sql)
+                        result.executed += 1
+                        if run.on_progress:
+                            run.on_progress(result.executed, len(body), stmt)
+                    if run.record:
+                        with conn.transaction():
+                            ledger.ensure_schema(conn)
+                            conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
+                    result.ok = True
+                except _Cancelled:
+                    result.cancelled = True
+                except psycopg.Error as exc:
+                    self._failed(run, result, exc, body[result.executed] if result.executed < len(body) else None)
+
+    # --------------------------------------------------------------- psql
+
+    def _psql_attempt(self, run: _Run, result: FileResult) -> None:
+        """Through psql (meta-commands). -1 when the file allows it; the ledger row then runs
+        as a second -f in the same transaction."""
+        parsed = run.parsed
+        single = parsed.atomic and not parsed.manages_transaction
+        app = f"{self._app}/{clock.now().strftime('%H%M%S%f')}"
+        conninfo, env = child_env(self._dsn, run.settings(), app)
+        with tempfile.TemporaryDirectory(prefix="migrate-bot-") as tmp:
+            files = [parsed.path]
+            if run.record and single:
+                files.append(_ledger_file(Path(tmp), run, len(parsed.body)))
+            proc = PsqlProcess(command(conninfo, files, single), env)
+            with self._guard:
+                self._psql = proc
+            try:
+                with BlockerWatch(self._dsn, run.lock_timeout / 4, application_name=app, secrets=run.secrets) as watch:
+                    out = proc.run()
+                _merge_blockers(result, watch.blockers)
+            finally:
+                with self._guard:
+                    self._psql = None
+        result.output = redact(out.stdout, run.secrets)
+        result.notices = [redact(n, run.secrets) for n in out.notices]
+        if out.returncode == 0:
+            result.ok, result.executed = True, len(parsed.body)
+            if run.record and not single:
+                self._record_after(run)
+            return
+        stmt = _statement_at(parsed, out.error_line)
+        result.cancelled = self._cancelled.is_set()
+        result.error = self._error(parsed.name, out.error_line or (stmt.line if stmt else 0), stmt,
+                                   out.error_state, out.error_message or "psql failed", run.secrets)
+
+    def _record_after(self, run: _Run) -> None:
+        """Ledger row for a file that commits by itself (psql without -1)."""
+        with psycopg.connect(self._dsn) as conn:
+            ledger.ensure_schema(conn)
+            conn.execute(ledger.INSERT_SQL, run.ledger_values(len(run.parsed.body)))
+
+    # ------------------------------------------------------------- helpers
+
+    def _connect(self, run: _Run, result: FileResult, *, autocommit: bool) -> "_Session":
+        return _Session(self, run, result, autocommit)
+
+    def _watch(self, run: _Run, result: FileResult) -> "_Watch":
+        return _Watch(self, run, result)
+
+    def _check_cancel(self) -> None:
+        if self._cancelled.is_set():
+            raise _Cancelled()
+
+    @staticmethod
+    def _set(conn: psycopg.Connection, settings: Mapping[str, str], *, local: bool) -> None:
+        """Timeouts and inputs as bound parameters of set_config: never interpolated."""
+        for name, value in settings.items():
+            conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
+
+    def _failed(self, run: _Run, result: FileResult, exc: psycopg.Error, stmt: Statement | None) -> None:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate == QUERY_CANCELED and self._cancelled.is_set():
+            result.cancelled = True
+        diag = getattr(exc, "diag", None)
+        message = (diag.message_primary if diag and diag.message_primary else str(exc).strip())
+        if diag and diag.message_detail:
+            message += f" ({diag.message_detail})"
+        if diag and diag.context and stmt is not None and stmt.sql.lstrip()[:2].upper() == "DO":
+            message += f" [{diag.context.splitlines()[0]}]"
+        line = stmt.line + _line_offset(stmt.sql, diag.statement_position if diag else None) if stmt else 0
+        result.error = self._error(run.parsed.name, line, stmt, sqlstate, message, run.secrets)
+
+    @staticmethod
+    def _error(file: str, line: int, stmt: Statement | None, sqlstate: str | None, message: str,
+               secrets: Sequence[str]) -> StatementError:
+        text = " ".join(stmt.sql.split()) if stmt else ""
+        text = redact(text, secrets)
+        if len(text) > STATEMENT_CHARS:
+            text = text[: STATEMENT_CHARS - 1] + "…"
+        return StatementError(file, line, text, sqlstate, redact(message, secrets))
+
+
+class _Session:
+    """A connection for one attempt: notices captured and redacted, registered for cancel()."""
+
+    def __init__(self, ex: Executor, run: _Run, result: FileResult, autocommit: bool):
+        self._ex, self._run, self._result, self._autocommit = ex, run, result, autocommit
+
+    def __enter__(self) -> psycopg.Connection:
+        conn = psycopg.connect(self._ex._dsn, autocommit=self._autocommit, prepare_threshold=None,
+                               application_name=self._ex._app)
+        conn.add_notice_handler(self._notice)
+        with self._ex._guard:
+            self._ex._conn, self._ex._pid = conn, conn.info.backend_pid
+        self._conn = conn
+        return conn
+
+    def __exit__(self, *exc) -> None:
+        with self._ex._guard:
+            self._ex._conn, self._ex._pid = None, None
+        self._conn.close()
+
+    def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        self._result.notices.append(redact(f"{diag.severity}: {diag.message_primary}", self._run.secrets))
+
+
+class _Watch:
+    """BlockerWatch on the executor's own backend; its sightings go into the result."""
+
+    def __init__(self, ex: Executor, run: _Run, result: FileResult):
+        self._result = result
+        self._watch = BlockerWatch(ex._dsn, run.lock_timeout / 4, pid=lambda: ex._pid, secrets=run.secrets)
+
+    def __enter__(self) -> BlockerWatch:
+        return self._watch.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._watch.__exit__(*exc)
+        _merge_blockers(self._result, self._watch.blockers)
+
+
+def _merge_blockers(result: FileResult, seen: list[Blocker]) -> None:
+    known = {b.pid for b in result.blockers}
+    result.blockers.extend(b for b in seen if b.pid not in known)
+
+
+def _chunks(items: Sequence[Statement], size: int) -> Iterator[list[Statement]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def _line_offset(sql: str, position: str | None) -> int:
+    """Lines between a statement's start and the server's error position (1-based chars)."""
+    try:
+        return sql.count("\n", 0, max(0, int(position) - 1))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _statement_at(parsed: ParsedFile, line: int | None) -> Statement | None:
+    """The SQL statement covering `line` (psql reports the line where a statement ends)."""
+    candidates = [s for s in parsed.sql_statements if line is None or s.line <= line]
+    return candidates[-1] if candidates else None
+
+
+def _ledger_file(tmp: Path, run: _Run, statements: int) -> Path:
+    path = tmp / "ledger.sql"
+    path.write_text(ledger.SCHEMA_SQL + ";\n" + ledger.insert_sql_literal(run.ledger_values(statements)) + ";\n")
+    return path

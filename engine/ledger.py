@@ -1,0 +1,98 @@
+"""The executor's bookkeeping in the target database (schema `migrate_bot`), and the
+application's own `schema_migrations` versions.
+
+Each applied file gets a row in `migrate_bot.applied_files` written in the same transaction
+as the file itself, so "applied but not recorded" cannot happen (the alembic way).
+"""
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import dict_row
+
+# Run at the end of the file's transaction; SET LOCAL keeps the "already exists, skipping"
+# notices of the IF NOT EXISTS out of the file's captured output.
+SCHEMA_SQL = """
+SET LOCAL client_min_messages = warning;
+CREATE SCHEMA IF NOT EXISTS migrate_bot;
+CREATE TABLE IF NOT EXISTS migrate_bot.applied_files (
+    id bigserial PRIMARY KEY,
+    runbook text NOT NULL,
+    run_id text NOT NULL,
+    phase integer NOT NULL,
+    step text NOT NULL,
+    file text NOT NULL,
+    sha256 text NOT NULL,
+    actor text NOT NULL,
+    started_at timestamptz NOT NULL,
+    duration_ms integer NOT NULL,
+    statements integer NOT NULL
+)"""
+
+# Parameters: runbook, run_id, phase, step, file, sha256, actor, started_at, duration_ms, statements.
+INSERT_SQL = """INSERT INTO migrate_bot.applied_files
+    (runbook, run_id, phase, step, file, sha256, actor, started_at, duration_ms, statements)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the ledger schema and table if missing, in the caller's transaction."""
+    for statement in SCHEMA_SQL.split(";"):
+        conn.execute(statement)
+
+
+def insert_sql_literal(values: tuple) -> str:
+    """The ledger INSERT with its values inlined, for a psql run (-1 -f file -f ledger)."""
+    from psycopg import sql
+
+    literals = [sql.Literal(v).as_string(None) for v in values]
+    return INSERT_SQL.replace("%s", "{}").format(*literals)
+
+
+def applied_files(dsn: str, runbook: str) -> list[dict]:
+    """Ledger rows of one runbook, oldest first (empty when the ledger does not exist yet)."""
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        if not _exists(conn, "migrate_bot.applied_files"):
+            return []
+        return conn.execute("SELECT * FROM migrate_bot.applied_files WHERE runbook = %s ORDER BY id", (runbook,)).fetchall()
+
+
+def record_version(dsn: str, version: str, description: str = "") -> None:
+    """Add `version` to schema_migrations (idempotent: an existing row is left as is)."""
+    with psycopg.connect(dsn) as conn:
+        columns = _columns(conn, "schema_migrations")
+        names, values = ["version"], [version]
+        if description:
+            for col in ("description", "name"):
+                if col in columns:
+                    names.append(col)
+                    values.append(description)
+                    break
+        placeholders = ", ".join(["%s"] * len(values))
+        conn.execute(
+            f"INSERT INTO schema_migrations ({', '.join(names)}) SELECT {placeholders} "
+            "WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version::text = %s)",
+            (*values, version),
+        )
+
+
+def remove_version(dsn: str, version: str) -> None:
+    """Remove `version` from schema_migrations (a rolled-back migration is not applied)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version::text = %s", (version,))
+
+
+def applied_versions(dsn: str) -> list[str]:
+    """Versions in schema_migrations, in order."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT version::text FROM schema_migrations ORDER BY 1")]
+
+
+def _exists(conn, relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (relation,)).fetchone()
+    return bool(row["present"] if isinstance(row, dict) else row[0])
+
+
+def _columns(conn, table: str) -> set[str]:
+    rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                        "AND NOT attisdropped", (table,))
+    return {r[0] for r in rows}
