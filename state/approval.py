@@ -1,0 +1,97 @@
+"""Approval binds to what was approved: the preflight report, its backup and the sha256 of
+every runbook file. Pure functions over plain dicts (stored in `Run.approval`).
+
+Every `why_*` function returns None when all is well, else one sentence saying why not and,
+where it helps, what to do.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from core.clock import hhmm
+
+REVOKED = "revoked"  # key set on an approval or preflight that must not be used any more
+
+
+def bind_approval(*, by: str, at: datetime, ttl_hours: float, preflight: Mapping, checksums: Mapping[str, str],
+                  mode: str = "now", scheduled_for: datetime | None = None) -> dict:
+    """The approval record. It expires `ttl_hours` after the moment it applies to (now, or
+    the scheduled time), and carries the checksums and backup it was given for."""
+    if mode not in ("now", "scheduled"):
+        raise ValueError(f"approval mode must be 'now' or 'scheduled' (got {mode!r})")
+    if mode == "scheduled" and scheduled_for is None:
+        raise ValueError("a scheduled approval needs scheduled_for")
+    expires = (scheduled_for or at) + timedelta(hours=ttl_hours)
+    backup = preflight.get("backup") or {}
+    return {
+        "by": by,
+        "at": at.isoformat(),
+        "expires_at": expires.isoformat(),
+        "mode": mode,
+        "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
+        "checksums": dict(checksums),
+        "preflight_at": preflight.get("at"),
+        "backup_sha256": backup.get("sha256"),
+        "backup_path": backup.get("path"),
+    }
+
+
+def why_approval_invalid(approval: Mapping | None, *, checksums: Mapping[str, str], now: datetime) -> str | None:
+    """Why `run` must not use this approval now: missing, revoked, expired, or a runbook file
+    changed (named, with old and new sha256 prefixes)."""
+    if not approval:
+        return "not approved"
+    if approval.get(REVOKED):
+        return f"approval no longer valid: {approval[REVOKED]}"
+    expires = datetime.fromisoformat(approval["expires_at"])
+    if now >= expires:
+        return f"approval expired at {hhmm(expires)}"
+    return why_files_changed(approval.get("checksums") or {}, checksums, since="approval")
+
+
+def why_files_changed(before: Mapping[str, str], after: Mapping[str, str], *, since: str) -> str | None:
+    """The first difference between two {file: sha256} maps, as a sentence; None if equal."""
+    changes: list[str] = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if old is None:
+            changes.append(f"{name} was added since {since}")
+        elif new is None:
+            changes.append(f"{name} was removed since {since}")
+        else:
+            changes.append(f"{name} changed since {since} (sha256 {old[:6]}… → {new[:6]}…)")
+    return "; ".join(changes) or None
+
+
+def why_preflight_stale(preflight: Mapping | None, *, now: datetime) -> str | None:
+    """Why the preflight report can no longer back a decision: missing, revoked or expired."""
+    if not preflight:
+        return "no preflight has run"
+    if preflight.get(REVOKED):
+        return f"preflight no longer valid: {preflight[REVOKED]}"
+    expires_at = preflight.get("expires_at")
+    if not expires_at:
+        return "the preflight report has no expiry time"
+    expires = datetime.fromisoformat(expires_at)
+    if now >= expires:
+        return f"preflight expired at {hhmm(expires)}: run preflight again"
+    return None
+
+
+def why_cannot_approve(preflight: Mapping | None, *, checksums: Mapping[str, str], now: datetime) -> str | None:
+    """Why the TPM cannot approve on this preflight: stale, NO-GO, or files changed since."""
+    stale = why_preflight_stale(preflight, now=now)
+    if stale:
+        return stale
+    if str(preflight.get("outcome", "")).lower() != "go":
+        return "preflight did not end GO: fix what it reported and run preflight again"
+    changed = why_files_changed(preflight.get("checksums") or {}, checksums, since="preflight")
+    return f"{changed}: run preflight again" if changed else None
+
+
+def revoke(record: Mapping | None, reason: str) -> dict | None:
+    """A copy of an approval or preflight record marked unusable, with the reason."""
+    return {**record, REVOKED: reason} if record else None

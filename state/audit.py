@@ -1,0 +1,193 @@
+"""The append-only history of every run, kept twice: a Redis stream and a PostgreSQL table.
+
+`RunStore` appends each event to the stream inside the same MULTI/EXEC as the state change
+it records, and queues it for `EventLog`, which writes it to `migrate_bot.run_events`
+(SQLAlchemy Core, psycopg 3). Redis can lose its data; the PostgreSQL copy is what
+`status`, the report's sign-off and `state.recovery` read back.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from redis import Redis
+from sqlalchemy import (BigInteger, Column, DateTime, Index, MetaData, Table, Text, create_engine,
+                        func, select, text)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import Engine, make_url
+
+from core import clock
+from state.keys import Keys
+
+SCHEMA = "migrate_bot"
+_metadata = MetaData(schema=SCHEMA)
+run_events = Table(
+    "run_events", _metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),  # bigserial
+    Column("event_id", Text, unique=True),  # set by the writer: a replayed mirror write is a no-op
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("run_id", Text),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("evidence", JSONB, nullable=False),
+    Index("run_events_target_run", "target", "run_id", "at"),
+)
+
+
+def make_event(*, target: str, action: str, actor: str, outcome: str, run_id: str | None,
+               evidence: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One audit event as plain JSON-able data (the caller has redacted `evidence`)."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "at": clock.now().isoformat(),
+        "target": target,
+        "run_id": run_id,
+        "actor": actor,
+        "action": action,
+        "outcome": outcome,
+        "evidence": dict(evidence or {}),
+    }
+
+
+def stream_fields(event: Mapping[str, Any]) -> dict[str, str]:
+    """The event as Redis stream fields (strings only)."""
+    return {k: json.dumps(v) if k == "evidence" else ("" if v is None else str(v)) for k, v in event.items()}
+
+
+def _from_stream(stream_id: bytes | str, fields: Mapping) -> dict[str, Any]:
+    event = {_s(k): _s(v) for k, v in fields.items()}
+    event["evidence"] = json.loads(event.get("evidence") or "{}")
+    event["run_id"] = event.get("run_id") or None
+    event["stream_id"] = _s(stream_id)
+    return event
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def redis_events(redis: Redis, keys: Keys, run_id: str | None = None, count: int = 200) -> list[dict]:
+    """The last `count` events of the stream (of one run, if given), oldest first."""
+    found: list[dict] = []
+    upper = "+"
+    while len(found) < count:
+        batch = redis.xrevrange(keys.audit_stream(), max=upper, min="-", count=500)
+        for stream_id, fields in batch:
+            event = _from_stream(stream_id, fields)
+            if run_id is None or event["run_id"] == run_id:
+                found.append(event)
+        if len(batch) < 500:
+            break
+        upper = "(" + _s(batch[-1][0])  # exclusive: continue below the last id seen
+    return list(reversed(found[:count]))
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The same database as a SQLAlchemy URL on the psycopg 3 driver."""
+    return make_url(database_url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+class EventLog:
+    """`migrate_bot.run_events` in the target database; created on first use."""
+
+    def __init__(self, database_url: str | None, *, target: str):
+        self.target = target
+        self._url = database_url
+        self._engine: Engine | None = None
+        self._ready = False
+
+    @property
+    def engine(self) -> Engine:
+        if self._url is None:
+            raise RuntimeError("no database configured for the event log (DATABASE_URL)")
+        if self._engine is None:
+            self._engine = create_engine(sqlalchemy_url(self._url), pool_pre_ping=True,
+                                         connect_args={"connect_timeout": 5})
+        return self._engine
+
+    def _ensure_table(self) -> None:
+        """Create the schema and table once; an advisory lock keeps two bots from racing."""
+        if self._ready:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('migrate_bot.run_events'))"))
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+            _metadata.create_all(conn, checkfirst=True)
+        self._ready = True
+
+    def write(self, event: Mapping[str, Any]) -> None:
+        """Insert one event; the same `event_id` written twice is kept once."""
+        self._ensure_table()
+        row = {
+            "event_id": event.get("event_id"),
+            "at": datetime.fromisoformat(event["at"]),
+            "target": event.get("target") or self.target,
+            "run_id": event.get("run_id"),
+            "actor": event["actor"],
+            "action": event["action"],
+            "outcome": event["outcome"],
+            "evidence": dict(event.get("evidence") or {}),
+        }
+        stmt = insert(run_events).values(**row).on_conflict_do_nothing(index_elements=["event_id"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def events(self, run_id: str | None = None, limit: int = 200) -> list[dict]:
+        """The last `limit` events of this target (of one run, if given), oldest first."""
+        self._ensure_table()
+        query = select(run_events).where(run_events.c.target == self.target)
+        if run_id is not None:
+            query = query.where(run_events.c.run_id == run_id)
+        query = query.order_by(run_events.c.at.desc(), run_events.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_row_event(r) for r in reversed(rows)]
+
+    def last_run_ids(self, limit: int = 10) -> list[str]:
+        """Ids of the most recently created runs of this target, newest first."""
+        self._ensure_table()
+        started = func.min(run_events.c.at)
+        query = (select(run_events.c.run_id).where(run_events.c.target == self.target,
+                                                   run_events.c.run_id.is_not(None))
+                 .group_by(run_events.c.run_id).order_by(started.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(query)]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _row_event(row: Mapping) -> dict:
+    event = {k: row[k] for k in ("event_id", "target", "run_id", "actor", "action", "outcome", "evidence")}
+    event["at"] = row["at"].isoformat()
+    return event
+
+
+def _transition(event: Mapping) -> Mapping:
+    return (event.get("evidence") or {}).get("transition") or {}
+
+
+def signoff(events: Sequence[Mapping]) -> dict:
+    """The report's sign-off, derived from what happened: who ran preflight (reviewed by),
+    who approved and when, and the scheduled execution time if the GO was scheduled."""
+    out: dict[str, Any] = {"reviewed_by": None, "reviewed_at": None, "approved_by": None, "approved_at": None,
+                           "scheduled_execution": None, "mode": None, "deferred_by": None, "deferred_reason": None}
+    for event in events:
+        move = _transition(event)
+        to = move.get("to")
+        if to == "preflight running" and move.get("from") is None:
+            out["reviewed_by"], out["reviewed_at"] = event["actor"], event["at"]
+        elif to in ("approved", "scheduled") and "approval" in (move.get("fields") or {}):
+            approval = move["fields"]["approval"] or {}
+            out["approved_by"], out["approved_at"] = event["actor"], event["at"]
+            out["mode"] = approval.get("mode")
+            out["scheduled_execution"] = approval.get("scheduled_for")
+        elif to == "deferred":
+            decision = (move.get("fields") or {}).get("decision") or {}
+            out["deferred_by"], out["deferred_reason"] = event["actor"], decision.get("reason")
+    return out

@@ -1,0 +1,176 @@
+"""The run's lifecycle: one explicit transition table and the phase guards. Pure, no Redis.
+
+`RunStore.transition` is the only writer of a run's status, and it asks `check_transition`
+first, so every legal move is listed in `TRANSITIONS` below and nowhere else.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from state.runs import Run
+
+
+class Status(StrEnum):
+    PREFLIGHT_RUNNING = "preflight running"
+    GO = "go"
+    NO_GO = "no-go"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    DEFERRED = "deferred"
+    RUNNING = "running"
+    PHASE_DONE = "phase done"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling back"
+    ROLLED_BACK = "rolled back"
+    RESTORE_REQUESTED = "restore requested"
+    RESTORING = "restoring"
+    RESTORED = "restored"
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"
+
+
+class PhaseStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling back"
+    ROLLED_BACK = "rolled back"
+
+
+S = Status
+# Statuses during which work is in progress and holds the run lock.
+ACTIVE: frozenset[Status] = frozenset({S.PREFLIGHT_RUNNING, S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORING})
+# Resting statuses after some work touched the database: from these one may roll back,
+# restore, re-verify, or run a phase again (the phase guards decide which phase).
+_AFTER_WORK = frozenset({S.PHASE_DONE, S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED, S.ROLLED_BACK})
+# The approval may be given again (after a runbook file changed) once the run is approved or later.
+_REAPPROVABLE = frozenset({S.GO, S.APPROVED, S.PHASE_DONE, S.FAILED, S.ABORTED, S.INTERRUPTED, S.ROLLED_BACK})
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.PREFLIGHT_RUNNING: frozenset({S.GO, S.NO_GO, S.ABORTED, S.INTERRUPTED}),
+    S.GO: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED}),
+    S.NO_GO: frozenset({S.DEFERRED}),
+    S.APPROVED: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED, S.RUNNING, S.VERIFYING}),
+    # a scheduled run starts at its time, is cancelled (deferred) or moved (scheduled again)
+    S.SCHEDULED: frozenset({S.SCHEDULED, S.DEFERRED, S.RUNNING}),
+    S.DEFERRED: frozenset(),  # final: a new preflight starts a new run
+    S.RUNNING: frozenset({S.PHASE_DONE, S.VERIFYING, S.FAILED, S.ROLLING_BACK, S.ABORTED, S.INTERRUPTED}),
+    S.PHASE_DONE: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.VERIFYING: frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED}),
+    S.SUCCEEDED: frozenset({S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
+    S.FAILED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.ROLLING_BACK: frozenset({S.ROLLED_BACK, S.FAILED, S.ABORTED, S.INTERRUPTED}),
+    S.ROLLED_BACK: frozenset({S.RUNNING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.RESTORE_REQUESTED: frozenset({S.RESTORE_REQUESTED, S.RESTORING, S.ROLLING_BACK}),
+    S.RESTORING: frozenset({S.RESTORED, S.FAILED, S.INTERRUPTED}),
+    S.RESTORED: frozenset(),  # final: the database is the backup; a new preflight starts over
+    S.ABORTED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.INTERRUPTED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+}
+assert set(TRANSITIONS) == set(Status), "every status needs a row in the table"
+FINAL: frozenset[Status] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+# Transitions that concern one phase, and so need `phase=`.
+_PHASE_TARGETS = frozenset({S.RUNNING, S.PHASE_DONE, S.ROLLING_BACK, S.ROLLED_BACK})
+_APPLIED = frozenset({PhaseStatus.SUCCEEDED, PhaseStatus.FAILED, PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
+_BUSY = frozenset({PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
+
+
+class IllegalTransition(Exception):
+    """A move the lifecycle does not allow; `reason` is a sentence a person can read."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_transition(run: "Run", to: Status, *, phase: int | None = None) -> None:
+    """Raise IllegalTransition unless `run` may move to `to` (for `phase`, where it matters)."""
+    to = Status(to)
+    allowed = TRANSITIONS[run.status]
+    if to not in allowed:
+        raise IllegalTransition(_table_reason(run.status, to, allowed))
+    if to in _PHASE_TARGETS and phase is None:
+        raise IllegalTransition(f"moving the run to {to} needs a phase number")
+    reason = _phase_reason(run, to, phase)
+    if reason:
+        raise IllegalTransition(reason)
+
+
+def _table_reason(current: Status, to: Status, allowed: frozenset[Status]) -> str:
+    if not allowed:
+        return f"the run is {current}, which is final: run preflight to start a new run (it cannot become {to})"
+    options = ", ".join(sorted(allowed))
+    return f"the run is {current}: it cannot become {to} (from {current} it can become: {options})"
+
+
+def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
+    if phase is None:
+        return None
+    numbers = sorted(set(run.phases) | {phase})
+    if to is S.RUNNING:
+        return why_phase_cannot_start(run, phase, numbers)
+    if to is S.ROLLING_BACK:
+        if run.status is S.RUNNING and run.phase == phase:
+            # the failure policy rolls back the phase that just failed, still marked running
+            return _newer_applied(run, phase)
+        return why_phase_cannot_roll_back(run, phase)
+    current = _status_of(run, phase)
+    if to is S.PHASE_DONE and current is not PhaseStatus.RUNNING:
+        return f"phase {phase} is {current}, not running: it cannot be marked done"
+    if to is S.ROLLED_BACK and current is not PhaseStatus.ROLLING_BACK:
+        return f"phase {phase} is {current}, not rolling back: it cannot be marked rolled back"
+    return None
+
+
+def _status_of(run: "Run", n: int) -> PhaseStatus:
+    state = run.phases.get(n)
+    return state.status if state else PhaseStatus.PENDING
+
+
+def why_phase_cannot_start(run: "Run", n: int, phase_numbers: Sequence[int]) -> str | None:
+    """Why phase `n` may not run now, or None. Phases run in order; a phase that succeeded
+    runs again only after it was rolled back."""
+    if n not in phase_numbers:
+        return f"there is no phase {n} (phases: {', '.join(map(str, phase_numbers))})"
+    status = _status_of(run, n)
+    if status in _BUSY:
+        return f"phase {n} is {status} right now"
+    if status is PhaseStatus.SUCCEEDED:
+        return f"phase {n} already succeeded: roll it back first"
+    for m in sorted(phase_numbers):
+        if m < n and _status_of(run, m) is not PhaseStatus.SUCCEEDED:
+            return f"phase {n} cannot start: phase {m} has not succeeded"
+    return None
+
+
+def why_phase_cannot_roll_back(run: "Run", n: int) -> str | None:
+    """Why phase `n` may not be rolled back now, or None. Newest applied phase first."""
+    status = _status_of(run, n)
+    if status is PhaseStatus.PENDING:
+        return f"phase {n} has not run"
+    if status is PhaseStatus.ROLLED_BACK:
+        return f"phase {n} is already rolled back"
+    if status in _BUSY:
+        return f"phase {n} is {status} right now"
+    return _newer_applied(run, n)
+
+
+def _newer_applied(run: "Run", n: int) -> str | None:
+    for m in sorted(run.phases, reverse=True):
+        status = _status_of(run, m)
+        if m > n and status in _APPLIED:
+            if status is PhaseStatus.SUCCEEDED:
+                return f"roll back phase {m} first: it is applied"
+            return f"roll back phase {m} first: it is {status} and may be partly applied"
+    return None
+
+
+def applied_phases(run: "Run") -> list[int]:
+    """Phases whose changes may be in the database (succeeded, failed part-way, or busy)."""
+    return [n for n in sorted(run.phases) if _status_of(run, n) in _APPLIED]

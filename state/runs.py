@@ -1,0 +1,429 @@
+"""Runs in Redis: the record of one execution of a runbook, and the one function that moves
+its status (`RunStore.transition`).
+
+Layout (names in `state.keys`): a hash per run (each field a JSON value), a hash of its
+phase states, the id of the current run, an index of runs by creation time, and the audit
+stream. A transition re-reads the run under WATCH, checks the transition table, and writes
+the status, the phase state, the fields and the audit event in one MULTI/EXEC.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Collection, Iterable, Mapping
+
+from redis import Redis
+from redis.client import Pipeline
+from sqlalchemy.exc import SQLAlchemyError
+
+from core import clock
+from core.redact import redact
+from state.audit import EventLog, make_event, stream_fields
+from state.keys import Keys
+from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status, check_transition
+
+log = logging.getLogger(__name__)
+
+# Run fields a transition may write; `meta` is merged, the others replaced.
+WRITABLE = ("preflight", "approval", "decision", "result", "meta")
+_TIMES = ("created_at", "updated_at")
+_PHASE_DEFAULT = {
+    Status.RUNNING: PhaseStatus.RUNNING,
+    Status.PHASE_DONE: PhaseStatus.SUCCEEDED,
+    Status.VERIFYING: PhaseStatus.RUNNING,
+    Status.SUCCEEDED: PhaseStatus.SUCCEEDED,
+    Status.FAILED: PhaseStatus.FAILED,
+    Status.ABORTED: PhaseStatus.FAILED,
+    Status.INTERRUPTED: PhaseStatus.FAILED,
+    Status.ROLLING_BACK: PhaseStatus.ROLLING_BACK,
+    Status.ROLLED_BACK: PhaseStatus.ROLLED_BACK,
+}
+_BUSY = (PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK)
+
+
+@dataclass
+class PhaseState:
+    status: PhaseStatus = PhaseStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    actor: str | None = None
+    error: str | None = None
+    file: str | None = None
+    duration: float | None = None  # seconds, started_at to finished_at
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        for key in ("started_at", "finished_at"):
+            data[key] = _iso(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "PhaseState":
+        return cls(status=PhaseStatus(data.get("status", "pending")), started_at=_dt(data.get("started_at")),
+                   finished_at=_dt(data.get("finished_at")), actor=data.get("actor"), error=data.get("error"),
+                   file=data.get("file"), duration=data.get("duration"))
+
+
+@dataclass
+class Run:
+    id: str
+    target: str
+    runbook: str
+    status: Status
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    phase: int | None = None  # current/last phase touched
+    phases: dict[int, PhaseState] = field(default_factory=dict)
+    preflight: dict | None = None  # the preflight report: outcome, at, expires_at, checksums, backup{path,sha256,size}
+    approval: dict | None = None  # see state.approval.bind_approval
+    decision: dict | None = None  # {by, at, what: go|scheduled|no-go, reason}
+    result: dict | None = None  # the run's outcome facts (template fields, gates)
+    meta: dict[str, str] = field(default_factory=dict)  # adapter data (Slack channel/ts); "rebuilt"
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_hash(self) -> dict[str, str]:
+        """The run hash's fields (phases excluded: they live in their own hash)."""
+        data = {
+            "id": self.id, "target": self.target, "runbook": self.runbook, "status": str(self.status),
+            "created_at": _iso(self.created_at), "created_by": self.created_by,
+            "updated_at": _iso(self.updated_at), "phase": self.phase,
+            **{name: getattr(self, name) for name in WRITABLE},
+        }
+        return {k: json.dumps(v) for k, v in data.items()}
+
+    def phases_hash(self) -> dict[str, str]:
+        return {str(n): json.dumps(p.to_dict()) for n, p in self.phases.items()}
+
+    @classmethod
+    def from_hashes(cls, run: Mapping, phases: Mapping) -> "Run":
+        data = {_s(k): json.loads(v) for k, v in run.items()}
+        return cls(
+            id=data["id"], target=data["target"], runbook=data["runbook"], status=Status(data["status"]),
+            created_at=_dt(data["created_at"]), created_by=data["created_by"], updated_at=_dt(data["updated_at"]),
+            phase=data.get("phase"),
+            phases={int(_s(n)): PhaseState.from_dict(json.loads(v)) for n, v in sorted(phases.items(), key=lambda kv: int(kv[0]))},
+            preflight=data.get("preflight"), approval=data.get("approval"), decision=data.get("decision"),
+            result=data.get("result"), meta=data.get("meta") or {},
+        )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RunStore:
+    """Runs of one target database, in Redis; the audit trail mirrored to `events`."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, events: EventLog | None = None,
+                 secrets_: Iterable[str] = ()):
+        self.redis = redis
+        self.keys = keys
+        self.events = events
+        self._secrets = tuple(secrets_)  # only to keep them out of our own log lines
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, run_id: str) -> Run | None:
+        pipe = self.redis.pipeline(transaction=True)  # one consistent snapshot of both hashes
+        pipe.hgetall(self.keys.run(run_id))
+        pipe.hgetall(self.keys.run_phases(run_id))
+        run, phases = pipe.execute()
+        return Run.from_hashes(run, phases) if run else None
+
+    def current(self) -> Run | None:
+        run_id = self.redis.get(self.keys.current())
+        return self.get(_s(run_id)) if run_id else None
+
+    def history(self, limit: int = 10) -> list[Run]:
+        """The last `limit` runs, newest first."""
+        ids = self.redis.zrevrange(self.keys.runs_index(), 0, max(limit, 1) - 1)
+        return [run for run in (self.get(_s(i)) for i in ids) if run]
+
+    def _load(self, pipe: Pipeline, run_id: str) -> Run | None:
+        """Read a run inside a WATCH block (immediate-execution mode)."""
+        run = pipe.hgetall(self.keys.run(run_id))
+        return Run.from_hashes(run, pipe.hgetall(self.keys.run_phases(run_id))) if run else None
+
+    # ------------------------------------------------------------ creating
+
+    def create(self, actor: str, runbook: str, *, phases: Iterable[int] = (),
+               meta: Mapping[str, str] | None = None) -> Run:
+        """A new run in PREFLIGHT_RUNNING that becomes the current one. Refused while the
+        current run is active (its work holds the lock). `phases`: the runbook's phase
+        numbers, recorded as pending so that the phase guards know them."""
+        now = clock.now()
+        run = Run(id=f"{runbook}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}", target=self.keys.target,
+                  runbook=runbook, status=Status.PREFLIGHT_RUNNING, created_at=now, created_by=actor,
+                  updated_at=now, phases={n: PhaseState() for n in phases}, meta=dict(meta or {}))
+        move = {"from": None, "to": str(run.status), "runbook": runbook, "phases": sorted(run.phases),
+                "fields": {"meta": run.meta}}
+
+        def txn(pipe: Pipeline) -> None:
+            previous = self._watch_current(pipe)
+            if previous is not None and previous.active:
+                raise IllegalTransition(f"run {previous.id} is {previous.status}: wait for it to finish "
+                                        "(or abort it) before starting a new preflight")
+            event = self._event("run created", actor, "ok", run.id, {"transition": move,
+                                                                      "replaces": previous.id if previous else None})
+            pipe.multi()
+            self._write(pipe, run)
+            pipe.set(self.keys.current(), run.id)
+            pipe.zadd(self.keys.runs_index(), {run.id: now.timestamp()})
+            self._append(pipe, event)
+
+        self.redis.transaction(txn, self.keys.current())
+        self.flush_mirror()
+        return run
+
+    def _watch_current(self, pipe: Pipeline) -> Run | None:
+        """Inside a transaction watching `current`: watch and read the current run too."""
+        current_id = pipe.get(self.keys.current())
+        if not current_id:
+            return None
+        current_id = _s(current_id)
+        pipe.watch(self.keys.run(current_id), self.keys.run_phases(current_id))
+        return self._load(pipe, current_id)
+
+    def _write(self, pipe: Pipeline, run: Run) -> None:
+        pipe.hset(self.keys.run(run.id), mapping=run.to_hash())
+        if run.phases:
+            pipe.hset(self.keys.run_phases(run.id), mapping=run.phases_hash())
+
+    # ------------------------------------------------------------ the one status writer
+
+    def transition(self, run_id: str, to: Status, *, actor: str, action: str,
+                   phase: int | None = None, phase_status: PhaseStatus | None = None,
+                   fields: Mapping[str, Any] | None = None, evidence: Mapping[str, Any] | None = None,
+                   outcome: str = "ok", expect: Collection[Status] | None = None,
+                   error: str | None = None, file: str | None = None) -> Run:
+        """Move run `run_id` to `to`, atomically with its phase state, `fields` and the audit
+        event; raise IllegalTransition (with a reason) when the lifecycle refuses the move.
+
+        `expect`: statuses the run must be in (guards against a command acting on a state
+        that changed since it looked). `phase_status` defaults from `to` (RUNNING -> running,
+        PHASE_DONE -> succeeded, ...). `error`/`file`: recorded on the phase state."""
+        return self._transition(run_id, Status(to), actor=actor, action=action, phase=phase,
+                                phase_status=phase_status, fields=fields, evidence=evidence,
+                                outcome=outcome, expect=expect, error=error, file=file)
+
+    def _transition(self, run_id: str, to: Status, *, actor: str, action: str, phase: int | None,
+                    phase_status: PhaseStatus | None, fields: Mapping[str, Any] | None,
+                    evidence: Mapping[str, Any] | None, outcome: str, expect: Collection[Status] | None,
+                    error: str | None, file: str | None, watch: tuple[str, ...] = (),
+                    guard: Callable[[Pipeline, Run], None] | None = None) -> Run:
+        unknown = set(fields or {}) - set(WRITABLE)
+        if unknown:
+            raise ValueError(f"transition cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
+
+        def txn(pipe: Pipeline) -> Run:
+            run = self._load(pipe, run_id)
+            if run is None:
+                raise IllegalTransition(f"there is no run {run_id}")
+            if expect is not None and run.status not in expect:
+                raise IllegalTransition(f"the run is {run.status}; this needs it to be "
+                                        + " or ".join(str(Status(s)) for s in expect))
+            check_transition(run, to, phase=phase)
+            self._refuse_if_not_current(pipe, run, to)
+            if guard:
+                guard(pipe, run)
+            before = run.status
+            changed = _apply(run, to, actor=actor, phase=phase, phase_status=phase_status,
+                             fields=fields or {}, error=error, file=file)
+            move = {"from": str(before), "to": str(to), "phase": phase,
+                    "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": dict(fields or {})}
+            event = self._event(action, actor, outcome, run.id, {**(evidence or {}), "transition": move})
+            pipe.multi()
+            self._write(pipe, run)
+            self._append(pipe, event)
+            return run
+
+        run = self.redis.transaction(txn, self.keys.run(run_id), self.keys.run_phases(run_id),
+                                     self.keys.current(), *watch, value_from_callable=True)
+        self.flush_mirror()
+        return run
+
+    def _refuse_if_not_current(self, pipe: Pipeline, run: Run, to: Status) -> None:
+        """Work may only start on the current run: an old run must not take the lock's place."""
+        if to not in ACTIVE:
+            return
+        current = pipe.get(self.keys.current())
+        if current is None or _s(current) != run.id:
+            raise IllegalTransition(f"run {run.id} is no longer the current run: run preflight again")
+
+    # ------------------------------------------------------------ other writes
+
+    def update_meta(self, run_id: str, **meta: str) -> None:
+        """Merge adapter data into the run (no status change, no audit event)."""
+        key = self.keys.run(run_id)
+
+        def txn(pipe: Pipeline) -> None:
+            raw = pipe.hget(key, "meta")
+            if raw is None:
+                raise KeyError(f"there is no run {run_id}")
+            merged = {**json.loads(raw), **meta}
+            pipe.multi()
+            pipe.hset(key, "meta", json.dumps(merged))
+
+        self.redis.transaction(txn, key)
+
+    def record(self, action: str, *, actor: str, outcome: str, run_id: str | None = None,
+               evidence: Mapping[str, Any] | None = None) -> None:
+        """An audit event without a status change (refusals, commands, checks)."""
+        pipe = self.redis.pipeline(transaction=True)
+        self._append(pipe, self._event(action, actor, outcome, run_id, evidence))
+        pipe.execute()
+        self.flush_mirror()
+
+    def set_incident(self, actor: str, text: str) -> None:
+        """A critical incident in progress: it blocks GO and run until cleared."""
+        incident = {"by": actor, "at": clock.now().isoformat(), "text": text}
+        self._incident_write(actor, "incident start", incident)
+
+    def clear_incident(self, actor: str) -> None:
+        self._incident_write(actor, "incident clear", None)
+
+    def _incident_write(self, actor: str, action: str, incident: dict | None) -> None:
+        current = self.redis.get(self.keys.current())
+        evidence = {"incident": incident if incident else self.incident()}
+        pipe = self.redis.pipeline(transaction=True)
+        if incident:
+            pipe.set(self.keys.incident(), json.dumps(incident))
+        else:
+            pipe.delete(self.keys.incident())
+        self._append(pipe, self._event(action, actor, "ok", _s(current) if current else None, evidence))
+        pipe.execute()
+        self.flush_mirror()
+
+    def incident(self) -> dict | None:
+        """{by, at, text} of the incident in progress, or None."""
+        raw = self.redis.get(self.keys.incident())
+        return json.loads(raw) if raw else None
+
+    def first_delivery(self, request_id: str, ttl: int = 3600) -> bool:
+        """True the first time `request_id` is seen (within `ttl` seconds), False after:
+        a retried or double-clicked request is executed once."""
+        return bool(self.redis.set(self.keys.request_seen(request_id), clock.now().isoformat(), nx=True, ex=ttl))
+
+    def detect_interrupted(self, lock) -> Run | None:
+        """If the current run is active but nobody holds the run lock (its owner died and the
+        TTL expired), mark it INTERRUPTED (a busy phase becomes failed, "interrupted") and
+        return it. Nothing is resumed. Call it before acquiring the lock."""
+        run = self.current()
+        if run is None or not run.active or lock.held():
+            return None
+
+        def lock_still_free(pipe: Pipeline, _run: Run) -> None:
+            if pipe.exists(self.keys.lock()):  # someone took the lock since we looked
+                raise IllegalTransition("the run lock is held again")
+
+        try:
+            return self._transition(
+                run.id, Status.INTERRUPTED, actor="bot", action="interrupted", phase=None, phase_status=None,
+                fields=None, evidence={"status_before": str(run.status), "phase": run.phase,
+                                       "reason": "the process doing this run stopped renewing the run lock"},
+                outcome="interrupted", expect=ACTIVE, error="interrupted", file=None,
+                watch=(self.keys.lock(),), guard=lock_still_free)
+        except IllegalTransition:
+            return None  # it finished, or a live owner holds the lock after all
+
+    def restore(self, run: Run, *, actor: str, evidence: Mapping[str, Any]) -> None:
+        """Write a run rebuilt from history (state.recovery) and make it current, unless a
+        current run appeared meanwhile. Audited as "run rebuilt"."""
+
+        def txn(pipe: Pipeline) -> None:
+            if pipe.get(self.keys.current()):
+                raise IllegalTransition("a current run exists: nothing to rebuild")
+            pipe.multi()
+            self._write(pipe, run)
+            pipe.set(self.keys.current(), run.id)
+            pipe.zadd(self.keys.runs_index(), {run.id: run.created_at.timestamp()})
+            self._append(pipe, self._event("run rebuilt", actor, "ok", run.id, evidence))
+
+        self.redis.transaction(txn, self.keys.current())
+        self.flush_mirror()
+
+    # ------------------------------------------------------------ audit
+
+    def _event(self, action: str, actor: str, outcome: str, run_id: str | None,
+               evidence: Mapping[str, Any] | None) -> dict:
+        return make_event(target=self.keys.target, action=action, actor=actor, outcome=outcome,
+                          run_id=run_id, evidence=evidence)
+
+    def _append(self, pipe: Pipeline, event: Mapping[str, Any]) -> None:
+        """Queue the event into the stream and, when PostgreSQL mirrors it, the pending list
+        (both inside the caller's MULTI): a crash after EXEC loses no mirror write."""
+        pipe.xadd(self.keys.audit_stream(), stream_fields(event))
+        if self.events is not None:
+            pipe.rpush(self.keys.mirror_pending(), json.dumps(event))
+
+    def flush_mirror(self) -> int:
+        """Write pending events to PostgreSQL, oldest first; stop at the first failure (they
+        stay pending for the next write). Returns how many are still pending."""
+        key = self.keys.mirror_pending()
+        if self.events is None:
+            return 0
+        while batch := self.redis.lrange(key, 0, 99):
+            for raw in batch:
+                try:
+                    self.events.write(json.loads(raw))
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("audit mirror to PostgreSQL failed, %d event(s) pending: %s",
+                                self.redis.llen(key), redact(str(exc).splitlines()[0], self._secrets))
+                    return self.redis.llen(key)
+                self.redis.lrem(key, 1, raw)  # exact value: safe if another process flushed it too
+        return 0
+
+    def mirror_backlog(self) -> int:
+        """Events not yet written to PostgreSQL."""
+        return self.redis.llen(self.keys.mirror_pending())
+
+
+def _apply(run: Run, to: Status, *, actor: str, phase: int | None, phase_status: PhaseStatus | None,
+           fields: Mapping[str, Any], error: str | None, file: str | None) -> list[int]:
+    """Change `run` in memory for the transition; return the phase numbers whose state changed."""
+    now = clock.now()
+    run.status, run.updated_at = to, now
+    for name, value in fields.items():
+        setattr(run, name, {**run.meta, **(value or {})} if name == "meta" else value)
+    changed: list[int] = []
+    if phase is not None:
+        run.phase = phase
+        status = phase_status or _PHASE_DEFAULT.get(to)
+        if status is not None:
+            _set_phase(run, phase, PhaseStatus(status), now, actor, error, file)
+            changed.append(phase)
+    if to not in ACTIVE:
+        # No phase stays busy once the work stopped: whatever was running did not finish.
+        for n, state in run.phases.items():
+            if state.status in _BUSY and n not in changed:
+                _set_phase(run, n, PhaseStatus.FAILED, now, actor, error or str(to), file)
+                changed.append(n)
+    return changed
+
+
+def _set_phase(run: Run, n: int, status: PhaseStatus, now: datetime, actor: str,
+               error: str | None, file: str | None) -> None:
+    state = run.phases.setdefault(n, PhaseState())
+    if status in _BUSY:
+        run.phases[n] = PhaseState(status=status, started_at=now, actor=actor, file=file)
+        return
+    state.status, state.finished_at = status, now
+    state.duration = (now - state.started_at).total_seconds() if state.started_at else None
+    state.error = error
+    state.file = file or state.file
