@@ -1,0 +1,244 @@
+"""The pre-migration backup and its proof.
+
+Method (chosen by measuring, see bench/preflight.py): `pg_dump -Fc -Z1` reads the source in
+one exported snapshot; its output is written to the backup file, hashed, and fed to
+`pg_restore --exit-on-error` of a scratch database at the same time, so dump and verifying
+restore overlap instead of running one after the other. The restore session gets a larger
+`maintenance_work_mem` (index builds) and asynchronous commit (it is a throw-away copy).
+
+While the dump runs, the source's exact row counts are taken in the same snapshot, so
+"same row count per table" compares like with like even if the database is being written.
+Afterwards the file on disk is hashed again: the proof covers the bytes that stay on disk,
+not only the stream that was restored (a file truncated later fails verification).
+
+The file is an ordinary custom-format archive: restorable by hand with `pg_restore -d`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from core import clock
+from core.config import Settings
+from preflight import catalog
+from preflight.report import BackupInfo
+
+FORMAT = "custom"
+COMPRESS = 1  # -Z level: see bench/preflight.py for the measurements behind it
+CHUNK = 1 << 20
+# Session settings of the verifying restore (a throw-away copy: speed over durability).
+RESTORE_OPTIONS = "-c maintenance_work_mem=256MB -c synchronous_commit=off -c work_mem=64MB"
+
+
+class BackupError(RuntimeError):
+    """The backup could not be taken at all; the message says why (redacted by the caller)."""
+
+
+@dataclass
+class Dump:
+    """A written backup file and what was seen of the source at its snapshot."""
+
+    path: Path
+    size: int
+    sha256: str
+    seconds: float
+    schema_snapshot: Path
+    objects: dict[str, dict[str, str]]  # catalog.objects of the source
+    row_counts: dict[str, int]
+    write_counters: dict[str, int]
+    restored_into: str | None = None  # scratch conninfo the stream was restored into
+    restore_error: str | None = None  # pg_restore's complaint, when it failed
+    restore_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def file_name(prefix: str, at: datetime) -> str:
+    return f"{prefix}_{at.astimezone(timezone.utc):%Y%m%d_%H%M%S}.dump"
+
+
+def restore_command(path: Path) -> str:
+    """The command an operator runs by hand to restore this file into an empty database."""
+    return f'pg_restore --exit-on-error --dbname "$DATABASE_URL" {path.resolve()}'
+
+
+def tool(name: str, server_version_num: int | None = None) -> str:
+    """Path of a PostgreSQL client tool whose major version can dump the server."""
+    path = shutil.which(name)
+    if path is None:
+        raise BackupError(f"{name} not found on PATH (install the PostgreSQL client tools)")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"(\d+)(?:\.(\d+))?", out)
+    major = int(match.group(1)) if match else 0
+    if server_version_num and major < server_version_num // 10000:
+        raise BackupError(f"{name} is version {major}, older than the server ({server_version_num // 10000}): "
+                          "it cannot dump it; install a newer client")
+    return path
+
+
+def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None = None) -> Dump:
+    """Write the backup of DATABASE_URL to BACKUP_DIR; with `restore_into`, restore the
+    same bytes into that (empty) database while they are written."""
+    url = settings.database_url
+    if not url:
+        raise BackupError("DATABASE_URL is not set")
+    Path(settings.backup_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(settings.backup_dir) / file_name(prefix, at)
+    with psycopg.connect(url, connect_timeout=10) as source:
+        source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        source.read_only = True
+        version = source.info.server_version
+        snapshot = source.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        pg_dump = tool("pg_dump", version)
+        start = clock.monotonic()
+        schema = _schema_thread(pg_dump, url, snapshot, path)
+        result = _stream(pg_dump, url, snapshot, path, restore_into)
+        objects = catalog.objects(source)
+        counts = catalog.row_counts(source, list(objects["tables"]))
+        counters = catalog.write_counters(source)
+        result.join()
+        schema.join()
+        seconds = clock.monotonic() - start
+    if result.dump_error:
+        raise BackupError(f"pg_dump failed: {result.dump_error}")
+    if schema.error:
+        raise BackupError(f"pg_dump --schema-only failed: {schema.error}")
+    return Dump(path=path, size=result.size, sha256=result.sha256, seconds=seconds, schema_snapshot=schema.path,
+                objects=objects, row_counts=counts, write_counters=counters, restored_into=restore_into,
+                restore_error=result.restore_error, restore_seconds=result.restore_seconds)
+
+
+class _Stream(threading.Thread):
+    """pg_dump → (file, sha256, pg_restore stdin), in a thread so the caller can count rows."""
+
+    def __init__(self, dump_cmd: list[str], path: Path, restore_cmd: list[str] | None, env: dict):
+        super().__init__(daemon=True)
+        self.dump_cmd, self.path, self.restore_cmd, self.env = dump_cmd, path, restore_cmd, env
+        self.size, self.sha256 = 0, ""
+        self.dump_error: str | None = None
+        self.restore_error: str | None = None
+        self.restore_seconds = 0.0
+
+    def run(self) -> None:
+        start = clock.monotonic()
+        dumper = subprocess.Popen(self.dump_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        restorer = None
+        if self.restore_cmd:
+            restorer = subprocess.Popen(self.restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, env=self.env)
+        digest = hashlib.sha256()
+        with open(self.path, "wb") as out:
+            while chunk := dumper.stdout.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                self.size += len(chunk)
+                restorer = self._feed(restorer, chunk)
+            out.flush()
+            os.fsync(out.fileno())  # a backup that is not on disk is not a backup
+        self.sha256 = digest.hexdigest()
+        if dumper.wait() != 0:
+            self.dump_error = dumper.stderr.read().decode(errors="replace").strip() or f"exit code {dumper.returncode}"
+        if restorer is not None:
+            self._finish(restorer)
+        self.restore_seconds = clock.monotonic() - start
+
+    def _feed(self, restorer: subprocess.Popen | None, chunk: bytes) -> subprocess.Popen | None:
+        if restorer is None:
+            return None
+        try:
+            restorer.stdin.write(chunk)
+            return restorer
+        except BrokenPipeError:  # pg_restore stopped on an error: keep writing the file
+            self._finish(restorer)
+            return None
+
+    def _finish(self, restorer: subprocess.Popen) -> None:
+        try:
+            restorer.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = restorer.wait()
+        err = restorer.stderr.read().decode(errors="replace").strip()
+        if code != 0 and not self.restore_error:
+            self.restore_error = err or f"pg_restore exit code {code}"
+
+
+def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None) -> _Stream:
+    cmd = [pg_dump, "--format=custom", f"--compress={COMPRESS}", f"--snapshot={snapshot}", "--dbname", url]
+    restore = _restore_cmd(restore_into, url) if restore_into else None
+    stream = _Stream(cmd, path, restore, _restore_env())
+    stream.start()
+    return stream
+
+
+def _restore_cmd(target: str, source: str, archive: Path | None = None) -> list[str]:
+    from preflight.scratch import same_server
+
+    cmd = [tool("pg_restore"), "--exit-on-error", "--dbname", target]
+    if not same_server(source, target):
+        cmd += ["--no-owner", "--no-privileges"]  # roles of the source may not exist there
+    return cmd + ([str(archive)] if archive else [])
+
+
+def _restore_env() -> dict:
+    env = dict(os.environ)
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + RESTORE_OPTIONS).strip()
+    return env
+
+
+class _SchemaDump(threading.Thread):
+    """The schema-only snapshot next to the backup (rollback verification compares with it)."""
+
+    def __init__(self, cmd: list[str], path: Path):
+        super().__init__(daemon=True)
+        self.cmd, self.path, self.error = cmd, path, None
+
+    def run(self) -> None:
+        result = subprocess.run(self.cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            self.error = result.stderr.strip() or f"exit code {result.returncode}"
+
+
+def _schema_thread(pg_dump: str, url: str, snapshot: str, path: Path) -> _SchemaDump:
+    target = path.with_suffix(".schema.sql")
+    cmd = [pg_dump, "--schema-only", "--exclude-schema=migrate_bot", f"--snapshot={snapshot}",
+           "--file", str(target), "--dbname", url]
+    thread = _SchemaDump(cmd, target)
+    thread.start()
+    return thread
+
+
+def restore_file(path: Path, target: str, source: str) -> str | None:
+    """Restore an archive file into `target` (empty) the way an operator would; the error or None."""
+    result = subprocess.run(_restore_cmd(target, source, path), capture_output=True, text=True, env=_restore_env())
+    if result.returncode != 0:
+        return result.stderr.strip() or f"pg_restore exit code {result.returncode}"
+    return None
+
+
+def file_sha256(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def info(d: Dump, comparisons: list, verify_seconds: float, problem: str | None) -> BackupInfo:
+    """The BackupInfo a report carries."""
+    return BackupInfo(path=str(d.path.resolve()), size=d.size, sha256=d.sha256, format=f"{FORMAT} (-Z{COMPRESS})",
+                      verified=problem is None and bool(comparisons) and all(c.ok for c in comparisons),
+                      comparisons=comparisons, restore_command=restore_command(d.path),
+                      dump_seconds=round(d.seconds, 3), verify_seconds=round(verify_seconds, 3),
+                      schema_snapshot=str(d.schema_snapshot.resolve()), row_counts=d.row_counts,
+                      write_counters=d.write_counters, problem=problem)
+

@@ -1,0 +1,87 @@
+"""Network probes: the deployment answers 200, the private databases accept connections.
+
+The report's `curl -I` and `ping mongodb.railway.internal` become a timed GET and a TCP
+connect to the port the registration will use (ICMP proves nothing about a port), plus a
+real Redis `PING`. Every probe has its own timeout.
+
+Redis and passwords: a server with no password configured (the default user is `nopass`)
+answers `AUTH default <anything>` with OK, so PONG proves the server is reachable and
+accepts the URL's credentials, not that the password is the production one. The line says
+which happened: "PONG (AUTH accepted)" or "PONG (no AUTH sent)".
+"""
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+import redis as redis_lib
+
+DEFAULT_PORTS = {"mongodb": 27017, "mongodb+srv": 27017, "redis": 6379, "rediss": 6379}
+
+
+def http_probe(url: str, timeout: float) -> tuple[bool, str]:
+    """GET `url`: ok on 200. Observed: status and latency, or the error."""
+    start = time.monotonic()
+    request = urllib.request.Request(url, method="GET", headers={"User-Agent": "migrate-bot-preflight"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (TimeoutError, socket.timeout)) or "timed out" in str(reason):
+            return False, f"no answer within {timeout:g} s"
+        return False, f"unreachable: {reason}"
+    latency = (time.monotonic() - start) * 1000
+    return status == 200, f"HTTP {status} in {latency:.0f} ms"
+
+
+def endpoints(url: str) -> list[tuple[str, int]]:
+    """host:port pairs of a connection URL (MongoDB URLs may list several hosts)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    default = DEFAULT_PORTS.get(parts.scheme, 0)
+    pairs = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":") if item.rfind(":") > item.rfind("]") else (item, "", "")
+        pairs.append((host.strip("[]"), int(port) if port else default))
+    return pairs
+
+
+def tcp_probe(host: str, port: int, timeout: float) -> tuple[bool, str]:
+    """Open (and close) a TCP connection; observed: connect time or the error."""
+    start = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.timeout:
+        return False, f"TCP {host}:{port}: no answer within {timeout:g} s"
+    except OSError as exc:
+        return False, f"TCP {host}:{port}: {exc.strerror or exc}"
+    return True, f"TCP {host}:{port} connected in {(time.monotonic() - start) * 1000:.0f} ms"
+
+
+def tcp_all(url: str, timeout: float) -> tuple[bool, str]:
+    """TCP probe of every host of `url`."""
+    results = [tcp_probe(host, port, timeout) for host, port in endpoints(url)]
+    return all(ok for ok, _ in results), "; ".join(text for _, text in results)
+
+
+def redis_probe(url: str, timeout: float) -> tuple[bool, str]:
+    """TCP connect, then a real PING with the URL's credentials: ok on PONG."""
+    ok, observed = tcp_all(url, timeout)
+    if not ok:
+        return ok, observed
+    client = redis_lib.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        pong = client.ping()
+    except redis_lib.RedisError as exc:
+        return False, f"{observed}; PING failed: {type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    auth = "AUTH accepted" if urlsplit(url).password else "no AUTH sent"
+    return bool(pong), f"{observed}; PING → {'PONG' if pong else pong!r} ({auth})"

@@ -1,0 +1,186 @@
+"""The preflight report as plain data: check lines, the backup, the rehearsal, the matrix.
+
+Every line carries its evidence (what ran, what was observed, what was required) so the
+TPM decides on facts. The report round-trips through JSON (`to_dict` / `from_dict`): the
+caller stores it in Redis and the approval binds to it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+
+PASS, FAIL, PENDING = "pass", "fail", "pending"
+ICONS = {PASS: "✅", FAIL: "❌", PENDING: "⏳"}
+
+
+@dataclass
+class CheckLine:
+    key: str  # stable id: database, server_version, deployment, network:mongodb, …
+    title: str  # the GO condition, readable
+    how: str  # what was run
+    observed: str  # the value observed (redacted)
+    required: str  # the value required
+    status: str  # pass | fail | pending
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASS
+
+    @property
+    def icon(self) -> str:
+        return ICONS.get(self.status, "❔")
+
+    def text(self) -> str:
+        """One line for a message: icon, title, observed vs required, how."""
+        return f"{self.icon} {self.title}: {self.observed} (required: {self.required}; {self.how})"
+
+
+@dataclass
+class BackupInfo:
+    path: str
+    size: int
+    sha256: str
+    format: str
+    verified: bool
+    comparisons: list[CheckLine]
+    restore_command: str
+    dump_seconds: float
+    verify_seconds: float
+    schema_snapshot: str  # schema-only dump of the pre-migration db (rollback verification)
+    row_counts: dict[str, int] = field(default_factory=dict)  # schema.table -> exact count at the dump's snapshot
+    write_counters: dict[str, int] = field(default_factory=dict)  # n_tup_ins/upd/del totals at backup time
+    problem: str | None = None  # why the backup is not usable, when it is not
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BackupInfo":
+        d = dict(d)
+        d["comparisons"] = [CheckLine(**c) for c in d.get("comparisons", [])]
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class RehearsalResult:
+    ok: bool
+    phases: list[dict]  # {number, name, seconds, ok}
+    verification_ok: bool
+    rollback_clean: bool
+    locks: list[dict]  # {level, relation, statement_line, file}
+    longest_lock_ms: float | None
+    failure: str | None  # "file:line: message"
+    summary: str
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RehearsalResult":
+        return cls(**_known(cls, d))
+
+
+# The report's Go/No-Go Decision Matrix: each GO condition and the check keys that prove it.
+GO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("DATABASE_URL accessible and PostgreSQL 15+", ("database", "server_version")),
+    ("Deployment live and healthy", ("deployment",)),
+    ("Private network connectivity verified", ("network:mongodb", "network:redis")),
+    ("Previous migrations applied", ("migrations",)),
+    ("Required extensions installed", ("extensions",)),
+    ("Runbook files parse, none DO NOT RUN, checksums recorded", ("runbook_files",)),
+    ("Registration inputs present, not placeholders", ("inputs",)),
+    ("Full database backup created and verified", ("backup",)),
+    ("Rehearsal on a copy passed (phases, verification, rollback)", ("rehearsal",)),
+    ("Execution window allows enough time for troubleshooting", ("window",)),
+    ("TPM approval obtained", ("approval",)),
+    ("No critical production incident in progress", ("incident",)),
+)
+# The report's NO-GO conditions: each holds when one of its checks failed (approval: pending).
+NOGO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Database backup failed or unverified", ("backup",)),
+    ("Previous migrations not applied", ("migrations",)),
+    ("Services unhealthy (database, deployment)", ("database", "server_version", "deployment")),
+    ("Private network connectivity failing", ("network:mongodb", "network:redis")),
+    ("Critical production incident ongoing", ("incident",)),
+    ("Insufficient time for safe execution", ("window",)),
+    ("Runbook not safe to run (files, inputs, rehearsal)", ("runbook_files", "inputs", "extensions", "rehearsal")),
+    ("TPM approval not obtained", ("approval",)),
+)
+
+
+@dataclass
+class PreflightReport:
+    runbook: str
+    started_at: datetime
+    finished_at: datetime
+    checks: list[CheckLine]
+    backup: BackupInfo | None
+    rehearsal: RehearsalResult | None
+    checksums: dict[str, str]
+    go: bool
+    nogo_reasons: list[str]
+
+    @classmethod
+    def build(cls, runbook: str, started_at: datetime, finished_at: datetime, checks: list[CheckLine],
+              backup: BackupInfo | None = None, rehearsal: RehearsalResult | None = None,
+              checksums: dict[str, str] | None = None) -> "PreflightReport":
+        """A report whose `go` and `nogo_reasons` are derived from its lines, never set by hand."""
+        failed = [c for c in checks if c.status == FAIL]
+        return cls(runbook=runbook, started_at=started_at, finished_at=finished_at, checks=checks,
+                   backup=backup, rehearsal=rehearsal, checksums=dict(checksums or {}),
+                   go=not failed and all(c.status in (PASS, PENDING) for c in checks),
+                   nogo_reasons=[f"{c.title}: {c.observed}" for c in failed])
+
+    def line(self, key: str) -> CheckLine | None:
+        return next((c for c in self.checks if c.key == key), None)
+
+    def _state(self, keys: tuple[str, ...]) -> str | None:
+        lines = [c for c in self.checks if c.key in keys]
+        if not lines:
+            return None
+        if any(c.status == FAIL for c in lines):
+            return FAIL
+        return PENDING if any(c.status == PENDING for c in lines) else PASS
+
+    def matrix(self) -> list[tuple[str, str]]:
+        """The GO conditions (✅ holds, ❌ fails, ⏳ pending), then the NO-GO conditions
+        (❌ the condition is present, ✅ absent, ⏳ pending). Rows not checked are left out."""
+        rows: list[tuple[str, str]] = []
+        for label, keys in GO_CONDITIONS:
+            state = self._state(keys)
+            if state is not None:
+                rows.append((f"GO: {self._label(label, keys)}", ICONS[state]))
+        for label, keys in NOGO_CONDITIONS:
+            state = self._state(keys)
+            if state is not None:
+                # A failed check means the NO-GO condition is present: ❌; absent: ✅.
+                rows.append((f"NO-GO: {label}", ICONS[state]))
+        return rows
+
+    def _label(self, default: str, keys: tuple[str, ...]) -> str:
+        # Single-check rows use the check's own title, which names the actual requirement
+        # (e.g. "Migrations 001, 002, … 005 applied, 006 not applied").
+        if len(keys) == 1 and (line := self.line(keys[0])) is not None:
+            return line.title
+        return default
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["started_at"] = self.started_at.isoformat()
+        d["finished_at"] = self.finished_at.isoformat()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreflightReport":
+        return cls(
+            runbook=d["runbook"],
+            started_at=datetime.fromisoformat(d["started_at"]),
+            finished_at=datetime.fromisoformat(d["finished_at"]),
+            checks=[CheckLine(**c) for c in d["checks"]],
+            backup=BackupInfo.from_dict(d["backup"]) if d.get("backup") else None,
+            rehearsal=RehearsalResult.from_dict(d["rehearsal"]) if d.get("rehearsal") else None,
+            checksums=dict(d.get("checksums", {})),
+            go=bool(d["go"]),
+            nogo_reasons=list(d.get("nogo_reasons", [])),
+        )
+
+
+def _known(cls, d: dict) -> dict:
+    """Only the keys `cls` declares: a stored report from a newer version still loads."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
