@@ -342,9 +342,9 @@ class RunStore:
         except IllegalTransition:
             return None  # it finished, or a live owner holds the lock after all
 
-    def restore(self, run: Run, *, actor: str, evidence: Mapping[str, Any]) -> None:
+    def restore(self, run: Run, *, actor: str, evidence: Mapping[str, Any], incident: dict | None = None) -> None:
         """Write a run rebuilt from history (state.recovery) and make it current, unless a
-        current run appeared meanwhile. Audited as "run rebuilt"."""
+        current run appeared meanwhile; restore the incident flag with it. Audited as "run rebuilt"."""
 
         def txn(pipe: Pipeline) -> None:
             if pipe.get(self.keys.current()):
@@ -353,6 +353,8 @@ class RunStore:
             self._write(pipe, run)
             pipe.set(self.keys.current(), run.id)
             pipe.zadd(self.keys.runs_index(), {run.id: run.created_at.timestamp()})
+            if incident:
+                pipe.set(self.keys.incident(), json.dumps(incident), nx=True)
             self._append(pipe, self._event("run rebuilt", actor, "ok", run.id, evidence))
 
         self.redis.transaction(txn, self.keys.current())
