@@ -209,12 +209,13 @@ class Executor:
                         for chunk in _chunks(body, CHUNK):
                             self._check_cancel()
                             self._pipeline_chunk(conn, pipe, chunk, run, result)
-                        if run.record:
+                        keep = not run.parsed.ends_in_rollback  # BEGIN … ROLLBACK: a test that undoes itself
+                        if run.record and keep:
                             ledger.ensure_schema(conn)
                             conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
                         pipe.sync()
                     self._check_cancel()
-                    conn.commit()
+                    conn.commit() if keep else conn.rollback()
                     result.ok = True
                 except _Cancelled:
                     conn.rollback()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pglast
 from pglast import ast
-from pglast.enums import AlterTableType, ObjectType, TransactionStmtKind
+from pglast.enums import AlterTableType, ConstrType, ObjectType, TransactionStmtKind
 from pglast.parser import ParseError
 
 __all__ = ["Statement", "ParsedFile", "SqlFileError", "parse_file", "parse_text", "sha256_of"]
@@ -45,6 +45,11 @@ class ParsedFile:
     @property
     def sql_statements(self) -> tuple[Statement, ...]:
         return tuple(s for s in self.statements if s.kind == "sql")
+
+    @property
+    def ends_in_rollback(self) -> bool:
+        """The file wraps itself in BEGIN … ROLLBACK: it must leave nothing behind."""
+        return self.manages_transaction and is_rollback(self.sql_statements[-1].sql)
 
     @property
     def body(self) -> tuple[Statement, ...]:
@@ -243,6 +248,15 @@ _ALTER_LEVEL = {
 }
 
 
+def _alter_level(cmd) -> str:
+    """ADD FOREIGN KEY needs only SHARE ROW EXCLUSIVE; most other sub-commands ACCESS EXCLUSIVE."""
+    constraint = getattr(cmd, "def_", None)
+    if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(constraint, ast.Constraint) \
+            and constraint.contype == ConstrType.CONSTR_FOREIGN:
+        return SRE
+    return _ALTER_LEVEL.get(cmd.subtype, AE)
+
+
 def _rel(rv) -> str:
     return f"{rv.schemaname}.{rv.relname}" if getattr(rv, "schemaname", None) else rv.relname
 
@@ -266,7 +280,7 @@ def _locks(node) -> list[tuple[str, str]]:
     Statements inside DO blocks and functions are dynamic and not derived."""
     if isinstance(node, ast.AlterTableStmt):
         cmds = node.cmds or ()
-        level = _strongest([_ALTER_LEVEL.get(c.subtype, AE) for c in cmds]) if cmds else AE
+        level = _strongest([_alter_level(c) for c in cmds]) if cmds else AE
         fks = _fk_targets([c.def_ for c in cmds if isinstance(getattr(c, "def_", None), (ast.Constraint, ast.ColumnDef))])
         return [(level, _rel(node.relation))] + fks
     if isinstance(node, ast.IndexStmt):
@@ -306,15 +320,16 @@ def _drop_target(kind, obj) -> str:
 # ------------------------------------------------------------------ transaction control
 
 def _check_transaction_control(statements: list[Statement], name: str) -> bool:
-    """True when the file wraps its body in exactly one BEGIN … COMMIT; refuses anything else
-    (a COMMIT half-way, a ROLLBACK, a BEGIN without COMMIT) so a file never commits halfway."""
+    """True when the file wraps its whole body in one BEGIN … COMMIT (or BEGIN … ROLLBACK, a
+    test script that undoes itself); refuses anything else (a COMMIT half-way, a ROLLBACK in
+    the middle, a BEGIN without end) so that a file can never commit halfway."""
     sql = [s for s in statements if s.kind == "sql"]
     control = [s for s in sql if s.tx_control]
     if not control:
         return False
     first, last = sql[0], sql[-1]
     wrapped = (len(control) == 2 and control[0] is first and control[1] is last
-               and _is_begin(first.sql) and _is_commit(last.sql))
+               and _is_begin(first.sql) and _is_end(last.sql))
     if wrapped:
         return True
     bad = next((s for s in control if s is not first or not _is_begin(s.sql)), control[0])
@@ -327,9 +342,15 @@ def _is_begin(sql: str) -> bool:
     return isinstance(_node(sql), ast.TransactionStmt) and _node(sql).kind in _BEGINS
 
 
-def _is_commit(sql: str) -> bool:
+def _is_end(sql: str) -> bool:
     node = _node(sql)
-    return isinstance(node, ast.TransactionStmt) and node.kind == TransactionStmtKind.TRANS_STMT_COMMIT
+    return isinstance(node, ast.TransactionStmt) and node.kind in (TransactionStmtKind.TRANS_STMT_COMMIT,
+                                                                   TransactionStmtKind.TRANS_STMT_ROLLBACK)
+
+
+def is_rollback(sql: str) -> bool:
+    node = _node(sql)
+    return isinstance(node, ast.TransactionStmt) and node.kind == TransactionStmtKind.TRANS_STMT_ROLLBACK
 
 
 def _node(sql: str):

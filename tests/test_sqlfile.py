@@ -1,0 +1,178 @@
+"""runbook.sqlfile: statements, lines, meta-commands, transactionality and locks, as
+PostgreSQL's parser sees them (no database involved)."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from runbook.sqlfile import SqlFileError, parse_file, parse_text
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def sql_of(parsed):
+    return [(s.line, s.sql) for s in parsed.statements if s.kind == "sql"]
+
+
+def test_dollar_quoted_bodies_comments_and_semicolons_in_strings(tmp_path):
+    path = write(tmp_path, "f.sql", """
+        -- a comment; with a semicolon
+        CREATE TABLE t (s text DEFAULT 'a;b');
+        /* block; comment */
+        DO $$
+        BEGIN
+          RAISE NOTICE 'x;y';
+        END $$;
+        CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $body$
+        BEGIN
+          RETURN 'q;';  -- inner comment;
+        END
+        $body$;
+        SELECT 'it''s; fine';
+    """)
+    parsed = parse_file(path)
+    assert [line for line, _ in sql_of(parsed)] == [2, 4, 8, 13]
+    assert sql_of(parsed)[1][1].startswith("DO $$") and sql_of(parsed)[1][1].endswith("END $$")
+    assert "RETURN 'q;';" in sql_of(parsed)[2][1]
+    assert sql_of(parsed)[3][1] == "SELECT 'it''s; fine'"
+    assert parsed.atomic and not parsed.needs_psql and not parsed.manages_transaction
+    assert [s.index for s in parsed.statements] == [1, 2, 3, 4]
+
+
+def test_stray_raise_notice_outside_do_block_is_refused_with_its_line(tmp_path):
+    # The real-world RLS migration: RAISE NOTICE after the DO block ended.
+    path = write(tmp_path, "006_enable_rls_bad.sql", """
+        ALTER TABLE platform.users ENABLE ROW LEVEL SECURITY;
+        DO $$ BEGIN
+          RAISE NOTICE 'enabled';
+        END $$;
+
+        RAISE NOTICE 'done';
+        CREATE POLICY p ON platform.users FOR SELECT USING (true);
+    """)
+    with pytest.raises(SqlFileError) as err:
+        parse_file(path)
+    assert (err.value.file, err.value.line) == ("006_enable_rls_bad.sql", 6)
+    assert 'syntax error at or near "RAISE"' in err.value.message
+    assert str(err.value).startswith("006_enable_rls_bad.sql:6: ")
+
+
+def test_unterminated_dollar_quote_is_refused(tmp_path):
+    path = write(tmp_path, "u.sql", "SELECT 1;\nDO $$ BEGIN\n  RAISE NOTICE 'x';\n")
+    with pytest.raises(SqlFileError) as err:
+        parse_file(path)
+    assert err.value.line == 2 and "dollar-quoted" in err.value.message
+
+
+def test_meta_commands_and_variables(tmp_path):
+    path = write(tmp_path, "suite.sql", """
+        \\set ON_ERROR_STOP on
+        \\echo Test 1
+        SELECT count(*) AS n FROM pg_tables \\gset
+        \\if :n
+        SELECT :'label' AS label, :n::int + 1 AS next, (ARRAY[1,2,3])[1:2];
+        \\endif
+    """)
+    parsed = parse_file(path)
+    kinds = [(s.line, s.kind) for s in parsed.statements]
+    assert kinds == [(1, "meta"), (2, "meta"), (3, "sql"), (3, "meta"), (4, "meta"), (5, "sql"), (6, "meta")]
+    assert parsed.needs_psql
+    assert parsed.statements[2].sql == "SELECT count(*) AS n FROM pg_tables"
+    assert parsed.statements[5].sql.startswith("SELECT :'label' AS label, :n::int")
+
+
+def test_array_slice_is_not_a_variable(tmp_path):
+    parsed = parse_file(write(tmp_path, "a.sql", "SELECT (ARRAY[1,2,3])[1:2], 1::int;\n"))
+    assert not parsed.needs_psql
+
+
+def test_non_transactional_statements_detected(tmp_path):
+    parsed = parse_file(write(tmp_path, "c.sql", """
+        CREATE TABLE t (a int);
+        CREATE INDEX CONCURRENTLY t_a ON t (a);
+        VACUUM t;
+        ANALYZE t;
+        DROP INDEX CONCURRENTLY t_a;
+        REINDEX TABLE CONCURRENTLY t;
+        ALTER SYSTEM SET work_mem = '8MB';
+    """))
+    assert [s.transactional for s in parsed.statements] == [True, False, False, True, False, False, False]
+    assert not parsed.atomic
+
+
+def test_lock_levels_from_the_parse_tree(tmp_path):
+    parsed = parse_file(write(tmp_path, "l.sql", """
+        ALTER TABLE platform.users ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE platform.users ADD COLUMN x int;
+        ALTER TABLE platform.users VALIDATE CONSTRAINT c;
+        ALTER TABLE platform.users ADD CONSTRAINT fk FOREIGN KEY (org) REFERENCES platform.organizations (id);
+        CREATE INDEX i ON platform.projects (name);
+        CREATE INDEX CONCURRENTLY j ON platform.projects (slug);
+        CREATE POLICY p ON platform.users FOR SELECT USING (true);
+        DROP POLICY p ON platform.users;
+        CREATE TRIGGER tr BEFORE UPDATE ON platform.users FOR EACH ROW EXECUTE FUNCTION f();
+        CREATE TABLE platform.databases (id uuid, project_id uuid REFERENCES platform.projects (id));
+        INSERT INTO platform.audit_logs DEFAULT VALUES;
+    """))
+    assert [s.locks for s in parsed.statements] == [
+        (("ACCESS EXCLUSIVE", "platform.users"),),
+        (("ACCESS EXCLUSIVE", "platform.users"),),
+        (("SHARE UPDATE EXCLUSIVE", "platform.users"),),
+        (("SHARE ROW EXCLUSIVE", "platform.users"), ("SHARE ROW EXCLUSIVE", "platform.organizations")),
+        (("SHARE", "platform.projects"),),
+        (("SHARE UPDATE EXCLUSIVE", "platform.projects"),),
+        (("ACCESS EXCLUSIVE", "platform.users"),),
+        (("ACCESS EXCLUSIVE", "platform.users"),),
+        (("SHARE ROW EXCLUSIVE", "platform.users"),),
+        (("SHARE ROW EXCLUSIVE", "platform.projects"),),
+        (("ROW EXCLUSIVE", "platform.audit_logs"),),
+    ]
+
+
+def test_own_begin_commit_is_recognised(tmp_path):
+    parsed = parse_file(write(tmp_path, "b.sql", "BEGIN;\nCREATE TABLE t (a int);\nCOMMIT;\n"))
+    assert parsed.manages_transaction and parsed.atomic
+    assert [s.sql for s in parsed.body] == ["CREATE TABLE t (a int)"]
+    assert not parsed.ends_in_rollback
+
+
+def test_begin_rollback_test_script_is_recognised(tmp_path):
+    parsed = parse_file(write(tmp_path, "t.sql", "BEGIN;\nSELECT 1;\nROLLBACK;\n"))
+    assert parsed.manages_transaction and parsed.ends_in_rollback
+
+
+@pytest.mark.parametrize("text, line", [
+    ("BEGIN;\nCREATE TABLE t (a int);\nCOMMIT;\nCREATE TABLE u (a int);\n", 3),  # COMMIT half-way
+    ("BEGIN;\nCREATE TABLE t (a int);\nROLLBACK;\nCREATE TABLE u (a int);\n", 3),
+    ("CREATE TABLE t (a int);\nCOMMIT;\n", 2),
+    ("BEGIN;\nCREATE TABLE t (a int);\n", 1),  # BEGIN without COMMIT
+])
+def test_unsafe_transaction_control_is_refused(tmp_path, text, line):
+    with pytest.raises(SqlFileError) as err:
+        parse_file(write(tmp_path, "x.sql", text))
+    assert err.value.line == line and "half-applied" in err.value.message
+
+
+def test_checksum_is_of_the_file_bytes(tmp_path):
+    import hashlib
+
+    path = write(tmp_path, "s.sql", "SELECT 1;\n")
+    assert parse_file(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="abc ;'$\n", max_size=12), min_size=1, max_size=6))
+def test_string_contents_never_split_statements(contents):
+    """Any string literal content (as a dollar-quoted body) keeps one statement per line."""
+    lines = [f"SELECT $q${c}$q$ AS v;" for c in contents if "$q$" not in c]
+    text = "\n".join(lines)
+    parsed = parse_text(text)
+    assert len(parsed.statements) == len(lines)
+    starts = [s.line for s in parsed.statements]
+    assert starts == sorted(starts)
