@@ -1,0 +1,1 @@
+"""The Slack adapter: the only package that imports slack_bolt / slack_sdk."""

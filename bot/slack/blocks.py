@@ -1,0 +1,285 @@
+"""Every Block Kit payload the bot sends, built within Slack's limits.
+
+Listeners and the outbox never assemble blocks themselves: they call these builders, which
+keep to Slack's limits (50 blocks per message, 100 per view, section text 3,000, header 150,
+button text 75 and value 2,000, confirm title 100 and text 300) and always include a
+top-level `text` fallback. Text too long for a message is cut with a note and handed back
+as `attachment` so the outbox can upload it as a file snippet.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from commands.result import Action, Post, Progress
+from core.clock import hhmm
+
+MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+SECTION_CHARS = 3000
+HEADER_CHARS = 150
+BUTTON_TEXT = 75
+BUTTON_VALUE = 2000
+CONFIRM_TITLE = 100
+CONFIRM_TEXT = 300
+FALLBACK_CHARS = 3000  # the notification text: short, never near Slack's 40,000
+DETAIL_INLINE = 2800  # detail shown inline in a code block; longer is attached as a file
+TRUNCATED = "… truncated, full output attached"
+BAR_CELLS = 20
+
+# Modal callback ids and the low-traffic window of the report (02:00–04:00 UTC).
+SCHEDULE_VIEW = "approve_scheduled_modal"
+DEFER_VIEW = "defer_modal"
+WINDOW_START = time(2, 0)
+
+
+@dataclass
+class Rendered:
+    """A message payload plus the full text to attach when something was cut."""
+
+    text: str
+    blocks: list[dict]
+    attachment: str | None = None
+
+    def payload(self) -> dict:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def cut(text: str, limit: int, note: str = "…") -> str:
+    """`text` if it fits in `limit` characters, else its head and `note`."""
+    return text if len(text) <= limit else text[: max(0, limit - len(note) - 1)] + "\n" + note
+
+
+def plain(text: str) -> dict:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def mrkdwn(text: str) -> dict:
+    return {"type": "mrkdwn", "text": text}
+
+
+def header(text: str) -> dict:
+    return {"type": "header", "text": plain(cut(text or " ", HEADER_CHARS))}
+
+
+def section(text: str) -> dict:
+    return {"type": "section", "text": mrkdwn(cut(text or " ", SECTION_CHARS))}
+
+
+def context(text: str) -> dict:
+    return {"type": "context", "elements": [mrkdwn(cut(text, SECTION_CHARS))]}
+
+
+def chunks(lines: list[str], limit: int = SECTION_CHARS) -> list[str]:
+    """Pack lines into texts of at most `limit` characters (an overlong line is cut)."""
+    out: list[str] = []
+    current = ""
+    for line in lines:
+        line = cut(line, limit)
+        if current and len(current) + 1 + len(line) > limit:
+            out.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(current)
+    return out
+
+
+def fit(blocks: list[dict], tail: list[dict], limit: int = MAX_BLOCKS) -> tuple[list[dict], bool]:
+    """`blocks` + `tail` within `limit` blocks: body blocks dropped (with a note) first."""
+    room = limit - len(tail)
+    if len(blocks) <= room:
+        return blocks + tail, False
+    return blocks[: room - 1] + [context(TRUNCATED)] + tail, True
+
+
+def button(action: Action, index: int, run_id: str | None) -> dict:
+    """A button whose value carries the command it stands for (and who may click it)."""
+    value = json.dumps({"id": action.id, "c": action.command, "r": action.allowed_role, "run": run_id})
+    el = {
+        "type": "button",
+        "action_id": f"{action.id}:{index}",
+        "text": plain(cut(action.label, BUTTON_TEXT)),
+        "value": value[:BUTTON_VALUE],
+    }
+    if action.style in ("primary", "danger"):
+        el["style"] = action.style
+    if action.confirm:
+        el["confirm"] = {
+            "title": plain(cut(f"{action.label}?", CONFIRM_TITLE)),
+            "text": mrkdwn(cut(action.confirm, CONFIRM_TEXT)),
+            "confirm": plain("Yes, go ahead"),
+            "deny": plain("Cancel"),
+            **({"style": action.style} if action.style in ("primary", "danger") else {}),
+        }
+    return el
+
+
+def button_value(raw: str) -> dict:
+    """The command, role and run a button click stands for."""
+    return json.loads(raw)
+
+
+def actions_block(actions: list[Action], run_id: str | None) -> dict:
+    return {"type": "actions", "block_id": "actions", "elements": [button(a, i, run_id) for i, a in enumerate(actions[:25])]}
+
+
+def post_message(post: Post) -> Rendered:
+    """A channel message for `post`: title, body, fields, mentions, detail and buttons."""
+    body_lines = list(post.lines) + [f"*{k}:* {v}" for k, v in post.fields.items()]
+    blocks = [header(post.title)] + [section(t) for t in chunks(body_lines)]
+    attachment = None
+    if post.detail:
+        inline = post.detail if len(post.detail) <= DETAIL_INLINE else post.detail[:DETAIL_INLINE]
+        blocks.append(section(f"```{inline}```"))
+        if inline is not post.detail:
+            blocks.append(context(TRUNCATED))
+            attachment = post.detail
+    tail = []
+    if post.mentions:
+        tail.append(context("Needed: " + ", ".join(f"<@{u}>" for u in post.mentions)))
+    if post.actions:
+        tail.append(actions_block(post.actions, post.run_id))
+    blocks, dropped = fit(blocks, tail)
+    if dropped and attachment is None:
+        attachment = post.text()
+    return Rendered(fallback(post.text()), blocks, attachment)
+
+
+def fallback(text: str) -> str:
+    return cut(text, FALLBACK_CHARS, TRUNCATED)
+
+
+def reply_message(lines: list[str]) -> Rendered:
+    """An ephemeral answer to the invoker (help, refusals, status)."""
+    blocks, _ = fit([section(t) for t in chunks(lines or [" "])], [])
+    return Rendered(fallback("\n".join(lines)), blocks)
+
+
+def plain_message(text: str) -> dict:
+    """The plain-text replacement for a message Slack rejected: no blocks at all."""
+    return {"text": fallback(text)}
+
+
+# -- the run's parent message -------------------------------------------------------------------
+def bar(fraction: float, cells: int = BAR_CELLS) -> str:
+    """A text progress bar: `▓▓▓▓░░░░  40%`."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    full = round(fraction * cells)
+    return "▓" * full + "░" * (cells - full) + f" {round(fraction * 100):3d}%"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def progress_lines(p: Progress) -> list[str]:
+    """Phase, statement k of n, elapsed against the estimate, and a bar."""
+    lines = [f"*State:* {p.state}"]
+    if p.phase is not None:
+        lines.append(f"*Phase {p.phase}:* {p.phase_name}" + (f" · step {p.step}" if p.step else ""))
+    if p.statements:
+        where = f" in `{p.file}`" if p.file else ""
+        lines.append(f"*Statement:* {p.statement} of {p.statements}{where}")
+        lines.append(f"`{bar(p.statement / p.statements)}`")
+    if p.estimate:
+        over = " (over the estimate)" if p.elapsed > p.estimate else ""
+        lines.append(f"*Elapsed:* {duration(p.elapsed)} of {duration(p.estimate)} estimated{over}")
+    return lines
+
+
+def run_card(run_id: str, title: str, progress: Progress | None, outcome: str | None) -> Rendered:
+    """The run's parent message, edited in place as the run goes."""
+    lines = progress_lines(progress) if progress else ["*State:* started"]
+    if outcome:
+        lines.append(f"*Outcome:* {outcome}")
+    blocks = [header(title), section("\n".join(lines)), context(f"run `{run_id}` · details in the thread")]
+    text = f"{title}: " + (outcome or (progress.state if progress else "started"))
+    return Rendered(fallback(text), blocks)
+
+
+# -- decisions ------------------------------------------------------------------------------
+def decision_line(user: str, when: datetime, action_id: str, command: str) -> str:
+    """`decided by <@U…> at HH:MM UTC: GO now` (or what the click did)."""
+    what = {
+        "approve_now": "GO now",
+        "approve_scheduled": "GO scheduled for " + command.removeprefix("approve at ").strip(),
+        "defer": "NO-GO (" + command.removeprefix("defer").strip() + ")",
+    }.get(action_id, command)
+    return f"decided by <@{user}> at {hhmm(when)}: {what}"
+
+
+def decided(blocks: list[dict], line: str) -> list[dict]:
+    """The message's blocks with its buttons gone and the decision appended."""
+    kept = [b for b in blocks if b.get("type") != "actions"]
+    return fit(kept, [section(line)])[0]
+
+
+# -- modals ---------------------------------------------------------------------------------
+def next_window(now: datetime) -> datetime:
+    """The next 02:00 UTC: the start of the report's low-traffic window."""
+    now = now.astimezone(timezone.utc)
+    start = datetime.combine(now.date(), WINDOW_START, timezone.utc)
+    return start if start > now else start + timedelta(days=1)
+
+
+def schedule_modal(default: datetime, metadata: str) -> dict:
+    """GO scheduled: a date and a time (UTC), defaulting to the next low-traffic window."""
+    return {
+        "type": "modal",
+        "callback_id": SCHEDULE_VIEW,
+        "private_metadata": metadata,
+        "title": plain("GO scheduled"),
+        "submit": plain("Schedule GO"),
+        "close": plain("Cancel"),
+        "blocks": [
+            section("Pick when the run starts (UTC). The report's low-traffic window is 02:00–04:00 UTC."),
+            {"type": "input", "block_id": "date", "label": plain("Date (UTC)"),
+             "element": {"type": "datepicker", "action_id": "date", "initial_date": default.date().isoformat()}},
+            {"type": "input", "block_id": "time", "label": plain("Time (UTC)"),
+             "element": {"type": "timepicker", "action_id": "time", "initial_time": default.strftime("%H:%M")}},
+        ],
+    }
+
+
+def scheduled_at(values: dict) -> datetime:
+    """The UTC moment a schedule modal's submission names."""
+    day = date.fromisoformat(values["date"]["date"]["selected_date"])
+    hour, minute = map(int, values["time"]["time"]["selected_time"].split(":"))
+    return datetime.combine(day, time(hour, minute), timezone.utc)
+
+
+def defer_modal(metadata: str) -> dict:
+    """NO-GO: asks the reason (it goes to the record and the channel)."""
+    return {
+        "type": "modal",
+        "callback_id": DEFER_VIEW,
+        "private_metadata": metadata,
+        "title": plain("NO-GO"),
+        "submit": plain("Record NO-GO"),
+        "close": plain("Cancel"),
+        "blocks": [
+            {"type": "input", "block_id": "reason", "label": plain("Reason"),
+             "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 500}},
+        ],
+    }
+
+
+def defer_reason(values: dict) -> str:
+    return " ".join((values["reason"]["reason"].get("value") or "").split())
+
+
+# -- App Home -------------------------------------------------------------------------------
+def home_view(current: list[str], pending: list[str], history: list[str]) -> dict:
+    """The Home tab: the current run, what waits for a decision, and the last runs."""
+    blocks = [header("Migration runs"), section("*Current run*"), *[section(t) for t in chunks(current or ["No run in progress."])]]
+    if pending:
+        blocks += [section("*Waiting for a decision*"), *[section(t) for t in chunks(pending)]]
+    blocks += [{"type": "divider"}, section("*Last runs*"), *[section(t) for t in chunks(history or ["No runs yet."])]]
+    return {"type": "home", "blocks": fit(blocks, [], MAX_VIEW_BLOCKS)[0]}

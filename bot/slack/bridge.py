@@ -1,0 +1,97 @@
+"""Between Slack and the command core: run a command, send its posts, start its work.
+
+The listeners ack, then call `Bridge.execute`; it calls the command core as the user,
+queues the outcome's posts for the channel (through the outbox) and runs the long work in a
+background thread that reports through the Slack reporter. Only the reply to the invoker is
+left to the listener, which knows how to answer privately in its context.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from slack_sdk import WebClient
+
+from bot.slack.outbox import Delivery, Outbox, OutboxWorker, RunThreads, web_client
+from bot.slack.reporter import SlackReporter, card_renderer
+from commands.result import Outcome, Post
+from core.redact import redact
+
+log = logging.getLogger(__name__)
+
+Handle = Callable[..., Outcome]  # handle(core, user, text, *, request_id=None) -> Outcome
+
+
+def request_id(*parts: str) -> str:
+    """A stable id for one Slack request (slash commands carry none: their trigger_id)."""
+    return "slack:" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def default_handle() -> Handle:
+    from commands import handle  # the core lands in commands/; imported late to keep Slack at the edge
+
+    return handle
+
+
+@dataclass
+class Bridge:
+    core: object  # commands.core.Core: settings, roster, runbook, redis, keys, store
+    handle: Handle
+    client: WebClient
+    outbox: Outbox
+    threads: RunThreads
+    reporter: SlackReporter
+    worker: OutboxWorker
+    _work: list[threading.Thread] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, core, handle: Handle | None = None, client: WebClient | None = None) -> "Bridge":
+        """Wire the outbox, its worker (not started) and the reporter for MIGRATE_CHANNEL."""
+        settings = core.settings
+        settings.require("channel")
+        client = client or web_client(settings)
+        outbox = Outbox(core.redis, core.keys, settings.channel)
+        threads = RunThreads(core.redis, core.keys)
+        delivery = Delivery(client, threads, settings.channel, card_renderer(core.runbook.title))
+        worker = OutboxWorker(outbox, delivery, settings.secrets())
+        reporter = SlackReporter(outbox, threads, settings.secrets())
+        return cls(core, handle or default_handle(), client, outbox, threads, reporter, worker)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.core.settings.secrets()
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def execute(self, user: str, text: str, request: str | None) -> Outcome:
+        """Run `/migrate TEXT` as `user`; posts go to the outbox, work to a background thread."""
+        outcome = self.handle(self.core, user, text, request_id=request)
+        for post in outcome.posts:
+            self.reporter.post(post)
+        if outcome.work is not None:
+            thread = threading.Thread(target=self._run_work, args=(outcome,), name="migrate-work", daemon=True)
+            self._work = [t for t in self._work if t.is_alive()] + [thread]
+            thread.start()
+        return outcome
+
+    def _run_work(self, outcome: Outcome) -> None:
+        try:
+            outcome.work(self.reporter)
+        except Exception as exc:  # the work's own failure paths post; this is a crash: say so in the thread
+            log.exception("background work crashed: %s", self.redact(repr(exc)))
+            self.reporter.post(Post(kind="failure", title="The background work stopped on an error",
+                                    lines=[self.redact(str(exc))[:1000]], run_id=outcome.run_id, final=True))
+
+    def wait_work(self, timeout: float = 60.0) -> bool:
+        """Wait (bounded) for the background work started so far; True when all finished."""
+        for thread in list(self._work):
+            thread.join(timeout)
+        return not any(t.is_alive() for t in self._work)
+
+    def close(self) -> None:
+        self.worker.close()
+

@@ -1,0 +1,70 @@
+"""Button clicks: refuse early those the roster does not allow, open the decision modals,
+or run the button's command as the clicker; a decided request loses its buttons."""
+from __future__ import annotations
+
+import json
+import re
+
+from bot.slack import blocks
+from bot.slack.bridge import request_id
+from bot.slack.listeners.replies import ephemeral
+from commands.result import OK
+from core import clock
+
+MODALS = {"approve_scheduled": lambda meta: blocks.schedule_modal(blocks.next_window(clock.now()), meta),
+          "defer": blocks.defer_modal}
+
+
+def register(app, bridge) -> None:
+    @app.action(re.compile(r".+"))
+    def click(ack, body, action, respond, client) -> None:
+        ack()
+        button = blocks.button_value(action["value"])
+        user = body["user"]["id"]
+        role = button.get("r")
+        if role and not bridge.core.roster.has_role(user, role):
+            ephemeral(respond, [f"Only the {role} ({bridge.core.roster.mention(role)}) can use “{button['c']}”. Nothing changed."])
+            return
+        message = Clicked.of(body, button)
+        if button["id"] in MODALS:
+            message.stash(bridge)
+            client.views_open(trigger_id=body["trigger_id"], view=MODALS[button["id"]](message.metadata()))
+            return
+        outcome = bridge.execute(user, button["c"], request_id(body["trigger_id"]))
+        ephemeral(respond, [bridge.redact(line) for line in outcome.reply])
+        if outcome.code == OK:
+            message.decide(bridge, user, button["c"])
+
+
+class Clicked:
+    """The message a button sat on, so that a decision can be written into it."""
+
+    def __init__(self, channel: str, ts: str, run_id: str | None, action_id: str, blocks_: list[dict]) -> None:
+        self.channel, self.ts, self.run_id, self.action_id, self.blocks = channel, ts, run_id, action_id, blocks_
+
+    @classmethod
+    def of(cls, body: dict, button: dict) -> "Clicked":
+        container = body.get("container", {})
+        return cls(container.get("channel_id") or body["channel"]["id"], container["message_ts"], button.get("run"),
+                   button["id"], body.get("message", {}).get("blocks", []))
+
+    def metadata(self) -> str:
+        return json.dumps({"c": self.channel, "ts": self.ts, "run": self.run_id, "id": self.action_id})
+
+    def _field(self) -> str:
+        return f"message:{self.ts}"
+
+    def stash(self, bridge) -> None:
+        """Keep the message's blocks until the modal is submitted (metadata holds 3,000 chars only)."""
+        bridge.threads.set_meta(self.run_id or "-", **{self._field(): json.dumps(self.blocks)})
+
+    @classmethod
+    def unstash(cls, bridge, metadata: str) -> "Clicked":
+        meta = json.loads(metadata)
+        stored = bridge.threads.meta(meta["run"] or "-").get(f"message:{meta['ts']}", "[]")
+        return cls(meta["c"], meta["ts"], meta["run"], meta["id"], json.loads(stored))
+
+    def decide(self, bridge, user: str, command: str) -> None:
+        """Edit the message: buttons gone, who decided what and when."""
+        line = blocks.decision_line(user, clock.now(), self.action_id, command)
+        bridge.reporter.update(self.channel, self.ts, blocks.Rendered(line, blocks.decided(self.blocks, line)))

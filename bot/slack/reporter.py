@@ -1,0 +1,75 @@
+"""The Slack `Reporter`: turns a command's posts and progress into outbox entries.
+
+Posts of a run go into the run's thread (the outbox creates the parent message on the first
+one); final posts are also broadcast to the channel. Progress only records the latest state
+and queues one refresh of the parent message if none is pending, so a burst of progress
+becomes one `chat.update` (the latest state wins) and the outbox spaces them out.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+from bot.slack import blocks
+from bot.slack.outbox import Outbox, RunThreads
+from commands.result import Post, Progress
+from core.redact import redact
+
+
+def redact_post(post: Post, secrets: tuple[str, ...]) -> Post:
+    """The post with every secret masked in everything Slack would show."""
+    r = lambda text: redact(text, secrets)  # noqa: E731 - a local shorthand
+    return replace(
+        post,
+        title=r(post.title),
+        lines=[r(line) for line in post.lines],
+        fields={k: r(v) for k, v in post.fields.items()},
+        detail=r(post.detail) if post.detail else post.detail,
+    )
+
+
+def card_renderer(title: str):
+    """(run_id, stored meta) -> the run's parent message, for the outbox's Delivery."""
+
+    def render(run_id: str, meta: dict) -> blocks.Rendered:
+        progress = Progress(**json.loads(meta["progress"])) if meta.get("progress") else None
+        return blocks.run_card(run_id, title, progress, meta.get("outcome"))
+
+    return render
+
+
+class SlackReporter:
+    """Reporter for background work (and for a command's immediate posts)."""
+
+    def __init__(self, outbox: Outbox, threads: RunThreads, secrets: tuple[str, ...] = ()) -> None:
+        self.outbox = outbox
+        self.threads = threads
+        self.secrets = secrets
+
+    def post(self, post: Post) -> None:
+        post = redact_post(post, self.secrets)
+        if post.kind == "report" and post.detail:
+            self._upload(post, post.detail, f"report-{post.run_id or 'run'}.md")
+            return
+        rendered = blocks.post_message(post)
+        self.outbox.put("post", message=rendered.payload(), run_id=post.run_id, broadcast=post.final, fallback=rendered.text)
+        if rendered.attachment:
+            self._upload(post, rendered.attachment, f"{post.kind}-output.txt")
+        if post.final and post.run_id:
+            self.threads.set_meta(post.run_id, outcome=post.title)
+            self._refresh(post.run_id)
+
+    def progress(self, progress: Progress) -> None:
+        self.threads.set_meta(progress.run_id, progress=json.dumps(asdict(progress)))
+        self._refresh(progress.run_id)
+
+    def update(self, channel: str, ts: str, rendered: blocks.Rendered) -> None:
+        """Edit a message already posted (a decision under a request), in order with the rest."""
+        self.outbox.put("update", channel=channel, ts=ts, message=rendered.payload(), fallback=rendered.text)
+
+    def _upload(self, post: Post, content: str, filename: str) -> None:
+        self.outbox.put("upload", run_id=post.run_id, content=content, filename=filename, title=blocks.cut(post.title, 250))
+
+    def _refresh(self, run_id: str) -> None:
+        if self.threads.mark_dirty(run_id):
+            self.outbox.put("refresh", run_id=run_id)

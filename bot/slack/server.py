@@ -1,0 +1,84 @@
+"""The bot's process: HTTP through waitress (`POST /slack/events`, `GET /healthz`), or
+Socket Mode when SLACK_APP_TOKEN is set. The outbox worker runs beside either."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Callable, Iterable
+
+from slack_bolt import App
+from slack_bolt.request import BoltRequest
+
+from bot.slack import health
+from bot.slack.app import build_app
+from bot.slack.bridge import Bridge
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+DEFAULT_PORT = 3000
+MAX_BODY = 1_000_000  # Slack's payloads are small; refuse anything absurd
+
+
+def _headers(environ: dict) -> dict[str, str]:
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = environ[key]
+    return headers
+
+
+def _respond(start_response, status: int, body: bytes, headers: list[tuple[str, str]]) -> Iterable[bytes]:
+    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable"}
+    start_response(f"{status} {reason.get(status, 'Status')}", headers + [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def make_wsgi_app(core, app: App) -> Callable:
+    """A WSGI app: Slack's requests to bolt (signatures verified by bolt), health to `health`."""
+
+    def wsgi(environ, start_response):
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/healthz" and method == "GET":
+            healthy, status = health.check(core)
+            return _respond(start_response, 200 if healthy else 503, json.dumps(status).encode(), [("Content-Type", "application/json")])
+        if path != EVENTS_PATH or method != "POST":
+            return _respond(start_response, 404, b"not found", [("Content-Type", "text/plain")])
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY:
+            return _respond(start_response, 413, b"too large", [("Content-Type", "text/plain")])
+        body = environ["wsgi.input"].read(length).decode("utf-8")
+        response = app.dispatch(BoltRequest(body=body, query=environ.get("QUERY_STRING"), headers=_headers(environ)))
+        headers = [(k, v) for k, values in response.headers.items() for v in values if k.lower() != "content-length"]
+        # Every request is acked within milliseconds and deduplicated: Slack must not re-send.
+        headers.append(("X-Slack-No-Retry", "1"))
+        return _respond(start_response, response.status, (response.body or "").encode("utf-8"), headers)
+
+    return wsgi
+
+
+def serve(settings) -> None:
+    """Run the bot until interrupted: Core, bolt App, outbox worker, then HTTP or Socket Mode."""
+    from commands.core import Core
+
+    settings.require("slack_bot_token", "channel")
+    core = Core.from_settings(settings)
+    bridge = Bridge.create(core)
+    app = build_app(bridge)
+    bridge.worker.start()
+    try:
+        if settings.slack_app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            log.info("Socket Mode: connecting to Slack")
+            SocketModeHandler(app, settings.slack_app_token).start()
+        else:
+            settings.require("slack_signing_secret")
+            import waitress
+
+            port = int(os.environ.get("PORT") or DEFAULT_PORT)
+            log.info("listening on port %d (POST %s, GET /healthz)", port, EVENTS_PATH)
+            waitress.serve(make_wsgi_app(core, app), host="0.0.0.0", port=port, threads=16, ident="migrate-bot")
+    finally:
+        bridge.close()
