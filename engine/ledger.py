@@ -61,12 +61,11 @@ def record_version(dsn: str, version: str, description: str = "") -> None:
     with psycopg.connect(dsn) as conn:
         columns = _columns(conn, "schema_migrations")
         names, values = ["version"], [version]
-        if description:
-            for col in ("description", "name"):
-                if col in columns:
-                    names.append(col)
-                    values.append(description)
-                    break
+        for col in ("description", "name"):  # schema_migrations' label column, often NOT NULL
+            if col in columns:
+                names.append(col)
+                values.append(description or f"migration {version}")
+                break
         placeholders = ", ".join(["%s"] * len(values))
         conn.execute(
             f"INSERT INTO schema_migrations ({', '.join(names)}) SELECT {placeholders} "

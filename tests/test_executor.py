@@ -1,0 +1,272 @@
+"""engine.executor against real scratch PostgreSQL databases: atomicity, lock time-outs and
+retries with the blocker named, notices, inputs kept secret, cancel, psql files, ledger."""
+from __future__ import annotations
+
+import textwrap
+import threading
+
+import psycopg
+import pytest
+
+from engine import ledger
+from engine.executor import Executor, LedgerRecord
+from runbook.sqlfile import SqlFileError
+from tests.support import pg
+
+SECRET = "S3cretInputValue-9f8e7d"
+SETUP = """
+CREATE SCHEMA platform;
+CREATE TABLE platform.users (id int PRIMARY KEY, email text NOT NULL);
+INSERT INTO platform.users SELECT g, 'u' || g || '@example.com' FROM generate_series(1, 5) g;
+"""
+RECORD = LedgerRecord(runbook="T", run_id="run-1", phase=1, step="1.1", actor="U0LIU")
+FAST = dict(lock_timeout=0.2, retry_backoff=0.01)
+
+
+@pytest.fixture
+def db(scratch_db):
+    url = scratch_db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SETUP)
+    return url
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def rows(url: str) -> list:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT * FROM platform.users ORDER BY id").fetchall()
+
+
+def snapshot(url: str) -> tuple[str, list]:
+    return pg.schema_dump(url), rows(url)
+
+
+def test_success_reports_progress_notices_and_ledger(db, tmp_path):
+    path = write(tmp_path, "ok.sql", """
+        CREATE TABLE platform.databases (id int PRIMARY KEY, name text);
+        DO $$ BEGIN RAISE NOTICE 'first'; END $$;
+        INSERT INTO platform.databases VALUES (1, 'mongo');
+        DO $$ BEGIN RAISE NOTICE 'second: % rows', (SELECT count(*) FROM platform.databases); END $$;
+    """)
+    seen = []
+    result = Executor(db).run_file(path, record=RECORD, on_progress=lambda k, n, s: seen.append((k, n, s.line)),
+                                   **FAST)
+    assert result.ok and result.atomic and result.attempts == 1 and result.error is None
+    assert (result.statements, result.executed) == (4, 4)
+    assert seen == [(1, 4, 1), (2, 4, 2), (3, 4, 3), (4, 4, 4)]
+    assert result.notices == ["NOTICE: first", "NOTICE: second: 1 rows"]
+    [row] = ledger.applied_files(db, "T")
+    assert (row["file"], row["sha256"], row["actor"], row["statements"]) == ("ok.sql", result.sha256, "U0LIU", 4)
+
+
+def test_failing_statement_leaves_database_exactly_as_before(db, tmp_path):
+    path = write(tmp_path, "bad.sql", """
+        CREATE TABLE platform.databases (id int PRIMARY KEY);
+        INSERT INTO platform.users VALUES (6, 'six@example.com');
+        ALTER TABLE platform.users ADD COLUMN status text;
+        UPDATE platform.users
+           SET email = NULL
+         WHERE id = 1;
+        CREATE INDEX users_email ON platform.users (email);
+    """)
+    before = snapshot(db)
+    result = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert not result.ok and not result.cancelled
+    assert snapshot(db) == before
+    assert result.error.file == "bad.sql"
+    assert result.error.line == 4
+    assert result.error.statement == "UPDATE platform.users SET email = NULL WHERE id = 1"
+    assert result.error.sqlstate == "23502"
+    assert 'null value in column "email"' in result.error.message
+    assert result.executed == 3  # statements 1–3 ran, then were rolled back with the file
+    assert ledger.applied_files(db, "T") == []
+
+
+def test_file_that_does_not_parse_is_refused_before_touching_the_database(db, tmp_path):
+    path = write(tmp_path, "stray.sql", """
+        ALTER TABLE platform.users ENABLE ROW LEVEL SECURITY;
+        DO $$ BEGIN RAISE NOTICE 'ok'; END $$;
+        RAISE NOTICE 'stray';
+        CREATE POLICY p ON platform.users FOR SELECT USING (true);
+    """)
+    before = snapshot(db)
+    with pytest.raises(SqlFileError) as err:
+        Executor(db).run_file(path)
+    assert err.value.line == 3
+    assert snapshot(db) == before
+    assert pg.scalar(db, "SELECT relrowsecurity FROM pg_class WHERE oid = 'platform.users'::regclass") is False
+
+
+def test_lock_held_by_another_session_times_out_retries_and_names_the_blocker(db, tmp_path):
+    path = write(tmp_path, "rls.sql", """
+        DO $$ BEGIN RAISE NOTICE 'lock_timeout=%', current_setting('lock_timeout'); END $$;
+        ALTER TABLE platform.users ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY users_select ON platform.users FOR SELECT USING (true);
+    """)
+    with psycopg.connect(db) as holder:
+        holder.execute("LOCK TABLE platform.users IN ACCESS EXCLUSIVE MODE")
+        holder_pid = holder.info.backend_pid
+        result = Executor(db).run_file(path, lock_retries=2, **FAST)
+        holder.rollback()
+    assert not result.ok and result.lock_timed_out
+    assert result.attempts == 3  # the first attempt and two retries
+    assert result.notices == ["NOTICE: lock_timeout=200ms"]
+    assert (result.error.line, result.error.sqlstate) == (2, "55P03")
+    [blocker] = result.blockers
+    assert blocker.pid == holder_pid
+    assert "LOCK TABLE platform.users IN ACCESS EXCLUSIVE MODE" in blocker.query
+    assert blocker.state == "idle in transaction"
+    assert (blocker.mode, blocker.relation) == ("AccessExclusiveLock", "platform.users")
+    assert pg.scalar(db, "SELECT relrowsecurity FROM pg_class WHERE oid = 'platform.users'::regclass") is False
+
+
+def test_retry_succeeds_once_the_blocker_is_gone(db, tmp_path):
+    path = write(tmp_path, "alter.sql", "ALTER TABLE platform.users ADD COLUMN status text;\n")
+    holder = psycopg.connect(db)
+    holder.execute("LOCK TABLE platform.users IN ACCESS SHARE MODE")
+    executor = Executor(db)
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(
+        path, lock_timeout=0.2, retry_backoff=0.5, lock_retries=3)))
+    worker.start()
+    # First attempt queued behind the holder, then gave up (connection closed, backing off):
+    _wait_until(lambda: _blocked_by(db, holder.info.backend_pid))
+    _wait_until(lambda: executor.backend_pid is None)
+    holder.rollback()
+    holder.close()
+    worker.join()
+    result = box["r"]
+    assert result.ok and result.attempts >= 2
+    assert result.blockers and "ACCESS SHARE" in result.blockers[0].query
+    assert pg.scalar(db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' "
+                         "AND column_name = 'status'") == 1
+
+
+def test_inputs_reach_sql_and_never_appear_in_results(db, tmp_path):
+    path = write(tmp_path, "secret.sql", """
+        DO $$ BEGIN RAISE NOTICE 'got %', current_setting('migrate.register_url'); END $$;
+        INSERT INTO platform.users VALUES (7, current_setting('migrate.register_url'));
+        SELECT current_setting('migrate.register_url')::int;
+    """)
+    result = Executor(db).run_file(path, inputs={"migrate.register_url": SECRET}, record=RECORD, **FAST)
+    assert not result.ok and result.error.sqlstate == "22P02"
+    assert result.notices == ["NOTICE: got ***"]
+    assert "***" in result.error.message
+    assert SECRET not in repr(result)
+    assert [r[0] for r in rows(db)] == [1, 2, 3, 4, 5]
+    # the setting was transaction-local: a new session does not see it
+    assert pg.scalar(db, "SELECT current_setting('migrate.register_url', true)") in (None, "")
+
+
+def test_input_reaches_sql_on_success(db, tmp_path):
+    path = write(tmp_path, "in.sql", "INSERT INTO platform.users VALUES (8, current_setting('migrate.email'));\n")
+    result = Executor(db).run_file(path, inputs={"migrate.email": "it's me@example.com"}, **FAST)
+    assert result.ok
+    assert pg.scalar(db, "SELECT email FROM platform.users WHERE id = 8") == "it's me@example.com"
+
+
+def test_cancel_during_a_long_statement_rolls_back(db, tmp_path):
+    path = write(tmp_path, "slow.sql", """
+        CREATE TABLE platform.databases (id int);
+        SELECT pg_sleep(30);
+        INSERT INTO platform.databases VALUES (1);
+    """)
+    executor = Executor(db)
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
+    worker.start()
+    _wait_until(lambda: executor.backend_pid is not None and _sleeping(db, executor.backend_pid))
+    assert executor.cancel() is True
+    worker.join(timeout=10)
+    result = box["r"]
+    assert result.cancelled and not result.ok
+    assert result.error.sqlstate == "57014" and result.error.line == 2
+    assert pg.scalar(db, "SELECT to_regclass('platform.databases')") is None
+    # once cancelled, nothing further runs until reset
+    again = executor.run_file(write(tmp_path, "next.sql", "CREATE TABLE platform.x (a int);\n"))
+    assert again.cancelled and again.attempts == 0
+    assert pg.scalar(db, "SELECT to_regclass('platform.x')") is None
+    executor.reset_cancel()
+    assert executor.run_file(tmp_path / "next.sql").ok
+
+
+def test_own_begin_commit_runs_in_one_transaction_without_warnings(db, tmp_path):
+    good = write(tmp_path, "tx.sql", "BEGIN;\nCREATE TABLE platform.a (x int);\nCOMMIT;\n")
+    result = Executor(db).run_file(good, **FAST)
+    assert result.ok and result.statements == 1 and result.notices == []
+    bad = write(tmp_path, "txbad.sql", "BEGIN;\nCREATE TABLE platform.b (x int);\nSELECT 1/0;\nCOMMIT;\n")
+    result = Executor(db).run_file(bad, **FAST)
+    assert not result.ok and result.error.line == 3
+    assert pg.scalar(db, "SELECT to_regclass('platform.b')") is None
+
+
+def test_non_transactional_file_runs_in_autocommit(db, tmp_path):
+    path = write(tmp_path, "conc.sql", """
+        CREATE INDEX CONCURRENTLY users_email ON platform.users (email);
+        DO $$ BEGIN RAISE NOTICE 'lock_timeout=%', current_setting('lock_timeout'); END $$;
+    """)
+    result = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert result.ok and not result.atomic
+    assert result.notices == ["NOTICE: lock_timeout=200ms"]
+    assert pg.scalar(db, "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_email'") == 1
+    assert [r["file"] for r in ledger.applied_files(db, "T")] == ["conc.sql"]
+
+
+def test_file_with_meta_commands_runs_through_psql(db, tmp_path):
+    path = write(tmp_path, "meta.sql", """
+        \\echo starting
+        SELECT count(*) AS n FROM platform.users \\gset
+        \\echo users: :n
+        INSERT INTO platform.users VALUES (9, current_setting('migrate.email'));
+        DO $$ BEGIN RAISE NOTICE 'inserted %', current_setting('migrate.email'); END $$;
+    """)
+    result = Executor(db).run_file(path, inputs={"migrate.email": SECRET}, record=RECORD, **FAST)
+    assert result.ok, result.error
+    assert result.output == "starting\nusers: 5\n"
+    assert result.notices == ["NOTICE: inserted ***"]
+    assert pg.scalar(db, "SELECT email FROM platform.users WHERE id = 9") == SECRET
+    assert [r["file"] for r in ledger.applied_files(db, "T")] == ["meta.sql"]
+
+
+def test_psql_file_failure_is_atomic_and_names_the_line(db, tmp_path):
+    path = write(tmp_path, "metabad.sql", """
+        \\echo starting
+        CREATE TABLE platform.c (x int);
+        SELECT current_setting('migrate.v')::int;
+    """)
+    before = snapshot(db)
+    result = Executor(db).run_file(path, inputs={"migrate.v": SECRET}, record=RECORD, **FAST)
+    assert not result.ok
+    assert (result.error.line, result.error.sqlstate) == (3, "22P02")
+    assert result.error.statement == "SELECT current_setting('migrate.v')::int"
+    assert SECRET not in repr(result)
+    assert snapshot(db) == before
+    assert ledger.applied_files(db, "T") == []
+
+
+# ------------------------------------------------------------------ helpers
+
+def _wait_until(predicate, tries: int = 500) -> None:
+    """Poll a condition (no timing assertion: it only sequences the test)."""
+    import time
+
+    for _ in range(tries):
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition never became true")
+
+
+def _sleeping(url: str, pid: int) -> bool:
+    return bool(pg.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s",
+                          (pid, "%pg_sleep%")))
+
+
+def _blocked_by(url: str, holder_pid: int) -> bool:
+    return bool(pg.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                          (holder_pid,)))
