@@ -12,7 +12,6 @@ import re
 from urllib.parse import urlsplit
 
 from core.config import Settings
-from core.redact import redact_url
 from runbook.model import Runbook
 
 # Environment names that Settings reads itself; other input env names come from os.environ.
@@ -74,6 +73,13 @@ def url_problem(env: str, url: str | None) -> str | None:
     return None
 
 
+def _where(url: str) -> str:
+    # Scheme and host:port only: the whole URL is a registered secret and would be masked.
+    from preflight.net import endpoints
+
+    return f"{urlsplit(url).scheme} " + ", ".join(f"{h}:{p}" for h, p in endpoints(url))
+
+
 def key_problem(key: str | None) -> str | None:
     if not key:
         return "MIGRATE_ENCRYPTION_KEY is not set"
@@ -93,7 +99,7 @@ def inputs_probe(settings: Settings, runbook: Runbook) -> tuple[bool, str]:
             seen.append(f"{env} set ({len(value)} characters)" if value else f"{env} unset")
         elif env in URL_SCHEMES or env.endswith("_URL"):
             problem = url_problem(env, value)
-            seen.append(f"{env}={redact_url(value)}" if value else f"{env} unset")
+            seen.append(f"{env} → {_where(value)}" if value else f"{env} unset")
         else:
             problem = None if value else f"{env} is not set"
             seen.append(f"{env} set" if value else f"{env} unset")

@@ -84,4 +84,5 @@ def redis_probe(url: str, timeout: float) -> tuple[bool, str]:
     finally:
         client.close()
     auth = "AUTH accepted" if urlsplit(url).password else "no AUTH sent"
-    return bool(pong), f"{observed}; PING → {'PONG' if pong else pong!r} ({auth})"
+    answer = "PONG" if pong is True else repr(pong)
+    return pong is True, f"{observed}; PING → {answer} ({auth})"

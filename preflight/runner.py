@@ -1,0 +1,144 @@
+"""Preflight: every check concurrently, the backup with its proof, the rehearsal, the verdict.
+
+The quick checks and the backup start together (the backup is by far the longest); the
+rehearsal runs on the backup's restored copy as soon as the backup is proven, and the copy
+is dropped in every case. `fast_checks` is the same without backup and rehearsal, for the
+moment a scheduled GO comes due.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
+from datetime import datetime
+from typing import Callable, Mapping
+
+from core import clock
+from core.config import Settings
+from core.redact import redact
+from preflight import backup, proof, rehearsal, scratch
+from preflight.inputs import step_inputs
+from preflight.lines import Spec, line
+from preflight.quick import Timeouts, checks
+from preflight.report import BackupInfo, CheckLine, PreflightReport, RehearsalResult
+from runbook.model import Runbook
+from runbook.validate import checksums
+
+OnCheck = Callable[[CheckLine], None]
+BACKUP_SPEC = Spec("backup", "Full database backup created and verified", "", "restores without error, equal to the source")
+REHEARSAL_SPEC = Spec("rehearsal", "Rehearsal on a copy passed (phases, verification, rollback)",
+                      "every migration phase, its checks, the verification suites and the rollbacks on the restored copy",
+                      "all pass, schema back to the snapshot")
+
+
+def fast_checks(settings: Settings, runbook: Runbook, *, incident: Mapping | None, now: datetime | None = None,
+                at: datetime | None = None, on_check: OnCheck | None = None,
+                timeouts: Timeouts | None = None) -> PreflightReport:
+    """The quick checks only (no backup, no rehearsal); the window is judged at `at`."""
+    started = now or clock.now()
+    lines = _quick(settings, runbook, incident, at or started, timeouts or Timeouts(), on_check, None)
+    return PreflightReport.build(runbook.id, started, clock.now(), lines, checksums=checksums(runbook))
+
+
+def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | None, now: datetime | None = None,
+                  on_check: OnCheck | None = None, rehearse: bool = True, backup: bool = True,
+                  timeouts: Timeouts | None = None) -> PreflightReport:
+    """Every check, the verified backup and the rehearsal; GO only when every line holds."""
+    started = now or clock.now()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight-backup") as pool:
+        slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse) if backup else None
+        lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check, slow)
+        info, rehearsed = None, None
+        if slow is not None:
+            backup_line, info, rehearsal_line, rehearsed = slow.result()
+            lines += [l for l in (backup_line, rehearsal_line) if l is not None]
+            for l in (backup_line, rehearsal_line):
+                if l is not None and on_check:
+                    on_check(l)
+    return PreflightReport.build(runbook.id, started, clock.now(), lines, backup=info, rehearsal=rehearsed,
+                                 checksums=checksums(runbook))
+
+
+def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime, timeouts: Timeouts,
+           on_check: OnCheck | None, slow: Future | None) -> list[CheckLine]:
+    """Run the quick checks concurrently; a check past its deadline is a failed line."""
+    todo = checks(settings, runbook, incident, at, timeouts)
+    pool = ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="preflight")
+    try:
+        futures = [(deadline, pool.submit(check)) for deadline, check in todo]
+        out: list[CheckLine] = []
+        for deadline, future in futures:
+            for l in _collect(future, deadline):
+                out.append(l)
+                if on_check:
+                    on_check(l)
+        return out
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a stuck probe must not hold the report
+
+
+def _collect(future: Future, deadline: float) -> list[CheckLine]:
+    try:
+        return future.result(timeout=deadline)
+    except FutureTimeout:
+        return [CheckLine("timeout", "A check answered in time", "thread deadline", f"no result within {deadline:g} s",
+                          "a result", "fail", deadline)]
+
+
+def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, rehearse: bool):
+    """(backup line, BackupInfo, rehearsal line, RehearsalResult): the scratch copy lives
+    from the restore to the end of the rehearsal and is dropped in every case."""
+    secrets = settings.secrets()
+    copy, problem = None, None
+    try:
+        copy = scratch.create(settings)
+    except scratch.ScratchError as exc:
+        problem = str(exc)
+    try:
+        start = clock.monotonic()
+        try:
+            dumped = backup.dump(settings, runbook.backup_prefix, at, restore_into=copy)
+        except Exception as exc:  # noqa: BLE001 - BackupError, a driver error…: a failed line, not a crash
+            text = redact(str(exc), secrets)
+            return line(BACKUP_SPEC, False, text, secrets, clock.monotonic() - start), None, _not_rehearsed(rehearse, "no backup"), None
+        info = proof.verify(settings, dumped, copy, problem)
+        backup_line = _backup_line(settings, info, copy, clock.monotonic() - start)
+        if not rehearse:
+            return backup_line, info, None, None
+        if not info.verified or copy is None:
+            return backup_line, info, _not_rehearsed(True, "the backup is not verified"), None
+        result = _rehearse(settings, runbook, copy, info)
+        return backup_line, info, _rehearsal_line(result, secrets), result
+    finally:
+        if copy is not None:
+            scratch.drop(settings, copy)
+
+
+def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo) -> RehearsalResult:
+    from pathlib import Path
+
+    try:
+        return rehearsal.rehearse(settings, runbook, copy, Path(info.schema_snapshot), step_inputs(settings, runbook))
+    except Exception as exc:  # noqa: BLE001 - a rehearsal that crashes is a failed rehearsal
+        text = redact(f"{type(exc).__name__}: {exc}", settings.secrets())
+        return RehearsalResult(False, [], False, False, [], None, text, f"rehearsal could not run: {text}")
+
+
+def _backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
+    origin = scratch.server_url(settings)[1] if copy else "no scratch server"
+    how = (f"pg_dump --format={info.format} in one snapshot → {info.path}, streamed into pg_restore --exit-on-error "
+           f"of a scratch database on {origin}; {len(info.comparisons)} comparisons")
+    spec = Spec(BACKUP_SPEC.key, BACKUP_SPEC.title, how, BACKUP_SPEC.required)
+    if not info.verified:
+        return line(spec, False, f"{info.path.rsplit('/', 1)[-1]} NOT verified: {info.problem}", settings.secrets(), seconds)
+    rows = sum(info.row_counts.values())
+    observed = (f"{info.path.rsplit('/', 1)[-1]}: {info.size / 1e6:.1f} MB, sha256 {info.sha256[:12]}…; restored and equal "
+                f"({len(info.row_counts)} tables, {rows} rows); dump {info.dump_seconds:.1f} s, verify {info.verify_seconds:.1f} s")
+    return line(spec, True, observed, settings.secrets(), seconds)
+
+
+def _rehearsal_line(result: RehearsalResult, secrets) -> CheckLine:
+    observed = result.summary if result.ok else f"FAILED: {result.failure} ({result.summary})"
+    return line(REHEARSAL_SPEC, result.ok, observed, secrets, sum(p["seconds"] for p in result.phases))
+
+
+def _not_rehearsed(rehearse: bool, why: str) -> CheckLine | None:
+    return line(REHEARSAL_SPEC, False, f"not rehearsed: {why}") if rehearse else None
