@@ -55,11 +55,11 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.PREFLIGHT_RUNNING: frozenset({S.GO, S.NO_GO, S.ABORTED, S.INTERRUPTED}),
     S.GO: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED}),
     S.NO_GO: frozenset({S.DEFERRED}),
-    S.APPROVED: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED, S.RUNNING, S.VERIFYING}),
+    S.APPROVED: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED, S.RUNNING}),
     # a scheduled run starts at its time, is cancelled (deferred) or moved (scheduled again)
     S.SCHEDULED: frozenset({S.SCHEDULED, S.DEFERRED, S.RUNNING}),
     S.DEFERRED: frozenset(),  # final: a new preflight starts a new run
-    S.RUNNING: frozenset({S.PHASE_DONE, S.VERIFYING, S.FAILED, S.ROLLING_BACK, S.ABORTED, S.INTERRUPTED}),
+    S.RUNNING: frozenset({S.PHASE_DONE, S.FAILED, S.ROLLING_BACK, S.ABORTED, S.INTERRUPTED}),
     S.PHASE_DONE: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
     S.VERIFYING: frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED}),
     S.SUCCEEDED: frozenset({S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
@@ -120,12 +120,19 @@ def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
             # the failure policy rolls back the phase that just failed, still marked running
             return _newer_applied(run, phase)
         return why_phase_cannot_roll_back(run, phase)
+    if to is S.VERIFYING:
+        return _lower_not_succeeded(run, phase, "verification")
     current = _status_of(run, phase)
     if to is S.PHASE_DONE and current is not PhaseStatus.RUNNING:
         return f"phase {phase} is {current}, not running: it cannot be marked done"
     if to is S.ROLLED_BACK and current is not PhaseStatus.ROLLING_BACK:
         return f"phase {phase} is {current}, not rolling back: it cannot be marked rolled back"
     return None
+
+
+def _is_check(run: "Run", n: int) -> bool:
+    state = run.phases.get(n)
+    return state is not None and state.kind == "verification"
 
 
 def _status_of(run: "Run", n: int) -> PhaseStatus:
@@ -138,19 +145,27 @@ def why_phase_cannot_start(run: "Run", n: int, phase_numbers: Sequence[int]) -> 
     runs again only after it was rolled back."""
     if n not in phase_numbers:
         return f"there is no phase {n} (phases: {', '.join(map(str, phase_numbers))})"
+    if _is_check(run, n):
+        return f"phase {n} is the verification: run verify"
     status = _status_of(run, n)
     if status in _BUSY:
         return f"phase {n} is {status} right now"
     if status is PhaseStatus.SUCCEEDED:
         return f"phase {n} already succeeded: roll it back first"
-    for m in sorted(phase_numbers):
+    return _lower_not_succeeded(run, n, f"phase {n}", phase_numbers)
+
+
+def _lower_not_succeeded(run: "Run", n: int, what: str, numbers: Sequence[int] | None = None) -> str | None:
+    for m in sorted(run.phases if numbers is None else numbers):
         if m < n and _status_of(run, m) is not PhaseStatus.SUCCEEDED:
-            return f"phase {n} cannot start: phase {m} has not succeeded"
+            return f"{what} cannot start: phase {m} has not succeeded"
     return None
 
 
 def why_phase_cannot_roll_back(run: "Run", n: int) -> str | None:
     """Why phase `n` may not be rolled back now, or None. Newest applied phase first."""
+    if _is_check(run, n):
+        return f"phase {n} only verifies: there is nothing to roll back"
     status = _status_of(run, n)
     if status is PhaseStatus.PENDING:
         return f"phase {n} has not run"
@@ -164,7 +179,7 @@ def why_phase_cannot_roll_back(run: "Run", n: int) -> str | None:
 def _newer_applied(run: "Run", n: int) -> str | None:
     for m in sorted(run.phases, reverse=True):
         status = _status_of(run, m)
-        if m > n and status in _APPLIED:
+        if m > n and status in _APPLIED and not _is_check(run, m):
             if status is PhaseStatus.SUCCEEDED:
                 return f"roll back phase {m} first: it is applied"
             return f"roll back phase {m} first: it is {status} and may be partly applied"
@@ -172,5 +187,5 @@ def _newer_applied(run: "Run", n: int) -> str | None:
 
 
 def applied_phases(run: "Run") -> list[int]:
-    """Phases whose changes may be in the database (succeeded, failed part-way, or busy)."""
-    return [n for n in sorted(run.phases) if _status_of(run, n) in _APPLIED]
+    """Migration phases whose changes may be in the database (succeeded, failed part-way, or busy)."""
+    return [n for n in sorted(run.phases) if _status_of(run, n) in _APPLIED and not _is_check(run, n)]

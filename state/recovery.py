@@ -71,7 +71,7 @@ def replay(history: Sequence[Mapping]) -> tuple[Run, list[str]]:
     run = Run(id=first["run_id"], target=first.get("target") or "", runbook=_move(origin).get("runbook") or "unknown",
               status=Status(_move(origin).get("to") or Status.PREFLIGHT_RUNNING),
               created_at=_at(origin), created_by=origin["actor"] if created else "unknown", updated_at=_at(origin),
-              phases={int(n): PhaseState() for n in _move(origin).get("phases") or ()})
+              phases=_initial_phases(_move(origin)))
     for event in history:
         move = _move(event)
         if move.get("from") is None:
@@ -79,6 +79,12 @@ def replay(history: Sequence[Mapping]) -> tuple[Run, list[str]]:
         if move.get("to"):
             _apply_event(run, event, move)
     return run, missing
+
+
+def _initial_phases(created: Mapping) -> dict[int, PhaseState]:
+    checks = set(created.get("verification") or ())
+    return {int(n): PhaseState(kind="verification" if n in checks else "migration")
+            for n in created.get("phases") or ()}
 
 
 def _apply_event(run: Run, event: Mapping, move: Mapping) -> None:

@@ -53,6 +53,7 @@ class PhaseState:
     error: str | None = None
     file: str | None = None
     duration: float | None = None  # seconds, started_at to finished_at
+    kind: str = "migration"  # migration | verification (checks only: nothing to roll back)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -65,7 +66,7 @@ class PhaseState:
     def from_dict(cls, data: Mapping) -> "PhaseState":
         return cls(status=PhaseStatus(data.get("status", "pending")), started_at=_dt(data.get("started_at")),
                    finished_at=_dt(data.get("finished_at")), actor=data.get("actor"), error=data.get("error"),
-                   file=data.get("file"), duration=data.get("duration"))
+                   file=data.get("file"), duration=data.get("duration"), kind=data.get("kind", "migration"))
 
 
 @dataclass
@@ -163,16 +164,19 @@ class RunStore:
     # ------------------------------------------------------------ creating
 
     def create(self, actor: str, runbook: str, *, phases: Iterable[int] = (),
-               meta: Mapping[str, str] | None = None) -> Run:
+               verification: Iterable[int] = (), meta: Mapping[str, str] | None = None) -> Run:
         """A new run in PREFLIGHT_RUNNING that becomes the current one. Refused while the
         current run is active (its work holds the lock). `phases`: the runbook's phase
-        numbers, recorded as pending so that the phase guards know them."""
+        numbers, recorded as pending so that the phase guards know them; `verification`:
+        those that only check (run by VERIFYING, never rolled back)."""
         now = clock.now()
+        checks = set(verification)
+        states = {n: PhaseState(kind="verification" if n in checks else "migration") for n in sorted({*phases, *checks})}
         run = Run(id=f"{runbook}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}", target=self.keys.target,
                   runbook=runbook, status=Status.PREFLIGHT_RUNNING, created_at=now, created_by=actor,
-                  updated_at=now, phases={n: PhaseState() for n in phases}, meta=dict(meta or {}))
+                  updated_at=now, phases=states, meta=dict(meta or {}))
         move = {"from": None, "to": str(run.status), "runbook": runbook, "phases": sorted(run.phases),
-                "fields": {"meta": run.meta}}
+                "verification": sorted(checks), "fields": {"meta": run.meta}}
 
         def txn(pipe: Pipeline) -> None:
             previous = self._watch_current(pipe)
@@ -243,7 +247,7 @@ class RunStore:
             if guard:
                 guard(pipe, run)
             before = run.status
-            changed = _apply(run, to, actor=actor, phase=phase, phase_status=phase_status,
+            changed = apply_transition(run, to, actor=actor, phase=phase, phase_status=phase_status,
                              fields=fields or {}, error=error, file=file)
             move = {"from": str(before), "to": str(to), "phase": phase,
                     "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": dict(fields or {})}
@@ -396,12 +400,14 @@ class RunStore:
         return self.redis.llen(self.keys.mirror_pending())
 
 
-def _apply(run: Run, to: Status, *, actor: str, phase: int | None, phase_status: PhaseStatus | None,
-           fields: Mapping[str, Any], error: str | None, file: str | None) -> list[int]:
-    """Change `run` in memory for the transition; return the phase numbers whose state changed."""
+def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = None,
+                     phase_status: PhaseStatus | None = None, fields: Mapping[str, Any] | None = None,
+                     error: str | None = None, file: str | None = None) -> list[int]:
+    """Change `run` in memory for a transition already checked (pure: the store writes the
+    result); return the phase numbers whose state changed."""
     now = clock.now()
     run.status, run.updated_at = to, now
-    for name, value in fields.items():
+    for name, value in (fields or {}).items():
         setattr(run, name, {**run.meta, **(value or {})} if name == "meta" else value)
     changed: list[int] = []
     if phase is not None:
@@ -410,6 +416,14 @@ def _apply(run: Run, to: Status, *, actor: str, phase: int | None, phase_status:
         if status is not None:
             _set_phase(run, phase, PhaseStatus(status), now, actor, error, file)
             changed.append(phase)
+        if to is Status.VERIFYING:
+            run.phases[phase].kind = "verification"
+    if to is Status.RESTORED:
+        # The database is the pre-migration backup again: no phase is applied any more.
+        for n, state in run.phases.items():
+            if state.status is not PhaseStatus.PENDING and state.kind == "migration" and n not in changed:
+                _set_phase(run, n, PhaseStatus.ROLLED_BACK, now, actor, None, file)
+                changed.append(n)
     if to not in ACTIVE:
         # No phase stays busy once the work stopped: whatever was running did not finish.
         for n, state in run.phases.items():
@@ -423,7 +437,7 @@ def _set_phase(run: Run, n: int, status: PhaseStatus, now: datetime, actor: str,
                error: str | None, file: str | None) -> None:
     state = run.phases.setdefault(n, PhaseState())
     if status in _BUSY:
-        run.phases[n] = PhaseState(status=status, started_at=now, actor=actor, file=file)
+        run.phases[n] = PhaseState(status=status, started_at=now, actor=actor, file=file, kind=state.kind)
         return
     state.status, state.finished_at = status, now
     state.duration = (now - state.started_at).total_seconds() if state.started_at else None
