@@ -59,16 +59,21 @@ def mrkdwn(text: str) -> dict:
     return {"type": "mrkdwn", "text": text}
 
 
+def shown(text: str | None) -> str:
+    """Slack rejects empty text objects: a blank text becomes a dash."""
+    return text if text and text.strip() else "—"
+
+
 def header(text: str) -> dict:
-    return {"type": "header", "text": plain(cut(text or " ", HEADER_CHARS))}
+    return {"type": "header", "text": plain(cut(shown(text), HEADER_CHARS))}
 
 
 def section(text: str) -> dict:
-    return {"type": "section", "text": mrkdwn(cut(text or " ", SECTION_CHARS))}
+    return {"type": "section", "text": mrkdwn(cut(shown(text), SECTION_CHARS))}
 
 
 def context(text: str) -> dict:
-    return {"type": "context", "elements": [mrkdwn(cut(text, SECTION_CHARS))]}
+    return {"type": "context", "elements": [mrkdwn(cut(shown(text), SECTION_CHARS))]}
 
 
 def chunks(lines: list[str], limit: int = SECTION_CHARS) -> list[str]:
@@ -149,7 +154,7 @@ def post_message(post: Post) -> Rendered:
 
 
 def fallback(text: str) -> str:
-    return cut(text, FALLBACK_CHARS, TRUNCATED)
+    return cut(shown(text), FALLBACK_CHARS, TRUNCATED)
 
 
 def reply_message(lines: list[str]) -> Rendered:
@@ -209,10 +214,18 @@ def decision_line(user: str, when: datetime, action_id: str, command: str) -> st
     """`decided by <@U…> at HH:MM UTC: GO now` (or what the click did)."""
     what = {
         "approve_now": "GO now",
-        "approve_scheduled": "GO scheduled for " + command.removeprefix("approve at ").strip(),
+        "approve_scheduled": "GO scheduled for " + readable(command.removeprefix("approve at ").strip()),
         "defer": "NO-GO (" + command.removeprefix("defer").strip() + ")",
     }.get(action_id, command)
     return f"decided by <@{user}> at {hhmm(when)}: {what}"
+
+
+def readable(moment: str) -> str:
+    """`2026-11-25T02:00Z` as `2026-11-25 02:00 UTC`; anything else unchanged."""
+    try:
+        return datetime.fromisoformat(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return moment
 
 
 def decided(blocks: list[dict], line: str) -> list[dict]:

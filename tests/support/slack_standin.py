@@ -69,6 +69,8 @@ def check_blocks(blocks: list, limit: int = 50) -> None:
         kind = block.get("type")
         if kind not in BLOCK_TYPES:
             raise BlockError(f"unknown block type {kind}")
+        if kind in ("section", "header") and "text" in block and not block["text"].get("text", "").strip():
+            raise BlockError("empty text")
         if kind == "section" and _text_len(block.get("text")) > 3000:
             raise BlockError("section text > 3000")
         if kind == "header" and _text_len(block.get("text")) > 150:
@@ -385,3 +387,116 @@ def find_button(message: dict, action_id_prefix: str) -> dict:
             if el.get("type") == "button" and el.get("action_id", "").startswith(action_id_prefix):
                 return {**el, "_block_id": block.get("block_id", "")}
     raise AssertionError(f"no button {action_id_prefix!r} in message {message.get('text', '')[:80]!r}")
+
+
+# -- the bot under test ----------------------------------------------------------------------
+class RunningBot:
+    """The real bot (bolt App, outbox worker, WSGI app in waitress on port 0) against a stand-in."""
+
+    def __init__(self, settings, standin: SlackStandIn, handle=None) -> None:
+        import waitress
+
+        from bot.slack.app import build_app
+        from bot.slack.bridge import Bridge
+        from bot.slack.server import make_wsgi_app
+        from commands.core import Core
+
+        self.settings = settings.with_(slack_api_url=standin.base_url)
+        self.standin = standin
+        self.core = Core.from_settings(self.settings)
+        self.bridge = Bridge.create(self.core, handle=handle)
+        self.app = build_app(self.bridge)
+        self.bridge.worker.start()
+        self.server = waitress.create_server(make_wsgi_app(self.core, self.app), host="127.0.0.1", port=0, threads=8)
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.slack = SlackSender(self.url, self.settings.slack_signing_secret, standin)
+
+    def get(self, path: str) -> Reply:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+                return Reply(resp.status, dict(resp.headers), resp.read().decode())
+        except urllib.error.HTTPError as err:
+            return Reply(err.code, dict(err.headers), err.read().decode())
+
+    def close(self) -> None:
+        self.server.close()
+        self.bridge.wait_work(30)
+        self.bridge.close()
+
+
+class ScriptedCommands:
+    """A small command core standing in for `commands.handle` (same signature), for the
+    adapter's own tests: it records what ran, deduplicates request ids in the real Redis
+    store, authorizes decisions by roster role, and produces the posts and work the real
+    core produces (a go/no-go request with buttons, progress, long NOTICE output)."""
+
+    def __init__(self) -> None:
+        self.executed: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, core, user: str, text: str, *, request_id: str | None = None):
+        from commands.result import Outcome
+
+        if request_id and not core.store.first_delivery(request_id):
+            return Outcome.refused("already handled")
+        with self._lock:
+            self.executed.append((user, text))
+        verb, _, rest = text.strip().partition(" ")
+        handler = getattr(self, "_" + (verb or "help"), None)
+        return handler(core, user, rest) if handler else Outcome.refused(f"unknown command {verb!r}: try /migrate help")
+
+    def ran(self, text: str) -> int:
+        with self._lock:
+            return sum(1 for _, t in self.executed if t == text)
+
+    def _help(self, core, user, rest):
+        from commands.result import OK, Outcome
+
+        return Outcome(OK, reply=["/migrate help", "/migrate status", "/migrate preflight"])
+
+    def _decide(self, core, user, what):
+        from commands.result import OK, Outcome
+
+        if not core.roster.has_role(user, "tpm"):
+            return Outcome.refused("only the tpm can decide")
+        return Outcome(OK, reply=[f"recorded: {what}"])
+
+    def _approve(self, core, user, rest):
+        return self._decide(core, user, f"approve {rest}".strip())
+
+    def _defer(self, core, user, rest):
+        return self._decide(core, user, f"defer {rest}")
+
+    def _preflight(self, core, user, rest):
+        from commands.result import OK, Action, Outcome, Post, Progress
+
+        run_id = "run-" + uuid_hex()
+        actions = [
+            Action("approve_now", "GO now", "approve", "primary", "Start Migration 006 now?", "tpm"),
+            Action("approve_scheduled", "GO scheduled", "approve at", None, None, "tpm"),
+            Action("defer", "NO-GO", "defer", "danger", None, "tpm"),
+        ]
+
+        def work(reporter) -> int:
+            reporter.progress(Progress(run_id, None, "preflight", None, None, 0, 5, 0.0, 60.0, "preflight running"))
+            reporter.post(Post("preflight_done", "Preflight: GO", lines=["all checks passed"], run_id=run_id))
+            reporter.post(Post("preflight_request", "GO / NO-GO?", lines=["decide"], actions=actions,
+                               run_id=run_id, mentions=list(core.roster.members("tpm"))))
+            return OK
+
+        return Outcome(OK, reply=["preflight started"], work=work, run_id=run_id)
+
+    def _notice(self, core, user, rest):
+        from commands.result import OK, Outcome, Post
+
+        lines = [f"NOTICE:  relation \"t{i}\" already exists, skipping" for i in range(10_000)]
+        post = Post("phase_done", "Phase 1 complete", lines=lines[:200], detail="\n".join(lines), run_id="run-notice")
+        return Outcome(OK, reply=["ok"], posts=[post], run_id="run-notice")
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]
