@@ -1,0 +1,76 @@
+"""The command core: `/migrate` verbs as plain functions over the run state.
+
+`handle(core, user, text)` parses, authorizes and dispatches; each verb returns an
+`Outcome` (commands/result.py) that the console or the Slack adapter renders.
+"""
+from __future__ import annotations
+
+import logging
+
+from commands.abort import abort
+from commands.core import Core
+from commands.decide import approve, defer
+from commands.incident import incident
+from commands.info import help_, status
+from commands.parse import Command, ParseError, parse
+from commands.policy import describe, refusal
+from commands.preflight import preflight
+from commands.report import report
+from commands.result import FAILED, OK, REFUSED, Outcome, Post
+from commands.rollback import rollback
+from commands.run import run, verify
+from commands.work import redact_post
+from core import clock
+from state.machine import IllegalTransition
+
+__all__ = ["Core", "handle", "Outcome", "Post", "OK", "FAILED", "REFUSED"]
+
+log = logging.getLogger("migrate.commands")
+
+VERBS = {
+    "help": help_, "status": status, "preflight": preflight, "approve": approve, "defer": defer, "run": run,
+    "verify": verify, "rollback": rollback, "abort": abort, "incident": incident, "report": report,
+}
+
+
+def handle(core: Core, user: str, text: str, *, request_id: str | None = None) -> Outcome:
+    """Run `/migrate TEXT` as USER. A repeated `request_id` is answered, never executed twice."""
+    if request_id and not core.store.first_delivery(request_id):
+        return Outcome.refused("already handled: this request was delivered twice and ran once")
+    try:
+        cmd = parse(text, clock.now())
+    except ParseError as exc:
+        return Outcome.refused(core.redact(str(exc)))
+    denied = refusal(core.roster, core.runbook, user, cmd)
+    if denied:
+        core.store.record(describe(cmd), actor=user, outcome="refused", evidence={"reason": denied})
+        return Outcome.refused(denied)
+    notices = _interrupted_notice(core)
+    try:
+        outcome = VERBS[cmd.verb](core, user, cmd)
+    except IllegalTransition as exc:
+        outcome = Outcome.refused(exc.reason)
+    except Exception as exc:  # never a stack trace in Slack; the log has the redacted reason
+        reason = core.redact(f"{type(exc).__name__}: {exc}")[:300]
+        log.error("command %r by %s failed: %s", describe(cmd), user, reason)
+        outcome = Outcome(FAILED, reply=[f"`{describe(cmd)}` failed: {reason}"])
+    if outcome.code == REFUSED:
+        core.store.record(describe(cmd), actor=user, outcome="refused", evidence={"reason": outcome.reply[:1]})
+    outcome.posts = notices + outcome.posts
+    return _redacted(core, outcome)
+
+
+def _interrupted_notice(core: Core) -> list[Post]:
+    """A run whose lock owner died is reported as interrupted, once, by whoever looks next."""
+    run = core.store.detect_interrupted(core.lock)
+    if run is None:
+        return []
+    return [Post("interrupted", f"⚠ Run {run.id} was interrupted: the bot process working on it stopped",
+                 [f"Status: {run.status.value}. Nothing was re-run. The open transaction died with its connection.",
+                  "Check `/migrate status`, then `run phase n` again or `rollback phase n`."], run_id=run.id, final=True)]
+
+
+def _redacted(core: Core, outcome: Outcome) -> Outcome:
+    outcome.reply = [core.redact(line) for line in outcome.reply]
+    outcome.posts = [redact_post(p, core.redact) for p in outcome.posts]
+    return outcome

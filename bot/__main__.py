@@ -1,0 +1,44 @@
+"""`python -m bot serve` (the Slack bot) and `python -m bot console` (the same commands in a terminal)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core import logs
+from core.config import ConfigError, Settings
+from runbook.model import RunbookError
+
+EXIT_REFUSED = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Migration runbook bot (see README)")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sub.add_parser("serve", help="run the Slack bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
+    console = sub.add_parser("console", help="run /migrate commands in a terminal")
+    console.add_argument("--user", required=True, help="the Slack user ID to act as (roles come from the roster)")
+    console.add_argument("text", nargs="*", help='one command, e.g. "run phase 1"; none: interactive prompt')
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    logs.configure(settings.secrets())
+    try:
+        if args.mode == "serve":
+            from bot.slack.server import serve
+
+            serve(settings)
+            return 0
+        from bot.console import interactive, run_command
+        from commands import Core
+
+        core = Core.from_settings(settings)
+        if args.text:
+            return run_command(core, args.user, " ".join(args.text))
+        return interactive(core, args.user)
+    except (ConfigError, RunbookError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`approve` (GO now / GO scheduled) and `defer` (NO-GO): the TPM's decisions."""
+from __future__ import annotations
+
+from commands import templates
+from commands.core import Core
+from commands.parse import Command
+from commands.result import OK, Outcome
+from core import clock
+from core.roster import COORDINATOR
+from preflight import window_check
+from runbook.validate import checksums
+from state.approval import bind_approval, why_cannot_approve
+from state.machine import IllegalTransition, Status
+
+DECIDABLE = (Status.GO, Status.SCHEDULED)
+
+
+def approve(core: Core, user: str, cmd: Command) -> Outcome:
+    now = clock.now()
+    run = core.store.current()
+    refusal = _why_not_decidable(run, now)
+    if refusal:
+        return Outcome.refused(refusal)
+    sums = checksums(core.runbook)
+    reason = why_cannot_approve(run.preflight, checksums=sums, now=now)
+    if reason:
+        return Outcome.refused(reason)
+    if cmd.at is not None:
+        refusal = _why_not_at(core, cmd.at, now)
+        if refusal:
+            return Outcome.refused(refusal)
+    approval = bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
+                             checksums=sums, mode="scheduled" if cmd.at else "now", scheduled_for=cmd.at)
+    what = "scheduled" if cmd.at else "go"
+    decision = {"by": user, "at": now.isoformat(), "what": what,
+                "scheduled_for": cmd.at.isoformat() if cmd.at else None}
+    try:
+        core.store.transition(run.id, Status.SCHEDULED if cmd.at else Status.APPROVED, actor=user, action="approve",
+                              fields={"approval": approval, "decision": decision}, evidence=decision)
+    except IllegalTransition as exc:
+        return Outcome.refused(exc.reason)
+    post = templates.decision(core.runbook, run.id, user, what, now, scheduled_for=cmd.at)
+    post.lines.append(f"{core.roster.mention(COORDINATOR)}: " + (
+        f"it starts by itself at {cmd.at:%H:%M} UTC" if cmd.at else "`/migrate run` when ready (or phase owners: `run phase n`)"))
+    when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""
+    return Outcome(OK, reply=[f"GO{' scheduled' + when if cmd.at else ''} recorded. Approval valid until "
+                              f"{approval['expires_at'][:16].replace('T', ' ')} UTC and bound to the files' checksums."],
+                   posts=[post], run_id=run.id)
+
+
+def defer(core: Core, user: str, cmd: Command) -> Outcome:
+    now = clock.now()
+    run = core.store.current()
+    if run is None or run.status not in (*DECIDABLE, Status.APPROVED):
+        state = run.status.value if run else "no run"
+        return Outcome.refused(f"nothing to defer ({state}): NO-GO applies to a pre-flight awaiting decision, "
+                               "an approval or a schedule")
+    decision = {"by": user, "at": now.isoformat(), "what": "no-go", "reason": cmd.text}
+    try:
+        core.store.transition(run.id, Status.DEFERRED, actor=user, action="defer", outcome="no-go",
+                              fields={"decision": decision}, evidence=decision)
+    except IllegalTransition as exc:
+        return Outcome.refused(exc.reason)
+    return Outcome(OK, reply=["NO-GO recorded."],
+                   posts=[templates.decision(core.runbook, run.id, user, "no-go", now, reason=cmd.text)], run_id=run.id)
+
+
+def _why_not_decidable(run, now) -> str | None:
+    if run is None:
+        return "nothing to approve: run `/migrate preflight` first"
+    if run.status not in DECIDABLE:
+        return f"nothing to approve: the run is {run.status.value}; approval needs a GO pre-flight (`/migrate preflight`)"
+    return None
+
+
+def _why_not_at(core: Core, at, now) -> str | None:
+    if at <= now:
+        return f"{at:%Y-%m-%d %H:%M} UTC is in the past: give a future time, e.g. `approve at 02:00`"
+    line = window_check(core.settings.window, core.settings.min_window_hours, at)
+    if line.status == "fail":
+        return f"{at:%H:%M} UTC is outside the execution window: {line.observed} (required: {line.required})"
+    return None

@@ -1,0 +1,321 @@
+"""Runs a run's phases and its verification: executor, failure policies, evidence, templates.
+
+The command verbs decide *whether* something may run; this module runs it, in the
+background `work` of an Outcome, holding the run lock, and reports through a Reporter.
+Every status line comes from a result: executor FileResults, verification Evidence,
+schema snapshots compared with pg_dump output.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from commands import facts, gates, templates
+from commands.core import Core
+from commands.result import FAILED, OK, Progress, Reporter
+from core import clock
+from engine import ledger, schema
+from engine.executor import Executor, FileResult, LedgerRecord
+from engine.verify import run_checks, run_smoke, run_suite
+from preflight.inputs import step_inputs
+from runbook.model import Phase, Step
+from state.machine import PhaseStatus, Status
+
+PROGRESS_INTERVAL = 0.5  # seconds between progress reports (adapters may coalesce further)
+
+
+@dataclass
+class StepFailure:
+    step: Step
+    result: FileResult
+
+
+class PhaseRunner:
+    """Executes phases of one run as one actor, reporting as it goes."""
+
+    def __init__(self, core: Core, run_id: str, actor: str, reporter: Reporter):
+        self.core = core
+        self.rb = core.runbook
+        self.run_id = run_id
+        self.actor = actor
+        self.reporter = reporter
+        self.dsn = core.settings.database_url
+        self.executor = Executor(self.dsn, secrets=core.settings.secrets())
+        self.inputs = step_inputs(core.settings, self.rb)
+        self._last_progress = 0.0
+        self._steps: dict | None = None  # step outcomes of the phase in progress, saved by its closing transition
+
+    # ------------------------------------------------------------ entry points
+
+    def run_all(self, numbers: list[int], verify: bool) -> int:
+        """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
+        with self.core.executors_guard:
+            self.core.executors[self.run_id] = self.executor
+        try:
+            for number in numbers:
+                phase = self.rb.phase(number)
+                ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
+                if not ok:
+                    return FAILED
+            if verify:
+                phase = next(p for p in self.rb.phases if p.is_verification)
+                if not self.verify_phase(phase):
+                    return FAILED
+            return OK
+        finally:
+            with self.core.executors_guard:
+                self.core.executors.pop(self.run_id, None)
+
+    # ------------------------------------------------------------ migration phases
+
+    def migrate_phase(self, phase: Phase) -> bool:
+        store = self.core.store
+        run = store.transition(self.run_id, Status.RUNNING, actor=self.actor, action=f"phase {phase.number} start",
+                               phase=phase.number, phase_status=PhaseStatus.RUNNING)
+        self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
+        started = clock.monotonic()
+        done = dict((run.result or {}).get("steps", {}))
+        for step in phase.steps:
+            if done.get(step.id, {}).get("ok"):
+                self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: already applied in this run, skipped",
+                                                  run_id=self.run_id))
+                continue
+            if self._abort_requested():
+                return self._aborted(phase, step, None, started)
+            before = self._state_fingerprint()
+            result = self._run_step(phase, step, started)
+            done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
+                             "error": self._error_text(result)}
+            self.reporter.post(templates.step_result(step.id, result))
+            if not result.ok:
+                self._steps = self._with_steps(done)
+                if result.cancelled or self._abort_requested():
+                    return self._aborted(phase, step, result, started, before)
+                return self._step_failed(phase, step, result, started, before)
+        self._steps = self._with_steps(done)
+        evidence = run_checks(self.dsn, phase.checks)
+        duration = clock.monotonic() - started
+        if not all(e.ok for e in evidence):
+            return self._checks_failed(phase, evidence, duration)
+        schema.write_snapshot(self.dsn, self.snapshot_path(phase.number))
+        store.transition(self.run_id, Status.PHASE_DONE, actor=self.actor, action=f"phase {phase.number} complete",
+                         phase=phase.number, phase_status=PhaseStatus.SUCCEEDED,
+                         fields=self._closing_fields(evidence, str(phase.number)), evidence={"duration": round(duration, 3), "checks": [e.name for e in evidence]})
+        self.reporter.post(templates.phase_complete(phase, self.run_id, duration, evidence, self._next_phase(phase),
+                                                    self.core.roster))
+        return True
+
+    def _run_step(self, phase: Phase, step: Step, started: float) -> FileResult:
+        record = LedgerRecord(runbook=self.rb.id, run_id=self.run_id, phase=phase.number, step=step.id, actor=self.actor)
+
+        def progress(k: int, n: int, _statement) -> None:
+            now = clock.monotonic()
+            if k in (1, n) or now - self._last_progress >= PROGRESS_INTERVAL:
+                self._last_progress = now
+                if k == 1 and self.executor.backend_pid:
+                    # Lets `abort` from another process cancel this backend.
+                    self.core.store.update_meta(self.run_id, backend_pid=str(self.executor.backend_pid))
+                self.reporter.progress(Progress(self.run_id, phase.number, phase.name, step.id, step.file, k, n,
+                                                now - started, phase.estimate, Status.RUNNING.value))
+
+        return self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress)
+
+    def _closing_fields(self, evidence=None, key: str | None = None) -> dict:
+        """Fields for a phase's closing transition: step outcomes and the evidence, for status and report."""
+        result = self._steps if self._steps is not None else dict(self.core.store.get(self.run_id).result or {})
+        if evidence is not None and key is not None:
+            result.setdefault("evidence", {})[key] = [
+                {"name": e.name, "how": e.how, "observed": e.observed, "expected": e.expected, "ok": e.ok} for e in evidence]
+        return {"result": result}
+
+    def _with_steps(self, done: dict) -> dict:
+        """The run's result record with this phase's step outcomes, written by the next transition."""
+        result = dict(self.core.store.get(self.run_id).result or {})
+        result["steps"] = done
+        return result
+
+    # ------------------------------------------------------------ failures
+
+    def _step_failed(self, phase: Phase, step: Step, result: FileResult, started: float, before: tuple) -> bool:
+        rollback_status, rolled_back = self._apply_policy(step, result)
+        if rolled_back and self._steps is not None:  # the phase's applied steps were undone with it
+            for undone in phase.steps:
+                self._steps["steps"].pop(undone.id, None)
+        state = self._database_status(before)
+        action = self._action_required(phase, step, rolled_back, state)
+        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} failed",
+                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
+                                   fields=self._closing_fields(), evidence={"step": step.id, "error": self._error_text(result), "rollback": rollback_status,
+                                             "database": state})
+        self.reporter.post(templates.phase_failed(phase, self.run_id, clock.monotonic() - started, self._error_text(result)))
+        self.reporter.post(self._failure_post(phase, step, self._error_text(result), rollback_status, state, action))
+        return False
+
+    def _apply_policy(self, step: Step, result: FileResult) -> tuple[str, bool]:
+        """Carry out the step's failure policy; return (what the rollback status field says, rolled back?)."""
+        tx_note = "the file's transaction was rolled back" if result.atomic else "the file ran non-atomically: partial changes possible"
+        if step.on_failure == "rollback" and step.rollback:
+            rb_result = self.executor.run_file(self.rb.file_path(step.rollback), lock_timeout=self.rb.defaults.lock_timeout,
+                                               statement_timeout=self.rb.defaults.statement_timeout,
+                                               lock_retries=self.rb.defaults.lock_retries,
+                                               retry_backoff=self.rb.defaults.retry_backoff)
+            self.reporter.post(templates.step_result(f"rollback of {step.id}", rb_result))
+            if rb_result.ok:
+                return f"Complete — {step.rollback} ran in {templates.seconds(rb_result.duration)} ({tx_note})", True
+            return f"Failed — {step.rollback}: {self._error_text(rb_result)}", False
+        if step.on_failure == "retry":
+            return f"Not needed — {tx_note}; step {step.id} is safe to retry", False
+        return f"Not run — policy is stop; {tx_note}", False
+
+    def _aborted(self, phase: Phase, step: Step, result: FileResult | None, started: float, before: tuple | None = None) -> bool:
+        state = self._database_status(before) if before else self._database_status(None)
+        unchanged = state.startswith("Unchanged")
+        rollback_status = ("Not needed — the transaction was rolled back" if unchanged
+                           else "Unknown — the database differs from its state before the step: see Database Status")
+        self.core.store.transition(self.run_id, Status.ABORTED, actor=self.actor, action=f"phase {phase.number} aborted",
+                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="aborted",
+                                   fields=self._closing_fields(), evidence={"step": step.id, "database": state})
+        error = self._error_text(result) if result else f"aborted before step {step.id}"
+        self.reporter.post(self._failure_post(phase, step, f"aborted by request ({error})", rollback_status, state,
+                                              "Decision needed: re-run the phase (`run phase "
+                                              f"{phase.number}`) or roll back applied phases"))
+        return False
+
+    def _checks_failed(self, phase: Phase, evidence, duration: float) -> bool:
+        failing = [e for e in evidence if not e.ok]
+        state = self._database_status(None)
+        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} checks failed",
+                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
+                                   fields=self._closing_fields(evidence, str(phase.number)),
+                                   evidence={"failing": [f"{e.name}: {e.observed}" for e in failing]})
+        self.reporter.post(templates.phase_failed(phase, self.run_id, duration, "verification queries failed", evidence))
+        self.reporter.post(self._failure_post(
+            phase, None, "; ".join(f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing),
+            "Not run — the files committed; their checks failed", state,
+            f"Investigation needed: roll back with `rollback phase {phase.number}` or fix forward", evidence=evidence))
+        return False
+
+    def _failure_post(self, phase: Phase, step: Step | None, error: str, rollback_status: str, state: str, action: str,
+                      evidence=()):
+        where = f"Phase {phase.number} ({phase.name})" + (f", step {step.id} {step.file}" if step else "")
+        run = self.core.store.get(self.run_id)
+        return templates.failure(self.rb, self.run_id, failed_phase=where, error=error, rollback_status=rollback_status,
+                                 database_status=state, action_required=action, backup=self._backup(run),
+                                 roster=self.core.roster, evidence=evidence)
+
+    def _action_required(self, phase: Phase, step: Step, rolled_back: bool, state: str) -> str:
+        if state.startswith("Unknown"):
+            return "Restore from backup may be needed: investigate, then `rollback restore`"
+        if step.on_failure == "retry":
+            return f"Decision needed: fix the cause, then retry with `run phase {phase.number}` (step {step.id} is safe to retry)"
+        if rolled_back:
+            return f"Investigation needed: phase {phase.number} was rolled back; fix the cause, then `run phase {phase.number}`"
+        return f"Investigation needed: fix the cause, then `run phase {phase.number}` or roll back"
+
+    # ------------------------------------------------------------ verification (phase 3)
+
+    def verify_phase(self, phase: Phase) -> bool:
+        store = self.core.store
+        store.transition(self.run_id, Status.VERIFYING, actor=self.actor, action="verification start",
+                         phase=phase.number, phase_status=PhaseStatus.RUNNING)
+        self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
+        started = clock.monotonic()
+        evidence = []
+        for migration in self.rb.migration_phases:
+            evidence += run_checks(self.dsn, migration.checks)
+        suites = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.core.settings.secrets())
+                  for s in phase.suites]
+        for suite in suites:
+            self.reporter.post(templates.Post("suite_result", f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
+                                              templates.evidence_lines(suite.evidence), detail=suite.output[-4000:] or None,
+                                              run_id=self.run_id))
+        smoke = [run_smoke(self.core.settings.deployment_url, s) for s in phase.smoke]
+        checks_and_smoke = evidence + smoke
+        duration = clock.monotonic() - started
+        suites_ok = all(s.ok for s in suites)
+        if not (suites_ok and all(e.ok for e in checks_and_smoke)):
+            return self._verification_failed(phase, checks_and_smoke, suites, duration)
+        run = store.get(self.run_id)
+        gate_results = gates.quality_gates(self.core, run, suites, self.snapshot_dir())
+        if not all(g.ok for g in gate_results):
+            return self._verification_failed(phase, checks_and_smoke + gate_results, suites, duration)
+        ledger.record_version(self.dsn, self.rb.version, self.rb.summary)
+        fields = self._closing_fields(checks_and_smoke, str(phase.number))
+        fields["result"]["gates"] = [{"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok}
+                                     for g in gate_results]
+        store.transition(self.run_id, Status.SUCCEEDED, actor=self.actor, action="verification passed",
+                         phase=phase.number, phase_status=PhaseStatus.SUCCEEDED, fields=fields,
+                         evidence={"gates": [f"{g.name}: {g.observed}" for g in gate_results], "duration": round(duration, 3)})
+        self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None, self.core.roster))
+        self.reporter.post(templates.success(self.rb, self.run_id, checks_and_smoke, gate_results, self._backup(run),
+                                             self.core.roster))
+        return True
+
+    def _verification_failed(self, phase: Phase, evidence, suites, duration: float) -> bool:
+        failing = [e for e in evidence if not e.ok] + [s for s in suites if not s.ok]
+        names = "; ".join(getattr(f, "reason", None) and f"{f.name}: {f.reason}" or f"{f.name}: observed {f.observed}"
+                          for f in failing)
+        state = self._database_status(None)
+        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action="verification failed",
+                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
+                                   fields=self._closing_fields(evidence, str(phase.number)), evidence={"failing": names})
+        self.reporter.post(templates.phase_failed(phase, self.run_id, duration, "verification failed", evidence))
+        self.reporter.post(self._failure_post(phase, None, names, "Not run — verification does not change the database",
+                                              state, "Investigation needed: fix forward, or `rollback phase n` newest first",
+                                              evidence=[e for e in evidence if not e.ok]))
+        return False
+
+    # ------------------------------------------------------------ facts
+
+    def snapshot_dir(self) -> Path:
+        return Path(self.core.settings.backup_dir) / "runs" / self.run_id
+
+    def snapshot_path(self, phase_number: int) -> Path:
+        """Schema after phase n of this run (phase 0: the pre-migration snapshot taken at preflight)."""
+        if phase_number == 0:
+            run = self.core.store.get(self.run_id)
+            snap = ((run.preflight or {}).get("backup") or {}).get("schema_snapshot")
+            return Path(snap) if snap else self.snapshot_dir() / "pre_migration.sql"
+        return self.snapshot_dir() / f"after_phase_{phase_number}.sql"
+
+    def known_states(self) -> dict[str, Path]:
+        known = {"the pre-migration schema (version 005)": self.snapshot_path(0)}
+        for p in self.rb.migration_phases:
+            known[f"the schema after phase {p.number}"] = self.snapshot_path(p.number)
+        return known
+
+    def _state_fingerprint(self) -> tuple:
+        return schema.normalize(schema.schema_dump(self.dsn)), facts.row_counts(self.dsn)
+
+    def _database_status(self, before: tuple | None) -> str:
+        """A fresh check of which known state the database is in."""
+        try:
+            if before is not None:
+                schema, rows = self._state_fingerprint()
+                if (schema, rows) == before:
+                    return f"Unchanged — schema and row counts of {len(rows)} tables equal to before the step (checked)"
+            label = facts.matching_state(self.dsn, self.known_states())
+        except Exception as exc:  # the database itself may be what failed
+            return f"Unknown — could not check: {self.core.redact(str(exc))[:200]}"
+        if label:
+            return f"Healthy — matches {label} (schema compared)"
+        return "Unknown — matches no known state (schema compared with the pre-migration and post-phase snapshots)"
+
+    def _abort_requested(self) -> bool:
+        run = self.core.store.get(self.run_id)
+        return bool(run and run.meta.get("abort_requested"))
+
+    def _error_text(self, result: FileResult | None) -> str | None:
+        if result is None or result.error is None:
+            return None if result is None or result.ok else ("cancelled" if result.cancelled else "failed")
+        e = result.error
+        return self.core.redact(f"{e.file}:{e.line}: {e.message}" + (f" (SQLSTATE {e.sqlstate})" if e.sqlstate else ""))
+
+    def _next_phase(self, phase: Phase) -> Phase | None:
+        later = [p for p in self.rb.phases if p.number > phase.number]
+        return later[0] if later else None
+
+    @staticmethod
+    def _backup(run) -> dict | None:
+        return (run.preflight or {}).get("backup") if run else None

@@ -1,0 +1,40 @@
+"""Facts about the target database that commands report: read-only, checked on demand.
+
+Schema snapshots (engine.schema) let the bot say which known state the database is in ("matches the pre-migration schema", "matches the state after phase 1", or "unknown"):
+the failure template and rollback verification state what was checked, never what was hoped.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from psycopg import sql as pgsql
+
+from engine import schema
+
+
+def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
+    """The label of the known snapshot the database's schema equals, or None."""
+    current = schema.schema_dump(dsn)
+    for label, path in known.items():
+        if path and Path(path).exists() and not schema.difference(Path(path).read_text(encoding="utf-8"), current):
+            return label
+    return None
+
+
+def row_counts(dsn: str, schemas: tuple[str, ...] = ("platform", "public")) -> dict[str, int]:
+    """Exact row count of every table in `schemas` (all must be readable: a health fact too)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2", (list(schemas),)
+        ).fetchall()
+        counts = {}
+        for schema, table in tables:
+            query = pgsql.SQL("SELECT count(*) FROM {}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(table))
+            counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+        return counts
+
+
+def applied_versions(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT version::text FROM schema_migrations ORDER BY 1")]

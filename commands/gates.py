@@ -1,0 +1,95 @@
+"""The report's quality gates, each checked after the run — never assumed.
+
+"Must Pass Before Declaring Success": all files executed, all suites green, zero errors,
+application healthy, database healthy, backup safe. Each gate returns Evidence.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+from commands import facts
+from engine import ledger
+from engine.verify import Evidence, run_smoke
+from runbook.model import Smoke
+
+
+def quality_gates(core, run, suites: Sequence, snapshot_dir: Path) -> list[Evidence]:
+    rb = core.runbook
+    return [
+        _files_executed(core, run),
+        _suites_green(suites),
+        _zero_errors(run),
+        _application_healthy(core.settings.deployment_url),
+        _database_healthy(core.settings.database_url),
+        _backup_safe((run.preflight or {}).get("backup")),
+    ]
+
+
+def _files_executed(core, run) -> Evidence:
+    steps = [s for p in core.runbook.migration_phases for s in p.steps]
+    applied = {(r["step"], r["file"]) for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
+               if r.get("run_id") == run.id}
+    done = [s for s in steps if (s.id, s.file) in applied]
+    missing = [s.file for s in steps if (s.id, s.file) not in applied]
+    return Evidence("All migrations executed", "migrate_bot.applied_files rows of this run",
+                    f"{len(done)}/{len(steps)} files completed" + (f" (missing: {', '.join(missing)})" if missing else ""),
+                    f"{len(steps)}/{len(steps)}", not missing)
+
+
+def _suites_green(suites: Sequence) -> Evidence:
+    green = sum(1 for s in suites if s.ok)
+    return Evidence("All tests passed", "verification suites run through psql, output read",
+                    f"{green}/{len(suites)} test suites green", f"{len(suites)}/{len(suites)}", green == len(suites))
+
+
+def _zero_errors(run) -> Evidence:
+    steps = (run.result or {}).get("steps", {})
+    unresolved = [k for k, v in steps.items() if not v.get("ok")]
+    retried = sum(max(int(v.get("attempts", 1)) - 1, 0) for v in steps.values())
+    observed = f"{len(unresolved)} unresolved errors" + (f" ({', '.join(unresolved)})" if unresolved else "")
+    if retried:
+        observed += f"; {retried} lock-timeout retries"
+    return Evidence("Zero errors", "the step results of this run", observed, "0 unresolved errors", not unresolved)
+
+
+def _application_healthy(deployment_url: str | None) -> Evidence:
+    probe = run_smoke(deployment_url, Smoke(name="Application healthy", path="", expect_status=(200,)))
+    return Evidence("Application healthy", probe.how, probe.observed, probe.expected, probe.ok)
+
+
+def _database_healthy(dsn: str) -> Evidence:
+    try:
+        counts = facts.row_counts(dsn)
+    except Exception as exc:  # the evidence is the failure itself
+        return Evidence("Database healthy", "SELECT count(*) from every table", f"error: {type(exc).__name__}",
+                        "every table readable", False)
+    return Evidence("Database healthy", "SELECT count(*) from every platform and public table",
+                    f"{len(counts)} tables readable", "every table readable", bool(counts))
+
+
+def _backup_safe(backup: dict | None) -> Evidence:
+    if not backup or not backup.get("path"):
+        return Evidence("Backup safe", "preflight's backup record", "no backup recorded", "verified backup present", False)
+    path = Path(backup["path"])
+    if not path.exists():
+        return Evidence("Backup safe", f"stat {path}", "file missing", "verified backup present", False)
+    digest = _sha256(path)
+    same = digest == backup.get("sha256")
+    return Evidence("Backup safe", f"sha256 of {path.name}",
+                    f"present, sha256 {'matches' if same else 'DIFFERS from'} the verified one ({digest[:12]}…)",
+                    f"sha256 {str(backup.get('sha256'))[:12]}…, verified by restore", same and bool(backup.get("verified")))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_dir():  # directory-format dumps: hash every file in name order
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                h.update(f.read_bytes())
+        return h.hexdigest()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

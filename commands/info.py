@@ -1,0 +1,118 @@
+"""`help` and `status`: what can be done now, and the state of the run."""
+from __future__ import annotations
+
+from commands import templates
+from commands.core import Core
+from commands.parse import USAGE, Command
+from commands.policy import allowed_roles
+from commands.result import OK, Outcome
+from core import clock
+from core.redact import redact_url
+from runbook.validate import checksums
+from state.approval import why_approval_invalid
+from state.audit import signoff
+from state.machine import Status
+
+NEXT_STEP = {
+    None: "`preflight` (coordinator or TPM)",
+    Status.PREFLIGHT_RUNNING: "wait for the pre-flight to finish",
+    Status.GO: "the TPM decides: `approve`, `approve at <time>` or `defer <reason>`",
+    Status.NO_GO: "fix the NO-GO conditions, then `preflight` again",
+    Status.DEFERRED: "`preflight` again when the condition is met",
+    Status.APPROVED: "`run` (coordinator) or `run phase 1` (its owner)",
+    Status.SCHEDULED: "wait for the scheduled start, or the TPM moves/cancels it",
+    Status.RUNNING: "wait, or `abort`",
+    Status.PHASE_DONE: "the next phase's owner: `run phase n`, or the coordinator: `run`",
+    Status.VERIFYING: "wait for verification",
+    Status.SUCCEEDED: "monitor; `report` for the completed report",
+    Status.FAILED: "see the failure template: retry the phase, `rollback phase n`, or `rollback restore`",
+    Status.ROLLING_BACK: "wait for the rollback",
+    Status.ROLLED_BACK: "`rollback phase n` for earlier phases, or `run phase n` again",
+    Status.ABORTED: "decide: `run phase n` again or `rollback phase n`",
+    Status.INTERRUPTED: "the bot stopped mid-run: check `status`, then `run phase n` again or `rollback phase n`",
+}
+
+
+def help_(core: Core, user: str, cmd: Command) -> Outcome:
+    run = core.store.current()
+    lines = [f"/migrate — {core.runbook.title}: {core.runbook.summary}", ""]
+    for verb, usage in USAGE.items():
+        roles = allowed_roles(Command(verb), core.runbook)
+        who = "anyone" if roles is None else ("any roster member" if roles == () else ", ".join(roles))
+        lines.append(f"• /migrate {usage}  — {who}")
+    lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
+              f"Now: {run.status.value if run else 'no run'} → next: {NEXT_STEP.get(run.status if run else None, '')}"]
+    return Outcome(OK, reply=lines)
+
+
+def status(core: Core, user: str, cmd: Command) -> Outcome:
+    return Outcome(OK, reply=status_lines(core))
+
+
+def status_lines(core: Core) -> list[str]:
+    run = core.store.current()
+    rb = core.runbook
+    lines = [f"{rb.title} on {redact_url(core.settings.database_url)}"]
+    incident = core.store.incident()
+    if incident:
+        lines.append(f"🚨 Incident declared by <@{incident.get('by')}> at {incident.get('at', '')[:16]}: {incident.get('text')}")
+    holder = core.lock.holder()
+    if holder:
+        lines.append(f"Lock held by {holder.get('owner')} since {holder.get('since', '?')}")
+    if run is None:
+        return lines + ["No run yet. Next: " + NEXT_STEP[None]]
+    lines += [f"Run {run.id}: {run.status.value} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
+              f"Next: {NEXT_STEP.get(run.status, '')}"]
+    if run.meta.get("rebuilt"):
+        lines.append("⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required")
+    lines += _preflight_lines(run) + _approval_lines(core, run) + _phase_lines(rb, run) + _signoff_lines(core, run)
+    return lines
+
+
+def _preflight_lines(run) -> list[str]:
+    pf = run.preflight or {}
+    if not pf:
+        return ["Pre-flight: not finished"]
+    lines = [f"Pre-flight: {pf.get('outcome')} at {str(pf.get('finished_at', ''))[:16]} (valid until {str(pf.get('expires_at', ''))[:16]})"]
+    for reason in pf.get("nogo_reasons", []):
+        lines.append(f"  {templates.FAIL_MARK} {reason}")
+    backup = pf.get("backup") or {}
+    if backup:
+        lines.append(f"Backup: {backup.get('path')} ({int(backup.get('size', 0)):,} bytes, sha256 {str(backup.get('sha256'))[:12]}…, "
+                     f"{'verified by restore' if backup.get('verified') else 'NOT verified'})")
+    return lines
+
+
+def _approval_lines(core: Core, run) -> list[str]:
+    approval = run.approval
+    decision = run.decision or {}
+    lines = []
+    if decision.get("what") == "no-go":
+        lines.append(f"NO-GO by <@{decision.get('by')}>: {decision.get('reason')}")
+    if approval:
+        invalid = why_approval_invalid(approval, checksums=checksums(core.runbook), now=clock.now())
+        when = f", scheduled for {str(approval.get('scheduled_for'))[:16]}" if approval.get("scheduled_for") else ""
+        lines.append(f"Approval: GO by <@{approval.get('by')}> at {str(approval.get('at'))[:16]}{when}; "
+                     + (f"{templates.FAIL_MARK} {invalid}" if invalid else f"valid until {str(approval.get('expires_at'))[:16]}"))
+    return lines
+
+
+def _phase_lines(rb, run) -> list[str]:
+    lines = []
+    for phase in rb.phases:
+        state = run.phases.get(phase.number)
+        status = state.status.value if state else "pending"
+        took = f", {templates.versus_estimate(state.duration, phase.estimate)}" if state and state.duration else ""
+        who = f", by <@{state.actor}>" if state and state.actor else ""
+        err = f" — {state.error}" if state and state.error else ""
+        lines.append(f"Phase {phase.number} {phase.name}: {status}{took}{who}{err}")
+    return lines
+
+
+def _signoff_lines(core: Core, run) -> list[str]:
+    try:
+        s = signoff(core.events.events(run.id))
+    except Exception:  # the PostgreSQL history may be unreachable; status still answers
+        return ["Sign-off: history unavailable (PostgreSQL event log unreachable)"]
+    return [f"Sign-off: reviewed by {s.get('reviewed_by') or '—'}; approved by {s.get('approved_by') or '—'}; "
+            f"scheduled execution {s.get('scheduled_execution') or '—'}"]

@@ -1,0 +1,41 @@
+"""`preflight`: every pre-flight check, a verified backup and a rehearsal; the go/no-go matrix."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from commands import templates
+from commands.core import Core
+from commands.lockmsg import lock_refusal
+from commands.parse import Command
+from commands.result import FAILED, OK, Outcome, Reporter
+from commands.work import guarded
+from core import clock
+from preflight import run_preflight
+from state.machine import IllegalTransition, Status
+
+
+def preflight(core: Core, user: str, cmd: Command) -> Outcome:
+    handle = core.lock.acquire(f"preflight by {user}")
+    if handle is None:
+        return lock_refusal(core)
+    try:
+        run = core.store.create(user, core.runbook.id)
+    except IllegalTransition as exc:
+        handle.release()
+        return Outcome.refused(exc.reason)
+
+    def body(reporter: Reporter) -> int:
+        report = run_preflight(core.settings, core.runbook, incident=core.store.incident())
+        data = report.to_dict()
+        data["outcome"] = "GO" if report.go else "NO-GO"
+        data["expires_at"] = (clock.now() + timedelta(hours=core.settings.preflight_ttl_hours)).isoformat()
+        core.store.transition(run.id, Status.GO if report.go else Status.NO_GO, actor=user, action="preflight",
+                              outcome=data["outcome"], fields={"preflight": data},
+                              evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)})
+        for post in templates.preflight_result(core.runbook, run.id, report, core.roster):
+            reporter.post(post)
+        return OK if report.go else FAILED
+
+    return Outcome(OK, reply=[f"Pre-flight started (run {run.id}); results will be posted in the channel."],
+                   posts=[templates.preflight_started(core.runbook, run.id, user)],
+                   work=guarded(core, handle, run.id, user, body), run_id=run.id)

@@ -1,0 +1,132 @@
+"""`rollback phase <n>`: that phase's rollback file, newest phase first, then proof.
+
+Proof means: the schema equals the snapshot taken before the phase ran (pg_dump compared),
+the runbook's version is gone from schema_migrations, and row counts of every table that
+survives the rollback are unchanged ("data loss: none" only when that was checked).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from commands import facts, templates
+from commands.core import Core
+from commands.execution import PhaseRunner
+from commands.lockmsg import lock_refusal
+from commands.parse import Command
+from commands.result import FAILED, OK, Outcome, Post, Reporter
+from commands.work import guarded
+from core import clock
+from engine import ledger, schema
+from state.machine import IllegalTransition, PhaseStatus, Status, check_transition, why_phase_cannot_roll_back
+
+
+def rollback(core: Core, user: str, cmd: Command) -> Outcome:
+    if "restore" in cmd.flags:
+        from commands.restore import restore  # issue 6: nuclear restore
+
+        return restore(core, user, cmd)
+    current = core.store.current()
+    if current is None:
+        return Outcome.refused("nothing to roll back: no run recorded")
+    phase = core.runbook.phase(cmd.phase)
+    if phase is None or not phase.rollback:
+        return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}")
+    reason = why_phase_cannot_roll_back(current, cmd.phase)
+    if reason:
+        return Outcome.refused(reason)
+    try:
+        check_transition(current, Status.ROLLING_BACK, phase=cmd.phase)
+    except IllegalTransition as exc:
+        return Outcome.refused(exc.reason)
+    handle = core.lock.acquire(f"rollback of phase {cmd.phase} by {user}")
+    if handle is None:
+        return lock_refusal(core)
+
+    def body(reporter: Reporter) -> int:
+        return PhaseRollback(PhaseRunner(core, current.id, user, reporter), phase).execute()
+
+    return Outcome(OK, reply=[f"Rolling back phase {cmd.phase} with {phase.rollback}; updates go to the channel."],
+                   work=guarded(core, handle, current.id, user, body), run_id=current.id)
+
+
+class PhaseRollback:
+    def __init__(self, runner: PhaseRunner, phase):
+        self.runner = runner
+        self.core = runner.core
+        self.phase = phase
+        self.dsn = runner.dsn
+
+    def execute(self) -> int:
+        n, rb, store = self.phase.number, self.core.runbook, self.core.store
+        store.transition(self.runner.run_id, Status.ROLLING_BACK, actor=self.runner.actor, action=f"rollback phase {n} start",
+                         phase=n, phase_status=PhaseStatus.ROLLING_BACK)
+        self.runner.reporter.post(Post("rollback_started", f"Rollback of phase {n} started: {self.phase.rollback}",
+                                       [f"by <@{self.runner.actor}>"], run_id=self.runner.run_id))
+        started = clock.monotonic()
+        before = facts.row_counts(self.dsn)
+        result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
+                                               statement_timeout=rb.defaults.statement_timeout,
+                                               lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff)
+        self.runner.reporter.post(templates.step_result(f"rollback {n}", result))
+        if not result.ok:
+            return self._failed(f"{self.phase.rollback} failed: {self.runner._error_text(result)}", started)
+        ledger.remove_version(self.dsn, rb.version)
+        lines, proven = self._proof(before)
+        recovery = clock.monotonic() - started
+        if not proven:
+            return self._failed("the rollback ran but the database is not in the expected state", started, lines)
+        steps = dict((store.get(self.runner.run_id).result or {}))
+        steps["steps"] = {k: v for k, v in steps.get("steps", {}).items() if not k.startswith(f"{n}.")}
+        store.transition(self.runner.run_id, Status.ROLLED_BACK, actor=self.runner.actor, action=f"rollback phase {n}",
+                         phase=n, phase_status=PhaseStatus.ROLLED_BACK, fields={"result": steps},
+                         evidence={"recovery_seconds": round(recovery, 3), "proof": lines})
+        self.runner.reporter.post(Post("rollback_done", f"Rollback of phase {n} complete {templates.OK_MARK}",
+                                       [f"Recovery time: {templates.seconds(recovery)}", *lines], run_id=self.runner.run_id))
+        return OK
+
+    def _proof(self, before: dict[str, int]) -> tuple[list[str], bool]:
+        n = self.phase.number
+        expected_path = self.runner.snapshot_path(n - 1 if n > 1 else 0)
+        lines, proven = [], True
+        if Path(expected_path).exists():
+            diff = schema.difference(Path(expected_path).read_text(encoding="utf-8"), schema.schema_dump(self.dsn))
+            label = "the pre-migration schema" if n == 1 else f"the schema after phase {n - 1}"
+            lines.append(f"{templates.mark(not diff)} Schema equals {label} (pg_dump --schema-only compared)"
+                         + ("" if not diff else f": {len(diff)} lines differ"))
+            lines += [f"    {d}" for d in diff[:10]]
+            proven &= not diff
+        else:
+            lines.append(f"{templates.FAIL_MARK} Schema not compared: no snapshot at {expected_path}")
+            proven = False
+        versions = facts.applied_versions(self.dsn)
+        gone = self.core.runbook.version not in versions
+        lines.append(f"{templates.mark(gone)} schema_migrations: latest {max(versions) if versions else 'none'}"
+                     f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'})")
+        proven &= gone
+        after = facts.row_counts(self.dsn)
+        kept = [t for t in before if t in after]
+        changed = [t for t in kept if before[t] != after[t] and t != "public.schema_migrations"]
+        dropped = [f"{t} ({before[t]} rows)" for t in before if t not in after]
+        if changed:
+            lines.append(f"{templates.FAIL_MARK} Data loss: row counts changed in {', '.join(changed)}")
+            proven = False
+        else:
+            lines.append(f"{templates.OK_MARK} Data loss: none — row counts of {len(kept)} surviving tables unchanged (checked)")
+        if dropped:
+            lines.append(f"Dropped with the rollback (created by this migration): {', '.join(dropped)}")
+        return lines, proven
+
+    def _failed(self, reason: str, started: float, lines: list[str] | None = None) -> int:
+        state = self.runner._database_status(None)
+        self.core.store.transition(self.runner.run_id, Status.FAILED, actor=self.runner.actor,
+                                   action=f"rollback phase {self.phase.number} failed", phase=self.phase.number,
+                                   phase_status=PhaseStatus.FAILED, outcome="failed", evidence={"reason": reason})
+        run = self.core.store.get(self.runner.run_id)
+        post = templates.failure(self.core.runbook, self.runner.run_id,
+                                 failed_phase=f"Rollback of phase {self.phase.number} ({self.phase.rollback})",
+                                 error=reason, rollback_status="Failed", database_status=state,
+                                 action_required="Investigate; restore from backup may be needed (`rollback restore`)",
+                                 backup=(run.preflight or {}).get("backup"), roster=self.core.roster)
+        post.lines = (lines or []) + post.lines
+        self.runner.reporter.post(post)
+        return FAILED

@@ -1,0 +1,197 @@
+"""The report's communication plan as Post builders: every field filled from facts.
+
+Pure functions: they take what happened (results, evidence, timings) and return `Post`s.
+Nothing here invents a value; a field whose fact is unknown says "unknown".
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from commands.result import Action, Post
+from core.clock import hhmm
+from core.roster import COORDINATOR, TPM, Roster
+from runbook.model import Phase, Runbook
+
+OK_MARK, FAIL_MARK, WAIT_MARK = "✅", "❌", "⏳"
+NOTICE_DIGEST_LINES = 12
+
+
+def mark(ok: bool | None) -> str:
+    return WAIT_MARK if ok is None else (OK_MARK if ok else FAIL_MARK)
+
+
+def seconds(value: float | None) -> str:
+    """Human duration: 0.42 s, 12.3 s, 3 min 05 s."""
+    if value is None:
+        return "unknown"
+    if value < 60:
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def versus_estimate(duration: float, estimate: float) -> str:
+    return f"{seconds(duration)} vs estimate {seconds(estimate)}"
+
+
+def evidence_lines(evidence: Iterable) -> list[str]:
+    """One line per Evidence: verdict, what, observed vs expected, how."""
+    return [f"{mark(e.ok)} {e.name}: observed {e.observed}, expected {e.expected}" for e in evidence]
+
+
+def notice_digest(notices: Sequence[str]) -> str | None:
+    """The server NOTICEs, the first lines shown and the count of the rest."""
+    if not notices:
+        return None
+    shown = list(notices[:NOTICE_DIGEST_LINES])
+    if len(notices) > len(shown):
+        shown.append(f"… and {len(notices) - len(shown)} more NOTICEs")
+    return "\n".join(shown)
+
+
+# --------------------------------------------------------------- pre-execution
+
+
+def preflight_started(rb: Runbook, run_id: str, actor: str) -> Post:
+    return Post("preflight_started", f"{rb.title}: pre-flight started by <@{actor}>",
+                ["Checks, backup with a verifying restore, and a rehearsal on the restored copy."], run_id=run_id)
+
+
+def preflight_result(rb: Runbook, run_id: str, report, roster: Roster) -> list[Post]:
+    """The matrix, and when GO the go/no-go request addressed to the TPM with the decision buttons."""
+    lines = [f"{mark(_line_ok(c))} {c.title}: {c.observed} (required: {c.required}; how: {c.how})" for c in report.checks]
+    if report.backup:
+        b = report.backup
+        lines.append(f"{mark(b.verified)} Backup {b.path} ({b.size:,} bytes, sha256 {b.sha256[:12]}…), "
+                     f"dump {seconds(b.dump_seconds)}, verifying restore {seconds(b.verify_seconds)}")
+    if report.rehearsal:
+        lines.append(f"{mark(report.rehearsal.ok)} {report.rehearsal.summary}")
+    matrix = "\n".join(f"{state} {condition}" for condition, state in report.matrix())
+    verdict = "GO" if report.go else "NO-GO"
+    posts = [Post("preflight_result", f"{rb.title} pre-flight: {verdict} {mark(report.go)}", lines,
+                  detail="Go/No-Go matrix\n" + matrix, run_id=run_id, final=not report.go)]
+    if report.nogo_reasons:
+        posts[0].fields["NO-GO because"] = "; ".join(report.nogo_reasons)
+    if report.go:
+        posts.append(go_no_go_request(rb, run_id, report, roster))
+    return posts
+
+
+def _line_ok(check) -> bool | None:
+    return None if check.status == "pending" else check.status == "pass"
+
+
+def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
+    tpms = roster.members(TPM)
+    rehearsal = report.rehearsal.summary if report.rehearsal else "no rehearsal ran"
+    plan = [f"Phase {p.number} {p.name}: owner {roster.mention(p.owner)}, estimate {seconds(p.estimate)}, risk {p.risk}"
+            for p in rb.phases]
+    return Post(
+        "go_no_go_request",
+        f"{rb.title} ready for execution. Pre-flight passed. Requesting go/no-go decision.",
+        [f"To: {roster.mention(TPM)} (TPM)", f"Evidence: {sum(c.status == 'pass' for c in report.checks)} checks passed, "
+         f"backup verified by restore, {rehearsal}", *plan],
+        actions=[
+            Action("approve_now", "GO now", "approve", style="primary", allowed_role=TPM,
+                   confirm=f"Start {rb.title} now?"),
+            Action("approve_scheduled", "GO scheduled", "approve at", allowed_role=TPM),
+            Action("defer", "NO-GO", "defer", style="danger", allowed_role=TPM),
+        ],
+        run_id=run_id, mentions=list(tpms),
+    )
+
+
+def decision(rb: Runbook, run_id: str, by: str, what: str, at: datetime, *, scheduled_for: datetime | None = None,
+             reason: str | None = None) -> Post:
+    label = {"go": "GO now", "scheduled": f"GO scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC" if scheduled_for else "GO scheduled",
+             "no-go": f"NO-GO ({reason})"}[what]
+    return Post("decision", f"{rb.title}: {label}", [f"decided by <@{by}> at {hhmm(at)}"], run_id=run_id,
+                fields={"decision": what, "decided_by": by})
+
+
+# --------------------------------------------------------------- during execution
+
+
+def phase_started(rb: Runbook, phase: Phase, run_id: str, actor: str, roster: Roster) -> Post:
+    files = [f"{s.id} {s.file}" for s in phase.steps] or [s.file for s in phase.suites]
+    return Post("phase_started", f"Phase {phase.number} started: {phase.name}",
+                [f"by <@{actor}> (owner: {roster.mention(phase.owner)}), estimate {seconds(phase.estimate)}, risk {phase.risk}",
+                 *files], run_id=run_id)
+
+
+def step_result(step_id: str, result) -> Post:
+    head = f"{mark(result.ok)} Step {step_id} {result.file}: {result.executed}/{result.statements} statements in {seconds(result.duration)}"
+    lines = []
+    if result.attempts > 1:
+        lines.append(f"{result.attempts} attempts (lock timeouts)")
+    for b in result.blockers[:3]:
+        lines.append(f"blocked by pid {b.pid} ({b.state}, {seconds(b.age)}): {b.query[:120]}")
+    if result.error:
+        e = result.error
+        lines.append(f"error at {e.file}:{e.line}: {e.message}" + (f" (SQLSTATE {e.sqlstate})" if e.sqlstate else ""))
+        lines.append(f"statement: {e.statement[:200]}")
+    if not result.atomic:
+        lines.append("ran non-atomically (statements that cannot run in a transaction)")
+    return Post("step_result", head, lines, detail=notice_digest(result.notices))
+
+
+def phase_complete(phase: Phase, run_id: str, duration: float, evidence: Sequence, next_phase: Phase | None,
+                   roster: Roster) -> Post:
+    post = Post("phase_done", f"Phase {phase.number} complete ({versus_estimate(duration, phase.estimate)}) {OK_MARK}",
+                evidence_lines(evidence), run_id=run_id)
+    if next_phase is not None:
+        verb = "verify" if next_phase.is_verification else f"run phase {next_phase.number}"
+        post.lines.append(f"Next: phase {next_phase.number} {next_phase.name}, owner {roster.mention(next_phase.owner)}")
+        post.actions.append(Action("run_phase", f"Run phase {next_phase.number}", verb, style="primary",
+                                   confirm=f"Run phase {next_phase.number} ({next_phase.name}) now?",
+                                   allowed_role=next_phase.owner))
+        post.mentions.extend(roster.members(next_phase.owner))
+    return post
+
+
+def phase_failed(phase: Phase, run_id: str, duration: float, reason: str, evidence: Sequence = ()) -> Post:
+    return Post("phase_failed", f"Phase {phase.number} failed ({seconds(duration)}) {FAIL_MARK}",
+                [reason, *evidence_lines(evidence)], run_id=run_id)
+
+
+# --------------------------------------------------------------- post-execution
+
+
+def success(rb: Runbook, run_id: str, evidence: Sequence, gates: Sequence, backup: dict | None, roster: Roster) -> Post:
+    """The report's success template. Only built when every gate held (the caller checks)."""
+    results = [f"- {e.name}: {e.observed} {mark(e.ok)}" for e in evidence]
+    return Post(
+        "success", f"{rb.title} SUCCESSFUL {OK_MARK}",
+        ["Results:", *results, "", "Quality gates:", *[f"- {g.name}: {g.observed} {mark(g.ok)}" for g in gates],
+         "", "Next steps:", *[f"- {s}" for s in rb.next_steps]],
+        fields={"Backup": _backup_text(backup)}, run_id=run_id, final=True,
+        mentions=list(roster.members(TPM)),
+    )
+
+
+def failure(rb: Runbook, run_id: str, *, failed_phase: str, error: str, rollback_status: str, database_status: str,
+            action_required: str, backup: dict | None, roster: Roster, evidence: Sequence = ()) -> Post:
+    """The report's failure template, each field a fact established by the caller."""
+    return Post(
+        "failure", f"{rb.title} FAILED {FAIL_MARK}",
+        evidence_lines(evidence),
+        fields={
+            "Failed Phase": failed_phase,
+            "Error": error,
+            "Rollback Status": rollback_status,
+            "Database Status": database_status,
+            "Action Required": action_required,
+            "Backup Available": _backup_text(backup),
+        },
+        run_id=run_id, final=True, mentions=list(roster.members(TPM)) + list(roster.members(COORDINATOR)),
+    )
+
+
+def _backup_text(backup: dict | None) -> str:
+    if not backup:
+        return "none recorded: run /migrate preflight"
+    text = f"{backup.get('path')} (sha256 {str(backup.get('sha256', ''))[:12]}…, {int(backup.get('size', 0)):,} bytes)"
+    if backup.get("restore_command"):
+        text += f"; restore by hand: {backup['restore_command']}"
+    return text

@@ -1,0 +1,70 @@
+"""Background work around a command: heartbeat, lock release, redaction, no stack traces."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from commands.result import FAILED, Post, Progress, Reporter, Work
+from state.machine import ACTIVE, IllegalTransition, Status
+
+log = logging.getLogger("migrate.work")
+
+
+class RedactingReporter:
+    """Wraps an adapter's Reporter so that nothing reaches it unredacted."""
+
+    def __init__(self, inner: Reporter, redact: Callable[[str], str]):
+        self.inner = inner
+        self.redact = redact
+
+    def post(self, post: Post) -> None:
+        self.inner.post(redact_post(post, self.redact))
+
+    def progress(self, progress: Progress) -> None:
+        self.inner.progress(progress)
+
+
+def redact_post(post: Post, redact: Callable[[str], str]) -> Post:
+    post.title = redact(post.title)
+    post.lines = [redact(line) for line in post.lines]
+    post.fields = {k: redact(v) for k, v in post.fields.items()}
+    post.detail = redact(post.detail) if post.detail else post.detail
+    return post
+
+
+def guarded(core, handle, run_id: str, actor: str, body: Callable[[Reporter], int]) -> Work:
+    """`body` as Outcome.work: keeps the lock alive while it runs and always releases it.
+
+    An unexpected exception becomes a failed run with a redacted one-line reason in the
+    channel (the full trace goes to the log, redacted too), never a stack trace in Slack.
+    """
+
+    def work(reporter: Reporter) -> int:
+        reporter = RedactingReporter(reporter, core.redact)
+        handle.start_heartbeat()
+        try:
+            return body(reporter)
+        except Exception as exc:
+            reason = core.redact(f"{type(exc).__name__}: {exc}")[:500]
+            log.error("run %s failed unexpectedly: %s", run_id, reason)
+            _mark_failed(core, run_id, actor, reason)
+            reporter.post(Post("error", "Internal error: the run stopped", [reason,
+                               "Check `/migrate status`; the database state is reported there."], run_id=run_id, final=True))
+            return FAILED
+        finally:
+            handle.stop_heartbeat()
+            handle.release()
+
+    return work
+
+
+def _mark_failed(core, run_id: str, actor: str, reason: str) -> None:
+    run = core.store.get(run_id)
+    if run is None or run.status not in ACTIVE:
+        return
+    target = Status.NO_GO if run.status == Status.PREFLIGHT_RUNNING else Status.FAILED
+    try:
+        core.store.transition(run_id, target, actor=actor, action="internal error", outcome="error",
+                              evidence={"reason": reason})
+    except IllegalTransition:
+        log.error("could not mark run %s failed after an internal error", run_id)

@@ -1,0 +1,32 @@
+"""Logging set-up with a redacting filter: no secret reaches a log line."""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from core.redact import redact
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = ()
+        if record.exc_info and record.exc_info[1] is not None:
+            # The formatted traceback would print the exception text unredacted.
+            exc = record.exc_info[1]
+            record.msg += f" [{type(exc).__name__}: {redact(str(exc), self.secrets)}]"
+            record.exc_info = None
+        return True
+
+
+def configure(secrets: Iterable[str], level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

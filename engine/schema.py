@@ -1,0 +1,51 @@
+"""Schema snapshots of the target database (pg_dump --schema-only) and their comparison.
+
+One definition for everyone who asks "is the schema what it was?": pre-migration snapshots
+at preflight, the rehearsal's rollback check, rollback verification, the failure template's
+"database status". The bot's own schema `migrate_bot` is never part of it.
+"""
+from __future__ import annotations
+
+import difflib
+import subprocess
+from pathlib import Path
+
+BOT_SCHEMA = "migrate_bot"
+
+
+def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = None, file: Path | None = None) -> list[str]:
+    """The pg_dump invocation every snapshot uses (an exported `snapshot` makes it consistent with a backup)."""
+    cmd = [pg_dump, "--schema-only", f"--exclude-schema={BOT_SCHEMA}"]
+    if snapshot:
+        cmd.append(f"--snapshot={snapshot}")
+    if file:
+        cmd += ["--file", str(file)]
+    return cmd + ["--dbname", dsn]
+
+
+def schema_dump(dsn: str) -> str:
+    """The schema as pg_dump prints it (raises CalledProcessError with pg_dump's message)."""
+    return subprocess.run(dump_command(dsn), capture_output=True, text=True, check=True).stdout
+
+
+def write_snapshot(dsn: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(schema_dump(dsn), encoding="utf-8")
+    return path
+
+
+def normalize(text: str) -> list[str]:
+    """The lines that make up the schema: without comments, blank lines, pg_dump's per-run
+    `\\restrict` key, and ownership (a copy restored with --no-owner has the same schema)."""
+    return [line for line in text.splitlines()
+            if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+            and " OWNER TO " not in line]
+
+
+def difference(expected: str, actual: str, limit: int = 40) -> list[str]:
+    """Lines that differ between two dumps (unified diff without headers); empty when equal."""
+    a, b = normalize(expected), normalize(actual)
+    if a == b:
+        return []
+    diff = difflib.unified_diff(a, b, "expected", "actual", lineterm="", n=0)
+    return [line for line in diff if not line.startswith(("---", "+++", "@@"))][:limit]

