@@ -1,0 +1,143 @@
+"""The run lock on the real Redis: one holder, heartbeat, expiry of a dead holder's lock."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from state.lock import RunLock
+from state.machine import PhaseStatus as P, Status as S
+from tests.conftest import REDIS_URL
+from tests.support.state import TARGET, new_store
+
+ROOT = Path(__file__).resolve().parent.parent
+TTL = 1.0
+
+
+@pytest.fixture
+def store(redis_client, redis_prefix):
+    return new_store(redis_client, redis_prefix)
+
+
+@pytest.fixture
+def lock(redis_client, store):
+    return RunLock(redis_client, store.keys, ttl=TTL)
+
+
+def child(prefix: str, mode: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.support.lock_holder", REDIS_URL, prefix, TARGET, str(TTL), mode],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    """Poll until `predicate()` holds (a wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_concurrent_acquires_in_threads_give_exactly_one_handle(lock):
+    barrier = threading.Barrier(8)
+    handles = []
+
+    def take(i: int) -> None:
+        barrier.wait()
+        handles.append(lock.acquire(f"thread-{i}"))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [h for h in handles if h is not None]
+    assert len(winners) == 1
+    assert lock.holder()["owner"] == winners[0].owner
+    assert "token" not in lock.holder()
+
+
+def test_concurrent_acquires_in_two_processes_give_exactly_one_handle(lock, redis_client, redis_prefix):
+    procs = [child(redis_prefix, "race"), child(redis_prefix, "race")]
+    gate = lock.key + ":test-gate"
+    # both children block on the gate; releasing it lets them race for the lock
+    assert wait_until(lambda: _waiting_at_gate(redis_client, redis_prefix) == 2)
+    redis_client.rpush(gate, "go", "go")
+    outputs = sorted(p.communicate(timeout=30)[0].strip() for p in procs)
+    assert outputs == ["acquired", "refused"]
+    assert lock.held()
+
+
+def _waiting_at_gate(redis_client, prefix: str) -> int:
+    return sum(1 for c in redis_client.client_list()
+               if c.get("name") == f"lock-race-{prefix}" and c.get("cmd") == "blpop")
+
+
+def test_a_released_lock_can_be_taken_again(lock):
+    first = lock.acquire("a")
+    assert lock.acquire("b") is None
+    assert first.release() is True
+    assert lock.acquire("b") is not None
+
+
+def test_heartbeat_keeps_the_lock_past_its_ttl(lock):
+    handle = lock.acquire("worker")
+    handle.start_heartbeat()
+    try:
+        time.sleep(TTL * 2.5)  # more than two TTLs without any renewal but the heartbeat's
+        assert lock.held() and lock.holder()["owner"] == "worker"
+        assert not handle.lost.is_set()
+    finally:
+        handle.release()
+    assert not lock.held()
+
+
+def test_a_lock_taken_over_is_neither_released_nor_renewed_by_the_old_owner(lock, redis_client):
+    old = lock.acquire("old")
+    redis_client.delete(lock.key)  # as if it had expired
+    new = lock.acquire("new")
+    assert old.release() is False and old.renew() is False
+    assert lock.holder()["owner"] == "new"
+    old.start_heartbeat(interval=0.01)
+    assert old.lost.wait(5)  # the heartbeat notices that the lock is no longer ours
+    assert lock.holder()["owner"] == "new"
+    assert new.release() is True
+
+
+def test_a_killed_holder_s_lock_expires_and_its_run_is_interrupted(lock, store, redis_prefix):
+    run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
+    store.transition(run.id, S.GO, actor="bot", action="preflight")
+    store.transition(run.id, S.APPROVED, actor="U0DYLAN", action="approve")
+    store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
+    holder = child(redis_prefix, "hold")
+    try:
+        assert holder.stdout.readline().strip() == "acquired"
+        assert store.detect_interrupted(lock) is None  # a live owner: nothing to report
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        assert wait_until(lambda: not lock.held())  # nobody renews it: it expires after the TTL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    interrupted = store.detect_interrupted(lock)
+    assert interrupted is not None and interrupted.status is S.INTERRUPTED
+    assert interrupted.phases[1].status is P.FAILED and interrupted.phases[1].error == "interrupted"
+    assert store.current().status is S.INTERRUPTED
+    assert store.detect_interrupted(lock) is None  # reported once; nothing resumed
+    store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)  # the owner decides
+
+
+def test_an_active_run_is_not_interrupted_while_the_lock_is_held(lock, store):
+    run = store.create("U0RAFAEL", "006")
+    handle = lock.acquire("preflight")
+    assert store.detect_interrupted(lock) is None
+    handle.release()
+    assert store.detect_interrupted(lock).id == run.id
