@@ -1,0 +1,109 @@
+-- DO NOT RUN ************************************************************************
+-- **DO NOT RUN: Migration 007 rollback, NOT part of Migration 006.**
+-- Only if Migration 007 was executed, and it was not. The runbook lists this file under
+-- [[do_not_run]]; the bot refuses to execute it.
+-- ***********************************************************************************
+--
+-- Migration 007 rollback (owner: Sergei Ivanov, security-specialist)
+--
+-- Deploy : only from Migration 007's own runbook, to undo 007_restrictive_rls_policies.sql
+--          and 007_session_helpers.sql.
+-- Revert : re-apply 007_session_helpers.sql, then 007_restrictive_rls_policies.sql
+-- Verify : SELECT count(*) FROM pg_policies WHERE schemaname = 'platform';   -- 48 (006 state)
+--
+-- Drops the 23 restrictive policies, the 48 UPDATE/DELETE permissive policies and the
+-- session helper functions, in that order (policies depend on the functions). Leaves the
+-- 006 state in place: RLS enabled, 48 permissive SELECT/INSERT policies. Idempotent.
+--
+-- Plain statements, no BEGIN/COMMIT: run inside one transaction.
+
+-- 23 restrictive policies
+DROP POLICY IF EXISTS organizations_tenant_isolation ON platform.organizations;
+DROP POLICY IF EXISTS organization_members_tenant_isolation ON platform.organization_members;
+DROP POLICY IF EXISTS organization_invitations_tenant_isolation ON platform.organization_invitations;
+DROP POLICY IF EXISTS projects_tenant_isolation ON platform.projects;
+DROP POLICY IF EXISTS oauth_apps_tenant_isolation ON platform.oauth_apps;
+DROP POLICY IF EXISTS subscriptions_tenant_isolation ON platform.subscriptions;
+DROP POLICY IF EXISTS invoices_tenant_isolation ON platform.invoices;
+DROP POLICY IF EXISTS invoice_line_items_tenant_isolation ON platform.invoice_line_items;
+DROP POLICY IF EXISTS payment_methods_tenant_isolation ON platform.payment_methods;
+DROP POLICY IF EXISTS audit_logs_tenant_isolation ON platform.audit_logs;
+DROP POLICY IF EXISTS project_members_tenant_isolation ON platform.project_members;
+DROP POLICY IF EXISTS project_settings_tenant_isolation ON platform.project_settings;
+DROP POLICY IF EXISTS api_keys_tenant_isolation ON platform.api_keys;
+DROP POLICY IF EXISTS project_secrets_tenant_isolation ON platform.project_secrets;
+DROP POLICY IF EXISTS custom_domains_tenant_isolation ON platform.custom_domains;
+DROP POLICY IF EXISTS network_restrictions_tenant_isolation ON platform.network_restrictions;
+DROP POLICY IF EXISTS usage_records_tenant_isolation ON platform.usage_records;
+DROP POLICY IF EXISTS databases_tenant_isolation ON platform.databases;
+DROP POLICY IF EXISTS users_tenant_isolation ON platform.users;
+DROP POLICY IF EXISTS user_sessions_tenant_isolation ON platform.user_sessions;
+DROP POLICY IF EXISTS user_mfa_factors_tenant_isolation ON platform.user_mfa_factors;
+DROP POLICY IF EXISTS access_tokens_tenant_isolation ON platform.access_tokens;
+DROP POLICY IF EXISTS notifications_tenant_isolation ON platform.notifications;
+
+-- 48 UPDATE/DELETE policies
+DROP POLICY IF EXISTS organizations_update_permissive ON platform.organizations;
+DROP POLICY IF EXISTS organizations_delete_permissive ON platform.organizations;
+DROP POLICY IF EXISTS organization_members_update_permissive ON platform.organization_members;
+DROP POLICY IF EXISTS organization_members_delete_permissive ON platform.organization_members;
+DROP POLICY IF EXISTS organization_invitations_update_permissive ON platform.organization_invitations;
+DROP POLICY IF EXISTS organization_invitations_delete_permissive ON platform.organization_invitations;
+DROP POLICY IF EXISTS projects_update_permissive ON platform.projects;
+DROP POLICY IF EXISTS projects_delete_permissive ON platform.projects;
+DROP POLICY IF EXISTS oauth_apps_update_permissive ON platform.oauth_apps;
+DROP POLICY IF EXISTS oauth_apps_delete_permissive ON platform.oauth_apps;
+DROP POLICY IF EXISTS subscriptions_update_permissive ON platform.subscriptions;
+DROP POLICY IF EXISTS subscriptions_delete_permissive ON platform.subscriptions;
+DROP POLICY IF EXISTS invoices_update_permissive ON platform.invoices;
+DROP POLICY IF EXISTS invoices_delete_permissive ON platform.invoices;
+DROP POLICY IF EXISTS invoice_line_items_update_permissive ON platform.invoice_line_items;
+DROP POLICY IF EXISTS invoice_line_items_delete_permissive ON platform.invoice_line_items;
+DROP POLICY IF EXISTS payment_methods_update_permissive ON platform.payment_methods;
+DROP POLICY IF EXISTS payment_methods_delete_permissive ON platform.payment_methods;
+DROP POLICY IF EXISTS audit_logs_update_permissive ON platform.audit_logs;
+DROP POLICY IF EXISTS audit_logs_delete_permissive ON platform.audit_logs;
+DROP POLICY IF EXISTS project_members_update_permissive ON platform.project_members;
+DROP POLICY IF EXISTS project_members_delete_permissive ON platform.project_members;
+DROP POLICY IF EXISTS project_settings_update_permissive ON platform.project_settings;
+DROP POLICY IF EXISTS project_settings_delete_permissive ON platform.project_settings;
+DROP POLICY IF EXISTS api_keys_update_permissive ON platform.api_keys;
+DROP POLICY IF EXISTS api_keys_delete_permissive ON platform.api_keys;
+DROP POLICY IF EXISTS project_secrets_update_permissive ON platform.project_secrets;
+DROP POLICY IF EXISTS project_secrets_delete_permissive ON platform.project_secrets;
+DROP POLICY IF EXISTS custom_domains_update_permissive ON platform.custom_domains;
+DROP POLICY IF EXISTS custom_domains_delete_permissive ON platform.custom_domains;
+DROP POLICY IF EXISTS network_restrictions_update_permissive ON platform.network_restrictions;
+DROP POLICY IF EXISTS network_restrictions_delete_permissive ON platform.network_restrictions;
+DROP POLICY IF EXISTS usage_records_update_permissive ON platform.usage_records;
+DROP POLICY IF EXISTS usage_records_delete_permissive ON platform.usage_records;
+DROP POLICY IF EXISTS databases_update_permissive ON platform.databases;
+DROP POLICY IF EXISTS databases_delete_permissive ON platform.databases;
+DROP POLICY IF EXISTS users_update_permissive ON platform.users;
+DROP POLICY IF EXISTS users_delete_permissive ON platform.users;
+DROP POLICY IF EXISTS user_sessions_update_permissive ON platform.user_sessions;
+DROP POLICY IF EXISTS user_sessions_delete_permissive ON platform.user_sessions;
+DROP POLICY IF EXISTS user_mfa_factors_update_permissive ON platform.user_mfa_factors;
+DROP POLICY IF EXISTS user_mfa_factors_delete_permissive ON platform.user_mfa_factors;
+DROP POLICY IF EXISTS access_tokens_update_permissive ON platform.access_tokens;
+DROP POLICY IF EXISTS access_tokens_delete_permissive ON platform.access_tokens;
+DROP POLICY IF EXISTS notifications_update_permissive ON platform.notifications;
+DROP POLICY IF EXISTS notifications_delete_permissive ON platform.notifications;
+DROP POLICY IF EXISTS billing_plans_update_permissive ON platform.billing_plans;
+DROP POLICY IF EXISTS billing_plans_delete_permissive ON platform.billing_plans;
+
+-- session helpers
+DROP FUNCTION IF EXISTS platform.has_org_role(uuid, text[]);
+DROP FUNCTION IF EXISTS platform.is_org_member(uuid);
+DROP FUNCTION IF EXISTS platform.user_project_ids();
+DROP FUNCTION IF EXISTS platform.user_organization_ids();
+DROP FUNCTION IF EXISTS platform.set_session_context(uuid, uuid);
+DROP FUNCTION IF EXISTS platform.current_org_id();
+DROP FUNCTION IF EXISTS platform.current_user_id();
+
+DO $$
+BEGIN
+    RAISE NOTICE '✅ Migration 007 rolled back: % policies remain in schema platform',
+        (SELECT count(*) FROM pg_policies WHERE schemaname = 'platform');
+END;
+$$;

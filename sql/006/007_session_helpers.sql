@@ -1,0 +1,73 @@
+-- DO NOT RUN ************************************************************************
+-- **DO NOT RUN: Migration 007 preparation, NOT part of Migration 006.**
+-- Requires session middleware in the application first (it must set app.current_user_id
+-- and app.current_org_id on every request). The runbook lists this file under
+-- [[do_not_run]]; the bot refuses to execute it.
+-- ***********************************************************************************
+--
+-- Migration 007 (prep): session helper functions (owner: Sergei Ivanov, security-specialist)
+--
+-- Deploy : only in Migration 007's own runbook, after the middleware ships and
+--          test_007_restrictive_policies.sql passed on staging.
+-- Revert : 007_rollback.sql (drops these functions after the 007 policies)
+-- Verify : SELECT platform.current_user_id();   -- NULL outside a request, the user inside one
+--
+-- The application's middleware calls platform.set_session_context(user, org) at the start
+-- of each request's transaction; the restrictive policies of 007_restrictive_rls_policies.sql
+-- read the context through these functions. Settings are transaction-local, so a pooled
+-- connection never carries one request's identity into the next.
+-- user_organization_ids() and user_project_ids() are SECURITY DEFINER with an empty
+-- search_path: policies on organization_members would otherwise recurse into themselves.
+
+CREATE FUNCTION platform.current_user_id() RETURNS uuid
+LANGUAGE sql STABLE AS $$
+    SELECT nullif(current_setting('app.current_user_id', true), '')::uuid;
+$$;
+COMMENT ON FUNCTION platform.current_user_id() IS 'The request''s user (app.current_user_id), or NULL.';
+
+CREATE FUNCTION platform.current_org_id() RETURNS uuid
+LANGUAGE sql STABLE AS $$
+    SELECT nullif(current_setting('app.current_org_id', true), '')::uuid;
+$$;
+COMMENT ON FUNCTION platform.current_org_id() IS 'The organization selected in the request (app.current_org_id), or NULL.';
+
+CREATE FUNCTION platform.set_session_context(p_user_id uuid, p_org_id uuid DEFAULT NULL) RETURNS void
+LANGUAGE sql AS $$
+    SELECT set_config('app.current_user_id', coalesce(p_user_id::text, ''), true),
+           set_config('app.current_org_id', coalesce(p_org_id::text, ''), true);
+$$;
+COMMENT ON FUNCTION platform.set_session_context(uuid, uuid) IS
+    'Called by the session middleware at the start of each request transaction (transaction-local).';
+
+CREATE FUNCTION platform.user_organization_ids() RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT m.organization_id
+    FROM platform.organization_members m
+    WHERE m.user_id = platform.current_user_id();
+$$;
+COMMENT ON FUNCTION platform.user_organization_ids() IS 'Organizations the current user belongs to.';
+
+CREATE FUNCTION platform.user_project_ids() RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT p.id
+    FROM platform.projects p
+    JOIN platform.organization_members m ON m.organization_id = p.organization_id
+    WHERE m.user_id = platform.current_user_id();
+$$;
+COMMENT ON FUNCTION platform.user_project_ids() IS 'Projects of the organizations the current user belongs to.';
+
+CREATE FUNCTION platform.is_org_member(p_org_id uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT p_org_id IN (SELECT platform.user_organization_ids());
+$$;
+
+CREATE FUNCTION platform.has_org_role(p_org_id uuid, p_roles text[]) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM platform.organization_members m
+        WHERE m.organization_id = p_org_id
+          AND m.user_id = platform.current_user_id()
+          AND m.role = ANY (p_roles));
+$$;
+COMMENT ON FUNCTION platform.has_org_role(uuid, text[]) IS
+    'Whether the current user holds one of p_roles in the organization (e.g. owner, administrator).';
