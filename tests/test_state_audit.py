@@ -1,0 +1,116 @@
+"""The audit trail: every event in the Redis stream and in migrate_bot.run_events."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from state.audit import EventLog, redis_events, signoff
+from state.machine import Status as S
+from tests.support import pg
+from tests.support.state import TARGET, new_store
+
+UNREACHABLE = "postgresql://postgres:S3cretPgPw99@127.0.0.1:1/nowhere"
+
+
+@pytest.fixture
+def events(scratch_db):
+    log = EventLog(scratch_db(), target=TARGET)
+    yield log
+    log.close()
+
+
+def a_run(store, *, scheduled: bool = False):
+    run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
+    store.transition(run.id, S.GO, actor="bot", action="preflight done", fields={"preflight": {"outcome": "GO"}})
+    approval = {"by": "U0DYLAN", "mode": "scheduled" if scheduled else "now",
+                "scheduled_for": "2026-11-25T03:00:00+00:00" if scheduled else None}
+    to = S.SCHEDULED if scheduled else S.APPROVED
+    store.transition(run.id, to, actor="U0DYLAN", action="approve", fields={"approval": approval})
+    return run
+
+
+def test_every_event_lands_in_the_stream_and_in_postgresql(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    run = a_run(store)
+    store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
+    store.record("status", actor="U0YASMIN", outcome="ok", run_id=run.id)
+    store.set_incident("U0LIU", "API down")
+    store.record("help", actor="U0YASMIN", outcome="ok")
+    in_redis = redis_events(redis_client, store.keys)
+    in_pg = events.events()
+    assert len(in_redis) == 7
+    assert [e["event_id"] for e in in_pg] == [e["event_id"] for e in in_redis]
+    for r, p in zip(in_redis, in_pg):
+        assert (p["run_id"], p["actor"], p["action"], p["outcome"], p["evidence"]) == \
+            (r["run_id"], r["actor"], r["action"], r["outcome"], r["evidence"])
+    assert pg.scalar(events._url, "SELECT count(*) FROM migrate_bot.run_events") == 7
+    assert [e["action"] for e in events.events(run.id)] == \
+        ["run created", "preflight done", "approve", "run phase 1", "status", "incident start"]
+    assert store.mirror_backlog() == 0
+
+
+def test_events_wait_in_redis_while_postgresql_is_unreachable(redis_client, redis_prefix, events, caplog):
+    down = EventLog(UNREACHABLE, target=TARGET)
+    offline = new_store(redis_client, redis_prefix, down)
+    with caplog.at_level(logging.WARNING):
+        run = a_run(offline)
+    assert offline.mirror_backlog() == 3
+    assert "S3cretPgPw99" not in caplog.text and "audit mirror to PostgreSQL failed" in caplog.text
+    online = new_store(redis_client, redis_prefix, events)  # PostgreSQL is back
+    online.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
+    assert online.mirror_backlog() == 0
+    assert [e["action"] for e in events.events(run.id)] == ["run created", "preflight done", "approve", "run phase 1"]
+
+
+def test_a_mirror_write_replayed_is_stored_once(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    store.record("help", actor="U", outcome="ok")
+    (event,) = events.events()
+    events.write(event)
+    assert len(events.events()) == 1
+
+
+def test_two_bots_creating_the_table_at_once_both_succeed(scratch_db):
+    url = scratch_db()
+    logs = [EventLog(url, target=TARGET) for _ in range(4)]
+    errors: list[Exception] = []
+    barrier = threading.Barrier(len(logs))
+
+    def first_use(log: EventLog) -> None:
+        barrier.wait()
+        try:
+            log.events()
+        except Exception as exc:  # noqa: BLE001 - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(log,)) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for log in logs:
+        log.close()
+    assert errors == []
+
+
+def test_last_run_ids_newest_first(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    first = store.create("U0RAFAEL", "006")
+    store.transition(first.id, S.NO_GO, actor="bot", action="preflight done", outcome="no-go")
+    second = store.create("U0RAFAEL", "006")
+    assert events.last_run_ids() == [second.id, first.id]
+
+
+def test_signoff_comes_from_the_events(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    run = a_run(store, scheduled=True)
+    sign = signoff(events.events(run.id))
+    assert sign["reviewed_by"] == "U0RAFAEL"
+    assert sign["approved_by"] == "U0DYLAN" and sign["approved_at"] is not None
+    assert sign["mode"] == "scheduled" and sign["scheduled_execution"] == "2026-11-25T03:00:00+00:00"
+    store.transition(run.id, S.DEFERRED, actor="U0DYLAN", action="defer",
+                     fields={"decision": {"what": "no-go", "reason": "incident"}})
+    sign = signoff(redis_events(redis_client, store.keys, run.id))
+    assert (sign["deferred_by"], sign["deferred_reason"]) == ("U0DYLAN", "incident")
