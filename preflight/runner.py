@@ -34,7 +34,7 @@ def fast_checks(settings: Settings, runbook: Runbook, *, incident: Mapping | Non
                 timeouts: Timeouts | None = None) -> PreflightReport:
     """The quick checks only (no backup, no rehearsal); the window is judged at `at`."""
     started = now or clock.now()
-    lines = _quick(settings, runbook, incident, at or started, timeouts or Timeouts(), on_check, None)
+    lines = _quick(settings, runbook, incident, at or started, timeouts or Timeouts(), on_check)
     return PreflightReport.build(runbook.id, started, clock.now(), lines, checksums=checksums(runbook))
 
 
@@ -45,20 +45,24 @@ def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | N
     started = now or clock.now()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight-backup") as pool:
         slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse) if backup else None
-        lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check, slow)
+        lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check)
         info, rehearsed = None, None
         if slow is not None:
-            backup_line, info, rehearsal_line, rehearsed = slow.result()
-            lines += [l for l in (backup_line, rehearsal_line) if l is not None]
-            for l in (backup_line, rehearsal_line):
-                if l is not None and on_check:
+            b_line, info, r_line, rehearsed = slow.result()
+        else:  # the report's GO needs a verified backup: a preflight without one cannot be GO
+            b_line = line(BACKUP_SPEC, False, "not taken: preflight run without a backup")
+            r_line = _not_rehearsed(rehearse, "no backup to rehearse on")
+        for l in (b_line, r_line):
+            if l is not None:
+                lines.append(l)
+                if on_check:
                     on_check(l)
     return PreflightReport.build(runbook.id, started, clock.now(), lines, backup=info, rehearsal=rehearsed,
                                  checksums=checksums(runbook))
 
 
 def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime, timeouts: Timeouts,
-           on_check: OnCheck | None, slow: Future | None) -> list[CheckLine]:
+           on_check: OnCheck | None) -> list[CheckLine]:
     """Run the quick checks concurrently; a check past its deadline is a failed line."""
     todo = checks(settings, runbook, incident, at, timeouts)
     pool = ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="preflight")
@@ -100,13 +104,13 @@ def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, reh
             text = redact(str(exc), secrets)
             return line(BACKUP_SPEC, False, text, secrets, clock.monotonic() - start), None, _not_rehearsed(rehearse, "no backup"), None
         info = proof.verify(settings, dumped, copy, problem)
-        backup_line = _backup_line(settings, info, copy, clock.monotonic() - start)
+        proven = backup_line(settings, info, copy, clock.monotonic() - start)
         if not rehearse:
-            return backup_line, info, None, None
+            return proven, info, None, None
         if not info.verified or copy is None:
-            return backup_line, info, _not_rehearsed(True, "the backup is not verified"), None
+            return proven, info, _not_rehearsed(True, "the backup is not verified"), None
         result = _rehearse(settings, runbook, copy, info)
-        return backup_line, info, _rehearsal_line(result, secrets), result
+        return proven, info, _rehearsal_line(result, secrets), result
     finally:
         if copy is not None:
             scratch.drop(settings, copy)
@@ -122,7 +126,8 @@ def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo)
         return RehearsalResult(False, [], False, False, [], None, text, f"rehearsal could not run: {text}")
 
 
-def _backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
+def backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
+    """The report's backup line from a verified (or not) BackupInfo."""
     origin = scratch.server_url(settings)[1] if copy else "no scratch server"
     how = (f"pg_dump --format={info.format} in one snapshot → {info.path}, streamed into pg_restore --exit-on-error "
            f"of a scratch database on {origin}; {len(info.comparisons)} comparisons")
