@@ -92,12 +92,12 @@ def chunks(lines: list[str], limit: int = SECTION_CHARS) -> list[str]:
     return out
 
 
-def fit(blocks: list[dict], tail: list[dict], limit: int = MAX_BLOCKS) -> tuple[list[dict], bool]:
+def fit(blocks: list[dict], tail: list[dict], limit: int = MAX_BLOCKS, note: str = TRUNCATED) -> tuple[list[dict], bool]:
     """`blocks` + `tail` within `limit` blocks: body blocks dropped (with a note) first."""
     room = limit - len(tail)
     if len(blocks) <= room:
         return blocks + tail, False
-    return blocks[: room - 1] + [context(TRUNCATED)] + tail, True
+    return blocks[: room - 1] + [context(note)] + tail, True
 
 
 def button(action: Action, index: int, run_id: str | None) -> dict:
@@ -158,8 +158,9 @@ def fallback(text: str) -> str:
 
 
 def reply_message(lines: list[str]) -> Rendered:
-    """An ephemeral answer to the invoker (help, refusals, status)."""
-    blocks, _ = fit([section(t) for t in chunks(lines or [" "])], [])
+    """An ephemeral answer to the invoker (help, refusals, status, a report document)."""
+    lines = [part for line in lines for part in line.splitlines()] or ["—"]
+    blocks, _ = fit([section(t) for t in chunks(lines)], [], note="… truncated (long documents are also attached in the run's thread)")
     return Rendered(fallback("\n".join(lines)), blocks)
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from slack_sdk import WebClient
 
 from bot.slack.outbox import Delivery, Outbox, OutboxWorker, RunThreads, web_client
 from bot.slack.reporter import SlackReporter, card_renderer
-from commands.result import Outcome, Post
+from commands.result import Outcome, Post, Progress
 from core.redact import redact
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,22 @@ def default_handle() -> Handle:
     from commands import handle  # the core lands in commands/; imported late to keep Slack at the edge
 
     return handle
+
+
+class RunReporter:
+    """The Slack reporter for one run's work: posts that name no run go into its thread."""
+
+    def __init__(self, inner: SlackReporter, run_id: str | None) -> None:
+        self.inner = inner
+        self.run_id = run_id
+
+    def post(self, post: Post) -> None:
+        if post.run_id is None and self.run_id is not None:
+            post = replace(post, run_id=self.run_id)
+        self.inner.post(post)
+
+    def progress(self, progress: Progress) -> None:
+        self.inner.progress(progress)
 
 
 @dataclass
@@ -80,7 +96,7 @@ class Bridge:
 
     def _run_work(self, outcome: Outcome) -> None:
         try:
-            outcome.work(self.reporter)
+            outcome.work(RunReporter(self.reporter, outcome.run_id))
         except Exception as exc:  # the work's own failure paths post; this is a crash: say so in the thread
             log.exception("background work crashed: %s", self.redact(repr(exc)))
             self.reporter.post(Post(kind="failure", title="The background work stopped on an error",

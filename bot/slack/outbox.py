@@ -231,9 +231,13 @@ class OutboxWorker:
         return False
 
     def _release(self) -> None:
+        """Let another process deliver at once (else the lock's TTL frees it later)."""
         redis = self.outbox.redis
-        if redis.get(self.lock_key) == self.token.encode():
-            redis.delete(self.lock_key)
+        try:
+            if redis.get(self.lock_key) == self.token.encode():
+                redis.delete(self.lock_key)
+        except redis_lib.RedisError as exc:
+            log.warning("outbox: lock not released: %s", redact(str(exc), self.secrets))
 
     def step(self) -> float:
         """Deliver the head entry if possible; return how long to wait before the next step."""

@@ -10,6 +10,7 @@ from bot.slack.bridge import request_id
 from bot.slack.listeners.replies import ephemeral
 from commands.result import OK
 from core import clock
+from core.roster import COORDINATOR
 
 MODALS = {"approve_scheduled": lambda meta: blocks.schedule_modal(blocks.next_window(clock.now()), meta),
           "defer": blocks.defer_modal}
@@ -22,7 +23,7 @@ def register(app, bridge) -> None:
         button = blocks.button_value(action["value"])
         user = body["user"]["id"]
         role = button.get("r")
-        if role and not bridge.core.roster.has_role(user, role):
+        if role and not allowed(bridge.core.roster, user, role, button["id"]):
             ephemeral(respond, [f"Only the {role} ({bridge.core.roster.mention(role)}) can use “{button['c']}”. Nothing changed."])
             return
         message = Clicked.of(body, button)
@@ -34,6 +35,12 @@ def register(app, bridge) -> None:
         ephemeral(respond, [bridge.redact(line) for line in outcome.reply])
         if outcome.code == OK:
             message.decide(bridge, user, button["c"])
+
+
+def allowed(roster, user: str, role: str, action_id: str) -> bool:
+    """Early check only (the core decides): the button's role, and for a phase the coordinator too."""
+    extra = (COORDINATOR,) if action_id == "run_phase" else ()
+    return roster.has_role(user, role, *extra)
 
 
 class Clicked:
