@@ -17,6 +17,7 @@ from sqlalchemy import (BigInteger, Column, DateTime, Index, MetaData, Table, Te
                         func, select, text)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 
 from core import clock
 from state.keys import Keys
@@ -105,7 +106,9 @@ class EventLog:
         if self._url is None:
             raise RuntimeError("no database configured for the event log (DATABASE_URL)")
         if self._engine is None:
-            self._engine = create_engine(sqlalchemy_url(self._url), pool_pre_ping=True,
+            # No pool: this is the database being migrated; idle connections of ours would stand
+            # in the way of a restore's rename, and a few audit writes a minute need no pool.
+            self._engine = create_engine(sqlalchemy_url(self._url), poolclass=NullPool,
                                          connect_args={"connect_timeout": 5})
         return self._engine
 
