@@ -47,11 +47,11 @@ EXCEPTION WHEN others THEN
 END;
 $$;
 
--- Records one check and returns its output line.
+-- Records one check and returns its output line, with the value found as evidence.
 CREATE FUNCTION pg_temp.check(p_n int, p_name text, p_got text, p_expected text) RETURNS text
 LANGUAGE sql AS $$
     INSERT INTO rls_results VALUES (p_n, p_name, p_got = p_expected);
-    SELECT CASE WHEN p_got = p_expected THEN format('PASS: %s. %s', p_n, p_name)
+    SELECT CASE WHEN p_got = p_expected THEN format('PASS: %s. %s (%s)', p_n, p_name, p_got)
                 ELSE format('FAIL: %s. %s (got %s, expected %s)', p_n, p_name, p_got, p_expected) END;
 $$;
 
@@ -151,11 +151,13 @@ SELECT pg_temp.check(2, 'permissive policies created',
     :'expected_policies' || '/' || :'expected_policies');
 
 SELECT pg_temp.check(3, 'every table has SELECT USING (true) and INSERT WITH CHECK (true)',
-    pg_temp.try_scalar($q$SELECT count(*) FROM pg_tables t WHERE t.schemaname = 'platform' AND (
+    pg_temp.try_scalar($q$SELECT count(*) FILTER (WHERE (
                               SELECT count(*) FILTER (WHERE cmd = 'SELECT' AND qual = 'true') = 1
                                  AND count(*) FILTER (WHERE cmd = 'INSERT' AND with_check = 'true') = 1
-                              FROM pg_policies p WHERE p.schemaname = 'platform' AND p.tablename = t.tablename)$q$),
-    :'expected_tables');
+                              FROM pg_policies p WHERE p.schemaname = 'platform' AND p.tablename = t.tablename))
+                              || '/' || count(*)
+                          FROM pg_tables t WHERE t.schemaname = 'platform'$q$),
+    :'expected_tables' || '/' || :'expected_tables');
 
 SELECT pg_temp.check(4, 'no restrictive, UPDATE, DELETE or ALL policies (zero behaviour change)',
     pg_temp.try_scalar($q$SELECT count(*) FROM pg_policies WHERE schemaname = 'platform'

@@ -44,11 +44,11 @@ EXCEPTION WHEN others THEN
 END;
 $$;
 
--- Records one check and returns its output line.
+-- Records one check and returns its output line, with the value found as evidence.
 CREATE FUNCTION pg_temp.check(p_n int, p_name text, p_got text, p_expected text) RETURNS text
 LANGUAGE sql AS $$
     INSERT INTO health_results VALUES (p_n, p_name, p_got = p_expected);
-    SELECT CASE WHEN p_got = p_expected THEN format('PASS: %s. %s', p_n, p_name)
+    SELECT CASE WHEN p_got = p_expected THEN format('PASS: %s. %s (%s)', p_n, p_name, p_got)
                 ELSE format('FAIL: %s. %s (got %s, expected %s)', p_n, p_name, p_got, p_expected) END;
 $$;
 
