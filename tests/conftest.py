@@ -14,6 +14,7 @@ import redis as redis_lib
 
 from core.config import Settings
 from tests.support import pg
+from tests.support.deployment import Deployment, TcpListener
 
 REDIS_URL = os.environ.get("MIGRATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -103,3 +104,25 @@ def _roster_file(tmp_path):
     target = tmp_path / "roster.toml"
     target.write_text(source.read_text())
     return target
+
+
+@pytest.fixture
+def services():
+    """A live deployment stand-in (HTTP) and a MongoDB host that accepts TCP, on loopback."""
+    deployment, mongo = Deployment(), TcpListener()
+    yield deployment, mongo
+    deployment.close()
+    mongo.close()
+
+
+@pytest.fixture
+def ready(settings, services) -> Settings:
+    """Settings under which the fresh 005 database is GO: deployment up, private network reachable."""
+    deployment, mongo = services
+    return settings.with_(
+        deployment_url=deployment.url,
+        register_mongodb_url=f"mongodb://lancio:{PLANTED_MONGO_PASSWORD}@127.0.0.1:{mongo.port}/lancio",
+    )
+
+
+PLANTED_MONGO_PASSWORD = "S3cretMongoPw42"

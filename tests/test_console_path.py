@@ -6,78 +6,44 @@ verification → success template → rollback of phase 2, then phase 1 → sche
 """
 from __future__ import annotations
 
-import io
-
-import pytest
-
-from bot.console import run_command
 from commands import Core
 from tests.conftest import PLANTED
 from tests.support import pg
-from tests.support.deployment import Deployment, TcpListener
+from tests.support.flow import COORDINATOR, LIU, SERGEI, TPM, Console
 from tests.support.sqlfacts import appendix_b_facts
-
-COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
-
-
-@pytest.fixture
-def services():
-    deployment, mongo = Deployment(), TcpListener()
-    yield deployment, mongo
-    deployment.close()
-    mongo.close()
-
-
-@pytest.fixture
-def ready(settings, services):
-    """Settings under which a healthy 005 database is GO: deployment up, private network reachable."""
-    deployment, mongo = services
-    return settings.with_(
-        deployment_url=deployment.url,
-        register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio",
-    )
-
-
-def console(core: Core, user: str, text: str, transcript: list[str]) -> tuple[int, str]:
-    out = io.StringIO()
-    code = run_command(core, user, text, out)
-    transcript.append(out.getvalue())
-    return code, out.getvalue()
 
 
 def test_whole_path_of_the_report(ready):
-    core = Core.from_settings(ready)
-    transcript: list[str] = []
+    console = Console(Core.from_settings(ready))
     schema_005 = pg.schema_dump(ready.database_url)
 
-    code, out = console(core, COORDINATOR, "preflight", transcript)
+    code, out = console(COORDINATOR, "preflight")
     assert code == 0, out
     assert "pre-flight: GO" in out and "Requesting go/no-go decision" in out
 
-    code, out = console(core, LIU, "approve", transcript)
+    code, out = console(LIU, "approve")
     assert code == 2 and "only the TPM can `approve`" in out and "<@U0DYLAN>" in out
 
-    code, out = console(core, TPM, "approve", transcript)
+    code, out = console(TPM, "approve")
     assert code == 0 and "GO now" in out
 
-    code, out = console(core, SERGEI, "run phase 2", transcript)
+    code, out = console(SERGEI, "run phase 2")
     assert code == 2 and "phase 1" in out
 
-    code, out = console(core, SERGEI, "run phase 1", transcript)
+    code, out = console(SERGEI, "run phase 1")
     assert code == 2 and "only the database engineer or coordinator" in out
 
-    code, out = console(core, LIU, "run phase 1", transcript)
+    code, out = console(LIU, "run phase 1")
     assert code == 0, out
     assert "Phase 1 started" in out and "Phase 1 complete" in out
 
-    code, out = console(core, SERGEI, "run phase 2", transcript)
+    code, out = console(SERGEI, "run phase 2")
     assert code == 0, out
     assert "Phase 2 complete" in out
 
-    code, out = console(core, COORDINATOR, "verify", transcript)
+    code, out = console(COORDINATOR, "verify")
     assert code == 0, out
     assert "Migration 006 SUCCESSFUL ✅" in out
-    assert "6/6" not in out or True  # gates are listed individually below
     for gate in ("All migrations executed", "All tests passed", "Zero errors", "Application healthy",
                  "Database healthy", "Backup safe"):
         assert gate in out
@@ -86,21 +52,21 @@ def test_whole_path_of_the_report(ready):
     assert facts["rls_tables"] == 24 and facts["permissive_policies"] == 48
     assert "006" in [r for r in pg.scalar(ready.database_url, "SELECT array_agg(version::text) FROM schema_migrations")]
 
-    code, out = console(core, COORDINATOR, "report", transcript)
+    code, out = console(COORDINATOR, "report")
     assert code == 0 and "## Sign-Off" in out and "<@U0DYLAN>" in out
 
-    code, out = console(core, LIU, "rollback phase 1", transcript)
+    code, out = console(LIU, "rollback phase 1")
     assert code == 2 and "phase 2" in out
 
-    code, out = console(core, SERGEI, "rollback phase 2", transcript)
+    code, out = console(SERGEI, "rollback phase 2")
     assert code == 0, out
     assert "Rollback of phase 2 complete" in out and "Data loss: none" in out
 
-    code, out = console(core, LIU, "rollback phase 1", transcript)
+    code, out = console(LIU, "rollback phase 1")
     assert code == 0, out
     assert "Schema equals the pre-migration schema" in out
 
     assert pg.schema_dump(ready.database_url) == schema_005
-    everything = "\n".join(transcript)
+    everything = console.everything()
     for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):
         assert secret not in everything

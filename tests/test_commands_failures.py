@@ -1,0 +1,100 @@
+"""A phase that fails at run time: the runbook's failure policy, and a failure template of facts.
+
+Files cannot change after approval (the approval binds to their checksums), and the
+rehearsal would catch a file that fails on a copy; what fails at run time is the live
+database changing under the plan. These tests change it, for real, after approval.
+"""
+from __future__ import annotations
+
+import re
+
+import psycopg
+
+from commands import Core
+from tests.support import pg
+from tests.support.flow import COORDINATOR, LIU, Console
+
+
+def _field(out: str, name: str) -> str:
+    match = re.search(rf"^\s*{name}: (.*)$", out, re.M)
+    assert match, f"no {name} field in:\n{out}"
+    return match.group(1)
+
+
+def test_step_1_2_failure_is_safe_to_retry_and_the_database_is_unchanged(ready):
+    console = Console(Core.from_settings(ready))
+    console.approved()
+    url = ready.database_url
+    pg.scalar(url, "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1")
+
+    code, out = console(LIU, "run phase 1")
+
+    assert code == 1, out
+    assert "Migration 006 FAILED ❌" in out
+    assert "step 1.2 006_register_railway_databases_production.sql" in _field(out, "Failed Phase")
+    error = _field(out, "Error")
+    assert "006_register_railway_databases_production.sql:" in error and "lancio" in error
+    assert _field(out, "Rollback Status").startswith("Not needed — the file's transaction was rolled back; step 1.2 is safe to retry")
+    assert _field(out, "Database Status").startswith("Unchanged — schema and row counts")
+    assert "run phase 1" in _field(out, "Action Required")
+    assert "backup_pre_migration_006_" in _field(out, "Backup Available")
+    assert pg.scalar(url, "SELECT count(*) FROM platform.databases") == 0  # 1.1 applied, 1.2 left nothing
+
+    pg.scalar(url, "UPDATE platform.organizations SET slug = 'lancio' WHERE slug = 'lancio-old' RETURNING 1")
+    code, out = console(LIU, "run phase 1")
+    assert code == 0, out
+    assert "Step 1.1 006_add_platform_databases_table.sql: already applied in this run, skipped" in out
+    assert "Phase 1 complete" in out
+    assert pg.scalar(url, "SELECT count(*) FROM platform.databases WHERE status = 'active'") == 2
+
+
+def test_step_1_1_failure_runs_the_rollback_file_and_reports_the_state_it_checked(ready):
+    console = Console(Core.from_settings(ready))
+    console.approved()
+    url = ready.database_url
+    schema_005 = pg.schema_dump(url)
+    # Someone created a conflicting object after the approval.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE platform.databases (id int)")
+
+    code, out = console(LIU, "run phase 1")
+
+    assert code == 1, out
+    assert "step 1.1 006_add_platform_databases_table.sql" in _field(out, "Failed Phase")
+    assert "already exists" in _field(out, "Error")
+    assert _field(out, "Rollback Status").startswith("Complete — rollback-006.sql ran")
+    assert _field(out, "Database Status") == "Healthy — matches the pre-migration schema (version 005) (schema compared)"
+    assert pg.schema_dump(url) == schema_005
+    code, out = console(COORDINATOR, "status")
+    assert "Phase 1 Database infrastructure: failed" in out
+
+
+def test_a_runbook_file_edited_after_approval_refuses_run(ready, tmp_path):
+    import shutil
+
+    folder = tmp_path / "runbook"
+    shutil.copytree(ready.runbook_path.parent, folder)
+    settings = ready.with_(runbook_path=folder / "runbook.toml")
+    console = Console(Core.from_settings(settings))
+    console.approved()
+    target = folder / "006_enable_rls_IMPROVED.sql"
+    target.write_text(target.read_text() + "\n-- edited after approval\n")
+
+    code, out = console(COORDINATOR, "run")
+
+    assert code == 2
+    assert "006_enable_rls_IMPROVED.sql changed since approval" in out
+    assert "ask the TPM" in out and "<@U0DYLAN>" in out
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NULL")
+
+
+def test_a_declared_incident_blocks_run(ready):
+    console = Console(Core.from_settings(ready))
+    console.approved()
+    assert console(LIU, "incident start API error rate 40%")[0] == 0
+    code, out = console(COORDINATOR, "run")
+    assert code == 2 and "critical incident" in out and "incident clear" in out
+    assert console(LIU, "incident clear")[0] == 0
+    code, out = console(COORDINATOR, "run")
+    assert code == 0, out
+    assert "Migration 006 SUCCESSFUL ✅" in out
