@@ -5,9 +5,12 @@ connect to the port the registration will use (ICMP proves nothing about a port)
 real Redis `PING`. Every probe has its own timeout.
 
 Redis and passwords: a server with no password configured (the default user is `nopass`)
-answers `AUTH default <anything>` with OK, so PONG proves the server is reachable and
-accepts the URL's credentials, not that the password is the production one. The line says
-which happened: "PONG (AUTH accepted)" or "PONG (no AUTH sent)".
+answers `AUTH default <anything>` with OK (and the one-argument `AUTH <pw>` with an error),
+so PONG after AUTH proves the server is reachable and accepts the URL's credentials, not
+that the password is checked. When the URL carries a password, a second PING without any
+credentials tells the two apart, and the line says which: "PONG (AUTH accepted)",
+"PONG (AUTH accepted; the server also answers without a password, so it was not checked)"
+or "PONG (no AUTH sent)". Reachability is what GO needs, so all three pass.
 """
 from __future__ import annotations
 
@@ -83,6 +86,21 @@ def redis_probe(url: str, timeout: float) -> tuple[bool, str]:
         return False, f"{observed}; PING failed: {type(exc).__name__}: {exc}"
     finally:
         client.close()
-    auth = "AUTH accepted" if urlsplit(url).password else "no AUTH sent"
     answer = "PONG" if pong is True else repr(pong)
-    return pong is True, f"{observed}; PING → {answer} ({auth})"
+    return pong is True, f"{observed}; PING → {answer} ({_auth_note(url, timeout)})"
+
+
+def _auth_note(url: str, timeout: float) -> str:
+    """Whether the URL's password was sent, and whether the server actually checks it."""
+    if not urlsplit(url).password:
+        return "no AUTH sent"
+    parts = urlsplit(url)
+    bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()  # credentials stripped
+    anonymous = redis_lib.Redis.from_url(bare, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        anonymous.ping()
+    except redis_lib.RedisError:  # NOAUTH / AuthenticationError: the server requires the password
+        return "AUTH accepted"
+    finally:
+        anonymous.close()
+    return "AUTH accepted; the server also answers without a password, so it was not checked"

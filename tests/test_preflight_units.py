@@ -3,6 +3,7 @@ report's JSON round trip and matrix, and the network probes against real local s
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -164,7 +165,22 @@ def test_redis_ping_against_the_real_server_with_a_password():
     settings = Settings(database_url=None, register_redis_url=PLANTED["redis"], encryption_key=PLANTED["key"])
     line = network_line(settings, "redis", 2)
     assert line.ok, line.observed
-    assert "PONG (AUTH accepted)" in line.observed and "S3cret" not in line.text()
+    assert "PONG (AUTH accepted; the server also answers without a password, so it was not checked)" in line.observed
+    assert "S3cret" not in line.text()
+
+
+def test_redis_user_with_a_wrong_password_fails(redis_client):
+    # A real ACL user (removed afterwards): AUTH with the wrong password is WRONGPASS.
+    user = f"mt_{uuid.uuid4().hex[:8]}"
+    redis_client.acl_setuser(user, enabled=True, passwords=["+RightPw123"], commands=["+ping"])
+    try:
+        good = Settings(database_url=None, register_redis_url=f"redis://{user}:RightPw123@127.0.0.1:6379")
+        bad = Settings(database_url=None, register_redis_url=f"redis://{user}:WrongPw123@127.0.0.1:6379")
+        assert network_line(good, "redis", 2).ok
+        line = network_line(bad, "redis", 2)
+    finally:
+        redis_client.acl_deluser(user)
+    assert line.status == FAIL and "PING failed" in line.observed and "WrongPw123" not in line.text()
 
 
 def test_redis_ping_to_a_listener_that_is_not_redis_fails():
