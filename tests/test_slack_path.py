@@ -1,0 +1,106 @@
+"""The report's whole path through Slack with the real command core, real PostgreSQL, real Redis.
+
+preflight (slash) → GO request in the run's thread → a click by a non-TPM refused → GO now by
+the TPM (request edited) → phase 1 by its owner (slash) → "Run phase 2" button by the phase 2
+owner → "Run phase 3" button by the coordinator (verification) → success broadcast → report
+uploaded to the thread. The parent message is edited in place along the way.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import PLANTED
+from tests.support.deployment import Deployment, TcpListener
+from tests.support.slack_standin import RunningBot, SlackStandIn
+
+COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
+
+
+@pytest.fixture
+def standin():
+    with SlackStandIn() as s:
+        yield s
+
+
+@pytest.fixture
+def bot(settings, standin):
+    deployment, mongo = Deployment(), TcpListener()
+    ready = settings.with_(deployment_url=deployment.url,
+                           register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+    running = RunningBot(ready, standin)  # the real commands.handle
+    yield running
+    running.close()
+    deployment.close()
+    mongo.close()
+
+
+def posted(standin, needle: str):
+    """The stored message (latest version) whose fallback text contains `needle`."""
+    call = standin.wait_method("chat.postMessage", where=lambda b: needle in b.get("text", ""), timeout=120)[-1]
+    return standin.messages[("C0MIGRATE", call.answer["ts"])]
+
+
+def slash(bot, user: str, text: str) -> None:
+    assert bot.slack.slash(user, text).status == 200
+
+
+def ephemeral_containing(standin, needle: str):
+    return standin.wait_for(lambda c: c.method == "response_url" and needle in c.body.get("text", ""), timeout=60)
+
+
+def test_whole_path_of_the_report_through_slack(bot, standin):
+    slash(bot, COORDINATOR, "preflight")
+    request = posted(standin, "Requesting go/no-go decision")
+    run_id = json.loads(request["blocks"][-1]["elements"][0]["value"])["run"]
+    parent = bot.bridge.threads.parent(run_id)
+    assert request["thread_ts"] == parent
+
+    bot.slack.click(LIU, request, "approve_now")
+    ephemeral_containing(standin, "Only the tpm")
+    bot.slack.click(TPM, request, "approve_now")
+    decided = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30)[0]
+    assert "decided by <@U0DYLAN>" in decided.body["text"] and "actions" not in json.dumps(decided.body["blocks"])
+
+    slash(bot, SERGEI, "run phase 1")
+    ephemeral_containing(standin, "only the database engineer or coordinator")
+    slash(bot, LIU, "run phase 1")
+    phase1 = posted(standin, "Phase 1 complete")
+    bot.slack.click(SERGEI, phase1, "run_phase")
+    phase2 = posted(standin, "Phase 2 complete")
+    bot.slack.click(COORDINATOR, phase2, "run_phase")
+    success = standin.wait_method("chat.postMessage", where=lambda b: "SUCCESSFUL" in b.get("text", ""), timeout=120)[-1]
+    assert success.body["thread_ts"] == parent and success.body["reply_broadcast"] is True
+    bot.bridge.wait_work()
+
+    slash(bot, COORDINATOR, "report")
+    report = standin.wait_method("files.completeUploadExternal", where=lambda b: True, timeout=30)[-1]
+    assert report.body["thread_ts"] == parent
+    assert "## Sign-Off" in standin.calls_of("upload")[-1].body["content"]
+
+    bot.bridge.worker.drain(timeout=30)
+    run_posts = [c for c in standin.calls_of("chat.postMessage") if c.body.get("thread_ts") == parent]
+    top_level = [c for c in standin.calls_of("chat.postMessage") if "thread_ts" not in c.body]
+    assert len(top_level) == 1 and top_level[0].answer["ts"] == parent  # one parent for the run
+    assert len(run_posts) >= 6
+    parent_edits = [c for c in standin.calls_of("chat.update") if c.body["ts"] == parent]
+    assert parent_edits and "SUCCESSFUL" in json.dumps(parent_edits[-1].body["blocks"])
+    assert [c for c in standin.calls if c.answer.get("error")] == []  # Slack rejected nothing
+    everything = json.dumps([c.body for c in standin.calls])
+    for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):
+        assert secret not in everything
+
+
+def test_status_and_incident_answer_privately_and_announce_in_the_channel(bot, standin):
+    slash(bot, COORDINATOR, "status")
+    status = ephemeral_containing(standin, "No run yet")[0]
+    assert status.body["response_type"] == "ephemeral"
+    slash(bot, LIU, "incident start database CPU at 95%")
+    ephemeral_containing(standin, "Incident recorded")
+    slash(bot, "U0STRANGER", "incident clear")
+    ephemeral_containing(standin, "only people on the roster")
+    bot.bridge.worker.drain(timeout=30)
+    texts = [c.body.get("text", "") for c in standin.calls_of("chat.postMessage")]
+    assert len(texts) == 1 and "Critical incident declared by <@U0LIU>: database CPU at 95%" in texts[0]
+    assert bot.core.store.incident() is not None  # the stranger's clear changed nothing
