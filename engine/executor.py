@@ -1,6 +1,6 @@
 """The only code that executes migration SQL against DATABASE_URL.
 
-A file runs atomically (one transaction, statements pipelined, progress k of n, the
+A file runs atomically (one transaction, statements sent many per round trip, progress k of n, the
 failing statement's line known), or statement by statement in autocommit when it holds
 statements PostgreSQL refuses inside a transaction, or through psql when it uses psql
 meta-commands. Every attempt runs under SET LOCAL lock_timeout / statement_timeout; a
@@ -9,6 +9,7 @@ with back-off, so the migration never sits in the lock queue stalling production
 """
 from __future__ import annotations
 
+import select
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
@@ -29,7 +31,7 @@ from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_file
 __all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor"]
 
 LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"
-CHUNK = 50  # statements per pipeline sync: few round trips, progress still fine-grained
+CHUNK = 50  # statements per simple-query message: few round trips, progress still fine-grained
 STATEMENT_CHARS = 200
 
 ProgressFn = Callable[[int, int, Statement], None]  # (k, n, statement)
@@ -106,6 +108,32 @@ class _Run:
 
 class _Cancelled(Exception):
     pass
+
+
+class _ChunkError(Exception):
+    """A statement of a chunk failed: the server's error and which statement it was."""
+
+    def __init__(self, error: psycopg.Error, statement: Statement, position_base: int):
+        super().__init__(str(error))
+        self.error, self.statement, self.position_base = error, statement, position_base
+
+
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
+
+
+def _simple_query(pgconn: pq.abc.PGconn, query: bytes) -> list:
+    """Send one simple-query message and collect every result. Waits with select() (which
+    releases the GIL) so that cancel() and the blocker watch keep running meanwhile."""
+    pgconn.send_query(query)
+    results = []
+    while True:
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        res = pgconn.get_result()
+        if res is None:
+            return results
+        results.append(res)
 
 
 class Executor:
@@ -197,46 +225,50 @@ class Executor:
     # ------------------------------------------------------------- atomic
 
     def _atomic_attempt(self, run: _Run, result: FileResult) -> None:
-        """The whole body in one transaction, pipelined in chunks; the ledger row in the same
-        transaction. Any error rolls everything back."""
+        """The whole body in one transaction, sent in multi-statement chunks; the ledger row
+        in the same transaction. Any error rolls everything back."""
         body = run.parsed.body
         result.executed = 0
         with self._connect(run, result, autocommit=False) as conn:
             with self._watch(run, result):
                 try:
-                    with conn.pipeline() as pipe:
-                        self._set(conn, run.settings(), local=True)
-                        for chunk in _chunks(body, CHUNK):
-                            self._check_cancel()
-                            self._pipeline_chunk(conn, pipe, chunk, run, result)
-                        keep = not run.parsed.ends_in_rollback  # BEGIN … ROLLBACK: a test that undoes itself
-                        if run.record and keep:
-                            ledger.ensure_schema(conn)
-                            conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
-                        pipe.sync()
+                    self._set(conn, run.settings(), local=True)  # also opens the transaction
+                    for chunk in _chunks(body, CHUNK):
+                        self._check_cancel()
+                        self._run_chunk(conn, chunk, run, result)
+                    keep = not run.parsed.ends_in_rollback  # BEGIN … ROLLBACK: a test that undoes itself
+                    if run.record and keep:
+                        ledger.ensure_schema(conn)
+                        conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
                     self._check_cancel()
                     conn.commit() if keep else conn.rollback()
                     result.ok = True
                 except _Cancelled:
                     conn.rollback()
                     result.cancelled = True
+                except _ChunkError as failure:
+                    conn.rollback()
+                    self._failed(run, result, failure.error, failure.statement, failure.position_base)
                 except psycopg.Error as exc:
                     conn.rollback()
-                    self._failed(run, result, exc, body[result.executed] if result.executed < len(body) else None)
+                    self._failed(run, result, exc, None)
 
-    def _pipeline_chunk(self, conn, pipe, chunk: list[Statement], run: _Run, result: FileResult) -> None:
-        """Queue a chunk, sync once, then report each statement done in order."""
-        cursors = [conn.execute(stmt.sql) for stmt in chunk]
-        try:
-            pipe.sync()
-        except psycopg.Error:
-            # Results arrive in order: the first statement without one is the one that failed.
-            result.executed += next((i for i, c in enumerate(cursors) if c.pgresult is None), len(cursors))
-            raise
-        for stmt in chunk:
+    def _run_chunk(self, conn: psycopg.Connection, chunk: list[Statement], run: _Run, result: FileResult) -> None:
+        """Send a chunk as one simple-query message: one round trip for many statements (why
+        the executor keeps pace with psql). The server answers one result per statement, in
+        order, and stops at the first error: the results tell exactly which statement failed."""
+        text = ";\n".join(s.sql for s in chunk)
+        results = _simple_query(conn.pgconn, text.encode(conn.info.encoding))
+        done = 0
+        for res in results:
+            if res.status not in _OK:
+                stmt = chunk[done]
+                base = sum(len(s.sql) + 2 for s in chunk[:done])
+                raise _ChunkError(psycopg.errors.error_from_result(res, encoding=conn.info.encoding), stmt, base)
+            done += 1
             result.executed += 1
             if run.on_progress:
-                run.on_progress(result.executed, len(run.parsed.body), stmt)
+                run.on_progress(result.executed, len(run.parsed.body), chunk[done - 1])
 
     # --------------------------------------------------------- autocommit
 
@@ -323,7 +355,8 @@ class Executor:
         for name, value in settings.items():
             conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
 
-    def _failed(self, run: _Run, result: FileResult, exc: psycopg.Error, stmt: Statement | None) -> None:
+    def _failed(self, run: _Run, result: FileResult, exc: psycopg.Error, stmt: Statement | None,
+                position_base: int = 0) -> None:
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate == QUERY_CANCELED and self._cancelled.is_set():
             result.cancelled = True
@@ -333,7 +366,7 @@ class Executor:
             message += f" ({diag.message_detail})"
         if diag and diag.context and stmt is not None and stmt.sql.lstrip()[:2].upper() == "DO":
             message += f" [{diag.context.splitlines()[0]}]"
-        line = stmt.line + _line_offset(stmt.sql, diag.statement_position if diag else None) if stmt else 0
+        line = stmt.line + _line_offset(stmt.sql, diag.statement_position if diag else None, position_base) if stmt else 0
         result.error = self._error(run.parsed.name, line, stmt, sqlstate, message, run.secrets)
 
     @staticmethod
@@ -395,10 +428,11 @@ def _chunks(items: Sequence[Statement], size: int) -> Iterator[list[Statement]]:
         yield list(items[i:i + size])
 
 
-def _line_offset(sql: str, position: str | None) -> int:
-    """Lines between a statement's start and the server's error position (1-based chars)."""
+def _line_offset(sql: str, position: str | None, base: int = 0) -> int:
+    """Lines between a statement's start and the server's error position (1-based chars,
+    counted from the start of the chunk: `base` is where the statement starts in it)."""
     try:
-        return sql.count("\n", 0, max(0, int(position) - 1))
+        return sql.count("\n", 0, max(0, int(position) - 1 - base))
     except (TypeError, ValueError):
         return 0
 

@@ -270,3 +270,17 @@ def _sleeping(url: str, pid: int) -> bool:
 def _blocked_by(url: str, holder_pid: int) -> bool:
     return bool(pg.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
                           (holder_pid,)))
+
+
+def test_error_position_inside_a_multiline_statement_gives_the_exact_line(db, tmp_path):
+    path = write(tmp_path, "pos.sql", """
+        CREATE TABLE platform.a (x int);
+        INSERT INTO platform.a VALUES (1);
+        SELECT x,
+               x + 1,
+               no_such_column
+          FROM platform.a;
+    """)
+    result = Executor(db).run_file(path, **FAST)
+    assert (result.error.line, result.error.sqlstate) == (5, "42703")
+    assert result.error.statement.== "SELECT x, x + 1, no_such_column FROM platform.a"
