@@ -104,3 +104,31 @@ def test_status_and_incident_answer_privately_and_announce_in_the_channel(bot, s
     texts = [c.body.get("text", "") for c in standin.calls_of("chat.postMessage")]
     assert len(texts) == 1 and "Critical incident declared by <@U0LIU>: database CPU at 95%" in texts[0]
     assert bot.core.store.incident() is not None  # the stranger's clear changed nothing
+
+
+def _request(bot, standin):
+    slash(bot, COORDINATOR, "preflight")
+    return posted(standin, "Requesting go/no-go decision")
+
+
+def test_go_scheduled_through_the_modal_with_the_real_core(bot, standin):
+    request = _request(bot, standin)
+    bot.slack.click(TPM, request, "approve_scheduled")
+    view = standin.wait_method("views.open")[0].body["view"]
+    day = view["blocks"][1]["element"]["initial_date"]
+    bot.slack.submit_view(TPM, view, {"date": {"date": {"selected_date": day}}, "time": {"time": {"selected_time": "02:00"}}})
+    edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30)[0]
+    assert edit.body["text"].endswith(f"GO scheduled for {day} 02:00 UTC")
+    bot.bridge.wait_work()
+    assert str(bot.core.store.current().status) == "scheduled"
+
+
+def test_no_go_through_the_modal_with_the_real_core(bot, standin):
+    request = _request(bot, standin)
+    bot.slack.click(TPM, request, "defer")
+    view = standin.wait_method("views.open")[0].body["view"]
+    bot.slack.submit_view(TPM, view, {"reason": {"reason": {"value": "Black Friday traffic"}}})
+    edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30)[0]
+    assert edit.body["text"].endswith("NO-GO (Black Friday traffic)")
+    bot.bridge.wait_work()
+    assert str(bot.core.store.current().status) == "deferred"
