@@ -114,6 +114,9 @@ def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
         return None
     numbers = sorted(set(run.phases) | {phase})
     if to is S.RUNNING:
+        if not run.approval:
+            # e.g. a run interrupted during its preflight: it was never approved
+            return f"phase {phase} cannot start: the run has no approval (the TPM approves after a GO preflight)"
         return why_phase_cannot_start(run, phase, numbers)
     if to is S.ROLLING_BACK:
         if run.status is S.RUNNING and run.phase == phase:

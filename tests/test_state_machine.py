@@ -11,6 +11,7 @@ from state.machine import (ACTIVE, FINAL, TRANSITIONS, IllegalTransition, PhaseS
 from state.runs import apply_transition
 from tests.support.state import make_run
 
+APPROVAL = {"by": "U0DYLAN"}
 LEGAL = [(a, b) for a in S for b in TRANSITIONS[a]]
 ILLEGAL = [(a, b) for a, b in itertools.product(S, S) if b not in TRANSITIONS[a]]
 
@@ -18,7 +19,7 @@ ILLEGAL = [(a, b) for a, b in itertools.product(S, S) if b not in TRANSITIONS[a]
 def run_ready_for(current: S, to: S):
     """A run in `current` whose phases satisfy the phase guards of a move to `to`, and that phase."""
     if to is S.RUNNING:
-        return make_run(current), 1
+        return make_run(current, approval=APPROVAL), 1
     if to is S.PHASE_DONE:
         return make_run(current, {1: P.RUNNING, 2: P.PENDING}, phase=1), 1
     if to is S.ROLLING_BACK:
@@ -57,7 +58,13 @@ def test_every_illegal_transition_is_refused_with_a_readable_reason(current, to)
 
 def test_a_phase_move_without_a_phase_number_is_refused():
     with pytest.raises(IllegalTransition, match="needs a phase number"):
-        check_transition(make_run(S.APPROVED), S.RUNNING)
+        check_transition(make_run(S.APPROVED, approval=APPROVAL), S.RUNNING)
+
+
+def test_no_phase_runs_without_an_approval_on_record():
+    interrupted_preflight = make_run(S.INTERRUPTED)
+    with pytest.raises(IllegalTransition, match="phase 1 cannot start: the run has no approval"):
+        check_transition(interrupted_preflight, S.RUNNING, phase=1)
 
 
 @pytest.mark.parametrize("phases,n,reason", [
@@ -118,7 +125,7 @@ MOVES = st.tuples(st.sampled_from(list(S)), st.sampled_from([None, 1, 2, 3]))
 @settings(max_examples=300, deadline=None)
 @given(st.lists(MOVES, max_size=40))
 def test_random_walks_never_apply_a_phase_out_of_order(moves):
-    run = make_run(S.GO)
+    run = make_run(S.GO, approval=APPROVAL)
     for to, phase in moves:
         try:
             check_transition(run, to, phase=phase)

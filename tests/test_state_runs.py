@@ -82,7 +82,7 @@ def test_expect_refuses_a_run_that_moved_on(store):
 def test_work_never_starts_on_a_run_that_is_no_longer_current(store):
     old = approved(store)
     store.transition(old.id, S.DEFERRED, actor="U0DYLAN", action="defer")
-    force(store, make_run(S.APPROVED, run_id="old-approved"))
+    force(store, make_run(S.APPROVED, run_id="old-approved", approval={"by": "U0DYLAN"}))
     store.redis.set(store.keys.current(), old.id)
     with pytest.raises(IllegalTransition, match="no longer the current run"):
         store.transition("old-approved", S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
