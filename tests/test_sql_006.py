@@ -190,6 +190,14 @@ def test_trigger_refuses_plaintext_without_key(db_005):
     assert_no_secret(str(caught.value))
 
 
+def test_trigger_keeps_an_empty_connection_string_as_null_without_needing_the_key(db_005):
+    apply_ok(db_005, PHASE_1[0])
+    with psycopg.connect(db_005, autocommit=True) as conn:
+        conn.execute("INSERT INTO platform.databases (project_id, name, type, host, port, connection_string_encrypted) "
+                     "SELECT id, 'x', 'redis', 'h', 6379, ''::bytea FROM platform.projects LIMIT 1")
+    assert pg.scalar(db_005, "SELECT connection_string_encrypted IS NULL FROM platform.databases") is True
+
+
 def test_helper_functions_work(db_005):
     migrate(db_005)
     with psycopg.connect(db_005, autocommit=True) as conn:
@@ -337,7 +345,7 @@ def test_runbook_checks_hold_on_the_migrated_database(db_005):
         assert compare[check.compare](got, check.expect), f"{check.name}: got {got!r}"
 
 
-def test_every_runbook_file_exists(db_005):
+def test_every_runbook_file_exists():
     runbook = load_runbook(DEFAULT_RUNBOOK)
     for name in [*runbook.files(), *runbook.do_not_run]:
         assert (SQL_006 / name).is_file(), name

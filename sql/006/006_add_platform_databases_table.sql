@@ -71,14 +71,18 @@ CREATE INDEX idx_databases_last_health_check_at ON platform.databases (last_heal
 CREATE INDEX idx_databases_created_at ON platform.databases (created_at);
 CREATE INDEX idx_databases_metadata ON platform.databases USING gin (metadata);
 
--- The key, or an error that names the setting (and never prints a value).
+-- Encrypts plaintext written to connection_string_encrypted; no key: an error naming the
+-- setting (never a value).
 CREATE FUNCTION platform.encrypt_database_connection_string() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_key text := nullif(current_setting('app.encryption_key', true), '');
 BEGIN
+    IF length(NEW.connection_string_encrypted) = 0 THEN
+        NEW.connection_string_encrypted := NULL;  -- no connection string: store none, not empty bytes
+    END IF;
     IF NEW.connection_string_encrypted IS NULL
-       OR get_byte(NEW.connection_string_encrypted, 0) >= 128 THEN  -- empty, or already a PGP message
+       OR get_byte(NEW.connection_string_encrypted, 0) >= 128 THEN  -- none, or already a PGP message
         RETURN NEW;
     END IF;
     IF v_key IS NULL THEN
@@ -136,6 +140,7 @@ SELECT id, project_id, name, type, host, port, database_name, username, status,
 FROM platform.databases;
 COMMENT ON VIEW platform.databases_with_connection_strings IS
     'INTERNAL: decrypted connection strings (needs app.encryption_key). Never expose to clients.';
+-- No grant exists by default; the REVOKE also removes any that ALTER DEFAULT PRIVILEGES added.
 REVOKE ALL ON platform.databases_with_connection_strings FROM PUBLIC;
 
 CREATE FUNCTION platform.get_project_databases(p_project_id uuid, p_type text DEFAULT NULL)
