@@ -283,4 +283,4 @@ def test_error_position_inside_a_multiline_statement_gives_the_exact_line(db, tm
     """)
     result = Executor(db).run_file(path, **FAST)
     assert (result.error.line, result.error.sqlstate) == (5, "42703")
-    assert result.error.statement.== "SELECT x, x + 1, no_such_column FROM platform.a"
+    assert result.error.statement == "SELECT x, x + 1, no_such_column FROM platform.a"
