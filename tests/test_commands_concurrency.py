@@ -1,0 +1,106 @@
+"""Two `run` commands at the same time: exactly one executes, the other is refused clearly.
+
+Threads share one process (two Slack requests served concurrently); processes are two
+console invocations on two machines' worth of bot, sharing only Redis and PostgreSQL.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from commands import Core, handle
+from tests.support import pg
+from tests.support.flow import COORDINATOR, Console
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_two_threads_run_at_once_one_executes_one_is_refused(ready):
+    core = Core.from_settings(ready)
+    Console(core).approved()
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def attempt():
+        barrier.wait()
+        outcomes.append(handle(core, COORDINATOR, "run"))
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    started = [o for o in outcomes if o.work is not None]
+    refused = [o for o in outcomes if o.code == 2]
+    assert len(started) == 1 and len(refused) == 1
+    assert "another run holds the lock" in refused[0].reply[0]
+    posts = []
+
+    class Collect:
+        def post(self, post):
+            posts.append(post)
+
+        def progress(self, progress):
+            pass
+
+    assert started[0].work(Collect()) == 0
+    assert sum(p.kind == "success" for p in posts) == 1
+    assert pg.scalar(ready.database_url, "SELECT count(*) FROM migrate_bot.applied_files") == 3
+
+
+def env_for(settings) -> dict:
+    """The environment a console process gets for `settings` (the contract's variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_"))}
+    env.update({
+        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+        "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path),
+        "MIGRATE_RUNBOOK": str(settings.runbook_path), "DEPLOYMENT_URL": settings.deployment_url or "",
+        "REGISTER_MONGODB_URL": settings.register_mongodb_url or "", "REGISTER_REDIS_URL": settings.register_redis_url or "",
+        "MIGRATE_ENCRYPTION_KEY": settings.encryption_key or "", "BACKUP_DIR": str(settings.backup_dir),
+        "PYTHONPATH": str(ROOT),
+    })
+    return env
+
+
+def test_two_console_processes_run_at_once_one_executes_one_is_refused(ready):
+    Console(Core.from_settings(ready)).approved()
+    env = env_for(ready)
+    procs = [subprocess.Popen([sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "run"], env=env,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stdout.read()) for p in procs]
+
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(out for code, out in results if code == 2)
+    # Depending on who got there first, the loser meets the lock or the running phase.
+    assert "another run holds the lock" in refused or "is running right now" in refused, refused
+    succeeded = next(out for code, out in results if code == 0)
+    assert "Migration 006 SUCCESSFUL ✅" in succeeded
+    assert pg.scalar(ready.database_url, "SELECT count(*) FROM migrate_bot.applied_files") == 3
+
+
+def test_console_process_exit_codes_and_no_secret_in_its_output(ready):
+    """The contract's exit codes from a real process, with a password planted in DATABASE_URL."""
+    url = ready.database_url.replace("postgres@", "postgres:S3cretDbPassw0rd@")  # trust auth ignores it
+    env = env_for(ready.with_(database_url=url))
+
+    def console(user, text):
+        p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", user, text], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout + p.stderr
+
+    outputs = []
+    for user, text, expected in [("U0LIU", "approve", 2), ("U0RAFAEL", "run", 2), ("U0RAFAEL", "bogus", 2),
+                                 ("U0RAFAEL", "preflight", 0), ("U0DYLAN", "approve", 0), ("U0RAFAEL", "status", 0)]:
+        code, out = console(user, text)
+        outputs.append(out)
+        assert code == expected, (text, out)
+    everything = "\n".join(outputs)
+    assert "S3cretDbPassw0rd" not in everything
+    assert "postgres:***@" in everything  # status shows the database, redacted
+    for secret in (ready.encryption_key, "S3cretMongoPw42", "S3cretRedisPw42"):
+        assert secret not in everything
