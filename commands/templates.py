@@ -60,13 +60,8 @@ def preflight_started(rb: Runbook, run_id: str, actor: str) -> Post:
 
 def preflight_result(rb: Runbook, run_id: str, report, roster: Roster) -> list[Post]:
     """The matrix, and when GO the go/no-go request addressed to the TPM with the decision buttons."""
+    # The backup and the rehearsal are check lines of their own (keys backup, rehearsal).
     lines = [f"{mark(_line_ok(c))} {c.title}: {c.observed} (required: {c.required}; how: {c.how})" for c in report.checks]
-    if report.backup:
-        b = report.backup
-        lines.append(f"{mark(b.verified)} Backup {b.path} ({b.size:,} bytes, sha256 {b.sha256[:12]}…), "
-                     f"dump {seconds(b.dump_seconds)}, verifying restore {seconds(b.verify_seconds)}")
-    if report.rehearsal:
-        lines.append(f"{mark(report.rehearsal.ok)} {report.rehearsal.summary}")
     matrix = "\n".join(f"{state} {condition}" for condition, state in report.matrix())
     verdict = "GO" if report.go else "NO-GO"
     posts = [Post("preflight_result", f"{rb.title} pre-flight: {verdict} {mark(report.go)}", lines,
