@@ -192,6 +192,7 @@ class OutboxWorker:
         self.lock_key = outbox.keys.outbox_lock(outbox.channel)
         self.last_refresh: dict[str, float] = {}
         self.backoff = 0.0
+        self.rotations = 0  # not-due refreshes moved to the tail since the last delivery
         self.stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -247,10 +248,13 @@ class OutboxWorker:
         if entry is None:
             return POLL
         if entry["op"] == "refresh" and not self._refresh_due(entry):
-            if len(self.outbox) > 1:
-                self.outbox.rotate()
+            self.rotations += 1
+            if self.rotations < len(self.outbox):
+                self.outbox.rotate()  # let what is behind it go first
                 return 0.0
-            return 0.1
+            self.rotations = 0
+            return 0.1  # only refreshes that are not due: wait a little
+        self.rotations = 0
         return self._deliver(entry)
 
     def _refresh_due(self, entry: dict) -> bool:
