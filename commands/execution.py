@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from commands import facts, gates, templates
+from commands.abort import AbortWatch
 from commands.core import Core
 from commands.result import FAILED, OK, Progress, Reporter
 from core import clock
@@ -53,16 +54,17 @@ class PhaseRunner:
         with self.core.executors_guard:
             self.core.executors[self.run_id] = self.executor
         try:
-            for number in numbers:
-                phase = self.rb.phase(number)
-                ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
-                if not ok:
-                    return FAILED
-            if verify:
-                phase = next(p for p in self.rb.phases if p.is_verification)
-                if not self.verify_phase(phase):
-                    return FAILED
-            return OK
+            with AbortWatch(self.core, self.run_id, self.executor):  # `abort` from any process reaches us
+                for number in numbers:
+                    phase = self.rb.phase(number)
+                    ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
+                    if not ok:
+                        return FAILED
+                if verify:
+                    phase = next(p for p in self.rb.phases if p.is_verification)
+                    if not self.verify_phase(phase):
+                        return FAILED
+                return OK
         finally:
             with self.core.executors_guard:
                 self.core.executors.pop(self.run_id, None)
