@@ -1,0 +1,108 @@
+"""Test runbooks: a copy of sql/006 in tmp_path with one step altered.
+
+Use with `settings.with_(runbook_path=...)` (or MIGRATE_RUNBOOK for a subprocess). The
+copy's checksums are its own, so preflight and approval bind to the altered files.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sql import DEFAULT_RUNBOOK
+
+STEP_1_1 = "006_add_platform_databases_table.sql"
+# The step waits for this lock after all its CREATEs ran in its transaction. A test that
+# holds ROW EXCLUSIVE on the table (LOCK … IN ROW EXCLUSIVE MODE, in an open transaction)
+# blocks it, while pg_dump and count(*) (ACCESS SHARE) still read the table.
+BLOCKING_TABLE = "platform.organizations"
+BLOCKING_STATEMENT = f"LOCK TABLE {BLOCKING_TABLE} IN SHARE MODE;"
+
+
+def copy_runbook(tmp_path: Path, name: str = "runbook006") -> Path:
+    """A copy of the shipped 006 runbook folder; returns the copy's runbook.toml."""
+    target = Path(tmp_path) / name
+    shutil.copytree(DEFAULT_RUNBOOK.parent, target)
+    return target / DEFAULT_RUNBOOK.name
+
+
+def append_to_file(runbook: Path, file: str, sql: str) -> Path:
+    path = runbook.parent / file
+    path.write_text(path.read_text(encoding="utf-8").rstrip() + "\n\n" + sql.strip() + "\n", encoding="utf-8")
+    return runbook
+
+
+def set_step_option(runbook: Path, step_id: str, line: str) -> Path:
+    """Add `line` (e.g. 'lock_timeout = "10m"') to step `step_id` of the runbook."""
+    text = runbook.read_text(encoding="utf-8")
+    anchor = f'id = "{step_id}"\n'
+    assert anchor in text, f"no step {step_id} in {runbook}"
+    runbook.write_text(text.replace(anchor, anchor + line + "\n", 1), encoding="utf-8")
+    return runbook
+
+
+def blocking_runbook(tmp_path: Path, lock_timeout: str = "10m") -> Path:
+    """Step 1.1 runs all its statements, then waits for a SHARE lock on BLOCKING_TABLE,
+    with a long lock_timeout: a phase that stays in the middle of its transaction for as long
+    as the test holds ROW EXCLUSIVE on the table."""
+    runbook = copy_runbook(tmp_path)
+    append_to_file(runbook, STEP_1_1, BLOCKING_STATEMENT)
+    return set_step_option(runbook, "1.1", f'lock_timeout = "{lock_timeout}"')
+
+
+def failing_runbook(tmp_path: Path, file: str = STEP_1_1, sql: str = "SELECT 1/0;") -> Path:
+    """`file` ends with a statement that fails (division by zero by default)."""
+    return append_to_file(copy_runbook(tmp_path), file, sql)
+
+
+# ------------------------------------------------------------------ driving a run in tests
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (bounded generously; never a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class TableLock:
+    """Holds ROW EXCLUSIVE on BLOCKING_TABLE in an open transaction until released."""
+
+    def __init__(self, url: str, table: str = BLOCKING_TABLE):
+        import psycopg
+
+        self.conn = psycopg.connect(url)
+        self.conn.execute(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")
+        self.pid = self.conn.info.backend_pid
+
+    def release(self) -> None:
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.close()
+
+    def __enter__(self) -> "TableLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def waiting_backends(url: str, holder_pid: int) -> list[int]:
+    """Pids of the bot's backends blocked by `holder_pid`."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid)) "
+                            "AND application_name LIKE 'migrate-bot%%'", (holder_pid,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def backend_alive(url: str, pid: int) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] > 0
