@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,7 +58,7 @@ class Dump:
     restored_into: str | None = None  # scratch conninfo the stream was restored into
     restore_error: str | None = None  # pg_restore's complaint, when it failed
     restore_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    format: str = f"{FORMAT} -Z{COMPRESS}"
 
 
 def file_name(prefix: str, at: datetime) -> str:
@@ -84,9 +84,11 @@ def tool(name: str, server_version_num: int | None = None) -> str:
     return path
 
 
-def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None = None) -> Dump:
+def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None = None,
+         compress: int = COMPRESS) -> Dump:
     """Write the backup of DATABASE_URL to BACKUP_DIR; with `restore_into`, restore the
-    same bytes into that (empty) database while they are written."""
+    same bytes into that (empty) database while they are written. `compress`: the -Z level
+    (bench/preflight.py compares them)."""
     url = settings.database_url
     if not url:
         raise BackupError("DATABASE_URL is not set")
@@ -100,7 +102,7 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         pg_dump = tool("pg_dump", version)
         start = clock.monotonic()
         schema = _schema_thread(pg_dump, url, snapshot, path)
-        result = _stream(pg_dump, url, snapshot, path, restore_into)
+        result = _stream(pg_dump, url, snapshot, path, restore_into, compress)
         objects = catalog.objects(source)
         counts = catalog.row_counts(source, list(objects["tables"]))
         counters = catalog.write_counters(source)
@@ -113,7 +115,8 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         raise BackupError(f"pg_dump --schema-only failed: {schema.error}")
     return Dump(path=path, size=result.size, sha256=result.sha256, seconds=seconds, schema_snapshot=schema.path,
                 objects=objects, row_counts=counts, write_counters=counters, restored_into=restore_into,
-                restore_error=result.restore_error, restore_seconds=result.restore_seconds)
+                restore_error=result.restore_error, restore_seconds=result.restore_seconds,
+                format=f"{FORMAT} -Z{compress}")
 
 
 class _Stream(threading.Thread):
@@ -171,8 +174,8 @@ class _Stream(threading.Thread):
             self.restore_error = err or f"pg_restore exit code {code}"
 
 
-def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None) -> _Stream:
-    cmd = [pg_dump, "--format=custom", f"--compress={COMPRESS}", f"--snapshot={snapshot}", "--dbname", url]
+def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None, compress: int) -> _Stream:
+    cmd = [pg_dump, "--format=custom", f"--compress={compress}", f"--snapshot={snapshot}", "--dbname", url]
     restore = _restore_cmd(restore_into, url) if restore_into else None
     stream = _Stream(cmd, path, restore, _restore_env())
     stream.start()
@@ -235,7 +238,7 @@ def file_sha256(path: Path) -> tuple[int, str]:
 
 def info(d: Dump, comparisons: list, verify_seconds: float, problem: str | None) -> BackupInfo:
     """The BackupInfo a report carries."""
-    return BackupInfo(path=str(d.path.resolve()), size=d.size, sha256=d.sha256, format=f"{FORMAT} (-Z{COMPRESS})",
+    return BackupInfo(path=str(d.path.resolve()), size=d.size, sha256=d.sha256, format=d.format,
                       verified=problem is None and bool(comparisons) and all(c.ok for c in comparisons),
                       comparisons=comparisons, restore_command=restore_command(d.path),
                       dump_seconds=round(d.seconds, 3), verify_seconds=round(verify_seconds, 3),

@@ -7,6 +7,8 @@ the restored copy against the source. Any mismatch leaves the backup unverified 
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 
 from core import clock
@@ -23,11 +25,14 @@ def verify(settings: Settings, d: backup.Dump, scratch: str | None, problem: str
     secrets = settings.secrets()
     if scratch is None:
         return backup.info(d, [], clock.monotonic() - start, problem or "no scratch database to restore into")
-    lines = [_file_line(d, secrets)]
-    error = d.restore_error if d.restored_into == scratch else backup.restore_file(d.path, scratch, settings.database_url)
-    lines.append(_restore_line(d, scratch, error, secrets))
-    if error is None:
-        lines += compare(d, scratch, secrets)
+    # Hashing the file again (CPU in this process) overlaps the restore or the comparisons
+    # (work in the server): on a 1 GB backup that is most of a second saved.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-hash") as pool:
+        file_line = pool.submit(_file_line, d, secrets)
+        error = d.restore_error if d.restored_into == scratch else backup.restore_file(d.path, scratch, settings.database_url)
+        restored = _restore_line(d, scratch, error, secrets)
+        compared = compare(d, scratch, secrets) if error is None else []
+        lines = [file_line.result(), restored, *compared]
     failed = [c for c in lines if not c.ok]
     why = "; ".join(f"{c.title}: {c.observed}" for c in failed) or None
     return backup.info(d, lines, clock.monotonic() - start, why)

@@ -129,7 +129,7 @@ def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo)
 def backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
     """The report's backup line from a verified (or not) BackupInfo."""
     origin = scratch.server_url(settings)[1] if copy else "no scratch server"
-    how = (f"pg_dump --format={info.format} in one snapshot → {info.path}, streamed into pg_restore --exit-on-error "
+    how = (f"pg_dump ({info.format}) in one snapshot → {info.path}, streamed into pg_restore --exit-on-error "
            f"of a scratch database on {origin}; {len(info.comparisons)} comparisons")
     spec = Spec(BACKUP_SPEC.key, BACKUP_SPEC.title, how, BACKUP_SPEC.required)
     if not info.verified:

@@ -1,0 +1,155 @@
+"""Preflight speed, measured on this machine's PostgreSQL (figures printed, nothing asserted).
+
+1. Wall time of `run_preflight` (every check, backup, proof, rehearsal) on a demo 005
+   database, with a local 200 deployment, a TCP listener for MongoDB and the local Redis.
+2. On a generated database (the 005 baseline plus one big table, `--size-mb`, default
+   1024), the time of preflight's backup + verified restore (dump streamed into a
+   verifying restore, then every comparison, exact row counts included) against the
+   report's method (`pg_dump > file.sql`, `createdb backup_test`, `psql backup_test <
+   file.sql`), both in the same run, and their ratio (target ≤ 0.70).
+   `--variants` also times other -Z levels and dump-then-restore without overlap.
+
+Usage: python bench/preflight.py [--size-mb 1024] [--variants] [--server postgresql://postgres@127.0.0.1:5432/postgres]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+
+from core.config import Settings  # noqa: E402
+from preflight import Timeouts, backup, proof, run_preflight, scratch  # noqa: E402
+from runbook.model import load_runbook  # noqa: E402
+from sql import DEFAULT_RUNBOOK  # noqa: E402
+from tests.support import fakes_net, pg  # noqa: E402
+
+RB = load_runbook(DEFAULT_RUNBOOK)
+
+
+def demo_wall_time(workdir: Path, runs: int) -> None:
+    name = pg.new_name("bench_demo")
+    url = pg.create_database(name)
+    try:
+        pg.apply_baseline(url)
+        times = []
+        with fakes_net.http_server(200) as deployment, fakes_net.silent_listener() as (host, port):
+            settings = Settings(database_url=url, deployment_url=deployment, backup_dir=workdir / "demo",
+                                register_mongodb_url=f"mongodb://mongo:BenchPw91@{host}:{port}/lancio",
+                                register_redis_url="redis://127.0.0.1:6379/0", encryption_key="bench-key-0123456789")
+            for _ in range(runs):
+                start = time.monotonic()
+                report = run_preflight(settings, RB, incident=None, timeouts=Timeouts(network=2))
+                times.append(time.monotonic() - start)
+                if not report.go:
+                    print("  demo preflight was NO-GO:", report.nogo_reasons)
+        print(f"demo 005 database: run_preflight wall time median {statistics.median(times):.2f} s "
+              f"over {runs} runs (min {min(times):.2f}, max {max(times):.2f}); GO={report.go}")
+        print(f"  {report.rehearsal.summary if report.rehearsal else 'no rehearsal'}")
+    finally:
+        pg.drop_database(name)
+
+
+def generate(size_mb: int) -> tuple[str, str]:
+    """A 005 database plus `bench.events` of about `size_mb` MB (heap + primary key)."""
+    name = pg.new_name("bench_big")
+    url = pg.create_database(name)
+    pg.apply_baseline(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA bench")
+        conn.execute("""CREATE TABLE bench.events (id bigint PRIMARY KEY, org_id uuid NOT NULL, kind text NOT NULL,
+                         payload text NOT NULL, created_at timestamptz NOT NULL)""")
+        insert = """INSERT INTO bench.events SELECT g, md5(g::text)::uuid, 'kind_' || (g %% 17),
+                    repeat(md5(g::text), 2), now() - g * interval '1 second' FROM generate_series(%s::bigint, %s::bigint) g"""
+        conn.execute(insert, (1, 100_000))
+        per_row = conn.execute("SELECT pg_total_relation_size('bench.events') / 100000.0").fetchone()[0]
+        total = int(size_mb * 1024 * 1024 / float(per_row))
+        step = 1_000_000
+        for first in range(100_001, total + 1, step):
+            conn.execute(insert, (first, min(first + step - 1, total)))
+        conn.execute("VACUUM ANALYZE bench.events")
+        size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+    print(f"generated {name}: {total} rows in bench.events, database size {size}")
+    return name, url
+
+
+def report_method(url: str, workdir: Path) -> float:
+    """`pg_dump > file.sql` + `createdb backup_test` + `psql backup_test < file.sql`, timed."""
+    target = pg.new_name("backup_test")
+    sql_file = workdir / "backup_pre_migration_006.sql"
+    start = time.monotonic()
+    with open(sql_file, "wb") as out:
+        subprocess.run(["pg_dump", "--dbname", url], stdout=out, check=True)
+    dumped = time.monotonic()
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", target], check=True)
+    with open(sql_file, "rb") as src:
+        subprocess.run(["psql", "-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", target], stdin=src,
+                       stdout=subprocess.DEVNULL, check=True)
+    end = time.monotonic()
+    pg.drop_database(target)
+    print(f"report's method: pg_dump > file.sql {dumped - start:.1f} s + createdb + psql < file.sql {end - dumped:.1f} s "
+          f"= {end - start:.1f} s ({sql_file.stat().st_size / 1e6:.0f} MB file)")
+    sql_file.unlink()
+    return end - start
+
+
+def preflight_method(url: str, workdir: Path, compress: int = backup.COMPRESS, overlap: bool = True) -> float:
+    """Preflight's backup + verified restore (scratch db, dump, restore, every comparison), timed."""
+    settings = Settings(database_url=url, backup_dir=workdir / f"z{compress}{'o' if overlap else 's'}")
+    start = time.monotonic()
+    with scratch.scratch_database(settings) as copy:
+        d = backup.dump(settings, RB.backup_prefix, datetime.now(timezone.utc),
+                        restore_into=copy if overlap else None, compress=compress)
+        dumped = time.monotonic()
+        info = proof.verify(settings, d, copy)
+        end = time.monotonic()  # the scratch drop is not part of either method's time
+    label = f"-Z{compress} {'streamed into the restore' if overlap else 'then pg_restore (no overlap)'}"
+    print(f"preflight backup {label}: dump{'+restore' if overlap else ''} {dumped - start:.1f} s, "
+          f"verify {end - dumped:.1f} s = {end - start:.1f} s ({info.size / 1e6:.0f} MB file, verified={info.verified})")
+    if not info.verified:
+        print("  NOT verified:", info.problem)
+    Path(info.path).unlink()
+    return end - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--variants", action="store_true", help="also time other -Z levels and no overlap")
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--server", default=None, help="PostgreSQL server URL (default MIGRATE_TEST_PG or local)")
+    args = parser.parse_args()
+    if args.server:
+        os.environ["MIGRATE_TEST_PG"] = args.server
+        pg.SERVER_URL = args.server
+    print(f"{os.cpu_count()} CPUs; PostgreSQL at {pg.SERVER_URL}")
+    with tempfile.TemporaryDirectory(prefix="bench_preflight_") as tmp:
+        workdir = Path(tmp)
+        demo_wall_time(workdir, args.demo_runs)
+        if args.skip_big:
+            return
+        name, url = generate(args.size_mb)
+        try:
+            theirs = report_method(url, workdir)
+            ours = preflight_method(url, workdir)
+            print(f"ratio preflight / report = {ours / theirs:.2f} (target ≤ 0.70)")
+            if args.variants:
+                for compress, overlap in ((0, True), (6, True), (backup.COMPRESS, False)):
+                    t = preflight_method(url, workdir, compress, overlap)
+                    print(f"  ratio {t / theirs:.2f}")
+        finally:
+            pg.drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
