@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from enum import Enum
+from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from redis import Redis
@@ -39,6 +41,32 @@ run_events = Table(
 )
 
 
+def dumps(value: Any) -> str:
+    """JSON for everything `state` stores: datetimes as ISO 8601, paths and enums as text,
+    NUL characters dropped (PostgreSQL text and jsonb cannot hold them)."""
+    return json.dumps(_clean(value), default=_plain)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable for the run state")
+
+
 def make_event(*, target: str, action: str, actor: str, outcome: str, run_id: str | None,
                evidence: Mapping[str, Any] | None) -> dict[str, Any]:
     """One audit event as plain JSON-able data (the caller has redacted `evidence`)."""
@@ -50,13 +78,13 @@ def make_event(*, target: str, action: str, actor: str, outcome: str, run_id: st
         "actor": actor,
         "action": action,
         "outcome": outcome,
-        "evidence": dict(evidence or {}),
+        "evidence": json.loads(dumps(evidence or {})),  # plain JSON from here on: stream, list, table agree
     }
 
 
 def stream_fields(event: Mapping[str, Any]) -> dict[str, str]:
     """The event as Redis stream fields (strings only)."""
-    return {k: json.dumps(v) if k == "evidence" else ("" if v is None else str(v)) for k, v in event.items()}
+    return {k: dumps(v) if k == "evidence" else ("" if v is None else str(v)) for k, v in event.items()}
 
 
 def _from_stream(stream_id: bytes | str, fields: Mapping) -> dict[str, Any]:

@@ -59,6 +59,10 @@ class Keys:
         """List: audit events not yet written to PostgreSQL."""
         return self._k("audit", "mirror-pending")
 
+    def mirror_failed(self) -> str:
+        """List: audit events PostgreSQL refused (bad data, not a lost connection), kept here."""
+        return self._k("audit", "mirror-failed")
+
     # --- misc state
     def incident(self) -> str:
         """String: JSON {by, at, text} of the incident in progress."""

@@ -17,11 +17,11 @@ from typing import Any, Callable, Collection, Iterable, Mapping
 
 from redis import Redis
 from redis.client import Pipeline
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from core import clock
 from core.redact import redact
-from state.audit import EventLog, make_event, stream_fields
+from state.audit import EventLog, dumps, make_event, stream_fields
 from state.keys import Keys
 from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status, check_transition
 
@@ -98,7 +98,7 @@ class Run:
             "updated_at": _iso(self.updated_at), "phase": self.phase,
             **{name: getattr(self, name) for name in WRITABLE},
         }
-        return {k: json.dumps(v) for k, v in data.items()}
+        return {k: dumps(v) for k, v in data.items()}
 
     def phases_hash(self) -> dict[str, str]:
         return {str(n): json.dumps(p.to_dict()) for n, p in self.phases.items()}
@@ -234,6 +234,7 @@ class RunStore:
         unknown = set(fields or {}) - set(WRITABLE)
         if unknown:
             raise ValueError(f"transition cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
+        fields = json.loads(dumps(fields or {}))  # as stored: the Run returned equals the Run read back
 
         def txn(pipe: Pipeline) -> Run:
             run = self._load(pipe, run_id)
@@ -282,7 +283,7 @@ class RunStore:
                 raise KeyError(f"there is no run {run_id}")
             merged = {**json.loads(raw), **meta}
             pipe.multi()
-            pipe.hset(key, "meta", json.dumps(merged))
+            pipe.hset(key, "meta", dumps(merged))
 
         self.redis.transaction(txn, key)
 
@@ -376,7 +377,7 @@ class RunStore:
         (both inside the caller's MULTI): a crash after EXEC loses no mirror write."""
         pipe.xadd(self.keys.audit_stream(), stream_fields(event))
         if self.events is not None:
-            pipe.rpush(self.keys.mirror_pending(), json.dumps(event))
+            pipe.rpush(self.keys.mirror_pending(), dumps(event))
 
     def flush_mirror(self) -> int:
         """Write pending events to PostgreSQL, oldest first; stop at the first failure (they
@@ -388,12 +389,21 @@ class RunStore:
             for raw in batch:
                 try:
                     self.events.write(json.loads(raw))
-                except (SQLAlchemyError, OSError) as exc:
+                except (OperationalError, InterfaceError, OSError) as exc:
+                    # PostgreSQL unreachable: keep everything pending, in order, for the next write.
                     log.warning("audit mirror to PostgreSQL failed, %d event(s) pending: %s",
-                                self.redis.llen(key), redact(str(exc).splitlines()[0], self._secrets))
+                                self.redis.llen(key), self._first_line(exc))
                     return self.redis.llen(key)
+                except SQLAlchemyError as exc:
+                    # This event is refused (not the connection): set it aside so it cannot
+                    # block the events behind it; it stays in Redis under mirror_failed.
+                    log.error("audit event refused by PostgreSQL, kept in Redis: %s", self._first_line(exc))
+                    self.redis.rpush(self.keys.mirror_failed(), raw)
                 self.redis.lrem(key, 1, raw)  # exact value: safe if another process flushed it too
         return 0
+
+    def _first_line(self, exc: Exception) -> str:
+        return redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self._secrets)
 
     def mirror_backlog(self) -> int:
         """Events not yet written to PostgreSQL."""

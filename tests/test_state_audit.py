@@ -114,3 +114,25 @@ def test_signoff_comes_from_the_events(redis_client, redis_prefix, events):
                      fields={"decision": {"what": "no-go", "reason": "incident"}})
     sign = signoff(redis_events(redis_client, store.keys, run.id))
     assert (sign["deferred_by"], sign["deferred_reason"]) == ("U0DYLAN", "incident")
+
+
+def test_evidence_with_times_paths_and_nul_characters_is_stored_as_plain_json(redis_client, redis_prefix, events):
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    store = new_store(redis_client, redis_prefix, events)
+    at = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
+    store.record("preflight", actor="U0RAFAEL", outcome="ok",
+                 evidence={"at": at, "backup": Path("backups/b.dump"), "notice": "odd\x00byte", "status": S.GO})
+    expected = {"at": at.isoformat(), "backup": "backups/b.dump", "notice": "oddbyte", "status": "go"}
+    assert redis_events(redis_client, store.keys)[0]["evidence"] == expected
+    assert events.events()[0]["evidence"] == expected
+
+
+def test_an_event_postgresql_refuses_does_not_block_the_ones_behind_it(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    store.record("nobody", actor=None, outcome="ok")  # actor is NOT NULL in the table
+    store.record("help", actor="U0YASMIN", outcome="ok")
+    assert [e["action"] for e in events.events()] == ["help"]
+    assert store.mirror_backlog() == 0
+    assert redis_client.llen(store.keys.mirror_failed()) == 1
