@@ -1,0 +1,187 @@
+"""`rollback restore` (the report's scenario 3) against a real database: the coordinator asks,
+the TPM confirms, the verified backup is restored into a new database, verified, swapped in;
+the replaced database is kept aside; what was written since the backup is reported lost.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot.console import run_command
+from commands import Core
+from state.machine import Status
+from tests.conftest import PLANTED
+from tests.support import pg
+from tests.support.deployment import Deployment, TcpListener
+
+COORDINATOR, TPM, LIU = "U0RAFAEL", "U0DYLAN", "U0LIU"
+
+
+@pytest.fixture
+def ready(settings):
+    deployment, mongo = Deployment(), TcpListener()
+    yield settings.with_(deployment_url=deployment.url,
+                         register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+    deployment.close()
+    mongo.close()
+
+
+@pytest.fixture
+def live_name(ready):
+    """The live database's name; every database derived from it is dropped after the test."""
+    name = ready.database_url.rsplit("/", 1)[1]
+    yield name
+    for other in _databases_like(name):
+        pg.drop_database(other)
+
+
+def _databases_like(name: str) -> list[str]:
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
+                            (name + "\\_%",)).fetchall()
+    return [r[0] for r in rows]
+
+
+def console(core: Core, user: str, text: str, transcript: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run_command(core, user, text, out)
+    transcript.append(out.getvalue())
+    return code, out.getvalue()
+
+
+def _approved_and_phase_1(core: Core, transcript: list[str]) -> None:
+    for user, text in ((COORDINATOR, "preflight"), (TPM, "approve"), (LIU, "run phase 1")):
+        code, out = console(core, user, text, transcript)
+        assert code == 0, out
+
+
+def _write_after_backup(url: str) -> int:
+    """Three organizations inserted and one updated after the backup; returns the new count."""
+    with psycopg.connect(url) as conn:
+        for i in range(3):
+            conn.execute("INSERT INTO platform.organizations (name, slug) VALUES (%s, %s)",
+                         (f"After backup {i}", f"after-backup-{i}"))
+        conn.execute("UPDATE platform.organizations SET name = name WHERE slug = 'after-backup-0'")
+        return conn.execute("SELECT count(*) FROM platform.organizations").fetchone()[0]
+
+
+def test_restore_swaps_in_the_verified_backup_keeps_the_old_db_and_reports_the_loss(ready, live_name):
+    core = Core.from_settings(ready)
+    transcript: list[str] = []
+    schema_005 = pg.schema_dump(ready.database_url)
+    orgs_at_backup = pg.scalar(ready.database_url, "SELECT count(*) FROM platform.organizations")
+
+    code, out = console(core, COORDINATOR, "preflight", transcript)
+    assert code == 0, out
+    code, out = console(core, TPM, "approve", transcript)
+    assert code == 0, out
+    code, out = console(core, COORDINATOR, "rollback restore", transcript)
+    assert code == 2 and "approved" in out  # nothing ran yet: the lifecycle refuses
+
+    code, out = console(core, LIU, "run phase 1", transcript)
+    assert code == 0, out
+    orgs_now = _write_after_backup(ready.database_url)
+    assert orgs_now == orgs_at_backup + 3
+
+    code, out = console(core, TPM, "rollback restore", transcript)
+    assert code == 2 and "only the coordinator" in out
+    code, out = console(core, COORDINATOR, "rollback restore confirm", transcript)
+    assert code == 2 and "only the TPM" in out
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 2 and "no restore was requested" in out
+
+    code, out = console(core, COORDINATOR, "rollback restore", transcript)
+    assert code == 0, out
+    assert "[button: Confirm restore] → /migrate rollback restore confirm" in out
+    assert core.store.current().status is Status.RESTORE_REQUESTED
+
+    app_session = psycopg.connect(ready.database_url, autocommit=True)  # an application's idle connection
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 0, out
+    assert "Restore from backup complete" in out
+    assert "sha256 equal" in out and "Row counts of" in out and "Schema equals the pre-migration snapshot" in out
+    assert "schema_migrations: latest 005" in out
+    assert "1 session(s) of the old database terminated" in out or "session(s) of the old database terminated" in out
+    assert app_session.closed or _is_dead(app_session)
+
+    # The loss is reported, per table where it can be measured...
+    assert "Data loss:" in out and "row(s) inserted" in out and "1 updated" in out
+    assert f"platform.organizations: {orgs_now} rows now vs {orgs_at_backup} at the backup (+3 net)" in out
+    assert "platform.databases: created since the backup" in out
+    # ... and it is indeed lost: the live database is the backup again.
+    url = ready.database_url
+    assert pg.scalar(url, "SELECT count(*) FROM platform.organizations") == orgs_at_backup
+    assert pg.scalar(url, "SELECT count(*) FROM platform.organizations WHERE slug LIKE 'after-backup-%'") == 0
+    assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
+    assert pg.scalar(url, "SELECT max(version::text) FROM schema_migrations") == "005"
+    assert pg.schema_dump(url) == schema_005
+
+    # The replaced database is kept aside, with what was written to it.
+    aside = [d for d in _databases_like(live_name) if "_replaced_" in d]
+    assert len(aside) == 1 and f"DROP DATABASE {aside[0]};" in out
+    aside_url = pg.url_for(aside[0])
+    assert pg.scalar(aside_url, "SELECT count(*) FROM platform.organizations WHERE slug LIKE 'after-backup-%'") == 3
+    assert pg.scalar(aside_url, "SELECT to_regclass('platform.databases')") is not None
+    assert not [d for d in _databases_like(live_name) if "_restore_" in d]  # the copy took the live name
+
+    run = core.store.current()
+    assert run.status is Status.RESTORED
+    assert all(p.status.value in ("rolled back", "pending") for p in run.phases.values())
+    # The history written since the backup was carried over into the restored database.
+    actions = [e["action"] for e in core.events.events(run.id, limit=1000)]
+    for action in ("preflight", "phase 1 complete", "restore requested", "restore confirmed", "restored from backup"):
+        assert action in actions, actions
+    code, out = console(core, COORDINATOR, "status", transcript)
+    assert code == 0 and "restored" in out
+
+    everything = "\n".join(transcript)
+    for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):
+        assert secret not in everything
+    app_session.close()
+
+
+def _is_dead(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+def test_a_changed_backup_file_is_refused_and_the_live_database_is_untouched(ready, live_name):
+    core = Core.from_settings(ready)
+    transcript: list[str] = []
+    _approved_and_phase_1(core, transcript)
+    code, out = console(core, COORDINATOR, "rollback restore", transcript)
+    assert code == 0, out
+    backup = Path(core.store.current().preflight["backup"]["path"])
+    with open(backup, "ab") as f:
+        f.write(b"\0garbage")
+
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 1, out
+    assert "Migration 006 FAILED" in out and "changed since preflight" in out
+    assert "Untouched" in out
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is not None  # phase 1 still there
+    assert _databases_like(live_name) == []  # no copy left, nothing renamed
+    assert core.store.current().status is Status.FAILED
+
+
+def test_a_copy_that_fails_verification_is_dropped_and_never_swapped_in(ready, live_name):
+    core = Core.from_settings(ready)
+    transcript: list[str] = []
+    _approved_and_phase_1(core, transcript)
+    snapshot = Path(core.store.current().preflight["backup"]["schema_snapshot"])
+    # The pre-migration snapshot no longer matches what the backup holds.
+    snapshot.write_text(snapshot.read_text() + "\nCREATE TABLE platform.imaginary (id integer);\n")
+
+    assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 1, out
+    assert "Schema differs from the pre-migration snapshot" in out and "imaginary" in out
+    assert "failed verification" in out and "Untouched" in out
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is not None
+    assert _databases_like(live_name) == []
