@@ -36,9 +36,13 @@ class RecoveryReport:
     events: int = 0  # how many events the rebuild replayed
 
 
-def rebuild_from_history(store: RunStore, events: EventLog) -> RecoveryReport:
+def rebuild_from_history(store: RunStore, events: EventLog, *, ledger: Sequence[Mapping] = ()) -> RecoveryReport:
     """If Redis has no current run but PostgreSQL has history, rebuild the last run (and the
-    incident flag) from its events, mark it rebuilt, and say what could not be rebuilt."""
+    incident flag) from its events, mark it rebuilt, and say what could not be rebuilt.
+
+    `ledger`: rows of the executor's file ledger (`engine.ledger.applied_files`), if the
+    caller has them: a file committed during a phase the history leaves unfinished is named,
+    since the database may hold part of that phase."""
     current = store.current()
     if current is not None:
         return RecoveryReport(False, current, message="the run state is in Redis: nothing to rebuild")
@@ -51,7 +55,9 @@ def rebuild_from_history(store: RunStore, events: EventLog) -> RecoveryReport:
     if not history:
         return RecoveryReport(False, None, message="no run in the event history: nothing to rebuild")
     run, missing = replay(history)
+    unfinished = _unfinished_phases(run)
     _make_safe(run, missing)
+    missing.extend(_committed_in_unfinished(run, unfinished, ledger))
     try:
         store.restore(run, actor="bot", incident=incident,
                       evidence={"events": len(history), "status": str(run.status), "missing": missing})
@@ -113,6 +119,27 @@ def _make_safe(run: Run, missing: list[str]) -> None:
     run.approval = revoke(run.approval, REBUILT_REASON)
     run.preflight = revoke(run.preflight, REBUILT_REASON)
     run.meta = {**run.meta, "rebuilt": "true", "rebuilt_at": clock.now().isoformat()}
+
+
+def _unfinished_phases(run: Run) -> dict[int, PhaseStatus]:
+    """Phases the history leaves busy or failed (the database may hold part of them), with
+    the status the history ends with."""
+    unfinished = {PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK, PhaseStatus.FAILED}
+    return {n: state.status for n, state in run.phases.items() if state.status in unfinished}
+
+
+def _committed_in_unfinished(run: Run, phases: Mapping[int, PhaseStatus], ledger: Sequence[Mapping]) -> list[str]:
+    notes = []
+    for row in ledger:
+        state = run.phases.get(row.get("phase"))
+        if row.get("run_id") != run.id or row.get("phase") not in phases or state is None:
+            continue
+        committed = row.get("started_at")
+        if state.started_at and committed and committed < state.started_at:
+            continue  # from an earlier attempt of the phase
+        notes.append(f"whether phase {row['phase']} is applied: the ledger shows {row['file']} (step {row['step']}) "
+                     f"committed while the history ends with the phase {phases[row['phase']]}: check the database")
+    return notes
 
 
 def _last_incident(history: Sequence[Mapping]) -> dict | None:

@@ -114,3 +114,19 @@ def test_a_second_loss_rebuilds_again_from_the_same_history(redis_client, redis_
     lose_redis(redis_client, redis_prefix)
     again = rebuild_from_history(store, events)
     assert again.rebuilt and again.run.id == before.id and again.run.status is S.INTERRUPTED
+
+
+def test_a_file_the_ledger_shows_committed_in_an_unfinished_phase_is_named(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    before = run_until_phase_2_is_running(store)
+    lose_redis(redis_client, redis_prefix)
+    ledger = [
+        {"run_id": before.id, "phase": 1, "step": "1.1", "file": "006_add.sql", "started_at": before.created_at},
+        {"run_id": before.id, "phase": 2, "step": "2.1", "file": "006_enable_rls_IMPROVED.sql",
+         "started_at": clock.now()},
+        {"run_id": "another-run", "phase": 2, "step": "2.1", "file": "old.sql", "started_at": clock.now()},
+    ]
+    report = rebuild_from_history(store, events, ledger=ledger)
+    notes = [m for m in report.missing if "ledger" in m]
+    assert notes == ["whether phase 2 is applied: the ledger shows 006_enable_rls_IMPROVED.sql (step 2.1) "
+                     "committed while the history ends with the phase running: check the database"]
