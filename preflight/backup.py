@@ -35,6 +35,7 @@ from preflight.report import BackupInfo
 FORMAT = "custom"
 COMPRESS = 1  # -Z level: see bench/preflight.py for the measurements behind it
 CHUNK = 1 << 20
+LOCK_WAIT = "30s"  # pg_dump gives up rather than queue behind a long exclusive lock
 # Session settings of the verifying restore (a throw-away copy: speed over durability).
 RESTORE_OPTIONS = "-c maintenance_work_mem=256MB -c synchronous_commit=off -c work_mem=64MB"
 
@@ -94,7 +95,7 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         raise BackupError("DATABASE_URL is not set")
     Path(settings.backup_dir).mkdir(parents=True, exist_ok=True)
     path = Path(settings.backup_dir) / file_name(prefix, at)
-    with psycopg.connect(url, connect_timeout=10) as source:
+    with psycopg.connect(url, connect_timeout=10, options=f"-c lock_timeout={LOCK_WAIT}") as source:
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         source.read_only = True
         version = source.info.server_version
@@ -175,7 +176,8 @@ class _Stream(threading.Thread):
 
 
 def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None, compress: int) -> _Stream:
-    cmd = [pg_dump, "--format=custom", f"--compress={compress}", f"--snapshot={snapshot}", "--dbname", url]
+    cmd = [pg_dump, "--format=custom", f"--compress={compress}", f"--snapshot={snapshot}",
+           f"--lock-wait-timeout={LOCK_WAIT}", "--dbname", url]
     restore = _restore_cmd(restore_into, url) if restore_into else None
     stream = _Stream(cmd, path, restore, _restore_env())
     stream.start()
@@ -212,7 +214,7 @@ class _SchemaDump(threading.Thread):
 
 def _schema_thread(pg_dump: str, url: str, snapshot: str, path: Path) -> _SchemaDump:
     target = path.with_suffix(".schema.sql")
-    cmd = [pg_dump, "--schema-only", "--exclude-schema=migrate_bot", f"--snapshot={snapshot}",
+    cmd = [pg_dump, "--schema-only", "--exclude-schema=migrate_bot", f"--snapshot={snapshot}", f"--lock-wait-timeout={LOCK_WAIT}",
            "--file", str(target), "--dbname", url]
     thread = _SchemaDump(cmd, target)
     thread.start()

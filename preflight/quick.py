@@ -26,23 +26,25 @@ class Timeouts:
 
 
 Check = Callable[[], list[CheckLine]]
+DB_KEYS = ("database", "server_version", "migrations", "extensions")
 
 
 def checks(settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime,
-           timeouts: Timeouts) -> list[tuple[float, Check]]:
-    """(deadline seconds, check) for every quick check, in report order."""
+           timeouts: Timeouts) -> list[tuple[tuple[str, ...], float, Check]]:
+    """(keys of the lines it returns, deadline in seconds, check) for every quick check, in
+    report order. The deadline is a backstop: each probe has its own, shorter timeout."""
     secrets = settings.secrets()
     net_t, db_t = timeouts.network, timeouts.database
     return [
-        (db_t * 2, lambda: database.database_lines(settings.database_url, runbook, db_t, secrets)),
-        (net_t * 2, lambda: [deployment_line(settings, net_t)]),
-        (net_t * 3, lambda: [network_line(settings, "mongodb", net_t)]),
-        (net_t * 3, lambda: [network_line(settings, "redis", net_t)]),
-        (db_t, lambda: [files_line(runbook)]),
-        (db_t, lambda: [inputs_line(settings, runbook)]),
-        (db_t, lambda: [incident_line(incident)]),
-        (db_t, lambda: [window_check(settings.window, settings.min_window_hours, at)]),
-        (db_t, lambda: [approval_line()]),
+        (DB_KEYS, db_t * 2, lambda: database.database_lines(settings.database_url, runbook, db_t, secrets)),
+        (("deployment",), net_t * 2, lambda: [deployment_line(settings, net_t)]),
+        (("network:mongodb",), net_t * 3, lambda: [network_line(settings, "mongodb", net_t)]),
+        (("network:redis",), net_t * 4, lambda: [network_line(settings, "redis", net_t)]),
+        (("runbook_files",), db_t, lambda: [files_line(runbook)]),
+        (("inputs",), db_t, lambda: [inputs_line(settings, runbook)]),
+        (("incident",), db_t, lambda: [incident_line(incident)]),
+        (("window",), db_t, lambda: [window_check(settings.window, settings.min_window_hours, at)]),
+        (("approval",), db_t, lambda: [approval_line()]),
     ]
 
 

@@ -67,10 +67,11 @@ def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: d
     todo = checks(settings, runbook, incident, at, timeouts)
     pool = ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="preflight")
     try:
-        futures = [(deadline, pool.submit(check)) for deadline, check in todo]
+        start = clock.monotonic()
+        futures = [(keys, deadline, pool.submit(check)) for keys, deadline, check in todo]
         out: list[CheckLine] = []
-        for deadline, future in futures:
-            for l in _collect(future, deadline):
+        for keys, deadline, future in futures:
+            for l in _collect(future, keys, deadline, max(0.0, start + deadline - clock.monotonic())):
                 out.append(l)
                 if on_check:
                     on_check(l)
@@ -79,12 +80,14 @@ def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: d
         pool.shutdown(wait=False, cancel_futures=True)  # a stuck probe must not hold the report
 
 
-def _collect(future: Future, deadline: float) -> list[CheckLine]:
+def _collect(future: Future, keys: tuple[str, ...], deadline: float, left: float) -> list[CheckLine]:
+    """The check's lines, or one failed line per key when it is still running at its deadline
+    (its thread is abandoned; the report does not wait for it)."""
     try:
-        return future.result(timeout=deadline)
+        return future.result(timeout=left)
     except FutureTimeout:
-        return [CheckLine("timeout", "A check answered in time", "thread deadline", f"no result within {deadline:g} s",
-                          "a result", "fail", deadline)]
+        return [line(Spec(key, key, "check thread", "a result"), False, f"no result within {deadline:g} s")
+                for key in keys]
 
 
 def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, rehearse: bool):

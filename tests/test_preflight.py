@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from preflight import Timeouts, fast_checks, run_preflight
-from preflight.report import FAIL, PASS, PENDING
+from preflight.report import FAIL, PASS, PENDING, PreflightReport
 from runbook.model import load_runbook
 from sql import DEFAULT_RUNBOOK
 from tests.conftest import PLANTED
@@ -93,6 +93,8 @@ def test_healthy_005_database_is_go_with_evidence_on_every_line(healthy):
     for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42"):
         assert secret not in text
     assert dict(report.matrix())["GO: TPM approval obtained"] == "⏳"
+    # stored by the caller as JSON and read back unchanged
+    assert PreflightReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
 
 
 # ------------------------------------------------------------------ NO-GO: outside world
