@@ -192,6 +192,12 @@ class EventLog:
         if self._engine is not None:
             self._engine.dispose()
 
+    def reset(self) -> None:
+        """Forget the connections and the table check: the database behind the URL was
+        replaced (a restore swapped it), and its event table may not exist yet."""
+        self.close()
+        self._ready = False
+
 
 def _row_event(row: Mapping) -> dict:
     event = {k: row[k] for k in ("event_id", "target", "run_id", "actor", "action", "outcome", "evidence")}

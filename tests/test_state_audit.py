@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import psycopg
 import pytest
 
 from state.audit import EventLog, redis_events, signoff
@@ -136,3 +137,12 @@ def test_an_event_postgresql_refuses_does_not_block_the_ones_behind_it(redis_cli
     assert [e["action"] for e in events.events()] == ["help"]
     assert store.mirror_backlog() == 0
     assert redis_client.llen(store.keys.mirror_failed()) == 1
+
+
+def test_reset_recreates_the_table_in_a_replaced_database(events):
+    events.write({"at": "2026-11-24T03:00:00+00:00", "actor": "U", "action": "a", "outcome": "ok", "event_id": "e1"})
+    with psycopg.connect(events._url, autocommit=True) as conn:  # as if a restore had swapped in an older copy
+        conn.execute("DROP SCHEMA migrate_bot CASCADE")
+    events.reset()
+    events.write({"at": "2026-11-24T03:01:00+00:00", "actor": "U", "action": "b", "outcome": "ok", "event_id": "e2"})
+    assert [e["action"] for e in events.events()] == ["b"]
