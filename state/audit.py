@@ -125,18 +125,18 @@ class EventLog:
 
     def __init__(self, database_url: str | None, *, target: str):
         self.target = target
-        self._url = database_url
+        self.database_url = database_url
         self._engine: Engine | None = None
         self._ready = False
 
     @property
     def engine(self) -> Engine:
-        if self._url is None:
+        if self.database_url is None:
             raise RuntimeError("no database configured for the event log (DATABASE_URL)")
         if self._engine is None:
             # No pool: this is the database being migrated; idle connections of ours would stand
             # in the way of a restore's rename, and a few audit writes a minute need no pool.
-            self._engine = create_engine(sqlalchemy_url(self._url), poolclass=NullPool,
+            self._engine = create_engine(sqlalchemy_url(self.database_url), poolclass=NullPool,
                                          connect_args={"connect_timeout": 5})
         return self._engine
 

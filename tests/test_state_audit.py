@@ -46,7 +46,7 @@ def test_every_event_lands_in_the_stream_and_in_postgresql(redis_client, redis_p
     for r, p in zip(in_redis, in_pg):
         assert (p["run_id"], p["actor"], p["action"], p["outcome"], p["evidence"]) == \
             (r["run_id"], r["actor"], r["action"], r["outcome"], r["evidence"])
-    assert pg.scalar(events._url, "SELECT count(*) FROM migrate_bot.run_events") == 7
+    assert pg.scalar(events.database_url, "SELECT count(*) FROM migrate_bot.run_events") == 7
     assert [e["action"] for e in events.events(run.id)] == \
         ["run created", "preflight done", "approve", "run phase 1", "status", "incident start"]
     assert store.mirror_backlog() == 0
@@ -141,7 +141,7 @@ def test_an_event_postgresql_refuses_does_not_block_the_ones_behind_it(redis_cli
 
 def test_reset_recreates_the_table_in_a_replaced_database(events):
     events.write({"at": "2026-11-24T03:00:00+00:00", "actor": "U", "action": "a", "outcome": "ok", "event_id": "e1"})
-    with psycopg.connect(events._url, autocommit=True) as conn:  # as if a restore had swapped in an older copy
+    with psycopg.connect(events.database_url, autocommit=True) as conn:  # as if a restore had swapped in an older copy
         conn.execute("DROP SCHEMA migrate_bot CASCADE")
     events.reset()
     events.write({"at": "2026-11-24T03:01:00+00:00", "actor": "U", "action": "b", "outcome": "ok", "event_id": "e2"})
