@@ -1,0 +1,108 @@
+"""GO scheduled: the reminder before the start, and the start itself.
+
+At the scheduled time the fast pre-flight checks run again (not the backup). Any NO-GO line
+(an incident declared, a closed port, the window...) cancels the start: the run is deferred
+with the reason, and the reason is posted. Otherwise the runbook runs exactly as `run`
+would (`commands.run.run(..., scheduled=True)` and its work), with the same posts.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from commands.parse import Command
+from commands.result import FAILED, REFUSED, Reporter
+from commands.run import run as run_verb
+from commands.work import RedactingReporter
+from core import clock
+from core.roster import COORDINATOR
+from preflight import fast_checks
+from scheduling import baseline, posts
+from state.machine import IllegalTransition, Status
+
+log = logging.getLogger("migrate.scheduling")
+
+ACTOR = "bot"  # the audit actor of what the scheduler decides by itself
+LATE_AFTER = timedelta(minutes=10)  # a start found later than this (the bot was down) is cancelled
+
+
+def why_stale(core, run, at: datetime) -> str | None:
+    """Why a job for the start of `run` at `at` no longer applies: cancelled, moved, replaced."""
+    if run is None:
+        return "the run no longer exists"
+    current = core.store.current()
+    if current is None or current.id != run.id:
+        return f"run {run.id} is no longer the current run"
+    if run.status != Status.SCHEDULED:
+        return f"the run is {run.status.value}, not scheduled"
+    planned = (run.approval or {}).get("scheduled_for")
+    if not planned or datetime.fromisoformat(planned) != at:
+        return f"the start was moved to {planned}" if planned else "the approval has no scheduled time"
+    return None
+
+
+def remind(core, reporter: Reporter, run_id: str, at: datetime) -> bool:
+    """Post the reminder naming the TPM, the coordinator and the phase owners; False if the start no longer applies."""
+    stale = why_stale(core, core.store.get(run_id), at)
+    if stale:
+        log.info("reminder for run %s skipped: %s", run_id, stale)
+        return False
+    RedactingReporter(reporter, core.redact).post(posts.reminder(core.runbook, run_id, at, clock.now(), core.roster))
+    return True
+
+
+def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: timedelta = LATE_AFTER) -> int:
+    """The scheduled start: fast checks, then the run with its posts; the exit code of the work."""
+    reporter = RedactingReporter(reporter, core.redact)
+    run = core.store.get(run_id)
+    stale = why_stale(core, run, at)
+    if stale:
+        log.info("scheduled start of run %s skipped: %s", run_id, stale)
+        core.store.record("scheduled start skipped", actor=ACTOR, outcome="skipped", run_id=run_id,
+                          evidence={"reason": stale, "scheduled_for": at.isoformat()})
+        return REFUSED
+    now = clock.now()
+    if now - at > late_after:
+        late = f"the bot was not running at {at:%Y-%m-%d %H:%M} UTC: found {int((now - at).total_seconds() // 60)} min late"
+        return _cancel(core, reporter, run_id, at, [late + f" (tolerance {int(late_after.total_seconds() // 60)} min)"], [])
+    report = fast_checks(core.settings, core.runbook, incident=core.store.incident(), at=now)
+    lines = [c.text() for c in report.checks]
+    core.store.record("scheduled start checks", actor=ACTOR, outcome="GO" if report.go else "NO-GO", run_id=run_id,
+                      evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)})
+    if not report.go:
+        return _cancel(core, reporter, run_id, at, report.nogo_reasons, [c.text() for c in report.checks if c.status == "fail"])
+    coordinator = next(iter(core.roster.members(COORDINATOR)), None)
+    if coordinator is None:
+        return _cancel(core, reporter, run_id, at, ["no coordinator in the roster to run it as"], [])
+    _ensure_baseline(core, run)
+    outcome = run_verb(core, coordinator, Command("run"), scheduled=True)
+    if outcome.work is None:  # refused: approval expired, lock held, incident declared meanwhile...
+        return _cancel(core, reporter, run_id, at, [core.redact(" ".join(outcome.reply)) or "`run` refused"], [])
+    reporter.post(posts.start_go(core.runbook, run_id, at, lines))
+    for post in outcome.posts:
+        reporter.post(post)
+    return outcome.work(reporter) if outcome.work else outcome.code
+
+
+def _ensure_baseline(core, run) -> None:
+    """The performance baseline, captured now when the preflight did not capture one."""
+    if baseline.baseline_of(run):
+        return
+    try:
+        baseline.store_baseline(core, run.id, baseline.capture_baseline(core.settings.database_url))
+    except Exception as exc:  # noqa: BLE001 - the follow-up reports the missing baseline; the run goes on
+        log.warning("performance baseline of run %s not captured: %s", run.id, core.redact(str(exc))[:200])
+
+
+def _cancel(core, reporter, run_id: str, at: datetime, reasons: list[str], lines: list[str]) -> int:
+    decision = {"by": ACTOR, "at": clock.now().isoformat(), "what": "no-go",
+                "reason": "scheduled start cancelled: " + "; ".join(reasons)}
+    deferred = True
+    try:
+        core.store.transition(run_id, Status.DEFERRED, actor=ACTOR, action="scheduled start cancelled", outcome="no-go",
+                              fields={"decision": decision}, evidence=decision)
+    except IllegalTransition as exc:
+        deferred = False
+        log.warning("run %s could not be deferred after a cancelled start: %s", run_id, exc.reason)
+    reporter.post(posts.start_cancelled(core.runbook, run_id, at, reasons, lines, core.roster, deferred))
+    return FAILED

@@ -1,0 +1,88 @@
+"""The job functions APScheduler stores: module-level, plain arguments (run ids, ISO times).
+
+Every job first claims its firing (scheduling.once), so with several bot processes on one
+Redis exactly one does the work; then it runs with the context of the process it landed in
+(scheduling.context). A job never raises into APScheduler without a log line saying why.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from scheduling import context, followups, go, health, once
+
+log = logging.getLogger("migrate.scheduling")
+
+
+def _claimed(ctx, job_id: str, due: str) -> bool:
+    who = getattr(ctx.scheduler, "name", "")
+    if once.claim(ctx.core, job_id, due, who=who):
+        return True
+    log.info("job %s due %s already fired by another process (%s)", job_id, due, once.claimed_by(ctx.core, job_id, due))
+    return False
+
+
+def _guarded(job_id: str, body) -> None:
+    try:
+        body()
+    except Exception as exc:  # noqa: BLE001 - logged redacted; APScheduler would log the raw text
+        ctx = context.current()
+        log.error("job %s failed: %s", job_id, ctx.core.redact(f"{type(exc).__name__}: {exc}")[:500])
+
+
+def start_run(run_id: str, at: str, due: str) -> None:
+    """GO scheduled: the start of run `run_id` planned for `at`."""
+    job_id = start_id(run_id)
+    ctx = context.current()
+    if _claimed(ctx, job_id, due):
+        _guarded(job_id, lambda: go.start(ctx.core, ctx.reporter(), run_id, datetime.fromisoformat(at)))
+
+
+def remind(run_id: str, at: str, due: str) -> None:
+    """The reminder before a scheduled start."""
+    job_id = reminder_id(run_id)
+    ctx = context.current()
+    if _claimed(ctx, job_id, due):
+        _guarded(job_id, lambda: go.remind(ctx.core, ctx.reporter(), run_id, datetime.fromisoformat(at)))
+
+
+def followup(run_id: str, label: str, n: int, due: str) -> None:
+    """A post-execution follow-up (+1 h, +24 h) of a succeeded run."""
+    job_id = followup_id(run_id, n)
+    ctx = context.current()
+    if _claimed(ctx, job_id, due):
+        _guarded(job_id, lambda: followups.post_followup(ctx.core, ctx.reporter(), run_id, label))
+
+
+def week_reminder(run_id: str, label: str, due: str) -> None:
+    """The +1 week reminder of the medium-term items."""
+    job_id = followup_id(run_id, "week")
+    ctx = context.current()
+    if _claimed(ctx, job_id, due):
+        _guarded(job_id, lambda: followups.post_week_reminder(ctx.core, ctx.reporter(), run_id, label))
+
+
+def health_check(every: float) -> None:
+    """The periodic health check; one process per interval does it."""
+    ctx = context.current()
+    bucket = str(int(time.time() // max(every, 1.0)))
+    if once.claim(ctx.core, HEALTH_ID, bucket, ttl=int(max(every, 1.0) * 3) + 1, who=getattr(ctx.scheduler, "name", "")):
+        _guarded(HEALTH_ID, lambda: health.check_all(ctx.core, ctx.reporter()))
+
+
+# --------------------------------------------------------------- job ids
+
+HEALTH_ID = "health"
+
+
+def start_id(run_id: str) -> str:
+    return f"start:{run_id}"
+
+
+def reminder_id(run_id: str) -> str:
+    return f"reminder:{run_id}"
+
+
+def followup_id(run_id: str, n) -> str:
+    return f"followup:{run_id}:{n}"

@@ -1,0 +1,220 @@
+"""The bot's scheduler: APScheduler 3's BackgroundScheduler over a job store in Redis.
+
+Jobs live in Redis under state.keys (`schedule_jobs`, `schedule_run_times`), so a restart
+loses none and every bot process of the same target sees the same jobs. APScheduler does
+not coordinate processes sharing a store, so:
+- each firing is claimed once in Redis before any work (scheduling.once);
+- the job store tolerates a job another process already removed (a date job fired by two
+  processes is removed twice), where APScheduler's main loop would otherwise die;
+- each process wakes up every `poll` seconds to notice jobs added by another process.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
+
+import redis as redis_lib
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.redis import RedisJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from commands.result import Reporter
+from core import clock
+from scheduling import context, jobs
+
+log = logging.getLogger("migrate.scheduling")
+
+REMINDER_BEFORE = timedelta(minutes=15)
+FOLLOWUPS = (timedelta(hours=1), timedelta(hours=24))
+WEEK = timedelta(days=7)
+HEALTH_EVERY = timedelta(minutes=5)
+POLL_SECONDS = 5.0
+WORKERS = 4
+
+
+class SharedRedisJobStore(RedisJobStore):
+    """RedisJobStore for several schedulers: removing or updating a job that another process
+    already removed is not an error (APScheduler would raise JobLookupError in its loop)."""
+
+    def remove_job(self, job_id):
+        try:
+            super().remove_job(job_id)
+        except JobLookupError:
+            log.debug("job %s already removed by another process", job_id)
+
+    def update_job(self, job):
+        try:
+            super().update_job(job)
+        except JobLookupError:
+            log.debug("job %s removed by another process: not updated", job.id)
+
+
+class _Background(BackgroundScheduler):
+    def _process_jobs(self):
+        """One pass over the due jobs; a failure (Redis away) retries later instead of killing the loop."""
+        try:
+            return super()._process_jobs()
+        except Exception as exc:  # noqa: BLE001 - APScheduler's thread would end silently
+            log.error("scheduler pass failed, retrying in %s s: %s", self.jobstore_retry_interval, type(exc).__name__)
+            return self.jobstore_retry_interval
+
+
+class Scheduler:
+    """Time-driven work of one bot process: scheduled GO, follow-ups, health checks.
+
+    `reporter_factory` gives the Reporter a job posts to (the Slack adapter's, or a console
+    one). With `start=False` the scheduler only reads and writes the job store and runs
+    nothing (a console process that schedules for the serving process to run)."""
+
+    def __init__(self, core, reporter_factory: Callable[[], Reporter], *, start: bool = True,
+                 poll: float = POLL_SECONDS, workers: int = WORKERS):
+        self.core = core
+        self.name = f"{core.keys.target}#{uuid.uuid4().hex[:8]}"
+        self.running = start
+        context.register(self.name, context.JobContext(core, reporter_factory, self))
+        store = SharedRedisJobStore(jobs_key=core.keys.schedule_jobs(), run_times_key=core.keys.schedule_run_times(),
+                                    connection_pool=redis_lib.ConnectionPool.from_url(core.settings.redis_url))
+        executor = ThreadPoolExecutor(workers, pool_kwargs={"initializer": context.bind, "initargs": (self.name,),
+                                                            "thread_name_prefix": "migrate-job"})
+        self._aps = _Background(timezone=timezone.utc, jobstores={"default": store}, executors={"default": executor},
+                                job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1})
+        self._aps.start(paused=not start)
+        self._stop = threading.Event()
+        self._poller = None
+        if start:
+            self._poller = threading.Thread(target=self._poll, args=(poll,), name="migrate-scheduler-poll", daemon=True)
+            self._poller.start()
+
+    # ------------------------------------------------------------ scheduled GO
+
+    def schedule_run(self, run_id: str, at: datetime, *, reminder_before: timedelta = REMINDER_BEFORE) -> None:
+        """The start of `run_id` at `at` (replacing any earlier time), and its reminder."""
+        at = at.astimezone(timezone.utc)
+        title = self.core.runbook.title
+        self._at(jobs.start_run, jobs.start_id(run_id), at, f"{title}: scheduled start of run {run_id}",
+                 run_id=run_id, at=at.isoformat())
+        remind_at = max(at - reminder_before, clock.now())
+        if reminder_before > timedelta(0) and remind_at < at:
+            self._at(jobs.remind, jobs.reminder_id(run_id), remind_at, f"{title}: reminder before run {run_id}",
+                     run_id=run_id, at=at.isoformat())
+        else:
+            self._remove(jobs.reminder_id(run_id))
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Remove the scheduled start (and its reminder); True when a start was scheduled."""
+        self._remove(jobs.reminder_id(run_id))
+        return self._remove(jobs.start_id(run_id))
+
+    # ------------------------------------------------------------ after the run
+
+    def schedule_followups(self, run_id: str, offsets: Sequence[timedelta] = FOLLOWUPS, *,
+                           week: timedelta | None = WEEK) -> None:
+        """The post-execution checks at each offset from now, and the medium-term reminder after `week`."""
+        now = clock.now()
+        for n, offset in enumerate(offsets, start=1):
+            label = label_of(offset)
+            self._at(jobs.followup, jobs.followup_id(run_id, n), now + offset, f"{label} follow-up of run {run_id}",
+                     run_id=run_id, label=label, n=n)
+        if week is not None:
+            label = label_of(week)
+            self._at(jobs.week_reminder, jobs.followup_id(run_id, "week"), now + week,
+                     f"{label} reminder of run {run_id}", run_id=run_id, label=label)
+
+    def cancel_followups(self, run_id: str) -> int:
+        ids = [j.id for j in self._aps.get_jobs() if j.id.startswith(f"followup:{run_id}:")]
+        return sum(self._remove(i) for i in ids)
+
+    # ------------------------------------------------------------ health
+
+    def start_health_checks(self, every: timedelta = HEALTH_EVERY) -> None:
+        """The periodic health check of the registered databases (one job, shared by all processes)."""
+        seconds = every.total_seconds()
+        self._aps.add_job(jobs.health_check, IntervalTrigger(seconds=seconds, timezone=timezone.utc), id=jobs.HEALTH_ID,
+                          name=f"health check of the registered databases every {label_of(every)[1:]}",
+                          kwargs={"every": seconds}, replace_existing=True)
+
+    def stop_health_checks(self) -> bool:
+        return self._remove(jobs.HEALTH_ID)
+
+    # ------------------------------------------------------------ reading
+
+    def jobs(self) -> list[dict]:
+        """Every job of this target, soonest first: {id, kind, run_id, next_run_at, name}."""
+        out = []
+        for job in self._aps.get_jobs():
+            out.append({"id": job.id, "kind": job.id.split(":", 1)[0], "run_id": job.kwargs.get("run_id"),
+                        "next_run_at": job.next_run_time.astimezone(timezone.utc) if job.next_run_time else None,
+                        "name": job.name})
+        return out
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop running jobs here (they stay in Redis for the next process)."""
+        self._stop.set()
+        if self._aps.running:
+            self._aps.shutdown(wait=wait)
+        context.unregister(self.name)
+
+    # ------------------------------------------------------------ internals
+
+    def _at(self, func, job_id: str, when: datetime, name: str, **kwargs) -> None:
+        when = when.astimezone(timezone.utc)
+        self._aps.add_job(func, DateTrigger(run_date=when, timezone=timezone.utc), id=job_id, name=name,
+                          kwargs={**kwargs, "due": when.isoformat()}, replace_existing=True)
+
+    def _remove(self, job_id: str) -> bool:
+        if self._aps.get_job(job_id) is None:
+            return False
+        try:
+            self._aps.remove_job(job_id)
+        except JobLookupError:
+            return False
+        return True
+
+    def _poll(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            self._aps.wakeup()
+
+
+def label_of(offset: timedelta) -> str:
+    """`+1 h`, `+24 h`, `+1 week`, `+90 s`: how posts name an offset."""
+    s = offset.total_seconds()
+    if s >= 7 * 86400 and s % (7 * 86400) == 0:
+        weeks = int(s // (7 * 86400))
+        return f"+{weeks} week" + ("s" if weeks > 1 else "")
+    if s >= 3600 and s % 3600 == 0:
+        return f"+{int(s // 3600)} h"
+    if s >= 60 and s % 60 == 0:
+        return f"+{int(s // 60)} min"
+    return f"+{s:g} s"
+
+
+def schedule_lines(jobs_: list[dict]) -> list[str]:
+    """Lines for `status`: what is scheduled, when."""
+    return [f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M:%S} UTC" if j["next_run_at"] else f"⏱ {j['name']}: paused"
+            for j in jobs_]
+
+
+_clients: dict[str, Scheduler] = {}
+_clients_guard = threading.Lock()
+
+
+def for_core(core) -> Scheduler:
+    """The Scheduler to use from a command: this process's running one for the same target and
+    prefix, else a store-only one (start=False), kept for the process, whose jobs the serving
+    process runs. Lets `approve at` in the console persist a job that `serve` fires."""
+    base = (core.keys.prefix, core.keys.target)
+    for ctx in context.registered():
+        sched = ctx.scheduler
+        if sched is not None and sched.running and (sched.core.keys.prefix, sched.core.keys.target) == base:
+            return sched
+    with _clients_guard:
+        key = "|".join(base)
+        if key not in _clients:
+            _clients[key] = Scheduler(core, lambda: context.LogReporter(core.redact), start=False)
+        return _clients[key]
