@@ -408,7 +408,8 @@ class RunningBot:
         self.app = build_app(self.bridge)
         self.bridge.worker.start()
         self.server = waitress.create_server(make_wsgi_app(self.core, self.app), host="127.0.0.1", port=0, threads=8)
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self.slack = SlackSender(self.url, self.settings.slack_signing_secret, standin)
@@ -420,8 +421,17 @@ class RunningBot:
         except urllib.error.HTTPError as err:
             return Reply(err.code, dict(err.headers), err.read().decode())
 
-    def close(self) -> None:
+    def _serve(self) -> None:
+        """waitress's loop in short slices, closed by this same thread (no select on a closed fd)."""
+        from waitress import wasyncore
+
+        while not self._stop.is_set():
+            wasyncore.loop(timeout=0.05, map=self.server._map, count=1)
         self.server.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
         self.bridge.wait_work(30)
         self.bridge.close()
 
