@@ -48,7 +48,6 @@ def test_posts_of_a_run_go_in_order_into_the_thread_of_one_parent(make_bridge, s
     for i in range(5):
         bridge.reporter.post(Post("info", f"step {i}", run_id="r1"))
     bridge.reporter.post(Post("success", "Migration 006 complete", run_id="r1", final=True))
-    parent = bridge.threads.parent("r1")
     standin.wait_method("chat.postMessage", 6, where=lambda b: b.get("thread_ts") is not None)
     parent = bridge.threads.parent("r1")
     parents = [c for c in standin.calls_of("chat.postMessage") if "thread_ts" not in c.body]

@@ -132,3 +132,16 @@ def test_no_go_through_the_modal_with_the_real_core(bot, standin):
     assert edit.body["text"].endswith("NO-GO (Black Friday traffic)")
     bot.bridge.wait_work()
     assert str(bot.core.store.current().status) == "deferred"
+
+
+def test_a_retried_delivery_of_a_command_runs_it_once_with_the_real_core(bot, standin):
+    body = bot.slack.slash_body(LIU, "incident start replica lag 40 s", trigger_id="777.retried.trigger")
+    assert bot.slack.send(body, "application/x-www-form-urlencoded").status == 200
+    ephemeral_containing(standin, "Incident recorded")
+    assert bot.slack.send(body, "application/x-www-form-urlencoded", retry_num=1).status == 200
+    slash(bot, COORDINATOR, "status")  # answered after the retry was handled
+    ephemeral_containing(standin, "incident")
+    bot.bridge.worker.drain(timeout=30)
+    announcements = [c for c in standin.calls_of("chat.postMessage") if "replica lag 40 s" in c.body.get("text", "")]
+    assert len(announcements) == 1
+    assert len([c for c in standin.calls if c.method == "response_url"]) == 2

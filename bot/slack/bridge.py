@@ -62,6 +62,7 @@ class Bridge:
     reporter: SlackReporter
     worker: OutboxWorker
     _work: list[threading.Thread] = field(default_factory=list)
+    _work_guard: threading.Lock = field(default_factory=threading.Lock)  # listeners run on a pool
 
     @classmethod
     def create(cls, core, handle: Handle | None = None, client: WebClient | None = None) -> "Bridge":
@@ -90,7 +91,8 @@ class Bridge:
             self.reporter.post(post)
         if outcome.work is not None:
             thread = threading.Thread(target=self._run_work, args=(outcome,), name="migrate-work", daemon=True)
-            self._work = [t for t in self._work if t.is_alive()] + [thread]
+            with self._work_guard:
+                self._work = [t for t in self._work if t.is_alive()] + [thread]
             thread.start()
         return outcome
 
@@ -104,9 +106,11 @@ class Bridge:
 
     def wait_work(self, timeout: float = 60.0) -> bool:
         """Wait (bounded) for the background work started so far; True when all finished."""
-        for thread in list(self._work):
+        with self._work_guard:
+            started = list(self._work)
+        for thread in started:
             thread.join(timeout)
-        return not any(t.is_alive() for t in self._work)
+        return not any(t.is_alive() for t in started)
 
     def close(self) -> None:
         self.worker.close()
