@@ -1,0 +1,230 @@
+"""GO scheduled (issue 7): a persisted job starts the runbook at its time, once, after a
+restart, with several bot processes; a NO-GO appearing before the time cancels the start.
+
+Real PostgreSQL and Redis; the deployment and MongoDB are local stand-ins. The first test
+runs the whole runbook from a job (preflight → approve at → start → success template).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.console import run_command
+from commands import Core
+from core import clock
+from scheduling import go, jobs, once
+from scheduling.scheduler import Scheduler, for_core, label_of
+from state.machine import PhaseStatus, Status
+from tests.conftest import PLANTED
+from tests.support import pg
+from tests.support.deployment import Deployment, TcpListener
+from tests.support.state import force, make_run
+from tests.test_health import Collect, wait_for
+
+COORDINATOR, TPM = "U0RAFAEL", "U0DYLAN"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def services():
+    deployment, mongo = Deployment(), TcpListener()
+    yield deployment, mongo
+    deployment.close()
+    mongo.close()
+
+
+@pytest.fixture
+def ready(settings, services):
+    deployment, mongo = services
+    return settings.with_(deployment_url=deployment.url,
+                          register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+
+
+def console(core, user, text) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run_command(core, user, text, out)
+    return code, out.getvalue()
+
+
+def go_scheduled(core, seconds: float):
+    """Preflight (GO) and the TPM's `approve at` a few seconds ahead: (run id, time)."""
+    code, out = console(core, COORDINATOR, "preflight")
+    assert code == 0, out
+    at = (clock.now() + timedelta(seconds=seconds)).replace(microsecond=0)
+    code, out = console(core, TPM, f"approve at {at.isoformat()}")
+    assert code == 0 and "GO scheduled" in out, out
+    run = core.store.current()
+    assert run.status == Status.SCHEDULED
+    return run.id, at
+
+
+def env_of(settings) -> dict[str, str]:
+    """The environment a second bot process reads its Settings from."""
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "MIGRATE_ROSTER": str(settings.roster_path), "MIGRATE_REDIS_PREFIX": settings.redis_prefix,
+           "DEPLOYMENT_URL": settings.deployment_url, "REGISTER_MONGODB_URL": settings.register_mongodb_url,
+           "REGISTER_REDIS_URL": settings.register_redis_url, "MIGRATE_ENCRYPTION_KEY": settings.encryption_key,
+           "BACKUP_DIR": str(settings.backup_dir), "MIGRATE_CHANNEL": settings.channel, "PYTHONUNBUFFERED": "1"}
+    env.pop("MIGRATE_WINDOW", None)
+    return env
+
+
+def test_job_survives_a_restart_and_two_processes_run_it_once(ready, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="migrate.scheduling")
+    core = Core.from_settings(ready)
+    run_id, at = go_scheduled(core, 8)
+
+    first = Scheduler(core, lambda: Collect(), poll=0.5)
+    first.schedule_run(run_id, at, reminder_before=timedelta(seconds=4))
+    assert {j["id"] for j in first.jobs()} == {f"start:{run_id}", f"reminder:{run_id}"}
+    first.shutdown()  # the bot restarts before the time: the jobs stay in Redis
+
+    here = Collect()
+    second = Scheduler(Core.from_settings(ready), lambda: here, poll=0.5)
+    log_path = tmp_path / "other-process.log"
+    with log_path.open("w") as log_file:
+        other = subprocess.Popen([sys.executable, "-m", "scheduling", "--poll", "0.5"], cwd=ROOT, env=env_of(ready),
+                                 stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        assert {j["id"] for j in second.jobs()} == {f"start:{run_id}", f"reminder:{run_id}"}
+        successes = lambda: (here.titles().count("Migration 006 SUCCESSFUL ✅")  # noqa: E731
+                             + log_path.read_text().count("[channel] Migration 006 SUCCESSFUL ✅"))
+        wait_for(lambda: successes() >= 1, timeout=180)
+        assert core.store.get(run_id).status == Status.SUCCEEDED
+    finally:
+        other.send_signal(signal.SIGTERM)
+        other.wait(timeout=60)
+        second.shutdown()
+    other_output = log_path.read_text()
+    assert successes() == 1
+    reminders = [t for t in here.titles() if t.startswith("⏰")] + [l for l in other_output.splitlines() if "[channel] ⏰" in l]
+    assert len(reminders) == 1 and "Migration 006 starts at" in reminders[0]
+    assert other_output.count("Phase 1 started") + here.titles().count("Phase 1 started: Database infrastructure") == 1
+    fired = once.claimed_by(core, jobs.start_id(run_id), at.isoformat())
+    assert fired is not None and fired["process"]  # who fired it is on record
+    versions = pg.scalar(ready.database_url, "SELECT count(*) FROM schema_migrations WHERE version = '006'")
+    assert versions == 1
+    assert second.jobs() == [] or all(j["kind"] == "followup" for j in second.jobs())
+
+    # A third process that sees the same job late (as if it fetched it before it was removed) does nothing.
+    jobs.start_run(run_id, at.isoformat(), at.isoformat())
+    assert any("already fired by another process" in r.getMessage() for r in caplog.records)
+    assert core.store.get(run_id).status == Status.SUCCEEDED
+
+    everything = "\n".join([other_output, *(p.text() for p in here.posts)])
+    for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42"):
+        assert secret not in everything
+
+
+@pytest.mark.parametrize("trouble", ["incident", "closed port"])
+def test_nogo_before_the_time_cancels_the_start(ready, services, trouble):
+    core = Core.from_settings(ready)
+    run_id, at = go_scheduled(core, 5)
+    out = Collect()
+    scheduler = Scheduler(core, lambda: out, poll=0.5)
+    try:
+        scheduler.schedule_run(run_id, at, reminder_before=timedelta(0))
+        if trouble == "incident":
+            core.store.set_incident(TPM, "payments API down, SEV-1")
+        else:
+            services[1].close()  # the private-network MongoDB stops accepting connections
+        wait_for(lambda: core.store.get(run_id).status == Status.DEFERRED, timeout=120)
+        wait_for(lambda: out.titles("schedule_cancelled"))
+    finally:
+        scheduler.shutdown()
+    post = next(p for p in out.posts if p.kind == "schedule_cancelled")
+    reason = post.fields["NO-GO because"]
+    if trouble == "incident":
+        assert "payments API down, SEV-1" in reason and "incident" in reason.lower()
+    else:
+        assert "mongodb reachable" in reason and str(services[1].port) in reason
+    assert "CANCELLED" in post.title and set(post.mentions) == {TPM, COORDINATOR}
+    run = core.store.get(run_id)
+    assert run.decision["what"] == "no-go" and "scheduled start cancelled" in run.decision["reason"]
+    assert all(p.status == PhaseStatus.PENDING for p in run.phases.values())
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')::text") is None
+    assert not [p for p in out.posts if p.kind in ("phase_started", "schedule_start")]
+
+
+# ------------------------------------------------------------------ without a preflight: forged runs
+
+
+def scheduled_run(core, at, status=Status.SCHEDULED):
+    run = make_run(status, run_id="006-forged")
+    run.approval = {"mode": "scheduled", "scheduled_for": at.isoformat(), "by": TPM}
+    force(core.store, run)
+    return run
+
+
+def test_reminder_names_the_tpm_the_coordinator_and_the_phase_owners(settings):
+    core = Core.from_settings(settings)
+    at = (clock.now() + timedelta(minutes=15)).replace(microsecond=0)
+    run = scheduled_run(core, at)
+    out = Collect()
+    assert go.remind(core, out, run.id, at)
+    post = out.posts[0]
+    assert "starts at" in post.title and post.run_id == run.id
+    text = post.text()
+    for who in ("<@U0DYLAN>", "<@U0RAFAEL>", "<@U0LIU>", "<@U0SERGEI>"):
+        assert who in text
+    assert set(post.mentions) == {"U0DYLAN", "U0RAFAEL", "U0LIU", "U0SERGEI"}
+
+
+def test_a_moved_or_cancelled_start_does_nothing(settings):
+    core = Core.from_settings(settings)
+    at = (clock.now() + timedelta(minutes=5)).replace(microsecond=0)
+    run = scheduled_run(core, at)
+    out = Collect()
+    assert go.start(core, out, run.id, at + timedelta(minutes=1)) == 2  # moved: this job is stale
+    assert go.remind(core, out, run.id, at - timedelta(minutes=1)) is False
+    force(core.store, make_run(Status.DEFERRED, run_id=run.id))
+    assert go.start(core, out, run.id, at) == 2  # deferred meanwhile
+    assert out.posts == [] and core.store.get(run.id).status == Status.DEFERRED
+
+
+def test_a_start_found_late_is_cancelled_not_run(settings):
+    core = Core.from_settings(settings)
+    at = (clock.now() - timedelta(hours=3)).replace(microsecond=0)  # the bot was down at the time
+    run = scheduled_run(core, at)
+    out = Collect()
+    assert go.start(core, out, run.id, at) == 1
+    assert core.store.get(run.id).status == Status.DEFERRED
+    assert "min late" in out.posts[0].fields["NO-GO because"]
+
+
+def test_schedule_move_cancel_and_store_only_clients(settings):
+    core = Core.from_settings(settings)
+    at = (clock.now() + timedelta(hours=2)).replace(microsecond=0)
+    client = for_core(core)  # no scheduler runs in this process: a store-only one
+    assert client.running is False
+    client.schedule_run("006-x", at)
+    client.schedule_run("006-x", at + timedelta(hours=1))  # moved: replaced, not doubled
+    running = Scheduler(Core.from_settings(settings), lambda: Collect(), poll=0.5)
+    try:
+        assert for_core(core) is running
+        starts = [j for j in running.jobs() if j["kind"] == "start"]
+        assert len(starts) == 1 and starts[0]["next_run_at"] == at + timedelta(hours=1)
+        reminder = next(j for j in running.jobs() if j["kind"] == "reminder")
+        assert reminder["next_run_at"] == at + timedelta(hours=1) - timedelta(minutes=15)
+        assert running.cancel_run("006-x") is True
+        assert running.jobs() == [] and running.cancel_run("006-x") is False
+        running.schedule_followups("006-x")
+        assert [(j["id"], j["name"].split(" ")[0]) for j in running.jobs()] == [
+            ("followup:006-x:1", "+1"), ("followup:006-x:2", "+24"), ("followup:006-x:week", "+1")]
+        assert running.cancel_followups("006-x") == 3
+    finally:
+        running.shutdown()
+
+
+def test_labels():
+    assert [label_of(timedelta(hours=1)), label_of(timedelta(hours=24)), label_of(timedelta(days=7)),
+            label_of(timedelta(seconds=2)), label_of(timedelta(minutes=5))] == ["+1 h", "+24 h", "+1 week", "+2 s", "+5 min"]
