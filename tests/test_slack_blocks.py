@@ -74,3 +74,8 @@ def test_the_run_card_shows_phase_statement_elapsed_and_a_bar():
 def test_home_view_stays_within_100_blocks():
     view = blocks.home_view(["x"] * 500, ["y"], [f"run {i} " + "z" * 2900 for i in range(300)])
     check_blocks(view["blocks"], limit=100)
+
+
+def test_other_buttons_say_who_clicked_what_and_when():
+    at = datetime(2026, 11, 24, 3, 15, tzinfo=timezone.utc)
+    assert blocks.decision_line("U0SERGEI", at, "run_phase", "run phase 2") == "`run phase 2` by <@U0SERGEI> at 03:15 UTC"

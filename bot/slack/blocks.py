@@ -212,13 +212,15 @@ def run_card(run_id: str, title: str, progress: Progress | None, outcome: str | 
 
 # -- decisions ------------------------------------------------------------------------------
 def decision_line(user: str, when: datetime, action_id: str, command: str) -> str:
-    """`decided by <@U…> at HH:MM UTC: GO now` (or what the click did)."""
-    what = {
-        "approve_now": "GO now",
-        "approve_scheduled": "GO scheduled for " + readable(command.removeprefix("approve at ").strip()),
-        "defer": "NO-GO (" + command.removeprefix("defer").strip() + ")",
-    }.get(action_id, command)
-    return f"decided by <@{user}> at {hhmm(when)}: {what}"
+    """`decided by <@U…> at HH:MM UTC: GO now`; other buttons: `run phase 2 by <@U…> at …`."""
+    decisions = {
+        "approve_now": lambda: "GO now",
+        "approve_scheduled": lambda: "GO scheduled for " + readable(command.removeprefix("approve at ").strip()),
+        "defer": lambda: "NO-GO (" + command.removeprefix("defer").strip() + ")",
+    }
+    if action_id not in decisions:
+        return f"`{command}` by <@{user}> at {hhmm(when)}"
+    return f"decided by <@{user}> at {hhmm(when)}: {decisions[action_id]()}"
 
 
 def readable(moment: str) -> str:
