@@ -106,3 +106,53 @@ def backend_alive(url: str, pid: int) -> bool:
 
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] > 0
+
+
+def bot_env(settings) -> dict:
+    """The environment under which `python -m bot …` sees the same settings as `settings`."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL"))}
+    values = {
+        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+        "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path),
+        "MIGRATE_RUNBOOK": str(settings.runbook_path), "DEPLOYMENT_URL": settings.deployment_url,
+        "REGISTER_MONGODB_URL": settings.register_mongodb_url, "REGISTER_REDIS_URL": settings.register_redis_url,
+        "MIGRATE_ENCRYPTION_KEY": settings.encryption_key, "BACKUP_DIR": str(settings.backup_dir),
+        "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
+        "MIGRATE_CHANNEL": settings.channel, "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: v for k, v in values.items() if v})
+    return env
+
+
+def start_console(settings, user: str, text: str):
+    """`python -m bot console --user USER TEXT` as a separate process (stdout+stderr piped together)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen([sys.executable, "-m", "bot", "console", "--user", user, text], cwd=root,
+                            env=bot_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def sleeping_runbook(tmp_path: Path, dbname: str, seconds: int = 240) -> Path:
+    """Step 1.1 runs all its statements, then sleeps `seconds` in its transaction, but only in
+    database `dbname` (preflight's rehearsal on a scratch copy does not sleep)."""
+    runbook = copy_runbook(tmp_path)
+    append_to_file(runbook, STEP_1_1, f"SELECT pg_sleep(CASE WHEN current_database() = '{dbname}' THEN {seconds} ELSE 0 END);")
+    return set_step_option(runbook, "1.1", 'statement_timeout = "15m"')
+
+
+def step_backend(core) -> int | None:
+    """The pid the phase runner published for its executor's backend, once that backend is
+    inside the step's transaction (waiting for a lock, sleeping, or between lock attempts)."""
+    import psycopg
+
+    run = core.store.current()
+    pid = run.meta.get("backend_pid") if run else None
+    if not pid:
+        return None
+    with psycopg.connect(core.settings.database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT xact_start IS NOT NULL FROM pg_stat_activity WHERE pid = %s", (int(pid),)).fetchone()
+    return int(pid) if row and row[0] else None
