@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime
-from enum import Enum
-from pathlib import PurePath
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from redis import Redis
@@ -22,6 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from core import clock
+from state.codec import as_text, dumps
 from state.keys import Keys
 
 SCHEMA = "migrate_bot"
@@ -39,32 +38,6 @@ run_events = Table(
     Column("evidence", JSONB, nullable=False),
     Index("run_events_target_run", "target", "run_id", "at"),
 )
-
-
-def dumps(value: Any) -> str:
-    """JSON for everything `state` stores: datetimes as ISO 8601, paths and enums as text,
-    NUL characters dropped (PostgreSQL text and jsonb cannot hold them)."""
-    return json.dumps(_clean(value), default=_plain)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, Mapping):
-        return {_clean(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, PurePath):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable for the run state")
 
 
 def make_event(*, target: str, action: str, actor: str, outcome: str, run_id: str | None,
@@ -88,15 +61,11 @@ def stream_fields(event: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _from_stream(stream_id: bytes | str, fields: Mapping) -> dict[str, Any]:
-    event = {_s(k): _s(v) for k, v in fields.items()}
+    event = {as_text(k): as_text(v) for k, v in fields.items()}
     event["evidence"] = json.loads(event.get("evidence") or "{}")
     event["run_id"] = event.get("run_id") or None
-    event["stream_id"] = _s(stream_id)
+    event["stream_id"] = as_text(stream_id)
     return event
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def redis_events(redis: Redis, keys: Keys, run_id: str | None = None, count: int = 200) -> list[dict]:
@@ -111,7 +80,7 @@ def redis_events(redis: Redis, keys: Keys, run_id: str | None = None, count: int
                 found.append(event)
         if len(batch) < 500:
             break
-        upper = "(" + _s(batch[-1][0])  # exclusive: continue below the last id seen
+        upper = "(" + as_text(batch[-1][0])  # exclusive: continue below the last id seen
     return list(reversed(found[:count]))
 
 

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from state.runs import Run
+    from state.record import Run
 
 
 class Status(StrEnum):
@@ -78,7 +78,10 @@ FINAL: frozenset[Status] = frozenset(s for s, nxt in TRANSITIONS.items() if not 
 # Transitions that concern one phase, and so need `phase=`.
 _PHASE_TARGETS = frozenset({S.RUNNING, S.PHASE_DONE, S.ROLLING_BACK, S.ROLLED_BACK})
 _APPLIED = frozenset({PhaseStatus.SUCCEEDED, PhaseStatus.FAILED, PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
-_BUSY = frozenset({PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
+# Phase statuses during which work on that phase is in progress.
+PHASE_BUSY = frozenset({PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
+# Statuses that end the work on a phase: the phase named must be the one in progress.
+_CLOSING = frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED})
 
 
 class IllegalTransition(Exception):
@@ -126,6 +129,8 @@ def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
     if to is S.VERIFYING:
         return _lower_not_succeeded(run, phase, "verification")
     current = _status_of(run, phase)
+    if to in _CLOSING and current not in PHASE_BUSY:
+        return f"phase {phase} is {current}, not in progress: it cannot be marked {to}"
     if to is S.PHASE_DONE and current is not PhaseStatus.RUNNING:
         return f"phase {phase} is {current}, not running: it cannot be marked done"
     if to is S.ROLLED_BACK and current is not PhaseStatus.ROLLING_BACK:
@@ -151,7 +156,7 @@ def why_phase_cannot_start(run: "Run", n: int, phase_numbers: Sequence[int]) -> 
     if _is_check(run, n):
         return f"phase {n} is the verification: run verify"
     status = _status_of(run, n)
-    if status in _BUSY:
+    if status in PHASE_BUSY:
         return f"phase {n} is {status} right now"
     if status is PhaseStatus.SUCCEEDED:
         return f"phase {n} already succeeded: roll it back first"
@@ -174,7 +179,7 @@ def why_phase_cannot_roll_back(run: "Run", n: int) -> str | None:
         return f"phase {n} has not run"
     if status is PhaseStatus.ROLLED_BACK:
         return f"phase {n} is already rolled back"
-    if status in _BUSY:
+    if status in PHASE_BUSY:
         return f"phase {n} is {status} right now"
     return _newer_applied(run, n)
 

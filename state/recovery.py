@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core import clock
 from state.approval import revoke
 from state.audit import EventLog
-from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status
+from state.machine import ACTIVE, PHASE_BUSY, IllegalTransition, PhaseStatus, Status
 from state.runs import WRITABLE, PhaseState, Run, RunStore
 
 REBUILT_REASON = "the run state was rebuilt from history after Redis lost it: run a fresh preflight"
@@ -111,7 +111,7 @@ def _make_safe(run: Run, missing: list[str]) -> None:
         missing.append(f"the outcome of the work in progress (the run was {run.status}): marked interrupted")
         run.status = Status.INTERRUPTED
         for state in run.phases.values():
-            if state.status in (PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK):
+            if state.status in PHASE_BUSY:
                 state.status, state.error = PhaseStatus.FAILED, "interrupted (state rebuilt from history)"
     if run.status is Status.SCHEDULED:
         missing.append("the scheduled start (the GO scheduled is void: preflight and approve again)")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any, Callable, Collection, Iterable, Mapping
 
 from redis import Redis
@@ -21,111 +19,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from core import clock
 from core.redact import redact
-from state.audit import EventLog, dumps, make_event, stream_fields
+from state.audit import EventLog, make_event, stream_fields
 from state.keys import Keys
 from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status, check_transition
+from state.codec import as_text, dumps
+from state.record import WRITABLE, PhaseState, Run, apply_transition
 
+__all__ = ["PhaseState", "Run", "RunStore", "WRITABLE", "apply_transition"]
 log = logging.getLogger(__name__)
-
-# Run fields a transition may write; `meta` is merged, the others replaced.
-WRITABLE = ("preflight", "approval", "decision", "result", "meta")
-_TIMES = ("created_at", "updated_at")
-_PHASE_DEFAULT = {
-    Status.RUNNING: PhaseStatus.RUNNING,
-    Status.PHASE_DONE: PhaseStatus.SUCCEEDED,
-    Status.VERIFYING: PhaseStatus.RUNNING,
-    Status.SUCCEEDED: PhaseStatus.SUCCEEDED,
-    Status.FAILED: PhaseStatus.FAILED,
-    Status.ABORTED: PhaseStatus.FAILED,
-    Status.INTERRUPTED: PhaseStatus.FAILED,
-    Status.ROLLING_BACK: PhaseStatus.ROLLING_BACK,
-    Status.ROLLED_BACK: PhaseStatus.ROLLED_BACK,
-}
-_BUSY = (PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK)
-
-
-@dataclass
-class PhaseState:
-    status: PhaseStatus = PhaseStatus.PENDING
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    actor: str | None = None
-    error: str | None = None
-    file: str | None = None
-    duration: float | None = None  # seconds, started_at to finished_at
-    kind: str = "migration"  # migration | verification (checks only: nothing to roll back)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["status"] = str(self.status)
-        for key in ("started_at", "finished_at"):
-            data[key] = _iso(data[key])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "PhaseState":
-        return cls(status=PhaseStatus(data.get("status", "pending")), started_at=_dt(data.get("started_at")),
-                   finished_at=_dt(data.get("finished_at")), actor=data.get("actor"), error=data.get("error"),
-                   file=data.get("file"), duration=data.get("duration"), kind=data.get("kind", "migration"))
-
-
-@dataclass
-class Run:
-    id: str
-    target: str
-    runbook: str
-    status: Status
-    created_at: datetime
-    created_by: str
-    updated_at: datetime
-    phase: int | None = None  # current/last phase touched
-    phases: dict[int, PhaseState] = field(default_factory=dict)
-    preflight: dict | None = None  # the preflight report: outcome, at, expires_at, checksums, backup{path,sha256,size}
-    approval: dict | None = None  # see state.approval.bind_approval
-    decision: dict | None = None  # {by, at, what: go|scheduled|no-go, reason}
-    result: dict | None = None  # the run's outcome facts (template fields, gates)
-    meta: dict[str, str] = field(default_factory=dict)  # adapter data (Slack channel/ts); "rebuilt"
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
-    def to_hash(self) -> dict[str, str]:
-        """The run hash's fields (phases excluded: they live in their own hash)."""
-        data = {
-            "id": self.id, "target": self.target, "runbook": self.runbook, "status": str(self.status),
-            "created_at": _iso(self.created_at), "created_by": self.created_by,
-            "updated_at": _iso(self.updated_at), "phase": self.phase,
-            **{name: getattr(self, name) for name in WRITABLE},
-        }
-        return {k: dumps(v) for k, v in data.items()}
-
-    def phases_hash(self) -> dict[str, str]:
-        return {str(n): json.dumps(p.to_dict()) for n, p in self.phases.items()}
-
-    @classmethod
-    def from_hashes(cls, run: Mapping, phases: Mapping) -> "Run":
-        data = {_s(k): json.loads(v) for k, v in run.items()}
-        return cls(
-            id=data["id"], target=data["target"], runbook=data["runbook"], status=Status(data["status"]),
-            created_at=_dt(data["created_at"]), created_by=data["created_by"], updated_at=_dt(data["updated_at"]),
-            phase=data.get("phase"),
-            phases={int(_s(n)): PhaseState.from_dict(json.loads(v)) for n, v in sorted(phases.items(), key=lambda kv: int(kv[0]))},
-            preflight=data.get("preflight"), approval=data.get("approval"), decision=data.get("decision"),
-            result=data.get("result"), meta=data.get("meta") or {},
-        )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RunStore:
@@ -149,12 +50,12 @@ class RunStore:
 
     def current(self) -> Run | None:
         run_id = self.redis.get(self.keys.current())
-        return self.get(_s(run_id)) if run_id else None
+        return self.get(as_text(run_id)) if run_id else None
 
     def history(self, limit: int = 10) -> list[Run]:
         """The last `limit` runs, newest first."""
         ids = self.redis.zrevrange(self.keys.runs_index(), 0, max(limit, 1) - 1)
-        return [run for run in (self.get(_s(i)) for i in ids) if run]
+        return [run for run in (self.get(as_text(i)) for i in ids) if run]
 
     def _load(self, pipe: Pipeline, run_id: str) -> Run | None:
         """Read a run inside a WATCH block (immediate-execution mode)."""
@@ -200,7 +101,7 @@ class RunStore:
         current_id = pipe.get(self.keys.current())
         if not current_id:
             return None
-        current_id = _s(current_id)
+        current_id = as_text(current_id)
         pipe.watch(self.keys.run(current_id), self.keys.run_phases(current_id))
         return self._load(pipe, current_id)
 
@@ -268,7 +169,7 @@ class RunStore:
         if to not in ACTIVE:
             return
         current = pipe.get(self.keys.current())
-        if current is None or _s(current) != run.id:
+        if current is None or as_text(current) != run.id:
             raise IllegalTransition(f"run {run.id} is no longer the current run: run preflight again")
 
     # ------------------------------------------------------------ other writes
@@ -308,10 +209,10 @@ class RunStore:
         evidence = {"incident": incident if incident else self.incident()}
         pipe = self.redis.pipeline(transaction=True)
         if incident:
-            pipe.set(self.keys.incident(), json.dumps(incident))
+            pipe.set(self.keys.incident(), dumps(incident))
         else:
             pipe.delete(self.keys.incident())
-        self._append(pipe, self._event(action, actor, "ok", _s(current) if current else None, evidence))
+        self._append(pipe, self._event(action, actor, "ok", as_text(current) if current else None, evidence))
         pipe.execute()
         self.flush_mirror()
 
@@ -359,7 +260,7 @@ class RunStore:
             pipe.set(self.keys.current(), run.id)
             pipe.zadd(self.keys.runs_index(), {run.id: run.created_at.timestamp()})
             if incident:
-                pipe.set(self.keys.incident(), json.dumps(incident), nx=True)
+                pipe.set(self.keys.incident(), dumps(incident), nx=True)
             self._append(pipe, self._event("run rebuilt", actor, "ok", run.id, evidence))
 
         self.redis.transaction(txn, self.keys.current())
@@ -408,48 +309,3 @@ class RunStore:
     def mirror_backlog(self) -> int:
         """Events not yet written to PostgreSQL."""
         return self.redis.llen(self.keys.mirror_pending())
-
-
-def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = None,
-                     phase_status: PhaseStatus | None = None, fields: Mapping[str, Any] | None = None,
-                     error: str | None = None, file: str | None = None) -> list[int]:
-    """Change `run` in memory for a transition already checked (pure: the store writes the
-    result); return the phase numbers whose state changed."""
-    now = clock.now()
-    run.status, run.updated_at = to, now
-    for name, value in (fields or {}).items():
-        setattr(run, name, {**run.meta, **(value or {})} if name == "meta" else value)
-    changed: list[int] = []
-    if phase is not None:
-        run.phase = phase
-        status = phase_status or _PHASE_DEFAULT.get(to)
-        if status is not None:
-            _set_phase(run, phase, PhaseStatus(status), now, actor, error, file)
-            changed.append(phase)
-        if to is Status.VERIFYING:
-            run.phases[phase].kind = "verification"
-    if to is Status.RESTORED:
-        # The database is the pre-migration backup again: no phase is applied any more.
-        for n, state in run.phases.items():
-            if state.status is not PhaseStatus.PENDING and state.kind == "migration" and n not in changed:
-                _set_phase(run, n, PhaseStatus.ROLLED_BACK, now, actor, None, file)
-                changed.append(n)
-    if to not in ACTIVE:
-        # No phase stays busy once the work stopped: whatever was running did not finish.
-        for n, state in run.phases.items():
-            if state.status in _BUSY and n not in changed:
-                _set_phase(run, n, PhaseStatus.FAILED, now, actor, error or str(to), file)
-                changed.append(n)
-    return changed
-
-
-def _set_phase(run: Run, n: int, status: PhaseStatus, now: datetime, actor: str,
-               error: str | None, file: str | None) -> None:
-    state = run.phases.setdefault(n, PhaseState())
-    if status in _BUSY:
-        run.phases[n] = PhaseState(status=status, started_at=now, actor=actor, file=file, kind=state.kind)
-        return
-    state.status, state.finished_at = status, now
-    state.duration = (now - state.started_at).total_seconds() if state.started_at else None
-    state.error = error
-    state.file = file or state.file
