@@ -5,18 +5,17 @@ application healthy, database healthy, backup safe. Each gate returns Evidence.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
 from commands import facts
 from engine import ledger
 from engine.verify import Evidence, run_smoke
+from preflight.backup import file_sha256
 from runbook.model import Smoke
 
 
 def quality_gates(core, run, suites: Sequence, snapshot_dir: Path) -> list[Evidence]:
-    rb = core.runbook
     return [
         _files_executed(core, run),
         _suites_green(suites),
@@ -75,21 +74,8 @@ def _backup_safe(backup: dict | None) -> Evidence:
     path = Path(backup["path"])
     if not path.exists():
         return Evidence("Backup safe", f"stat {path}", "file missing", "verified backup present", False)
-    digest = _sha256(path)
+    _size, digest = file_sha256(path)
     same = digest == backup.get("sha256")
     return Evidence("Backup safe", f"sha256 of {path.name}",
                     f"present, sha256 {'matches' if same else 'DIFFERS from'} the verified one ({digest[:12]}…)",
                     f"sha256 {str(backup.get('sha256'))[:12]}…, verified by restore", same and bool(backup.get("verified")))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_dir():  # directory-format dumps: hash every file in name order
-        for f in sorted(path.rglob("*")):
-            if f.is_file():
-                h.update(f.read_bytes())
-        return h.hexdigest()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -11,13 +11,12 @@ from pathlib import Path
 from commands import facts, templates
 from commands.core import Core
 from commands.execution import PhaseRunner
-from commands.lockmsg import lock_refusal
 from commands.parse import Command
-from commands.result import FAILED, OK, Outcome, Post, Reporter
-from commands.work import guarded
+from commands.result import FAILED, OK, Outcome, Post
+from commands.work import start_locked
 from core import clock
 from engine import ledger, schema
-from state.machine import IllegalTransition, PhaseStatus, Status, check_transition, why_phase_cannot_roll_back
+from state.machine import PhaseStatus, Status, why_phase_cannot_roll_back
 
 
 def rollback(core: Core, user: str, cmd: Command) -> Outcome:
@@ -34,19 +33,8 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
     reason = why_phase_cannot_roll_back(current, cmd.phase)
     if reason:
         return Outcome.refused(reason)
-    try:
-        check_transition(current, Status.ROLLING_BACK, phase=cmd.phase)
-    except IllegalTransition as exc:
-        return Outcome.refused(exc.reason)
-    handle = core.lock.acquire(f"rollback of phase {cmd.phase} by {user}")
-    if handle is None:
-        return lock_refusal(core)
-
-    def body(reporter: Reporter) -> int:
-        return PhaseRollback(PhaseRunner(core, current.id, user, reporter), phase).execute()
-
-    return Outcome(OK, reply=[f"Rolling back phase {cmd.phase} with {phase.rollback}; updates go to the channel."],
-                   work=guarded(core, handle, current.id, user, body), run_id=current.id)
+    return start_locked(core, user, current, lambda runner: PhaseRollback(runner, phase).execute(),
+                        f"Rolling back phase {cmd.phase} with {phase.rollback}", Status.ROLLING_BACK, [cmd.phase])
 
 
 class PhaseRollback:

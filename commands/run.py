@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 from commands.core import Core
-from commands.execution import PhaseRunner
-from commands.lockmsg import lock_refusal
 from commands.parse import Command
-from commands.result import OK, Outcome, Reporter
-from commands.work import guarded
+from commands.result import Outcome
+from commands.work import start_locked
 from core import clock
 from core.roster import TPM
 from runbook.validate import checksums
 from state.approval import why_approval_invalid
-from state.machine import IllegalTransition, PhaseStatus, Status, check_transition, why_phase_cannot_start
+from state.machine import PhaseStatus, Status, why_phase_cannot_start
 
 
 def run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -> Outcome:
@@ -36,7 +34,7 @@ def run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -> Outc
         reason = why_phase_cannot_start(current, numbers[0], [p.number for p in core.runbook.phases])
         if reason:
             return Outcome.refused(reason)
-    return _start(core, user, current, lambda runner: runner.run_all(numbers, also_verify),
+    return start_locked(core, user, current, lambda runner: runner.run_all(numbers, also_verify),
                   f"Running phase{'s' if len(numbers) != 1 else ''} {', '.join(map(str, numbers)) or '(none left)'}"
                   + (" then verification" if also_verify else ""), Status.RUNNING if numbers else Status.VERIFYING, numbers)
 
@@ -50,23 +48,7 @@ def verify(core: Core, user: str, cmd: Command) -> Outcome:
     pending = [p.number for p in core.runbook.migration_phases if _phase_status(current, p.number) != PhaseStatus.SUCCEEDED]
     if pending:
         return Outcome.refused(f"verification needs every phase applied: run phase {pending[0]} first")
-    return _start(core, user, current, lambda runner: runner.run_all([], True), "Running verification", Status.VERIFYING, [])
-
-
-def _start(core: Core, user: str, current, body, what: str, first_status: Status, numbers: list[int]) -> Outcome:
-    try:
-        check_transition(current, first_status, phase=numbers[0] if numbers else None)
-    except IllegalTransition as exc:
-        return Outcome.refused(exc.reason)
-    handle = core.lock.acquire(f"{what.lower()} by {user}")
-    if handle is None:
-        return lock_refusal(core)
-
-    def work(reporter: Reporter) -> int:
-        return body(PhaseRunner(core, current.id, user, reporter))
-
-    return Outcome(OK, reply=[f"{what} (run {current.id}); updates go to the channel."],
-                   work=guarded(core, handle, current.id, user, work), run_id=current.id)
+    return start_locked(core, user, current, lambda runner: runner.run_all([], True), "Running verification", Status.VERIFYING, [])
 
 
 def _why_not_runnable(core: Core, current, scheduled: bool) -> str | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from commands.result import FAILED, Post, Progress, Reporter, Work
-from state.machine import ACTIVE, IllegalTransition, Status
+from commands.lockmsg import lock_refusal
+from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter, Work
+from state.machine import ACTIVE, IllegalTransition, Status, check_transition
 
 log = logging.getLogger("migrate.work")
 
@@ -68,3 +69,24 @@ def _mark_failed(core, run_id: str, actor: str, reason: str) -> None:
                               evidence={"reason": reason})
     except IllegalTransition:
         log.error("could not mark run %s failed after an internal error", run_id)
+
+
+def start_locked(core, user: str, current, body: Callable, what: str, first_status: Status,
+                 numbers: list[int]) -> Outcome:
+    """Refuse now if the run may not move to `first_status` or the lock is taken; else an
+    Outcome whose work runs `body(PhaseRunner)` holding the run lock."""
+    from commands.execution import PhaseRunner  # the runner needs the engine; keep this module light
+
+    try:
+        check_transition(current, first_status, phase=numbers[0] if numbers else None)
+    except IllegalTransition as exc:
+        return Outcome.refused(exc.reason)
+    handle = core.lock.acquire(f"{what.lower()} by {user}")
+    if handle is None:
+        return lock_refusal(core)
+
+    def work(reporter: Reporter) -> int:
+        return body(PhaseRunner(core, current.id, user, reporter))
+
+    return Outcome(OK, reply=[f"{what} (run {current.id}); updates go to the channel."],
+                   work=guarded(core, handle, current.id, user, work), run_id=current.id)
