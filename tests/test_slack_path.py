@@ -148,3 +148,11 @@ def test_a_retried_delivery_of_a_command_runs_it_once_with_the_real_core(bot, st
     announcements = [c for c in standin.calls_of("chat.postMessage") if "replica lag 40 s" in c.body.get("text", "")]
     assert len(announcements) == 1
     assert len([c for c in standin.calls if c.method == "response_url"]) == 2
+
+
+def test_the_home_tab_shows_the_run_waiting_for_the_tpm(bot, standin):
+    _request(bot, standin)
+    bot.bridge.wait_work()
+    bot.slack.event({"type": "app_home_opened", "user": TPM, "channel": "D0HOME", "tab": "home"})
+    view = json.dumps(standin.wait_method("views.publish")[0].body["view"])
+    assert "Waiting for a decision" in view and "<@U0DYLAN>" in view and "*go*" in view

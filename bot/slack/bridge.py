@@ -87,8 +87,9 @@ class Bridge:
     def execute(self, user: str, text: str, request: str | None) -> Outcome:
         """Run `/migrate TEXT` as `user`; posts go to the outbox, work to a background thread."""
         outcome = self.handle(self.core, user, text, request_id=request)
+        reporter = RunReporter(self.reporter, outcome.run_id)
         for post in outcome.posts:
-            self.reporter.post(post)
+            reporter.post(post)
         if outcome.work is not None:
             thread = threading.Thread(target=self._run_work, args=(outcome,), name="migrate-work", daemon=True)
             with self._work_guard:
