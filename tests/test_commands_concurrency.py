@@ -104,3 +104,14 @@ def test_console_process_exit_codes_and_no_secret_in_its_output(ready):
     assert "postgres:***@" in everything  # status shows the database, redacted
     for secret in (ready.encryption_key, "S3cretMongoPw42", "S3cretRedisPw42"):
         assert secret not in everything
+
+
+def test_the_same_request_delivered_twice_runs_once(ready):
+    """A Slack retry or a double click carries the same request id: executed once."""
+    core = Core.from_settings(ready)
+    first = handle(core, COORDINATOR, "incident start db cpu at 100%", request_id="slack:abc123")
+    second = handle(core, COORDINATOR, "incident start db cpu at 100%", request_id="slack:abc123")
+    assert first.code == 0 and second.code == 2
+    assert "delivered twice and ran once" in second.reply[0]
+    events = [e for e in core.events.events() if e["action"] == "incident start"]
+    assert len(events) == 1
