@@ -24,7 +24,8 @@ def report(core: Core, user: str, cmd: Command) -> Outcome:
         events = []
     document = core.redact(render(core, run, events))
     title = f"{core.runbook.title} report — run {run.id} ({run.status.value})"
-    return Outcome(OK, reply=[document], posts=[Post("report", title, detail=document, run_id=run.id)], run_id=run.id)
+    return Outcome(OK, reply=[f"Report of run {run.id} posted to the run's thread ({len(document.splitlines())} lines)."],
+                   posts=[Post("report", title, detail=document, run_id=run.id)], run_id=run.id)
 
 
 def render(core: Core, run, events: list[dict]) -> str:
