@@ -82,6 +82,7 @@ def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
     rehearsal = report.rehearsal.summary if report.rehearsal else "no rehearsal ran"
     plan = [f"Phase {p.number} {p.name}: owner {roster.mention(p.owner)}, estimate {seconds(p.estimate)}, risk {p.risk}"
             for p in rb.phases]
+    plan.append(atomicity_line(rb))
     return Post(
         "go_no_go_request",
         f"{rb.title} ready for execution. Pre-flight passed. Requesting go/no-go decision.",
@@ -95,6 +96,17 @@ def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
         ],
         run_id=run_id, mentions=list(tpms),
     )
+
+
+def atomicity_line(rb: Runbook) -> str:
+    """Whether every file runs all-or-nothing; files that cannot are named in the request."""
+    from runbook.validate import validate_runbook
+
+    steps = {s.file for p in rb.migration_phases for s in p.steps}
+    loose = [c.name for c in validate_runbook(rb) if c.name in steps and not c.atomic]
+    if not loose:
+        return f"Atomic: each of the {len(steps)} migration files runs in one transaction (all or nothing)"
+    return f"⚠ Non-atomic (statements that cannot run in a transaction, partial changes possible): {', '.join(loose)}"
 
 
 def decision(rb: Runbook, run_id: str, by: str, what: str, at: datetime, *, scheduled_for: datetime | None = None,
