@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import sys
 from typing import Callable, Iterable
 
 from slack_bolt import App
@@ -66,6 +68,9 @@ def serve(settings) -> None:
     core = Core.from_settings(settings)
     bridge = Bridge.create(core)
     app = build_app(bridge)
+    # SIGTERM (Heroku/Railway restarts) must run the `finally` below, which releases the
+    # outbox lock: otherwise the next process waits for its TTL before it may deliver.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     bridge.worker.start()
     try:
         if settings.slack_app_token:

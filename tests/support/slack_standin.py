@@ -207,6 +207,10 @@ class SlackStandIn:
     _api_views_update = _api_views_open
     _api_views_publish = _api_views_open
 
+    def _api_apps_connections_open(self, body: dict) -> dict:
+        # A URL nobody listens on: enough to see that Socket Mode was chosen and asked Slack.
+        return {"ok": True, "url": "ws://127.0.0.1:9/socket-mode-standin"}
+
     def _api_files_getUploadURLExternal(self, body: dict) -> dict:
         file_id = f"F{next(self._ts)}"
         return {"ok": True, "file_id": file_id, "upload_url": f"{self.root}upload/{file_id}"}
