@@ -84,3 +84,34 @@ class AbortWatch:
         if run is not None and run.meta.get("abort_requested") and not self._cancelled:
             self._cancelled = True
             self.executor.cancel()
+
+
+def lost_connection(rb, step, exc: BaseException, duration: float, redact) -> "FileResult":
+    """The step's result when its connection died mid-file (pg_terminate_backend, a server
+    restart, a network cut): a failed FileResult carrying the server's real reason, found in
+    the exception chain (the executor's own rollback on the dead connection only says "the
+    connection is lost"). An atomic file's transaction died with the connection."""
+    from engine.executor import FileResult, StatementError
+    from runbook.sqlfile import parse_file
+
+    cause = _server_cause(exc)
+    sqlstate = getattr(cause, "sqlstate", None)
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    message = redact(first.removeprefix("consuming input failed: "))[:300] + " — the connection to the database was lost"
+    parsed = parse_file(rb.file_path(step.file))
+    error = StatementError(step.file, 0, "", sqlstate, message)
+    return FileResult(step.file, parsed.sha256, False, len(parsed.body), 0, round(duration, 3), [], 1, [], error,
+                      False, parsed.atomic)
+
+
+def _server_cause(exc: BaseException) -> BaseException:
+    """The first error in the chain that the server sent (it has a SQLSTATE), else the
+    original one (libpq's "consuming input failed: <the server's message>")."""
+    seen, current, last = set(), exc, exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for candidate in (current, getattr(current, "error", None)):
+            if isinstance(candidate, psycopg.Error) and getattr(candidate, "sqlstate", None):
+                return candidate
+        last, current = current, current.__cause__ or current.__context__
+    return last

@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from commands import facts, gates, templates
-from commands.abort import AbortWatch
+from commands.abort import AbortWatch, lost_connection
 from commands.core import Core
 from commands.result import FAILED, OK, Progress, Reporter
 from core import clock
@@ -121,7 +123,11 @@ class PhaseRunner:
                 self.reporter.progress(Progress(self.run_id, phase.number, phase.name, step.id, step.file, k, n,
                                                 now - started, phase.estimate, Status.RUNNING.value))
 
-        return self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress)
+        t0 = clock.monotonic()
+        try:
+            return self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress)
+        except psycopg.OperationalError as exc:  # the connection died mid-file: a step failure, with its real cause
+            return lost_connection(self.rb, step, exc, clock.monotonic() - t0, self.core.redact)
 
     def _closing_fields(self, evidence=None, key: str | None = None) -> dict:
         """Fields for a phase's closing transition: step outcomes and the evidence, for status and report."""
