@@ -34,6 +34,7 @@ from runbook.model import Defaults  # noqa: E402
 
 SERVER = os.environ.get("MIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLES = ("organizations", "projects", "audit_logs")
+WARMUP = 1.0  # seconds of traffic before anything happens; left out of every run's figures
 
 SCHEMA = """
 CREATE SCHEMA platform;
@@ -124,13 +125,16 @@ def run(mode: str, template: str, args, tmp: Path) -> dict:
         logdir.mkdir()
         script = tmp / "traffic.sql"
         duration = int(args.hold + args.margin)
+        started = time.time()
+        # Output to a file, not a pipe: an unread pipe that fills up stalls pgbench itself.
+        output = open(logdir / "pgbench.out", "w+")
         pgbench = subprocess.Popen(
             ["pgbench", "-n", "-c", str(args.clients), "-j", "2", "-T", str(duration), "-f", str(script),
              "--log", f"--log-prefix={logdir}/pb", "-d", dsn],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=output, stderr=subprocess.STDOUT, text=True)
         workers = []
         if mode != "none":
-            time.sleep(1.0)  # traffic warmed up
+            time.sleep(WARMUP)  # traffic warmed up
             ready = threading.Event()
             workers.append(threading.Thread(target=hold_lock, args=(dsn, args.hold, ready)))
             workers[-1].start()
@@ -138,24 +142,30 @@ def run(mode: str, template: str, args, tmp: Path) -> dict:
             time.sleep(0.5)
             workers.append(threading.Thread(target=apply_migration, args=(mode, dsn, tmp / "migration.sql", args, report)))
             workers[-1].start()
-        out, err = pgbench.communicate()
+        pgbench.wait()
+        output.seek(0)
+        err = output.read()
+        output.close()
         report["pgbench_errors"] = sorted({l.split("ERROR:")[-1].strip() for l in err.splitlines() if "ERROR" in l})[:3]
         for w in workers:
             w.join()
         if pgbench.returncode != 0:
             raise SystemExit(f"pgbench failed: {err[-500:]}")
-        report.update(latencies(logdir, duration))
+        report.update(latencies(logdir, started + WARMUP, duration - WARMUP))
         return report
     finally:
         drop_db(name)
 
 
-def latencies(logdir: Path, duration: float) -> dict:
-    """Worst latency and throughput from pgbench's per-transaction logs (3rd field: µs)."""
+def latencies(logdir: Path, since: float, duration: float) -> dict:
+    """Worst latency and throughput from pgbench's per-transaction logs (3rd field: latency
+    in µs; 5th and 6th: when it ended), counting transactions that ended after `since`."""
     worst, count, failed = 0, 0, 0
-    for path in glob.glob(f"{logdir}/pb*"):
+    for path in glob.glob(f"{logdir}/pb.*"):
         for line in open(path):
             fields = line.split()
+            if int(fields[4]) + int(fields[5]) / 1e6 < since:
+                continue
             if not fields[2].isdigit():  # "failed" (e.g. a deadlock) or "skipped"
                 failed += 1
                 continue
@@ -192,7 +202,8 @@ def main() -> None:
 
 def show(reports: list[dict], args) -> None:
     base = reports[0]
-    print(f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run; blocker holds ACCESS SHARE "
+    print(f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run (first {WARMUP:.0f} s warm-up "
+          f"not counted); blocker holds ACCESS SHARE "
           f"on platform.projects for {args.hold:.0f} s; executor lock_timeout {args.lock_timeout:.1f} s, "
           f"{args.lock_retries} retries, back-off {args.retry_backoff:.1f} s doubling")
     for r in reports:

@@ -98,8 +98,27 @@ class BlockerWatch:
             self._seen[row[0]] = self._blocker(row)
 
     def _blocker(self, row) -> Blocker:
-        pid, query, state, age, mode, relation = row
-        query = redact(" ".join(query.split()), self._secrets)
-        if len(query) > QUERY_CHARS:
-            query = query[: QUERY_CHARS - 1] + "…"
-        return Blocker(pid, query, state, round(age, 3), mode, relation)
+        return to_blocker(row, self._secrets)
+
+
+def to_blocker(row, secrets: Sequence[str]) -> Blocker:
+    """A Blocker from (pid, query, state, age, mode, relation); the query redacted, truncated."""
+    pid, query, state, age, mode, relation = row
+    query = redact(" ".join(query.split()), secrets)
+    if len(query) > QUERY_CHARS:
+        query = query[: QUERY_CHARS - 1] + "…"
+    return Blocker(pid, query, state, round(age, 3), mode, relation)
+
+
+def holders(dsn: str, relation: str, level: str, exclude_pid: int | None, secrets: Sequence[str] = ()) -> list[Blocker]:
+    """Backends holding a lock on `relation` that conflicts with `level`, oldest first
+    (looked up right after a NOWAIT lock failed, from a connection of our own)."""
+    from engine.locks import holder_query
+
+    query, modes = holder_query(level)
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name="migrate-bot-watch") as conn:
+            rows = conn.execute(query, {"relation": relation, "modes": list(modes), "me": exclude_pid or 0}).fetchall()
+    except psycopg.Error:
+        return []  # evidence only: never fail the migration over it
+    return [to_blocker(r, secrets) for r in rows]

@@ -22,15 +22,16 @@ from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
 from core.redact import redact
-from engine import ledger
-from engine.blockers import Blocker, BlockerWatch
+from engine import ledger, locks
+from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
 from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_file
 
 __all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor"]
 
-LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"
+LOCK_NOT_AVAILABLE, QUERY_CANCELED, DEADLOCK = "55P03", "57014", "40P01"
+RETRYABLE = (LOCK_NOT_AVAILABLE, DEADLOCK)  # nothing was applied; the same file may simply run again
 CHUNK = 50  # statements per simple-query message: few round trips, progress still fine-grained
 STATEMENT_CHARS = 200
 
@@ -69,6 +70,11 @@ class FileResult:
     @property
     def lock_timed_out(self) -> bool:
         return self.error is not None and self.error.sqlstate == LOCK_NOT_AVAILABLE
+
+    @property
+    def retryable(self) -> bool:
+        """Failed on a lock (timeout or deadlock victim): rolled back, safe to run again."""
+        return self.error is not None and self.error.sqlstate in RETRYABLE
 
 
 @dataclass(frozen=True)
@@ -215,7 +221,7 @@ class Executor:
                 break
             result.attempts, result.error, result.notices = attempt, None, []
             attempt_fn(run, result)
-            if result.ok or result.cancelled or not result.lock_timed_out or attempt > lock_retries:
+            if result.ok or result.cancelled or not result.retryable or attempt > lock_retries:
                 break
             self._cancelled.wait(retry_backoff * 2 ** (attempt - 1))
         result.cancelled = result.cancelled or (self._cancelled.is_set() and not result.ok)
@@ -233,6 +239,7 @@ class Executor:
             with self._watch(run, result):
                 try:
                     self._set(conn, run.settings(), local=True)  # also opens the transaction
+                    self._take_locks(conn, run)
                     for chunk in _chunks(body, CHUNK):
                         self._check_cancel()
                         self._run_chunk(conn, chunk, run, result)
@@ -246,12 +253,22 @@ class Executor:
                 except _Cancelled:
                     conn.rollback()
                     result.cancelled = True
+                except locks.LocksUnavailable as busy:
+                    conn.rollback()
+                    _merge_blockers(result, holders(self._dsn, busy.relation, busy.level, self._pid, run.secrets))
+                    self._failed(run, result, busy.error, busy.statement)
                 except _ChunkError as failure:
                     conn.rollback()
                     self._failed(run, result, failure.error, failure.statement, failure.position_base)
                 except psycopg.Error as exc:
                     conn.rollback()
                     self._failed(run, result, exc, None)
+
+    def _take_locks(self, conn: psycopg.Connection, run: _Run) -> None:
+        """Every table lock the file needs, up front, without queueing (engine.locks)."""
+        plan = locks.existing(conn, locks.lock_plan(run.parsed))
+        if plan:
+            locks.take(conn, plan, run.lock_timeout, self._cancelled.is_set)
 
     def _run_chunk(self, conn: psycopg.Connection, chunk: list[Statement], run: _Run, result: FileResult) -> None:
         """Send a chunk as one simple-query message: one round trip for many statements (why
@@ -419,8 +436,11 @@ class _Watch:
 
 
 def _merge_blockers(result: FileResult, seen: list[Blocker]) -> None:
+    """Add newly seen blockers; the longest-running first (the likely culprit, not the
+    short queries that happened to queue ahead)."""
     known = {b.pid for b in result.blockers}
     result.blockers.extend(b for b in seen if b.pid not in known)
+    result.blockers.sort(key=lambda b: -b.age)
 
 
 def _chunks(items: Sequence[Statement], size: int) -> Iterator[list[Statement]]:

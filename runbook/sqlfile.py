@@ -255,8 +255,8 @@ def _transactional(node: tuple[str, dict]) -> bool:
 # -------------------------------------------------------------------------- locks
 
 AE, SRE, SUE, SHARE, RE = "ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE", "ROW EXCLUSIVE"
-_STRENGTH = {"ACCESS SHARE": 1, "ROW SHARE": 2, RE: 3, SUE: 4, SHARE: 5, SRE: 6, "EXCLUSIVE": 7, AE: 8}
-_LOCK_MODES = {v: k for k, v in _STRENGTH.items()}  # LOCK TABLE's numeric mode
+LOCK_STRENGTH = {"ACCESS SHARE": 1, "ROW SHARE": 2, RE: 3, SUE: 4, SHARE: 5, SRE: 6, "EXCLUSIVE": 7, AE: 8}
+_LOCK_MODES = {v: k for k, v in LOCK_STRENGTH.items()}  # LOCK TABLE's numeric mode
 # ALTER TABLE sub-commands lighter than ACCESS EXCLUSIVE (PostgreSQL docs, ALTER TABLE).
 _ALTER_LEVEL = {
     **dict.fromkeys(["AT_EnableTrig", "AT_DisableTrig", "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser",
@@ -297,7 +297,7 @@ def _locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
     kind, body = node
     if kind == "AlterTableStmt":
         cmds = [_unwrap(c)[1] for c in body.get("cmds", ())]
-        level = max((_alter_level(c) for c in cmds), key=_STRENGTH.__getitem__, default=AE)
+        level = max((_alter_level(c) for c in cmds), key=LOCK_STRENGTH.__getitem__, default=AE)
         return [(level, _rel(body["relation"]))] + _fk_targets([c["def"] for c in cmds if "def" in c])
     if kind == "IndexStmt":
         return [(SUE if body.get("concurrent") else SHARE, _rel(body["relation"]))]
