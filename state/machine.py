@@ -45,12 +45,11 @@ class PhaseStatus(StrEnum):
 S = Status
 # Statuses during which work is in progress and holds the run lock.
 ACTIVE: frozenset[Status] = frozenset({S.PREFLIGHT_RUNNING, S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORING})
-# Resting statuses after some work touched the database: from these one may roll back,
-# restore, re-verify, or run a phase again (the phase guards decide which phase).
-_AFTER_WORK = frozenset({S.PHASE_DONE, S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED, S.ROLLED_BACK})
-# The approval may be given again (after a runbook file changed) once the run is approved or later.
-_REAPPROVABLE = frozenset({S.GO, S.APPROVED, S.PHASE_DONE, S.FAILED, S.ABORTED, S.INTERRUPTED, S.ROLLED_BACK})
 
+# Resting statuses after work touched the database (PHASE_DONE, SUCCEEDED, FAILED, ABORTED,
+# INTERRUPTED, ROLLED_BACK) lead to a roll back, a restore, a re-verification or a phase run
+# again (the phase guards decide which phase), and to APPROVED again: the TPM re-approves
+# after a runbook file changed.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.PREFLIGHT_RUNNING: frozenset({S.GO, S.NO_GO, S.ABORTED, S.INTERRUPTED}),
     S.GO: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED}),
@@ -100,7 +99,7 @@ def check_transition(run: "Run", to: Status, *, phase: int | None = None) -> Non
         raise IllegalTransition(_table_reason(run.status, to, allowed))
     if to in _PHASE_TARGETS and phase is None:
         raise IllegalTransition(f"moving the run to {to} needs a phase number")
-    reason = _phase_reason(run, to, phase)
+    reason = _approval_reason(run, to) or _phase_reason(run, to, phase)
     if reason:
         raise IllegalTransition(reason)
 
@@ -110,6 +109,15 @@ def _table_reason(current: Status, to: Status, allowed: frozenset[Status]) -> st
         return f"the run is {current}, which is final: run preflight to start a new run (it cannot become {to})"
     options = ", ".join(sorted(allowed))
     return f"the run is {current}: it cannot become {to} (from {current} it can become: {options})"
+
+
+def _approval_reason(run: "Run", to: Status) -> str | None:
+    """An approval stands on a GO preflight (e.g. not on a preflight that was interrupted)."""
+    if to in (S.APPROVED, S.SCHEDULED):
+        outcome = str((run.preflight or {}).get("outcome", "")).lower()
+        if outcome != "go":
+            return f"the run cannot become {to}: it has no GO preflight (run preflight)"
+    return None
 
 
 def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:

@@ -113,7 +113,7 @@ def test_a_lock_taken_over_is_neither_released_nor_renewed_by_the_old_owner(lock
 
 def test_a_killed_holder_s_lock_expires_and_its_run_is_interrupted(lock, store, redis_prefix):
     run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
-    store.transition(run.id, S.GO, actor="bot", action="preflight")
+    store.transition(run.id, S.GO, actor="bot", action="preflight", fields={"preflight": {"outcome": "GO"}})
     store.transition(run.id, S.APPROVED, actor="U0DYLAN", action="approve", fields={"approval": {"by": "U0DYLAN"}})
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
     holder = child(redis_prefix, "hold")

@@ -12,6 +12,7 @@ from state.runs import apply_transition
 from tests.support.state import make_run
 
 APPROVAL = {"by": "U0DYLAN"}
+GO_PREFLIGHT = {"outcome": "GO"}
 LEGAL = [(a, b) for a in S for b in TRANSITIONS[a]]
 ILLEGAL = [(a, b) for a, b in itertools.product(S, S) if b not in TRANSITIONS[a]]
 
@@ -29,6 +30,8 @@ def run_ready_for(current: S, to: S):
         return make_run(current, {1: P.ROLLING_BACK, 2: P.PENDING}, phase=1), 1
     if to is S.VERIFYING:
         return make_run(current, {1: P.SUCCEEDED, 2: P.SUCCEEDED, 3: P.PENDING}), 3
+    if to in (S.APPROVED, S.SCHEDULED):
+        return make_run(current, preflight=GO_PREFLIGHT), None
     return make_run(current), None
 
 
@@ -59,6 +62,12 @@ def test_every_illegal_transition_is_refused_with_a_readable_reason(current, to)
 def test_a_phase_move_without_a_phase_number_is_refused():
     with pytest.raises(IllegalTransition, match="needs a phase number"):
         check_transition(make_run(S.APPROVED, approval=APPROVAL), S.RUNNING)
+
+
+def test_no_approval_without_a_go_preflight():
+    for preflight in (None, {"outcome": "NO-GO"}):
+        with pytest.raises(IllegalTransition, match="it has no GO preflight"):
+            check_transition(make_run(S.INTERRUPTED, preflight=preflight), S.APPROVED)
 
 
 def test_no_phase_runs_without_an_approval_on_record():
@@ -125,7 +134,7 @@ MOVES = st.tuples(st.sampled_from(list(S)), st.sampled_from([None, 1, 2, 3]))
 @settings(max_examples=300, deadline=None)
 @given(st.lists(MOVES, max_size=40))
 def test_random_walks_never_apply_a_phase_out_of_order(moves):
-    run = make_run(S.GO, approval=APPROVAL)
+    run = make_run(S.GO, approval=APPROVAL, preflight=GO_PREFLIGHT)
     for to, phase in moves:
         try:
             check_transition(run, to, phase=phase)
