@@ -307,3 +307,42 @@ def test_error_position_inside_a_multiline_statement_gives_the_exact_line(db, tm
     result = Executor(db).run_file(path, **FAST)
     assert (result.error.line, result.error.sqlstate) == (5, "42703")
     assert result.error.statement == "SELECT x, x + 1, no_such_column FROM platform.a"
+
+
+# ------------------------------------------------------------------ the real 006 runbook
+
+def test_runbook_006_phases_1_and_2_reach_appendix_b(settings):
+    """Phase 1 and 2 of the shipped runbook through the executor on a version-005 database;
+    the runbook's own checks (Appendix B) hold, no plaintext secret lands in the table."""
+    from engine.verify import run_checks, run_suite
+    from runbook.model import load_runbook
+    from sql import DEFAULT_RUNBOOK
+
+    rb = load_runbook(DEFAULT_RUNBOOK)
+    inputs = {"migrate.register_mongodb_url": settings.register_mongodb_url,
+              "migrate.register_redis_url": settings.register_redis_url,
+              "app.encryption_key": settings.encryption_key}
+    executor = Executor(settings.database_url, secrets=settings.secrets())
+    for number in (1, 2):
+        phase = rb.phase(number)
+        for step in phase.steps:
+            record = LedgerRecord(rb.id, "run-006", number, step.id, "U0RAFAEL")
+            result = executor.run_step(rb, step, inputs=inputs, record=record)
+            assert result.ok, (step.file, result.error)
+            text = repr(result)
+            assert not any(secret in text for secret in settings.secrets())
+        evidence = run_checks(settings.database_url, phase.checks)
+        assert [(e.name, e.ok) for e in evidence] == [(c.name, True) for c in phase.checks], evidence
+    assert [r["file"] for r in ledger.applied_files(settings.database_url, "006")] == [s.file for p in (1, 2)
+                                                                                     for s in rb.phase(p).steps]
+    dump = pg.schema_dump(settings.database_url)
+    with psycopg.connect(settings.database_url) as conn:
+        stored = " ".join(str(v) for row in conn.execute("SELECT * FROM platform.databases") for v in row)
+    for secret in settings.secrets():
+        assert secret not in stored and secret not in dump
+    # Phase 3's suites, through psql, judged by their output.
+    for suite in rb.phase(3).suites:
+        outcome = run_suite(settings.database_url, rb.file_path(suite.file), suite,
+                            inputs={"app.encryption_key": settings.encryption_key}, secrets=settings.secrets())
+        assert outcome.ok, (suite.file, outcome.reason, outcome.output[-2000:])
+        assert not any(secret in repr(outcome) for secret in settings.secrets())
