@@ -89,3 +89,52 @@ def test_connection_terminated_mid_file_rolls_back_and_reports_the_real_cause(sl
     run = core.store.current()
     assert run.status is Status.FAILED and run.phases[1].status is PhaseStatus.FAILED
     _assert_unchanged(sleeping.database_url, schema_before)
+
+
+@pytest.fixture
+def blocking(settings, services, tmp_path):
+    """Settings whose step 1.1 waits (10 min lock_timeout) for a lock the test holds."""
+    deployment, mongo = services
+    return settings.with_(deployment_url=deployment.url, runbook_path=rbs.blocking_runbook(tmp_path),
+                          register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+
+
+def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
+    """What every crash test checks once the bot process is dead: PostgreSQL noticed (the
+    backend is gone), the next command reports the run interrupted, nothing was applied or
+    re-run, and `run phase 1` then completes."""
+    url = core.settings.database_url
+    rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=60, what="PostgreSQL to notice the dead client")
+    # The dead process's lock expires by its TTL (15 s, the default: a subprocess cannot be given another).
+    rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
+    out = _do(core, COORDINATOR, "status")
+    assert "was interrupted" in out and "Nothing was re-run" in out, out
+    run = core.store.current()
+    assert run.status is Status.INTERRUPTED and run.phases[1].status is PhaseStatus.FAILED
+    assert "interrupted" in out.split("Run ", 1)[1]
+    _assert_unchanged(url, schema_before)
+    assert "was interrupted" not in _do(core, COORDINATOR, "status")  # reported once
+    out = _do(core, LIU, "run phase 1")
+    assert "Phase 1 complete" in out
+    assert pg.scalar(url, "SELECT count(*) FROM platform.databases") == 2
+
+
+def test_console_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_database(blocking):
+    core = Core.from_settings(blocking, lock_ttl=1.0)
+    _do(core, COORDINATOR, "preflight")
+    _do(core, TPM, "approve")
+    schema_before = pg.schema_dump(blocking.database_url)
+    held = rbs.TableLock(blocking.database_url)
+    proc = rbs.start_console(blocking, LIU, "run phase 1")
+    try:
+        pid = rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
+        assert core.store.current().status is Status.RUNNING
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        held.release()  # a backend queued for the lock notices its dead client once it gets the lock
+    assert proc.returncode == -signal.SIGKILL
+    _after_the_crash(core, pid, schema_before)
