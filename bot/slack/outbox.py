@@ -51,8 +51,16 @@ def web_client(settings) -> WebClient:
     )
 
 
-class Transient(Exception):
-    """Slack did not take the entry this time; it stays at the head for a later try."""
+# The delivery lock holds an owner token: only its owner renews or releases it.
+_TAKE_OR_RENEW = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class Outbox:
@@ -194,6 +202,7 @@ class OutboxWorker:
         self.backoff = 0.0
         self.rotations = 0  # not-due refreshes moved to the tail since the last delivery
         self.stop = threading.Event()
+        self._stepping = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -223,25 +232,22 @@ class OutboxWorker:
 
     # -- one step ----------------------------------------------------------------------------
     def _hold_lock(self) -> bool:
-        redis = self.outbox.redis
-        if redis.set(self.lock_key, self.token, nx=True, px=LOCK_TTL_MS):
-            return True
-        if redis.get(self.lock_key) == self.token.encode():
-            redis.pexpire(self.lock_key, LOCK_TTL_MS)
-            return True
-        return False
+        """Take the channel's delivery lock, or renew it if this worker holds it (atomically)."""
+        return bool(self.outbox.redis.eval(_TAKE_OR_RENEW, 1, self.lock_key, self.token, LOCK_TTL_MS))
 
     def _release(self) -> None:
         """Let another process deliver at once (else the lock's TTL frees it later)."""
-        redis = self.outbox.redis
         try:
-            if redis.get(self.lock_key) == self.token.encode():
-                redis.delete(self.lock_key)
+            self.outbox.redis.eval(_RELEASE, 1, self.lock_key, self.token)
         except redis_lib.RedisError as exc:
             log.warning("outbox: lock not released: %s", redact(str(exc), self.secrets))
 
     def step(self) -> float:
         """Deliver the head entry if possible; return how long to wait before the next step."""
+        with self._stepping:  # drain() from another thread must not deliver the same head twice
+            return self._step()
+
+    def _step(self) -> float:
         if not self._hold_lock():
             return POLL
         entry = self.outbox.head()
