@@ -41,10 +41,13 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 
 def insert_sql_literal(values: tuple) -> str:
-    """The ledger INSERT with its values inlined, for a psql run (-1 -f file -f ledger)."""
+    """The ledger INSERT with its values inlined, for a psql run (-1 -f file -f ledger).
+    A duration of None is measured by the server: now() is the transaction's start."""
     from psycopg import sql
 
     literals = [sql.Literal(v).as_string(None) for v in values]
+    if values[8] is None:
+        literals[8] = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
     return INSERT_SQL.replace("%s", "{}").format(*literals)
 
 

@@ -346,3 +346,35 @@ def test_runbook_006_phases_1_and_2_reach_appendix_b(settings):
                             inputs={"app.encryption_key": settings.encryption_key}, secrets=settings.secrets())
         assert outcome.ok, (suite.file, outcome.reason, outcome.output[-2000:])
         assert not any(secret in repr(outcome) for secret in settings.secrets())
+
+
+def test_cancel_stops_a_psql_run_and_rolls_back(db, tmp_path):
+    path = write(tmp_path, "slowmeta.sql", """
+        \\echo creating
+        CREATE TABLE platform.databases (id int);
+        SELECT pg_sleep(30);
+    """)
+    executor = Executor(db, application_name="migrate-bot-test")
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
+    worker.start()
+    _wait_until(lambda: pg.scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"))
+    assert executor.cancel() is True
+    worker.join(timeout=10)
+    result = box["r"]
+    assert result.cancelled and not result.ok and result.error.sqlstate == "57014"
+    assert pg.scalar(db, "SELECT to_regclass('platform.databases')") is None
+
+
+def test_run_step_refuses_do_not_run_files_and_missing_inputs(db, tmp_path):
+    from runbook.model import Step, load_runbook
+    from sql import DEFAULT_RUNBOOK
+
+    rb = load_runbook(DEFAULT_RUNBOOK)
+    with pytest.raises(SqlFileError) as err:
+        Executor(db).run_step(rb, Step(id="x", name="x", file="007_restrictive_rls_policies.sql"), inputs={})
+    assert "DO NOT RUN" in str(err.value)
+    register = rb.phase(1).steps[1]
+    with pytest.raises(ValueError) as err:
+        Executor(db).run_step(rb, register, inputs={"app.encryption_key": SECRET})
+    assert "REGISTER_MONGODB_URL" in str(err.value) and SECRET not in str(err.value)

@@ -176,3 +176,63 @@ def test_string_contents_never_split_statements(contents):
     assert len(parsed.statements) == len(lines)
     starts = [s.line for s in parsed.statements]
     assert starts == sorted(starts)
+
+
+# ------------------------------------------------------------------ runbook validation
+
+def _runbook(tmp_path, files: dict[str, str]):
+    from runbook.model import load_runbook
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "runbook.toml").write_text(textwrap.dedent('''
+        [runbook]
+        id = "T"
+        version = "T"
+        [[do_not_run]]
+        file = "later.sql"
+        reason = "needs the app first"
+        [[phases]]
+        number = 1
+        name = "one"
+        owner = "database-engineer"
+        rollback = "undo.sql"
+        [[phases.steps]]
+        id = "1.1"
+        file = "forward.sql"
+        on_failure = "rollback"
+        rollback = "undo.sql"
+        [[phases.steps]]
+        id = "1.2"
+        file = "stray.sql"
+    '''))
+    return load_runbook(tmp_path / "runbook.toml")
+
+
+def test_validate_runbook_checks_every_file_before_anything_runs(tmp_path):
+    from runbook.validate import checksums, refuse_file, validate_runbook
+
+    rb = _runbook(tmp_path, {"forward.sql": "CREATE TABLE t (a int);\n", "later.sql": "DROP TABLE t;\n",
+                             "stray.sql": "SELECT 1;\nRAISE NOTICE 'x';\n"})
+    checks = {c.name: c for c in validate_runbook(rb)}
+    assert list(checks) == ["forward.sql", "undo.sql", "stray.sql"]
+    assert checks["forward.sql"].ok and checks["forward.sql"].statements == 1 and checks["forward.sql"].atomic
+    assert not checks["undo.sql"].ok and "not found" in checks["undo.sql"].problem
+    assert not checks["stray.sql"].ok and checks["stray.sql"].problem.startswith("stray.sql:2: syntax error")
+    assert set(checksums(rb)) == {"forward.sql", "stray.sql"}
+    assert refuse_file(rb, "forward.sql") is None
+    assert "DO NOT RUN" in refuse_file(rb, "later.sql") and "needs the app first" in refuse_file(rb, "later.sql")
+    assert "not part of runbook T" in refuse_file(rb, "other.sql")
+    assert refuse_file(rb, "stray.sql").startswith("stray.sql:2:")
+
+
+def test_shipped_runbook_006_validates():
+    from runbook.model import load_runbook
+    from runbook.validate import refuse_file, validate_runbook
+    from sql import DEFAULT_RUNBOOK
+
+    rb = load_runbook(DEFAULT_RUNBOOK)
+    problems = [(c.name, c.problem) for c in validate_runbook(rb) if not c.ok]
+    assert problems == []
+    for name in rb.do_not_run:
+        assert "DO NOT RUN" in refuse_file(rb, name)
