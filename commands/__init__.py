@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
+
 from commands.abort import abort
 from commands.core import Core
 from commands.decide import approve, defer
@@ -21,7 +23,9 @@ from commands.rollback import rollback
 from commands.run import run, verify
 from commands.work import redact_post
 from core import clock
+from engine import ledger
 from state.machine import IllegalTransition
+from state.recovery import rebuild_from_history
 
 __all__ = ["Core", "handle", "Outcome", "Post", "OK", "FAILED", "REFUSED"]
 
@@ -45,7 +49,7 @@ def handle(core: Core, user: str, text: str, *, request_id: str | None = None) -
     if denied:
         core.store.record(describe(cmd), actor=user, outcome="refused", evidence={"reason": denied})
         return Outcome.refused(denied)
-    notices = _interrupted_notice(core)
+    notices = _rebuilt_notice(core) + _interrupted_notice(core)
     try:
         outcome = VERBS[cmd.verb](core, user, cmd)
     except IllegalTransition as exc:
@@ -58,6 +62,28 @@ def handle(core: Core, user: str, text: str, *, request_id: str | None = None) -
         core.store.record(describe(cmd), actor=user, outcome="refused", evidence={"reason": outcome.reply[:1]})
     outcome.posts = notices + outcome.posts
     return _redacted(core, outcome)
+
+
+def _rebuilt_notice(core: Core) -> list[Post]:
+    """Redis lost the run state (a restart without persistence, a flush): rebuild the last run
+    from the PostgreSQL history and the file ledger, say what was and was not rebuilt. The
+    rebuilt run's approval and preflight are revoked: nothing runs until a fresh preflight."""
+    if core.store.current() is not None:
+        return []
+    try:
+        applied = ledger.applied_files(core.settings.database_url, core.runbook.id)
+    except psycopg.Error:
+        applied = []
+    report = rebuild_from_history(core.store, core.events, ledger=applied)
+    if not report.rebuilt:
+        return []
+    run = report.run
+    phases = ", ".join(f"phase {n} {state.status.value}" for n, state in sorted(run.phases.items()))
+    return [Post("rebuilt", f"⚠ The run state was lost from Redis: run {run.id} rebuilt from the PostgreSQL history",
+                 [f"Rebuilt from {report.events} events: status {run.status.value}" + (f"; {phases}" if phases else ""),
+                  "Could not rebuild:", *[f"• {m}" for m in report.missing],
+                  "Nothing runs until a fresh `/migrate preflight` and a new approval; "
+                  "`rollback phase n` and `rollback restore` remain available."], run_id=run.id, final=True)]
 
 
 def _interrupted_notice(core: Core) -> list[Post]:
