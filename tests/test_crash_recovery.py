@@ -138,3 +138,51 @@ def test_console_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_dat
         held.release()  # a backend queued for the lock notices its dead client once it gets the lock
     assert proc.returncode == -signal.SIGKILL
     _after_the_crash(core, pid, schema_before)
+
+
+def _lose_redis(redis_client, prefix: str) -> None:
+    """Redis restarted without persistence: every key of the bot is gone."""
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=500))
+    assert keys
+    redis_client.delete(*keys)
+
+
+def test_redis_flushed_between_phases_rebuilds_from_postgresql_and_refuses_to_run(ready, redis_client):
+    core = Core.from_settings(ready, lock_ttl=1.0)
+    schema_005 = pg.schema_dump(ready.database_url)
+    _do(core, COORDINATOR, "preflight")
+    _do(core, TPM, "approve")
+    _do(core, LIU, "run phase 1")
+    run_id = core.store.current().id
+    _lose_redis(redis_client, ready.redis_prefix)
+    assert core.store.current() is None
+
+    out = _do(core, "U0NOBODY", "status")  # anyone looking triggers the rebuild, and is told
+    assert f"run {run_id} rebuilt from the PostgreSQL history" in out
+    assert "status phase done; phase 1 succeeded" in out and "Could not rebuild:" in out
+    assert "Phase 1 Database infrastructure: succeeded" in out
+    assert "Rebuilt from the PostgreSQL history after Redis lost the state" in out
+    run = core.store.current()
+    assert run.id == run_id and run.meta.get("rebuilt")
+
+    assert "run `/migrate preflight` again" in _do(core, SERGEI, "run phase 2", expect=2)
+    assert "nothing to approve" in _do(core, TPM, "approve", expect=2)
+    assert "was lost from Redis" not in _do(core, COORDINATOR, "status")  # reported once
+    # The way back stays open: phase 1 rolls back, proven against the 005 snapshot.
+    out = _do(core, LIU, "rollback phase 1")
+    assert "Schema equals the pre-migration schema" in out
+    assert pg.schema_dump(ready.database_url) == schema_005
+
+
+def test_redis_flushed_while_approved_refuses_run_until_a_fresh_preflight(ready, redis_client):
+    core = Core.from_settings(ready, lock_ttl=1.0)
+    _do(core, COORDINATOR, "preflight")
+    _do(core, TPM, "approve")
+    _lose_redis(redis_client, ready.redis_prefix)
+
+    out = _do(core, COORDINATOR, "run", expect=2)  # the rebuild happens first, then `run` refuses
+    assert "rebuilt from the PostgreSQL history" in out and "run `/migrate preflight` again" in out
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None
+    _do(core, COORDINATOR, "preflight")  # a fresh preflight replaces the rebuilt run
+    _do(core, TPM, "approve")
+    assert "Phase 1 complete" in _do(core, LIU, "run phase 1")
