@@ -143,7 +143,7 @@ def test_a_retried_delivery_of_a_command_runs_it_once_with_the_real_core(bot, st
     ephemeral_containing(standin, "Incident recorded")
     assert bot.slack.send(body, "application/x-www-form-urlencoded", retry_num=1).status == 200
     slash(bot, COORDINATOR, "status")  # answered after the retry was handled
-    ephemeral_containing(standin, "incident")
+    standin.wait_for(lambda c: c.method == "response_url", count=2, timeout=30)
     bot.bridge.worker.drain(timeout=30)
     announcements = [c for c in standin.calls_of("chat.postMessage") if "replica lag 40 s" in c.body.get("text", "")]
     assert len(announcements) == 1
