@@ -8,6 +8,7 @@ re-run, the run says what happened, and the phase can be run again to completion
 from __future__ import annotations
 
 import io
+import json
 import signal
 import threading
 
@@ -186,3 +187,32 @@ def test_redis_flushed_while_approved_refuses_run_until_a_fresh_preflight(ready,
     _do(core, COORDINATOR, "preflight")  # a fresh preflight replaces the rebuilt run
     _do(core, TPM, "approve")
     assert "Phase 1 complete" in _do(core, LIU, "run phase 1")
+
+
+def test_serve_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_database(blocking):
+    from tests.support.slack_standin import SlackSender, SlackStandIn
+
+    core = Core.from_settings(blocking, lock_ttl=1.0)
+    _do(core, COORDINATOR, "preflight")
+    _do(core, TPM, "approve")
+    schema_before = pg.schema_dump(blocking.database_url)
+    held = rbs.TableLock(blocking.database_url)
+    with SlackStandIn() as standin:
+        proc, url = rbs.start_serve(blocking, standin.base_url)
+        try:
+            slack = SlackSender(url, blocking.slack_signing_secret, standin)
+            assert slack.slash(LIU, "run phase 1").status == 200
+            pid = rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
+            standin.wait_method("chat.postMessage", where=lambda b: "Phase 1 started" in json.dumps(b))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            held.release()
+    assert proc.returncode == -signal.SIGKILL
+    # The dead process's lock would expire by its 15 s TTL (console test above waits it out);
+    # `serve` has no setting for a shorter TTL, so this test lets the time pass by expiring it.
+    core.redis.pexpire(core.keys.lock(), 1)
+    _after_the_crash(core, pid, schema_before)

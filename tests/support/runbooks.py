@@ -156,3 +156,39 @@ def step_backend(core) -> int | None:
     with psycopg.connect(core.settings.database_url, autocommit=True) as conn:
         row = conn.execute("SELECT xact_start IS NOT NULL FROM pg_stat_activity WHERE pid = %s", (int(pid),)).fetchone()
     return int(pid) if row and row[0] else None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(settings, slack_api_url: str):
+    """`python -m bot serve` (HTTP mode) as a separate process; returns (process, base URL)
+    once GET /healthz answers 200."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    env = {**bot_env(settings), "SLACK_API_URL": slack_api_url, "PORT": str(port)}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    wait_until(healthy, timeout=60, interval=0.2, what="serve to answer /healthz")
+    return proc, url
