@@ -127,18 +127,17 @@ class _ChunkError(Exception):
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
 
 
-def _simple_query(pgconn: pq.abc.PGconn, query: bytes) -> list:
-    """Send one simple-query message and collect every result. Waits with select() (which
-    releases the GIL) so that cancel() and the blocker watch keep running meanwhile."""
+def _simple_query(pgconn: pq.abc.PGconn, query: bytes, results: list) -> None:
+    """Send one simple-query message and collect every result into `results`. Waits with
+    select() (which releases the GIL) so cancel() and the blocker watch keep running."""
     pgconn.send_query(query)
-    results = []
     while True:
         while pgconn.is_busy():
             select.select([pgconn.socket], [], [])
             pgconn.consume_input()
         res = pgconn.get_result()
         if res is None:
-            return results
+            return
         results.append(res)
 
 
@@ -248,20 +247,20 @@ class Executor:
                         ledger.ensure_schema(conn)
                         conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
                     self._check_cancel()
-                    conn.commit() if keep else conn.rollback()
+                    conn.commit() if keep else _rollback(conn)
                     result.ok = True
                 except _Cancelled:
-                    conn.rollback()
+                    _rollback(conn)
                     result.cancelled = True
                 except locks.LocksUnavailable as busy:
-                    conn.rollback()
+                    _rollback(conn)
                     _merge_blockers(result, holders(self._dsn, busy.relation, busy.level, self._pid, run.secrets))
                     self._failed(run, result, busy.error, busy.statement)
                 except _ChunkError as failure:
-                    conn.rollback()
+                    _rollback(conn)
                     self._failed(run, result, failure.error, failure.statement, failure.position_base)
                 except psycopg.Error as exc:
-                    conn.rollback()
+                    _rollback(conn)
                     self._failed(run, result, exc, None)
 
     def _take_locks(self, conn: psycopg.Connection, run: _Run) -> None:
@@ -275,7 +274,12 @@ class Executor:
         the executor keeps pace with psql). The server answers one result per statement, in
         order, and stops at the first error: the results tell exactly which statement failed."""
         text = ";\n".join(s.sql for s in chunk)
-        results = _simple_query(conn.pgconn, text.encode(conn.info.encoding))
+        results: list = []
+        try:
+            _simple_query(conn.pgconn, text.encode(conn.info.encoding), results)
+        except psycopg.OperationalError as exc:  # connection lost: blame the statement that was running
+            running = sum(1 for r in results if r.status in _OK)
+            raise _ChunkError(exc, chunk[min(running, len(chunk) - 1)], 0) from None
         done = 0
         for res in results:
             if res.status not in _OK:
@@ -378,7 +382,7 @@ class Executor:
         if sqlstate == QUERY_CANCELED and self._cancelled.is_set():
             result.cancelled = True
         diag = getattr(exc, "diag", None)
-        message = (diag.message_primary if diag and diag.message_primary else str(exc).strip())
+        message = diag.message_primary if diag and diag.message_primary else str(exc).strip().splitlines()[0]
         if diag and diag.message_detail:
             message += f" ({diag.message_detail})"
         if diag and diag.context and stmt is not None and stmt.sql.lstrip()[:2].upper() == "DO":
@@ -433,6 +437,15 @@ class _Watch:
     def __exit__(self, *exc) -> None:
         self._watch.__exit__(*exc)
         _merge_blockers(self._result, self._watch.blockers)
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    """Roll back; a connection that died mid-file has nothing left to roll back (the server
+    discarded the transaction), and the error that killed it is what gets reported."""
+    try:
+        conn.rollback()
+    except psycopg.OperationalError:
+        pass
 
 
 def _merge_blockers(result: FileResult, seen: list[Blocker]) -> None:

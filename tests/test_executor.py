@@ -378,3 +378,17 @@ def test_run_step_refuses_do_not_run_files_and_missing_inputs(db, tmp_path):
     with pytest.raises(ValueError) as err:
         Executor(db).run_step(rb, register, inputs={"app.encryption_key": SECRET})
     assert "REGISTER_MONGODB_URL" in str(err.value) and SECRET not in str(err.value)
+
+
+def test_a_connection_killed_mid_file_is_a_failed_result_not_a_crash(db, tmp_path):
+    path = write(tmp_path, "killed.sql", "CREATE TABLE platform.k (a int);\nSELECT pg_sleep(30);\n")
+    executor = Executor(db)
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
+    worker.start()
+    _wait_until(lambda: executor.backend_pid is not None and _sleeping(db, executor.backend_pid))
+    pg.scalar(db, "SELECT pg_terminate_backend(%s)", (executor.backend_pid,))
+    worker.join(timeout=10)
+    result = box["r"]
+    assert not result.ok and not result.cancelled and result.error.line == 2
+    assert pg.scalar(db, "SELECT to_regclass('platform.k')") is None
