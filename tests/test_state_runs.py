@@ -183,3 +183,16 @@ def test_record_appends_an_event_without_a_transition(store):
     (event,) = redis_events(store.redis, store.keys)
     assert (event["action"], event["outcome"], event["run_id"]) == ("approve refused", "refused", None)
     assert event["evidence"] == {"rule": "only the TPM"}
+
+
+def test_a_failing_phase_rolled_back_by_its_policy_then_a_failed_rollback(store):
+    run = approved(store)
+    store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
+    rolling = store.transition(run.id, S.ROLLING_BACK, actor="U0LIU", action="step 1.1 failed: rollback-006.sql", phase=1)
+    assert rolling.phases[1].status is P.ROLLING_BACK
+    failed = store.transition(run.id, S.FAILED, actor="U0LIU", action="rollback failed", phase=1,
+                              error="rollback-006.sql: lock timeout", outcome="failed")
+    assert failed.phases[1].status is P.FAILED and failed.phases[1].error == "rollback-006.sql: lock timeout"
+    with pytest.raises(IllegalTransition, match="phase 2 is pending, not in progress: it cannot be marked failed"):
+        store.transition(run.id, S.RUNNING, actor="U0LIU", action="retry", phase=1)
+        store.transition(run.id, S.FAILED, actor="U0LIU", action="wrong phase", phase=2)
