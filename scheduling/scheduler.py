@@ -48,6 +48,10 @@ class SharedRedisJobStore(RedisJobStore):
         except JobLookupError:
             log.debug("job %s already removed by another process", job_id)
 
+    def _reconstitute_jobs(self, job_states):
+        # A job listed as due whose state another process removed meanwhile is gone, not corrupt.
+        return super()._reconstitute_jobs([(i, state) for i, state in job_states if state is not None])
+
     def update_job(self, job):
         try:
             super().update_job(job)

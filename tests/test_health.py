@@ -55,6 +55,10 @@ class Port:
 
     def close(self):
         if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(): else the port stays open
+            except OSError:
+                pass
             self.sock.close()
             self.sock = None
 

@@ -21,14 +21,14 @@ import pytest
 from bot.console import run_command
 from commands import Core
 from core import clock
-from scheduling import go, jobs, once
+from scheduling import context, go, jobs, once
 from scheduling.scheduler import Scheduler, for_core, label_of
 from state.machine import PhaseStatus, Status
 from tests.conftest import PLANTED
 from tests.support import pg
-from tests.support.deployment import Deployment, TcpListener
+from tests.support.deployment import Deployment
 from tests.support.state import force, make_run
-from tests.test_health import Collect, wait_for
+from tests.test_health import Collect, Port, wait_for
 
 COORDINATOR, TPM = "U0RAFAEL", "U0DYLAN"
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def services():
-    deployment, mongo = Deployment(), TcpListener()
+    deployment, mongo = Deployment(), Port()  # Port: a MongoDB stand-in that can really stop listening
     yield deployment, mongo
     deployment.close()
     mongo.close()
@@ -116,7 +116,13 @@ def test_job_survives_a_restart_and_two_processes_run_it_once(ready, tmp_path, c
     assert second.jobs() == [] or all(j["kind"] == "followup" for j in second.jobs())
 
     # A third process that sees the same job late (as if it fetched it before it was removed) does nothing.
-    jobs.start_run(run_id, at.isoformat(), at.isoformat())
+    third = Scheduler(Core.from_settings(ready), lambda: here, start=False)
+    context.bind(third.name)  # this thread runs jobs as that process would
+    try:
+        jobs.start_run(run_id, at.isoformat(), at.isoformat())
+    finally:
+        context.bind("")
+        third.shutdown()
     assert any("already fired by another process" in r.getMessage() for r in caplog.records)
     assert core.store.get(run_id).status == Status.SUCCEEDED
 
