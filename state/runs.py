@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+from secrets import token_hex
 from typing import Any, Callable, Collection, Iterable, Mapping
 
 from redis import Redis
@@ -33,11 +33,11 @@ class RunStore:
     """Runs of one target database, in Redis; the audit trail mirrored to `events`."""
 
     def __init__(self, redis: Redis, keys: Keys, *, events: EventLog | None = None,
-                 secrets_: Iterable[str] = ()):
+                 secrets: Iterable[str] = ()):
         self.redis = redis
         self.keys = keys
         self.events = events
-        self._secrets = tuple(secrets_)  # only to keep them out of our own log lines
+        self._secrets = tuple(secrets)  # only to keep them out of our own log lines
 
     # ------------------------------------------------------------ reading
 
@@ -73,7 +73,7 @@ class RunStore:
         now = clock.now()
         checks = set(verification)
         states = {n: PhaseState(kind="verification" if n in checks else "migration") for n in sorted({*phases, *checks})}
-        run = Run(id=f"{runbook}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}", target=self.keys.target,
+        run = Run(id=f"{runbook}-{now:%Y%m%d-%H%M%S}-{token_hex(2)}", target=self.keys.target,
                   runbook=runbook, status=Status.PREFLIGHT_RUNNING, created_at=now, created_by=actor,
                   updated_at=now, phases=states, meta=dict(meta or {}))
         move = {"from": None, "to": str(run.status), "runbook": runbook, "phases": sorted(run.phases),
