@@ -205,8 +205,11 @@ class Executor:
                  record: LedgerRecord | None = None, on_progress: ProgressFn | None = None) -> FileResult:
         """Run one file; raises SqlFileError before touching the database if it does not parse.
 
-        Lock timeouts (55P03) roll the attempt back and retry up to `lock_retries` times,
-        waiting retry_backoff, 2×, 4×… in between (cancel() interrupts the wait)."""
+        An atomic file first takes the table locks its parse tree names, NOWAIT, polling for
+        up to lock_timeout (engine.locks); its statements then run under SET LOCAL
+        lock_timeout/statement_timeout. A lock not obtained (55P03) or a deadlock (40P01)
+        rolls the attempt back; it is retried up to `lock_retries` times, waiting
+        retry_backoff, 2×, 4×… in between (cancel() interrupts the wait)."""
         parsed = parse_file(Path(path))
         run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
                    (*self._secrets, *inputs.values()))
@@ -344,6 +347,8 @@ class Executor:
         result.notices = [redact(n, run.secrets) for n in out.notices]
         if out.returncode == 0:
             result.ok, result.executed = True, len(parsed.body)
+            if run.on_progress and parsed.body:  # psql reports no per-statement progress: done is done
+                run.on_progress(len(parsed.body), len(parsed.body), parsed.body[-1])
             if run.record and not single:
                 self._record_after(run)
             return

@@ -76,6 +76,7 @@ def take(conn: psycopg.Connection, plan: list[tuple[str, str, Statement]], timeo
     """Take every lock of the plan NOWAIT, all or none, polling until `timeout` has passed.
     Raises LocksUnavailable (after the time) or returns with all locks held."""
     deadline = clock.monotonic() + timeout
+    plan = list(plan)
     while True:
         conn.execute("SAVEPOINT migrate_bot_locks")
         try:
@@ -87,6 +88,8 @@ def take(conn: psycopg.Connection, plan: list[tuple[str, str, Statement]], timeo
             conn.execute("ROLLBACK TO SAVEPOINT migrate_bot_locks")  # frees what this try took
             if clock.monotonic() + POLL >= deadline or cancelled():
                 raise busy
+            # The contested table first next time: a try that fails then holds nothing at all.
+            plan.sort(key=lambda p: p[1] != busy.relation)
             time.sleep(POLL)
 
 
