@@ -150,9 +150,10 @@ class RunStore:
                 guard(pipe, run)
             before = run.status
             changed = apply_transition(run, to, actor=actor, phase=phase, phase_status=phase_status,
-                             fields=fields or {}, error=error, file=file)
+                                       fields=fields, error=error, file=file)
+            # what the move wrote, so that state.recovery can replay it from the history
             move = {"from": str(before), "to": str(to), "phase": phase,
-                    "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": dict(fields or {})}
+                    "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": fields}
             event = self._event(action, actor, outcome, run.id, {**(evidence or {}), "transition": move})
             pipe.multi()
             self._write(pipe, run)
