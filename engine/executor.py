@@ -345,11 +345,12 @@ class Executor:
                     self._psql = None
         result.output = redact(out.stdout, run.secrets)
         result.notices = [redact(n, run.secrets) for n in out.notices]
-        if out.returncode == 0:
+        # An ERROR fails the file even when psql exits 0 (a file that turns ON_ERROR_STOP off).
+        if out.returncode == 0 and out.error_message is None:
             result.ok, result.executed = True, len(parsed.body)
             if run.on_progress and parsed.body:  # psql reports no per-statement progress: done is done
                 run.on_progress(len(parsed.body), len(parsed.body), parsed.body[-1])
-            if run.record and not single:
+            if run.record and not single and not parsed.ends_in_rollback:
                 self._record_after(run)
             return
         stmt = _statement_at(parsed, out.error_line)

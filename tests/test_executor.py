@@ -392,3 +392,29 @@ def test_a_connection_killed_mid_file_is_a_failed_result_not_a_crash(db, tmp_pat
     result = box["r"]
     assert not result.ok and not result.cancelled and result.error.line == 2
     assert pg.scalar(db, "SELECT to_regclass('platform.k')") is None
+
+
+def test_psql_run_times_out_on_a_lock_retries_and_names_the_blocker(db, tmp_path):
+    path = write(tmp_path, "metalock.sql", "\\echo altering\nALTER TABLE platform.users ADD COLUMN status text;\n")
+    with psycopg.connect(db) as holder:
+        holder.execute("LOCK TABLE platform.users IN ACCESS SHARE MODE")
+        holder_pid = holder.info.backend_pid
+        result = Executor(db).run_file(path, lock_retries=1, **FAST)
+        holder.rollback()
+    assert not result.ok and result.lock_timed_out and result.attempts == 2
+    assert (result.error.line, result.error.statement) == (2, "ALTER TABLE platform.users ADD COLUMN status text")
+    assert result.blockers[0].pid == holder_pid
+    assert "LOCK TABLE platform.users IN ACCESS SHARE MODE" in result.blockers[0].query
+
+
+def test_psql_file_that_turns_on_error_stop_off_still_fails_on_an_error(db, tmp_path):
+    path = write(tmp_path, "nostop.sql", """
+        \\set ON_ERROR_STOP off
+        CREATE TABLE platform.d (x int);
+        SELECT 1/0;
+        \\echo still going
+    """)
+    result = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert not result.ok and (result.error.line, result.error.sqlstate) == (3, "22012")
+    assert pg.scalar(db, "SELECT to_regclass('platform.d')") is None  # -1: the whole file rolled back
+    assert ledger.applied_files(db, "T") == []
