@@ -85,7 +85,9 @@ def test_connection_terminated_mid_file_rolls_back_and_reports_the_real_cause(sl
     text = out.getvalue()
     assert result["code"] == 1, text
     assert "Migration 006 FAILED" in text and "Internal error" not in text
-    assert "Error: 006_add_platform_databases_table.sql:0: terminating connection due to administrator command" in text
+    error = next(line for line in text.splitlines() if line.strip().startswith("Error:"))
+    assert "006_add_platform_databases_table.sql:" in error
+    assert "terminating connection due to administrator command" in error  # the real cause
     assert "Database Status: Unchanged" in text or "Database Status: Healthy — matches the pre-migration" in text
     run = core.store.current()
     assert run.status is Status.FAILED and run.phases[1].status is PhaseStatus.FAILED
