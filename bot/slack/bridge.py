@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -22,6 +23,7 @@ from core.redact import redact
 
 log = logging.getLogger(__name__)
 
+COMMAND_THREADS = 4
 Handle = Callable[..., Outcome]  # handle(core, user, text, *, request_id=None) -> Outcome
 
 
@@ -61,6 +63,9 @@ class Bridge:
     threads: RunThreads
     reporter: SlackReporter
     worker: OutboxWorker
+    # Commands run here after their ack, a few at a time: a burst of commands must not starve
+    # the listener threads that ack the next requests (they share one interpreter lock).
+    jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(COMMAND_THREADS, "migrate-command"))
     _work: list[threading.Thread] = field(default_factory=list)
     _work_guard: threading.Lock = field(default_factory=threading.Lock)  # listeners run on a pool
 
@@ -84,6 +89,17 @@ class Bridge:
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
 
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` (an acked request's handling) on the command pool; errors are logged redacted."""
+
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                log.error("handling a Slack request failed: %s", self.redact(repr(exc)))
+
+        self.jobs.submit(guarded)
+
     def execute(self, user: str, text: str, request: str | None) -> Outcome:
         """Run `/migrate TEXT` as `user`; posts go to the outbox, work to a background thread."""
         outcome = self.handle(self.core, user, text, request_id=request)
@@ -106,7 +122,8 @@ class Bridge:
                                     lines=[self.redact(str(exc))[:1000]], run_id=outcome.run_id, final=True))
 
     def wait_work(self, timeout: float = 60.0) -> bool:
-        """Wait (bounded) for the background work started so far; True when all finished."""
+        """Wait (bounded) for the commands and background work started so far; True when all finished."""
+        self.jobs.submit(lambda: None).result(timeout)  # FIFO: commands queued before have started
         with self._work_guard:
             started = list(self._work)
         for thread in started:
@@ -114,5 +131,6 @@ class Bridge:
         return not any(t.is_alive() for t in started)
 
     def close(self) -> None:
+        self.jobs.shutdown(wait=True, cancel_futures=False)
         self.worker.close()
 

@@ -31,10 +31,15 @@ def register(app, bridge) -> None:
             message.stash(bridge)
             client.views_open(trigger_id=body["trigger_id"], view=MODALS[button["id"]](message.metadata()))
             return
-        outcome = bridge.execute(user, button["c"], request_id(body["trigger_id"]))
-        ephemeral(respond, [bridge.redact(line) for line in outcome.reply])
-        if outcome.code == OK:
-            message.decide(bridge, user, button["c"])
+        bridge.submit(lambda: run(bridge, user, button["c"], body["trigger_id"], respond, message))
+
+
+def run(bridge, user: str, command: str, trigger_id: str, respond, message: "Clicked") -> None:
+    """Execute the button's command as the clicker; a success is written into the message."""
+    outcome = bridge.execute(user, command, request_id(trigger_id))
+    ephemeral(respond, [bridge.redact(line) for line in outcome.reply])
+    if outcome.code == OK:
+        message.decide(bridge, user, command)
 
 
 def allowed(roster, user: str, role: str, action_id: str) -> bool:

@@ -10,8 +10,14 @@ def register(app, bridge) -> None:
     @app.command("/migrate")
     def migrate(ack, command, respond, request) -> None:
         ack()  # Slack's 3 s: nothing runs before the ack
-        # A slash command carries no id of its own; its trigger_id is unique per invocation.
-        outcome = bridge.execute(command["user_id"], command.get("text", ""), request_id(command["trigger_id"]))
-        if is_retry(request) and outcome.code == REFUSED:
-            return  # a re-delivery the core refused as already handled: the first answer stands
-        ephemeral(respond, [bridge.redact(line) for line in outcome.reply])
+        retry = is_retry(request)
+        bridge.submit(lambda: run(bridge, command, respond, retry))
+
+
+def run(bridge, command: dict, respond, retry: bool) -> None:
+    """Execute the acked command as its invoker and answer them privately."""
+    # A slash command carries no id of its own; its trigger_id is unique per invocation.
+    outcome = bridge.execute(command["user_id"], command.get("text", ""), request_id(command["trigger_id"]))
+    if retry and outcome.code == REFUSED:
+        return  # a re-delivery the core refused as already handled: the first answer stands
+    ephemeral(respond, [bridge.redact(line) for line in outcome.reply])

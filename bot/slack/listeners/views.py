@@ -17,7 +17,7 @@ def register(app, bridge) -> None:
             ack(response_action="errors", errors={"time": "That moment has passed: pick a time in the future (UTC)."})
             return
         ack()
-        _submit(bridge, client, body, f"approve at {when.strftime('%Y-%m-%dT%H:%MZ')}")
+        bridge.submit(lambda: _submit(bridge, client, body, f"approve at {when.strftime('%Y-%m-%dT%H:%MZ')}"))
 
     @app.view(blocks.DEFER_VIEW)
     def defer(ack, body, view, client) -> None:
@@ -26,7 +26,7 @@ def register(app, bridge) -> None:
             ack(response_action="errors", errors={"reason": "Say why: it goes into the record."})
             return
         ack()
-        _submit(bridge, client, body, f"defer {reason}")
+        bridge.submit(lambda: _submit(bridge, client, body, f"defer {reason}"))
 
 
 def _submit(bridge, client, body: dict, command: str) -> None:
