@@ -152,8 +152,10 @@ class PhaseRunner:
                 self._steps["steps"].pop(undone.id, None)
         state = self._database_status(before)
         action = self._action_required(phase, step, rolled_back, state)
+        # A phase its rollback file undid is rolled back, not failed: older phases may then roll back too.
         self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} failed",
-                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
+                                   phase=phase.number, outcome="failed",
+                                   phase_status=PhaseStatus.ROLLED_BACK if rolled_back else PhaseStatus.FAILED,
                                    fields=self._closing_fields(), evidence={"step": step.id, "error": self._error_text(result), "rollback": rollback_status,
                                              "database": state})
         self.reporter.post(templates.phase_failed(phase, self.run_id, clock.monotonic() - started, self._error_text(result)))

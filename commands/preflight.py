@@ -11,15 +11,20 @@ from commands.result import FAILED, OK, Outcome, Reporter
 from commands.work import guarded
 from core import clock
 from preflight import run_preflight
-from state.machine import IllegalTransition, Status
+from state.machine import IllegalTransition, Status, applied_phases
 
 
 def preflight(core: Core, user: str, cmd: Command) -> Outcome:
+    refusal = _why_not_replaceable(core.store.current())
+    if refusal:
+        return Outcome.refused(refusal)
     handle = core.lock.acquire(f"preflight by {user}")
     if handle is None:
         return lock_refusal(core)
+    rb = core.runbook
     try:
-        run = core.store.create(user, core.runbook.id)
+        run = core.store.create(user, rb.id, phases=[p.number for p in rb.migration_phases],
+                                verification=[p.number for p in rb.phases if p.is_verification])
     except IllegalTransition as exc:
         handle.release()
         return Outcome.refused(exc.reason)
@@ -39,3 +44,15 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
     return Outcome(OK, reply=[f"Pre-flight started (run {run.id}); results will be posted in the channel."],
                    posts=[templates.preflight_started(core.runbook, run.id, user)],
                    work=guarded(core, handle, run.id, user, body), run_id=run.id)
+
+
+def _why_not_replaceable(current) -> str | None:
+    """A new pre-flight starts a new run; it must not orphan phases applied by the current one."""
+    if current is None or current.status == Status.SUCCEEDED:
+        return None
+    applied = applied_phases(current)
+    if applied:
+        listed = ", ".join(str(n) for n in applied)
+        return (f"run {current.id} has phase {listed} applied ({current.status.value}): finish it, or "
+                f"`rollback phase {applied[-1]}` first — a new pre-flight would lose track of it")
+    return None

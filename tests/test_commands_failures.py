@@ -66,7 +66,7 @@ def test_step_1_1_failure_runs_the_rollback_file_and_reports_the_state_it_checke
     assert _field(out, "Database Status") == "Healthy — matches the pre-migration schema (version 005) (schema compared)"
     assert pg.schema_dump(url) == schema_005
     code, out = console(COORDINATOR, "status")
-    assert "Phase 1 Database infrastructure: failed" in out
+    assert "Phase 1 Database infrastructure: rolled back" in out  # its rollback file undid it
 
 
 def test_a_runbook_file_edited_after_approval_refuses_run(ready, tmp_path):
