@@ -37,6 +37,9 @@ def test_whole_path_of_the_report(ready):
     assert code == 0, out
     assert "Phase 1 started" in out and "Phase 1 complete" in out
 
+    code, out = console(COORDINATOR, "preflight")
+    assert code == 2 and "phase 1 applied" in out  # a new run would lose track of phase 1
+
     code, out = console(SERGEI, "run phase 2")
     assert code == 0, out
     assert "Phase 2 complete" in out
