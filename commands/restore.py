@@ -4,10 +4,11 @@ The coordinator asks (`rollback restore`), the TPM confirms (`rollback restore c
 the Slack button). The verified preflight backup is restored into a NEW database on the
 same server and verified there (row counts equal to those recorded at the backup, the
 runbook's version absent from schema_migrations, the schema equal to the pre-migration
-snapshot). Only then is it swapped in: the live database's sessions are terminated, it is
-renamed aside (`<db>_replaced_<ts>`) and the copy takes its name. Nothing is dropped: the
-replaced database stays until someone removes it. Until the swap the live database is
-never touched; any failure before it leaves it exactly as it was.
+snapshot). Only then is it swapped in: the live database's sessions are terminated, and
+in ONE transaction it is renamed aside (`<db>_replaced_<ts>`) and the copy takes its name
+(ALTER DATABASE … RENAME is transactional, so there is no moment without a database under
+the live name). Nothing is dropped: the replaced database stays until someone removes it.
+Until the swap the live database is never touched; a failure before it leaves it as it was.
 
 The bot's own history (`migrate_bot.run_events`) lives in the target database. The copy
 holds it as it was at the backup; after the swap the events written since (preflight
@@ -39,7 +40,7 @@ from preflight import catalog
 from state.machine import IllegalTransition, Status, check_transition
 
 MAX_IDENT = 63  # PostgreSQL truncates longer identifiers
-SWAP_ATTEMPTS = 10  # terminate + rename, retried while sessions keep reconnecting
+SWAP_ATTEMPTS = 10  # terminate + swap, retried while sessions keep reconnecting
 COPY_EVENTS = "SELECT event_id, at, target, run_id, actor, action, outcome, evidence FROM migrate_bot.run_events ORDER BY id"
 
 
@@ -154,11 +155,12 @@ def _derived_name(live: str, what: str, stamp: str) -> str:
 
 
 class RestoreFailed(Exception):
-    """A restore step failed; `lines` say what was checked, `touched` whether the live db was."""
+    """A restore step failed before the swap; `lines` say what was checked, `terminated`
+    whether sessions of the live database were terminated (the swap was tried)."""
 
-    def __init__(self, reason: str, lines: list[str] | None = None, touched: bool = False):
+    def __init__(self, reason: str, lines: list[str] | None = None, terminated: bool = False):
         super().__init__(reason)
-        self.reason, self.lines, self.touched = reason, lines or [], touched
+        self.reason, self.lines, self.terminated = reason, lines or [], terminated
 
 
 class Restore:
@@ -229,36 +231,35 @@ class Restore:
                                 "was not touched)", lines)
 
     def _swap(self) -> None:
-        """Rename the live database aside and the verified copy into its place."""
+        """In ONE transaction: the live database renamed aside, the verified copy into its place
+        (ALTER DATABASE … RENAME is transactional: a crash or error in between changes nothing)."""
         self.core.events.close()  # our pooled connections to the live db would block the rename
+        aside = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(pgsql.Identifier(self.live), pgsql.Identifier(self.aside))
+        into = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(pgsql.Identifier(self.copy), pgsql.Identifier(self.live))
+        terminated = 0
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            terminated = self._rename_live_aside(admin)
-            try:
-                admin.execute(pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    pgsql.Identifier(self.copy), pgsql.Identifier(self.live)))
-            except psycopg.Error as exc:
-                admin.execute(pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    pgsql.Identifier(self.aside), pgsql.Identifier(self.live)))
-                raise RestoreFailed(f"renaming {self.copy} to {self.live} failed ({self.core.redact(str(exc))[:200]}); "
-                                    f"the original database was renamed back to {self.live}; the verified copy is "
-                                    f"kept as {self.copy}", touched=True) from None
-        self.lines.append(f"{templates.OK_MARK} Swapped: `{self.live}` is now the restored copy "
+            for _ in range(SWAP_ATTEMPTS):
+                terminated += self._terminate(admin, self.live)
+                try:
+                    with admin.transaction():
+                        admin.execute(aside)  # waits up to 5 s for the terminated sessions to exit
+                        admin.execute(into)
+                    break
+                except psycopg.errors.ObjectInUse:
+                    time.sleep(0.2)
+            else:
+                raise RestoreFailed(f"sessions kept reconnecting to {self.live}: it could not be renamed (it is "
+                                    f"unchanged); the verified copy is kept as {self.copy}", terminated=True)
+            # A session that connected while the swap was committing is on the replaced database.
+            terminated += self._terminate(admin, self.aside)
+        self.lines.append(f"{templates.OK_MARK} Swapped in one transaction: `{self.live}` is now the restored copy "
                           f"({terminated} session(s) of the old database terminated)")
 
-    def _rename_live_aside(self, admin: psycopg.Connection) -> int:
-        rename = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(pgsql.Identifier(self.live), pgsql.Identifier(self.aside))
-        terminated = 0
-        for _ in range(SWAP_ATTEMPTS):
-            rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = %s AND pid <> pg_backend_pid()", (self.live,)).fetchall()
-            terminated += sum(1 for r in rows if r[0])
-            try:
-                admin.execute(rename)  # waits up to 5 s for terminated sessions to exit
-                return terminated
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.2)
-        raise RestoreFailed(f"sessions kept reconnecting to {self.live}: it could not be renamed (it is unchanged); "
-                            f"the verified copy is kept as {self.copy}")
+    @staticmethod
+    def _terminate(admin: psycopg.Connection, dbname: str) -> int:
+        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)).fetchall()
+        return sum(1 for r in rows if r[0])
 
     def _drop_copy(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
@@ -321,9 +322,9 @@ class Restore:
     def _failed(self, failure: RestoreFailed, started: float) -> int:
         self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action="restore failed",
                                    outcome="failed", evidence={"reason": failure.reason})
-        state = ("Original restored under its name after a failed swap (checked by rename)" if failure.touched else
-                 f"Untouched — the restore stopped before the swap: `{self.live}` was neither renamed nor were "
-                 "its sessions terminated")
+        state = (f"Untouched — the restore stopped before the swap: `{self.live}` was not renamed"
+                 + (" (its sessions were terminated while trying)" if failure.terminated
+                    else " and none of its sessions were terminated"))
         post = templates.failure(self.core.runbook, self.run_id, failed_phase="Restore from backup",
                                  error=failure.reason, rollback_status="Not run — the restore did not complete",
                                  database_status=state,
