@@ -72,7 +72,19 @@ def capture_baseline(dsn: str, *, runs: int = RUNS) -> dict:
 
     Call it at preflight (or at the start of the run when the preflight has none) and store
     the result with the run (`store_baseline`); the follow-ups compare against it."""
-    return {"captured_at": clock.now().isoformat(), "method": method(runs), "queries": measure(dsn, runs=runs)}
+    return {"captured_at": clock.now().isoformat(), "method": method(runs), "role": role_note(dsn),
+            "queries": measure(dsn, runs=runs)}
+
+
+def role_note(dsn: str) -> str:
+    """Who the timings are measured as, and whether RLS applies to them (a superuser, a role
+    with BYPASSRLS or the tables' owner does not see the policies' cost)."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        user, superuser, bypass = conn.execute(
+            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
+    if superuser or bypass:
+        return f"measured as {user}, which bypasses RLS ({'superuser' if superuser else 'BYPASSRLS'}): RLS overhead not included"
+    return f"measured as {user} (RLS applies unless {user} owns the tables)"
 
 
 def method(runs: int = RUNS) -> str:

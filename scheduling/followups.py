@@ -119,6 +119,7 @@ def performance(core, run) -> CheckResult:
         return CheckResult(name, False, "no baseline was captured (neither at preflight nor at the start of the run)")
     try:
         rows = baseline.compare(base, baseline.measure(core.settings.database_url))
+        measured_as = baseline.role_note(core.settings.database_url)
     except psycopg.Error as exc:
         return _unreachable(core, name, exc)
     good = [r for r in rows if r.ok]
@@ -127,6 +128,7 @@ def performance(core, run) -> CheckResult:
     summary = f"{len(good)}/{len(rows)} representative queries within budget (10% of baseline){worst}"
     evidence = [f"{'✅' if r.ok else '❌'} {r.text()}" for r in rows]
     evidence.append(f"baseline {str(base.get('captured_at', '?'))[:19]} UTC; {baseline.method()}")
+    evidence.append(measured_as)
     return CheckResult(name, len(good) == len(rows), summary, evidence, [r.error for r in rows if r.error])
 
 

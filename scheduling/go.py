@@ -11,7 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from commands.parse import Command
-from commands.result import FAILED, REFUSED, Reporter
+from commands.result import FAILED, REFUSED, Post, Progress, Reporter
 from commands.run import run as run_verb
 from commands.work import RedactingReporter
 from core import clock
@@ -24,6 +24,11 @@ log = logging.getLogger("migrate.scheduling")
 
 ACTOR = "bot"  # the audit actor of what the scheduler decides by itself
 LATE_AFTER = timedelta(minutes=10)  # a start found later than this (the bot was down) is cancelled
+
+
+def late_tolerance(settings) -> timedelta:
+    """How late a start may still run (setting `schedule_late_minutes` once core.config has it)."""
+    return timedelta(minutes=float(getattr(settings, "schedule_late_minutes", None) or LATE_AFTER.total_seconds() / 60))
 
 
 def why_stale(core, run, at: datetime) -> str | None:
@@ -51,9 +56,25 @@ def remind(core, reporter: Reporter, run_id: str, at: datetime) -> bool:
     return True
 
 
-def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: timedelta = LATE_AFTER) -> int:
+class InThread:
+    """Posts that name no run (step results...) go into this run's thread, as the adapters do for `run`."""
+
+    def __init__(self, inner: Reporter, run_id: str):
+        self.inner = inner
+        self.run_id = run_id
+
+    def post(self, post: Post) -> None:
+        post.run_id = post.run_id or self.run_id
+        self.inner.post(post)
+
+    def progress(self, progress: Progress) -> None:
+        self.inner.progress(progress)
+
+
+def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: timedelta | None = None) -> int:
     """The scheduled start: fast checks, then the run with its posts; the exit code of the work."""
-    reporter = RedactingReporter(reporter, core.redact)
+    reporter = InThread(RedactingReporter(reporter, core.redact), run_id)
+    late_after = late_after or late_tolerance(core.settings)
     run = core.store.get(run_id)
     stale = why_stale(core, run, at)
     if stale:

@@ -36,6 +36,32 @@ WEEK = timedelta(days=7)
 HEALTH_EVERY = timedelta(minutes=5)
 POLL_SECONDS = 5.0
 WORKERS = 4
+_DEFAULT = object()
+
+
+def _setting(settings, name: str, default: float) -> float:
+    """An operational knob: the Settings field once core.config has it, else the default."""
+    value = getattr(settings, name, None)
+    return default if value is None else value
+
+
+def default_reminder(settings) -> timedelta:
+    return timedelta(minutes=_setting(settings, "reminder_minutes", REMINDER_BEFORE.total_seconds() / 60))
+
+
+def default_followups(settings) -> tuple[timedelta, ...]:
+    hours = getattr(settings, "followup_hours", None)
+    return tuple(timedelta(hours=h) for h in hours) if hours else FOLLOWUPS
+
+
+def default_week(settings) -> timedelta | None:
+    hours = _setting(settings, "followup_reminder_hours", WEEK.total_seconds() / 3600)
+    return timedelta(hours=hours) if hours else None
+
+
+def default_health_every(settings) -> timedelta | None:
+    seconds = _setting(settings, "health_interval_seconds", HEALTH_EVERY.total_seconds())
+    return timedelta(seconds=seconds) if seconds else None
 
 
 class SharedRedisJobStore(RedisJobStore):
@@ -97,9 +123,12 @@ class Scheduler:
 
     # ------------------------------------------------------------ scheduled GO
 
-    def schedule_run(self, run_id: str, at: datetime, *, reminder_before: timedelta = REMINDER_BEFORE) -> None:
-        """The start of `run_id` at `at` (replacing any earlier time), and its reminder."""
+    def schedule_run(self, run_id: str, at: datetime, *, reminder_before: timedelta | None = None) -> None:
+        """The start of `run_id` at `at` (replacing any earlier time), and its reminder
+        (default: 15 min before, or the `reminder_minutes` setting)."""
         at = at.astimezone(timezone.utc)
+        if reminder_before is None:
+            reminder_before = default_reminder(self.core.settings)
         title = self.core.runbook.title
         self._at(jobs.start_run, jobs.start_id(run_id), at, f"{title}: scheduled start of run {run_id}",
                  run_id=run_id, at=at.isoformat())
@@ -117,10 +146,13 @@ class Scheduler:
 
     # ------------------------------------------------------------ after the run
 
-    def schedule_followups(self, run_id: str, offsets: Sequence[timedelta] = FOLLOWUPS, *,
-                           week: timedelta | None = WEEK) -> None:
-        """The post-execution checks at each offset from now, and the medium-term reminder after `week`."""
+    def schedule_followups(self, run_id: str, offsets: Sequence[timedelta] | None = None, *, week=_DEFAULT) -> None:
+        """The post-execution checks at each offset from now (default +1 h, +24 h, or the
+        `followup_hours` setting) and the medium-term reminder after `week` (default 7 days;
+        None: no reminder)."""
         now = clock.now()
+        offsets = default_followups(self.core.settings) if offsets is None else offsets
+        week = default_week(self.core.settings) if week is _DEFAULT else week
         for n, offset in enumerate(offsets, start=1):
             label = label_of(offset)
             self._at(jobs.followup, jobs.followup_id(run_id, n), now + offset, f"{label} follow-up of run {run_id}",
@@ -136,12 +168,18 @@ class Scheduler:
 
     # ------------------------------------------------------------ health
 
-    def start_health_checks(self, every: timedelta = HEALTH_EVERY) -> None:
-        """The periodic health check of the registered databases (one job, shared by all processes)."""
+    def start_health_checks(self, every: timedelta | None = None) -> bool:
+        """The periodic health check of the registered databases (one job shared by all
+        processes); default every 5 min, or the `health_interval_seconds` setting (0: off)."""
+        every = default_health_every(self.core.settings) if every is None else every
+        if not every:
+            self.stop_health_checks()
+            return False
         seconds = every.total_seconds()
         self._aps.add_job(jobs.health_check, IntervalTrigger(seconds=seconds, timezone=timezone.utc), id=jobs.HEALTH_ID,
                           name=f"health check of the registered databases every {label_of(every)[1:]}",
                           kwargs={"every": seconds}, replace_existing=True)
+        return True
 
     def stop_health_checks(self) -> bool:
         return self._remove(jobs.HEALTH_ID)

@@ -234,3 +234,19 @@ def test_schedule_move_cancel_and_store_only_clients(settings):
 def test_labels():
     assert [label_of(timedelta(hours=1)), label_of(timedelta(hours=24)), label_of(timedelta(days=7)),
             label_of(timedelta(seconds=2)), label_of(timedelta(minutes=5))] == ["+1 h", "+24 h", "+1 week", "+2 s", "+5 min"]
+
+
+def test_hooks_for_the_command_layer(settings):
+    from scheduling import hooks
+
+    core = Core.from_settings(settings.with_(channel="C0MIGRATE"))
+    at = (clock.now() + timedelta(hours=3)).replace(microsecond=0)
+    assert hooks.scheduled(core, "006-h", at) is None
+    lines = hooks.status_lines(core)
+    assert len(lines) == 2 and any("scheduled start of run 006-h" in l and f"{at:%Y-%m-%d %H:%M:%S}" in l for l in lines)
+    assert hooks.cancelled(core, "006-h") is True and hooks.cancelled(core, "006-h") is False
+    assert hooks.succeeded(core, "006-h") == ["+1 h follow-up of run 006-h", "+24 h follow-up of run 006-h",
+                                              "+1 week reminder of run 006-h"]
+    broken = Core.from_settings(settings.with_(redis_url="redis://127.0.0.1:1/0", redis_prefix=settings.redis_prefix + "x"))
+    assert "will NOT start by itself" in hooks.scheduled(broken, "006-h", at)
+    for_core(core).cancel_followups("006-h")

@@ -1,0 +1,65 @@
+"""One-line wiring points for the command layer and the adapters.
+
+The commands call these after their own transition succeeded; a scheduling failure (Redis
+away) never undoes a decision or fails a run: it comes back as a sentence to show.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Callable
+
+from commands.result import Reporter
+from scheduling.scheduler import Scheduler, for_core, label_of, schedule_lines
+
+log = logging.getLogger("migrate.scheduling")
+
+
+def scheduled(core, run_id: str, at: datetime) -> str | None:
+    """After `approve at`: the start job and its reminder (a moved time replaces the old one).
+    None, or why the job could not be stored (the run would not start by itself)."""
+    try:
+        for_core(core).schedule_run(run_id, at)
+    except Exception as exc:  # noqa: BLE001 - reported to the TPM, who must know it will not start
+        reason = core.redact(f"{type(exc).__name__}: {exc}")[:200]
+        log.error("could not schedule the start of run %s: %s", run_id, reason)
+        return f"⚠ the start could not be scheduled ({reason}): it will NOT start by itself; approve again or run by hand"
+    return None
+
+
+def cancelled(core, run_id: str) -> bool:
+    """After `defer`: the scheduled start (and its reminder) removed; True when there was one."""
+    try:
+        return for_core(core).cancel_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - the start job re-checks the run's status anyway
+        log.error("could not remove the start job of run %s: %s", run_id, core.redact(str(exc))[:200])
+        return False
+
+
+def succeeded(core, run_id: str) -> list[str]:
+    """After a run reached SUCCEEDED: the follow-ups (+1 h, +24 h, +1 week); the labels scheduled."""
+    try:
+        sched = for_core(core)
+        sched.schedule_followups(run_id)
+    except Exception as exc:  # noqa: BLE001 - the run succeeded; only its follow-ups are missing
+        log.error("could not schedule the follow-ups of run %s: %s", run_id, core.redact(str(exc))[:200])
+        return []
+    return [j["name"] for j in sched.jobs() if j["kind"] == "followup" and j["run_id"] == run_id]
+
+
+def status_lines(core) -> list[str]:
+    """What is scheduled for this target, for `status`."""
+    try:
+        return schedule_lines(for_core(core).jobs())
+    except Exception as exc:  # noqa: BLE001 - status still answers
+        return [f"Schedule: unavailable ({type(exc).__name__})"]
+
+
+def serve(core, reporter_factory: Callable[[], Reporter]) -> Scheduler:
+    """The running scheduler of a bot process, with the periodic health checks started."""
+    sched = Scheduler(core, reporter_factory)
+    sched.start_health_checks()
+    return sched
+
+
+__all__ = ["scheduled", "cancelled", "succeeded", "status_lines", "serve", "label_of"]
