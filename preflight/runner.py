@@ -7,9 +7,13 @@ moment a scheduled GO comes due.
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import datetime
+from pathlib import Path
 from typing import Callable, Mapping
+
+import psycopg
 
 from core import clock
 from core.config import Settings
@@ -22,6 +26,7 @@ from preflight.report import BackupInfo, CheckLine, PreflightReport, RehearsalRe
 from runbook.model import Runbook
 from runbook.validate import checksums
 
+log = logging.getLogger(__name__)
 OnCheck = Callable[[CheckLine], None]
 BACKUP_SPEC = Spec("backup", "Full database backup created and verified", "", "restores without error, equal to the source")
 REHEARSAL_SPEC = Spec("rehearsal", "Rehearsal on a copy passed (phases, verification, rollback)",
@@ -93,35 +98,44 @@ def _collect(future: Future, keys: tuple[str, ...], deadline: float, left: float
 def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, rehearse: bool):
     """(backup line, BackupInfo, rehearsal line, RehearsalResult): the scratch copy lives
     from the restore to the end of the rehearsal and is dropped in every case."""
-    secrets = settings.secrets()
     copy, problem = None, None
     try:
         copy = scratch.create(settings)
     except scratch.ScratchError as exc:
         problem = str(exc)
     try:
-        start = clock.monotonic()
-        try:
-            dumped = backup.dump(settings, runbook.backup_prefix, at, restore_into=copy)
-        except Exception as exc:  # noqa: BLE001 - BackupError, a driver error…: a failed line, not a crash
-            text = redact(str(exc), secrets)
-            return line(BACKUP_SPEC, False, text, secrets, clock.monotonic() - start), None, _not_rehearsed(rehearse, "no backup"), None
-        info = proof.verify(settings, dumped, copy, problem)
-        proven = backup_line(settings, info, copy, clock.monotonic() - start)
+        proven, info = _backup(settings, runbook, at, copy, problem)
         if not rehearse:
             return proven, info, None, None
-        if not info.verified or copy is None:
-            return proven, info, _not_rehearsed(True, "the backup is not verified"), None
+        if info is None or not info.verified or copy is None:
+            return proven, info, _not_rehearsed(True, "the backup is not verified" if info else "no backup"), None
         result = _rehearse(settings, runbook, copy, info)
-        return proven, info, _rehearsal_line(result, secrets), result
+        return proven, info, _rehearsal_line(result, settings.secrets()), result
     finally:
         if copy is not None:
-            scratch.drop(settings, copy)
+            _drop(settings, copy)
+
+
+def _backup(settings: Settings, runbook: Runbook, at: datetime, copy: str | None,
+            problem: str | None) -> tuple[CheckLine, BackupInfo | None]:
+    """Dump (streamed into `copy` when there is one) and prove it: the backup line and info."""
+    start = clock.monotonic()
+    try:
+        dumped = backup.dump(settings, runbook.backup_prefix, at, restore_into=copy)
+    except Exception as exc:  # noqa: BLE001 - BackupError, a driver error…: a failed line, not a crash
+        return line(BACKUP_SPEC, False, str(exc), settings.secrets(), clock.monotonic() - start), None
+    info = proof.verify(settings, dumped, copy, problem)
+    return backup_line(settings, info, copy, clock.monotonic() - start), info
+
+
+def _drop(settings: Settings, copy: str) -> None:
+    try:
+        scratch.drop(settings, copy)
+    except psycopg.Error as exc:  # the report stands; the leftover database is logged for cleanup
+        log.warning("scratch database not dropped: %s", redact(str(exc), settings.secrets()))
 
 
 def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo) -> RehearsalResult:
-    from pathlib import Path
-
     try:
         return rehearsal.rehearse(settings, runbook, copy, Path(info.schema_snapshot), step_inputs(settings, runbook))
     except Exception as exc:  # noqa: BLE001 - a rehearsal that crashes is a failed rehearsal
@@ -131,9 +145,10 @@ def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo)
 
 def backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
     """The report's backup line from a verified (or not) BackupInfo."""
-    origin = scratch.server_url(settings)[1] if copy else "no scratch server"
-    how = (f"pg_dump ({info.format}) in one snapshot → {info.path}, streamed into pg_restore --exit-on-error "
-           f"of a scratch database on {origin}; {len(info.comparisons)} comparisons")
+    how = f"pg_dump ({info.format}) in one snapshot → {info.path}"
+    if copy:
+        how += (f", streamed into pg_restore --exit-on-error of a scratch database on {scratch.server_url(settings)[1]}; "
+                f"{len(info.comparisons)} comparisons")
     spec = Spec(BACKUP_SPEC.key, BACKUP_SPEC.title, how, BACKUP_SPEC.required)
     if not info.verified:
         return line(spec, False, f"{info.path.rsplit('/', 1)[-1]} NOT verified: {info.problem}", settings.secrets(), seconds)
