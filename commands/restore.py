@@ -95,7 +95,8 @@ def _confirm(core: Core, user: str) -> Outcome:
         return lock_refusal(core)
     try:
         core.store.transition(run.id, Status.RESTORING, actor=user, action="restore confirmed",
-                              expect={Status.RESTORE_REQUESTED}, evidence={"backup": _backup(run).get("path")})
+                              expect={Status.RESTORE_REQUESTED}, fields={"meta": {"abort_requested": ""}},
+                              evidence={"backup": _backup(run).get("path")})
     except IllegalTransition as exc:
         handle.release()
         return Outcome.refused(exc.reason)
@@ -184,7 +185,9 @@ class Restore:
         try:
             self._check_file()
             self._restore_copy()
+            self._stop_if_aborted()
             self._verify_copy()
+            self._stop_if_aborted()
             self._swap()
         except RestoreFailed as failure:
             return self._failed(failure, started)
@@ -220,6 +223,15 @@ class Restore:
             raise RestoreFailed(f"pg_restore into {self.copy} failed: {self.core.redact(error)[:400]}")
         self.lines.append(f"{templates.OK_MARK} Restored into the new database `{self.copy}` "
                           f"in {templates.seconds(clock.monotonic() - t0)}")
+
+    def _stop_if_aborted(self) -> None:
+        """`abort` during a restore stops it before the swap (the copy is dropped); once the
+        swap has begun it completes."""
+        run = self.core.store.get(self.run_id)
+        if run is not None and run.meta.get("abort_requested"):
+            self._drop_copy()
+            raise RestoreFailed(f"aborted by <@{run.meta['abort_requested']}> before the swap "
+                                f"(the copy {self.copy} was dropped)")
 
     def _verify_copy(self) -> None:
         copy_url = _on_server(self.url, self.copy)
