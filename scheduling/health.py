@@ -38,6 +38,7 @@ class Probe:
     message: str  # what was observed (redacted)
     changed_from: str | None = None  # the previous state when this probe changed it
     announced: bool = False
+    recorded: bool = False  # update_database_health() found the row
 
 
 def check_all(core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> list[Probe]:
@@ -53,9 +54,12 @@ def check_all(core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> li
         for db_id, name, kind, host, port in rows:
             url, problem = _decrypt(conn, db_id, core.settings.encryption_key)
             probe = _probe(db_id, name, kind, host, int(port), url, problem, timeout, core.settings.secrets())
-            conn.execute("SELECT platform.update_database_health(%s::uuid, %s, %s)",
-                         (db_id, HEALTHY if probe.healthy else UNHEALTHY, None if probe.healthy else probe.message))
-            probes.append(_remember_and_announce(core, reporter, probe))
+            recorded = conn.execute("SELECT platform.update_database_health(%s::uuid, %s, %s)",
+                                    (db_id, HEALTHY if probe.healthy else UNHEALTHY,
+                                     None if probe.healthy else probe.message)).fetchone()[0]
+            if not recorded:  # e.g. RLS: 006's permissive policies cover SELECT and INSERT, not UPDATE
+                log.warning("health of %s not recorded: update_database_health() updated no row", name)
+            probes.append(_remember_and_announce(core, reporter, replace(probe, recorded=bool(recorded))))
     return probes
 
 

@@ -139,6 +139,7 @@ def test_unhealthy_once_then_recovered_once(registered, mongo, caplog):
 
     probes = health.check_all(core, out)
     assert {p.name: p.healthy for p in probes} == {"railway-mongodb": True, "railway-redis": True}
+    assert all(p.recorded for p in probes)
     redis_probe = next(p for p in probes if p.type == "redis")
     assert "PONG" in redis_probe.message  # a real PING, not only a TCP connect
     assert states(registered.database_url) == {"railway-mongodb": ("healthy", None), "railway-redis": ("healthy", None)}
