@@ -121,7 +121,7 @@ def run(mode: str, template: str, args, tmp: Path) -> dict:
     dsn = dsn_for(name)
     report: dict = {"mode": mode}
     try:
-        logdir = tmp / mode
+        logdir = tmp / f"{mode}-{uuid.uuid4().hex[:6]}"
         logdir.mkdir()
         script = tmp / "traffic.sql"
         duration = int(args.hold + args.margin)
