@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -107,11 +108,13 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         start = clock.monotonic()
         schema = _schema_thread(pg_dump, url, snapshot, path)
         result = _stream(pg_dump, url, snapshot, path, restore_into, compress)
-        objects = catalog.objects(source)
-        counts = catalog.row_counts(source, list(objects["tables"]))
-        counters = catalog.write_counters(source)
-        result.join()
-        schema.join()
+        try:  # the source as the dump sees it, while it runs: same snapshot
+            objects = catalog.objects(source)
+            counts = catalog.row_counts(source, list(objects["tables"]))
+            counters = catalog.write_counters(source)
+        finally:
+            result.join()
+            schema.join()
         seconds = clock.monotonic() - start
     if result.dump_error:
         raise BackupError(f"pg_dump failed: {result.dump_error}")
@@ -136,46 +139,61 @@ class _Stream(threading.Thread):
 
     def run(self) -> None:
         start = clock.monotonic()
-        dumper = subprocess.Popen(self.dump_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        restorer = None
-        if self.restore_cmd:
-            restorer = subprocess.Popen(self.restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, env=self.env)
+        try:
+            self._pump()
+        except Exception as exc:  # noqa: BLE001 - disk full, tool vanished…: reported by dump()
+            self.dump_error = self.dump_error or f"{type(exc).__name__}: {exc}"
+        self.restore_seconds = clock.monotonic() - start
+
+    def _pump(self) -> None:
+        # stderr goes to files, not pipes: a chatty tool cannot block on a full pipe.
+        with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
+            dumper = subprocess.Popen(self.dump_cmd, stdout=subprocess.PIPE, stderr=dump_err)
+            restorer = None
+            if self.restore_cmd:
+                restorer = subprocess.Popen(self.restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                            stderr=restore_err, env=self.env)
+            self._write(dumper, restorer, restore_err)
+            if dumper.wait() != 0:
+                self.dump_error = _text(dump_err) or f"exit code {dumper.returncode}"
+
+    def _write(self, dumper: subprocess.Popen, restorer: subprocess.Popen | None, restore_err) -> None:
         digest = hashlib.sha256()
         with open(self.path, "wb") as out:
             while chunk := dumper.stdout.read(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 self.size += len(chunk)
-                restorer = self._feed(restorer, chunk)
+                restorer = self._feed(restorer, chunk, restore_err)
             out.flush()
             os.fsync(out.fileno())  # a backup that is not on disk is not a backup
         self.sha256 = digest.hexdigest()
-        if dumper.wait() != 0:
-            self.dump_error = dumper.stderr.read().decode(errors="replace").strip() or f"exit code {dumper.returncode}"
         if restorer is not None:
-            self._finish(restorer)
-        self.restore_seconds = clock.monotonic() - start
+            self._finish(restorer, restore_err)
 
-    def _feed(self, restorer: subprocess.Popen | None, chunk: bytes) -> subprocess.Popen | None:
+    def _feed(self, restorer: subprocess.Popen | None, chunk: bytes, restore_err) -> subprocess.Popen | None:
         if restorer is None:
             return None
         try:
             restorer.stdin.write(chunk)
             return restorer
         except BrokenPipeError:  # pg_restore stopped on an error: keep writing the file
-            self._finish(restorer)
+            self._finish(restorer, restore_err)
             return None
 
-    def _finish(self, restorer: subprocess.Popen) -> None:
+    def _finish(self, restorer: subprocess.Popen, restore_err) -> None:
         try:
             restorer.stdin.close()
         except BrokenPipeError:
             pass
         code = restorer.wait()
-        err = restorer.stderr.read().decode(errors="replace").strip()
         if code != 0 and not self.restore_error:
-            self.restore_error = err or f"pg_restore exit code {code}"
+            self.restore_error = _text(restore_err) or f"pg_restore exit code {code}"
+
+
+def _text(f) -> str:
+    f.seek(0)
+    return f.read().decode(errors="replace").strip()
 
 
 def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None, compress: int) -> _Stream:

@@ -137,3 +137,15 @@ def test_phase_2_failing_on_the_copy_is_nogo_and_the_real_database_is_untouched(
     assert rehearsal.rollback_clean  # phase 1 and 2 rollbacks brought the copy back to the snapshot
     assert pg.schema_dump(settings.database_url) == before
     assert pg.scalar(settings.database_url, "SELECT max(version) FROM schema_migrations") == "005"
+
+
+def test_restore_that_fails_midstream_is_reported_and_the_file_still_written(settings):
+    with scratch.scratch_database(settings) as copy:
+        execute(copy, "CREATE SCHEMA platform")  # pg_restore --exit-on-error stops at CREATE SCHEMA
+        dumped = backup.dump(settings, RB.backup_prefix, NOW, restore_into=copy)
+        info = proof.verify(settings, dumped, copy)
+    assert info.verified is False
+    restore = next(c for c in info.comparisons if c.key == "backup:restore")
+    assert restore.status == FAIL and 'schema "platform" already exists' in restore.observed
+    assert next(c for c in info.comparisons if c.key == "backup:file").ok  # the file itself is whole
+    assert backup.file_sha256(dumped.path) == (dumped.size, dumped.sha256)
