@@ -6,13 +6,32 @@ away) never undoes a decision or fails a run: it comes back as a sentence to sho
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, time, timedelta, timezone
 from typing import Callable
 
 from commands.result import Reporter
+from core import clock
 from scheduling.scheduler import Scheduler, for_core, label_of, schedule_lines
 
 log = logging.getLogger("migrate.scheduling")
+
+LOW_TRAFFIC = time(2, 0)  # the report's Best Execution Time: 2-4 AM UTC preferred
+
+
+def suggested_start(settings, now: datetime | None = None) -> datetime:
+    """The default time to offer for GO scheduled: the next opening of MIGRATE_WINDOW, else
+    the next 02:00 UTC (the report's low-traffic period)."""
+    from preflight.window import WindowError, parse_window
+
+    now = (now or clock.now()).astimezone(timezone.utc)
+    opens = LOW_TRAFFIC
+    if settings.window:
+        try:
+            opens = parse_window(settings.window)[0]
+        except WindowError:
+            pass
+    candidate = datetime.combine(now.date(), opens, tzinfo=timezone.utc)
+    return candidate if candidate > now else candidate + timedelta(days=1)
 
 
 def scheduled(core, run_id: str, at: datetime) -> str | None:
@@ -62,4 +81,4 @@ def serve(core, reporter_factory: Callable[[], Reporter]) -> Scheduler:
     return sched
 
 
-__all__ = ["scheduled", "cancelled", "succeeded", "status_lines", "serve", "label_of"]
+__all__ = ["scheduled", "cancelled", "succeeded", "status_lines", "serve", "suggested_start", "label_of"]

@@ -250,3 +250,15 @@ def test_hooks_for_the_command_layer(settings):
     broken = Core.from_settings(settings.with_(redis_url="redis://127.0.0.1:1/0", redis_prefix=settings.redis_prefix + "x"))
     assert "will NOT start by itself" in hooks.scheduled(broken, "006-h", at)
     for_core(core).cancel_followups("006-h")
+
+
+def test_suggested_start_is_the_low_traffic_window(settings):
+    from datetime import datetime, timezone
+
+    from scheduling.hooks import suggested_start
+
+    evening = datetime(2026, 11, 24, 21, 30, tzinfo=timezone.utc)
+    assert suggested_start(settings, evening) == datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
+    night = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
+    assert suggested_start(settings, night) == datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
+    assert suggested_start(settings.with_(window="03:30-06:00"), evening) == datetime(2026, 11, 25, 3, 30, tzinfo=timezone.utc)
