@@ -75,12 +75,17 @@ class BlockerWatch:
         return list(self._seen.values())
 
     def _run(self) -> None:
+        # Connects only once the first interval has passed: a quick file never pays for it.
+        conn: psycopg.Connection | None = None
         try:
-            with psycopg.connect(self._dsn, autocommit=True, application_name="migrate-bot-watch") as conn:
-                while not self._stop.wait(self._interval):
-                    self._look(conn)
+            while not self._stop.wait(self._interval):
+                conn = conn or psycopg.connect(self._dsn, autocommit=True, application_name="migrate-bot-watch")
+                self._look(conn)
         except psycopg.Error:
             pass  # the watch is evidence only: losing it must never fail the migration
+        finally:
+            if conn is not None:
+                conn.close()
 
     def _target(self, conn: psycopg.Connection) -> int | None:
         if self._pid is not None:
