@@ -11,6 +11,7 @@ from datetime import datetime
 
 PASS, FAIL, PENDING = "pass", "fail", "pending"
 ICONS = {PASS: "✅", FAIL: "❌", PENDING: "⏳"}
+APPROVAL = "approval"
 
 
 @dataclass
@@ -120,11 +121,11 @@ class PreflightReport:
               backup: BackupInfo | None = None, rehearsal: RehearsalResult | None = None,
               checksums: dict[str, str] | None = None) -> "PreflightReport":
         """A report whose `go` and `nogo_reasons` are derived from its lines, never set by hand."""
-        failed = [c for c in checks if c.status == FAIL]
+        # Only the TPM's approval may be pending: it is what a GO report asks for.
+        failed = [c for c in checks if c.status != PASS and not (c.status == PENDING and c.key == APPROVAL)]
         return cls(runbook=runbook, started_at=started_at, finished_at=finished_at, checks=checks,
                    backup=backup, rehearsal=rehearsal, checksums=dict(checksums or {}),
-                   go=not failed and all(c.status in (PASS, PENDING) for c in checks),
-                   nogo_reasons=[f"{c.title}: {c.observed}" for c in failed])
+                   go=bool(checks) and not failed, nogo_reasons=[f"{c.title}: {c.observed}" for c in failed])
 
     def line(self, key: str) -> CheckLine | None:
         return next((c for c in self.checks if c.key == key), None)

@@ -111,6 +111,12 @@ def test_go_only_when_every_line_holds_approval_pending_excepted():
     assert report.go is False and report.nogo_reasons == ["title window: observed"]
 
 
+def test_only_the_approval_may_be_pending_and_an_empty_report_is_not_go():
+    now = datetime.now(UTC)
+    assert PreflightReport.build("006", now, now, [_line("backup", PENDING)]).go is False
+    assert PreflightReport.build("006", now, now, []).go is False
+
+
 def test_matrix_marks_go_and_nogo_conditions():
     now = datetime.now(UTC)
     report = PreflightReport.build("006", now, now, [_line("backup", FAIL), _line("approval", PENDING),
