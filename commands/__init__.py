@@ -9,7 +9,7 @@ import logging
 
 import psycopg
 
-from commands.abort import abort
+from commands.abort import abort, interruption_facts
 from commands.core import Core
 from commands.decide import approve, defer
 from commands.incident import incident
@@ -92,7 +92,7 @@ def _interrupted_notice(core: Core) -> list[Post]:
     if run is None:
         return []
     return [Post("interrupted", f"⚠ Run {run.id} was interrupted: the bot process working on it stopped",
-                 [f"Status: {run.status.value}. Nothing was re-run. The open transaction died with its connection.",
+                 [f"Status: {run.status.value}. Nothing was re-run.", *interruption_facts(core, run),
                   "Check `/migrate status`, then `run phase n` again or `rollback phase n`."], run_id=run.id, final=True)]
 
 

@@ -116,3 +116,40 @@ def _server_cause(exc: BaseException) -> BaseException:
                 return candidate
         last, current = current, current.__cause__ or current.__context__
     return last
+
+
+LEFTOVER_SQL = """SELECT pid, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity
+WHERE datname = current_database() AND application_name LIKE 'migrate-bot%%' AND xact_start IS NOT NULL
+  AND pid <> pg_backend_pid()"""
+
+
+def interruption_facts(core: Core, run) -> list[str]:
+    """What an interrupted run left behind, checked now: a backend of the dead process still
+    in its transaction (PostgreSQL has not noticed the dead client yet), which known state the
+    schema matches, and the files the ledger shows committed by this run."""
+    from commands import facts
+    from commands.execution import PhaseRunner
+    from engine import ledger
+
+    dsn = core.settings.database_url
+    lines = []
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            leftover = conn.execute(LEFTOVER_SQL).fetchall()
+        if leftover:
+            pids = ", ".join(f"pid {pid} ({age} s)" for pid, age in leftover)
+            lines.append(f"⚠ A backend of the bot is still in a transaction ({pids}): PostgreSQL has not yet noticed "
+                         "the dead process. Its transaction ends (rolled back) when it does; run nothing until it is "
+                         "gone, or end it with pg_terminate_backend.")
+        else:
+            lines.append("No backend of the bot is left in a transaction: the open transaction died with its "
+                         "connection and was rolled back (checked in pg_stat_activity).")
+        label = facts.matching_state(dsn, PhaseRunner(core, run.id, "bot", None).known_states())
+        lines.append(f"Database: matches {label} (schema compared)" if label else
+                     "Database: matches no known state (schema compared with the pre-migration and post-phase "
+                     "snapshots): investigate before going on")
+        files = [f"{r['step']} {r['file']}" for r in ledger.applied_files(dsn, core.runbook.id) if r["run_id"] == run.id]
+        lines.append("Ledger: committed in this run: " + (", ".join(files) if files else "nothing"))
+    except Exception as exc:  # the database may be what failed
+        lines.append(f"Database state unknown: could not check ({core.redact(str(exc))[:200]})")
+    return lines

@@ -112,6 +112,8 @@ def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     out = _do(core, COORDINATOR, "status")
     assert "was interrupted" in out and "Nothing was re-run" in out, out
+    assert "No backend of the bot is left in a transaction" in out
+    assert "Database: matches the pre-migration schema" in out and "Ledger: committed in this run: nothing" in out
     run = core.store.current()
     assert run.status is Status.INTERRUPTED and run.phases[1].status is PhaseStatus.FAILED
     assert "interrupted" in out.split("Run ", 1)[1]
@@ -218,3 +220,29 @@ def test_serve_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_datab
     # `serve` has no setting for a shorter TTL, so this test lets the time pass by expiring it.
     core.redis.pexpire(core.keys.lock(), 1)
     _after_the_crash(core, pid, schema_before)
+
+
+def test_a_backend_the_dead_process_left_running_is_reported_not_hidden(sleeping):
+    """pg_sleep does not read the socket: PostgreSQL notices the dead client only when the
+    statement ends. The interrupted notice must say so rather than claim a rollback."""
+    core = Core.from_settings(sleeping, lock_ttl=1.0)
+    _do(core, COORDINATOR, "preflight")
+    _do(core, TPM, "approve")
+    schema_before = pg.schema_dump(sleeping.database_url)
+    proc = rbs.start_console(sleeping, LIU, "run phase 1")
+    try:
+        pid = _sleeping_step(core)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    core.redis.pexpire(core.keys.lock(), 1)  # the TTL passing (see the serve test)
+    out = _do(core, COORDINATOR, "status")
+    assert "was interrupted" in out and f"A backend of the bot is still in a transaction (pid {pid}" in out, out
+    assert rbs.backend_alive(sleeping.database_url, pid)
+    assert pg.scalar(sleeping.database_url, "SELECT pg_terminate_backend(%s)", (pid,))
+    rbs.wait_until(lambda: not rbs.backend_alive(sleeping.database_url, pid), what="the backend to end")
+    _assert_unchanged(sleeping.database_url, schema_before)
+    assert core.store.current().status is Status.INTERRUPTED
