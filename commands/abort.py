@@ -150,6 +150,19 @@ def interruption_facts(core: Core, run) -> list[str]:
                      "snapshots): investigate before going on")
         files = [f"{r['step']} {r['file']}" for r in ledger.applied_files(dsn, core.runbook.id) if r["run_id"] == run.id]
         lines.append("Ledger: committed in this run: " + (", ".join(files) if files else "nothing"))
+        lines += _restore_leftovers(dsn)
     except Exception as exc:  # the database may be what failed
         lines.append(f"Database state unknown: could not check ({core.redact(str(exc))[:200]})")
     return lines
+
+
+def _restore_leftovers(dsn: str) -> list[str]:
+    """Copies an interrupted `rollback restore` left on the server (they are never swapped in)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    live = conninfo_to_dict(dsn).get("dbname") or ""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
+                            (live.replace("_", "\\_") + "\\_restore\\_%",)).fetchall()
+    return [f"Left over by an interrupted restore (never swapped in): database `{r[0]}`; "
+            f"remove it with `DROP DATABASE {r[0]};`" for r in rows]

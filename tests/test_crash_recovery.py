@@ -246,3 +246,21 @@ def test_a_backend_the_dead_process_left_running_is_reported_not_hidden(sleeping
     rbs.wait_until(lambda: not rbs.backend_alive(sleeping.database_url, pid), what="the backend to end")
     _assert_unchanged(sleeping.database_url, schema_before)
     assert core.store.current().status is Status.INTERRUPTED
+
+
+def test_a_copy_left_by_an_interrupted_restore_is_named(settings):
+    """A restore killed before its swap leaves its new database behind (the live one is
+    untouched: the swap is one transaction); the interrupted notice names it."""
+    from commands.abort import interruption_facts
+
+    core = Core.from_settings(settings, lock_ttl=1.0)
+    run = core.store.create(COORDINATOR, core.runbook.id)
+    live = settings.database_url.rsplit("/", 1)[1]
+    leftover = f"{live}_restore_20991231_235959"
+    pg.create_database(leftover)
+    try:
+        lines = interruption_facts(core, run)
+    finally:
+        pg.drop_database(leftover)
+    assert any(f"database `{leftover}`" in line and f"DROP DATABASE {leftover};" in line for line in lines), lines
+    assert "Ledger: committed in this run: nothing" in lines
