@@ -18,6 +18,8 @@ is not copied: it describes the database it is in, and the replaced one keeps it
 """
 from __future__ import annotations
 
+import logging
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,6 +40,8 @@ from engine import schema
 from preflight import backup as backups
 from preflight import catalog
 from state.machine import IllegalTransition, Status, check_transition
+
+log = logging.getLogger("migrate.restore")
 
 MAX_IDENT = 63  # PostgreSQL truncates longer identifiers
 SWAP_ATTEMPTS = 10  # terminate + swap, retried while sessions keep reconnecting
@@ -179,6 +183,7 @@ class Restore:
         self.backup = _backup(run)
         self.backup_time = _backup_time(run)
         self.lines: list[str] = []
+        self.created = False  # whether this restore created the copy database
 
     def execute(self) -> int:
         started = clock.monotonic()
@@ -191,6 +196,11 @@ class Restore:
             self._swap()
         except RestoreFailed as failure:
             return self._failed(failure, started)
+        except (psycopg.Error, subprocess.CalledProcessError, OSError) as exc:  # before the swap committed
+            detail = getattr(exc, "stderr", None) or str(exc)
+            self._drop_copy(quiet=True)
+            return self._failed(RestoreFailed(f"{type(exc).__name__}: {self.core.redact(str(detail).strip())[:300]}"),
+                                started)
         recovery = clock.monotonic() - started
         carried = self._carry_history()
         loss = self._loss_lines()
@@ -213,7 +223,8 @@ class Restore:
             try:
                 admin.execute(create + pgsql.SQL(" OWNER {}").format(pgsql.Identifier(owner[0])))
             except psycopg.errors.InsufficientPrivilege:
-                admin.execute(create)  # owned by the bot's role: noted in the final report
+                admin.execute(create)  # owned by the bot's role
+        self.created = True  # from here on the copy is ours to drop
         self.reporter.post(Post("restore_progress", f"Restoring the backup into the new database `{self.copy}`",
                                 [f"pg_restore of {self.backup['path']}"], run_id=self.run_id))
         t0 = clock.monotonic()
@@ -263,7 +274,10 @@ class Restore:
                 raise RestoreFailed(f"sessions kept reconnecting to {self.live}: it could not be renamed (it is "
                                     f"unchanged); the verified copy is kept as {self.copy}", terminated=True)
             # A session that connected while the swap was committing is on the replaced database.
-            terminated += self._terminate(admin, self.aside)
+            try:
+                terminated += self._terminate(admin, self.aside)
+            except psycopg.Error as exc:
+                log.warning("after the swap, sessions on %s could not be terminated: %s", self.aside, exc)
         self.lines.append(f"{templates.OK_MARK} Swapped in one transaction: `{self.live}` is now the restored copy "
                           f"({terminated} session(s) of the old database terminated)")
 
@@ -273,9 +287,16 @@ class Restore:
                              "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)).fetchall()
         return sum(1 for r in rows if r[0])
 
-    def _drop_copy(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(self.copy)))
+    def _drop_copy(self, quiet: bool = False) -> None:
+        if not self.created:
+            return
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True) as admin:
+                admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(self.copy)))
+        except psycopg.Error:
+            if not quiet:
+                raise
+            self.lines.append(f"{templates.FAIL_MARK} The copy `{self.copy}` could not be dropped: drop it by hand")
 
     # -------------------------------------------------------------- after the swap
 
