@@ -136,6 +136,8 @@ def test_restore_swaps_in_the_verified_backup_keeps_the_old_db_and_reports_the_l
         assert action in actions, actions
     code, out = console(core, COORDINATOR, "status", transcript)
     assert code == 0 and "restored" in out
+    code, out = console(core, COORDINATOR, "report", transcript)
+    assert code == 0, out
 
     everything = "\n".join(transcript)
     for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):
