@@ -218,6 +218,10 @@ def show(reports: list[dict], args) -> None:
             print(f"            {r['failed']} client transactions failed: {'; '.join(r['pgbench_errors'])}")
         if r.get("blocker"):
             print(f"            blocker reported: {r['blocker']}")
+    spread = (max(r["tps"] for r in refs) - min(r["tps"] for r in refs)) / base["tps"] * 100 if base["tps"] else 0
+    if spread > 10:
+        print(f"note: the two no-migration runs differ by {spread:.0f}%: the machine is busy, throughput "
+              "comparisons are within that noise")
     ex = next(r for r in reports if r["mode"] == "executor")
     limit = args.lock_timeout * 1000 + 100
     print(f"executor worst latency ≤ lock_timeout + 100 ms ({limit:.0f} ms): {'yes' if ex['worst_ms'] <= limit else 'no'}; "

@@ -455,11 +455,13 @@ def _rollback(conn: psycopg.Connection) -> None:
 
 
 def _merge_blockers(result: FileResult, seen: list[Blocker]) -> None:
-    """Add newly seen blockers; the longest-running first (the likely culprit, not the
-    short queries that happened to queue ahead)."""
-    known = {b.pid for b in result.blockers}
-    result.blockers.extend(b for b in seen if b.pid not in known)
-    result.blockers.sort(key=lambda b: -b.age)
+    """Add sighted blockers, one per backend; the longest-running first (the likely culprit,
+    not the short queries that happened to queue ahead)."""
+    latest = {b.pid: b for b in result.blockers}
+    for b in seen:  # the latest sighting of a backend: its age is how long it has held on
+        if b.pid not in latest or b.age > latest[b.pid].age:
+            latest[b.pid] = b
+    result.blockers[:] = sorted(latest.values(), key=lambda b: -b.age)
 
 
 def _chunks(items: Sequence[Statement], size: int) -> Iterator[list[Statement]]:
