@@ -65,6 +65,10 @@ class TcpListener:
 
     def close(self):
         self._stop = True
+        try:  # wakes the blocked accept(): without it the port keeps accepting after close()
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 

@@ -15,8 +15,6 @@ from state.keys import Keys, target_identity
 from state.lock import RunLock
 from state.runs import RunStore
 
-LOCK_TTL_SECONDS = 15.0
-
 
 @dataclass
 class Core:
@@ -33,7 +31,7 @@ class Core:
     executors_guard: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, lock_ttl: float = LOCK_TTL_SECONDS) -> "Core":
+    def from_settings(cls, settings: Settings, *, lock_ttl: float | None = None) -> "Core":
         settings.require("database_url")
         client = redis_lib.Redis.from_url(settings.redis_url)
         target = target_identity(settings.database_url)
@@ -46,7 +44,7 @@ class Core:
             redis=client,
             keys=keys,
             store=RunStore(client, keys, events=events),
-            lock=RunLock(client, keys, ttl=lock_ttl),
+            lock=RunLock(client, keys, ttl=lock_ttl or settings.lock_ttl_seconds),
             events=events,
         )
 

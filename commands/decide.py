@@ -39,12 +39,18 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
                               fields={"approval": approval, "decision": decision}, evidence=decision)
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
+    problem = None
+    if cmd.at is not None:
+        from scheduling import hooks  # scheduling imports commands.run: imported here to avoid a cycle
+
+        problem = hooks.scheduled(core, run.id, cmd.at)
     post = templates.decision(core.runbook, run.id, user, what, now, scheduled_for=cmd.at)
     post.lines.append(f"{core.roster.mention(COORDINATOR)}: " + (
         f"it starts by itself at {cmd.at:%H:%M} UTC" if cmd.at else "`/migrate run` when ready (or phase owners: `run phase n`)"))
     when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""
     return Outcome(OK, reply=[f"GO{' scheduled' + when if cmd.at else ''} recorded. Approval valid until "
-                              f"{approval['expires_at'][:16].replace('T', ' ')} UTC and bound to the files' checksums."],
+                              f"{approval['expires_at'][:16].replace('T', ' ')} UTC and bound to the files' checksums.",
+                              *([problem] if problem else [])],
                    posts=[post], run_id=run.id)
 
 
@@ -61,7 +67,10 @@ def defer(core: Core, user: str, cmd: Command) -> Outcome:
                               fields={"decision": decision}, evidence=decision)
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
-    return Outcome(OK, reply=["NO-GO recorded."],
+    from scheduling import hooks
+
+    removed = hooks.cancelled(core, run.id)
+    return Outcome(OK, reply=["NO-GO recorded." + (" The scheduled start was cancelled." if removed else "")],
                    posts=[templates.decision(core.runbook, run.id, user, "no-go", now, reason=cmd.text)], run_id=run.id)
 
 

@@ -260,6 +260,12 @@ class PhaseRunner:
         self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None, self.core.roster))
         self.reporter.post(templates.success(self.rb, self.run_id, checks_and_smoke, gate_results, self._backup(run),
                                              self.core.roster))
+        from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
+
+        followups = hooks.succeeded(self.core, self.run_id)
+        if followups:
+            self.reporter.post(templates.Post("followups_scheduled", "Post-execution follow-ups scheduled", followups,
+                                              run_id=self.run_id))
         return True
 
     def _verification_failed(self, phase: Phase, evidence, suites, duration: float) -> bool:

@@ -65,8 +65,10 @@ def status_lines(core: Core) -> list[str]:
               f"Next: {NEXT_STEP.get(run.status, '')}"]
     if run.meta.get("rebuilt"):
         lines.append("⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required")
-    lines += _preflight_lines(run) + _approval_lines(core, run) + _phase_lines(rb, run) + _signoff_lines(core, run)
-    return lines
+    from scheduling import hooks
+
+    lines += _preflight_lines(run) + _approval_lines(core, run) + _phase_lines(rb, run) + hooks.status_lines(core)
+    return lines + _signoff_lines(core, run)
 
 
 def _preflight_lines(run) -> list[str]:

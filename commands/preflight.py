@@ -1,6 +1,7 @@
 """`preflight`: every pre-flight check, a verified backup and a rehearsal; the go/no-go matrix."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from commands import templates
@@ -12,6 +13,8 @@ from commands.work import guarded
 from core import clock
 from preflight import run_preflight
 from state.machine import IllegalTransition, Status, applied_phases
+
+log = logging.getLogger("migrate.preflight")
 
 
 def preflight(core: Core, user: str, cmd: Command) -> Outcome:
@@ -34,6 +37,8 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
         data = report.to_dict()
         data["outcome"] = "GO" if report.go else "NO-GO"
         data["expires_at"] = (clock.now() + timedelta(hours=core.settings.preflight_ttl_hours)).isoformat()
+        if report.go:
+            data["baseline"] = _baseline(core)
         core.store.transition(run.id, Status.GO if report.go else Status.NO_GO, actor=user, action="preflight",
                               outcome=data["outcome"], fields={"preflight": data},
                               evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)})
@@ -44,6 +49,17 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
     return Outcome(OK, reply=[f"Pre-flight started (run {run.id}); results will be posted in the channel."],
                    posts=[templates.preflight_started(core.runbook, run.id, user)],
                    work=guarded(core, handle, run.id, user, body), run_id=run.id)
+
+
+def _baseline(core: Core) -> dict | None:
+    """Timings of representative queries before the migration, for the post-execution checks."""
+    from scheduling import capture_baseline
+
+    try:
+        return capture_baseline(core.settings.database_url)
+    except Exception as exc:  # the follow-ups capture one at the start of the run instead
+        log.warning("could not capture the performance baseline: %s", core.redact(str(exc))[:200])
+        return None
 
 
 def _why_not_replaceable(current) -> str | None:

@@ -32,6 +32,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number (got {raw!r})") from None
 
 
+def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = _opt(env, name)
+    if raw is None:
+        return default
+    try:
+        return tuple(float(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated numbers, e.g. 1,24 (got {raw!r})") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -55,6 +65,12 @@ class Settings:
     redis_prefix: str = "migrate"
     approval_ttl_hours: float = 12.0
     preflight_ttl_hours: float = 12.0
+    lock_ttl_seconds: float = 15.0
+    reminder_minutes: float = 15.0
+    followup_hours: tuple[float, ...] = (1.0, 24.0)
+    followup_reminder_hours: float = 168.0
+    health_interval_seconds: float = 300.0
+    schedule_late_minutes: float = 10.0
     extra_secrets: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -84,6 +100,12 @@ class Settings:
             redis_prefix=_opt(env, "MIGRATE_REDIS_PREFIX") or "migrate",
             approval_ttl_hours=_float(env, "MIGRATE_APPROVAL_TTL_HOURS", 12.0),
             preflight_ttl_hours=_float(env, "MIGRATE_PREFLIGHT_TTL_HOURS", 12.0),
+            lock_ttl_seconds=_float(env, "MIGRATE_LOCK_TTL_SECONDS", 15.0),
+            reminder_minutes=_float(env, "MIGRATE_REMINDER_MINUTES", 15.0),
+            followup_hours=_floats(env, "MIGRATE_FOLLOWUP_HOURS", (1.0, 24.0)),
+            followup_reminder_hours=_float(env, "MIGRATE_FOLLOWUP_REMINDER_HOURS", 168.0),
+            health_interval_seconds=_float(env, "MIGRATE_HEALTH_INTERVAL_SECONDS", 300.0),
+            schedule_late_minutes=_float(env, "MIGRATE_SCHEDULE_LATE_MINUTES", 10.0),
         )
 
     def require(self, *names: str) -> None:

@@ -20,7 +20,7 @@ PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 def firing_key(keys, job_id: str, due: str) -> str:
     """The claim key of one firing. Lives beside APScheduler's job hash (state.keys)."""
-    return f"{keys.schedule_jobs()}:fired:{job_id}:{due}"
+    return keys.schedule_fired(job_id, due)
 
 
 def claim(core, job_id: str, due: str, *, ttl: int = CLAIM_TTL, who: str = "") -> bool:

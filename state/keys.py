@@ -95,3 +95,7 @@ class Keys:
 
     def schedule_run_times(self) -> str:
         return self._k("schedule", "run_times")
+
+    def schedule_fired(self, job_id: str, due: str) -> str:
+        """The once-only claim of one firing of a scheduled job (several bot processes share the store)."""
+        return f"{self.schedule_jobs()}:fired:{job_id}:{due}"

@@ -72,6 +72,9 @@ def serve(settings) -> None:
     # outbox lock: otherwise the next process waits for its TTL before it may deliver.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     bridge.worker.start()
+    from scheduling import hooks
+
+    scheduler = hooks.serve(core, lambda: bridge.reporter)
     try:
         if settings.slack_app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -86,4 +89,5 @@ def serve(settings) -> None:
             log.info("listening on port %d (POST %s, GET /healthz)", port, EVENTS_PATH)
             waitress.serve(make_wsgi_app(core, app), host="0.0.0.0", port=port, threads=16, ident="migrate-bot")
     finally:
+        scheduler.shutdown(wait=False)
         bridge.close()
