@@ -20,7 +20,7 @@ from core import clock
 from core.config import Settings
 from engine.executor import Executor, FileResult
 from engine.verify import run_checks, run_suite
-from preflight import catalog
+from preflight import backup, catalog
 from preflight.report import RehearsalResult
 from runbook.model import Phase, Runbook
 from runbook.sqlfile import SqlFileError, parse_file
@@ -123,7 +123,7 @@ def _snapshot_problem(copy: str, snapshot: Path | None) -> str | None:
     """Compare the copy's schema-only dump with the snapshot written at backup time."""
     if snapshot is None or not Path(snapshot).exists():
         return None
-    out = subprocess.run(["pg_dump", "--schema-only", "--exclude-schema=migrate_bot", "--dbname", copy],
+    out = subprocess.run([backup.tool("pg_dump"), "--schema-only", "--exclude-schema=migrate_bot", "--dbname", copy],
                          capture_output=True, text=True)
     if out.returncode != 0:
         return f"pg_dump --schema-only of the copy failed: {out.stderr.strip()}"
