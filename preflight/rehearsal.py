@@ -4,7 +4,8 @@ Same path as the real run (the executor's `run_step`, the phase checks, the veri
 suites), then every rollback newest phase first, and the schema compared with the snapshot
 taken at backup time. The API smoke tests are left out: they hit the live deployment.
 
-Locks come from the parse tree of each statement (`Statement.locks`). How long a lock was
+Locks come from the parse tree of each statement (`Statement.locks`), each marked
+`observed` when pg_locks, sampled while the phases ran, showed it granted. How long a lock was
 held is bounded by the duration of the transaction that took it (locks are released at
 commit), so "longest" is the longest rehearsed transaction that took ACCESS EXCLUSIVE.
 """
@@ -21,11 +22,13 @@ from core.config import Settings
 from engine.executor import Executor, FileResult
 from engine.verify import run_checks, run_suite
 from preflight import backup, catalog
+from preflight.lockwatch import LockWatch
 from preflight.report import RehearsalResult
 from runbook.model import Phase, Runbook
 from runbook.sqlfile import SqlFileError, parse_file
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
+APP = "migrate-bot-rehearsal"  # the executor's sessions on the copy, as pg_locks sees them
 
 
 class _Failed(Exception):
@@ -39,23 +42,25 @@ class _Failed(Exception):
 def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | None,
              inputs: Mapping[str, str]) -> RehearsalResult:
     """Run the runbook on database `copy` (a restored backup) and roll it back."""
-    executor = Executor(copy, secrets=settings.secrets(), application_name="migrate-bot-rehearsal")
+    executor = Executor(copy, secrets=settings.secrets(), application_name=APP)
     with psycopg.connect(copy, autocommit=True) as conn:
         before = catalog.objects(conn)
     phases: list[dict] = []
     results: list[FileResult] = []
     failure, verification_ok, started = None, False, []
+    watch = LockWatch(copy, APP)
     try:
-        for phase in runbook.migration_phases:
-            started.append(phase)
-            _timed(phases, phase, lambda p=phase: _migrate(executor, runbook, p, copy, inputs, results))
+        with watch:
+            for phase in runbook.migration_phases:
+                started.append(phase)
+                _timed(phases, phase, lambda p=phase: _migrate(executor, runbook, p, copy, inputs, results))
         for phase in (p for p in runbook.phases if p.is_verification):
             _timed(phases, phase, lambda p=phase: _verify(runbook, p, copy, inputs, settings))
         verification_ok = True
     except _Failed as exc:
         failure = exc.where
     rollback_problem = _roll_back(executor, runbook, started, copy, before, snapshot)
-    return _result(runbook, phases, results, failure, verification_ok, rollback_problem)
+    return _result(runbook, phases, results, failure, verification_ok, rollback_problem, watch.seen)
 
 
 def _timed(phases: list[dict], phase: Phase, body) -> None:
@@ -141,8 +146,9 @@ def _normal(text: str) -> list[str]:
             if l.strip() and not l.startswith(("--", "\\restrict", "\\unrestrict")) and " OWNER TO " not in l]
 
 
-def locks(rb: Runbook) -> list[dict]:
-    """Every table lock the migration steps take: {level, relation, statement_line, file}."""
+def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
+    """Every table lock the migration steps take: {level, relation, statement_line, file,
+    observed} (observed: that level on that relation was seen granted in pg_locks)."""
     found = []
     for phase in rb.migration_phases:
         for step in phase.steps:
@@ -150,14 +156,15 @@ def locks(rb: Runbook) -> list[dict]:
                 parsed = parse_file(rb.file_path(step.file))
             except SqlFileError:
                 continue
-            found += [{"level": level, "relation": rel, "statement_line": s.line, "file": parsed.name}
+            found += [{"level": level, "relation": rel, "statement_line": s.line, "file": parsed.name,
+                       "observed": (level, rel) in seen}
                       for s in parsed.statements for level, rel in s.locks]
     return found
 
 
 def _result(rb: Runbook, phases: list[dict], results: list[FileResult], failure: str | None,
-            verification_ok: bool, rollback_problem: str | None) -> RehearsalResult:
-    taken = locks(rb)
+            verification_ok: bool, rollback_problem: str | None, seen: set[tuple[str, str]]) -> RehearsalResult:
+    taken = locks(rb, seen)
     exclusive_files = {l["file"] for l in taken if l["level"] == ACCESS_EXCLUSIVE}
     held = [r.duration * 1000 for r in results if r.ok and r.file in exclusive_files]
     longest = round(max(held), 1) if held else None
@@ -176,5 +183,8 @@ def _summary(phases, failure, verification_ok, rollback_clean, rollback_problem,
     parts.append("verification passed" if verification_ok else f"failed at {failure}")
     parts.append("rollback clean" if rollback_clean else f"rollback NOT clean ({rollback_problem})")
     tables = {l["relation"] for l in taken if l["level"] == ACCESS_EXCLUSIVE}
+    observed = {l["relation"] for l in taken if l["level"] == ACCESS_EXCLUSIVE and l["observed"]}
     lock_text = f"ACCESS EXCLUSIVE on {len(tables)} tables" + (f", longest {longest:.0f} ms" if longest is not None else "")
+    if tables:
+        lock_text += f" ({len(observed)} of {len(tables)} seen in pg_locks)"
     return ", ".join(parts) + "; " + lock_text

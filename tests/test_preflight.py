@@ -85,7 +85,8 @@ def test_healthy_005_database_is_go_with_evidence_on_every_line(healthy):
     rehearsal = report.rehearsal
     assert rehearsal.ok and rehearsal.rollback_clean and rehearsal.verification_ok
     assert [p["number"] for p in rehearsal.phases] == [p.number for p in RB.phases]
-    assert "ACCESS EXCLUSIVE on 24 tables" in rehearsal.summary
+    assert "ACCESS EXCLUSIVE on 24 tables" in rehearsal.summary and "seen in pg_locks" in rehearsal.summary
+    assert all(set(l) == {"level", "relation", "statement_line", "file", "observed"} for l in rehearsal.locks)
     # the real database was not migrated by the rehearsal
     assert pg.scalar(healthy.database_url, "SELECT to_regclass('platform.databases')") is None
     # secrets appear nowhere in the report

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
 from datetime import datetime, timezone
 
 import psycopg
 import pytest
 
-from preflight import Timeouts, backup, proof, run_preflight, scratch
+from preflight import Timeouts, backup, lockwatch, proof, run_preflight, scratch
 from preflight.report import FAIL, PreflightReport
 from preflight.runner import backup_line
 from runbook.model import load_runbook
@@ -149,3 +150,17 @@ def test_restore_that_fails_midstream_is_reported_and_the_file_still_written(set
     assert restore.status == FAIL and 'schema "platform" already exists' in restore.observed
     assert next(c for c in info.comparisons if c.key == "backup:file").ok  # the file itself is whole
     assert backup.file_sha256(dumped.path) == (dumped.size, dumped.sha256)
+
+
+def test_lockwatch_sees_a_lock_granted_to_a_named_session(db_005):
+    with psycopg.connect(db_005, application_name="mt-locker") as holder:
+        holder.execute("LOCK TABLE platform.users IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        with lockwatch.LockWatch(db_005, "mt-locker") as watch:
+            for _ in range(1000):  # until the first samples are in (bounded, not timed)
+                if ("ACCESS EXCLUSIVE", "platform.users") in watch.seen:
+                    break
+                threading.Event().wait(0.005)
+        holder.rollback()
+    assert ("ACCESS EXCLUSIVE", "platform.users") in watch.seen and watch.error is None
+    assert lockwatch.level("ShareUpdateExclusiveLock") == "SHARE UPDATE EXCLUSIVE"
+    assert lockwatch.qualified("schema_migrations") == "public.schema_migrations"
