@@ -51,11 +51,12 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | N
     watch = LockWatch(copy, APP)
     try:
         with watch:
-            for phase in runbook.migration_phases:
-                started.append(phase)
-                _timed(phases, phase, lambda p=phase: _migrate(executor, runbook, p, copy, inputs, results))
-        for phase in (p for p in runbook.phases if p.is_verification):
-            _timed(phases, phase, lambda p=phase: _verify(runbook, p, copy, inputs, settings))
+            for phase in runbook.phases:  # in runbook order, as the real run goes
+                if phase.is_verification:
+                    _timed(phases, phase, lambda p=phase: _verify(runbook, p, copy, inputs, settings))
+                else:
+                    started.append(phase)
+                    _timed(phases, phase, lambda p=phase: _migrate(executor, runbook, p, copy, inputs, results))
         verification_ok = True
     except _Failed as exc:
         failure = exc.where
