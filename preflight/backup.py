@@ -99,7 +99,10 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         raise BackupError("DATABASE_URL is not set")
     Path(settings.backup_dir).mkdir(parents=True, exist_ok=True)
     path = Path(settings.backup_dir) / file_name(prefix, at)
-    with psycopg.connect(url, connect_timeout=10, options=f"-c lock_timeout={LOCK_WAIT}") as source:
+    # Serial counts: the source is counted while dump and restore run, and a parallel scan
+    # would take CPU from them; the copy, counted after, gets the parallel workers.
+    options = f"-c lock_timeout={LOCK_WAIT} -c max_parallel_workers_per_gather=0"
+    with psycopg.connect(url, connect_timeout=10, options=options) as source:
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         source.read_only = True
         version = source.info.server_version
