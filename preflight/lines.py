@@ -43,10 +43,6 @@ def line(spec: Spec, ok: bool, observed: str, secrets: Iterable[str] = (), durat
                      status=PASS if ok else FAIL, duration=round(duration, 4))
 
 
-def failed(spec: Spec, observed: str, secrets: Iterable[str] = ()) -> CheckLine:
-    return line(spec, False, observed, secrets)
-
-
 def _one_line(text: str) -> str:
     # Driver errors span lines (DETAIL/HINT); a check line is one line.
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

@@ -4,7 +4,6 @@ pg_dump or a role without CREATEDB is a clear failed line, and a runbook whose p
 fails on the copy is NO-GO while the real database stays untouched."""
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import uuid
