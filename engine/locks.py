@@ -38,7 +38,7 @@ _CONFLICTS = {
 
 
 def lock_plan(parsed: ParsedFile) -> list[tuple[str, str, Statement]]:
-    """(level, relation, first statement needing it): the strongest level per relation,
+    """(level, relation, statement needing that level): the strongest level per relation,
     relations in the order the file first touches them. Row-level DML locks are left out:
     they conflict only with DDL and share locks, and taking them early buys nothing."""
     plan: dict[str, tuple[str, Statement]] = {}
@@ -48,7 +48,7 @@ def lock_plan(parsed: ParsedFile) -> list[tuple[str, str, Statement]]:
                 continue
             known = plan.get(relation)
             if known is None or LOCK_STRENGTH[level] > LOCK_STRENGTH[known[0]]:
-                plan[relation] = (level, known[1] if known else stmt)
+                plan[relation] = (level, stmt)  # dict order stays the first touch
     return [(level, rel, stmt) for rel, (level, stmt) in plan.items()]
 
 

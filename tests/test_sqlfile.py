@@ -236,3 +236,19 @@ def test_shipped_runbook_006_validates():
     assert problems == []
     for name in rb.do_not_run:
         assert "DO NOT RUN" in refuse_file(rb, name)
+
+
+def test_lock_plan_strongest_level_per_table_in_file_order(tmp_path):
+    from engine.locks import lock_plan
+
+    parsed = parse_file(write(tmp_path, "p.sql", """
+        INSERT INTO platform.audit_logs DEFAULT VALUES;
+        CREATE INDEX i ON platform.projects (name);
+        ALTER TABLE platform.users ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY p ON platform.projects FOR SELECT USING (true);
+        CREATE TRIGGER t BEFORE UPDATE ON platform.users FOR EACH ROW EXECUTE FUNCTION f();
+    """))
+    plan = [(level, rel, stmt.line) for level, rel, stmt in lock_plan(parsed)]
+    # DML-only tables are not pre-locked; projects: SHARE then ACCESS EXCLUSIVE -> the stronger,
+    # attributed to the statement that needs it, in the order the file first touches tables.
+    assert plan == [("ACCESS EXCLUSIVE", "platform.projects", 4), ("ACCESS EXCLUSIVE", "platform.users", 3)]
