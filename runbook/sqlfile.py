@@ -98,10 +98,16 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
         name=name,
         sha256=sha256 or hashlib.sha256(text.encode()).hexdigest(),
         statements=tuple(statements),
-        needs_psql=bool(metas) or has_vars,
+        needs_psql=bool(metas) or has_vars or any(_copies_stdio(node) for node in nodes),
         atomic=all(s.transactional for s in statements),
         manages_transaction=manages,
     )
+
+
+def _copies_stdio(node: tuple[str, dict]) -> bool:
+    """COPY … TO STDOUT / FROM STDIN: a client-side data stream, psql's job."""
+    kind, body = node
+    return kind == "CopyStmt" and not body.get("filename")
 
 
 def _renumber(s: Statement, index: int) -> Statement:

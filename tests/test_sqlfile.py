@@ -87,6 +87,11 @@ def test_meta_commands_and_variables(tmp_path):
     assert parsed.statements[5].sql.startswith("SELECT :'label' AS label, :n::int")
 
 
+def test_copy_to_stdout_needs_psql(tmp_path):
+    assert parse_file(write(tmp_path, "c.sql", "COPY (SELECT 1) TO STDOUT;\n")).needs_psql
+    assert not parse_file(write(tmp_path, "d.sql", "COPY t FROM '/tmp/x.csv';\n")).needs_psql
+
+
 def test_array_slice_is_not_a_variable(tmp_path):
     parsed = parse_file(write(tmp_path, "a.sql", "SELECT (ARRAY[1,2,3])[1:2], 1::int;\n"))
     assert not parsed.needs_psql
