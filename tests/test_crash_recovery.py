@@ -23,6 +23,9 @@ from tests.support import runbooks as rbs
 from tests.support.deployment import Deployment, TcpListener
 
 COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
+# The run lock's TTL for the bot processes these tests kill (MIGRATE_LOCK_TTL_SECONDS): a dead
+# owner's run becomes "interrupted" this long after its last heartbeat.
+SHORT_TTL = 3.0
 
 
 @pytest.fixture
@@ -39,6 +42,7 @@ def sleeping(settings, services, tmp_path):
     deployment, mongo = services
     dbname = settings.database_url.rsplit("/", 1)[1]
     return settings.with_(deployment_url=deployment.url, runbook_path=rbs.sleeping_runbook(tmp_path, dbname),
+                          lock_ttl_seconds=SHORT_TTL,
                           register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
 
 
@@ -100,6 +104,7 @@ def blocking(settings, services, tmp_path):
     """Settings whose step 1.1 waits (10 min lock_timeout) for a lock the test holds."""
     deployment, mongo = services
     return settings.with_(deployment_url=deployment.url, runbook_path=rbs.blocking_runbook(tmp_path),
+                          lock_ttl_seconds=SHORT_TTL,
                           register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
 
 
@@ -109,7 +114,7 @@ def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
     re-run, and `run phase 1` then completes."""
     url = core.settings.database_url
     rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=60, what="PostgreSQL to notice the dead client")
-    # The dead process's lock expires by its TTL (15 s, the default: a subprocess cannot be given another).
+    # The dead process's lock expires by its TTL (SHORT_TTL, given to it as MIGRATE_LOCK_TTL_SECONDS).
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     out = _do(core, COORDINATOR, "status")
     assert "was interrupted" in out and "Nothing was re-run" in out, out
@@ -126,7 +131,7 @@ def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
 
 
 def test_console_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_database(blocking):
-    core = Core.from_settings(blocking, lock_ttl=1.0)
+    core = Core.from_settings(blocking)
     _do(core, COORDINATOR, "preflight")
     _do(core, TPM, "approve")
     schema_before = pg.schema_dump(blocking.database_url)
@@ -154,7 +159,7 @@ def _lose_redis(redis_client, prefix: str) -> None:
 
 
 def test_redis_flushed_between_phases_rebuilds_from_postgresql_and_refuses_to_run(ready, redis_client):
-    core = Core.from_settings(ready, lock_ttl=1.0)
+    core = Core.from_settings(ready)
     schema_005 = pg.schema_dump(ready.database_url)
     _do(core, COORDINATOR, "preflight")
     _do(core, TPM, "approve")
@@ -181,7 +186,7 @@ def test_redis_flushed_between_phases_rebuilds_from_postgresql_and_refuses_to_ru
 
 
 def test_redis_flushed_while_approved_refuses_run_until_a_fresh_preflight(ready, redis_client):
-    core = Core.from_settings(ready, lock_ttl=1.0)
+    core = Core.from_settings(ready)
     _do(core, COORDINATOR, "preflight")
     _do(core, TPM, "approve")
     _lose_redis(redis_client, ready.redis_prefix)
@@ -197,7 +202,7 @@ def test_redis_flushed_while_approved_refuses_run_until_a_fresh_preflight(ready,
 def test_serve_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_database(blocking):
     from tests.support.slack_standin import SlackSender, SlackStandIn
 
-    core = Core.from_settings(blocking, lock_ttl=1.0)
+    core = Core.from_settings(blocking)
     _do(core, COORDINATOR, "preflight")
     _do(core, TPM, "approve")
     schema_before = pg.schema_dump(blocking.database_url)
@@ -217,16 +222,13 @@ def test_serve_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_datab
                 proc.wait()
             held.release()
     assert proc.returncode == -signal.SIGKILL
-    # The dead process's lock would expire by its 15 s TTL (console test above waits it out);
-    # `serve` has no setting for a shorter TTL, so this test lets the time pass by expiring it.
-    core.redis.pexpire(core.keys.lock(), 1)
     _after_the_crash(core, pid, schema_before)
 
 
 def test_a_backend_the_dead_process_left_running_is_reported_not_hidden(sleeping):
     """pg_sleep does not read the socket: PostgreSQL notices the dead client only when the
     statement ends. The interrupted notice must say so rather than claim a rollback."""
-    core = Core.from_settings(sleeping, lock_ttl=1.0)
+    core = Core.from_settings(sleeping)
     _do(core, COORDINATOR, "preflight")
     _do(core, TPM, "approve")
     schema_before = pg.schema_dump(sleeping.database_url)
@@ -239,7 +241,7 @@ def test_a_backend_the_dead_process_left_running_is_reported_not_hidden(sleeping
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    core.redis.pexpire(core.keys.lock(), 1)  # the TTL passing (see the serve test)
+    rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     out = _do(core, COORDINATOR, "status")
     assert "was interrupted" in out and f"A backend of the bot is still in a transaction (pid {pid}" in out, out
     assert rbs.backend_alive(sleeping.database_url, pid)
@@ -254,7 +256,7 @@ def test_a_copy_left_by_an_interrupted_restore_is_named(settings):
     untouched: the swap is one transaction); the interrupted notice names it."""
     from commands.abort import interruption_facts
 
-    core = Core.from_settings(settings, lock_ttl=1.0)
+    core = Core.from_settings(settings)
     run = core.store.create(COORDINATOR, core.runbook.id)
     live = settings.database_url.rsplit("/", 1)[1]
     leftover = f"{live}_restore_20991231_235959"

@@ -121,6 +121,7 @@ def bot_env(settings) -> dict:
         "MIGRATE_ENCRYPTION_KEY": settings.encryption_key, "BACKUP_DIR": str(settings.backup_dir),
         "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
         "MIGRATE_CHANNEL": settings.channel, "PYTHONUNBUFFERED": "1",
+        "MIGRATE_LOCK_TTL_SECONDS": str(settings.lock_ttl_seconds),
     }
     env.update({k: v for k, v in values.items() if v})
     return env
