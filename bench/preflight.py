@@ -65,6 +65,15 @@ def generate(size_mb: int) -> tuple[str, str]:
     """A 005 database plus `bench.events` of about `size_mb` MB (heap + primary key)."""
     name = pg.new_name("bench_big")
     url = pg.create_database(name)
+    try:
+        _fill(url, size_mb)
+    except BaseException:
+        pg.drop_database(name)
+        raise
+    return name, url
+
+
+def _fill(url: str, size_mb: int) -> None:
     pg.apply_baseline(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA bench")
@@ -80,8 +89,7 @@ def generate(size_mb: int) -> tuple[str, str]:
             conn.execute(insert, (first, min(first + step - 1, total)))
         conn.execute("VACUUM ANALYZE bench.events")
         size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
-    print(f"generated {name}: {total} rows in bench.events, database size {size}")
-    return name, url
+    print(f"generated: {total} rows in bench.events, database size {size}")
 
 
 def report_method(url: str, workdir: Path) -> float:
