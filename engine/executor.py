@@ -222,7 +222,11 @@ class Executor:
                 result.cancelled = True
                 break
             result.attempts, result.error, result.notices = attempt, None, []
-            attempt_fn(run, result)
+            try:
+                attempt_fn(run, result)
+            except psycopg.OperationalError as exc:  # could not connect: nothing ran
+                result.error = self._error(parsed.name, 0, None, getattr(exc, "sqlstate", None),
+                                           str(exc).strip().splitlines()[0], run.secrets)
             if result.ok or result.cancelled or not result.retryable or attempt > lock_retries:
                 break
             self._cancelled.wait(retry_backoff * 2 ** (attempt - 1))

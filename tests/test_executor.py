@@ -418,3 +418,11 @@ def test_psql_file_that_turns_on_error_stop_off_still_fails_on_an_error(db, tmp_
     assert not result.ok and (result.error.line, result.error.sqlstate) == (3, "22012")
     assert pg.scalar(db, "SELECT to_regclass('platform.d')") is None  # -1: the whole file rolled back
     assert ledger.applied_files(db, "T") == []
+
+
+def test_unreachable_database_is_a_failed_result_without_the_password(tmp_path):
+    path = write(tmp_path, "any.sql", "SELECT 1;\n")
+    dsn = "postgresql://postgres:Pw-Never-Shown-123@127.0.0.1:1/nowhere?connect_timeout=2"
+    result = Executor(dsn).run_file(path, lock_retries=0)
+    assert not result.ok and result.error is not None and result.attempts == 1
+    assert "Pw-Never-Shown-123" not in repr(result)
