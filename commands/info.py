@@ -30,6 +30,9 @@ NEXT_STEP = {
     Status.ROLLED_BACK: "`rollback phase n` for earlier phases, or `run phase n` again",
     Status.ABORTED: "decide: `run phase n` again or `rollback phase n`",
     Status.INTERRUPTED: "the bot stopped mid-run: check `status`, then `run phase n` again or `rollback phase n`",
+    Status.RESTORE_REQUESTED: "the TPM confirms: `rollback restore confirm`",
+    Status.RESTORING: "wait for the restore",
+    Status.RESTORED: "the database is the backup again; drop the replaced copy when sure; `preflight` to start over",
 }
 
 

@@ -303,8 +303,7 @@ class Restore:
     def _carry_history(self) -> int:
         """Copy the events written since the backup from the replaced database's event log."""
         events = self.core.events
-        events.close()
-        events._ready = False  # the restored database may predate the event table
+        events.reset()  # the restored database may predate the event table
         try:
             before = len(events.events(None, limit=1_000_000))
             with psycopg.connect(_on_server(self.url, self.aside), autocommit=True, row_factory=dict_row) as old:

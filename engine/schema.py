@@ -10,6 +10,8 @@ import difflib
 import subprocess
 from pathlib import Path
 
+from engine.psql import child_env
+
 BOT_SCHEMA = "migrate_bot"
 
 
@@ -24,8 +26,10 @@ def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = N
 
 
 def schema_dump(dsn: str) -> str:
-    """The schema as pg_dump prints it (raises CalledProcessError with pg_dump's message)."""
-    return subprocess.run(dump_command(dsn), capture_output=True, text=True, check=True).stdout
+    """The schema as pg_dump prints it (raises CalledProcessError with pg_dump's message).
+    The password travels in PGPASSWORD, never on the command line (visible in `ps`)."""
+    conninfo, env = child_env(dsn, {}, "migrate-bot-schema")
+    return subprocess.run(dump_command(conninfo), capture_output=True, text=True, check=True, env=env).stdout
 
 
 def write_snapshot(dsn: str, path: Path) -> Path:
