@@ -163,7 +163,9 @@ class _Stream(threading.Thread):
     def _write(self, dumper: subprocess.Popen, restorer: subprocess.Popen | None, restore_err) -> None:
         digest = hashlib.sha256()
         with open(self.path, "wb") as out:
-            while chunk := dumper.stdout.read(CHUNK):
+            # read1: whatever the pipe holds now (up to CHUNK), so pg_restore is fed as the
+            # dump produces instead of waiting for a full megabyte to gather.
+            while chunk := dumper.stdout.read1(CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 self.size += len(chunk)
