@@ -7,7 +7,7 @@ schema snapshots compared with pg_dump output.
 """
 from __future__ import annotations
 
-import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,25 +51,31 @@ class PhaseRunner:
 
     # ------------------------------------------------------------ entry points
 
-    def run_all(self, numbers: list[int], verify: bool) -> int:
-        """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
+    @contextmanager
+    def attached(self):
+        """While work runs: `abort` from this process (the executor registry) or any other
+        (AbortWatch publishes the backend pid and watches the run's abort flag) reaches it."""
         with self.core.executors_guard:
             self.core.executors[self.run_id] = self.executor
         try:
-            with AbortWatch(self.core, self.run_id, self.executor):  # `abort` from any process reaches us
-                for number in numbers:
-                    phase = self.rb.phase(number)
-                    ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
-                    if not ok:
-                        return FAILED
-                if verify:
-                    phase = next(p for p in self.rb.phases if p.is_verification)
-                    if not self.verify_phase(phase):
-                        return FAILED
-                return OK
+            with AbortWatch(self.core, self.run_id, self.executor):
+                yield self
         finally:
             with self.core.executors_guard:
                 self.core.executors.pop(self.run_id, None)
+
+    def run_all(self, numbers: list[int], verify: bool) -> int:
+        """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
+        for number in numbers:
+            phase = self.rb.phase(number)
+            ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
+            if not ok:
+                return FAILED
+        if verify:
+            phase = next(p for p in self.rb.phases if p.is_verification)
+            if not self.verify_phase(phase):
+                return FAILED
+        return OK
 
     # ------------------------------------------------------------ migration phases
 

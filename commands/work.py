@@ -86,7 +86,8 @@ def start_locked(core, user: str, current, body: Callable, what: str, first_stat
         return lock_refusal(core)
 
     def work(reporter: Reporter) -> int:
-        return body(PhaseRunner(core, current.id, user, reporter))
+        with PhaseRunner(core, current.id, user, reporter).attached() as runner:
+            return body(runner)
 
     return Outcome(OK, reply=[f"{what} (run {current.id}); updates go to the channel."],
                    work=guarded(core, handle, current.id, user, work), run_id=current.id)

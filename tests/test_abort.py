@@ -139,3 +139,26 @@ def test_abort_from_another_process_cancels_a_running_statement(sleeping):
     assert NOT_NEEDED in output and UNCHANGED in output
     assert core.store.current().status is Status.ABORTED
     _assert_unchanged(sleeping.database_url, schema_before)
+
+
+def test_abort_reaches_a_rollback_waiting_on_a_lock(ready):
+    """`rollback phase n` runs under the same abort watch as a phase: abort stops it while the
+    lock is still held, its transaction rolls back (nothing dropped), and it can run again."""
+    core = Core.from_settings(ready)
+    _approved(core)
+    out = io.StringIO()
+    assert run_command(core, LIU, "run phase 1", out) == 0, out.getvalue()
+    out, result = io.StringIO(), {}
+    with rbs.TableLock(ready.database_url, table="platform.databases") as held:
+        worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "rollback phase 1", out)))
+        worker.start()
+        rbs.wait_until(lambda: rbs.step_backend(core), what="the rollback file in progress")
+        abort_out = io.StringIO()
+        assert run_command(core, COORDINATOR, "abort", abort_out) == 0, abort_out.getvalue()
+        worker.join(timeout=60)
+        assert not worker.is_alive() and not held.conn.closed
+    assert result["code"] == 1, out.getvalue()
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NOT NULL")
+    again = io.StringIO()
+    assert run_command(core, LIU, "rollback phase 1", again) == 0, again.getvalue()
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NULL")
