@@ -58,10 +58,12 @@ def url_problem(env: str, url: str | None) -> str | None:
     schemes = URL_SCHEMES.get(env)
     if schemes and parts.scheme not in schemes:
         return f"{env} scheme is {parts.scheme or 'missing'!s}, expected {' or '.join(schemes)}"
+    from preflight.net import endpoints
+
     try:
-        host = parts.hostname
-    except ValueError:
-        host = None
+        host = ",".join(h for h, _ in endpoints(url))
+    except ValueError as exc:
+        return f"{env}: {exc}"
     if not host:
         return f"{env} has no host"
     if looks_placeholder(host):
@@ -99,7 +101,7 @@ def inputs_probe(settings: Settings, runbook: Runbook) -> tuple[bool, str]:
             seen.append(f"{env} set ({len(value)} characters)" if value else f"{env} unset")
         elif env in URL_SCHEMES or env.endswith("_URL"):
             problem = url_problem(env, value)
-            seen.append(f"{env} → {_where(value)}" if value else f"{env} unset")
+            seen.append(f"{env} → {_where(value)}" if not problem else problem)
         else:
             problem = None if value else f"{env} is not set"
             seen.append(f"{env} set" if value else f"{env} unset")

@@ -44,13 +44,16 @@ def http_probe(url: str, timeout: float) -> tuple[bool, str]:
 
 
 def endpoints(url: str) -> list[tuple[str, int]]:
-    """host:port pairs of a connection URL (MongoDB URLs may list several hosts)."""
+    """host:port pairs of a connection URL (MongoDB URLs may list several hosts).
+    Raises ValueError naming a port that is not a number."""
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     default = DEFAULT_PORTS.get(parts.scheme, 0)
     pairs = []
     for item in netloc.split(","):
         host, _, port = item.rpartition(":") if item.rfind(":") > item.rfind("]") else (item, "", "")
+        if port and not port.isdigit():
+            raise ValueError(f"port {port!r} of host {host!r} is not a number")
         pairs.append((host.strip("[]"), int(port) if port else default))
     return pairs
 

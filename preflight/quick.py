@@ -58,15 +58,18 @@ def deployment_line(settings: Settings, timeout: float) -> CheckLine:
 
 
 def network_line(settings: Settings, kind: str, timeout: float) -> CheckLine:
+    """TCP to the host:port the registration will use (+ a real PING for Redis)."""
     env = f"REGISTER_{kind.upper()}_URL"
     url = inputs.setting_value(settings, env)
-    how = f"TCP connect to the host:port of {env}" + (" + PING" if kind == "redis" else "") + f" (timeout {timeout:g} s)"
+    try:
+        target, problem = ", ".join(f"{h}:{p}" for h, p in net.endpoints(url or "")) + f" from {env}", None
+    except ValueError as exc:
+        target, problem = f"the host:port of {env}", f"{env}: {exc}"
+    how = f"TCP connect to {target}" + (" + PING" if kind == "redis" else "") + f" (timeout {timeout:g} s)"
     spec = Spec(f"network:{kind}", f"Private network: {kind} reachable", how,
                 "TCP connect" + (" and PONG" if kind == "redis" else ""))
-    if not url:
-        return line(spec, False, f"{env} is not set")
-    hosts = ", ".join(f"{h}:{p}" for h, p in net.endpoints(url))
-    spec = Spec(spec.key, spec.title, how.replace(f"host:port of {env}", f"{hosts} ({env})"), spec.required)
+    if not url or problem:
+        return line(spec, False, problem or f"{env} is not set", settings.secrets())
     probe = (lambda: net.redis_probe(url, timeout)) if kind == "redis" else (lambda: net.tcp_all(url, timeout))
     return run_probe(spec, probe, settings.secrets())
 

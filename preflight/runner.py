@@ -76,7 +76,8 @@ def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: d
         futures = [(keys, deadline, pool.submit(check)) for keys, deadline, check in todo]
         out: list[CheckLine] = []
         for keys, deadline, future in futures:
-            for l in _collect(future, keys, deadline, max(0.0, start + deadline - clock.monotonic())):
+            left = max(0.0, start + deadline - clock.monotonic())
+            for l in _collect(future, keys, deadline, left, settings.secrets()):
                 out.append(l)
                 if on_check:
                     on_check(l)
@@ -85,14 +86,16 @@ def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: d
         pool.shutdown(wait=False, cancel_futures=True)  # a stuck probe must not hold the report
 
 
-def _collect(future: Future, keys: tuple[str, ...], deadline: float, left: float) -> list[CheckLine]:
-    """The check's lines, or one failed line per key when it is still running at its deadline
-    (its thread is abandoned; the report does not wait for it)."""
+def _collect(future: Future, keys: tuple[str, ...], deadline: float, left: float, secrets) -> list[CheckLine]:
+    """The check's lines, or one failed line per key when it crashed or is still running at
+    its deadline (its thread is abandoned; the report does not wait for it)."""
     try:
         return future.result(timeout=left)
     except FutureTimeout:
-        return [line(Spec(key, key, "check thread", "a result"), False, f"no result within {deadline:g} s")
-                for key in keys]
+        observed = f"no result within {deadline:g} s"
+    except Exception as exc:  # noqa: BLE001 - a check that crashed is a failed check, never a crashed report
+        observed = f"check failed: {type(exc).__name__}: {exc}"
+    return [line(Spec(key, key, "check thread", "a result"), False, observed, secrets) for key in keys]
 
 
 def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, rehearse: bool):

@@ -196,3 +196,11 @@ def test_do_not_run_file_as_a_step_is_nogo(healthy, tmp_path):
                                              'file = "007_session_helpers.sql"', 1))
     report = fast_checks(healthy, load_runbook(toml), incident=None, timeouts=FAST)
     assert_nogo(report, "runbook_files", "007_session_helpers.sql is marked DO NOT RUN")
+
+
+def test_malformed_register_url_is_nogo_not_a_crash(healthy):
+    report = fast_checks(healthy.with_(register_mongodb_url="mongodb://mongo:Pw91x@mongo.internal:port/db"), RB,
+                         incident=None, timeouts=FAST)
+    assert report.go is False and report.line("network:mongodb").status == FAIL
+    assert "port 'port' of host 'mongo.internal' is not a number" in report.line("inputs").observed
+    assert "Pw91x" not in json.dumps(report.to_dict())
