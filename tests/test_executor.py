@@ -426,3 +426,13 @@ def test_unreachable_database_is_a_failed_result_without_the_password(tmp_path):
     result = Executor(dsn).run_file(path, lock_retries=0)
     assert not result.ok and result.error is not None and result.attempts == 1
     assert "Pw-Never-Shown-123" not in repr(result)
+
+
+def test_psql_inputs_with_spaces_and_backslashes_arrive_intact(db, tmp_path):
+    value = "a key with  spaces\\and\\\\backslashes 'quoted'"
+    path = write(tmp_path, "echo.sql", "\\pset tuples_only on\n\\pset format unaligned\nSELECT current_setting('app.v');\n")
+    result = Executor(db).run_file(path, inputs={"app.v": value}, **FAST)
+    assert result.ok and result.output == "***\n"  # psql printed it; the result redacts it
+    path2 = write(tmp_path, "check.sql", "\\echo checking\nDO $$ BEGIN IF current_setting('app.v') <> "
+                  + "$v$" + value + "$v$ THEN RAISE EXCEPTION 'mangled'; END IF; END $$;\n")
+    assert Executor(db).run_file(path2, inputs={"app.v": value}, **FAST).ok
