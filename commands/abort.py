@@ -123,6 +123,25 @@ WHERE datname = current_database() AND application_name LIKE 'migrate-bot%%' AND
   AND pid <> pg_backend_pid()"""
 
 
+def leftover_backends(dsn: str) -> list[tuple[int, int]]:
+    """(pid, seconds in transaction) of the bot's backends still inside a transaction."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        return [(pid, age) for pid, age in conn.execute(LEFTOVER_SQL).fetchall()]
+
+
+def why_orphans_block(core: Core) -> str | None:
+    """With nobody holding the run lock, a bot backend inside a transaction belongs to a dead
+    process: its locks and half-done work are still there until PostgreSQL notices."""
+    if core.lock.held():
+        return None
+    leftover = leftover_backends(core.settings.database_url)
+    if not leftover:
+        return None
+    pids = ", ".join(f"pid {pid} ({age} s)" for pid, age in leftover)
+    return (f"a backend of a stopped bot process is still inside its transaction ({pids}): wait until PostgreSQL "
+            "ends it, or end it with pg_terminate_backend, then try again")
+
+
 def interruption_facts(core: Core, run) -> list[str]:
     """What an interrupted run left behind, checked now: a backend of the dead process still
     in its transaction (PostgreSQL has not noticed the dead client yet), which known state the
@@ -134,8 +153,7 @@ def interruption_facts(core: Core, run) -> list[str]:
     dsn = core.settings.database_url
     lines = []
     try:
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            leftover = conn.execute(LEFTOVER_SQL).fetchall()
+        leftover = leftover_backends(dsn)
         if leftover:
             pids = ", ".join(f"pid {pid} ({age} s)" for pid, age in leftover)
             lines.append(f"⚠ A backend of the bot is still in a transaction ({pids}): PostgreSQL has not yet noticed "

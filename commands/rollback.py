@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commands import facts, templates
+from commands.abort import why_orphans_block
 from commands.core import Core
 from commands.execution import PhaseRunner
 from commands.parse import Command
@@ -30,7 +31,7 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
     phase = core.runbook.phase(cmd.phase)
     if phase is None or not phase.rollback:
         return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}")
-    reason = why_phase_cannot_roll_back(current, cmd.phase)
+    reason = why_phase_cannot_roll_back(current, cmd.phase) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)
     return start_locked(core, user, current, lambda runner: PhaseRollback(runner, phase).execute(),

@@ -1,6 +1,7 @@
 """`run`, `run phase <n>` and `verify`: execute the approved runbook, phase by phase."""
 from __future__ import annotations
 
+from commands.abort import why_orphans_block
 from commands.core import Core
 from commands.parse import Command
 from commands.result import Outcome
@@ -58,6 +59,9 @@ def _why_not_runnable(core: Core, current, scheduled: bool) -> str | None:
     if incident:
         return (f"a critical incident is declared by <@{incident.get('by')}> ({incident.get('text')}): "
                 "nothing runs until `/migrate incident clear`")
+    orphans = why_orphans_block(core)
+    if orphans:
+        return orphans
     if current.meta.get("rebuilt"):
         return "the run state was rebuilt from history after Redis lost it: run `/migrate preflight` again"
     reason = why_approval_invalid(current.approval, checksums=checksums(core.runbook), now=clock.now())

@@ -245,6 +245,8 @@ def test_a_backend_the_dead_process_left_running_is_reported_not_hidden(sleeping
     out = _do(core, COORDINATOR, "status")
     assert "was interrupted" in out and f"A backend of the bot is still in a transaction (pid {pid}" in out, out
     assert rbs.backend_alive(sleeping.database_url, pid)
+    out = _do(core, LIU, "run phase 1", expect=2)  # its locks and half-done work are still there
+    assert f"still inside its transaction (pid {pid}" in out, out
     assert pg.scalar(sleeping.database_url, "SELECT pg_terminate_backend(%s)", (pid,))
     rbs.wait_until(lambda: not rbs.backend_alive(sleeping.database_url, pid), what="the backend to end")
     _assert_unchanged(sleeping.database_url, schema_before)
