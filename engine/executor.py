@@ -9,20 +9,18 @@ with back-off, so the migration never sits in the lock queue stalling production
 """
 from __future__ import annotations
 
-import select
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import psycopg
-from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
 from core.redact import redact
-from engine import ledger, locks
+from engine import batch, ledger, locks
 from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
@@ -32,7 +30,6 @@ __all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressF
 
 LOCK_NOT_AVAILABLE, QUERY_CANCELED, DEADLOCK = "55P03", "57014", "40P01"
 RETRYABLE = (LOCK_NOT_AVAILABLE, DEADLOCK)  # nothing was applied; the same file may simply run again
-CHUNK = 50  # statements per simple-query message: few round trips, progress still fine-grained
 STATEMENT_CHARS = 200
 
 ProgressFn = Callable[[int, int, Statement], None]  # (k, n, statement)
@@ -114,31 +111,6 @@ class _Run:
 
 class _Cancelled(Exception):
     pass
-
-
-class _ChunkError(Exception):
-    """A statement of a chunk failed: the server's error and which statement it was."""
-
-    def __init__(self, error: psycopg.Error, statement: Statement, position_base: int):
-        super().__init__(str(error))
-        self.error, self.statement, self.position_base = error, statement, position_base
-
-
-_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
-
-
-def _simple_query(pgconn: pq.abc.PGconn, query: bytes, results: list) -> None:
-    """Send one simple-query message and collect every result into `results`. Waits with
-    select() (which releases the GIL) so cancel() and the blocker watch keep running."""
-    pgconn.send_query(query)
-    while True:
-        while pgconn.is_busy():
-            select.select([pgconn.socket], [], [])
-            pgconn.consume_input()
-        res = pgconn.get_result()
-        if res is None:
-            return
-        results.append(res)
 
 
 class Executor:
@@ -246,7 +218,7 @@ class Executor:
                 try:
                     self._set(conn, run.settings(), local=True)  # also opens the transaction
                     self._take_locks(conn, run)
-                    for chunk in _chunks(body, CHUNK):
+                    for chunk in batch.chunks(body):
                         self._check_cancel()
                         self._run_chunk(conn, chunk, run, result)
                     keep = not run.parsed.ends_in_rollback  # BEGIN … ROLLBACK: a test that undoes itself
@@ -263,7 +235,7 @@ class Executor:
                     _rollback(conn)
                     _merge_blockers(result, holders(self._dsn, busy.relation, busy.level, self._pid, run.secrets))
                     self._failed(run, result, busy.error, busy.statement)
-                except _ChunkError as failure:
+                except batch.ChunkError as failure:
                     _rollback(conn)
                     self._failed(run, result, failure.error, failure.statement, failure.position_base)
                 except psycopg.Error as exc:
@@ -277,26 +249,13 @@ class Executor:
             locks.take(conn, plan, run.lock_timeout, self._cancelled.is_set)
 
     def _run_chunk(self, conn: psycopg.Connection, chunk: list[Statement], run: _Run, result: FileResult) -> None:
-        """Send a chunk as one simple-query message: one round trip for many statements (why
-        the executor keeps pace with psql). The server answers one result per statement, in
-        order, and stops at the first error: the results tell exactly which statement failed."""
-        text = ";\n".join(s.sql for s in chunk)
-        results: list = []
-        try:
-            _simple_query(conn.pgconn, text.encode(conn.info.encoding), results)
-        except psycopg.OperationalError as exc:  # connection lost: blame the statement that was running
-            running = sum(1 for r in results if r.status in _OK)
-            raise _ChunkError(exc, chunk[min(running, len(chunk) - 1)], 0) from None
-        done = 0
-        for res in results:
-            if res.status not in _OK:
-                stmt = chunk[done]
-                base = sum(len(s.sql) + 2 for s in chunk[:done])
-                raise _ChunkError(psycopg.errors.error_from_result(res, encoding=conn.info.encoding), stmt, base)
-            done += 1
+        """One chunk (engine.batch), counting and reporting each statement as it completes."""
+        def done(stmt: Statement) -> None:
             result.executed += 1
             if run.on_progress:
-                run.on_progress(result.executed, len(run.parsed.body), chunk[done - 1])
+                run.on_progress(result.executed, len(run.parsed.body), stmt)
+
+        batch.run_chunk(conn, chunk, done)
 
     # --------------------------------------------------------- autocommit
 
@@ -397,7 +356,7 @@ class Executor:
             message += f" ({diag.message_detail})"
         if diag and diag.context and stmt is not None and stmt.sql.lstrip()[:2].upper() == "DO":
             message += f" [{diag.context.splitlines()[0]}]"
-        line = stmt.line + _line_offset(stmt.sql, diag.statement_position if diag else None, position_base) if stmt else 0
+        line = stmt.line + batch.line_offset(stmt.sql, diag.statement_position if diag else None, position_base) if stmt else 0
         result.error = self._error(run.parsed.name, line, stmt, sqlstate, message, run.secrets)
 
     @staticmethod
@@ -466,20 +425,6 @@ def _merge_blockers(result: FileResult, seen: list[Blocker]) -> None:
         if b.pid not in latest or b.age > latest[b.pid].age:
             latest[b.pid] = b
     result.blockers[:] = sorted(latest.values(), key=lambda b: -b.age)
-
-
-def _chunks(items: Sequence[Statement], size: int) -> Iterator[list[Statement]]:
-    for i in range(0, len(items), size):
-        yield list(items[i:i + size])
-
-
-def _line_offset(sql: str, position: str | None, base: int = 0) -> int:
-    """Lines between a statement's start and the server's error position (1-based chars,
-    counted from the start of the chunk: `base` is where the statement starts in it)."""
-    try:
-        return sql.count("\n", 0, max(0, int(position) - 1 - base))
-    except (TypeError, ValueError):
-        return 0
 
 
 def _statement_at(parsed: ParsedFile, line: int | None) -> Statement | None:
