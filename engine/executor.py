@@ -376,8 +376,11 @@ class _Session:
         self._ex, self._run, self._result, self._autocommit = ex, run, result, autocommit
 
     def __enter__(self) -> psycopg.Connection:
+        # client_connection_check_interval: if the bot dies mid-statement, PostgreSQL notices the
+        # dead client within a second and rolls back, instead of holding the locks until the
+        # statement ends by itself (pg_sleep, a long DDL).
         conn = psycopg.connect(self._ex._dsn, autocommit=self._autocommit, prepare_threshold=None,
-                               application_name=self._ex._app)
+                               application_name=self._ex._app, options="-c client_connection_check_interval=1000")
         conn.add_notice_handler(self._notice)
         with self._ex._guard:
             self._ex._conn, self._ex._pid = conn, conn.info.backend_pid

@@ -25,11 +25,12 @@ def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = N
     return cmd + ["--dbname", dsn]
 
 
-def schema_dump(dsn: str) -> str:
+def schema_dump(dsn: str, *, pg_dump: str = "pg_dump") -> str:
     """The schema as pg_dump prints it (raises CalledProcessError with pg_dump's message).
     The password travels in PGPASSWORD, never on the command line (visible in `ps`)."""
     conninfo, env = child_env(dsn, {}, "migrate-bot-schema")
-    return subprocess.run(dump_command(conninfo), capture_output=True, text=True, check=True, env=env).stdout
+    return subprocess.run(dump_command(conninfo, pg_dump=pg_dump), capture_output=True, text=True, check=True,
+                          env=env).stdout
 
 
 def write_snapshot(dsn: str, path: Path) -> Path:

@@ -30,6 +30,8 @@ import psycopg
 
 from core import clock
 from core.config import Settings
+from engine import schema
+from engine.psql import child_env
 from preflight import catalog
 from preflight.report import BackupInfo
 
@@ -132,9 +134,9 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
 class _Stream(threading.Thread):
     """pg_dump → (file, sha256, pg_restore stdin), in a thread so the caller can count rows."""
 
-    def __init__(self, dump_cmd: list[str], path: Path, restore_cmd: list[str] | None, env: dict):
+    def __init__(self, dump_cmd: list[str], dump_env: dict, path: Path, restore_cmd: list[str] | None, env: dict):
         super().__init__(daemon=True)
-        self.dump_cmd, self.path, self.restore_cmd, self.env = dump_cmd, path, restore_cmd, env
+        self.dump_cmd, self.dump_env, self.path, self.restore_cmd, self.env = dump_cmd, dump_env, path, restore_cmd, env
         self.size, self.sha256 = 0, ""
         self.dump_error: str | None = None
         self.restore_error: str | None = None
@@ -151,7 +153,7 @@ class _Stream(threading.Thread):
     def _pump(self) -> None:
         # stderr goes to files, not pipes: a chatty tool cannot block on a full pipe.
         with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
-            dumper = subprocess.Popen(self.dump_cmd, stdout=subprocess.PIPE, stderr=dump_err)
+            dumper = subprocess.Popen(self.dump_cmd, stdout=subprocess.PIPE, stderr=dump_err, env=self.dump_env)
             restorer = None
             if self.restore_cmd:
                 restorer = subprocess.Popen(self.restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -202,54 +204,55 @@ def _text(f) -> str:
 
 
 def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None, compress: int) -> _Stream:
+    conninfo, dump_env = child_env(url, {}, "migrate-bot-backup")
     cmd = [pg_dump, "--format=custom", f"--compress={compress}", f"--snapshot={snapshot}",
-           f"--lock-wait-timeout={LOCK_WAIT}", "--dbname", url]
-    restore = _restore_cmd(restore_into, url) if restore_into else None
-    stream = _Stream(cmd, path, restore, _restore_env())
+           f"--lock-wait-timeout={LOCK_WAIT}", "--dbname", conninfo]
+    restore, env = _restore_cmd(restore_into, url) if restore_into else (None, {})
+    stream = _Stream(cmd, dump_env, path, restore, env)
     stream.start()
     return stream
 
 
-def _restore_cmd(target: str, source: str, archive: Path | None = None) -> list[str]:
+def _restore_cmd(target: str, source: str, archive: Path | None = None) -> tuple[list[str], dict]:
+    """pg_restore into `target` and its environment. Passwords travel in PGPASSWORD, never in
+    argv (visible in `ps`); the restore session gets RESTORE_OPTIONS for speed."""
     from preflight.scratch import same_server
 
-    cmd = [tool("pg_restore"), "--exit-on-error", "--dbname", target]
+    conninfo, env = child_env(target, {}, "migrate-bot-restore")
+    env["PGOPTIONS"] = RESTORE_OPTIONS
+    cmd = [tool("pg_restore"), "--exit-on-error", "--dbname", conninfo]
     if not same_server(source, target):
         cmd += ["--no-owner", "--no-privileges"]  # roles of the source may not exist there
-    return cmd + ([str(archive)] if archive else [])
-
-
-def _restore_env() -> dict:
-    env = dict(os.environ)
-    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + RESTORE_OPTIONS).strip()
-    return env
+    return cmd + ([str(archive)] if archive else []), env
 
 
 class _SchemaDump(threading.Thread):
     """The schema-only snapshot next to the backup (rollback verification compares with it)."""
 
-    def __init__(self, cmd: list[str], path: Path):
+    def __init__(self, cmd: list[str], env: dict, path: Path):
         super().__init__(daemon=True)
-        self.cmd, self.path, self.error = cmd, path, None
+        self.cmd, self.env, self.path, self.error = cmd, env, path, None
 
     def run(self) -> None:
-        result = subprocess.run(self.cmd, capture_output=True, text=True)
+        result = subprocess.run(self.cmd, capture_output=True, text=True, env=self.env)
         if result.returncode != 0:
             self.error = result.stderr.strip() or f"exit code {result.returncode}"
 
 
 def _schema_thread(pg_dump: str, url: str, snapshot: str, path: Path) -> _SchemaDump:
     target = path.with_suffix(".schema.sql")
-    cmd = [pg_dump, "--schema-only", "--exclude-schema=migrate_bot", f"--snapshot={snapshot}", f"--lock-wait-timeout={LOCK_WAIT}",
-           "--file", str(target), "--dbname", url]
-    thread = _SchemaDump(cmd, target)
+    conninfo, env = child_env(url, {}, "migrate-bot-backup")
+    cmd = schema.dump_command(conninfo, pg_dump=pg_dump, snapshot=snapshot, file=target)
+    cmd.insert(1, f"--lock-wait-timeout={LOCK_WAIT}")
+    thread = _SchemaDump(cmd, env, target)
     thread.start()
     return thread
 
 
 def restore_file(path: Path, target: str, source: str) -> str | None:
     """Restore an archive file into `target` (empty) the way an operator would; the error or None."""
-    result = subprocess.run(_restore_cmd(target, source, path), capture_output=True, text=True, env=_restore_env())
+    cmd, env = _restore_cmd(target, source, path)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return result.stderr.strip() or f"pg_restore exit code {result.returncode}"
     return None

@@ -19,6 +19,7 @@ import psycopg
 
 from core import clock
 from core.config import Settings
+from engine import schema
 from engine.executor import Executor, FileResult
 from engine.verify import run_checks, run_suite
 from preflight import backup, catalog
@@ -129,22 +130,11 @@ def _snapshot_problem(copy: str, snapshot: Path | None) -> str | None:
     """Compare the copy's schema-only dump with the snapshot written at backup time."""
     if snapshot is None or not Path(snapshot).exists():
         return None
-    out = subprocess.run([backup.tool("pg_dump"), "--schema-only", "--exclude-schema=migrate_bot", "--dbname", copy],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        return f"pg_dump --schema-only of the copy failed: {out.stderr.strip()}"
-    mine, theirs = _normal(out.stdout), _normal(Path(snapshot).read_text())
-    if mine == theirs:
-        return None
-    first = next((a for a, b in zip(mine, theirs) if a != b), None) or "(length differs)"
-    return f"schema-only dump differs from the snapshot at: {first[:120]}"
-
-
-def _normal(text: str) -> list[str]:
-    # Comments, pg_dump's per-run \restrict key and ownership (a scratch server restored with
-    # --no-owner) are not part of the schema the rollback must restore.
-    return [l for l in text.splitlines()
-            if l.strip() and not l.startswith(("--", "\\restrict", "\\unrestrict")) and " OWNER TO " not in l]
+    try:
+        diff = schema.difference(Path(snapshot).read_text(), schema.schema_dump(copy, pg_dump=backup.tool("pg_dump")))
+    except subprocess.CalledProcessError as exc:
+        return f"pg_dump --schema-only of the copy failed: {(exc.stderr or '').strip()}"
+    return f"schema-only dump differs from the snapshot at: {diff[0][:120]}" if diff else None
 
 
 def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
