@@ -20,7 +20,6 @@ from engine import ledger
 from state.machine import PhaseStatus, Status
 from tests.support import pg
 from tests.support import runbooks as rbs
-from tests.support.deployment import Deployment, TcpListener
 
 COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
 # The run lock's TTL for the bot processes these tests kill (MIGRATE_LOCK_TTL_SECONDS): a dead
@@ -29,28 +28,10 @@ SHORT_TTL = 3.0
 
 
 @pytest.fixture
-def services():
-    deployment, mongo = Deployment(), TcpListener()
-    yield deployment, mongo
-    deployment.close()
-    mongo.close()
-
-
-@pytest.fixture
-def sleeping(settings, services, tmp_path):
+def sleeping(ready, tmp_path):
     """Settings whose step 1.1 sleeps 240 s at the end of its transaction (only in the live db)."""
-    deployment, mongo = services
-    dbname = settings.database_url.rsplit("/", 1)[1]
-    return settings.with_(deployment_url=deployment.url, runbook_path=rbs.sleeping_runbook(tmp_path, dbname),
-                          lock_ttl_seconds=SHORT_TTL,
-                          register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
-
-
-@pytest.fixture
-def ready(settings, services):
-    deployment, mongo = services
-    return settings.with_(deployment_url=deployment.url,
-                          register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+    dbname = ready.database_url.rsplit("/", 1)[1]
+    return ready.with_(runbook_path=rbs.sleeping_runbook(tmp_path, dbname), lock_ttl_seconds=SHORT_TTL)
 
 
 def _do(core: Core, user: str, text: str, expect: int = 0) -> str:
@@ -58,6 +39,22 @@ def _do(core: Core, user: str, text: str, expect: int = 0) -> str:
     code = run_command(core, user, text, out)
     assert code == expect, out.getvalue()
     return out.getvalue()
+
+
+def _approved(core: Core) -> None:
+    _do(core, COORDINATOR, "preflight")
+    _do(core, TPM, "approve")
+
+
+def _kill(proc) -> None:
+    """SIGKILL a bot process (no clean-up runs: the crash under test), and reap it."""
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _sleeping_step(core: Core) -> int:
@@ -76,8 +73,7 @@ def _assert_unchanged(url: str, schema_before: str) -> None:
 
 def test_connection_terminated_mid_file_rolls_back_and_reports_the_real_cause(sleeping):
     core = Core.from_settings(sleeping)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     schema_before = pg.schema_dump(sleeping.database_url)
     out, result = io.StringIO(), {}
     worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "run phase 1", out)))
@@ -100,12 +96,9 @@ def test_connection_terminated_mid_file_rolls_back_and_reports_the_real_cause(sl
 
 
 @pytest.fixture
-def blocking(settings, services, tmp_path):
+def blocking(ready, tmp_path):
     """Settings whose step 1.1 waits (10 min lock_timeout) for a lock the test holds."""
-    deployment, mongo = services
-    return settings.with_(deployment_url=deployment.url, runbook_path=rbs.blocking_runbook(tmp_path),
-                          lock_ttl_seconds=SHORT_TTL,
-                          register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+    return ready.with_(runbook_path=rbs.blocking_runbook(tmp_path), lock_ttl_seconds=SHORT_TTL)
 
 
 def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
@@ -132,20 +125,15 @@ def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
 
 def test_console_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_database(blocking):
     core = Core.from_settings(blocking)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     schema_before = pg.schema_dump(blocking.database_url)
     held = rbs.TableLock(blocking.database_url)
     proc = rbs.start_console(blocking, LIU, "run phase 1")
     try:
         pid = rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
         assert core.store.current().status is Status.RUNNING
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill(proc)
         held.release()  # a backend queued for the lock notices its dead client once it gets the lock
     assert proc.returncode == -signal.SIGKILL
     _after_the_crash(core, pid, schema_before)
@@ -161,8 +149,7 @@ def _lose_redis(redis_client, prefix: str) -> None:
 def test_redis_flushed_between_phases_rebuilds_from_postgresql_and_refuses_to_run(ready, redis_client):
     core = Core.from_settings(ready)
     schema_005 = pg.schema_dump(ready.database_url)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     _do(core, LIU, "run phase 1")
     run_id = core.store.current().id
     _lose_redis(redis_client, ready.redis_prefix)
@@ -187,8 +174,7 @@ def test_redis_flushed_between_phases_rebuilds_from_postgresql_and_refuses_to_ru
 
 def test_redis_flushed_while_approved_refuses_run_until_a_fresh_preflight(ready, redis_client):
     core = Core.from_settings(ready)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     _lose_redis(redis_client, ready.redis_prefix)
 
     out = _do(core, COORDINATOR, "run", expect=2)  # the rebuild happens first, then `run` refuses
@@ -203,8 +189,7 @@ def test_serve_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_datab
     from tests.support.slack_standin import SlackSender, SlackStandIn
 
     core = Core.from_settings(blocking)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     schema_before = pg.schema_dump(blocking.database_url)
     held = rbs.TableLock(blocking.database_url)
     with SlackStandIn() as standin:
@@ -214,12 +199,8 @@ def test_serve_killed_mid_phase_leaves_an_interrupted_run_and_an_unchanged_datab
             assert slack.slash(LIU, "run phase 1").status == 200
             pid = rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
             standin.wait_method("chat.postMessage", where=lambda b: "Phase 1 started" in json.dumps(b))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            _kill(proc)
             held.release()
     assert proc.returncode == -signal.SIGKILL
     _after_the_crash(core, pid, schema_before)
@@ -229,18 +210,13 @@ def test_a_backend_the_dead_process_left_running_ends_by_itself(sleeping):
     """pg_sleep does not read the socket; the executor's client_connection_check_interval makes
     PostgreSQL notice the dead client anyway and roll back within a second or so."""
     core = Core.from_settings(sleeping)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     schema_before = pg.schema_dump(sleeping.database_url)
     proc = rbs.start_console(sleeping, LIU, "run phase 1")
     try:
         pid = _sleeping_step(core)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill(proc)
     rbs.wait_until(lambda: not rbs.backend_alive(sleeping.database_url, pid), what="PostgreSQL to end the dead client's backend")
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     out = _do(core, COORDINATOR, "status")
@@ -255,17 +231,12 @@ def test_a_backend_still_in_its_transaction_is_reported_and_blocks_run(sleeping)
     import psycopg
 
     core = Core.from_settings(sleeping)
-    _do(core, COORDINATOR, "preflight")
-    _do(core, TPM, "approve")
+    _approved(core)
     proc = rbs.start_console(sleeping, LIU, "run phase 1")
     try:
         _sleeping_step(core)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill(proc)
     # Stands in for the unreachable client: a bot-named backend holding a transaction open.
     with psycopg.connect(sleeping.database_url, application_name="migrate-bot") as orphan:
         orphan.execute("SELECT 1")
