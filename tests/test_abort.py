@@ -14,7 +14,6 @@ from commands import Core
 from state.machine import Status
 from tests.support import pg
 from tests.support import runbooks as rbs
-from tests.support.deployment import Deployment, TcpListener
 
 COORDINATOR, TPM, LIU = "U0RAFAEL", "U0DYLAN", "U0LIU"
 NOT_NEEDED = "Rollback Status: Not needed — the transaction was rolled back"
@@ -22,13 +21,9 @@ UNCHANGED = "Database Status: Unchanged — schema and row counts of"
 
 
 @pytest.fixture
-def blocking(settings, tmp_path):
+def blocking(ready, tmp_path):
     """Settings whose runbook's step 1.1 waits (10 min lock_timeout) for a lock the test holds."""
-    deployment, mongo = Deployment(), TcpListener()
-    yield settings.with_(deployment_url=deployment.url, runbook_path=rbs.blocking_runbook(tmp_path),
-                         register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
-    deployment.close()
-    mongo.close()
+    return ready.with_(runbook_path=rbs.blocking_runbook(tmp_path))
 
 
 def _approved(core: Core) -> None:
@@ -42,22 +37,27 @@ def _assert_unchanged(url: str, schema_before: str) -> None:
     assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
 
 
+def _abort_while_blocked(core: Core, user: str, text: str, table: str = rbs.BLOCKING_TABLE) -> tuple[int, str]:
+    """Run `text` in a thread while the test holds a lock it needs; abort it from this process;
+    it must stop while the lock is still held (the abort stopped it, not the lock's release)."""
+    out, result = io.StringIO(), {}
+    with rbs.TableLock(core.settings.database_url, table=table) as held:
+        worker = threading.Thread(target=lambda: result.update(code=run_command(core, user, text, out)))
+        worker.start()
+        rbs.wait_until(lambda: rbs.step_backend(core), what=f"`{text}` in progress")
+        abort_out = io.StringIO()
+        assert run_command(core, COORDINATOR, "abort", abort_out) == 0, abort_out.getvalue()
+        worker.join(timeout=60)
+        assert not worker.is_alive() and not held.conn.closed
+    return result["code"], out.getvalue()
+
+
 def test_abort_in_the_same_process_stops_a_phase_waiting_on_a_lock(blocking):
     core = Core.from_settings(blocking)
     _approved(core)
     schema_before = pg.schema_dump(blocking.database_url)
-    out, result = io.StringIO(), {}
-    with rbs.TableLock(blocking.database_url) as held:
-        worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "run phase 1", out)))
-        worker.start()
-        rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
-        abort_out = io.StringIO()
-        assert run_command(core, COORDINATOR, "abort", abort_out) == 0, abort_out.getvalue()
-        worker.join(timeout=60)
-        # It stopped while the lock was still held: the abort stopped it, not the lock's release.
-        assert not worker.is_alive() and not held.conn.closed
-    text = out.getvalue()
-    assert result["code"] == 1, text
+    code, text = _abort_while_blocked(core, LIU, "run phase 1")
+    assert code == 1, text
     assert "Migration 006 FAILED" in text and "aborted by request" in text
     assert NOT_NEEDED in text and UNCHANGED in text and "(checked)" in text
     assert core.store.current().status is Status.ABORTED
@@ -108,14 +108,10 @@ def test_abort_with_nothing_running_is_refused(blocking):
 
 
 @pytest.fixture
-def sleeping(settings, tmp_path):
+def sleeping(ready, tmp_path):
     """Settings whose runbook's step 1.1 sleeps 240 s in its transaction (a statement running)."""
-    deployment, mongo = Deployment(), TcpListener()
-    dbname = settings.database_url.rsplit("/", 1)[1]
-    yield settings.with_(deployment_url=deployment.url, runbook_path=rbs.sleeping_runbook(tmp_path, dbname),
-                         register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
-    deployment.close()
-    mongo.close()
+    dbname = ready.database_url.rsplit("/", 1)[1]
+    return ready.with_(runbook_path=rbs.sleeping_runbook(tmp_path, dbname))
 
 
 def test_abort_from_another_process_cancels_a_running_statement(sleeping):
@@ -148,16 +144,8 @@ def test_abort_reaches_a_rollback_waiting_on_a_lock(ready):
     _approved(core)
     out = io.StringIO()
     assert run_command(core, LIU, "run phase 1", out) == 0, out.getvalue()
-    out, result = io.StringIO(), {}
-    with rbs.TableLock(ready.database_url, table="platform.databases") as held:
-        worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "rollback phase 1", out)))
-        worker.start()
-        rbs.wait_until(lambda: rbs.step_backend(core), what="the rollback file in progress")
-        abort_out = io.StringIO()
-        assert run_command(core, COORDINATOR, "abort", abort_out) == 0, abort_out.getvalue()
-        worker.join(timeout=60)
-        assert not worker.is_alive() and not held.conn.closed
-    assert result["code"] == 1, out.getvalue()
+    code, text = _abort_while_blocked(core, LIU, "rollback phase 1", table="platform.databases")
+    assert code == 1, text
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NOT NULL")
     again = io.StringIO()
     assert run_command(core, LIU, "rollback phase 1", again) == 0, again.getvalue()
