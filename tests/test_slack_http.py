@@ -6,27 +6,10 @@ import time
 
 import pytest
 
-from tests.support.slack_standin import RunningBot, ScriptedCommands, SlackStandIn
+from tests.support.slack_fixtures import bot, scripted, standin  # noqa: F401 (fixtures)
+from tests.support.slack_standin import RunningBot, ScriptedCommands
 
 TPM, COORDINATOR = "U0DYLAN", "U0RAFAEL"
-
-
-@pytest.fixture
-def standin():
-    with SlackStandIn() as s:
-        yield s
-
-
-@pytest.fixture
-def scripted():
-    return ScriptedCommands()
-
-
-@pytest.fixture
-def bot(settings, standin, scripted):
-    running = RunningBot(settings, standin, handle=scripted)
-    yield running
-    running.close()
 
 
 def test_help_is_acked_and_answered_privately_through_the_response_url(bot, standin, scripted):

@@ -3,29 +3,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.support.slack_standin import RunningBot, ScriptedCommands, SlackStandIn
+from tests.support.slack_fixtures import bot, scripted, standin  # noqa: F401 (fixtures)
 
 TPM, COORDINATOR, LIU = "U0DYLAN", "U0RAFAEL", "U0LIU"
-
-
-@pytest.fixture
-def standin():
-    with SlackStandIn() as s:
-        yield s
-
-
-@pytest.fixture
-def scripted():
-    return ScriptedCommands()
-
-
-@pytest.fixture
-def bot(settings, standin, scripted):
-    running = RunningBot(settings, standin, handle=scripted)
-    yield running
-    running.close()
 
 
 def request_message(bot, standin) -> dict:
