@@ -8,6 +8,7 @@ import threading
 import psycopg
 import pytest
 
+from tests.support.waiting import wait_until
 from engine import ledger
 from engine.executor import Executor, LedgerRecord
 from runbook.sqlfile import SqlFileError
@@ -141,7 +142,7 @@ def test_readers_never_queue_behind_a_migration_waiting_for_its_lock(db, tmp_pat
     reads = 0
     with psycopg.connect(db, autocommit=True) as reader:
         reader.execute("SET lock_timeout = '100ms'")  # a queued reader would fail with 55P03
-        _wait_until(lambda: executor.backend_pid is not None)
+        wait_until(lambda: executor.backend_pid is not None)
         while executor.backend_pid is not None:
             assert reader.execute("SELECT count(*) FROM platform.users").fetchone()[0] == 5
             reads += 1
@@ -163,8 +164,8 @@ def test_retry_succeeds_once_the_blocker_is_gone(db, tmp_path):
         path, lock_timeout=0.2, retry_backoff=0.5, lock_retries=3)))
     worker.start()
     # First attempt started, could not take its lock, gave up (connection closed, backing off):
-    _wait_until(lambda: executor.backend_pid is not None)
-    _wait_until(lambda: executor.backend_pid is None)
+    wait_until(lambda: executor.backend_pid is not None)
+    wait_until(lambda: executor.backend_pid is None)
     holder.rollback()
     holder.close()
     worker.join()
@@ -208,7 +209,7 @@ def test_cancel_during_a_long_statement_rolls_back(db, tmp_path):
     box = {}
     worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
     worker.start()
-    _wait_until(lambda: executor.backend_pid is not None and _sleeping(db, executor.backend_pid))
+    wait_until(lambda: executor.backend_pid is not None and _sleeping(db, executor.backend_pid))
     assert executor.cancel() is True
     worker.join(timeout=10)
     result = box["r"]
@@ -279,17 +280,6 @@ def test_psql_file_failure_is_atomic_and_names_the_line(db, tmp_path):
 
 # ------------------------------------------------------------------ helpers
 
-def _wait_until(predicate, tries: int = 500) -> None:
-    """Poll a condition (no timing assertion: it only sequences the test)."""
-    import time
-
-    for _ in range(tries):
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition never became true")
-
-
 def _sleeping(url: str, pid: int) -> bool:
     return bool(pg.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s",
                           (pid, "%pg_sleep%")))
@@ -358,7 +348,7 @@ def test_cancel_stops_a_psql_run_and_rolls_back(db, tmp_path):
     box = {}
     worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
     worker.start()
-    _wait_until(lambda: pg.scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"))
+    wait_until(lambda: pg.scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"))
     assert executor.cancel() is True
     worker.join(timeout=10)
     result = box["r"]
@@ -386,7 +376,7 @@ def test_a_connection_killed_mid_file_is_a_failed_result_not_a_crash(db, tmp_pat
     box = {}
     worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
     worker.start()
-    _wait_until(lambda: executor.backend_pid is not None and _sleeping(db, executor.backend_pid))
+    wait_until(lambda: executor.backend_pid is not None and _sleeping(db, executor.backend_pid))
     pg.scalar(db, "SELECT pg_terminate_backend(%s)", (executor.backend_pid,))
     worker.join(timeout=10)
     result = box["r"]

@@ -11,13 +11,14 @@ from datetime import timedelta
 
 import psycopg
 
+from tests.support.waiting import wait_until
 from commands import Core
 from scheduling import baseline, capture_baseline, followups, store_baseline
 from scheduling.scheduler import Scheduler
 from state.machine import Status
 from tests.conftest import PLANTED
 from tests.support.state import force, make_run
-from tests.test_health import Collect, wait_for
+from tests.test_health import Collect
 from tests.test_scheduling import COORDINATOR, TPM, console, ready, services  # noqa: F401 (fixtures)
 
 
@@ -47,7 +48,7 @@ def test_followups_post_evidence_and_name_a_dropped_policy(ready):
     scheduler = Scheduler(core, lambda: out, poll=0.5)
     try:
         scheduler.schedule_followups(run_id, [timedelta(seconds=1)], week=None)
-        wait_for(lambda: len(summaries(out)) == 1, timeout=120)
+        wait_until(lambda: len(summaries(out)) == 1, timeout=120)
         first = checks_of(out)
         assert set(first) == {"verification queries", "schema unchanged since the run", "query performance vs baseline",
                               "registered databases reachable", "no permission-denied errors"}
@@ -65,7 +66,7 @@ def test_followups_post_evidence_and_name_a_dropped_policy(ready):
         with psycopg.connect(ready.database_url, autocommit=True) as conn:
             conn.execute("DROP POLICY users_select_permissive ON platform.users")
         scheduler.schedule_followups(run_id, [timedelta(seconds=1)], week=timedelta(seconds=2))
-        wait_for(lambda: len(summaries(out)) == 2 and any(p.kind == "followup_reminder" for p in out.posts), timeout=120)
+        wait_until(lambda: len(summaries(out)) == 2 and any(p.kind == "followup_reminder" for p in out.posts), timeout=120)
     finally:
         scheduler.shutdown()
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support.waiting import wait_until
 from commands import Core
 from scheduling import health
 from scheduling.scheduler import Scheduler
@@ -99,16 +100,6 @@ def pg_connect(url):
     import psycopg
 
     return psycopg.connect(url, autocommit=True)
-
-
-def wait_for(condition, timeout=60.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.fixture
@@ -206,20 +197,20 @@ def test_periodic_job_two_schedulers_announce_each_change_once(registered, mongo
             with pg_connect(registered.database_url) as conn:
                 return conn.execute("SELECT last_health_check_at FROM platform.databases WHERE name = %s", (name,)).fetchone()[0]
 
-        wait_for(lambda: states(registered.database_url)["railway-mongodb"][0] == "healthy")
+        wait_until(lambda: states(registered.database_url)["railway-mongodb"][0] == "healthy")
         mongo.close()
-        wait_for(lambda: states(registered.database_url)["railway-mongodb"][0] == "unhealthy")
+        wait_until(lambda: states(registered.database_url)["railway-mongodb"][0] == "unhealthy")
         first = checked_at("railway-mongodb")
-        wait_for(lambda: checked_at("railway-mongodb") > first)  # checked again, still down
+        wait_until(lambda: checked_at("railway-mongodb") > first)  # checked again, still down
         second = checked_at("railway-mongodb")
-        wait_for(lambda: checked_at("railway-mongodb") > second)
+        wait_until(lambda: checked_at("railway-mongodb") > second)
         alerts = out.titles("health_alert")
         assert len(alerts) == 1 and "UNHEALTHY" in alerts[0]
 
         mongo.open()
-        wait_for(lambda: states(registered.database_url)["railway-mongodb"][0] == "healthy")
+        wait_until(lambda: states(registered.database_url)["railway-mongodb"][0] == "healthy")
         again = checked_at("railway-mongodb")
-        wait_for(lambda: checked_at("railway-mongodb") > again)
+        wait_until(lambda: checked_at("railway-mongodb") > again)
         alerts = out.titles("health_alert")
         assert len(alerts) == 2 and "recovered" in alerts[1]
     finally:

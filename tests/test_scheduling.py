@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
 from bot.console import run_command
 from commands import Core
 from core import clock
@@ -28,7 +29,7 @@ from tests.conftest import PLANTED
 from tests.support import pg
 from tests.support.deployment import Deployment
 from tests.support.state import force, make_run
-from tests.test_health import Collect, Port, wait_for
+from tests.test_health import Collect, Port
 
 COORDINATOR, TPM = "U0RAFAEL", "U0DYLAN"
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def test_job_survives_a_restart_and_two_processes_run_it_once(ready, tmp_path, c
         assert {j["id"] for j in second.jobs()} == {f"start:{run_id}", f"reminder:{run_id}"}
         successes = lambda: (here.titles().count("Migration 006 SUCCESSFUL ✅")  # noqa: E731
                              + log_path.read_text().count("[channel] Migration 006 SUCCESSFUL ✅"))
-        wait_for(lambda: successes() >= 1, timeout=180)
+        wait_until(lambda: successes() >= 1, timeout=180)
         assert core.store.get(run_id).status == Status.SUCCEEDED
     finally:
         other.send_signal(signal.SIGTERM)
@@ -143,8 +144,8 @@ def test_nogo_before_the_time_cancels_the_start(ready, services, trouble):
             core.store.set_incident(TPM, "payments API down, SEV-1")
         else:
             services[1].close()  # the private-network MongoDB stops accepting connections
-        wait_for(lambda: core.store.get(run_id).status == Status.DEFERRED, timeout=120)
-        wait_for(lambda: out.titles("schedule_cancelled"))
+        wait_until(lambda: core.store.get(run_id).status == Status.DEFERRED, timeout=120)
+        wait_until(lambda: out.titles("schedule_cancelled"))
     finally:
         scheduler.shutdown()
     post = next(p for p in out.posts if p.kind == "schedule_cancelled")

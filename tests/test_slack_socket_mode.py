@@ -8,19 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.waiting import wait_until
 from state.keys import Keys, target_identity
 from tests.support.slack_standin import SlackStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_client):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import wait_until
 from state.lock import RunLock
 from state.machine import PhaseStatus as P, Status as S
 from tests.conftest import REDIS_URL
@@ -33,16 +34,6 @@ def lock(redis_client, store):
 def child(prefix: str, mode: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tests.support.lock_holder", REDIS_URL, prefix, TARGET, str(TTL), mode],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll until `predicate()` holds (a wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_concurrent_acquires_in_threads_give_exactly_one_handle(lock):

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from sql import DEFAULT_RUNBOOK
+from tests.support.waiting import wait_until  # re-exported: tests use rbs.wait_until
 
 STEP_1_1 = "006_add_platform_databases_table.sql"
 # The step waits for this lock after all its CREATEs ran in its transaction. A test that
@@ -55,19 +56,6 @@ def failing_runbook(tmp_path: Path, file: str = STEP_1_1, sql: str = "SELECT 1/0
 
 
 # ------------------------------------------------------------------ driving a run in tests
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy (bounded generously; never a timing assertion)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
 
 class TableLock:
     """Holds ROW EXCLUSIVE on BLOCKING_TABLE in an open transaction until released."""
