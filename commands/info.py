@@ -42,6 +42,10 @@ def help_(core: Core, user: str, cmd: Command) -> Outcome:
     for verb, usage in USAGE.items():
         roles = allowed_roles(Command(verb), core.runbook)
         who = "anyone" if roles is None else ("any roster member" if roles == () else ", ".join(roles))
+        if verb in ("run", "rollback"):
+            who += "; `phase <n>`: that phase's owner too"
+        if verb == "rollback":
+            who += "; `restore confirm`: tpm"
         lines.append(f"• /migrate {usage}  — {who}")
     lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
               f"Now: {run.status.value if run else 'no run'} → next: {NEXT_STEP.get(run.status if run else None, '')}"]

@@ -30,3 +30,5 @@ def configure(secrets: Iterable[str], level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # APScheduler announces every start/stop of its scheduler at INFO: noise in a console.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
