@@ -270,8 +270,8 @@ class PhaseRunner:
 
         followups = hooks.succeeded(self.core, self.run_id)
         if followups:
-            self.reporter.post(templates.Post("followups_scheduled", "Post-execution follow-ups scheduled", followups,
-                                              run_id=self.run_id))
+            self.reporter.post(templates.Post("followups_scheduled", "Post-execution follow-ups scheduled",
+                                              [*followups, "(they run in the bot's `serve` process)"], run_id=self.run_id))
         return True
 
     def _verification_failed(self, phase: Phase, evidence, suites, duration: float) -> bool:

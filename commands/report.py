@@ -50,7 +50,8 @@ def _preflight(run) -> list[str]:
     out = ["## Pre-Flight Checklist", ""]
     if not pf:
         return out + ["Pre-flight did not finish.", ""]
-    rows = [[c.get("title"), c.get("how"), c.get("observed"), c.get("required"),
+    rows = [_approval_row(c, run) if c.get("key") == "approval" else
+            [c.get("title"), c.get("how"), c.get("observed"), c.get("required"),
              {"pass": "✅", "fail": "❌"}.get(c.get("status"), "⏳")] for c in pf.get("checks", [])]
     out += _table(["Check", "How", "Observed", "Required", "Result"], rows)
     out.append(f"**Outcome:** {pf.get('outcome')}  ")
@@ -63,6 +64,16 @@ def _preflight(run) -> list[str]:
     if rehearsal:
         out.append(f"**Rehearsal:** {rehearsal.get('summary')}  ")
     return out + [""]
+
+
+def _approval_row(check: dict, run) -> list[str]:
+    """The approval row was pending at pre-flight time; the report shows what happened since."""
+    approval = run.approval or {}
+    if approval.get("by"):
+        when = f", scheduled for {str(approval.get('scheduled_for'))[:16]}" if approval.get("scheduled_for") else ""
+        observed = f"GO by <@{approval['by']}> at {str(approval.get('at'))[:16]}{when}"
+        return [check.get("title"), check.get("how"), observed, check.get("required"), "✅"]
+    return [check.get("title"), check.get("how"), "not approved", check.get("required"), "⏳"]
 
 
 def _decision(run) -> list[str]:

@@ -113,8 +113,7 @@ def decision(rb: Runbook, run_id: str, by: str, what: str, at: datetime, *, sche
              reason: str | None = None) -> Post:
     label = {"go": "GO now", "scheduled": f"GO scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC" if scheduled_for else "GO scheduled",
              "no-go": f"NO-GO ({reason})"}[what]
-    return Post("decision", f"{rb.title}: {label}", [f"decided by <@{by}> at {hhmm(at)}"], run_id=run_id,
-                fields={"decision": what, "decided_by": by})
+    return Post("decision", f"{rb.title}: {label}", [f"decided by <@{by}> at {hhmm(at)}"], run_id=run_id)
 
 
 # --------------------------------------------------------------- during execution
