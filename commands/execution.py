@@ -8,7 +8,6 @@ schema snapshots compared with pg_dump output.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -26,12 +25,6 @@ from runbook.model import Phase, Step
 from state.machine import PhaseStatus, Status
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress reports (adapters may coalesce further)
-
-
-@dataclass
-class StepFailure:
-    step: Step
-    result: FileResult
 
 
 class PhaseRunner:
@@ -123,9 +116,6 @@ class PhaseRunner:
             now = clock.monotonic()
             if k in (1, n) or now - self._last_progress >= PROGRESS_INTERVAL:
                 self._last_progress = now
-                if k == 1 and self.executor.backend_pid:
-                    # Lets `abort` from another process cancel this backend.
-                    self.core.store.update_meta(self.run_id, backend_pid=str(self.executor.backend_pid))
                 self.reporter.progress(Progress(self.run_id, phase.number, phase.name, step.id, step.file, k, n,
                                                 now - started, phase.estimate, Status.RUNNING.value))
 
