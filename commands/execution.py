@@ -243,7 +243,7 @@ class PhaseRunner:
         if not (suites_ok and all(e.ok for e in checks_and_smoke)):
             return self._verification_failed(phase, checks_and_smoke, suites, duration)
         run = store.get(self.run_id)
-        gate_results = gates.quality_gates(self.core, run, suites, self.snapshot_dir())
+        gate_results = gates.quality_gates(self.core, run, suites)
         if not all(g.ok for g in gate_results):
             return self._verification_failed(phase, checks_and_smoke + gate_results, suites, duration)
         ledger.record_version(self.dsn, self.rb.version, self.rb.summary)
@@ -304,8 +304,8 @@ class PhaseRunner:
         """A fresh check of which known state the database is in."""
         try:
             if before is not None:
-                schema, rows = self._state_fingerprint()
-                if (schema, rows) == before:
+                shape, rows = self._state_fingerprint()
+                if (shape, rows) == before:
                     return f"Unchanged — schema and row counts of {len(rows)} tables equal to before the step (checked)"
             label = facts.matching_state(self.dsn, self.known_states())
         except Exception as exc:  # the database itself may be what failed

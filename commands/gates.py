@@ -15,7 +15,7 @@ from preflight.backup import file_sha256
 from runbook.model import Smoke
 
 
-def quality_gates(core, run, suites: Sequence, snapshot_dir: Path) -> list[Evidence]:
+def quality_gates(core, run, suites: Sequence) -> list[Evidence]:
     return [
         _files_executed(core, run),
         _suites_green(suites),
