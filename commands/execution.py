@@ -87,6 +87,7 @@ class PhaseRunner:
             if self._abort_requested():
                 return self._aborted(phase, step, None, started)
             before = self._state_fingerprint()
+            earlier = any(done.get(s.id, {}).get("ok") for s in phase.steps[:phase.steps.index(step)])
             result = self._run_step(phase, step, started)
             done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
                              "error": self._error_text(result)}
@@ -95,7 +96,7 @@ class PhaseRunner:
                 self._steps = self._with_steps(done)
                 if result.cancelled or self._abort_requested():
                     return self._aborted(phase, step, result, started, before)
-                return self._step_failed(phase, step, result, started, before)
+                return self._step_failed(phase, step, result, started, before, earlier)
         self._steps = self._with_steps(done)
         evidence = run_checks(self.dsn, phase.checks)
         duration = clock.monotonic() - started
@@ -141,8 +142,9 @@ class PhaseRunner:
 
     # ------------------------------------------------------------ failures
 
-    def _step_failed(self, phase: Phase, step: Step, result: FileResult, started: float, before: tuple) -> bool:
-        rollback_status, rolled_back = self._apply_policy(step, result)
+    def _step_failed(self, phase: Phase, step: Step, result: FileResult, started: float, before: tuple | None,
+                     earlier: bool) -> bool:
+        rollback_status, rolled_back = self._apply_policy(step, result, earlier)
         if rolled_back and self._steps is not None:  # the phase's applied steps were undone with it
             for undone in phase.steps:
                 self._steps["steps"].pop(undone.id, None)
@@ -158,9 +160,17 @@ class PhaseRunner:
         self.reporter.post(self._failure_post(phase, step, self._error_text(result), rollback_status, state, action))
         return False
 
-    def _apply_policy(self, step: Step, result: FileResult) -> tuple[str, bool]:
-        """Carry out the step's failure policy; return (what the rollback status field says, rolled back?)."""
+    def _apply_policy(self, step: Step, result: FileResult, earlier: bool) -> tuple[str, bool]:
+        """Carry out the step's failure policy; return (what the rollback status field says, rolled back?).
+
+        A rollback file undoes the phase's objects by name: run when nothing was applied, it
+        would drop what someone else created (a conflicting table that made the step fail). So
+        it runs only when something of the phase may be in the database: an earlier step of the
+        phase committed, or the failed file ran non-atomically."""
         tx_note = "the file's transaction was rolled back" if result.atomic else "the file ran non-atomically: partial changes possible"
+        if step.on_failure == "rollback" and step.rollback and result.atomic and not earlier:
+            return (f"Not needed — the file's transaction was rolled back and no earlier step of the phase was applied, "
+                    f"so {step.rollback} was not run (it would drop objects this run did not create)"), False
         if step.on_failure == "rollback" and step.rollback:
             rb_result = self.executor.run_file(self.rb.file_path(step.rollback), lock_timeout=self.rb.defaults.lock_timeout,
                                                statement_timeout=self.rb.defaults.statement_timeout,
@@ -297,16 +307,23 @@ class PhaseRunner:
             known[f"the schema after phase {p.number}"] = self.snapshot_path(p.number)
         return known
 
-    def _state_fingerprint(self) -> tuple:
-        return schema.normalize(schema.schema_dump(self.dsn)), facts.row_counts(self.dsn)
+    def _state_fingerprint(self) -> tuple | None:
+        """Schema and row counts, to prove "unchanged" later; None when it could not be read in
+        time (another session's lock): the bot does not queue behind production to look."""
+        wait = self.rb.defaults.lock_timeout
+        try:
+            return (schema.normalize(schema.schema_dump(self.dsn, lock_wait=wait)),
+                    facts.row_counts(self.dsn, lock_timeout=wait))
+        except Exception:  # lock wait exceeded, database away: "unchanged" just cannot be claimed
+            return None
 
     def _database_status(self, before: tuple | None) -> str:
         """A fresh check of which known state the database is in."""
         try:
             if before is not None:
-                shape, rows = self._state_fingerprint()
-                if (shape, rows) == before:
-                    return f"Unchanged — schema and row counts of {len(rows)} tables equal to before the step (checked)"
+                now = self._state_fingerprint()
+                if now is not None and now == before:
+                    return f"Unchanged — schema and row counts of {len(now[1])} tables equal to before the step (checked)"
             label = facts.matching_state(self.dsn, self.known_states())
         except Exception as exc:  # the database itself may be what failed
             return f"Unknown — could not check: {self.core.redact(str(exc))[:200]}"

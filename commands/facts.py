@@ -22,9 +22,11 @@ def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
     return None
 
 
-def row_counts(dsn: str, schemas: tuple[str, ...] = ("platform", "public")) -> dict[str, int]:
-    """Exact row count of every table in `schemas` (all must be readable: a health fact too)."""
+def row_counts(dsn: str, schemas: tuple[str, ...] = ("platform", "public"), lock_timeout: float = 5.0) -> dict[str, int]:
+    """Exact row count of every table in `schemas` (all must be readable: a health fact too).
+    Never queues behind another session's lock longer than `lock_timeout` (raises instead)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms")))
         tables = conn.execute(
             "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2", (list(schemas),)
         ).fetchall()

@@ -15,9 +15,13 @@ from engine.psql import child_env
 BOT_SCHEMA = "migrate_bot"
 
 
-def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = None, file: Path | None = None) -> list[str]:
-    """The pg_dump invocation every snapshot uses (an exported `snapshot` makes it consistent with a backup)."""
+def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = None, file: Path | None = None,
+                 lock_wait: float | None = None) -> list[str]:
+    """The pg_dump invocation every snapshot uses (an exported `snapshot` makes it consistent with a
+    backup; `lock_wait` seconds bounds its wait for another session's lock)."""
     cmd = [pg_dump, "--schema-only", f"--exclude-schema={BOT_SCHEMA}"]
+    if lock_wait is not None:
+        cmd.append(f"--lock-wait-timeout={int(lock_wait * 1000)}")
     if snapshot:
         cmd.append(f"--snapshot={snapshot}")
     if file:
@@ -25,12 +29,14 @@ def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = N
     return cmd + ["--dbname", dsn]
 
 
-def schema_dump(dsn: str, *, pg_dump: str = "pg_dump") -> str:
-    """The schema as pg_dump prints it (raises CalledProcessError with pg_dump's message).
-    The password travels in PGPASSWORD, never on the command line (visible in `ps`)."""
+def schema_dump(dsn: str, *, pg_dump: str = "pg_dump", lock_wait: float = 5.0, timeout: float = 120.0) -> str:
+    """The schema as pg_dump prints it (raises CalledProcessError with pg_dump's message, or
+    TimeoutExpired). It waits at most `lock_wait` s for another session's lock: the bot never
+    queues behind production traffic just to look. The password travels in PGPASSWORD, never
+    on the command line (visible in `ps`)."""
     conninfo, env = child_env(dsn, {}, "migrate-bot-schema")
-    return subprocess.run(dump_command(conninfo, pg_dump=pg_dump), capture_output=True, text=True, check=True,
-                          env=env).stdout
+    return subprocess.run(dump_command(conninfo, pg_dump=pg_dump, lock_wait=lock_wait), capture_output=True,
+                          text=True, check=True, env=env, timeout=timeout).stdout
 
 
 def write_snapshot(dsn: str, path: Path) -> Path:

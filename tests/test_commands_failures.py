@@ -48,25 +48,59 @@ def test_step_1_2_failure_is_safe_to_retry_and_the_database_is_unchanged(ready):
     assert pg.scalar(url, "SELECT count(*) FROM platform.databases WHERE status = 'active'") == 2
 
 
-def test_step_1_1_failure_runs_the_rollback_file_and_reports_the_state_it_checked(ready):
+def test_step_1_1_failing_on_a_conflict_leaves_the_conflicting_object_alone(ready):
+    """Step 1.1's policy is "rollback", but its transaction rolled back and nothing of the phase
+    was applied: running rollback-006.sql would drop the table someone else created."""
     console = Console(Core.from_settings(ready))
     console.approved()
     url = ready.database_url
-    schema_005 = pg.schema_dump(url)
-    # Someone created a conflicting object after the approval.
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:  # someone created a conflicting table after the approval
         conn.execute("CREATE TABLE platform.databases (id int)")
+        conn.execute("INSERT INTO platform.databases VALUES (42)")
+    schema_with_conflict = pg.schema_dump(url)
 
     code, out = console(LIU, "run phase 1")
 
     assert code == 1, out
     assert "step 1.1 006_add_platform_databases_table.sql" in _field(out, "Failed Phase")
     assert "already exists" in _field(out, "Error")
+    assert _field(out, "Rollback Status").startswith("Not needed — the file's transaction was rolled back and no "
+                                                     "earlier step of the phase was applied")
+    assert _field(out, "Database Status").startswith("Unchanged — schema and row counts")
+    assert pg.schema_dump(url) == schema_with_conflict
+    assert pg.scalar(url, "SELECT id FROM platform.databases") == 42  # nothing of theirs was dropped
+    code, out = console(COORDINATOR, "status")
+    assert "Phase 1 Database infrastructure: failed" in out
+
+
+def test_a_rollback_policy_undoes_the_steps_of_the_phase_already_applied(ready, tmp_path):
+    """With step 1.2's policy set to "rollback", a 1.2 failure after 1.1 committed runs
+    rollback-006.sql, and the bot checks the database is back to the pre-migration schema."""
+    import shutil
+
+    folder = tmp_path / "runbook"
+    shutil.copytree(ready.runbook_path.parent, folder)
+    toml = folder / "runbook.toml"
+    text = toml.read_text()
+    retry = 'on_failure = "retry"               # report: "just re-run registration (safe to retry)"'
+    assert retry in text
+    toml.write_text(text.replace(retry, 'on_failure = "rollback"\nrollback = "rollback-006.sql"'))
+    settings = ready.with_(runbook_path=toml)
+    console = Console(Core.from_settings(settings))
+    console.approved()
+    url = settings.database_url
+    schema_005 = pg.schema_dump(url)
+    pg.scalar(url, "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1")
+
+    code, out = console(LIU, "run phase 1")
+
+    assert code == 1, out
+    assert "step 1.2" in _field(out, "Failed Phase")
     assert _field(out, "Rollback Status").startswith("Complete — rollback-006.sql ran")
     assert _field(out, "Database Status") == "Healthy — matches the pre-migration schema (version 005) (schema compared)"
     assert pg.schema_dump(url) == schema_005
     code, out = console(COORDINATOR, "status")
-    assert "Phase 1 Database infrastructure: rolled back" in out  # its rollback file undid it
+    assert "Phase 1 Database infrastructure: rolled back" in out
 
 
 def test_a_runbook_file_edited_after_approval_refuses_run(ready, tmp_path):
