@@ -29,6 +29,8 @@ class Core:
     # Executors working in this process, by run id, so `abort` can cancel them directly.
     executors: dict = field(default_factory=dict)
     executors_guard: threading.Lock = field(default_factory=threading.Lock)
+    # The run lock's `lost` event of work running in this process, by run id: set, the work stops.
+    lost_locks: dict = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, lock_ttl: float | None = None) -> "Core":

@@ -193,7 +193,8 @@ class PhaseRunner:
                                    phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="aborted",
                                    fields=self._closing_fields(), evidence={"step": step.id, "database": state})
         error = self._error_text(result) if result else f"aborted before step {step.id}"
-        self.reporter.post(self._failure_post(phase, step, f"aborted by request ({error})", rollback_status, state,
+        why = "this process lost the run lock" if self._lock_lost() else "aborted by request"
+        self.reporter.post(self._failure_post(phase, step, f"{why} ({error})", rollback_status, state,
                                               "Decision needed: re-run the phase (`run phase "
                                               f"{phase.number}`) or roll back applied phases"))
         return False
@@ -332,8 +333,14 @@ class PhaseRunner:
         return "Unknown — matches no known state (schema compared with the pre-migration and post-phase snapshots)"
 
     def _abort_requested(self) -> bool:
+        if self._lock_lost():
+            return True
         run = self.core.store.get(self.run_id)
         return bool(run and run.meta.get("abort_requested"))
+
+    def _lock_lost(self) -> bool:
+        lost = self.core.lost_locks.get(self.run_id)
+        return bool(lost and lost.is_set())
 
     def _error_text(self, result: FileResult | None) -> str | None:
         if result is None or result.error is None:

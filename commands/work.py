@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 from commands.lockmsg import lock_refusal
@@ -43,9 +44,20 @@ def guarded(core, handle, run_id: str, actor: str, body: Callable[[Reporter], in
     def work(reporter: Reporter) -> int:
         reporter = RedactingReporter(reporter, core.redact)
         handle.start_heartbeat()
+        core.lost_locks[run_id] = handle.lost
+        done = threading.Event()
+        watcher = threading.Thread(target=_stop_when_lost, args=(core, handle, run_id, done), daemon=True,
+                                   name=f"lock-watch-{run_id}")
+        watcher.start()
         try:
             return body(reporter)
         except Exception as exc:
+            if handle.lost.is_set():
+                reporter.post(Post("error", "Stopped: this bot process lost the run lock", [
+                    "Its heartbeat could not renew the lock in time (Redis unreachable, or the process stalled "
+                    "longer than the lock's TTL); the running statement was cancelled and nothing further runs here.",
+                    "Check `/migrate status`: the run is reported as interrupted."], run_id=run_id, final=True))
+                return FAILED
             reason = core.redact(f"{type(exc).__name__}: {exc}")[:500]
             log.error("run %s failed unexpectedly: %s", run_id, reason)
             _mark_failed(core, run_id, actor, reason)
@@ -53,10 +65,23 @@ def guarded(core, handle, run_id: str, actor: str, body: Callable[[Reporter], in
                                "Check `/migrate status`; the database state is reported there."], run_id=run_id, final=True))
             return FAILED
         finally:
+            done.set()
+            core.lost_locks.pop(run_id, None)
             handle.stop_heartbeat()
             handle.release()
 
     return work
+
+
+def _stop_when_lost(core, handle, run_id: str, done: threading.Event, every: float = 0.2) -> None:
+    """Another process may take over a run whose lock we lost: stop executing at once."""
+    while not done.wait(every):
+        if handle.lost.is_set():
+            with core.executors_guard:
+                executor = core.executors.get(run_id)
+            if executor is not None:
+                executor.cancel()  # a cancelled executor also refuses to start further files
+            return
 
 
 def _mark_failed(core, run_id: str, actor: str, reason: str) -> None:

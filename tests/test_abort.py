@@ -150,3 +150,24 @@ def test_abort_reaches_a_rollback_waiting_on_a_lock(ready):
     again = io.StringIO()
     assert run_command(core, LIU, "rollback phase 1", again) == 0, again.getvalue()
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NULL")
+
+
+def test_work_that_loses_its_run_lock_stops_at_once(blocking, redis_client):
+    """If the heartbeat finds the lock taken over (Redis away longer than the TTL, a stalled
+    process), another process may act on the run: this one cancels its statement and stops."""
+    settings = blocking.with_(lock_ttl_seconds=1.5)
+    core = Core.from_settings(settings)
+    _approved(core)
+    schema_before = pg.schema_dump(settings.database_url)
+    out, result = io.StringIO(), {}
+    with rbs.TableLock(settings.database_url):
+        worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "run phase 1", out)))
+        worker.start()
+        rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
+        redis_client.set(core.keys.lock(), '{"token": "someone-else", "owner": "another bot"}', px=60_000)
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+    text = out.getvalue()
+    assert result["code"] == 1, text
+    assert "this process lost the run lock" in text
+    _assert_unchanged(settings.database_url, schema_before)
