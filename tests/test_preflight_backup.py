@@ -163,3 +163,20 @@ def test_lockwatch_sees_a_lock_granted_to_a_named_session(db_005):
     assert ("ACCESS EXCLUSIVE", "platform.users") in watch.seen and watch.error is None
     assert lockwatch.level("ShareUpdateExclusiveLock") == "SHARE UPDATE EXCLUSIVE"
     assert lockwatch.qualified("schema_migrations") == "public.schema_migrations"
+
+
+def test_backup_file_changed_in_place_after_it_was_written_fails_verification(settings):
+    with scratch.scratch_database(settings) as copy:
+        dumped = backup.dump(settings, RB.backup_prefix, NOW, restore_into=copy)
+        intact = proof.verify(settings, dumped, copy)
+        with open(dumped.path, "r+b") as f:  # same size, one byte different
+            f.seek(dumped.size // 2)
+            byte = f.read(1)
+            f.seek(dumped.size // 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        changed = proof.verify(settings, dumped, copy)
+    file_ok = next(c for c in intact.comparisons if c.key == "backup:file")
+    assert intact.verified and "unchanged since written" in file_ok.observed
+    file_bad = next(c for c in changed.comparisons if c.key == "backup:file")
+    assert changed.verified is False and file_bad.status == FAIL
+    assert f"{dumped.size} bytes" in file_bad.observed and "hashed again" in file_bad.observed
