@@ -13,12 +13,13 @@ from state.approval import bind_approval, why_cannot_approve
 from state.machine import IllegalTransition, Status
 
 DECIDABLE = (Status.GO, Status.SCHEDULED)
+RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled before anything ran
 
 
 def approve(core: Core, user: str, cmd: Command) -> Outcome:
     now = clock.now()
     run = core.store.current()
-    refusal = _why_not_decidable(run, now)
+    refusal = _why_not_decidable(run, now, cmd) or _why_incident_blocks(core)
     if refusal:
         return Outcome.refused(refusal)
     sums = checksums(core.runbook)
@@ -74,9 +75,21 @@ def defer(core: Core, user: str, cmd: Command) -> Outcome:
                    posts=[templates.decision(core.runbook, run.id, user, "no-go", now, reason=cmd.text)], run_id=run.id)
 
 
-def _why_not_decidable(run, now) -> str | None:
+def _why_incident_blocks(core: Core) -> str | None:
+    incident = core.store.incident()
+    if incident:
+        return (f"a critical incident is declared by <@{incident.get('by')}> ({incident.get('text')}): no GO until "
+                "`/migrate incident clear`")
+    return None
+
+
+def _why_not_decidable(run, now, cmd: Command) -> str | None:
     if run is None:
         return "nothing to approve: run `/migrate preflight` first"
+    if run.status in RESCHEDULABLE and cmd.at is not None:
+        return None
+    if run.status in RESCHEDULABLE:
+        return "already approved (GO now): nothing to add; `approve at <time>` turns it into GO scheduled"
     if run.status not in DECIDABLE:
         return f"nothing to approve: the run is {run.status.value}; approval needs a GO pre-flight (`/migrate preflight`)"
     return None

@@ -37,8 +37,10 @@ class PhaseRunner:
         self.actor = actor
         self.reporter = reporter
         self.dsn = core.settings.database_url
-        self.executor = Executor(self.dsn, secrets=core.settings.secrets())
         self.inputs = step_inputs(core.settings, self.rb)
+        secret_inputs = [v for name, v in self.inputs.items() if self.rb.inputs[name].secret]
+        self.secrets = (*core.settings.secrets(), *secret_inputs)
+        self.executor = Executor(self.dsn, secrets=self.secrets)
         self._last_progress = 0.0
         self._steps: dict | None = None  # step outcomes of the phase in progress, saved by its closing transition
 
@@ -241,7 +243,7 @@ class PhaseRunner:
         evidence = []
         for migration in self.rb.migration_phases:
             evidence += run_checks(self.dsn, migration.checks)
-        suites = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.core.settings.secrets())
+        suites = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.secrets)
                   for s in phase.suites]
         for suite in suites:
             self.reporter.post(templates.Post("suite_result", f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",

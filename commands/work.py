@@ -109,6 +109,11 @@ def start_locked(core, user: str, current, body: Callable, what: str, first_stat
     handle = core.lock.acquire(f"{what.lower()} by {user}")
     if handle is None:
         return lock_refusal(core)
+    try:  # another command may have moved the run between our check and taking the lock
+        check_transition(core.store.get(current.id), first_status, phase=numbers[0] if numbers else None)
+    except IllegalTransition as exc:
+        handle.release()
+        return Outcome.refused(exc.reason)
 
     def work(reporter: Reporter) -> int:
         with PhaseRunner(core, current.id, user, reporter).attached() as runner:

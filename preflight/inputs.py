@@ -82,11 +82,16 @@ def _where(url: str) -> str:
     return f"{urlsplit(url).scheme} " + ", ".join(f"{h}:{p}" for h, p in endpoints(url))
 
 
+MIN_KEY_LENGTH = 16  # a short key is guessable, and too short for redaction to mask it safely
+
+
 def key_problem(key: str | None) -> str | None:
     if not key:
         return "MIGRATE_ENCRYPTION_KEY is not set"
     if looks_placeholder(key):
         return "MIGRATE_ENCRYPTION_KEY is a placeholder"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"MIGRATE_ENCRYPTION_KEY is too short ({len(key)} characters; use at least {MIN_KEY_LENGTH})"
     return None
 
 

@@ -132,3 +132,16 @@ def test_a_declared_incident_blocks_run(ready):
     code, out = console(COORDINATOR, "run")
     assert code == 0, out
     assert "Migration 006 SUCCESSFUL ✅" in out
+
+
+def test_no_go_while_an_incident_is_declared(ready):
+    console = Console(Core.from_settings(ready))
+    code, out = console(COORDINATOR, "preflight")
+    assert code == 0, out
+    assert console(LIU, "incident start payments outage")[0] == 0
+    code, out = console("U0DYLAN", "approve")
+    assert code == 2 and "critical incident" in out and "payments outage" in out
+    assert console(LIU, "incident clear")[0] == 0
+    assert console("U0DYLAN", "approve")[0] == 0
+    code, out = console("U0DYLAN", "approve")
+    assert code == 2 and "already approved" in out

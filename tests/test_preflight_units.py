@@ -94,6 +94,8 @@ def test_missing_key_and_placeholder_key_fail():
     base = Settings(database_url=None, register_mongodb_url=PLANTED["mongodb"], register_redis_url=PLANTED["redis"])
     assert inputs_probe(base, RB) == (False, "MIGRATE_ENCRYPTION_KEY is not set")
     assert inputs_probe(base.with_(encryption_key="changeme"), RB)[0] is False
+    ok, observed = inputs_probe(base.with_(encryption_key="abc"), RB)
+    assert ok is False and "too short (3 characters" in observed and "abc" not in observed.split("(")[0]
 
 
 # ------------------------------------------------------------------ report
