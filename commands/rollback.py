@@ -53,14 +53,17 @@ class PhaseRollback:
                                        [f"by <@{self.runner.actor}>"], run_id=self.runner.run_id))
         started = clock.monotonic()
         before = facts.row_counts(self.dsn)
+        recorded = rb.version in facts.applied_versions(self.dsn)
         result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
                                                statement_timeout=rb.defaults.statement_timeout,
                                                lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff)
         self.runner.reporter.post(templates.step_result(f"rollback {n}", result))
         if not result.ok:
             return self._failed(f"{self.phase.rollback} failed: {self.runner._error_text(result)}", started)
+        # Who removed the version matters to the proof: read it before the bot removes it too.
+        left_by_file = rb.version in facts.applied_versions(self.dsn)
         ledger.remove_version(self.dsn, rb.version)
-        lines, proven = self._proof(before)
+        lines, proven = self._proof(before, recorded, left_by_file)
         recovery = clock.monotonic() - started
         if not proven:
             return self._failed("the rollback ran but the database is not in the expected state", started, lines)
@@ -73,7 +76,7 @@ class PhaseRollback:
                                        [f"Recovery time: {templates.seconds(recovery)}", *lines], run_id=self.runner.run_id))
         return OK
 
-    def _proof(self, before: dict[str, int]) -> tuple[list[str], bool]:
+    def _proof(self, before: dict[str, int], recorded: bool, left_by_file: bool) -> tuple[list[str], bool]:
         n = self.phase.number
         expected_path = self.runner.snapshot_path(n - 1 if n > 1 else 0)
         lines, proven = [], True
@@ -89,8 +92,10 @@ class PhaseRollback:
             proven = False
         versions = facts.applied_versions(self.dsn)
         gone = self.core.runbook.version not in versions
+        who = ("it was not recorded" if not recorded else
+               "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.phase.rollback}")
         lines.append(f"{templates.mark(gone)} schema_migrations: latest {max(versions) if versions else 'none'}"
-                     f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'})")
+                     f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})")
         proven &= gone
         after = facts.row_counts(self.dsn)
         kept = [t for t in before if t in after]
