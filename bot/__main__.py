@@ -4,11 +4,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+import psycopg
+from redis.exceptions import RedisError
+
 from core import logs
+from core.redact import redact
 from core.config import ConfigError, Settings
 from runbook.model import RunbookError
 
-EXIT_REFUSED = 2
+EXIT_FAILED, EXIT_REFUSED = 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("text", nargs="*", help='one command, e.g. "run phase 1"; none: interactive prompt')
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
-    logs.configure(settings.secrets())
+    secrets: tuple[str, ...] = ()
     try:
+        settings = Settings.from_env()
+        secrets = settings.secrets()
+        logs.configure(secrets)
         if args.mode == "serve":
             from bot.slack.server import serve
 
@@ -36,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(core, args.user, " ".join(args.text))
         return interactive(core, args.user)
     except (ConfigError, RunbookError) as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {redact(str(exc), secrets)}", file=sys.stderr)
         return EXIT_REFUSED
+    except psycopg.ProgrammingError as exc:  # e.g. a DATABASE_URL libpq cannot parse
+        print(f"configuration error: {redact(str(exc), secrets)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (RedisError, psycopg.OperationalError) as exc:
+        print(f"unreachable: {redact(f'{type(exc).__name__}: {exc}', secrets)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

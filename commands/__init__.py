@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from redis.exceptions import RedisError
 
 from commands.abort import abort, interruption_facts
 from commands.core import Core
@@ -38,7 +39,18 @@ VERBS = {
 
 
 def handle(core: Core, user: str, text: str, *, request_id: str | None = None) -> Outcome:
-    """Run `/migrate TEXT` as USER. A repeated `request_id` is answered, never executed twice."""
+    """Run `/migrate TEXT` as USER. A repeated `request_id` is answered, never executed twice.
+    Redis or PostgreSQL being unreachable is a short answer, never a stack trace."""
+    try:
+        return _handle(core, user, text, request_id)
+    except (RedisError, psycopg.OperationalError) as exc:
+        what = "Redis (the bot's state)" if isinstance(exc, RedisError) else "the database"
+        reason = core.redact(f"{type(exc).__name__}: {exc}")[:200]
+        log.error("command by %s not run: %s unreachable: %s", user, what, reason)
+        return Outcome(FAILED, reply=[f"nothing was done: {what} is unreachable ({reason}); try again when it is back"])
+
+
+def _handle(core: Core, user: str, text: str, request_id: str | None) -> Outcome:
     if request_id and not core.store.first_delivery(request_id):
         return Outcome.refused("already handled: this request was delivered twice and ran once")
     try:

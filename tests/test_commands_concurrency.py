@@ -115,3 +115,23 @@ def test_the_same_request_delivered_twice_runs_once(ready):
     assert "delivered twice and ran once" in second.reply[0]
     events = [e for e in core.events.events() if e["action"] == "incident start"]
     assert len(events) == 1
+
+
+def test_redis_unreachable_is_a_short_answer_not_a_trace(ready):
+    """Exit 1 with one line naming what is down; no traceback, no password."""
+    env = env_for(ready)
+    env["REDIS_URL"] = "redis://:S3cretRedisPw42@127.0.0.1:1/0"
+    p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "Redis (the bot's state) is unreachable" in p.stdout
+    assert "Traceback" not in p.stdout + p.stderr and "S3cretRedisPw42" not in p.stdout + p.stderr
+
+
+def test_a_malformed_setting_is_a_configuration_error_exit_2(ready):
+    env = env_for(ready)
+    env["MIGRATE_LOCK_TTL_SECONDS"] = "fifteen"
+    p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "MIGRATE_LOCK_TTL_SECONDS must be a number" in p.stderr
+    assert "Traceback" not in p.stderr
