@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import psycopg
+from pglast.parser import normalize
 
 from core.redact import redact
 
@@ -106,10 +107,22 @@ class BlockerWatch:
         return to_blocker(row, self._secrets)
 
 
+def without_constants(query: str) -> str:
+    """Another session's query with every literal replaced by $n (PostgreSQL's own normalizer,
+    via pglast): its text may hold secrets the bot does not know of. Unparsable text (a
+    truncated pg_stat_activity query) keeps only its first word."""
+    try:
+        return normalize(query)
+    except Exception:  # pglast raises its ParseError for anything it cannot read
+        words = query.split()
+        return f"{words[0]} … (not shown: unparsable)" if words else ""
+
+
 def to_blocker(row, secrets: Sequence[str]) -> Blocker:
-    """A Blocker from (pid, query, state, age, mode, relation); the query redacted, truncated."""
+    """A Blocker from (pid, query, state, age, mode, relation); the query's literals removed,
+    redacted, truncated."""
     pid, query, state, age, mode, relation = row
-    query = redact(" ".join(query.split()), secrets)
+    query = redact(" ".join(without_constants(query).split()), secrets)
     if len(query) > QUERY_CHARS:
         query = query[: QUERY_CHARS - 1] + "…"
     return Blocker(pid, query, state, round(age, 3), mode, relation)

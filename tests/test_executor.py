@@ -426,3 +426,16 @@ def test_psql_inputs_with_spaces_and_backslashes_arrive_intact(db, tmp_path):
     path2 = write(tmp_path, "check.sql", "\\echo checking\nDO $$ BEGIN IF current_setting('app.v') <> "
                   + "$v$" + value + "$v$ THEN RAISE EXCEPTION 'mangled'; END IF; END $$;\n")
     assert Executor(db).run_file(path2, inputs={"app.v": value}, **FAST).ok
+
+
+def test_a_blockers_query_is_shown_without_its_literals():
+    """Another session's query may carry secrets the bot does not know: its constants are removed."""
+    from engine.blockers import to_blocker
+
+    row = (4242, "UPDATE platform.api_keys SET key_hash = 'sk_live_9f8e7d6c5b4a' WHERE id = 7", "active", 3.2,
+           "RowExclusiveLock", "platform.api_keys")
+    blocker = to_blocker(row, secrets=())
+    assert "sk_live_9f8e7d6c5b4a" not in blocker.query
+    assert blocker.query.startswith("UPDATE platform.api_keys SET key_hash = $1")
+    truncated = to_blocker((1, "SELECT 'secret-text' FROM (SELECT", "active", 1.0, None, None), secrets=())
+    assert "secret-text" not in truncated.query
