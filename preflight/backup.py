@@ -107,7 +107,8 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
     url = settings.database_url
     if not url:
         raise BackupError("DATABASE_URL is not set")
-    Path(settings.backup_dir).mkdir(parents=True, exist_ok=True)
+    # A backup is the whole production database: only the bot's user may read it.
+    Path(settings.backup_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     path = Path(settings.backup_dir) / file_name(prefix, at)
     # Serial counts: the source is counted while dump and restore run, and a parallel scan
     # would take CPU from them; the copy, counted after, gets the parallel workers.
@@ -174,7 +175,7 @@ class _Stream(threading.Thread):
 
     def _write(self, dumper: subprocess.Popen, restorer: subprocess.Popen | None, restore_err) -> None:
         digest = hashlib.sha256()
-        with open(self.path, "wb") as out:
+        with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             # read1: whatever the pipe holds now (up to CHUNK), so pg_restore is fed as the
             # dump produces instead of waiting for a full megabyte to gather.
             while chunk := dumper.stdout.read1(CHUNK):

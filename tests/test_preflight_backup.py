@@ -72,6 +72,9 @@ def test_backup_file_restores_by_hand_with_the_printed_command(settings):
         info = proof.verify(settings, dumped, copy)  # restored from the file, like an operator would
     assert info.verified, info.problem
     assert info.restore_command == f'pg_restore --exit-on-error --dbname "$DATABASE_URL" {dumped.path.resolve()}'
+    # The whole database is in it: only the bot's user may read it.
+    assert dumped.path.stat().st_mode & 0o777 == 0o600
+    assert dumped.path.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_missing_pg_dump_is_a_failed_line_not_a_crash(settings, tmp_path, monkeypatch):
