@@ -426,12 +426,18 @@ def loss_lines(backup: dict, counters: dict, counts: dict, since: str) -> list[s
     lines = [f"Data loss: {ins} row(s) inserted, {upd} updated, {dele} deleted since the backup ({since}) are not in "
              "the restored database (PostgreSQL statistics counters; they include the migration's own writes)"]
     expected = backup.get("row_counts") or {}
+    then_tables, now_tables = before.get("tables") or {}, counters.get("tables") or {}
     for table in sorted(set(counts) | set(expected)):
         now, then = counts.get(table), expected.get(table)
         if then is None:
             lines.append(f"  {table}: created since the backup ({now} rows), not in the restored database")
         elif now is None:
             lines.append(f"  {table}: dropped since the backup; restored with its {then} rows")
-        elif now != then:
+        elif table in then_tables and table in now_tables:
+            i, u, d = (a - b for a, b in zip(now_tables[table], then_tables[table]))
+            if i or u or d:
+                lines.append(f"  {table}: {i} inserted, {u} updated, {d} deleted since the backup "
+                             f"({now} rows now vs {then} at the backup)")
+        elif now != then:  # per-table counters not recorded (an older backup): the net change only
             lines.append(f"  {table}: {now} rows now vs {then} at the backup ({now - then:+d} net)")
     return lines

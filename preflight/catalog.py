@@ -65,13 +65,16 @@ def row_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int]:
     return counts
 
 
-def write_counters(conn: psycopg.Connection) -> dict[str, int]:
-    """Totals of rows inserted/updated/deleted since stats reset, outside `migrate_bot`: a
-    later restore compares them to say whether anything was written since the backup."""
-    row = conn.execute("""SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_del), 0)
-                          FROM pg_stat_user_tables WHERE schemaname <> ALL(%(skip)s)""",
-                       {"skip": list(SKIP_SCHEMAS)}).fetchone()
-    return {"n_tup_ins": int(row[0]), "n_tup_upd": int(row[1]), "n_tup_del": int(row[2])}
+def write_counters(conn: psycopg.Connection) -> dict:
+    """Rows inserted/updated/deleted since stats reset, outside `migrate_bot`, in total and per
+    table (`tables`: {schema.table: [ins, upd, del]}): a later restore compares them to say
+    what was written since the backup, table by table."""
+    rows = conn.execute("""SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del
+                           FROM pg_stat_user_tables WHERE schemaname <> ALL(%(skip)s)""",
+                        {"skip": list(SKIP_SCHEMAS)}).fetchall()
+    tables = {name: [int(i), int(u), int(d)] for name, i, u, d in rows}
+    return {"n_tup_ins": sum(t[0] for t in tables.values()), "n_tup_upd": sum(t[1] for t in tables.values()),
+            "n_tup_del": sum(t[2] for t in tables.values()), "tables": tables}
 
 
 def differences(source: dict[str, str], copy: dict[str, str]) -> list[str]:

@@ -109,7 +109,8 @@ def test_restore_swaps_in_the_verified_backup_keeps_the_old_db_and_reports_the_l
 
     # The loss is reported, per table where it can be measured...
     assert "Data loss:" in out and "row(s) inserted" in out and "1 updated" in out
-    assert f"platform.organizations: {orgs_now} rows now vs {orgs_at_backup} at the backup (+3 net)" in out
+    assert (f"platform.organizations: 3 inserted, 1 updated, 0 deleted since the backup "
+            f"({orgs_now} rows now vs {orgs_at_backup} at the backup)") in out
     assert "platform.databases: created since the backup" in out
     # ... and it is indeed lost: the live database is the backup again.
     url = ready.database_url
