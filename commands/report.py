@@ -33,7 +33,7 @@ def render(core: Core, run, events: list[dict]) -> str:
     out = [f"# {rb.title} - Execution Report", "",
            f"**Run:** {run.id}  ", f"**Database:** {redact_url(core.settings.database_url)}  ",
            f"**Status:** {run.status.value}  ", f"**Generated:** {clock.now():%Y-%m-%d %H:%M} UTC", ""]
-    out += _preflight(run) + _decision(run) + _execution(rb, run) + _evidence(run) + _gates(run)
+    out += _preflight(run) + _decision(run) + _execution(rb, run) + _evidence(run) + _gates(run) + _restore(run)
     out += _timeline(rb, run) + _events(events) + _signoff(events)
     return "\n".join(out) + "\n"
 
@@ -114,6 +114,18 @@ def _gates(run) -> list[str]:
         return ["## Quality Gates", "", "Not evaluated (verification has not passed).", ""]
     return ["## Quality Gates", ""] + _table(["Gate", "Observed", "Required", "Result"],
                                              [[g["name"], g["observed"], g["expected"], "✅" if g["ok"] else "❌"] for g in gates])
+
+
+def _restore(run) -> list[str]:
+    restore = (run.result or {}).get("restore")
+    if not restore:
+        return []
+    return ["## Restore from Backup", "",
+            f"**Database:** `{restore.get('database')}` restored from the backup "
+            f"in {templates.seconds(restore.get('recovery_seconds'))}  ",
+            f"**Replaced database kept as:** `{restore.get('replaced_by_backup_kept_as')}`  ",
+            f"**History events carried over:** {restore.get('events_carried')}  ",
+            *[f"- {line.strip()}" for line in restore.get("loss", [])], ""]
 
 
 def _timeline(rb, run) -> list[str]:

@@ -139,6 +139,7 @@ def test_restore_swaps_in_the_verified_backup_keeps_the_old_db_and_reports_the_l
     assert code == 0 and "restored" in out
     code, out = console(core, COORDINATOR, "report", transcript)
     assert code == 0, out
+    assert "## Restore from Backup" in out and "Replaced database kept as" in out and "3 inserted, 1 updated" in out
 
     everything = "\n".join(transcript)
     for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):
