@@ -156,3 +156,25 @@ def test_the_home_tab_shows_the_run_waiting_for_the_tpm(bot, standin):
     bot.slack.event({"type": "app_home_opened", "user": TPM, "channel": "D0HOME", "tab": "home"})
     view = json.dumps(standin.wait_method("views.publish")[0].body["view"])
     assert "Waiting for a decision" in view and "<@U0DYLAN>" in view and "*go*" in view
+
+
+def test_a_button_of_an_older_run_cannot_decide_the_current_one(bot, standin):
+    """Buttons run commands on the current run: an old request's GO must not approve a new run."""
+    old = _request(bot, standin)
+    bot.bridge.wait_work()
+    old_run = bot.core.store.current().id
+    slash(bot, TPM, "defer wrong window")
+    bot.bridge.wait_work()
+    slash(bot, COORDINATOR, "preflight")  # a new run, with its own request
+    standin.wait_method("chat.postMessage", where=lambda b: "Requesting go/no-go decision" in b.get("text", ""),
+                        count=2, timeout=120)
+    bot.bridge.wait_work()
+    new_run = bot.core.store.current().id
+    assert new_run != old_run
+
+    bot.slack.click(TPM, old, "approve_now")
+
+    ephemeral_containing(standin, f"belongs to run {old_run}, which is no longer current")
+    edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == old["ts"], timeout=30)[-1]
+    assert not [b for b in edit.body["blocks"] if b["type"] == "actions"]  # the stale buttons are gone
+    assert str(bot.core.store.current().status) == "go"  # the new run was not approved

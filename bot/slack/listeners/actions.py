@@ -27,6 +27,11 @@ def register(app, bridge) -> None:
             ephemeral(respond, [f"Only the {role} ({bridge.core.roster.mention(role)}) can use “{button['c']}”. Nothing changed."])
             return
         message = Clicked.of(body, button)
+        stale = message.stale(bridge)
+        if stale:
+            ephemeral(respond, [stale])
+            message.expire(bridge, stale)
+            return
         if button["id"] in MODALS:
             message.stash(bridge)
             client.views_open(trigger_id=body["trigger_id"], view=MODALS[button["id"]](message.metadata()))
@@ -75,6 +80,24 @@ class Clicked:
         meta = json.loads(metadata)
         stored = bridge.threads.meta(meta["run"] or "-").get(f"message:{meta['ts']}", "[]")
         return cls(meta["c"], meta["ts"], meta["run"], meta["id"], json.loads(stored))
+
+    def stale(self, bridge) -> str | None:
+        """Buttons act through commands on the *current* run: a button of an older run must not
+        approve, defer or restore a newer one."""
+        current = bridge.core.store.current()
+        if self.run_id and current is not None and current.id != self.run_id:
+            return (f"This button belongs to run {self.run_id}, which is no longer current (the current run is "
+                    f"{current.id}). Nothing changed.")
+        return None  # no current run: the core itself refuses whatever the button asks
+
+    def expire(self, bridge, reason: str) -> None:
+        """Take the buttons off a message whose run is no longer current."""
+        bridge.reporter.update(self.channel, self.ts, blocks.Rendered(reason, blocks.decided(self.blocks, reason)))
+        self.unstash_drop(bridge)
+
+    def unstash_drop(self, bridge) -> None:
+        """The stashed blocks are needed only until the modal is submitted."""
+        bridge.core.redis.hdel(bridge.core.keys.slack_meta(self.run_id or "-"), self._field())
 
     def decide(self, bridge, user: str, command: str) -> None:
         """Edit the message: buttons gone, who decided what and when."""

@@ -32,6 +32,12 @@ def register(app, bridge) -> None:
 def _submit(bridge, client, body: dict, command: str) -> None:
     user = body["user"]["id"]
     message = Clicked.unstash(bridge, body["view"]["private_metadata"])
+    message.unstash_drop(bridge)
+    stale = message.stale(bridge)  # the run may have changed while the modal was open
+    if stale:
+        ephemeral_in(client, message.channel, user, [stale])
+        message.expire(bridge, stale)
+        return
     outcome = bridge.execute(user, command, request_id(body["view"]["id"], body.get("trigger_id", "")))
     ephemeral_in(client, message.channel, user, [bridge.redact(line) for line in outcome.reply])
     if outcome.code == OK:
