@@ -118,8 +118,11 @@ class Bridge:
             outcome.work(RunReporter(self.reporter, outcome.run_id))
         except Exception as exc:  # the work's own failure paths post; this is a crash: say so in the thread
             log.exception("background work crashed: %s", self.redact(repr(exc)))
-            self.reporter.post(Post(kind="failure", title="The background work stopped on an error",
-                                    lines=[self.redact(str(exc))[:1000]], run_id=outcome.run_id, final=True))
+            try:
+                self.reporter.post(Post(kind="failure", title="The background work stopped on an error",
+                                        lines=[self.redact(str(exc))[:1000]], run_id=outcome.run_id, final=True))
+            except Exception as again:  # Redis away too: the log is all that is left (never a raw trace)
+                log.error("could not queue the crash notice: %s", self.redact(repr(again)))
 
     def wait_work(self, timeout: float = 60.0) -> bool:
         """Wait (bounded) for the commands and background work started so far; True when all finished."""
