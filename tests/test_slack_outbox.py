@@ -2,18 +2,42 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 
 import pytest
 
+import bot.slack.outbox as outbox_module
 from bot.slack.bridge import Bridge
 from commands.core import Core
 from commands.result import Post, Progress
 from tests.support.slack_standin import ScriptedCommands, SlackStandIn
 
 
+class ControlledStandIn(SlackStandIn):
+    """The stand-in, plus: a delay before every Web API answer (a slow Slack, or retry
+    handlers sleeping), and an ok:false error every chat.postMessage gets while `refusing`
+    is set (a revoked token, a channel the app was removed from)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+        self.refusing: str | None = None
+        self.entered = threading.Event()  # set when a Web API call arrives
+
+    def _answer(self, method: str, body: dict) -> dict:
+        self.entered.set()
+        if self.delay:
+            time.sleep(self.delay)
+        if self.refusing and method == "chat.postMessage":
+            return {"ok": False, "error": self.refusing}
+        return super()._answer(method, body)
+
+
 @pytest.fixture
 def standin():
-    with SlackStandIn() as s:
+    with ControlledStandIn() as s:
         yield s
 
 
@@ -143,3 +167,75 @@ def test_secrets_never_reach_slack(make_bridge, standin):
     dumped = json.dumps(call.body)
     for secret in (s.encryption_key, "S3cretMongoPw42", "S3cretRedisPw42"):
         assert secret not in dumped
+
+
+def test_two_workers_with_a_lock_shorter_than_a_slack_call_deliver_each_entry_once_in_order(make_bridge, standin, monkeypatch):
+    # Each call takes longer than the lock's TTL: without renewal during the call, the other
+    # worker would take the lock and deliver the same head again (and pop the next one unsent).
+    monkeypatch.setattr(outbox_module, "LOCK_TTL_MS", 1000)
+    standin.delay = 1.5
+    one, two = make_bridge(start=False), make_bridge(start=False)
+    for i in range(3):
+        (one if i % 2 else two).reporter.post(Post("info", f"slow {i}"))
+    one.worker.start()
+    two.worker.start()
+    standin.wait_method("chat.postMessage", 3, timeout=60)
+    assert one.worker.drain(timeout=30) and two.worker.drain(timeout=30)
+    assert titles(standin.calls_of("chat.postMessage", ok_only=False)) == [f"slow {i}" for i in range(3)]
+
+
+def test_a_worker_that_lost_its_lock_mid_call_leaves_the_queue_to_the_new_owner(make_bridge, standin):
+    # The lock vanishes while the first worker is inside Slack (its process was paused past the
+    # TTL): the second worker takes over and sends the head again (at-least-once), and the
+    # first worker's late pop must not remove the next entry, which nobody has sent.
+    one, two = make_bridge(start=False), make_bridge(start=False)
+    for name in ("A", "B", "C"):
+        one.reporter.post(Post("info", name))
+    standin.delay = 0.5
+    stepping = threading.Thread(target=one.worker.step)
+    stepping.start()
+    assert standin.entered.wait(15)
+    one.outbox.redis.delete(one.worker.lock_key)
+    two.worker.step()
+    stepping.join(15)
+    standin.delay = 0.0
+    assert two.worker.drain(timeout=20)
+    assert titles(standin.calls_of("chat.postMessage")) == ["A", "A", "B", "C"]
+    assert len(one.outbox) == 0
+
+
+def test_close_keeps_the_lock_while_the_worker_is_still_in_a_slack_call(make_bridge, standin):
+    bridge = make_bridge()
+    redis = bridge.outbox.redis
+    standin.delay = 1.5
+    bridge.reporter.post(Post("info", "in flight"))
+    assert standin.entered.wait(15)
+    bridge.worker.close(timeout=0.05)
+    assert redis.get(bridge.worker.lock_key) == bridge.worker.token.encode()
+    bridge.worker._thread.join(30)
+    assert redis.get(bridge.worker.lock_key) is None  # released by the worker once its call ended
+    assert titles(standin.calls_of("chat.postMessage")) == ["in flight"]
+    assert len(bridge.outbox) == 0
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "channel_not_found"])
+def test_an_installation_error_keeps_the_entry_until_slack_accepts_it(make_bridge, standin, caplog, error):
+    bridge = make_bridge(start=False)
+    standin.refusing = error
+    bridge.reporter.post(Post("info", "Phase 1 FAILED"))
+    bridge.reporter.post(Post("info", "Migration 006 SUCCESSFUL"))
+    with caplog.at_level(logging.ERROR, logger="bot.slack.outbox"):
+        delays = [bridge.worker.step() for _ in range(4)]
+    assert delays == sorted(delays) and delays[0] > 0 and delays[-1] <= outbox_module.MAX_BACKOFF  # backing off
+    assert len(bridge.outbox) == 2  # nothing dropped
+    refused = standin.calls_of("chat.postMessage", ok_only=False)
+    assert [c.answer.get("error") for c in refused] == [error] * 4
+    assert all(c.body["text"] == "Phase 1 FAILED" and c.body.get("blocks") for c in refused)  # no plain fallback
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR and error in r.getMessage()]
+    assert len(logged) == 4
+    assert bridge.core.settings.slack_bot_token not in caplog.text
+    standin.refusing = None
+    assert bridge.worker.drain(timeout=20)
+    delivered = standin.calls_of("chat.postMessage")
+    assert titles(delivered) == ["Phase 1 FAILED", "Migration 006 SUCCESSFUL"]
+    assert all(c.body.get("blocks") for c in delivered)

@@ -3,11 +3,28 @@
 Each write to the channel (a post, an edit, a file upload, a refresh of a run's parent
 message) is an entry in a Redis list (`keys.outbox(channel)`). One worker per channel (a
 Redis lock with an owner token, so two bot processes never both deliver) takes the head,
-calls Slack, and removes the entry only once Slack answered. Rate limits, 5xx and broken
-connections are retried by slack_sdk's retry handlers and, past those, by leaving the entry
-at the head and trying again later: a Slack outage delays messages but loses none, and a
-restart resumes where delivery stopped. Errors that no retry can fix (`invalid_blocks`,
-`msg_too_long`, …) are logged (redacted) and the entry is replaced by a plain-text message.
+calls Slack, and removes the entry only once Slack answered. The lock is renewed by a small
+thread while a delivery is in Slack calls (retry handlers may sleep on Retry-After), and the
+head is only removed, replaced or rotated by a Lua script that checks, atomically, that this
+worker still holds the lock and that the head is still the entry it read: a worker that lost
+its lock anyway (a paused process, Redis failover) does nothing to a queue that another
+worker now owns, so no entry is skipped.
+
+Rate limits, 5xx and broken connections are retried by slack_sdk's retry handlers and, past
+those, by leaving the entry at the head and trying again later: a Slack outage delays
+messages but loses none, and a restart resumes where delivery stopped. Errors about the
+content itself (`invalid_blocks`, `msg_too_long`, …, `CONTENT_ERRORS`) are logged (redacted)
+and the entry is replaced by a plain-text message. Every other ok:false (`invalid_auth`,
+`token_revoked`, `not_in_channel`, `channel_not_found`, `missing_scope`, …) is a problem of
+the installation, not of the message: the entry stays at the head, the worker backs off (up
+to MAX_BACKOFF) and logs an ERROR on each attempt, and delivery resumes once it is fixed.
+
+Delivery is AT-LEAST-ONCE. Slack's Web API has no idempotency key, so a message can be
+posted twice when: the process dies (or loses its lock and another worker takes over)
+between Slack's answer and the LPOP of the entry; a run's parent message is posted but the
+process dies before its ts is stored in Redis (the next worker posts another parent); or
+slack_sdk's retry handlers resend a request whose answer was lost (connection error, 5xx
+after Slack acted). Ordering and "nothing lost" hold in every one of these cases.
 """
 from __future__ import annotations
 
@@ -16,6 +33,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from typing import Callable
 
 import redis as redis_lib
@@ -30,8 +48,19 @@ from state.keys import Keys
 
 log = logging.getLogger(__name__)
 
-# ok:false errors that a later attempt can succeed with; every other error is permanent.
+# ok:false errors that a later attempt can succeed with (warning, retried with backoff).
 TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+# ok:false errors about the message itself: no retry helps, the entry becomes plain text.
+CONTENT_ERRORS = {
+    "invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long", "no_text",
+    "invalid_arguments", "invalid_attachments", "too_many_attachments", "markdown_text_conflict",
+    "invalid_metadata_format", "invalid_metadata_schema", "metadata_too_large",
+    # an edit whose message is gone or no longer editable: posting the text is all that is left
+    "message_not_found", "cant_update_message", "edit_window_closed",
+}
+# Every other ok:false (invalid_auth, token_revoked, not_in_channel, channel_not_found,
+# missing_scope, account_inactive, …) blocks the channel until someone fixes the app: the
+# entry stays at the head and is retried with backoff, an ERROR logged on each attempt.
 REFRESH_EVERY = 2.5  # seconds between edits of one parent message (chat.update is Tier 3)
 LOCK_TTL_MS = 120_000  # longer than a Retry-After the rate-limit handler may sleep through
 POLL = 0.5  # how often an idle worker looks for entries queued by other processes
@@ -57,6 +86,19 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 return 0
 """
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Head operations: only while KEYS[1] (the lock) holds ARGV[1] (our token) and the head of
+# KEYS[2] is still ARGV[2] (the raw entry read when the step began); else nothing happens.
+_GUARD = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
+"""
+_POP = _GUARD + "redis.call('LPOP', KEYS[2]) return 1"
+_REPLACE = _GUARD + "redis.call('LSET', KEYS[2], 0, ARGV[3]) return 1"
+_ROTATE = _GUARD + "redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT') return 1"
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -79,18 +121,24 @@ class Outbox:
         self.wake.set()
 
     def head(self) -> dict | None:
-        raw = self.redis.lindex(self.key, 0)
+        raw = self.head_raw()
         return json.loads(raw) if raw else None
 
-    def pop(self) -> None:
-        self.redis.lpop(self.key)
+    def head_raw(self) -> bytes | None:
+        """The head entry as stored: what pop/replace_head/rotate compare against."""
+        return self.redis.lindex(self.key, 0)
 
-    def replace_head(self, entry: dict) -> None:
-        self.redis.lset(self.key, 0, json.dumps(entry))
+    # The head operations take the raw head read at the start of the step and the delivery
+    # lock (key, owner token); they act only if both still hold, and say whether they did.
+    def pop(self, expected: bytes, lock_key: str, token: str) -> bool:
+        return bool(self.redis.eval(_POP, 2, lock_key, self.key, token, expected))
 
-    def rotate(self) -> None:
+    def replace_head(self, expected: bytes, entry: dict, lock_key: str, token: str) -> bool:
+        return bool(self.redis.eval(_REPLACE, 2, lock_key, self.key, token, expected, json.dumps(entry)))
+
+    def rotate(self, expected: bytes, lock_key: str, token: str) -> bool:
         """Move the head to the tail (a refresh that is not due yet must not block posts)."""
-        self.redis.lmove(self.key, self.key, "LEFT", "RIGHT")
+        return bool(self.redis.eval(_ROTATE, 2, lock_key, self.key, token, expected))
 
     def __len__(self) -> int:
         return self.redis.llen(self.key)
@@ -181,12 +229,26 @@ def fallback_entry(entry: dict) -> dict:
     return {"id": entry["id"], "op": "plain", "run_id": entry.get("run_id"), "text": text}
 
 
-def is_transient(exc: Exception) -> bool:
-    """Whether a failed call may succeed later (rate limit, 5xx, network) or never will."""
+TRANSIENT, CONTENT, BLOCKED = "transient", "content", "blocked"
+
+
+def classify(exc: Exception) -> str:
+    """TRANSIENT (rate limit, 5xx, network: retry), CONTENT (Slack will never accept this
+    message: fall back to plain text) or BLOCKED (auth, channel, scopes: keep it and retry)."""
     if isinstance(exc, SlackApiError):
         status = getattr(exc.response, "status_code", 200)
-        return status == 429 or status >= 500 or exc.response.get("error") in TRANSIENT_ERRORS
-    return isinstance(exc, (SlackClientError, OSError))
+        error = exc.response.get("error")
+        if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
+            return TRANSIENT
+        return CONTENT if error in CONTENT_ERRORS else BLOCKED
+    if isinstance(exc, (SlackClientError, OSError)):
+        return TRANSIENT
+    return CONTENT  # a malformed entry or a bug in building the call: retrying cannot help
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether a failed call may succeed later (rate limit, 5xx, network)."""
+    return classify(exc) == TRANSIENT
 
 
 class OutboxWorker:
@@ -212,11 +274,20 @@ class OutboxWorker:
         return self
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop; release the lock unless a delivery is still in Slack calls (the worker thread
+        then releases it itself when that delivery ends, and the lock keeps being renewed)."""
         self.stop.set()
         self.outbox.wake.set()
         if self._thread:
             self._thread.join(timeout)
-        self._release()
+            if self._thread.is_alive():
+                log.warning("outbox: worker still delivering after %.1f s; the lock stays with it", timeout)
+                return
+        if self._stepping.acquire(timeout=timeout):  # not while drain() delivers in another thread
+            try:
+                self._release()
+            finally:
+                self._stepping.release()
 
     def run(self) -> None:
         """Deliver until stopped; never dies on an error (it logs it redacted and goes on)."""
@@ -226,14 +297,42 @@ class OutboxWorker:
             except Exception as exc:  # Redis down, a bug: keep the thread, report, wait
                 log.error("outbox: %s", redact(repr(exc), self.secrets))
                 delay = POLL
-            if delay:
+            if delay and self.backoff:
+                self.stop.wait(delay)  # backing off: a new entry must not cut the wait short
+            elif delay:
                 self.outbox.wake.wait(delay)
                 self.outbox.wake.clear()
+        self._release()  # stopped between two steps: nothing of ours is in flight
 
     # -- one step ----------------------------------------------------------------------------
     def _hold_lock(self) -> bool:
         """Take the channel's delivery lock, or renew it if this worker holds it (atomically)."""
         return bool(self.outbox.redis.eval(_TAKE_OR_RENEW, 1, self.lock_key, self.token, LOCK_TTL_MS))
+
+    @contextmanager
+    def _renewing(self):
+        """Keep the lock alive while a delivery is in Slack calls (they can outlast its TTL)."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(LOCK_TTL_MS / 3000):
+                try:
+                    if not self.outbox.redis.eval(_RENEW, 1, self.lock_key, self.token, LOCK_TTL_MS):
+                        log.warning("outbox: delivery lock lost during a delivery; its entry is left to the new owner")
+                        return
+                except redis_lib.RedisError as exc:
+                    log.warning("outbox: lock not renewed: %s", redact(str(exc), self.secrets))
+
+        renewer = threading.Thread(target=renew, name="slack-outbox-lock", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+
+    def _guard(self) -> tuple[str, str]:
+        return self.lock_key, self.token
 
     def _release(self) -> None:
         """Let another process deliver at once (else the lock's TTL frees it later)."""
@@ -250,50 +349,60 @@ class OutboxWorker:
     def _step(self) -> float:
         if not self._hold_lock():
             return POLL
-        entry = self.outbox.head()
-        if entry is None:
+        raw = self.outbox.head_raw()
+        if raw is None:
             return POLL
+        entry = json.loads(raw)
         if entry["op"] == "refresh" and not self._refresh_due(entry):
             self.rotations += 1
             if self.rotations < len(self.outbox):
-                self.outbox.rotate()  # let what is behind it go first
-                return 0.0
+                # let what is behind it go first
+                return 0.0 if self.outbox.rotate(raw, *self._guard()) else POLL
             self.rotations = 0
             return 0.1  # only refreshes that are not due: wait a little
         self.rotations = 0
-        return self._deliver(entry)
+        return self._deliver(raw, entry)
 
     def _refresh_due(self, entry: dict) -> bool:
         last = self.last_refresh.get(entry["run_id"], 0.0)
         return time.monotonic() - last >= REFRESH_EVERY
 
-    def _deliver(self, entry: dict) -> float:
+    def _deliver(self, raw: bytes, entry: dict) -> float:
         if entry["op"] == "refresh":
             # Cleared before reading the state: progress arriving meanwhile queues a new refresh.
             self.delivery.threads.clear_dirty(entry["run_id"])
         try:
-            self.delivery(entry)
+            with self._renewing():
+                self.delivery(entry)
         except Exception as exc:
-            return self._failed(entry, exc)
+            return self._failed(raw, entry, exc)
         if entry["op"] == "refresh":
             self.last_refresh[entry["run_id"]] = time.monotonic()
-        self.outbox.pop()
         self.backoff = 0.0
+        if not self.outbox.pop(raw, *self._guard()):
+            log.warning("outbox: %s delivered after this worker lost the queue; its new owner may send it again", entry["op"])
+            return POLL
         return 0.0
 
-    def _failed(self, entry: dict, exc: Exception) -> float:
+    def _failed(self, raw: bytes, entry: dict, exc: Exception) -> float:
         detail = redact(str(exc), self.secrets)
-        if is_transient(exc):
+        kind = classify(exc)
+        if kind != CONTENT:
             self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
-            log.warning("outbox: %s will be retried in %.1f s: %s", entry["op"], self.backoff, detail)
+            if kind == TRANSIENT:
+                log.warning("outbox: %s will be retried in %.1f s: %s", entry["op"], self.backoff, detail)
+            else:
+                log.error("outbox: Slack refused %s (not its content: the app, token or channel needs fixing); "
+                          "kept, retried in %.1f s: %s", entry["op"], self.backoff, detail)
             if entry["op"] == "refresh":
                 self.delivery.threads.mark_dirty(entry["run_id"])
             return self.backoff
         log.error("outbox: Slack rejected %s for good: %s", entry["op"], detail)
         if entry["op"] in ("plain", "refresh"):
-            self.outbox.pop()  # nothing simpler to fall back to (a refresh is redone by the next one)
+            # nothing simpler to fall back to (a refresh is redone by the next one)
+            self.outbox.pop(raw, *self._guard())
         else:
-            self.outbox.replace_head(fallback_entry(entry))
+            self.outbox.replace_head(raw, fallback_entry(entry), *self._guard())
         return 0.0
 
     def drain(self, timeout: float = 30.0) -> bool:
