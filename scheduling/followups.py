@@ -5,7 +5,9 @@ the schema against the snapshot taken after the last phase (so a dropped policy 
 representative query timings against the baseline (budget: within 10%), every registered
 database reachable over TCP, and any permission-denied error these checks ran into. Each
 check posts ✅/❌ with its evidence; a ❌ mentions the coordinator. At +1 week: a reminder
-of the medium-term items with their owners.
+of the medium-term items with their owners. A check with no evidence at all is ❌, not
+"0/0 ✅". Every follow-up first checks the run: unless it is still SUCCEEDED (rolled back,
+restored...) nothing is posted (scheduling.hooks.run_undone also removes the jobs).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from commands.result import Post, Reporter
+from commands.result import Reporter
 from commands.templates import evidence_lines
 from commands.work import RedactingReporter
 from engine import schema
@@ -45,10 +47,7 @@ def post_followup(core, reporter: Reporter, run_id: str, label: str) -> list[Che
     """Run the follow-up checks of a succeeded run and post each, then a summary."""
     reporter = RedactingReporter(reporter, core.redact)
     run = core.store.get(run_id)
-    if run is None or run.status != Status.SUCCEEDED:
-        state = run.status.value if run else "gone"
-        reporter.post(Post("followup_skipped", f"{label} follow-up of run {run_id} skipped: the run is {state}",
-                           run_id=run_id))
+    if _undone(run, run_id, f"{label} follow-up"):
         return []
     results = run_followup(core, run)
     for r in results:
@@ -59,8 +58,20 @@ def post_followup(core, reporter: Reporter, run_id: str, label: str) -> list[Che
     return results
 
 
-def post_week_reminder(core, reporter: Reporter, run_id: str, label: str) -> None:
+def post_week_reminder(core, reporter: Reporter, run_id: str, label: str) -> bool:
+    """The medium-term checklist of a run still SUCCEEDED; False (nothing posted) otherwise."""
+    if _undone(core.store.get(run_id), run_id, f"{label} reminder"):
+        return False
     RedactingReporter(reporter, core.redact).post(posts.week_reminder(core.runbook, label, run_id, core.roster))
+    return True
+
+
+def _undone(run, run_id: str, what: str) -> bool:
+    """True (logged, nothing to post) when the run is gone or no longer SUCCEEDED."""
+    if run is not None and run.status == Status.SUCCEEDED:
+        return False
+    log.info("%s of run %s not posted: the run is %s", what, run_id, run.status.value if run else "gone")
+    return True
 
 
 def run_followup(core, run) -> list[CheckResult]:
@@ -75,6 +86,8 @@ def verification(core) -> CheckResult:
         evidence = [e for phase in core.runbook.migration_phases for e in run_checks(core.settings.database_url, phase.checks)]
     except psycopg.Error as exc:
         return _unreachable(core, name, exc)
+    if not evidence:
+        return CheckResult(name, False, "no verification query in the runbook's migration phases: nothing was checked")
     failing = [e for e in evidence if not e.ok]
     summary = f"{len(evidence) - len(failing)}/{len(evidence)} hold"
     if failing:

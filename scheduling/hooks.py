@@ -66,6 +66,16 @@ def succeeded(core, run_id: str) -> list[str]:
     return [j["name"] for j in sched.jobs() if j["kind"] == "followup" and j["run_id"] == run_id]
 
 
+def run_undone(core, run_id: str) -> int:
+    """After a succeeded run was rolled back or restored: its follow-ups (+1 h, +24 h, +1 week)
+    removed; how many. The jobs also check the run's status, so a failure here posts nothing."""
+    try:
+        return for_core(core).cancel_followups(run_id)
+    except Exception as exc:  # noqa: BLE001 - the rollback/restore stands; the jobs re-check the status
+        log.error("could not remove the follow-ups of run %s: %s", run_id, core.redact(str(exc))[:200])
+        return 0
+
+
 def status_lines(core) -> list[str]:
     """What is scheduled for this target, for `status`."""
     try:
@@ -81,4 +91,4 @@ def serve(core, reporter_factory: Callable[[], Reporter]) -> Scheduler:
     return sched
 
 
-__all__ = ["scheduled", "cancelled", "succeeded", "status_lines", "serve", "suggested_start", "label_of"]
+__all__ = ["scheduled", "cancelled", "succeeded", "run_undone", "status_lines", "serve", "suggested_start", "label_of"]

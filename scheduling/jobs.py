@@ -7,8 +7,10 @@ Redis exactly one does the work; then it runs with the context of the process it
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime
+import math
+from datetime import datetime, timezone
+
+from core import clock
 
 from scheduling import context, followups, go, health, once
 
@@ -32,10 +34,16 @@ def _guarded(job_id: str, body) -> None:
 
 
 def start_run(run_id: str, at: str, due: str) -> None:
-    """GO scheduled: the start of run `run_id` planned for `at`."""
+    """GO scheduled: the start of run `run_id` planned for `at`. The claim is held (renewed)
+    while the start runs: if this process dies, it lapses and the start can be re-fired."""
     job_id = start_id(run_id)
     ctx = context.current()
-    if _claimed(ctx, job_id, due):
+    held = once.hold(ctx.core, job_id, due, who=getattr(ctx.scheduler, "name", ""))
+    if held is None:
+        log.info("job %s due %s already fired by another process (%s)", job_id, due,
+                 once.claimed_by(ctx.core, job_id, due))
+        return
+    with held:
         _guarded(job_id, lambda: go.start(ctx.core, ctx.reporter(), run_id, datetime.fromisoformat(at)))
 
 
@@ -63,12 +71,28 @@ def week_reminder(run_id: str, label: str, due: str) -> None:
         _guarded(job_id, lambda: followups.post_week_reminder(ctx.core, ctx.reporter(), run_id, label))
 
 
-def health_check(every: float) -> None:
-    """The periodic health check; one process per interval does it."""
+def health_check(every: float, fired_for: str | None = None) -> None:
+    """The periodic health check; one process per scheduled fire time does it.
+
+    `fired_for` is the scheduled fire time the executor passes (scheduler._Executor); the
+    trigger's times are multiples of `every`, so every process firing the same time claims
+    the same key whatever its wall clock says. Without it (a direct call): the grid point
+    at or before now."""
     ctx = context.current()
-    bucket = str(int(time.time() // max(every, 1.0)))
-    if once.claim(ctx.core, HEALTH_ID, bucket, ttl=int(max(every, 1.0) * 3) + 1, who=getattr(ctx.scheduler, "name", "")):
+    if fired_for is None:
+        fired_for = grid_point(clock.now(), every).isoformat()
+    if once.claim(ctx.core, HEALTH_ID, fired_for, ttl=int(max(every, 1.0) * 3) + 1, who=getattr(ctx.scheduler, "name", "")):
         _guarded(HEALTH_ID, lambda: health.check_all(ctx.core, ctx.reporter()))
+    else:
+        log.debug("health check for %s already done by another process", fired_for)
+
+
+def grid_point(moment: datetime, every: float, *, after: bool = False) -> datetime:
+    """The multiple of `every` seconds (since the epoch) at or before `moment` (at or after: `after`)."""
+    every = max(float(every), 1e-3)
+    ts = moment.timestamp() / every
+    n = math.ceil(ts) if after else math.floor(ts)
+    return datetime.fromtimestamp(n * every, timezone.utc)
 
 
 # --------------------------------------------------------------- job ids

@@ -4,18 +4,37 @@ APScheduler 3 does not coordinate schedulers that share a job store: every proce
 sees a due job runs it. Each job function therefore first claims its firing with a Redis
 `SET NX` on a key named after the job and its due time; the processes that lose the race
 do nothing. The key keeps who fired it (host, pid) as evidence, and expires after `ttl`.
+
+A start of a scheduled run is claimed with `hold`: the claim lives `LIVE_TTL` seconds and
+the claimant renews it while the start runs, so a process that dies after claiming (and
+after APScheduler already deleted the date job) stops renewing and its claim lapses; the
+scheduler's recovery (Scheduler.recover_start) then re-adds the job and another process
+may claim it. When the start is over, the claim is kept `CLAIM_TTL` as evidence.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import threading
 
 from core import clock
 
+log = logging.getLogger("migrate.scheduling")
+
 CLAIM_TTL = 7 * 24 * 3600  # seconds: longer than any job could be seen twice
+LIVE_TTL = 30  # seconds: a held claim whose claimant stopped renewing lapses after this
 
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+
+# Extend the TTL of a claim only while it is still ours (another process may have taken a lapsed one).
+_EXPIRE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 
 def firing_key(keys, job_id: str, due: str) -> str:
@@ -23,13 +42,65 @@ def firing_key(keys, job_id: str, due: str) -> str:
     return keys.schedule_fired(job_id, due)
 
 
+def _value(who: str) -> str:
+    return json.dumps({"process": PROCESS, "scheduler": who, "at": clock.now().isoformat()})
+
+
 def claim(core, job_id: str, due: str, *, ttl: int = CLAIM_TTL, who: str = "") -> bool:
     """True for the one caller that claims this firing first; False for every other."""
-    value = json.dumps({"process": PROCESS, "scheduler": who, "at": clock.now().isoformat()})
-    return bool(core.redis.set(firing_key(core.keys, job_id, due), value, nx=True, ex=max(int(ttl), 1)))
+    return bool(core.redis.set(firing_key(core.keys, job_id, due), _value(who), nx=True, ex=max(int(ttl), 1)))
 
 
 def claimed_by(core, job_id: str, due: str) -> dict | None:
-    """Who fired it, or None when nobody has yet."""
+    """Who fired it, or None when nobody has yet (or a held claim lapsed)."""
     raw = core.redis.get(firing_key(core.keys, job_id, due))
     return json.loads(raw) if raw else None
+
+
+class Held:
+    """A claim renewed every LIVE_TTL/3 s while the `with` block runs; kept CLAIM_TTL after."""
+
+    def __init__(self, core, key: str, value: str, live_ttl: int):
+        self.core = core
+        self.key = key
+        self.value = value
+        self.live_ttl = live_ttl
+        self._expire = core.redis.register_script(_EXPIRE_IF_OURS)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def renew(self, ttl: int) -> bool:
+        return bool(self._expire(keys=[self.key], args=[self.value, max(int(ttl), 1)]))
+
+    def __enter__(self) -> "Held":
+        self._thread = threading.Thread(target=self._beat, name="migrate-claim-renew", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            self.renew(CLAIM_TTL)  # done: kept as evidence, and no re-fire of this firing
+        except Exception as exc:  # noqa: BLE001 - the run's status still guards a re-fire
+            log.warning("claim %s not kept: %s", self.key, type(exc).__name__)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(max(self.live_ttl / 3, 0.2)):
+            try:
+                if not self.renew(self.live_ttl):
+                    log.warning("claim %s lapsed or was taken over while its job ran", self.key)
+                    return
+            except Exception as exc:  # noqa: BLE001 - Redis away: try again until the TTL runs out
+                log.warning("claim %s not renewed: %s", self.key, type(exc).__name__)
+
+
+def hold(core, job_id: str, due: str, *, who: str = "", live_ttl: int | None = None) -> Held | None:
+    """Claim a firing that must be re-fired if its claimant dies: a `Held` (use it as a
+    context manager around the work), or None when a live or finished claimant has it."""
+    live_ttl = LIVE_TTL if live_ttl is None else live_ttl
+    key, value = firing_key(core.keys, job_id, due), _value(who)
+    if not core.redis.set(key, value, nx=True, ex=max(int(live_ttl), 1)):
+        return None
+    return Held(core, key, value, live_ttl)

@@ -6,7 +6,11 @@ not coordinate processes sharing a store, so:
 - each firing is claimed once in Redis before any work (scheduling.once);
 - the job store tolerates a job another process already removed (a date job fired by two
   processes is removed twice), where APScheduler's main loop would otherwise die;
-- each process wakes up every `poll` seconds to notice jobs added by another process.
+- each process wakes up every `poll` seconds to notice jobs added by another process;
+- APScheduler deletes a date job as soon as it hands it to its thread pool, so a process
+  dying during a scheduled start would lose it: when a scheduler starts and on each poll,
+  a SCHEDULED current run whose start job is missing and whose firing nobody (alive) holds
+  gets its start job back (`recover_start`), and the late rule of scheduling.go applies.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from typing import Callable, Sequence
 import redis as redis_lib
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
+from apscheduler.job import Job
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -26,7 +31,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from commands.result import Reporter
 from core import clock
-from scheduling import context, jobs
+from scheduling import context, jobs, once
+from state.machine import Status
 
 log = logging.getLogger("migrate.scheduling")
 
@@ -85,6 +91,24 @@ class SharedRedisJobStore(RedisJobStore):
             log.debug("job %s removed by another process: not updated", job.id)
 
 
+class _Executor(ThreadPoolExecutor):
+    """Gives the health job the time it was scheduled for (`fired_for`), which APScheduler 3
+    does not pass to a job function: the processes firing one time claim one key."""
+
+    def _do_submit_job(self, job, run_times):
+        if job.id == jobs.HEALTH_ID and run_times:
+            copy = Job.__new__(Job)
+            copy.__setstate__(job.__getstate__())  # a copy: the stored job keeps its own kwargs
+            copy._scheduler, copy._jobstore_alias = job._scheduler, job._jobstore_alias
+            copy.kwargs = {**job.kwargs, "fired_for": run_times[-1].astimezone(timezone.utc).isoformat()}
+            job = copy
+        return super()._do_submit_job(job, run_times)
+
+    def drain(self) -> None:
+        """Wait for the running jobs to finish (no new ones are accepted)."""
+        self._pool.shutdown(wait=True)
+
+
 class _Background(BackgroundScheduler):
     def _process_jobs(self):
         """One pass over the due jobs; a failure (Redis away) retries later instead of killing the loop."""
@@ -110,8 +134,8 @@ class Scheduler:
         context.register(self.name, context.JobContext(core, reporter_factory, self))
         store = SharedRedisJobStore(jobs_key=core.keys.schedule_jobs(), run_times_key=core.keys.schedule_run_times(),
                                     connection_pool=redis_lib.ConnectionPool.from_url(core.settings.redis_url))
-        executor = ThreadPoolExecutor(workers, pool_kwargs={"initializer": context.bind, "initargs": (self.name,),
-                                                            "thread_name_prefix": "migrate-job"})
+        self._executor = executor = _Executor(workers, pool_kwargs={"initializer": context.bind, "initargs": (self.name,),
+                                                              "thread_name_prefix": "migrate-job"})
         self._aps = _Background(timezone=timezone.utc, jobstores={"default": store}, executors={"default": executor},
                                 job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1})
         self._aps.start(paused=not start)
@@ -138,6 +162,26 @@ class Scheduler:
                      run_id=run_id, at=at.isoformat())
         else:
             self._remove(jobs.reminder_id(run_id))
+
+    def recover_start(self) -> bool:
+        """Re-add the start job of the current run when it is SCHEDULED, its job is gone
+        (fired by a process that died) and no live claimant holds that firing; True when
+        re-added. Runs when the scheduler starts and on each poll."""
+        run = self.core.store.current()
+        planned = (run.approval or {}).get("scheduled_for") if run is not None else None
+        if run is None or run.status != Status.SCHEDULED or not planned:
+            return False
+        job_id = jobs.start_id(run.id)
+        if self._aps.get_job(job_id) is not None:
+            return False
+        at = datetime.fromisoformat(planned).astimezone(timezone.utc)
+        if once.claimed_by(self.core, job_id, at.isoformat()) is not None:
+            return False  # being started by a live process, or already done
+        log.warning("run %s is scheduled for %s but its start job is missing (its process died?): re-added",
+                    run.id, at.isoformat())
+        self._at(jobs.start_run, job_id, at, f"{self.core.runbook.title}: scheduled start of run {run.id}",
+                 run_id=run.id, at=at.isoformat())
+        return True
 
     def cancel_run(self, run_id: str) -> bool:
         """Remove the scheduled start (and its reminder); True when a start was scheduled."""
@@ -176,7 +220,9 @@ class Scheduler:
             self.stop_health_checks()
             return False
         seconds = every.total_seconds()
-        self._aps.add_job(jobs.health_check, IntervalTrigger(seconds=seconds, timezone=timezone.utc), id=jobs.HEALTH_ID,
+        start = jobs.grid_point(clock.now(), seconds, after=True)  # fire times: multiples of the interval
+        self._aps.add_job(jobs.health_check, IntervalTrigger(seconds=seconds, start_date=start, timezone=timezone.utc),
+                          id=jobs.HEALTH_ID,
                           name=f"health check of the registered databases every {label_of(every)[1:]}",
                           kwargs={"every": seconds}, replace_existing=True)
         return True
@@ -199,7 +245,17 @@ class Scheduler:
         """Stop running jobs here (they stay in Redis for the next process)."""
         self._stop.set()
         if self._aps.running:
+            if wait:
+                # APScheduler waits for running jobs while holding its job store lock, so a job
+                # that adds a job (a scheduled run scheduling its follow-ups) would deadlock it:
+                # stop firing, let any pass in progress end, then wait for the jobs unlocked.
+                self._aps.pause()
+                with self._aps._jobstores_lock:
+                    pass
+                self._executor.drain()
             self._aps.shutdown(wait=wait)
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join(timeout=30)
         context.unregister(self.name)
 
     # ------------------------------------------------------------ internals
@@ -219,7 +275,14 @@ class Scheduler:
         return True
 
     def _poll(self, seconds: float) -> None:
-        while not self._stop.wait(seconds):
+        while True:
+            try:
+                if self.recover_start():
+                    self._aps.wakeup()
+            except Exception as exc:  # noqa: BLE001 - Redis away: next poll tries again
+                log.error("start recovery failed: %s", self.core.redact(f"{type(exc).__name__}: {exc}")[:200])
+            if self._stop.wait(seconds):
+                return
             self._aps.wakeup()
 
 

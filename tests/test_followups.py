@@ -93,12 +93,15 @@ def test_followups_post_evidence_and_name_a_dropped_policy(ready):
         assert secret not in everything
 
 
-def test_followup_of_a_run_that_did_not_stay_succeeded_is_skipped(settings):
+def test_followup_of_a_run_that_did_not_stay_succeeded_posts_nothing(settings):
     core = Core.from_settings(settings)
-    force(core.store, make_run(Status.ROLLED_BACK, run_id="006-rolled"))
     out = Collect()
-    assert followups.post_followup(core, out, "006-rolled", "+1 h") == []
-    assert [p.kind for p in out.posts] == ["followup_skipped"] and "rolled back" in out.posts[0].title
+    for status in (Status.ROLLED_BACK, Status.RESTORED, Status.ROLLING_BACK):
+        force(core.store, make_run(status, run_id="006-rolled"))
+        assert followups.post_followup(core, out, "006-rolled", "+1 h") == []
+        assert followups.post_week_reminder(core, out, "006-rolled", "+1 week") is False
+    assert followups.post_followup(core, out, "006-gone", "+24 h") == []
+    assert out.posts == []
 
 
 def test_baseline_timings_and_the_budget(db_005):
@@ -122,3 +125,45 @@ def test_baseline_timings_and_the_budget(db_005):
     denied = followups.permission_denied([followups.CheckResult("query performance vs baseline", False, "",
                                                                 errors=[rows["active sessions per user"].error])])
     assert not denied.ok and "permission denied for table user_sessions" in denied.evidence[0]
+
+
+def test_followup_jobs_of_an_undone_run_post_nothing(settings):
+    """Rolled back or restored after it succeeded: the jobs fire, check the status, post nothing."""
+    from scheduling import once
+    from scheduling.jobs import followup_id
+
+    core = Core.from_settings(settings)
+    force(core.store, make_run(Status.RESTORED, run_id="006-undone"))
+    out = Collect()
+    scheduler = Scheduler(core, lambda: out, poll=0.3)
+    try:
+        scheduler.schedule_followups("006-undone", [timedelta(seconds=0.5)], week=timedelta(seconds=1))
+        jobs = {j["id"]: j for j in scheduler.jobs()}
+        due = {i: jobs[i]["next_run_at"].isoformat() for i in (followup_id("006-undone", 1), followup_id("006-undone", "week"))}
+        wait_until(lambda: all(once.claimed_by(core, i, d) for i, d in due.items()), timeout=30)
+        wait_until(lambda: scheduler.jobs() == [], timeout=10)
+    finally:
+        scheduler.shutdown()
+    assert out.posts == []
+
+
+def test_run_undone_removes_the_followups(settings):
+    from scheduling import hooks
+    from scheduling.scheduler import for_core
+
+    core = Core.from_settings(settings)
+    assert len(hooks.succeeded(core, "006-u")) == 3
+    assert hooks.run_undone(core, "006-u") == 3
+    assert [j for j in for_core(core).jobs() if j["run_id"] == "006-u"] == []
+    assert hooks.run_undone(core, "006-u") == 0
+
+
+def test_no_evidence_is_not_a_pass(settings):
+    import dataclasses
+
+    core = Core.from_settings(settings)
+    rb = core.runbook
+    bare = dataclasses.replace(core, runbook=dataclasses.replace(
+        rb, phases=tuple(dataclasses.replace(p, checks=()) for p in rb.phases)))
+    result = followups.verification(bare)
+    assert not result.ok and "nothing was checked" in result.summary and "0/0" not in result.summary

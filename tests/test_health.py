@@ -216,3 +216,67 @@ def test_periodic_job_two_schedulers_announce_each_change_once(registered, mongo
     finally:
         a.shutdown()
         b.shutdown()
+
+
+def test_fire_times_are_multiples_of_the_interval(settings):
+    from datetime import datetime, timezone
+
+    from scheduling.scheduler import for_core
+
+    client = for_core(Core.from_settings(settings))  # store-only: nothing fires
+    try:
+        for seconds in (300, 7, 1):
+            assert client.start_health_checks(timedelta(seconds=seconds))
+            (job,) = client.jobs()
+            assert job["next_run_at"].timestamp() % seconds == 0 and job["next_run_at"] > datetime.now(timezone.utc)
+    finally:
+        client.stop_health_checks()
+
+
+def test_the_claim_is_on_the_scheduled_fire_time_not_the_wall_clock(settings, caplog):
+    """Two processes firing the same time on either side of a second boundary: one probes."""
+    from datetime import datetime, timezone
+
+    from scheduling import context, jobs, once
+
+    caplog.set_level(logging.DEBUG, logger="migrate.scheduling")
+    core = Core.from_settings(settings)
+    a = Scheduler(core, lambda: Collect(), start=False)
+    b = Scheduler(Core.from_settings(settings), lambda: Collect(), start=False)
+    fired_for = jobs.grid_point(datetime.now(timezone.utc), 1.0).isoformat()
+    try:
+        context.bind(a.name)
+        jobs.health_check(1.0, fired_for)
+        time.sleep(1.1)  # the wall clock is in the next 1 s bucket now
+        context.bind(b.name)
+        jobs.health_check(1.0, fired_for)
+    finally:
+        context.bind("")
+        a.shutdown()
+        b.shutdown()
+    assert once.claimed_by(core, jobs.HEALTH_ID, fired_for)["scheduler"] == a.name
+    assert any("already done by another process" in r.getMessage() for r in caplog.records)
+
+
+def test_the_executor_passes_the_scheduled_fire_time(settings, monkeypatch):
+    from datetime import datetime, timezone
+
+    from scheduling import jobs, once
+
+    core = Core.from_settings(settings)
+    sched = Scheduler(core, lambda: Collect(), poll=0.3)
+    start = jobs.grid_point(datetime.now(timezone.utc), 1.0)
+    try:
+        sched.start_health_checks(timedelta(seconds=1))
+        # From here a job that fell back on the wall clock would claim 2000-01-01: only the
+        # fire time the executor passes can name a grid point.
+        monkeypatch.setattr(jobs, "grid_point", lambda *_a, **_k: datetime(2000, 1, 1, tzinfo=timezone.utc))
+        grid = [(start + timedelta(seconds=k)).isoformat() for k in range(1, 30)]
+        claimed = wait_until(lambda: [t for t in grid if once.claimed_by(core, jobs.HEALTH_ID, t)], timeout=30)
+        assert once.claimed_by(core, jobs.HEALTH_ID, claimed[0])["scheduler"] == sched.name
+        stored = sched._aps.get_job(jobs.HEALTH_ID)
+        assert stored.next_run_time.microsecond == 0  # the stored job keeps its grid...
+        assert "fired_for" not in stored.kwargs  # ...and not the per-firing argument
+    finally:
+        sched.shutdown()
+    assert once.claimed_by(core, jobs.HEALTH_ID, datetime(2000, 1, 1, tzinfo=timezone.utc).isoformat()) is None

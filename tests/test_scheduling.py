@@ -263,3 +263,68 @@ def test_suggested_start_is_the_low_traffic_window(settings):
     night = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
     assert suggested_start(settings, night) == datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
     assert suggested_start(settings.with_(window="03:30-06:00"), evening) == datetime(2026, 11, 25, 3, 30, tzinfo=timezone.utc)
+
+
+# ------------------------------------------------------------------ a start lost with the process that fired it
+
+
+def _die_after_claiming(core, client, run_id, at):
+    """What a process dying mid-start leaves: APScheduler already removed the date job, and
+    the firing is claimed by a claimant that no longer renews it (live TTL: 1 s here)."""
+    assert once.hold(core, jobs.start_id(run_id), at.isoformat(), who="dead#1", live_ttl=1) is not None
+    assert client._remove(jobs.start_id(run_id)) is True
+    assert client.recover_start() is False  # the claim is still live: nobody re-fires yet
+    assert [j for j in client.jobs() if j["kind"] == "start"] == []
+
+
+def test_a_start_lost_with_its_process_is_recovered_and_cancelled_when_late(settings):
+    core = Core.from_settings(settings)
+    at = (clock.now() - timedelta(minutes=20)).replace(microsecond=0)
+    run = scheduled_run(core, at)
+    client = Scheduler(core, lambda: Collect(), start=False)
+    out = Collect()
+    new = None
+    try:
+        client.schedule_run(run.id, at, reminder_before=timedelta(0))
+        _die_after_claiming(core, client, run.id, at)
+        new = Scheduler(Core.from_settings(settings), lambda: out, poll=0.3)  # the restarted bot
+        wait_until(lambda: out.titles("schedule_cancelled"), timeout=30)
+    finally:
+        if new is not None:
+            new.shutdown()
+        client.shutdown()
+    post = next(p for p in out.posts if p.kind == "schedule_cancelled")
+    assert "min late" in post.fields["NO-GO because"] and set(post.mentions) == {TPM, COORDINATOR}
+    assert core.store.get(run.id).status == Status.DEFERRED
+    assert once.claimed_by(core, jobs.start_id(run.id), at.isoformat())["scheduler"] == new.name
+    assert len(out.posts) == 1
+
+
+def test_a_start_lost_with_its_process_still_runs_when_on_time(ready):
+    core = Core.from_settings(ready)
+    run_id, at = go_scheduled(core, 2)
+    client = for_core(core)  # where `approve at` stored the job
+    assert [j["id"] for j in client.jobs() if j["kind"] == "start"] == [f"start:{run_id}"]
+    wait_until(lambda: clock.now() >= at, timeout=10)
+    _die_after_claiming(core, client, run_id, at)
+    out = Collect()
+    new = Scheduler(Core.from_settings(ready), lambda: out, poll=0.3)
+    try:
+        wait_until(lambda: "Migration 006 SUCCESSFUL ✅" in out.titles() or out.titles("schedule_cancelled"), timeout=180)
+    finally:
+        new.shutdown()
+    assert core.store.get(run_id).status == Status.SUCCEEDED, [p.text() for p in out.posts]
+    assert out.titles("schedule_start") and not out.titles("schedule_cancelled")
+    assert pg.scalar(ready.database_url, "SELECT count(*) FROM schema_migrations WHERE version = '006'") == 1
+
+
+def test_a_held_claim_is_renewed_while_its_job_runs_then_kept(settings):
+    core = Core.from_settings(settings)
+    held = once.hold(core, "start:006-held", "2026-11-24T02:00:00+00:00", who="a", live_ttl=1)
+    assert held is not None
+    key = once.firing_key(core.keys, "start:006-held", "2026-11-24T02:00:00+00:00")
+    with held:
+        time.sleep(2.5)  # longer than the live TTL: only the renewal keeps it
+        assert once.claimed_by(core, "start:006-held", "2026-11-24T02:00:00+00:00")["scheduler"] == "a"
+        assert once.hold(core, "start:006-held", "2026-11-24T02:00:00+00:00", who="b", live_ttl=1) is None
+    assert core.redis.ttl(key) > 86400  # the start is over: kept as evidence, never re-fired
