@@ -335,6 +335,9 @@ class Restore:
         self.core.store.transition(self.run_id, Status.RESTORED, actor=self.actor, action="restored from backup",
                                    fields={"result": result},
                                    evidence={"kept_aside": self.aside, "recovery_seconds": round(recovery, 3), "loss": loss})
+        from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
+
+        hooks.run_undone(self.core, self.run_id)  # post-execution follow-ups no longer apply
         history = (f"{carried} history event(s) copied over from the replaced database" if carried >= 0
                    else "history since the backup stays in the replaced database (copy failed)")
         self.reporter.post(Post(

@@ -72,6 +72,9 @@ class PhaseRollback:
         store.transition(self.runner.run_id, Status.ROLLED_BACK, actor=self.runner.actor, action=f"rollback phase {n}",
                          phase=n, phase_status=PhaseStatus.ROLLED_BACK, fields={"result": steps},
                          evidence={"recovery_seconds": round(recovery, 3), "proof": lines})
+        from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
+
+        hooks.run_undone(self.core, self.runner.run_id)  # post-execution follow-ups no longer apply
         self.runner.reporter.post(Post("rollback_done", f"Rollback of phase {n} complete {templates.OK_MARK}",
                                        [f"Recovery time: {templates.seconds(recovery)}", *lines], run_id=self.runner.run_id))
         return OK
