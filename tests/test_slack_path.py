@@ -12,28 +12,17 @@ import json
 import pytest
 
 from tests.conftest import PLANTED
-from tests.support.deployment import Deployment, TcpListener
-from tests.support.slack_standin import RunningBot, SlackStandIn
+from tests.support.slack_fixtures import standin  # noqa: F401 (fixture)
+from tests.support.slack_standin import RunningBot
 
 COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
 
 
 @pytest.fixture
-def standin():
-    with SlackStandIn() as s:
-        yield s
-
-
-@pytest.fixture
-def bot(settings, standin):
-    deployment, mongo = Deployment(), TcpListener()
-    ready = settings.with_(deployment_url=deployment.url,
-                           register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+def bot(ready, standin):
     running = RunningBot(ready, standin)  # the real commands.handle
     yield running
     running.close()
-    deployment.close()
-    mongo.close()
 
 
 def posted(standin, needle: str):
