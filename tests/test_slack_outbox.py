@@ -239,3 +239,17 @@ def test_an_installation_error_keeps_the_entry_until_slack_accepts_it(make_bridg
     delivered = standin.calls_of("chat.postMessage")
     assert titles(delivered) == ["Phase 1 FAILED", "Migration 006 SUCCESSFUL"]
     assert all(c.body.get("blocks") for c in delivered)
+
+
+def test_a_runs_slack_keys_expire_after_the_follow_ups(redis_client, redis_prefix):
+    """The parent ts and the run's Slack meta do not stay in Redis forever."""
+    from bot.slack.outbox import RUN_KEYS_TTL, RunThreads
+    from state.keys import Keys
+
+    keys = Keys(redis_prefix, "127.0.0.1:5432/x")
+    threads = RunThreads(redis_client, keys)
+    threads.set_parent("run-1", "1700000000.000100")
+    threads.set_meta("run-1", progress="{}")
+    for key in (keys.thread("run-1"), keys.slack_meta("run-1")):
+        assert 0 < redis_client.ttl(key) <= RUN_KEYS_TTL
+    assert RUN_KEYS_TTL > 7 * 24 * 3600  # the +1 week reminder still finds its thread

@@ -105,6 +105,8 @@ return 0
 """
 
 
+RUN_KEYS_TTL = 30 * 24 * 3600  # seconds: longer than the +1 week follow-up that posts in the thread
+
 class Outbox:
     """The ordered list of pending channel writes for one channel."""
 
@@ -145,7 +147,8 @@ class Outbox:
 
 
 class RunThreads:
-    """A run's Slack side in Redis: its parent message ts, its latest progress and outcome."""
+    """A run's Slack side in Redis: its parent message ts, its latest progress and outcome.
+    Both expire RUN_KEYS_TTL after their last write: a run's thread outlives any follow-up."""
 
     def __init__(self, redis: redis_lib.Redis, keys: Keys) -> None:
         self.redis = redis
@@ -156,14 +159,16 @@ class RunThreads:
         return ts.decode() if ts else None
 
     def set_parent(self, run_id: str, ts: str) -> None:
-        self.redis.set(self.keys.thread(run_id), ts)
+        self.redis.set(self.keys.thread(run_id), ts, ex=RUN_KEYS_TTL)
 
     def meta(self, run_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.slack_meta(run_id))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def set_meta(self, run_id: str, **fields: str) -> None:
-        self.redis.hset(self.keys.slack_meta(run_id), mapping=fields)
+        key = self.keys.slack_meta(run_id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping=fields).expire(key, RUN_KEYS_TTL).execute()
 
     def mark_dirty(self, run_id: str) -> bool:
         """True when no refresh of this run was pending (the caller then queues one)."""
