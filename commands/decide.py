@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from commands import templates
 from commands.core import Core
+from commands.incident import why_incident_blocks
 from commands.parse import Command
 from commands.result import OK, Outcome
 from core import clock
@@ -19,7 +20,7 @@ RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled befor
 def approve(core: Core, user: str, cmd: Command) -> Outcome:
     now = clock.now()
     run = core.store.current()
-    refusal = _why_not_decidable(run, now, cmd) or _why_incident_blocks(core)
+    refusal = _why_not_decidable(run, now, cmd) or why_incident_blocks(core, "no GO")
     if refusal:
         return Outcome.refused(refusal)
     sums = checksums(core.runbook)
@@ -73,14 +74,6 @@ def defer(core: Core, user: str, cmd: Command) -> Outcome:
     removed = hooks.cancelled(core, run.id)
     return Outcome(OK, reply=["NO-GO recorded." + (" The scheduled start was cancelled." if removed else "")],
                    posts=[templates.decision(core.runbook, run.id, user, "no-go", now, reason=cmd.text)], run_id=run.id)
-
-
-def _why_incident_blocks(core: Core) -> str | None:
-    incident = core.store.incident()
-    if incident:
-        return (f"a critical incident is declared by <@{incident.get('by')}> ({incident.get('text')}): no GO until "
-                "`/migrate incident clear`")
-    return None
 
 
 def _why_not_decidable(run, now, cmd: Command) -> str | None:

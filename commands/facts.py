@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from engine import schema
+from preflight import catalog
 
 
 def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
@@ -27,16 +28,7 @@ def row_counts(dsn: str, schemas: tuple[str, ...] = ("platform", "public"), lock
     Never queues behind another session's lock longer than `lock_timeout` (raises instead)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms")))
-        tables = conn.execute(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2", (list(schemas),)
-        ).fetchall()
-        counts = {}
-        for schema, table in tables:
-            query = pgsql.SQL("SELECT count(*) FROM {}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(table))
-            counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
-        return counts
+        tables = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
+                              (list(schemas),)).fetchall()
+        return catalog.row_counts(conn, [t for (t,) in tables])
 
-
-def applied_versions(dsn: str) -> list[str]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT version::text FROM schema_migrations ORDER BY 1")]

@@ -6,6 +6,15 @@ from commands.parse import Command
 from commands.result import OK, Outcome, Post
 
 
+def why_incident_blocks(core: Core, blocked: str) -> str | None:
+    """The refusal while a critical incident is declared (it blocks GO and run), or None."""
+    declared = core.store.incident()
+    if declared is None:
+        return None
+    return (f"a critical incident is declared by <@{declared.get('by')}> ({declared.get('text')}): {blocked} until "
+            "`/migrate incident clear`")
+
+
 def incident(core: Core, user: str, cmd: Command) -> Outcome:
     if "start" in cmd.flags:
         core.store.set_incident(user, cmd.text)

@@ -53,7 +53,7 @@ class PhaseRollback:
                                        [f"by <@{self.runner.actor}>"], run_id=self.runner.run_id))
         started = clock.monotonic()
         before = facts.row_counts(self.dsn)
-        recorded = rb.version in facts.applied_versions(self.dsn)
+        recorded = rb.version in ledger.applied_versions(self.dsn)
         result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
                                                statement_timeout=rb.defaults.statement_timeout,
                                                lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff)
@@ -61,7 +61,7 @@ class PhaseRollback:
         if not result.ok:
             return self._failed(f"{self.phase.rollback} failed: {self.runner._error_text(result)}", started)
         # Who removed the version matters to the proof: read it before the bot removes it too.
-        left_by_file = rb.version in facts.applied_versions(self.dsn)
+        left_by_file = rb.version in ledger.applied_versions(self.dsn)
         ledger.remove_version(self.dsn, rb.version)
         lines, proven = self._proof(before, recorded, left_by_file)
         recovery = clock.monotonic() - started
@@ -93,7 +93,7 @@ class PhaseRollback:
         else:
             lines.append(f"{templates.FAIL_MARK} Schema not compared: no snapshot at {expected_path}")
             proven = False
-        versions = facts.applied_versions(self.dsn)
+        versions = ledger.applied_versions(self.dsn)
         gone = self.core.runbook.version not in versions
         who = ("it was not recorded" if not recorded else
                "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.phase.rollback}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from commands.abort import why_orphans_block
 from commands.core import Core
+from commands.incident import why_incident_blocks
 from commands.parse import Command
 from commands.result import Outcome
 from commands.work import start_locked
@@ -55,10 +56,9 @@ def verify(core: Core, user: str, cmd: Command) -> Outcome:
 def _why_not_runnable(core: Core, current, scheduled: bool) -> str | None:
     if current is None:
         return "nothing approved to run: `/migrate preflight` first, then the TPM approves"
-    incident = core.store.incident()
-    if incident:
-        return (f"a critical incident is declared by <@{incident.get('by')}> ({incident.get('text')}): "
-                "nothing runs until `/migrate incident clear`")
+    blocked = why_incident_blocks(core, "nothing runs")
+    if blocked:
+        return blocked
     orphans = why_orphans_block(core)
     if orphans:
         return orphans
