@@ -14,6 +14,11 @@
    backends included), and once the time of a bare `pg_restore` of the same archive from
    a file into an empty database: that restore is inside every pg_restore-verified method,
    so its ratio to the report's method is the lowest ratio such a method can reach here.
+   `--ideal` also times an idealised lower bound that no verified backup can beat on this
+   machine: the dump written to a file while the big table's rows, already split into
+   files beforehand (free input), are loaded by `--sessions` concurrent COPY sessions into
+   an UNLOGGED table (no WAL), then its primary key is built. No pg_restore, no hashing, no
+   comparison: if even this is above the target, the target is below the machine's floor.
 
 Usage: python bench/preflight.py [--size-mb 1024] [--variants] [--server postgresql://postgres@127.0.0.1:5432/postgres]
        [--database-url URL]  (reuse an already generated database instead of generating one)
@@ -183,7 +188,52 @@ def restore_floor(url: str, workdir: Path) -> float:
     return took
 
 
-def compare_methods(url: str, workdir: Path, repeat: int, variants: bool) -> None:
+def ideal_floor(url: str, workdir: Path, sessions: int) -> float:
+    """The idealised lower bound described in the module docstring, timed."""
+    bounds = pg.scalar(url, "SELECT array[min(id), max(id)] FROM bench.events")
+    first, last = bounds
+    step = (last - first) // sessions + 1
+    parts = []
+    with psycopg.connect(url) as conn:  # input prepared before the clock starts
+        for k in range(sessions):
+            part = workdir / f"events.{k}.txt"
+            with open(part, "wb") as out, conn.cursor().copy(
+                    "COPY (SELECT * FROM bench.events WHERE id >= %s AND id < %s) TO STDOUT",
+                    (first + k * step, first + (k + 1) * step)) as copy:
+                for block in copy:
+                    out.write(block)
+            parts.append(part)
+    target = pg.new_name("ideal_floor")
+    target_url = pg.create_database(target)
+    archive = workdir / "ideal.dump"
+    try:
+        with psycopg.connect(target_url, autocommit=True) as conn:
+            conn.execute("CREATE UNLOGGED TABLE events (id bigint, org_id uuid NOT NULL, kind text NOT NULL, "
+                         "payload text NOT NULL, created_at timestamptz NOT NULL)")
+        start = time.monotonic()
+        procs = [subprocess.Popen(["pg_dump", "--format=custom", "--compress=0", "--file", str(archive),
+                                   "--dbname", url])]
+        procs += [subprocess.Popen(["psql", "-X", "-q", "-d", target_url, "-c", f"\\copy events from '{part}'"])
+                  for part in parts]
+        for proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"{proc.args[0]} failed")
+        loaded = time.monotonic()
+        with psycopg.connect(target_url, autocommit=True, options="-c maintenance_work_mem=256MB") as conn:
+            conn.execute("ALTER TABLE events ADD PRIMARY KEY (id)")
+        took = time.monotonic() - start
+    finally:
+        pg.drop_database(target)
+        archive.unlink(missing_ok=True)
+        for part in parts:
+            part.unlink()
+    print(f"idealised lower bound (dump to a file || {sessions} COPY sessions into an UNLOGGED table from pre-split "
+          f"files, then its primary key; no pg_restore, no verification): load {loaded - start:.1f} s + "
+          f"key {took - (loaded - start):.1f} s = {took:.1f} s")
+    return took
+
+
+def compare_methods(url: str, workdir: Path, repeat: int, variants: bool, ideal: int = 0) -> None:
     """Both methods `repeat` times, interleaved, so drifting load hits both alike."""
     theirs, ours = [], []
     for _ in range(repeat):
@@ -196,6 +246,9 @@ def compare_methods(url: str, workdir: Path, repeat: int, variants: bool) -> Non
     floor = restore_floor(url, workdir)
     print(f"  lowest ratio a pg_restore-verified backup can reach here (bare restore / report's best): "
           f"{floor / min(theirs):.2f}; preflight spends {min(ours) - floor:.1f} s beyond the bare restore")
+    if ideal:
+        bound = ideal_floor(url, workdir, ideal)
+        print(f"  ratio of the idealised lower bound to the report's best: {bound / min(theirs):.2f}")
     if variants:
         for compress, overlap in ((1, True), (6, True), (backup.COMPRESS, False)):
             t = preflight_method(url, workdir, compress, overlap)
@@ -208,6 +261,8 @@ def main() -> None:
     parser.add_argument("--demo-runs", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2, help="interleaved runs of each method on the big database")
     parser.add_argument("--variants", action="store_true", help="also time other -Z levels and no overlap")
+    parser.add_argument("--ideal", type=int, default=0, metavar="SESSIONS",
+                        help="also time the idealised lower bound with this many COPY sessions (e.g. 2)")
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--database-url", default=None, help="an already generated big database to reuse (kept)")
     parser.add_argument("--server", default=None, help="PostgreSQL server URL (default MIGRATE_TEST_PG or local)")
@@ -220,11 +275,11 @@ def main() -> None:
         workdir = Path(tmp)
         demo_wall_time(workdir, args.demo_runs)
         if args.database_url:
-            compare_methods(args.database_url, workdir, args.repeat, args.variants)
+            compare_methods(args.database_url, workdir, args.repeat, args.variants, args.ideal)
         elif not args.skip_big:
             name, url = generate(args.size_mb)
             try:
-                compare_methods(url, workdir, args.repeat, args.variants)
+                compare_methods(url, workdir, args.repeat, args.variants, args.ideal)
             finally:
                 pg.drop_database(name)
     print(f"done; {load()}")
