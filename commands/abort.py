@@ -19,8 +19,9 @@ def abort(core: Core, user: str, cmd: Command) -> Outcome:
     if run is None or run.status not in ACTIVE:
         return Outcome.refused("nothing is running: `abort` cancels a phase, verification or rollback in progress")
     core.store.update_meta(run.id, abort_requested=user)
-    how = ("the restore stops before it swaps the databases (the live database is not touched); "
-           "if the swap has begun, it completes" if run.status is Status.RESTORING else _cancel(core, run))
+    how = ("the restore stops before it swaps the databases (a pg_restore in progress is stopped within a "
+           "second and its partial copy dropped; the live database is not touched); if the swap has begun, "
+           "it completes" if run.status is Status.RESTORING else _cancel(core, run))
     return Outcome(OK, reply=[f"Abort requested: {how}. The failure template will report the database state."],
                    posts=[Post("abort", f"Abort requested by <@{user}>", [how], run_id=run.id)], run_id=run.id)
 

@@ -228,21 +228,32 @@ class Restore:
         self.reporter.post(Post("restore_progress", f"Restoring the backup into the new database `{self.copy}`",
                                 [f"pg_restore of {self.backup['path']}"], run_id=self.run_id))
         t0 = clock.monotonic()
-        error = backups.restore_file(Path(self.backup["path"]), _on_server(self.url, self.copy), self.url)
+        try:
+            error = backups.restore_file(Path(self.backup["path"]), _on_server(self.url, self.copy), self.url,
+                                         should_stop=self._abort_requested_by)
+        except backups.RestoreStopped:
+            self._drop_copy()
+            raise RestoreFailed(f"aborted by <@{self._abort_requested_by()}> during pg_restore, "
+                                f"{templates.seconds(clock.monotonic() - t0)} in (the partial copy {self.copy} "
+                                "was dropped)") from None
         if error:
             self._drop_copy()
             raise RestoreFailed(f"pg_restore into {self.copy} failed: {self.core.redact(error)[:400]}")
         self.lines.append(f"{templates.OK_MARK} Restored into the new database `{self.copy}` "
                           f"in {templates.seconds(clock.monotonic() - t0)}")
 
+    def _abort_requested_by(self) -> str:
+        """Who asked to abort (any process, through the run's meta), or ""."""
+        run = self.core.store.get(self.run_id)
+        return (run.meta.get("abort_requested") or "") if run is not None else ""
+
     def _stop_if_aborted(self) -> None:
         """`abort` during a restore stops it before the swap (the copy is dropped); once the
-        swap has begun it completes."""
-        run = self.core.store.get(self.run_id)
-        if run is not None and run.meta.get("abort_requested"):
+        swap has begun it completes. During pg_restore itself the abort is polled for."""
+        who = self._abort_requested_by()
+        if who:
             self._drop_copy()
-            raise RestoreFailed(f"aborted by <@{run.meta['abort_requested']}> before the swap "
-                                f"(the copy {self.copy} was dropped)")
+            raise RestoreFailed(f"aborted by <@{who}> before the swap (the copy {self.copy} was dropped)")
 
     def _verify_copy(self) -> None:
         copy_url = _on_server(self.url, self.copy)

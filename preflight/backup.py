@@ -261,12 +261,35 @@ def _schema_thread(pg_dump: str, url: str, snapshot: str, path: Path) -> _Schema
     return thread
 
 
-def restore_file(path: Path, target: str, source: str) -> str | None:
-    """Restore an archive file into `target` (empty) the way an operator would; the error or None."""
+class RestoreStopped(Exception):
+    """`restore_file` was told to stop: pg_restore was terminated, the target is half-restored."""
+
+
+def restore_file(path: Path, target: str, source: str, should_stop=None, poll: float = 0.2) -> str | None:
+    """Restore an archive file into `target` (empty) the way an operator would; the error or None.
+
+    `should_stop()`, when given, is asked every `poll` seconds while pg_restore runs: a restore
+    of a large database takes minutes, and an operator's `abort` must not wait for it. On True
+    pg_restore is terminated (its server session ends with its connection) and RestoreStopped
+    is raised; the caller drops the half-restored target."""
     cmd, env = _restore_cmd(target, source, path)
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        return result.stderr.strip() or f"pg_restore exit code {result.returncode}"
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: pg_restore never blocks on it
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        while True:
+            try:
+                code = proc.wait(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                if should_stop is not None and should_stop():
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                    raise RestoreStopped("pg_restore was terminated on request") from None
+        if code != 0:
+            return _text(err) or f"pg_restore exit code {code}"
     return None
 
 

@@ -5,6 +5,7 @@ the replaced database is kept aside; what was written since the backup is report
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import psycopg
@@ -16,6 +17,7 @@ from state.machine import Status
 from tests.conftest import PLANTED
 from tests.support import pg
 from tests.support.deployment import Deployment, TcpListener
+from tests.support.waiting import wait_until
 
 COORDINATOR, TPM, LIU = "U0RAFAEL", "U0DYLAN", "U0LIU"
 
@@ -189,3 +191,55 @@ def test_a_copy_that_fails_verification_is_dropped_and_never_swapped_in(ready, l
     assert "failed verification" in out and "Untouched" in out
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is not None
     assert _databases_like(live_name) == []
+
+
+def _restore_copy_loading(live: str) -> bool:
+    """Whether pg_restore is loading rows into the restore copy of `live` right now."""
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
+        return bool(conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE %s AND application_name = 'migrate-bot-restore' "
+            "AND query LIKE 'COPY %%'", (live + "\\_restore\\_%",)).fetchone()[0])
+
+
+def test_abort_during_pg_restore_stops_it_drops_the_partial_copy_and_a_new_request_restores(ready, live_name):
+    """An operator's abort must not wait for a long pg_restore: it is stopped while it loads rows,
+    its partial copy is dropped, the live database is untouched, and asking again works."""
+    url = ready.database_url
+    with psycopg.connect(url, autocommit=True) as conn:  # enough rows that pg_restore takes seconds
+        conn.execute("CREATE TABLE public.bulk_history AS SELECT g AS id, md5(g::text) AS note "
+                     "FROM generate_series(1, 1500000) g")
+    core = Core.from_settings(ready)
+    transcript: list[str] = []
+    _approved_and_phase_1(core, transcript)
+    assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0
+    schema_before = pg.schema_dump(url)
+
+    other = Core.from_settings(ready)  # the abort comes from another process's core
+    aborted: list[tuple[int, str]] = []
+
+    def abort_while_loading() -> None:
+        wait_until(lambda: _restore_copy_loading(live_name), timeout=60, interval=0.05)
+        aborted.append(console(other, COORDINATOR, "abort", []))
+
+    watcher = threading.Thread(target=abort_while_loading, daemon=True)
+    watcher.start()
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    watcher.join(timeout=30)
+    assert aborted and aborted[0][0] == 0 and "pg_restore in progress is stopped" in aborted[0][1]
+    assert code == 1, out
+    assert f"aborted by <@{COORDINATOR}> during pg_restore" in out and "was dropped" in out
+    assert "Untouched" in out and "none of its sessions were terminated" in out
+    assert not _restore_copy_loading(live_name)
+    assert _databases_like(live_name) == []  # the partial copy is gone, nothing renamed
+    assert pg.schema_dump(url) == schema_before  # phase 1 still applied, nothing else changed
+    assert pg.scalar(url, "SELECT count(*) FROM public.bulk_history") == 1500000
+    assert core.store.current().status is Status.FAILED
+
+    # The way forward the failure post names: ask again, confirm, and it restores.
+    assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 0, out
+    assert "Restore from backup complete" in out
+    assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
+    assert pg.scalar(url, "SELECT count(*) FROM public.bulk_history") == 1500000
+    assert core.store.current().status is Status.RESTORED
