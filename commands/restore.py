@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -94,6 +95,9 @@ def _confirm(core: Core, user: str) -> Outcome:
         check_transition(run, Status.RESTORING)
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
+    expired = _request_expired(core, run)
+    if expired:
+        return Outcome.refused(expired)
     handle = core.lock.acquire(f"restore from backup by {user}")
     if handle is None:
         return lock_refusal(core)
@@ -112,6 +116,24 @@ def _confirm(core: Core, user: str) -> Outcome:
                    posts=[Post("restore_started", f"Restore from backup confirmed by <@{user}>: started",
                                [f"requested by <@{run.meta.get('restore_requested_by', '?')}>"], run_id=run.id)],
                    work=guarded(core, handle, run.id, user, body), run_id=run.id)
+
+
+def _request_expired(core: Core, run) -> str | None:
+    """Why the pending request can no longer be confirmed, or None. A restore throws away every
+    write since the backup: a confirmation must answer a request made for the situation at hand,
+    not one found in the channel hours later."""
+    limit = timedelta(minutes=core.settings.restore_request_minutes)
+    asked = run.meta.get("restore_requested_at")
+    try:
+        at = datetime.fromisoformat(asked) if asked else None
+    except ValueError:
+        at = None
+    if at is not None and clock.now() - at <= limit:
+        return None
+    when = f"at {clock.hhmm(at)} " if at else ""
+    return (f"the restore request {when}by <@{run.meta.get('restore_requested_by', '?')}> expired (requests are valid "
+            f"{core.settings.restore_request_minutes:g} min): the coordinator asks again with `rollback restore` "
+            f"({core.roster.mention(COORDINATOR)}), then the TPM confirms")
 
 
 # ------------------------------------------------------------------ facts about the backup

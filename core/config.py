@@ -71,6 +71,7 @@ class Settings:
     followup_reminder_hours: float = 168.0
     health_interval_seconds: float = 300.0
     schedule_late_minutes: float = 10.0
+    restore_request_minutes: float = 30.0
     extra_secrets: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -106,6 +107,7 @@ class Settings:
             followup_reminder_hours=_float(env, "MIGRATE_FOLLOWUP_REMINDER_HOURS", 168.0),
             health_interval_seconds=_float(env, "MIGRATE_HEALTH_INTERVAL_SECONDS", 300.0),
             schedule_late_minutes=_float(env, "MIGRATE_SCHEDULE_LATE_MINUTES", 10.0),
+            restore_request_minutes=_float(env, "MIGRATE_RESTORE_REQUEST_MINUTES", 30.0),
         )
 
     def require(self, *names: str) -> None:

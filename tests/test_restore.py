@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -13,6 +14,7 @@ import pytest
 
 from bot.console import run_command
 from commands import Core
+from core import clock
 from state.machine import Status
 from tests.conftest import PLANTED
 from tests.support import pg
@@ -243,3 +245,25 @@ def test_abort_during_pg_restore_stops_it_drops_the_partial_copy_and_a_new_reque
     assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
     assert pg.scalar(url, "SELECT count(*) FROM public.bulk_history") == 1500000
     assert core.store.current().status is Status.RESTORED
+
+
+def test_a_restore_request_left_unconfirmed_expires_and_asking_again_renews_it(ready, live_name, monkeypatch):
+    core = Core.from_settings(ready.with_(restore_request_minutes=30))
+    transcript: list[str] = []
+    _approved_and_phase_1(core, transcript)
+    assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0
+    asked = clock.now()
+
+    monkeypatch.setattr(clock, "now", lambda: asked + timedelta(minutes=31))
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 2, out
+    assert f"by <@{COORDINATOR}> expired (requests are valid 30 min)" in out and "asks again with `rollback restore`" in out
+    assert core.store.current().status is Status.RESTORE_REQUESTED
+    assert _databases_like(live_name) == []  # nothing was started
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is not None
+
+    assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0  # a new request, at the new "now"
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 0, out
+    assert "Restore from backup complete" in out
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None
