@@ -126,3 +126,14 @@ def ready(settings, services) -> Settings:
 
 
 PLANTED_MONGO_PASSWORD = "S3cretMongoPw42"
+
+
+@pytest.fixture(autouse=True)
+def quick_slack_pacing(request, monkeypatch):
+    """The outbox spaces channel posts 1 s apart as Slack asks; tests that post dozens of
+    messages would spend minutes waiting, so they space them 20 ms apart instead. A test
+    marked `slack_pacing` keeps the real interval (and checks it)."""
+    if request.node.get_closest_marker("slack_pacing") is None:
+        import bot.slack.outbox as outbox_module
+
+        monkeypatch.setattr(outbox_module, "POST_INTERVAL", 0.02)

@@ -253,3 +253,17 @@ def test_a_runs_slack_keys_expire_after_the_follow_ups(redis_client, redis_prefi
     for key in (keys.thread("run-1"), keys.slack_meta("run-1")):
         assert 0 < redis_client.ttl(key) <= RUN_KEYS_TTL
     assert RUN_KEYS_TTL > 7 * 24 * 3600  # the +1 week reminder still finds its thread
+
+
+@pytest.mark.slack_pacing
+def test_channel_posts_are_spaced_one_second_apart_as_slack_asks(make_bridge, standin):
+    """chat.postMessage allows about one message per second per channel: a burst of posts
+    (the parent, its thread posts) reaches Slack paced, in order, with no 429 needed."""
+    assert outbox_module.POST_INTERVAL == 1.0
+    bridge = make_bridge()
+    for i in range(3):
+        bridge.reporter.post(Post("info", f"step {i}", run_id="r1"))
+    posts = standin.wait_method("chat.postMessage", 4, timeout=20)
+    gaps = [b.at - a.at for a, b in zip(posts, posts[1:])]
+    assert all(gap >= 0.95 for gap in gaps), gaps
+    assert titles(posts[1:]) == ["step 0", "step 1", "step 2"]

@@ -62,6 +62,10 @@ CONTENT_ERRORS = {
 # missing_scope, account_inactive, …) blocks the channel until someone fixes the app: the
 # entry stays at the head and is retried with backoff, an ERROR logged on each attempt.
 REFRESH_EVERY = 2.5  # seconds between edits of one parent message (chat.update is Tier 3)
+# chat.postMessage allows about one message per second per channel: posts (and file shares,
+# which appear as messages) are spaced by this much, so a run's burst of updates is paced
+# rather than answered with 429s. Only the worker holding the channel's lock posts to it.
+POST_INTERVAL = 1.0
 LOCK_TTL_MS = 120_000  # longer than a Retry-After the rate-limit handler may sleep through
 POLL = 0.5  # how often an idle worker looks for entries queued by other processes
 MAX_BACKOFF = 30.0
@@ -186,9 +190,17 @@ class Delivery:
         self.threads = threads
         self.channel = channel
         self.card = card  # (run_id, meta) -> the parent message
+        self._last_post = float("-inf")
 
     def __call__(self, entry: dict) -> None:
         getattr(self, "_" + entry["op"])(entry)
+
+    def _paced(self) -> None:
+        """Wait until POST_INTERVAL has passed since this channel's previous post."""
+        wait = self._last_post + POST_INTERVAL - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_post = time.monotonic()
 
     def _thread_of(self, run_id: str | None) -> str | None:
         """The run's parent ts, posting the parent first if the run has none yet."""
@@ -196,6 +208,7 @@ class Delivery:
             return None
         ts = self.threads.parent(run_id)
         if ts is None:
+            self._paced()
             answer = self.client.chat_postMessage(channel=self.channel, **self.card(run_id, self.threads.meta(run_id)).payload())
             ts = answer["ts"]
             self.threads.set_parent(run_id, ts)
@@ -204,10 +217,12 @@ class Delivery:
     def _post(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
         extra = {"thread_ts": thread, "reply_broadcast": bool(entry.get("broadcast"))} if thread else {}
+        self._paced()
         self.client.chat_postMessage(channel=self.channel, **entry["message"], **extra)
 
     def _plain(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
+        self._paced()
         self.client.chat_postMessage(channel=self.channel, text=entry["text"], **({"thread_ts": thread} if thread else {}))
 
     def _update(self, entry: dict) -> None:
@@ -215,6 +230,7 @@ class Delivery:
 
     def _upload(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
+        self._paced()
         self.client.files_upload_v2(
             channel=self.channel, thread_ts=thread, content=entry["content"],
             filename=entry["filename"], title=entry["title"],

@@ -35,6 +35,7 @@ class Call:
     headers: dict
     status: int = 200
     answer: dict = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 class BlockError(ValueError):
