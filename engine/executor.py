@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
 from core.redact import redact
-from engine import batch, ledger, locks
+from engine import batch, indexes, ledger, locks
 from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
@@ -263,13 +263,18 @@ class Executor:
         """Statement by statement in autocommit (CREATE INDEX CONCURRENTLY, VACUUM, …). A retry
         resumes at the statement that failed: the ones before it are committed."""
         body = run.parsed.body
+        before: tuple[list[int], str] | None = None  # the table of a concurrent build, before it
         with self._connect(run, result, autocommit=True) as conn:
             with self._watch(run, result):
                 try:
                     self._set(conn, run.settings(), local=False)
                     for stmt in body[result.executed:]:
                         self._check_cancel()
+                        before = indexes.before_build(conn, stmt.concurrent_index[0]) if stmt.concurrent_index else None
                         conn.execute(stmt.sql)
+                        if stmt.concurrent_index and stmt.concurrent_index[1] and \
+                                indexes.is_invalid(conn, stmt.concurrent_index[1]):
+                            raise _KeptInvalid(stmt)
                         result.executed += 1
                         if run.on_progress:
                             run.on_progress(result.executed, len(body), stmt)
@@ -280,8 +285,25 @@ class Executor:
                     result.ok = True
                 except _Cancelled:
                     result.cancelled = True
+                except _KeptInvalid as kept:
+                    name = kept.stmt.concurrent_index[1]
+                    result.error = self._error(run.parsed.name, kept.stmt.line, kept.stmt, None,
+                                               f"index {name} exists but is INVALID (left by an earlier failed "
+                                               f"concurrent build; IF NOT EXISTS kept it): run `DROP INDEX "
+                                               f"CONCURRENTLY {name};`, then run the file again", run.secrets)
                 except psycopg.Error as exc:
-                    self._failed(run, result, exc, body[result.executed] if result.executed < len(body) else None)
+                    failing = body[result.executed] if result.executed < len(body) else None
+                    self._failed(run, result, exc, failing)
+                    if failing is not None and failing.concurrent_index and before is not None:
+                        self._drop_left_invalid(run, result, failing, before)
+
+    def _drop_left_invalid(self, run: _Run, result: FileResult, stmt: Statement, before: tuple[list[int], str]) -> None:
+        """A failed CREATE INDEX CONCURRENTLY: drop the INVALID index it left (engine.indexes),
+        and say so in the error the operator reads."""
+        timeouts = {k: v for k, v in run.settings().items() if k in ("lock_timeout", "statement_timeout")}
+        notes = indexes.drop_left_invalid(self._dsn, stmt.concurrent_index[0], before, timeouts)
+        if notes and result.error is not None:
+            result.error = replace(result.error, message=f"{result.error.message}; {'; '.join(notes)}")
 
     # --------------------------------------------------------------- psql
 
@@ -367,6 +389,14 @@ class Executor:
         if len(text) > STATEMENT_CHARS:
             text = text[: STATEMENT_CHARS - 1] + "…"
         return StatementError(file, line, text, sqlstate, redact(message, secrets))
+
+
+class _KeptInvalid(Exception):
+    """CREATE INDEX CONCURRENTLY IF NOT EXISTS found an INVALID index of that name and kept it."""
+
+    def __init__(self, stmt: Statement):
+        super().__init__(stmt.sql)
+        self.stmt = stmt
 
 
 class _Session:

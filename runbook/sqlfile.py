@@ -12,7 +12,7 @@ import bisect
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pglast
@@ -30,6 +30,9 @@ class Statement:
     transactional: bool  # False for CREATE INDEX CONCURRENTLY, VACUUM, CREATE DATABASE, ALTER SYSTEM, …
     tx_control: bool  # BEGIN/START TRANSACTION/COMMIT/END/ROLLBACK written in the file
     locks: tuple[tuple[str, str], ...] = ()  # (lock level, relation), from the parse tree
+    # CREATE INDEX CONCURRENTLY: (table, index name or None when PostgreSQL names it). A build
+    # that fails part-way leaves an INVALID index behind; the executor needs to know where.
+    concurrent_index: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def _copies_stdio(node: tuple[str, dict]) -> bool:
 
 
 def _renumber(s: Statement, index: int) -> Statement:
-    return Statement(index, s.sql, s.line, s.kind, s.transactional, s.tx_control, s.locks)
+    return replace(s, index=index)
 
 
 # ------------------------------------------------------------ psql meta-commands and variables
@@ -215,7 +218,18 @@ def _sql_statement(text: str, sl: slice, node: tuple[str, dict], line_of) -> Sta
         transactional=_transactional(node),
         tx_control=_tx_kind(node) in _TX_CONTROL,
         locks=tuple(dict.fromkeys(_locks(node))),
+        concurrent_index=_concurrent_index(node),
     )
+
+
+def _concurrent_index(node: tuple[str, dict]) -> tuple[str, str | None] | None:
+    kind, body = node
+    if kind != "IndexStmt" or not body.get("concurrent"):
+        return None
+    rv = body["relation"].get("RangeVar", body["relation"])
+    name = body.get("idxname")
+    # An index lives in its table's schema.
+    return _rel(body["relation"]), (f"{rv['schemaname']}.{name}" if name and rv.get("schemaname") else name)
 
 
 _TX_CONTROL = {"TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",

@@ -439,3 +439,54 @@ def test_a_blockers_query_is_shown_without_its_literals():
     assert blocker.query.startswith("UPDATE platform.api_keys SET key_hash = $1")
     truncated = to_blocker((1, "SELECT 'secret-text' FROM (SELECT", "active", 1.0, None, None), secrets=())
     assert "secret-text" not in truncated.query
+
+
+def _indexes(db: str, table: str) -> dict[str, bool]:
+    """index name -> valid, for `table`."""
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT indexrelid::regclass::text, indisvalid FROM pg_index WHERE indrelid = %s::regclass",
+                            (table,)).fetchall()
+    return dict(rows)
+
+
+def test_a_failed_concurrent_index_build_leaves_no_invalid_index_and_runs_again_once_fixed(db, tmp_path):
+    """CREATE INDEX CONCURRENTLY commits its index before filling it: a build that fails (here a
+    duplicate under UNIQUE) would leave an INVALID index, maintained on every write and in the
+    way of the next attempt. The executor drops the one the failed statement left, says so, and
+    the same file runs once the data is fixed."""
+    path = write(tmp_path, "unique_email.sql", """
+        ANALYZE platform.users;
+        CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON platform.users (email);
+    """)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE platform.users SET email = 'same@example.com' WHERE id IN (2, 3)")
+    result = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert not result.ok and result.error.sqlstate == "23505" and result.error.line == 2
+    assert "the INVALID index platform.users_email_key the failed build left was dropped" in result.error.message
+    assert ledger.applied_files(db, "T") == []
+    assert _indexes(db, "platform.users") == {"platform.users_pkey": True}
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE platform.users SET email = 'u3@example.com' WHERE id = 3")
+    again = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert again.ok, again.error
+    assert _indexes(db, "platform.users") == {"platform.users_pkey": True, "platform.users_email_key": True}
+
+
+def test_if_not_exists_keeping_an_invalid_index_fails_the_file_with_what_to_do(db, tmp_path):
+    """An INVALID index someone else's failed build left is not "already there": IF NOT EXISTS
+    would skip it silently and the migration would report success without a usable index."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE platform.users SET email = 'same@example.com' WHERE id IN (2, 3)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON platform.users (email)")
+    assert _indexes(db, "platform.users")["platform.users_email_key"] is False
+    path = write(tmp_path, "unique_email.sql", """
+        CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_key ON platform.users (email);
+    """)
+    result = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert not result.ok and result.error.line == 1
+    assert "index platform.users_email_key exists but is INVALID" in result.error.message
+    assert "DROP INDEX CONCURRENTLY platform.users_email_key;" in result.error.message
+    assert _indexes(db, "platform.users")["platform.users_email_key"] is False  # not someone else's to drop
+    assert ledger.applied_files(db, "T") == []
