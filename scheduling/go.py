@@ -72,9 +72,24 @@ class InThread:
 
 
 def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: timedelta | None = None) -> int:
-    """The scheduled start: fast checks, then the run with its posts; the exit code of the work."""
+    """The scheduled start: fast checks, then the run with its posts; the exit code of the work.
+
+    An unexpected error before the run leaves SCHEDULED (a bug, a check that raised) cancels
+    the start with that error as the reason, posted: a start that silently did not happen
+    would leave the team waiting on a run that never comes."""
     reporter = InThread(RedactingReporter(reporter, core.redact), run_id)
-    late_after = late_after or late_tolerance(core.settings)
+    try:
+        return _start(core, reporter, run_id, at, late_after or late_tolerance(core.settings))
+    except Exception as exc:
+        run = core.store.get(run_id)
+        if run is None or run.status is not Status.SCHEDULED:
+            raise  # it ran (its own failure handling reported) or was decided otherwise
+        error = core.redact(f"{type(exc).__name__}: {exc}")[:300]
+        log.error("scheduled start of run %s failed before it began: %s", run_id, error)
+        return _cancel(core, reporter, run_id, at, [f"the scheduled start failed before the run began ({error})"], [])
+
+
+def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: timedelta) -> int:
     run = core.store.get(run_id)
     stale = why_stale(core, run, at)
     if stale:

@@ -328,3 +328,25 @@ def test_a_held_claim_is_renewed_while_its_job_runs_then_kept(settings):
         assert once.claimed_by(core, "start:006-held", "2026-11-24T02:00:00+00:00")["scheduler"] == "a"
         assert once.hold(core, "start:006-held", "2026-11-24T02:00:00+00:00", who="b", live_ttl=1) is None
     assert core.redis.ttl(key) > 86400  # the start is over: kept as evidence, never re-fired
+
+
+def test_a_start_that_raises_before_the_run_begins_is_cancelled_with_the_error_posted(settings, monkeypatch):
+    """A bug or a check that raises at the scheduled time must not leave the run SCHEDULED
+    forever with nothing said: the start is cancelled, the reason posted (redacted)."""
+    core = Core.from_settings(settings)
+    at = clock.now().replace(microsecond=0)
+    run = scheduled_run(core, at)
+
+    def broken_checks(*args, **kwargs):
+        raise RuntimeError(f"could not read postgresql://bot:DbPassw0rd-in-error@db.internal/prod with {PLANTED['key']}")
+
+    monkeypatch.setattr(go, "fast_checks", broken_checks)  # an unexpected error inside the start
+    out = Collect()
+    assert go.start(core, out, run.id, at) == 1
+    assert core.store.get(run.id).status == Status.DEFERRED
+    post = next(p for p in out.posts if p.kind == "schedule_cancelled")
+    reason = post.fields["NO-GO because"]
+    assert "the scheduled start failed before the run began (RuntimeError: could not read" in reason
+    everything = "\n".join(p.text() for p in out.posts)
+    assert "DbPassw0rd-in-error" not in everything and PLANTED["key"] not in everything
+    assert set(post.mentions) == {TPM, COORDINATOR}
