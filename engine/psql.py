@@ -17,6 +17,8 @@ from typing import Mapping, Sequence
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from core import children
+
 # psql:/path/file.sql:12: ERROR:  42P01: relation "x" does not exist   (VERBOSITY=verbose)
 _MESSAGE = re.compile(r"^psql:(?P<file>.*?):(?P<line>\d+): (?P<severity>[A-Z]+):\s+(?:(?P<state>[0-9A-Z]{5}): )?(?P<text>.*)$")
 _SEVERITIES = {"NOTICE", "WARNING", "INFO", "DEBUG", "LOG"}
@@ -46,7 +48,10 @@ def child_env(dsn: str, settings: Mapping[str, str], application_name: str) -> t
     params = conninfo_to_dict(dsn)
     password = params.pop("password", None)
     env = dict(os.environ)
-    env.update(PGOPTIONS=pgoptions(settings), PGAPPNAME=application_name, PGCONNECT_TIMEOUT="10")
+    # client_connection_check_interval: if the tool dies with the bot, its backend notices and
+    # rolls back within a second instead of finishing a sleep or a lock wait first.
+    options = {"client_connection_check_interval": str(children.CLIENT_CHECK_MS), **settings}
+    env.update(PGOPTIONS=pgoptions(options), PGAPPNAME=application_name, PGCONNECT_TIMEOUT="10")
     if password:
         env["PGPASSWORD"] = password
     params.pop("application_name", None)
@@ -76,7 +81,7 @@ class PsqlProcess:
         with self._lock:
             if self._interrupted:
                 return PsqlRun(3, "", "cancelled before start")
-            self._proc = subprocess.Popen(self._args, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self._proc = subprocess.Popen(children.dying_with_parent(self._args), env=self._env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           text=True, encoding="utf-8", errors="replace")
         try:
             out, err = self._proc.communicate(timeout=timeout)

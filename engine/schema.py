@@ -10,6 +10,7 @@ import difflib
 import subprocess
 from pathlib import Path
 
+from core import children
 from engine.psql import child_env
 
 BOT_SCHEMA = "migrate_bot"
@@ -35,7 +36,8 @@ def schema_dump(dsn: str, *, pg_dump: str = "pg_dump", lock_wait: float = 5.0, t
     queues behind production traffic just to look. The password travels in PGPASSWORD, never
     on the command line (visible in `ps`)."""
     conninfo, env = child_env(dsn, {}, "migrate-bot-schema")
-    return subprocess.run(dump_command(conninfo, pg_dump=pg_dump, lock_wait=lock_wait), capture_output=True,
+    return subprocess.run(children.dying_with_parent(dump_command(conninfo, pg_dump=pg_dump, lock_wait=lock_wait)),
+                          capture_output=True,
                           text=True, check=True, env=env, timeout=timeout).stdout
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psycopg
 
-from core import clock
+from core import children, clock
 from core.config import Settings
 from engine import schema
 from engine.psql import child_env
@@ -50,7 +50,8 @@ COMPRESS = 0
 CHUNK = 1 << 20
 LOCK_WAIT = "30s"  # pg_dump gives up rather than queue behind a long exclusive lock
 # Session settings of the verifying restore (a throw-away copy: speed over durability).
-RESTORE_OPTIONS = "-c maintenance_work_mem=256MB -c synchronous_commit=off -c work_mem=64MB"
+RESTORE_OPTIONS = ("-c maintenance_work_mem=256MB -c synchronous_commit=off -c work_mem=64MB "
+                   f"-c client_connection_check_interval={children.CLIENT_CHECK_MS}")
 
 
 class BackupError(RuntimeError):
@@ -164,10 +165,10 @@ class _Stream(threading.Thread):
     def _pump(self) -> None:
         # stderr goes to files, not pipes: a chatty tool cannot block on a full pipe.
         with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
-            dumper = subprocess.Popen(self.dump_cmd, stdout=subprocess.PIPE, stderr=dump_err, env=self.dump_env)
+            dumper = subprocess.Popen(children.dying_with_parent(self.dump_cmd), stdout=subprocess.PIPE, stderr=dump_err, env=self.dump_env)
             restorer = None
             if self.restore_cmd:
-                restorer = subprocess.Popen(self.restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                restorer = subprocess.Popen(children.dying_with_parent(self.restore_cmd), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                             stderr=restore_err, env=self.env)
             self._write(dumper, restorer, restore_err)
             if dumper.wait() != 0:
@@ -246,7 +247,7 @@ class _SchemaDump(threading.Thread):
         self.cmd, self.env, self.path, self.error = cmd, env, path, None
 
     def run(self) -> None:
-        result = subprocess.run(self.cmd, capture_output=True, text=True, env=self.env)
+        result = subprocess.run(children.dying_with_parent(self.cmd), capture_output=True, text=True, env=self.env)
         if result.returncode != 0:
             self.error = result.stderr.strip() or f"exit code {result.returncode}"
 
@@ -274,7 +275,7 @@ def restore_file(path: Path, target: str, source: str, should_stop=None, poll: f
     is raised; the caller drops the half-restored target."""
     cmd, env = _restore_cmd(target, source, path)
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: pg_restore never blocks on it
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        proc = subprocess.Popen(children.dying_with_parent(cmd), stdout=subprocess.DEVNULL, stderr=err, env=env)
         while True:
             try:
                 code = proc.wait(timeout=poll)

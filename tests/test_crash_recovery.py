@@ -11,6 +11,7 @@ import io
 import json
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -265,3 +266,52 @@ def test_a_copy_left_by_an_interrupted_restore_is_named(settings):
         pg.drop_database(leftover)
     assert any(f"database `{leftover}`" in line and f"DROP DATABASE {leftover};" in line for line in lines), lines
     assert "Ledger: committed in this run: nothing" in lines
+
+
+def _bot_psql_sleeping(url: str) -> int | None:
+    """The backend of a psql the executor started, once it sleeps inside step 1.1."""
+    return pg.scalar(url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND application_name LIKE 'migrate-bot/%%' AND wait_event = 'PgSleep'")
+
+
+def _live_processes_with(fragment: str) -> list[int]:
+    """Pids of running (not zombie) processes whose command line contains `fragment`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if fragment in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, tmp_path):
+    """A file with psql meta-commands runs in a psql child. When the bot is SIGKILLed, that
+    child must not go on applying the migration unwatched: it gets the parent-death signal, its
+    backend notices the closed connection within a second, and the transaction rolls back."""
+    url = ready.database_url
+    runbook = rbs.sleeping_runbook(tmp_path, url.rsplit("/", 1)[1])
+    rbs.append_to_file(runbook, rbs.STEP_1_1, "\\echo step 1.1 done")  # a meta-command: the file needs psql
+    step_file = str(runbook.parent / rbs.STEP_1_1)
+    settings = ready.with_(runbook_path=runbook, lock_ttl_seconds=SHORT_TTL)
+    core = Core.from_settings(settings)
+    _approved(core)
+    schema_before = pg.schema_dump(url)
+    proc = rbs.start_console(settings, LIU, "run phase 1")
+    try:
+        pid = rbs.wait_until(lambda: _bot_psql_sleeping(url), what="step 1.1 sleeping in its psql")
+        assert _live_processes_with(step_file), "step 1.1 does not run in a psql child"
+    finally:
+        _kill(proc)
+    rbs.wait_until(lambda: not _live_processes_with(step_file), timeout=10, what="the psql child to die with the bot")
+    rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=10, what="its backend to end")
+    _assert_unchanged(url, schema_before)
+    rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
+    out = _do(core, COORDINATOR, "status")
+    assert "was interrupted" in out and "No backend of the bot is left in a transaction" in out, out
+    assert core.store.current().status is Status.INTERRUPTED
