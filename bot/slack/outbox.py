@@ -66,7 +66,10 @@ REFRESH_EVERY = 2.5  # seconds between edits of one parent message (chat.update 
 # which appear as messages) are spaced by this much, so a run's burst of updates is paced
 # rather than answered with 429s. Only the worker holding the channel's lock posts to it.
 POST_INTERVAL = 1.0
-LOCK_TTL_MS = 120_000  # longer than a Retry-After the rate-limit handler may sleep through
+# The channel's delivery lock: re-taken at every step and renewed every TTL/3 while a delivery
+# is in Slack calls (even through a long Retry-After), so it only lapses when its holder is
+# gone — and then another process delivers within this long of the crash.
+LOCK_TTL_MS = 15_000
 POLL = 0.5  # how often an idle worker looks for entries queued by other processes
 MAX_BACKOFF = 30.0
 
