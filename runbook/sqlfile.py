@@ -89,8 +89,13 @@ def parse_file(path: Path) -> ParsedFile:
 def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha256: str | None = None) -> ParsedFile:
     """Parse SQL text (see parse_file)."""
     sql_text, metas = _blank_meta(text)
+    _refuse_unseen_effects(metas, name)
     slices, nodes, has_vars = _parse(sql_text, name)
     line_of = _line_index(text)
+    for sl, (kind, body) in zip(slices, nodes):
+        if kind == "CopyStmt" and body.get("is_program"):
+            raise SqlFileError(name, line_of(sl.start), "COPY … PROGRAM runs a shell command on the database server: "
+                                                         "migrations run SQL only")
     statements = [_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)]
     statements += [Statement(0, cmd, line, "meta", True, False) for line, cmd in metas]
     statements.sort(key=lambda s: (s.line, s.kind == "meta"))
@@ -143,6 +148,28 @@ def _blank_meta(text: str) -> tuple[str, list[tuple[int, str]]]:
             metas.append((i + 1, match.group(0).strip()))
             lines[i] = line[: match.start()] + ";" + " " * (len(match.group(0)) - 1)
     return "\n".join(lines), metas
+
+
+# Meta-commands whose effect the parse (and the approval, which binds to this file's bytes)
+# cannot see: another file's SQL, a shell, another database.
+_UNSEEN = {
+    **dict.fromkeys(("i", "ir", "include", "include_relative"),
+                    "includes another file, which the bot cannot parse before running nor bind the approval to: "
+                    "put its statements in this file (or make it a step of its own)"),
+    "!": "runs a shell command: migrations run SQL only",
+    **dict.fromkeys(("c", "connect"), "switches to another database than the one the runbook was approved for"),
+}
+_META_NAME = re.compile(r"^\\([A-Za-z_]+|!)")
+
+
+def _refuse_unseen_effects(metas: list[tuple[int, str]], name: str) -> None:
+    for line, command in metas:
+        match = _META_NAME.match(command)
+        meta = match.group(1) if match else ""
+        if meta in _UNSEEN:
+            raise SqlFileError(name, line, f"`\\{meta}` {_UNSEEN[meta]}")
+        if meta == "copy" and re.search(r"\b(from|to)\s+program\b", command, re.IGNORECASE):
+            raise SqlFileError(name, line, "`\\copy … program` runs a shell command: migrations run SQL only")
 
 
 def _placeholders(text: str) -> str:

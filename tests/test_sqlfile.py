@@ -257,3 +257,31 @@ def test_lock_plan_strongest_level_per_table_in_file_order(tmp_path):
     # DML-only tables are not pre-locked; projects: SHARE then ACCESS EXCLUSIVE -> the stronger,
     # attributed to the statement that needs it, in the order the file first touches tables.
     assert plan == [("ACCESS EXCLUSIVE", "platform.projects", 4), ("ACCESS EXCLUSIVE", "platform.users", 3)]
+
+
+@pytest.mark.parametrize("text, line, says", [
+    ("SELECT 1;\n\\i more_changes.sql\n", 2, "`\\i` includes another file"),
+    ("\\ir ../elsewhere.sql\n", 1, "`\\ir` includes another file"),
+    ("\\include_relative x.sql\n", 1, "`\\include_relative` includes another file"),
+    ("SELECT 1;\n\n\\! psql -c 'DROP TABLE users'\n", 3, "`\\!` runs a shell command"),
+    ("\\c production_replica\nDELETE FROM t;\n", 1, "`\\c` switches to another database"),
+    ("\\copy t FROM PROGRAM 'curl http://x'\n", 1, "`\\copy … program` runs a shell command"),
+    ("CREATE TABLE t (a text);\nCOPY t FROM PROGRAM 'cat /etc/passwd';\n", 2, "COPY … PROGRAM runs a shell command"),
+])
+def test_effects_the_parse_cannot_see_are_refused_with_their_line(tmp_path, text, line, says):
+    """The approval binds to a file's bytes and the bot parses a file before running it: a file
+    that pulls in another file, runs a shell or switches database would escape both."""
+    with pytest.raises(SqlFileError) as err:
+        parse_file(write(tmp_path, "x.sql", text))
+    assert err.value.line == line and says in err.value.message
+
+
+def test_meta_commands_with_visible_effects_are_kept(tmp_path):
+    parsed = parse_file(write(tmp_path, "ok.sql", """
+        \\set ON_ERROR_STOP on
+        \\echo checking
+        \\copy t FROM 'rows.csv' CSV
+        SELECT 1;
+    """))
+    assert [s.sql for s in parsed.statements if s.kind == "meta"] == [
+        "\\set ON_ERROR_STOP on", "\\echo checking", "\\copy t FROM 'rows.csv' CSV"]
