@@ -16,17 +16,23 @@ from tests.support.slack_socket import SocketModeServer, SocketModeSlack
 from tests.support.slack_standin import SlackStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
+APP_TOKEN = "xapp-1-A0APP-123-S3cretAppToken"
+
+
+def _serve_in_socket_mode(settings, standin) -> subprocess.Popen:
+    """`python -m bot serve` with an app-level token and no signing secret, on the stand-in."""
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_APP_TOKEN": APP_TOKEN,
+           "SLACK_API_URL": standin.base_url, "MIGRATE_CHANNEL": "C0MIGRATE",
+           "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path)}
+    env.pop("SLACK_SIGNING_SECRET", None)
+    return subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_client):
     with SlackStandIn() as standin:
-        env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-               "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_APP_TOKEN": "xapp-1-A0APP-123-S3cretAppToken",
-               "SLACK_API_URL": standin.base_url, "MIGRATE_CHANNEL": "C0MIGRATE",
-               "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path)}
-        env.pop("SLACK_SIGNING_SECRET", None)
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = _serve_in_socket_mode(settings, standin)
         try:
             call = standin.wait_method("apps.connections.open", timeout=30)[0]
             lock = Keys(settings.redis_prefix, target_identity(settings.database_url)).outbox_lock("C0MIGRATE")
@@ -34,7 +40,7 @@ def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_
         finally:
             proc.terminate()
             output = proc.communicate(timeout=10)[0].decode()
-        assert call.headers["authorization"] == "Bearer xapp-1-A0APP-123-S3cretAppToken"
+        assert call.headers["authorization"] == f"Bearer {APP_TOKEN}"
         assert proc.returncode == 0  # SIGTERM is a clean shutdown
         assert redis_client.exists(lock) == 0  # released, so a restarted bot delivers at once
         assert "S3cretAppToken" not in output and settings.slack_bot_token not in output
@@ -45,13 +51,7 @@ def test_socket_mode_acks_a_slash_command_envelope_and_the_command_runs(settings
     answer: it must come back within Slack's 3 s, and the command then runs as over HTTP —
     a private answer through response_url, a channel post through the Web API."""
     with SocketModeServer() as server, SocketModeSlack(server) as standin:
-        env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-               "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_APP_TOKEN": "xapp-1-A0APP-123-S3cretAppToken",
-               "SLACK_API_URL": standin.base_url, "MIGRATE_CHANNEL": "C0MIGRATE",
-               "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path)}
-        env.pop("SLACK_SIGNING_SECRET", None)
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = _serve_in_socket_mode(settings, standin)
         try:
             assert server.wait_connected(30), "the bot never opened the Socket Mode connection"
 
