@@ -37,7 +37,7 @@ from commands.result import FAILED, OK, Action, Outcome, Post, Reporter
 from commands.work import guarded
 from core import clock
 from core.roster import COORDINATOR, TPM
-from engine import schema
+from engine import database_properties, schema
 from preflight import backup as backups
 from preflight import catalog
 from state.machine import IllegalTransition, Status, check_transition
@@ -214,6 +214,7 @@ class Restore:
             self._restore_copy()
             self._stop_if_aborted()
             self._verify_copy()
+            self._carry_database_properties()
             self._stop_if_aborted()
             self._swap()
         except RestoreFailed as failure:
@@ -285,6 +286,16 @@ class Restore:
             self._drop_copy()
             raise RestoreFailed(f"the restored copy {self.copy} failed verification (dropped; the live database "
                                 "was not touched)", lines)
+
+    def _carry_database_properties(self) -> None:
+        """What pg_dump of one database does not hold, taken from the live database as it is now:
+        its settings (`ALTER DATABASE … SET`, `ALTER ROLE … IN DATABASE … SET`) and its grants
+        (CONNECT, CREATE, TEMPORARY). Without them an application that relies on a database-level
+        search_path, or a role that was the only one allowed to connect, breaks after the swap."""
+        carried = database_properties.carry(self.admin_url, self.live, self.copy)
+        self.lines.append(f"{templates.mark(not carried.missed)} Database properties of `{self.live}` applied to "
+                          f"`{self.copy}`: {carried.settings} setting(s), {carried.grants} grant(s)")
+        self.lines += [f"  not carried over, apply by hand: {self.core.redact(m)}" for m in carried.missed]
 
     def _swap(self) -> None:
         """In ONE transaction: the live database renamed aside, the verified copy into its place
@@ -379,8 +390,6 @@ class Restore:
             [*self.lines, *loss, history,
              f"The replaced database is kept as `{self.aside}`: remove it with `DROP DATABASE {self.aside};` "
              "when you are sure nothing in it is needed.",
-             "Database-level settings and grants (ALTER DATABASE … SET, GRANT CONNECT) are not part of the backup: "
-             "re-apply them if the old database had any.",
              "The run is finished: a new `preflight` starts over."],
             fields={"Recovery Time": templates.seconds(recovery), "Kept aside": self.aside},
             run_id=self.run_id, final=True,

@@ -267,3 +267,53 @@ def test_a_restore_request_left_unconfirmed_expires_and_asking_again_renews_it(r
     assert code == 0, out
     assert "Restore from backup complete" in out
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None
+
+
+@pytest.fixture
+def app_role():
+    """A login role of the application, dropped after every database that mentions it."""
+    name = pg.new_name("app_role")
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{name}" LOGIN')
+    yield name
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
+        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def _database_properties(dbname: str) -> tuple[list, list]:
+    """(settings per role, grants without their grantor) of database `dbname`."""
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
+        settings = conn.execute(
+            "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r "
+            "ON r.oid = s.setrole WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = %s) ORDER BY 1",
+            (dbname,)).fetchall()
+        grants = conn.execute(
+            "SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+            "a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s ORDER BY 1, 2",
+            (dbname,)).fetchall()
+    return [(role, sorted(config)) for role, config in settings], grants
+
+
+def test_restore_carries_the_databases_own_settings_and_grants_over(app_role, ready, live_name):
+    """pg_dump of a database does not hold the database's settings and grants: the restored
+    database must get them from the one it replaces, or an application relying on a
+    database-level search_path, or the only role allowed to connect, breaks after the swap."""
+    core = Core.from_settings(ready)
+    transcript: list[str] = []
+    _approved_and_phase_1(core, transcript)
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{live_name}" SET search_path = public, platform')
+        admin.execute(f'ALTER DATABASE "{live_name}" SET app.region = \'eu-west-1\'')
+        admin.execute(f'ALTER ROLE "{app_role}" IN DATABASE "{live_name}" SET work_mem = \'8MB\'')
+        admin.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{live_name}" FROM PUBLIC')
+        admin.execute(f'GRANT CONNECT ON DATABASE "{live_name}" TO "{app_role}"')
+    before = _database_properties(live_name)
+    assert before[0] and ("PUBLIC", "CONNECT", False) not in before[1]
+
+    assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0
+    code, out = console(core, TPM, "rollback restore confirm", transcript)
+    assert code == 0, out
+    assert f"Database properties of `{live_name}` applied" in out and "3 setting(s)" in out
+    assert _database_properties(live_name) == before
+    assert pg.scalar(ready.database_url, "SHOW search_path") == "public, platform"  # a list, not one quoted name
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None  # it is the backup
