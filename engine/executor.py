@@ -303,7 +303,7 @@ class Executor:
         timeouts = {k: v for k, v in run.settings().items() if k in ("lock_timeout", "statement_timeout")}
         notes = indexes.drop_left_invalid(self._dsn, stmt.concurrent_index[0], before, timeouts)
         if notes and result.error is not None:
-            result.error = replace(result.error, message=f"{result.error.message}; {'; '.join(notes)}")
+            result.error = replace(result.error, message=redact(f"{result.error.message}; {'; '.join(notes)}", run.secrets))
 
     # --------------------------------------------------------------- psql
 
