@@ -1,7 +1,7 @@
 """`approve` (GO now / GO scheduled) and `defer` (NO-GO): the TPM's decisions."""
 from __future__ import annotations
 
-from commands import templates
+from commands import renew, templates
 from commands.core import Core
 from commands.incident import why_incident_blocks
 from commands.parse import Command
@@ -11,7 +11,7 @@ from core.roster import COORDINATOR
 from preflight import window_check
 from runbook.validate import checksums
 from state.approval import bind_approval, why_cannot_approve
-from state.machine import IllegalTransition, Status
+from state.machine import IllegalTransition, Status, applied_phases
 
 DECIDABLE = (Status.GO, Status.SCHEDULED)
 RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled before anything ran
@@ -20,6 +20,8 @@ RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled befor
 def approve(core: Core, user: str, cmd: Command) -> Outcome:
     now = clock.now()
     run = core.store.current()
+    if renew.applies(run):  # a run under way: its expired approval is renewed on fresh checks
+        return renew.renew(core, user, run, cmd)
     refusal = _why_not_decidable(run, now, cmd) or why_incident_blocks(core, "no GO")
     if refusal:
         return Outcome.refused(refusal)
@@ -80,6 +82,10 @@ def _why_not_decidable(run, now, cmd: Command) -> str | None:
     if run is None:
         return "nothing to approve: run `/migrate preflight` first"
     if run.status in RESCHEDULABLE and cmd.at is not None:
+        applied = applied_phases(run)
+        if applied:  # approved again mid-run (renewal): the owners run the next phases themselves
+            return (f"phase {', '.join(map(str, applied))} is already applied: a run under way is not scheduled; "
+                    "the next phase's owner runs it (`run phase n`)")
         return None
     if run.status in RESCHEDULABLE:
         return "already approved (GO now): nothing to add; `approve at <time>` turns it into GO scheduled"

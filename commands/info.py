@@ -1,6 +1,8 @@
 """`help` and `status`: what can be done now, and the state of the run."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from commands import templates
 from commands.core import Core
 from commands.parse import USAGE, Command
@@ -9,7 +11,7 @@ from commands.result import OK, Outcome
 from core import clock
 from core.redact import redact_url
 from runbook.validate import checksums
-from state.approval import why_approval_invalid
+from state.approval import REVOKED, why_approval_invalid
 from state.audit import signoff
 from state.machine import Status
 
@@ -36,6 +38,23 @@ NEXT_STEP = {
 }
 
 
+def next_step(run) -> str:
+    """What to do next in this state; for a run under way, with its approval in mind."""
+    if run is None:
+        return NEXT_STEP[None]
+    from commands import renew
+    from state.machine import applied_phases
+
+    if renew.applies(run):
+        expires = datetime.fromisoformat(run.approval["expires_at"])
+        if clock.now() >= expires and not run.approval.get(REVOKED):
+            return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
+                    f"(checked again first); then {NEXT_STEP[run.status]}")
+    if run.status is Status.APPROVED and applied_phases(run):
+        return "the next phase's owner: `run phase n`, or the coordinator: `run`"
+    return NEXT_STEP.get(run.status, "")
+
+
 def help_(core: Core, user: str, cmd: Command) -> Outcome:
     run = core.store.current()
     lines = [f"/migrate — {core.runbook.title}: {core.runbook.summary}", ""]
@@ -48,7 +67,7 @@ def help_(core: Core, user: str, cmd: Command) -> Outcome:
             who += "; `restore confirm`: tpm"
         lines.append(f"• /migrate {usage}  — {who}")
     lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
-              f"Now: {run.status.value if run else 'no run'} → next: {NEXT_STEP.get(run.status if run else None, '')}"]
+              f"Now: {run.status.value if run else 'no run'} → next: {next_step(run)}"]
     return Outcome(OK, reply=lines)
 
 
@@ -69,7 +88,7 @@ def status_lines(core: Core) -> list[str]:
     if run is None:
         return lines + ["No run yet. Next: " + NEXT_STEP[None]]
     lines += [f"Run {run.id}: {run.status.value} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
-              f"Next: {NEXT_STEP.get(run.status, '')}"]
+              f"Next: {next_step(run)}"]
     if run.meta.get("rebuilt"):
         lines.append("⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required")
     from scheduling import hooks

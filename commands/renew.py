@@ -1,0 +1,102 @@
+"""`approve` on a run already under way whose approval expired: the TPM renews it.
+
+Phases are often run hours apart by their owners; the approval expires (MIGRATE_APPROVAL_TTL_HOURS)
+while phase 1 is applied and phase 2 not yet run. A new pre-flight is refused then (it would
+lose track of the applied phase, and its backup would hold a half-migrated database), so
+without this the only way on would be rolling back. Renewal is a decision on facts checked
+now, not a rubber stamp:
+
+- only an approval that *expired*: one revoked, or given for files that changed since, is not
+  renewable (the way out is rolling back, then a new pre-flight);
+- the restore point stays the pre-flight backup, which must still be there;
+- the quick pre-flight checks run again (database, deployment, private network, files,
+  inputs, incident, window), except the "migrations before 006" line, which a run under way
+  no longer meets; instead the database's schema must equal a state this run left (the
+  snapshot before a phase or after one), so nobody changed it in between.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from commands import facts, templates
+from commands.core import Core
+from commands.incident import why_incident_blocks
+from commands.parse import Command
+from commands.result import OK, Outcome
+from core import clock
+from core.roster import COORDINATOR
+from preflight import fast_checks
+from runbook.validate import checksums
+from state.approval import REVOKED, bind_approval, why_files_changed
+from state.machine import IllegalTransition, Status
+
+# Resting statuses of a run that has started: its approval can be renewed there.
+UNDER_WAY = (Status.PHASE_DONE, Status.FAILED, Status.ABORTED, Status.INTERRUPTED, Status.ROLLED_BACK)
+NOT_RECHECKED = ("migrations", "approval")  # met only before a run starts / what is being decided
+
+
+def applies(run) -> bool:
+    return run is not None and run.status in UNDER_WAY and bool(run.approval)
+
+
+def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
+    now = clock.now()
+    refusal = _why_not_renewable(core, run, cmd, now) or why_incident_blocks(core, "no GO")
+    if refusal:
+        return Outcome.refused(refusal)
+    from commands.execution import PhaseRunner  # execution imports the command layer
+    from commands.restore import backup_problem
+
+    backup = dict((run.preflight or {}).get("backup") or {})
+    problem = backup_problem(backup, hash_file=False)
+    if problem:
+        return Outcome.refused(f"cannot renew the approval: the restore point is gone ({problem}); "
+                               "`rollback phase n` newest first, then a new pre-flight")
+    report = fast_checks(core.settings, core.runbook, incident=core.store.incident(), at=now)
+    checked = [c for c in report.checks if c.key not in NOT_RECHECKED]
+    failed = [c for c in checked if c.status == "fail"]
+    if failed:
+        return Outcome.refused("cannot renew the approval, checked now: " + "; ".join(c.text() for c in failed))
+    state = facts.matching_state(core.settings.database_url, PhaseRunner(core, run.id, "bot", None).known_states())
+    if state is None:
+        return Outcome.refused("cannot renew the approval: the database matches no state this run left (its schema "
+                               "differs from the snapshots before and after each phase) — someone changed it; "
+                               "investigate before going on")
+    old = run.approval
+    approval = {**bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
+                                checksums=checksums(core.runbook)),
+                "renewed_from": old.get("expires_at")}
+    decision = {"by": user, "at": now.isoformat(), "what": "go", "renewed": True}
+    try:
+        core.store.transition(run.id, Status.APPROVED, actor=user, action="approval renewed",
+                              fields={"approval": approval, "decision": decision},
+                              evidence={**decision, "database": state, "checks": len(checked)})
+    except IllegalTransition as exc:
+        return Outcome.refused(exc.reason)
+    post = templates.decision(core.runbook, run.id, user, "go", now)
+    post.title += " (approval renewed mid-run)"
+    post.lines += [f"the previous approval expired at {clock.hhmm(datetime.fromisoformat(old['expires_at']))}; "
+                   f"renewed on checks run now ({len(checked)} passed):",
+                   *[f"  {c.text()}" for c in checked],
+                   f"  {templates.OK_MARK} Database: matches {state} (schema compared)",
+                   f"the restore point stays the pre-flight backup {backup.get('path')}",
+                   f"{core.roster.mention(COORDINATOR)}: the next phase's owner runs it (`run phase n`)"]
+    return Outcome(OK, reply=[f"Approval renewed until {approval['expires_at'][:16].replace('T', ' ')} UTC, bound to "
+                              "the same files and backup."], posts=[post], run_id=run.id)
+
+
+def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:
+    approval = run.approval
+    way_out = "`rollback phase n` newest first, then a new pre-flight"
+    if cmd.at is not None:
+        return f"run {run.id} is under way ({run.status.value}): its approval is renewed for now only (`approve`)"
+    if approval.get(REVOKED):
+        return f"the approval was revoked ({approval[REVOKED]}): it cannot be renewed; {way_out}"
+    changed = why_files_changed(approval.get("checksums") or {}, checksums(core.runbook), since="approval")
+    if changed:
+        return f"{changed}: an approval is not renewed over changed files; {way_out}"
+    expires = datetime.fromisoformat(approval["expires_at"])
+    if now < expires:
+        return (f"the approval is valid until {clock.hhmm(expires)}: nothing to renew — the next phase's owner "
+                "runs it (`run phase n`)")
+    return None
