@@ -54,6 +54,37 @@ RESTORE_OPTIONS = ("-c maintenance_work_mem=256MB -c synchronous_commit=off -c w
                    f"-c client_connection_check_interval={children.CLIENT_CHECK_MS}")
 
 
+# The dump's size is estimated from the tables' on-disk size (heap + TOAST, no indexes): text
+# can be larger than the binary heap (bench/preflight.py: 1,025 MB dumped from 877 MB of heap)
+# and TOASTed values are dumped decompressed, hence the margin.
+SPACE_FACTOR = 1.5
+SPACE_MARGIN = 64 * 1024 * 1024
+_TABLES_BYTES = """SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"""
+
+
+def space_needed(tables_bytes: int) -> int:
+    return int(tables_bytes * SPACE_FACTOR) + SPACE_MARGIN
+
+
+def space_problem(directory: Path, free: int, tables_bytes: int) -> str | None:
+    """Why BACKUP_DIR cannot hold the dump, or None. Checked before dumping: a dump that fills
+    the disk fails late, after minutes, and takes the host's free space with it."""
+    needed = space_needed(tables_bytes)
+    if free >= needed:
+        return None
+    return (f"{directory} has {_size(free)} free; the dump needs about {_size(needed)} ({SPACE_FACTOR:g} × the "
+            f"tables' {_size(tables_bytes)} + {_size(SPACE_MARGIN)}): free space there or point BACKUP_DIR elsewhere")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.0f} kB"
+
+
 class BackupError(RuntimeError):
     """The backup could not be taken at all; the message says why (redacted by the caller)."""
 
@@ -70,6 +101,7 @@ class Dump:
     objects: dict[str, dict[str, str]]  # catalog.objects of the source
     row_counts: dict[str, int]
     write_counters: dict[str, int]
+    space: str = ""  # free space against the estimate, checked before dumping
     identity: tuple[int, ...] | None = None  # file_identity() once written and fsynced
     restored_into: str | None = None  # scratch conninfo the stream was restored into
     restore_error: str | None = None  # pg_restore's complaint, when it failed
@@ -119,6 +151,12 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         source.read_only = True
         version = source.info.server_version
         snapshot = source.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        tables_bytes = source.execute(_TABLES_BYTES).fetchone()[0]
+        free = shutil.disk_usage(settings.backup_dir).free
+        problem = space_problem(Path(settings.backup_dir), free, tables_bytes)
+        if problem:
+            raise BackupError(problem)
+        space = f"{_size(free)} free in BACKUP_DIR, about {_size(space_needed(tables_bytes))} needed"
         pg_dump = tool("pg_dump", version)
         start = clock.monotonic()
         schema = _schema_thread(pg_dump, url, snapshot, path)
@@ -136,7 +174,7 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
     if schema.error:
         raise BackupError(f"pg_dump --schema-only failed: {schema.error}")
     return Dump(path=path, size=result.size, sha256=result.sha256, seconds=seconds, schema_snapshot=schema.path,
-                objects=objects, row_counts=counts, write_counters=counters, identity=result.identity,
+                objects=objects, row_counts=counts, write_counters=counters, identity=result.identity, space=space,
                 restored_into=restore_into,
                 restore_error=result.restore_error, restore_seconds=result.restore_seconds,
                 format=f"{FORMAT} -Z{compress}")
@@ -318,5 +356,5 @@ def info(d: Dump, comparisons: list, verify_seconds: float, problem: str | None)
                       comparisons=comparisons, restore_command=restore_command(d.path),
                       dump_seconds=round(d.seconds, 3), verify_seconds=round(verify_seconds, 3),
                       schema_snapshot=str(d.schema_snapshot.resolve()), row_counts=d.row_counts,
-                      write_counters=d.write_counters, problem=problem)
+                      write_counters=d.write_counters, problem=problem, space=d.space)
 

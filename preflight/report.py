@@ -52,6 +52,7 @@ class BackupInfo:
     row_counts: dict[str, int] = field(default_factory=dict)  # schema.table -> exact count at the dump's snapshot
     write_counters: dict[str, int] = field(default_factory=dict)  # n_tup_ins/upd/del totals at backup time
     problem: str | None = None  # why the backup is not usable, when it is not
+    space: str = ""  # BACKUP_DIR's free space against the dump's estimated size, as checked before it
 
     @classmethod
     def from_dict(cls, d: dict) -> "BackupInfo":

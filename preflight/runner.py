@@ -148,7 +148,7 @@ def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo)
 
 def backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
     """The report's backup line from a verified (or not) BackupInfo."""
-    how = f"pg_dump ({info.format}) in one snapshot → {info.path}"
+    how = f"pg_dump ({info.format}) in one snapshot → {info.path}" + (f" ({info.space})" if info.space else "")
     if copy:
         how += (f", streamed into pg_restore --exit-on-error of a scratch database on {scratch.server_url(settings)[1]}; "
                 f"{len(info.comparisons)} comparisons")

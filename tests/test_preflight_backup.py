@@ -183,3 +183,25 @@ def test_backup_file_changed_in_place_after_it_was_written_fails_verification(se
     file_bad = next(c for c in changed.comparisons if c.key == "backup:file")
     assert changed.verified is False and file_bad.status == FAIL
     assert f"{dumped.size} bytes" in file_bad.observed and "hashed again" in file_bad.observed
+
+
+def test_backup_dir_without_room_for_the_dump_is_nogo_before_anything_is_written(settings, monkeypatch):
+    """A dump that fills the disk fails late and takes the host's free space with it: the room
+    is checked first, against the tables' real size and BACKUP_DIR's real free space. The
+    margin is raised past this machine's free space so that the check must refuse."""
+    settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(settings.backup_dir).free
+    monkeypatch.setattr(backup, "SPACE_MARGIN", free + 1)
+    report = run_preflight(settings, RB, incident=None, timeouts=FAST)
+    line = next(c for c in report.checks if c.key == "backup")
+    assert not report.go and line.status == FAIL
+    assert f"{settings.backup_dir} has " in line.observed and "free; the dump needs about" in line.observed
+    assert "point BACKUP_DIR elsewhere" in line.observed
+    assert list(settings.backup_dir.iterdir()) == []  # nothing was dumped
+
+
+def test_the_backup_line_shows_the_room_it_was_checked_against(settings):
+    report = run_preflight(settings, RB, incident=None, timeouts=FAST, rehearse=False)
+    line = next(c for c in report.checks if c.key == "backup")
+    assert line.ok, line.observed
+    assert "free in BACKUP_DIR, about " in line.how and " needed)" in line.how
