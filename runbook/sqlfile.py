@@ -150,14 +150,20 @@ def _blank_meta(text: str) -> tuple[str, list[tuple[int, str]]]:
     return "\n".join(lines), metas
 
 
-# Meta-commands whose effect the parse (and the approval, which binds to this file's bytes)
-# cannot see: another file's SQL, a shell, another database.
-_UNSEEN = {
-    **dict.fromkeys(("i", "ir", "include", "include_relative"),
-                    "includes another file, which the bot cannot parse before running nor bind the approval to: "
-                    "put its statements in this file (or make it a step of its own)"),
-    "!": "runs a shell command: migrations run SQL only",
+# The psql meta-commands a runbook file may use: variables, conditionals, output formatting,
+# \gset, and \copy to or from a file. Everything else is refused, because its effect is one
+# that neither the parse nor the approval (which binds to this file's bytes) can see.
+_ALLOWED_META = frozenset({"set", "unset", "echo", "qecho", "warn", "if", "elif", "else", "endif", "pset", "gset",
+                           "g", "gx", "gdesc", "crosstabview", "copy", "timing", "x", "t", "a", "f", "C"})
+_INCLUDES = ("includes another file, which the bot cannot parse before running nor bind the approval to: "
+             "put its statements in this file (or make it a step of its own)")
+_SHELL = "runs a shell command: migrations run SQL only"
+_WHY_NOT = {
+    **dict.fromkeys(("i", "ir", "include", "include_relative"), _INCLUDES),
+    "!": _SHELL,
     **dict.fromkeys(("c", "connect"), "switches to another database than the one the runbook was approved for"),
+    "gexec": "runs SQL built while the file runs, which nobody saw before approving it",
+    **dict.fromkeys(("o", "out", "w", "write"), "writes to a file or a shell command"),
 }
 _META_NAME = re.compile(r"^\\([A-Za-z_]+|!)")
 
@@ -165,11 +171,20 @@ _META_NAME = re.compile(r"^\\([A-Za-z_]+|!)")
 def _refuse_unseen_effects(metas: list[tuple[int, str]], name: str) -> None:
     for line, command in metas:
         match = _META_NAME.match(command)
-        meta = match.group(1) if match else ""
-        if meta in _UNSEEN:
-            raise SqlFileError(name, line, f"`\\{meta}` {_UNSEEN[meta]}")
-        if meta == "copy" and re.search(r"\b(from|to)\s+program\b", command, re.IGNORECASE):
-            raise SqlFileError(name, line, "`\\copy … program` runs a shell command: migrations run SQL only")
+        meta = match.group(1) if match else command[:12]
+        rest = command[match.end():] if match else ""
+        if meta not in _ALLOWED_META:
+            why = _WHY_NOT.get(meta) or f"is not a meta-command a runbook file may use ({', '.join(sorted(_ALLOWED_META))})"
+            raise SqlFileError(name, line, f"`\\{meta}` {why}")
+        if "`" in rest:
+            raise SqlFileError(name, line, f"backticks in `\\{meta}` run a shell command: migrations run SQL only")
+        if re.search(r"\\[A-Za-z!]", rest):
+            raise SqlFileError(name, line, f"a second meta-command after `\\{meta}` on the same line: one per line")
+        if meta in ("g", "gx") and rest.strip():
+            raise SqlFileError(name, line, f"`\\{meta} {rest.strip()[:20]}` writes to a file or a shell command: "
+                                           "end the query with `;`")
+        if meta == "copy" and re.search(r"\b(from|to)\s+program\b", rest, re.IGNORECASE):
+            raise SqlFileError(name, line, f"`\\copy … program` {_SHELL}")
 
 
 def _placeholders(text: str) -> str:

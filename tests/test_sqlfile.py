@@ -267,6 +267,14 @@ def test_lock_plan_strongest_level_per_table_in_file_order(tmp_path):
     ("\\c production_replica\nDELETE FROM t;\n", 1, "`\\c` switches to another database"),
     ("\\copy t FROM PROGRAM 'curl http://x'\n", 1, "`\\copy … program` runs a shell command"),
     ("CREATE TABLE t (a text);\nCOPY t FROM PROGRAM 'cat /etc/passwd';\n", 2, "COPY … PROGRAM runs a shell command"),
+    ("\\set who `whoami`\n", 1, "backticks in `\\set` run a shell command"),
+    ("\\o |mail ops@example.com\nSELECT 1;\n", 1, "`\\o` writes to a file or a shell command"),
+    ("\\w |sh\n", 1, "`\\w` writes to a file or a shell command"),
+    ("SELECT 1\n\\g |sh\n", 2, "`\\g |sh` writes to a file or a shell command"),
+    ("SELECT 1 \\g |sh\n", 1, "`\\g |sh` writes to a file or a shell command"),
+    ("\\echo hi \\! rm -rf /tmp/x\n", 1, "a second meta-command after `\\echo`"),
+    ("SELECT 'DROP TABLE ' || relname FROM pg_class \\gexec\n", 1, "`\\gexec` runs SQL built while the file runs"),
+    ("\\lo_import /etc/passwd\n", 1, "`\\lo_import` is not a meta-command a runbook file may use"),
 ])
 def test_effects_the_parse_cannot_see_are_refused_with_their_line(tmp_path, text, line, says):
     """The approval binds to a file's bytes and the bot parses a file before running it: a file
