@@ -11,7 +11,7 @@ from core.roster import COORDINATOR
 from preflight import window_check
 from runbook.validate import checksums
 from state.approval import bind_approval, why_cannot_approve
-from state.machine import IllegalTransition, Status, applied_phases
+from state.machine import IllegalTransition, Status
 
 DECIDABLE = (Status.GO, Status.SCHEDULED)
 RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled before anything ran
@@ -82,10 +82,6 @@ def _why_not_decidable(run, now, cmd: Command) -> str | None:
     if run is None:
         return "nothing to approve: run `/migrate preflight` first"
     if run.status in RESCHEDULABLE and cmd.at is not None:
-        applied = applied_phases(run)
-        if applied:  # approved again mid-run (renewal): the owners run the next phases themselves
-            return (f"phase {', '.join(map(str, applied))} is already applied: a run under way is not scheduled; "
-                    "the next phase's owner runs it (`run phase n`)")
         return None
     if run.status in RESCHEDULABLE:
         return "already approved (GO now): nothing to add; `approve at <time>` turns it into GO scheduled"

@@ -43,15 +43,12 @@ def next_step(run) -> str:
     if run is None:
         return NEXT_STEP[None]
     from commands import renew
-    from state.machine import applied_phases
 
     if renew.applies(run):
         expires = datetime.fromisoformat(run.approval["expires_at"])
         if clock.now() >= expires and not run.approval.get(REVOKED):
             return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
                     f"(checked again first); then {NEXT_STEP[run.status]}")
-    if run.status is Status.APPROVED and applied_phases(run):
-        return "the next phase's owner: `run phase n`, or the coordinator: `run`"
     return NEXT_STEP.get(run.status, "")
 
 

@@ -11,12 +11,16 @@ now, not a rubber stamp:
 - the restore point stays the pre-flight backup, which must still be there;
 - the quick pre-flight checks run again (database, deployment, private network, files,
   inputs, incident, window), except the "migrations before 006" line, which a run under way
-  no longer meets; instead the database's schema must equal a state this run left (the
-  snapshot before a phase or after one), so nobody changed it in between.
+  no longer meets; instead the database's schema must equal the snapshot of the state the
+  run's record says it left (after its last succeeded phase), so nobody changed it since.
+
+The run keeps its status (phase done, failed, …): only the approval is replaced, so rollback
+and restore stay available, and a NO-GO cannot close a run with phases applied.
 """
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from commands import facts, templates
 from commands.core import Core
@@ -28,7 +32,7 @@ from core.roster import COORDINATOR
 from preflight import fast_checks
 from runbook.validate import checksums
 from state.approval import REVOKED, bind_approval, why_files_changed
-from state.machine import IllegalTransition, Status
+from state.machine import IllegalTransition, PhaseStatus, Status
 
 # Resting statuses of a run that has started: its approval can be renewed there.
 UNDER_WAY = (Status.PHASE_DONE, Status.FAILED, Status.ABORTED, Status.INTERRUPTED, Status.ROLLED_BACK)
@@ -57,20 +61,20 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     failed = [c for c in checked if c.status == "fail"]
     if failed:
         return Outcome.refused("cannot renew the approval, checked now: " + "; ".join(c.text() for c in failed))
-    state = facts.matching_state(core.settings.database_url, PhaseRunner(core, run.id, "bot", None).known_states())
-    if state is None:
-        return Outcome.refused("cannot renew the approval: the database matches no state this run left (its schema "
-                               "differs from the snapshots before and after each phase) — someone changed it; "
+    state, snapshot = expected_state(run, PhaseRunner(core, run.id, "bot", None).known_states())
+    if facts.matching_state(core.settings.database_url, {state: snapshot}) is None:
+        return Outcome.refused(f"cannot renew the approval: the database does not match {state}, where this run "
+                               "left it (schema compared with that snapshot) — someone changed it since; "
                                "investigate before going on")
     old = run.approval
     approval = {**bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
                                 checksums=checksums(core.runbook)),
                 "renewed_from": old.get("expires_at")}
     decision = {"by": user, "at": now.isoformat(), "what": "go", "renewed": True}
-    try:
-        core.store.transition(run.id, Status.APPROVED, actor=user, action="approval renewed",
-                              fields={"approval": approval, "decision": decision},
-                              evidence={**decision, "database": state, "checks": len(checked)})
+    try:  # the run stays where it is (phase done, failed…): only its approval is new
+        core.store.update_record(run.id, fields={"approval": approval, "decision": decision}, actor=user,
+                                 action="approval renewed", expect=UNDER_WAY,
+                                 evidence={**decision, "database": state, "checks": len(checked)})
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
     post = templates.decision(core.runbook, run.id, user, "go", now)
@@ -83,6 +87,16 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
                    f"{core.roster.mention(COORDINATOR)}: the next phase's owner runs it (`run phase n`)"]
     return Outcome(OK, reply=[f"Approval renewed until {approval['expires_at'][:16].replace('T', ' ')} UTC, bound to "
                               "the same files and backup."], posts=[post], run_id=run.id)
+
+
+def expected_state(run, known: dict[str, Path]) -> tuple[str, Path]:
+    """(label, snapshot) of the state the run's own record says the database is in: after the
+    highest migration phase that succeeded (and was not rolled back), else before the first."""
+    labels = list(known)
+    done = [n for n, phase in run.phases.items()
+            if phase.status is PhaseStatus.SUCCEEDED and f"the schema after phase {n}" in known]
+    label = f"the schema after phase {max(done)}" if done else labels[0]
+    return label, known[label]
 
 
 def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:

@@ -175,6 +175,36 @@ class RunStore:
 
     # ------------------------------------------------------------ other writes
 
+    def update_record(self, run_id: str, *, fields: Mapping[str, Any], actor: str, action: str,
+                      expect: Collection[Status], evidence: Mapping[str, Any] | None = None) -> Run:
+        """Write `fields` of a run that stays in its status (e.g. an approval renewed mid-run),
+        atomically with the audit event; IllegalTransition when the run is no longer in one of
+        the `expect`ed statuses (it changed since the command looked)."""
+        unknown = set(fields) - set(WRITABLE)
+        if unknown:
+            raise ValueError(f"update_record cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
+        stored = json.loads(dumps(fields))
+
+        def txn(pipe: Pipeline) -> Run:
+            run = self._load(pipe, run_id)
+            if run is None:
+                raise IllegalTransition(f"there is no run {run_id}")
+            if run.status not in expect:
+                raise IllegalTransition(f"the run is {run.status}; this needs it to be "
+                                        + " or ".join(str(Status(s)) for s in expect))
+            for name, value in stored.items():
+                setattr(run, name, value)
+            run.updated_at = clock.now()
+            event = self._event(action, actor, "ok", run.id, {**(evidence or {}), "fields": sorted(stored)})
+            pipe.multi()
+            self._write(pipe, run)
+            self._append(pipe, event)
+            return run
+
+        run = self.redis.transaction(txn, self.keys.run(run_id), self.keys.run_phases(run_id), value_from_callable=True)
+        self.flush_mirror()
+        return run
+
     def update_meta(self, run_id: str, **meta: str) -> None:
         """Merge adapter data into the run (no status change, no audit event)."""
         key = self.keys.run(run_id)

@@ -165,7 +165,8 @@ def test_redis_flushed_between_phases_rebuilds_from_postgresql_and_refuses_to_ru
     assert run.id == run_id and run.meta.get("rebuilt")
 
     assert "run `/migrate preflight` again" in _do(core, SERGEI, "run phase 2", expect=2)
-    assert "nothing to approve" in _do(core, TPM, "approve", expect=2)
+    out = _do(core, TPM, "approve", expect=2)  # a rebuilt run's approval is revoked, not renewable
+    assert "rebuilt from history" in out and "cannot be renewed" in out and "new pre-flight" in out
     assert "was lost from Redis" not in _do(core, COORDINATOR, "status")  # reported once
     # The way back stays open: phase 1 rolls back, proven against the 005 snapshot.
     out = _do(core, LIU, "rollback phase 1")

@@ -51,14 +51,15 @@ def test_an_expired_approval_mid_run_is_renewed_by_the_tpm_on_fresh_checks_and_t
     assert "Database: matches the schema after phase 1 (schema compared)" in out
     assert "✅ Deployment live and healthy" in out and "the restore point stays the pre-flight backup" in out
     run = core.store.current()
-    assert run.status is Status.APPROVED and run.phases[1].status is PhaseStatus.SUCCEEDED
+    # The run stays where it was: only the approval is new (rollback and restore stay open).
+    assert run.status is Status.PHASE_DONE and run.phases[1].status is PhaseStatus.SUCCEEDED
     assert run.approval["renewed_from"] and run.approval["backup_sha256"] == run.preflight["backup"]["sha256"]
+    assert "approval renewed" in [e["action"] for e in core.events.events(run.id, limit=100)]
 
     code, out = console(TPM, "approve")
-    assert code == 2 and "already approved" in out  # valid again: nothing to add
-    assert "Next: the next phase's owner: `run phase n`" in console(SERGEI, "status")[1]
-    code, out = console(TPM, "approve at 23:00")
-    assert code == 2 and "phase 1 is already applied" in out  # a run under way is not scheduled
+    assert code == 2 and "nothing to renew" in out  # valid again
+    code, out = console(TPM, "defer changed our minds")
+    assert code == 2  # a NO-GO cannot close a run with phase 1 applied
     code, out = console(SERGEI, "run phase 2")
     assert code == 0, out
     code, out = console(COORDINATOR, "run phase 3")
@@ -72,8 +73,31 @@ def test_renewal_is_refused_when_the_database_was_changed_meanwhile(after_expiry
     with psycopg.connect(ready.database_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE platform.hotfix_meanwhile (id int)")
     code, out = console(TPM, "approve")
-    assert code == 2 and "matches no state this run left" in out, out
+    assert code == 2 and "does not match the schema after phase 1, where this run left it" in out, out
     assert core.store.current().status is Status.PHASE_DONE
+
+
+def test_renewal_is_refused_when_phase_1_was_undone_by_hand(after_expiry, ready):
+    """The database matching *a* known state is not enough: phase 1 is recorded as applied, so
+    it must be the state after phase 1 (else phase 2 would run on a database without it)."""
+    console, core = after_expiry
+    pg.psql_file(ready.database_url, ready.runbook_path.parent / "rollback-006.sql")
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None
+    code, out = console(TPM, "approve")
+    assert code == 2 and "does not match the schema after phase 1" in out, out
+
+
+def test_an_approval_renewed_once_can_be_renewed_again_after_it_expires(after_expiry, monkeypatch):
+    console, core = after_expiry
+    assert console(TPM, "approve")[0] == 0
+    later = clock.now() + timedelta(hours=13)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    code, out = console(SERGEI, "run phase 2")
+    assert code == 2 and "approval expired" in out
+    code, out = console(TPM, "approve")
+    assert code == 0 and "Approval renewed until" in out, out
+    code, out = console(LIU, "rollback phase 1")  # the run under way can still be rolled back
+    assert code == 0, out
 
 
 def test_renewal_is_refused_when_a_check_fails_now(after_expiry, ready):

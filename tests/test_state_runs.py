@@ -196,3 +196,21 @@ def test_a_failing_phase_rolled_back_by_its_policy_then_a_failed_rollback(store)
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="retry", phase=1)
     with pytest.raises(IllegalTransition, match="phase 2 is pending, not in progress: it cannot be marked failed"):
         store.transition(run.id, S.FAILED, actor="U0LIU", action="wrong phase", phase=2)
+
+
+def test_update_record_writes_fields_and_an_event_without_moving_the_run(store):
+    run = approved(store)
+    store.transition(run.id, S.RUNNING, actor="U0LIU", action="run", phase=1)
+    store.transition(run.id, S.PHASE_DONE, actor="U0LIU", action="phase 1 done", phase=1)
+    events = store.redis.xlen(store.keys.audit_stream())
+    renewed = store.update_record(run.id, fields={"approval": {"by": "U0DYLAN", "renewed_from": "x"}},
+                                  actor="U0DYLAN", action="approval renewed", expect={S.PHASE_DONE})
+    again = store.get(run.id)
+    assert again.status is S.PHASE_DONE and again.phases[1].status is P.SUCCEEDED
+    assert again.approval == renewed.approval == {"by": "U0DYLAN", "renewed_from": "x"}
+    assert store.redis.xlen(store.keys.audit_stream()) == events + 1
+    with pytest.raises(IllegalTransition, match="the run is phase done"):
+        store.update_record(run.id, fields={"approval": {}}, actor="U", action="x", expect={S.FAILED})
+    with pytest.raises(ValueError, match="cannot write"):
+        store.update_record(run.id, fields={"status": "succeeded"}, actor="U", action="x", expect={S.PHASE_DONE})
+    assert store.get(run.id).approval == renewed.approval
