@@ -19,7 +19,6 @@ is not copied: it describes the database it is in, and the replaced one keeps it
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -219,7 +218,7 @@ class Restore:
             self._swap()
         except RestoreFailed as failure:
             return self._failed(failure, started)
-        except (psycopg.Error, subprocess.CalledProcessError, OSError) as exc:  # before the swap committed
+        except Exception as exc:  # noqa: BLE001 - before the swap committed (a driver, Redis or OS error…)
             detail = getattr(exc, "stderr", None) or str(exc)
             self._drop_copy(quiet=True)
             return self._failed(RestoreFailed(f"{type(exc).__name__}: {self.core.redact(str(detail).strip())[:300]}"),

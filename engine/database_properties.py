@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 _SETTINGS = """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s
                LEFT JOIN pg_roles r ON r.oid = s.setrole
@@ -49,16 +50,19 @@ def carry(admin_url: str, source: str, target: str) -> Carried:
         has_acl = admin.execute(_HAS_ACL, (source,)).fetchone()
         grants = admin.execute(_GRANTS, (source,)).fetchall()
     done = Carried()
+    # Connected to the target itself: a value may name an object of that database (a text
+    # search configuration, a schema) that set_config checks against the current database.
+    target_url = make_conninfo(admin_url, dbname=target)
     for role, configs in rows:
         for item in configs or ():
             name, _, value = item.partition("=")
             try:
-                _store_setting(admin_url, target, role, name, value)
+                _store_setting(target_url, target, role, name, value)
                 done.settings += 1
             except psycopg.Error as exc:
                 scope = f"ROLE {role} IN DATABASE {target}" if role else f"DATABASE {target}"
-                # the value is not repeated: a database-level setting may hold a secret
-                done.missed.append(f"ALTER {scope} SET {name} = (its value on {source}) ({_first_line(exc)})")
+                # neither the value nor the server's message (which may quote it): it may be a secret
+                done.missed.append(f"ALTER {scope} SET {name} = (its value on {source}) ({type(exc).__name__})")
     if has_acl and has_acl[0]:
         try:
             _copy_acl(admin_url, target, grants)
@@ -73,10 +77,12 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _store_setting(admin_url: str, target: str, role: str | None, name: str, value: str) -> None:
-    # A session of its own: the value becomes this session's, then is stored FROM CURRENT.
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+def _store_setting(target_url: str, target: str, role: str | None, name: str, value: str) -> None:
+    """One setting, in one transaction: made this transaction's value (set_config … local), then
+    stored FROM CURRENT — so a setting like default_transaction_read_only cannot affect the
+    statement that stores it."""
+    with psycopg.connect(target_url) as conn, conn.transaction():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         if role:
             stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} FROM CURRENT").format(
                 sql.Identifier(role), sql.Identifier(target), _guc(name))

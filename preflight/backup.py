@@ -23,6 +23,7 @@ The file is an ordinary custom-format archive: restorable by hand with `pg_resto
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -41,6 +42,8 @@ from engine import schema
 from engine.psql import child_env
 from preflight import catalog
 from preflight.report import BackupInfo
+
+log = logging.getLogger("migrate.backup")
 
 FORMAT = "custom"
 # -Z0: on two cores the dump, the restore and their servers already compete for CPU, and
@@ -314,22 +317,36 @@ def restore_file(path: Path, target: str, source: str, should_stop=None, poll: f
     cmd, env = _restore_cmd(target, source, path)
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: pg_restore never blocks on it
         proc = subprocess.Popen(children.dying_with_parent(cmd), stdout=subprocess.DEVNULL, stderr=err, env=env)
-        while True:
-            try:
-                code = proc.wait(timeout=poll)
-                break
-            except subprocess.TimeoutExpired:
-                if should_stop is not None and should_stop():
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                    raise RestoreStopped("pg_restore was terminated on request") from None
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    if _asked_to_stop(should_stop):
+                        raise RestoreStopped("pg_restore was terminated on request") from None
+        finally:  # stopped, or anything else raised here: pg_restore must not go on alone
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         if code != 0:
             return _text(err) or f"pg_restore exit code {code}"
     return None
+
+
+def _asked_to_stop(should_stop) -> bool:
+    """should_stop() asked; an error asking it (Redis away for a moment) is not a stop request."""
+    if should_stop is None:
+        return False
+    try:
+        return bool(should_stop())
+    except Exception as exc:  # noqa: BLE001 - logged, and asked again at the next poll
+        log.warning("could not check for an abort during pg_restore: %s", type(exc).__name__)
+        return False
 
 
 def file_identity(path: Path) -> tuple[int, ...]:

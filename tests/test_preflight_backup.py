@@ -205,3 +205,43 @@ def test_the_backup_line_shows_the_room_it_was_checked_against(settings):
     line = next(c for c in report.checks if c.key == "backup")
     assert line.ok, line.observed
     assert "free in BACKUP_DIR, about " in line.how and " needed)" in line.how
+
+
+def _pg_restores_into(dbname: str) -> list[str]:
+    """Command lines of running pg_restore processes that name database `dbname`."""
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if "pg_restore" in cmdline and dbname in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def test_restore_file_is_never_left_running_and_a_failed_stop_check_is_not_a_stop(settings, scratch_db):
+    """`should_stop` reads Redis during a restore: a blip there must not stop the restore, and
+    anything that ends the wait (here an interrupt) must take pg_restore with it."""
+    with scratch.scratch_database(settings) as copy:
+        dumped = backup.dump(settings, RB.backup_prefix, NOW, restore_into=copy)
+    asked = []
+
+    def redis_blip() -> bool:
+        asked.append(1)
+        raise ConnectionError("Redis is away for a moment")
+
+    target = scratch_db()
+    assert backup.restore_file(dumped.path, target, settings.database_url, should_stop=redis_blip, poll=0.01) is None
+    assert asked and pg.scalar(target, "SELECT max(version::text) FROM schema_migrations") == "005"
+
+    def interrupted() -> bool:
+        raise KeyboardInterrupt
+
+    other = scratch_db()
+    with pytest.raises(KeyboardInterrupt):
+        backup.restore_file(dumped.path, other, settings.database_url, should_stop=interrupted, poll=0.01)
+    assert _pg_restores_into(psycopg.conninfo.conninfo_to_dict(other)["dbname"]) == []

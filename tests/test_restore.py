@@ -300,11 +300,17 @@ def test_restore_carries_the_databases_own_settings_and_grants_over(app_role, re
     database-level search_path, or the only role allowed to connect, breaks after the swap."""
     core = Core.from_settings(ready)
     transcript: list[str] = []
+    with psycopg.connect(ready.database_url, autocommit=True) as conn:  # in the backup: an object a setting names
+        conn.execute("CREATE TEXT SEARCH CONFIGURATION public.lancio_search (COPY = english)")
     _approved_and_phase_1(core, transcript)
     with psycopg.connect(pg.SERVER_URL, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{live_name}" SET search_path = public, platform')
         admin.execute(f'ALTER DATABASE "{live_name}" SET app.region = \'eu-west-1\'')
+        # checked against the database it is set for: the one being restored, not `postgres`
+        admin.execute(f'ALTER DATABASE "{live_name}" SET default_text_search_config = \'public.lancio_search\'')
         admin.execute(f'ALTER ROLE "{app_role}" IN DATABASE "{live_name}" SET work_mem = \'8MB\'')
+        # must not turn the statement that stores it read-only
+        admin.execute(f'ALTER ROLE "{app_role}" IN DATABASE "{live_name}" SET default_transaction_read_only = on')
         admin.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{live_name}" FROM PUBLIC')
         admin.execute(f'GRANT CONNECT ON DATABASE "{live_name}" TO "{app_role}"')
     before = _database_properties(live_name)
@@ -313,7 +319,8 @@ def test_restore_carries_the_databases_own_settings_and_grants_over(app_role, re
     assert console(core, COORDINATOR, "rollback restore", transcript)[0] == 0
     code, out = console(core, TPM, "rollback restore confirm", transcript)
     assert code == 0, out
-    assert f"Database properties of `{live_name}` applied" in out and "3 setting(s)" in out
+    assert f"Database properties of `{live_name}` applied" in out and "5 setting(s)" in out
+    assert "not carried over" not in out
     assert _database_properties(live_name) == before
     assert pg.scalar(ready.database_url, "SHOW search_path") == "public, platform"  # a list, not one quoted name
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None  # it is the backup
