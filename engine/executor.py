@@ -269,8 +269,10 @@ class Executor:
                 try:
                     self._set(conn, run.settings(), local=False)
                     for stmt in body[result.executed:]:
+                        before = None  # never a previous statement's: only what this one may leave is dropped
                         self._check_cancel()
-                        before = indexes.before_build(conn, stmt.concurrent_index[0]) if stmt.concurrent_index else None
+                        if stmt.concurrent_index:
+                            before = indexes.before_build(conn, stmt.concurrent_index[0])
                         conn.execute(stmt.sql)
                         if stmt.concurrent_index and stmt.concurrent_index[1] and \
                                 indexes.is_invalid(conn, stmt.concurrent_index[1]):

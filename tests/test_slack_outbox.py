@@ -267,3 +267,23 @@ def test_channel_posts_are_spaced_one_second_apart_as_slack_asks(make_bridge, st
     gaps = [b.at - a.at for a, b in zip(posts, posts[1:])]
     assert all(gap >= 0.95 for gap in gaps), gaps
     assert titles(posts[1:]) == ["step 0", "step 1", "step 2"]
+
+
+def test_a_worker_backing_off_longer_than_the_lock_ttl_keeps_its_channel(make_bridge, standin, monkeypatch):
+    """Backoff grows past the lock's TTL; were the lock left to lapse, another process would take
+    the channel and retry at once, defeating the backoff (and the pacing)."""
+    from tests.support.waiting import wait_until
+
+    monkeypatch.setattr(outbox_module, "LOCK_TTL_MS", 1000)
+    standin.refusing = "invalid_auth"
+    bridge = make_bridge()
+    redis, key, token = bridge.outbox.redis, bridge.worker.lock_key, bridge.worker.token.encode()
+    bridge.reporter.post(Post("info", "held back"))
+    wait_until(lambda: bridge.worker.backoff >= 2.0, timeout=20, what="a backoff twice the lock's TTL")
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        assert redis.get(key) == token
+        time.sleep(0.1)
+    standin.refusing = None
+    posted = standin.wait_method("chat.postMessage", where=lambda b: "held back" in b.get("text", ""), timeout=20)
+    assert len(posted) == 1

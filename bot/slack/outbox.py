@@ -66,9 +66,9 @@ REFRESH_EVERY = 2.5  # seconds between edits of one parent message (chat.update 
 # which appear as messages) are spaced by this much, so a run's burst of updates is paced
 # rather than answered with 429s. Only the worker holding the channel's lock posts to it.
 POST_INTERVAL = 1.0
-# The channel's delivery lock: re-taken at every step and renewed every TTL/3 while a delivery
-# is in Slack calls (even through a long Retry-After), so it only lapses when its holder is
-# gone — and then another process delivers within this long of the crash.
+# The channel's delivery lock: re-taken at every step, and renewed every TTL/3 while a delivery
+# is in Slack calls (even through a long Retry-After) and while the worker backs off, so it
+# only lapses when its holder is gone — and then another process delivers within this long.
 LOCK_TTL_MS = 15_000
 POLL = 0.5  # how often an idle worker looks for entries queued by other processes
 MAX_BACKOFF = 30.0
@@ -322,11 +322,24 @@ class OutboxWorker:
                 log.error("outbox: %s", redact(repr(exc), self.secrets))
                 delay = POLL
             if delay and self.backoff:
-                self.stop.wait(delay)  # backing off: a new entry must not cut the wait short
+                self._back_off(delay)  # a new entry must not cut the wait short
             elif delay:
                 self.outbox.wake.wait(delay)
                 self.outbox.wake.clear()
         self._release()  # stopped between two steps: nothing of ours is in flight
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait `seconds` still holding the channel (renewed every TTL/3): backoff is longer than
+        the lock's TTL, and another process taking the channel meanwhile would retry at once —
+        defeating the backoff against a 429 or a revoked token, and the 1 s pacing."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.wait(min(max(deadline - time.monotonic(), 0.0), LOCK_TTL_MS / 3000)):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                self._hold_lock()
+            except redis_lib.RedisError as exc:
+                log.warning("outbox: lock not renewed during backoff: %s", redact(str(exc), self.secrets))
 
     # -- one step ----------------------------------------------------------------------------
     def _hold_lock(self) -> bool:
