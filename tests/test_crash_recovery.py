@@ -11,7 +11,6 @@ import io
 import json
 import signal
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,7 @@ from bot.console import run_command
 from commands import Core
 from engine import ledger
 from state.machine import PhaseStatus, Status
-from tests.support import pg
+from tests.support import pg, processes
 from tests.support import runbooks as rbs
 
 COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
@@ -275,22 +274,6 @@ def _bot_psql_sleeping(url: str) -> int | None:
                           "AND application_name LIKE 'migrate-bot/%%' AND wait_event = 'PgSleep'")
 
 
-def _live_processes_with(fragment: str) -> list[int]:
-    """Pids of running (not zombie) processes whose command line contains `fragment`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if fragment in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, tmp_path):
     """A file with psql meta-commands runs in a psql child. When the bot is SIGKILLed, that
     child must not go on applying the migration unwatched: it gets the parent-death signal, its
@@ -306,10 +289,10 @@ def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, 
     proc = rbs.start_console(settings, LIU, "run phase 1")
     try:
         pid = rbs.wait_until(lambda: _bot_psql_sleeping(url), what="step 1.1 sleeping in its psql")
-        assert _live_processes_with(step_file), "step 1.1 does not run in a psql child"
+        assert processes.running_with(step_file), "step 1.1 does not run in a psql child"
     finally:
         _kill(proc)
-    rbs.wait_until(lambda: not _live_processes_with(step_file), timeout=10, what="the psql child to die with the bot")
+    rbs.wait_until(lambda: not processes.running_with(step_file), timeout=10, what="the psql child to die with the bot")
     rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=10, what="its backend to end")
     _assert_unchanged(url, schema_before)
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")

@@ -17,7 +17,7 @@ from preflight.report import FAIL, PreflightReport
 from preflight.runner import backup_line
 from runbook.model import load_runbook
 from sql import DEFAULT_RUNBOOK
-from tests.support import fakes_net, pg
+from tests.support import fakes_net, pg, processes
 
 FAST = Timeouts(network=0.5, database=5)
 RB = load_runbook(DEFAULT_RUNBOOK)
@@ -207,22 +207,6 @@ def test_the_backup_line_shows_the_room_it_was_checked_against(settings):
     assert "free in BACKUP_DIR, about " in line.how and " needed)" in line.how
 
 
-def _pg_restores_into(dbname: str) -> list[str]:
-    """Command lines of running pg_restore processes that name database `dbname`."""
-    from pathlib import Path
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if "pg_restore" in cmdline and dbname in cmdline and state != "Z":
-            found.append(cmdline)
-    return found
-
-
 def test_restore_file_is_never_left_running_and_a_failed_stop_check_is_not_a_stop(settings, scratch_db):
     """`should_stop` reads Redis during a restore: a blip there must not stop the restore, and
     anything that ends the wait (here an interrupt) must take pg_restore with it."""
@@ -244,4 +228,4 @@ def test_restore_file_is_never_left_running_and_a_failed_stop_check_is_not_a_sto
     other = scratch_db()
     with pytest.raises(KeyboardInterrupt):
         backup.restore_file(dumped.path, other, settings.database_url, should_stop=interrupted, poll=0.01)
-    assert _pg_restores_into(psycopg.conninfo.conninfo_to_dict(other)["dbname"]) == []
+    assert processes.running_with("pg_restore", psycopg.conninfo.conninfo_to_dict(other)["dbname"]) == []
