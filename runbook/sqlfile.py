@@ -96,6 +96,8 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
         if kind == "CopyStmt" and body.get("is_program"):
             raise SqlFileError(name, line_of(sl.start), "COPY … PROGRAM runs a shell command on the database server: "
                                                          "migrations run SQL only")
+    _refuse_lexer_tricks(sql_text, name, line_of)
+    _refuse_unsafe_interpolation(sql_text, metas, slices, nodes, name, line_of)
     statements = [_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)]
     statements += [Statement(0, cmd, line, "meta", True, False) for line, cmd in metas]
     statements.sort(key=lambda s: (s.line, s.kind == "meta"))
@@ -172,19 +174,108 @@ def _refuse_unseen_effects(metas: list[tuple[int, str]], name: str) -> None:
     for line, command in metas:
         match = _META_NAME.match(command)
         meta = match.group(1) if match else command[:12]
+        meta = "copy" if meta.lower() == "copy" else meta  # psql takes \COPY too
         rest = command[match.end():] if match else ""
+        outside_quotes = re.sub(r"'(?:[^'\\]|\\.)*'", "''", rest)  # quoted text is not executed
         if meta not in _ALLOWED_META:
             why = _WHY_NOT.get(meta) or f"is not a meta-command a runbook file may use ({', '.join(sorted(_ALLOWED_META))})"
             raise SqlFileError(name, line, f"`\\{meta}` {why}")
-        if "`" in rest:
+        if "`" in outside_quotes:
             raise SqlFileError(name, line, f"backticks in `\\{meta}` run a shell command: migrations run SQL only")
-        if re.search(r"\\[A-Za-z!]", rest):
+        if re.search(r"\\[A-Za-z!]", outside_quotes):
             raise SqlFileError(name, line, f"a second meta-command after `\\{meta}` on the same line: one per line")
         if meta in ("g", "gx") and rest.strip():
             raise SqlFileError(name, line, f"`\\{meta} {rest.strip()[:20]}` writes to a file or a shell command: "
                                            "end the query with `;`")
-        if meta == "copy" and re.search(r"\b(from|to)\s+program\b", rest, re.IGNORECASE):
-            raise SqlFileError(name, line, f"`\\copy … program` {_SHELL}")
+        if meta == "copy":
+            targets = re.findall(r"\b(?:from|to)\s+(\S+)", rest, re.IGNORECASE)
+            if targets and targets[-1].lower() == "program":
+                raise SqlFileError(name, line, f"`\\copy … program` {_SHELL}")
+            if not targets or targets[-1].lower().rstrip(";") not in ("stdin", "stdout", "pstdin", "pstdout"):
+                raise SqlFileError(name, line, "`\\copy` to or from a file reads or writes outside the runbook, which "
+                                               "the approval does not cover: use stdin/stdout, or a step's SQL")
+
+
+_LEXER_SETTINGS = re.compile(r"\b(standard_conforming_strings|backslash_quote)\b", re.IGNORECASE)
+
+
+def _refuse_lexer_tricks(sql_text: str, name: str, line_of) -> None:
+    """psql follows standard_conforming_strings to find where a string ends: a file that turns
+    it off can hide a meta-command inside what the parse (which assumes it on) sees as a string."""
+    match = _LEXER_SETTINGS.search(sql_text)
+    if match:
+        raise SqlFileError(name, line_of(match.start()), f"`{match.group(1)}` changes how psql reads backslashes in "
+                                                         "strings, so the file would not run as it was parsed")
+
+
+_SET_META = re.compile(r"^\\set\s+([A-Za-z_][A-Za-z0-9_]*)\s*(.*)$")
+_BARE_VARIABLE = re.compile(r"(?<![:\w\]\)]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _refuse_unsafe_interpolation(sql_text: str, metas: list[tuple[int, str]], slices, nodes, name: str,
+                                 line_of) -> None:
+    r"""psql pastes an unquoted `:name` into the SQL and reads the value again as input, so a
+    backslash in it starts a meta-command (`\set x '\134! cmd'`, or a value a query returned
+    through \gset). Unquoted interpolation is allowed for variables the file `\set`s to a plain
+    value only; `:'name'` (a literal) and `:"name"` (an identifier) are never read again."""
+    plain: set[str] = set()
+    unsafe: dict[str, str] = {}
+    for line, command in metas:
+        match = _SET_META.match(command)
+        if match:
+            if any(ch in match.group(2) for ch in "\\:`"):
+                unsafe[match.group(1)] = f"\\set on line {line} gives it a value that is not plain"
+            else:
+                plain.add(match.group(1))
+    unknown_gset = None
+    ends = {line_of(sl.stop - 1): node for sl, node in zip(slices, nodes)}
+    for line, command in metas:
+        if not command.startswith("\\gset"):
+            continue
+        prefix = command[len("\\gset"):].strip()
+        names = _result_names(ends.get(line))
+        if names is None:
+            unknown_gset = line
+            continue
+        for column in names:
+            unsafe[prefix + column] = f"\\gset on line {line} sets it from a query result"
+    for match in _BARE_VARIABLE.finditer(sql_text):
+        variable = match.group(1)
+        why = unsafe.get(variable) or (f"\\gset on line {unknown_gset} may set it from a query result"
+                                       if unknown_gset and variable not in plain else None)
+        if why:
+            raise SqlFileError(name, line_of(match.start()), f"`:{variable}` is pasted unquoted and read again by "
+                               f"psql ({why}): a backslash in its value would run a meta-command; write "
+                               f":'{variable}' (a literal) or :\"{variable}\" (an identifier)")
+
+
+def _result_names(node) -> list[str] | None:
+    r"""Column names a statement returns (what \gset turns into variables); None when unknown."""
+    if node is None:
+        return None
+    kind, body = node
+    while kind == "SelectStmt" and body.get("larg"):  # UNION …: the names of the first branch
+        body = body["larg"]
+    targets = body.get("targetList") if kind == "SelectStmt" else body.get("returningList")
+    if not targets:
+        return None
+    names = []
+    for target in targets:
+        res = _unwrap(target)[1]
+        if res.get("name"):
+            names.append(res["name"])
+            continue
+        value = res.get("val") or {}
+        while "TypeCast" in value:
+            value = value["TypeCast"].get("arg") or {}
+        if "ColumnRef" in value:
+            last = value["ColumnRef"]["fields"][-1]
+            if "A_Star" in last:
+                return None
+            names.append(last["String"]["sval"])
+        elif "FuncCall" in value:
+            names.append(value["FuncCall"]["funcname"][-1]["String"]["sval"])
+    return names
 
 
 def _placeholders(text: str) -> str:

@@ -76,7 +76,7 @@ def test_meta_commands_and_variables(tmp_path):
         \\echo Test 1
         SELECT count(*) AS n FROM pg_tables \\gset
         \\if :n
-        SELECT :'label' AS label, :n::int + 1 AS next, (ARRAY[1,2,3])[1:2];
+        SELECT :'label' AS label, :'n'::int + 1 AS next, (ARRAY[1,2,3])[1:2];
         \\endif
     """)
     parsed = parse_file(path)
@@ -84,7 +84,7 @@ def test_meta_commands_and_variables(tmp_path):
     assert kinds == [(1, "meta"), (2, "meta"), (3, "sql"), (3, "meta"), (4, "meta"), (5, "sql"), (6, "meta")]
     assert parsed.needs_psql
     assert parsed.statements[2].sql == "SELECT count(*) AS n FROM pg_tables"
-    assert parsed.statements[5].sql.startswith("SELECT :'label' AS label, :n::int")
+    assert parsed.statements[5].sql.startswith("SELECT :'label' AS label, :'n'::int")
 
 
 def test_copy_to_stdout_needs_psql(tmp_path):
@@ -275,6 +275,14 @@ def test_lock_plan_strongest_level_per_table_in_file_order(tmp_path):
     ("\\echo hi \\! rm -rf /tmp/x\n", 1, "a second meta-command after `\\echo`"),
     ("SELECT 'DROP TABLE ' || relname FROM pg_class \\gexec\n", 1, "`\\gexec` runs SQL built while the file runs"),
     ("\\lo_import /etc/passwd\n", 1, "`\\lo_import` is not a meta-command a runbook file may use"),
+    ("\\copy t TO '/srv/app/.venv/lib/python3.11/site-packages/x.pth'\n", 1, "`\\copy` to or from a file"),
+    ("\\COPY t FROM '.local/demo_services.env'\n", 1, "`\\copy` to or from a file"),
+    # psql reads an unquoted variable's value again: a backslash in it is a meta-command
+    ("\\set x '\\134! touch /tmp/pwned'\nSELECT 1 AS a, :x;\n", 2, "`:x` is pasted unquoted and read again by psql"),
+    ("SELECT E'\\\\! id' AS v \\gset\nSELECT :v;\n", 2, "\\gset on line 1 sets it from a query result"),
+    ("SELECT * FROM pg_settings LIMIT 1 \\gset\nSELECT :name;\n", 2, "\\gset on line 1 may set it"),
+    # psql finds string ends by standard_conforming_strings: off, it would see `\!` outside a string
+    ("SET standard_conforming_strings = off;\nSELECT '\\' || '\\! id #';\n", 1, "changes how psql reads backslashes"),
 ])
 def test_effects_the_parse_cannot_see_are_refused_with_their_line(tmp_path, text, line, says):
     """The approval binds to a file's bytes and the bot parses a file before running it: a file
@@ -288,8 +296,11 @@ def test_meta_commands_with_visible_effects_are_kept(tmp_path):
     parsed = parse_file(write(tmp_path, "ok.sql", """
         \\set ON_ERROR_STOP on
         \\echo checking
-        \\copy t FROM 'rows.csv' CSV
-        SELECT 1;
+        \\copy (SELECT 1 FROM t) TO stdout CSV
+        \\echo 'quoted text is not run: `date` \\! ls'
+        \\set limit 5
+        SELECT :limit, :'limit', a[1:n] FROM t;
     """))
     assert [s.sql for s in parsed.statements if s.kind == "meta"] == [
-        "\\set ON_ERROR_STOP on", "\\echo checking", "\\copy t FROM 'rows.csv' CSV"]
+        "\\set ON_ERROR_STOP on", "\\echo checking", "\\copy (SELECT 1 FROM t) TO stdout CSV",
+        "\\echo 'quoted text is not run: `date` \\! ls'", "\\set limit 5"]
