@@ -38,15 +38,15 @@ NEXT_STEP = {
 }
 
 
-def next_step(run) -> str:
+def next_step(core: Core, run) -> str:
     """What to do next in this state; for a run under way, with its approval in mind."""
     if run is None:
         return NEXT_STEP[None]
     from commands import renew
 
-    if renew.applies(run):
+    if renew.applies(run) and run.status is not Status.SUCCEEDED:
         expires = datetime.fromisoformat(run.approval["expires_at"])
-        if clock.now() >= expires and not run.approval.get(REVOKED):
+        if clock.now() >= expires and not run.approval.get(REVOKED) and not renew.files_changed(run, core):
             return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
                     f"(checked again first); then {NEXT_STEP[run.status]}")
     return NEXT_STEP.get(run.status, "")
@@ -64,7 +64,7 @@ def help_(core: Core, user: str, cmd: Command) -> Outcome:
             who += "; `restore confirm`: tpm"
         lines.append(f"• /migrate {usage}  — {who}")
     lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
-              f"Now: {run.status.value if run else 'no run'} → next: {next_step(run)}"]
+              f"Now: {run.status.value if run else 'no run'} → next: {next_step(core, run)}"]
     return Outcome(OK, reply=lines)
 
 
@@ -85,7 +85,7 @@ def status_lines(core: Core) -> list[str]:
     if run is None:
         return lines + ["No run yet. Next: " + NEXT_STEP[None]]
     lines += [f"Run {run.id}: {run.status.value} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
-              f"Next: {next_step(run)}"]
+              f"Next: {next_step(core, run)}"]
     if run.meta.get("rebuilt"):
         lines.append("⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required")
     from scheduling import hooks

@@ -35,12 +35,18 @@ from state.approval import REVOKED, bind_approval, why_files_changed
 from state.machine import IllegalTransition, PhaseStatus, Status
 
 # Resting statuses of a run that has started: its approval can be renewed there.
-UNDER_WAY = (Status.PHASE_DONE, Status.FAILED, Status.ABORTED, Status.INTERRUPTED, Status.ROLLED_BACK)
+UNDER_WAY = (Status.PHASE_DONE, Status.FAILED, Status.ABORTED, Status.INTERRUPTED, Status.ROLLED_BACK,
+             Status.SUCCEEDED)  # a succeeded run may be verified again
 NOT_RECHECKED = ("migrations", "approval")  # met only before a run starts / what is being decided
 
 
 def applies(run) -> bool:
     return run is not None and run.status in UNDER_WAY and bool(run.approval)
+
+
+def files_changed(run, core: Core) -> str | None:
+    """Which runbook file changed since the approval (renewal never covers changed files)."""
+    return why_files_changed((run.approval or {}).get("checksums") or {}, checksums(core.runbook), since="approval")
 
 
 def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
@@ -62,10 +68,16 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     if failed:
         return Outcome.refused("cannot renew the approval, checked now: " + "; ".join(c.text() for c in failed))
     state, snapshot = expected_state(run, PhaseRunner(core, run.id, "bot", None).known_states())
+    evidence_line = f"{templates.OK_MARK} Database: matches {state} (schema compared)"
     if facts.matching_state(core.settings.database_url, {state: snapshot}) is None:
-        return Outcome.refused(f"cannot renew the approval: the database does not match {state}, where this run "
-                               "left it (schema compared with that snapshot) — someone changed it since; "
-                               "investigate before going on")
+        partial = _partially_applied(core, run)
+        if partial is None:
+            return Outcome.refused(f"cannot renew the approval: the database does not match {state}, where this run "
+                                   "left it (schema compared with that snapshot) — someone changed it since; "
+                                   "investigate before going on")
+        state = partial
+        evidence_line = (f"⚠ Database: {partial}, per the ledger; not compared with a snapshot (none is taken "
+                         "between the steps of a phase)")
     old = run.approval
     approval = {**bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
                                 checksums=checksums(core.runbook)),
@@ -73,7 +85,7 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     decision = {"by": user, "at": now.isoformat(), "what": "go", "renewed": True}
     try:  # the run stays where it is (phase done, failed…): only its approval is new
         core.store.update_record(run.id, fields={"approval": approval, "decision": decision}, actor=user,
-                                 action="approval renewed", expect=UNDER_WAY,
+                                 action="approval renewed", expect=(run.status,), unchanged_since=run.updated_at,
                                  evidence={**decision, "database": state, "checks": len(checked)})
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
@@ -82,7 +94,7 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     post.lines += [f"the previous approval expired at {clock.hhmm(datetime.fromisoformat(old['expires_at']))}; "
                    f"renewed on checks run now ({len(checked)} passed):",
                    *[f"  {c.text()}" for c in checked],
-                   f"  {templates.OK_MARK} Database: matches {state} (schema compared)",
+                   f"  {evidence_line}",
                    f"the restore point stays the pre-flight backup {backup.get('path')}",
                    f"{core.roster.mention(COORDINATOR)}: the next phase's owner runs it (`run phase n`)"]
     return Outcome(OK, reply=[f"Approval renewed until {approval['expires_at'][:16].replace('T', ' ')} UTC, bound to "
@@ -99,6 +111,23 @@ def expected_state(run, known: dict[str, Path]) -> tuple[str, Path]:
     return label, known[label]
 
 
+def _partially_applied(core: Core, run) -> str | None:
+    """A phase that stopped part-way (a step failed, an abort, a crash between steps) leaves the
+    database after some of its steps, which no snapshot shows: the ledger (written in each
+    step's own transaction) says which. None unless such a phase has steps committed by this run."""
+    from engine import ledger
+
+    stopped = [n for n, phase in run.phases.items() if phase.status is PhaseStatus.FAILED]  # failed, aborted, cut
+    if not stopped:
+        return None
+    newest = max(stopped)
+    steps = [r["step"] for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
+             if r["run_id"] == run.id and r["phase"] == newest]
+    if not steps:
+        return None
+    return f"phase {newest} partially applied (step {', '.join(steps)} committed by this run)"
+
+
 def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:
     approval = run.approval
     way_out = "`rollback phase n` newest first, then a new pre-flight"
@@ -106,11 +135,10 @@ def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | No
         return f"run {run.id} is under way ({run.status.value}): its approval is renewed for now only (`approve`)"
     if approval.get(REVOKED):
         return f"the approval was revoked ({approval[REVOKED]}): it cannot be renewed; {way_out}"
-    changed = why_files_changed(approval.get("checksums") or {}, checksums(core.runbook), since="approval")
+    changed = files_changed(run, core)
     if changed:
         return f"{changed}: an approval is not renewed over changed files; {way_out}"
     expires = datetime.fromisoformat(approval["expires_at"])
     if now < expires:
-        return (f"the approval is valid until {clock.hhmm(expires)}: nothing to renew — the next phase's owner "
-                "runs it (`run phase n`)")
+        return f"the approval is valid until {clock.hhmm(expires)}: nothing to renew"
     return None

@@ -81,14 +81,16 @@ def _store_setting(target_url: str, target: str, role: str | None, name: str, va
     """One setting, in one transaction: made this transaction's value (set_config … local), then
     stored FROM CURRENT — so a setting like default_transaction_read_only cannot affect the
     statement that stores it."""
-    with psycopg.connect(target_url) as conn, conn.transaction():
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-        if role:
-            stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} FROM CURRENT").format(
-                sql.Identifier(role), sql.Identifier(target), _guc(name))
-        else:
-            stmt = sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(sql.Identifier(target), _guc(name))
-        conn.execute(stmt)
+    with psycopg.connect(target_url) as conn:
+        conn.read_only = False  # BEGIN READ WRITE: a default_transaction_read_only carried already does not apply
+        with conn.transaction():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            if role:
+                stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} FROM CURRENT").format(
+                    sql.Identifier(role), sql.Identifier(target), _guc(name))
+            else:
+                stmt = sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(sql.Identifier(target), _guc(name))
+            conn.execute(stmt)
 
 
 def _copy_acl(admin_url: str, target: str, grants: list[tuple]) -> None:

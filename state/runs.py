@@ -176,10 +176,12 @@ class RunStore:
     # ------------------------------------------------------------ other writes
 
     def update_record(self, run_id: str, *, fields: Mapping[str, Any], actor: str, action: str,
-                      expect: Collection[Status], evidence: Mapping[str, Any] | None = None) -> Run:
+                      expect: Collection[Status], evidence: Mapping[str, Any] | None = None,
+                      unchanged_since: Any = None) -> Run:
         """Write `fields` of a run that stays in its status (e.g. an approval renewed mid-run),
         atomically with the audit event; IllegalTransition when the run is no longer in one of
-        the `expect`ed statuses (it changed since the command looked)."""
+        the `expect`ed statuses, or (with `unchanged_since`, its updated_at as the caller read
+        it) when anything of it changed since the caller looked."""
         unknown = set(fields) - set(WRITABLE)
         if unknown:
             raise ValueError(f"update_record cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
@@ -192,6 +194,8 @@ class RunStore:
             if run.status not in expect:
                 raise IllegalTransition(f"the run is {run.status}; this needs it to be "
                                         + " or ".join(str(Status(s)) for s in expect))
+            if unchanged_since is not None and run.updated_at != unchanged_since:
+                raise IllegalTransition("the run changed while this was being checked: try again")
             for name, value in stored.items():
                 setattr(run, name, value)
             run.updated_at = clock.now()

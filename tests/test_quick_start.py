@@ -23,7 +23,9 @@ def demo_db():
 
 def test_scripts_demo_creates_the_005_database_and_preflight_is_go(demo_db, redis_prefix, tmp_path):
     state = tmp_path / "not-yet-there"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL", "BACKUP_DIR", "REDIS_URL",
+                                "DEPLOYMENT_URL"))}
     env.update(DEMO_DB=demo_db, MIGRATE_DEMO_DIR=str(state), MIGRATE_REDIS_PREFIX=redis_prefix)
     done = subprocess.run(["scripts/demo", "preflight"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=240)

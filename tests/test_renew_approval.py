@@ -110,3 +110,41 @@ def test_renewal_is_refused_when_a_check_fails_now(after_expiry, ready):
     code, out = console(TPM, "approve")
     assert code == 2 and "incident" in out
     assert core.store.current().status is Status.PHASE_DONE
+
+
+def test_a_phase_stopped_part_way_is_renewed_on_the_ledger_and_can_then_be_finished(ready, monkeypatch):
+    """Step 1.1 committed, step 1.2 failed (retry policy): no snapshot shows "after step 1.1", so
+    the renewal says what the ledger shows instead of blaming someone, and phase 1 can finish."""
+    core = Core.from_settings(ready)
+    console = Console(core)
+    console.approved()
+    url = ready.database_url
+    pg.scalar(url, "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1")
+    code, out = console(LIU, "run phase 1")
+    assert code == 1 and core.store.current().phases[1].status is PhaseStatus.FAILED, out
+    pg.scalar(url, "UPDATE platform.organizations SET slug = 'lancio' WHERE slug = 'lancio-old' RETURNING 1")
+    later = clock.now() + timedelta(hours=13)
+    monkeypatch.setattr(clock, "now", lambda: later)
+
+    code, out = console(TPM, "approve")
+    assert code == 0, out
+    assert "phase 1 partially applied (step 1.1 committed by this run), per the ledger" in out
+    assert "not compared with a snapshot" in out
+    code, out = console(LIU, "run phase 1")
+    assert code == 0 and "Phase 1 complete" in out, out
+
+
+def test_a_succeeded_run_can_be_verified_again_after_its_approval_is_renewed(ready, monkeypatch):
+    core = Core.from_settings(ready)
+    console = Console(core)
+    console.approved()
+    code, out = console(COORDINATOR, "run")
+    assert code == 0 and "Migration 006 SUCCESSFUL ✅" in out, out
+    later = clock.now() + timedelta(hours=13)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    code, out = console(COORDINATOR, "verify")
+    assert code == 2 and "approval expired" in out
+    code, out = console(TPM, "approve")
+    assert code == 0 and "Database: matches the schema after phase 2" in out, out
+    code, out = console(COORDINATOR, "verify")
+    assert code == 0, out

@@ -324,3 +324,17 @@ def test_restore_carries_the_databases_own_settings_and_grants_over(app_role, re
     assert _database_properties(live_name) == before
     assert pg.scalar(ready.database_url, "SHOW search_path") == "public, platform"  # a list, not one quoted name
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases')") is None  # it is the backup
+
+
+def test_a_read_only_default_carried_first_does_not_block_the_settings_after_it(scratch_db):
+    from engine import database_properties
+
+    source, target = scratch_db(), scratch_db()
+    src, tgt = (psycopg.conninfo.conninfo_to_dict(u)["dbname"] for u in (source, target))
+    with psycopg.connect(pg.SERVER_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{src}" SET default_transaction_read_only = on')  # stored first
+        admin.execute(f'ALTER DATABASE "{src}" SET search_path = public, platform')
+        admin.execute(f'ALTER DATABASE "{src}" SET work_mem = \'8MB\'')
+    carried = database_properties.carry(pg.SERVER_URL, src, tgt)
+    assert (carried.settings, carried.missed) == (3, [])
+    assert _database_properties(tgt)[0] == _database_properties(src)[0]

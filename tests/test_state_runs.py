@@ -214,3 +214,16 @@ def test_update_record_writes_fields_and_an_event_without_moving_the_run(store):
     with pytest.raises(ValueError, match="cannot write"):
         store.update_record(run.id, fields={"status": "succeeded"}, actor="U", action="x", expect={S.PHASE_DONE})
     assert store.get(run.id).approval == renewed.approval
+
+
+def test_update_record_refuses_a_run_that_changed_since_the_caller_read_it(store):
+    run = approved(store)
+    store.transition(run.id, S.RUNNING, actor="U0LIU", action="run", phase=1)
+    read = store.transition(run.id, S.PHASE_DONE, actor="U0LIU", action="phase 1 done", phase=1)
+    store.update_meta(run.id, note="meta does not count")  # adapter data, no updated_at change
+    store.transition(run.id, S.ROLLING_BACK, actor="U0LIU", action="rollback", phase=1)
+    store.transition(run.id, S.ROLLED_BACK, actor="U0LIU", action="rolled back", phase=1)
+    with pytest.raises(IllegalTransition, match="changed while this was being checked"):
+        store.update_record(run.id, fields={"approval": {"renewed": True}}, actor="U0DYLAN", action="renew",
+                            expect={S.PHASE_DONE, S.ROLLED_BACK}, unchanged_since=read.updated_at)
+    assert store.get(run.id).approval == {"by": "U0DYLAN"}
