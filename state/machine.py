@@ -48,8 +48,8 @@ ACTIVE: frozenset[Status] = frozenset({S.PREFLIGHT_RUNNING, S.RUNNING, S.VERIFYI
 
 # Resting statuses after work touched the database (PHASE_DONE, SUCCEEDED, FAILED, ABORTED,
 # INTERRUPTED, ROLLED_BACK) lead to a roll back, a restore, a re-verification or a phase run
-# again (the phase guards decide which phase), and to APPROVED again: the TPM re-approves
-# after a runbook file changed.
+# again (the phase guards decide which phase). They never go back to APPROVED: an approval
+# that expired there is renewed in place (commands/renew.py), the run keeping its status.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.PREFLIGHT_RUNNING: frozenset({S.GO, S.NO_GO, S.ABORTED, S.INTERRUPTED}),
     S.GO: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED}),
@@ -59,17 +59,17 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.SCHEDULED: frozenset({S.SCHEDULED, S.DEFERRED, S.RUNNING}),
     S.DEFERRED: frozenset(),  # final: a new preflight starts a new run
     S.RUNNING: frozenset({S.PHASE_DONE, S.FAILED, S.ROLLING_BACK, S.ABORTED, S.INTERRUPTED}),
-    S.PHASE_DONE: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.PHASE_DONE: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
     S.VERIFYING: frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED}),
     S.SUCCEEDED: frozenset({S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
-    S.FAILED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.FAILED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
     S.ROLLING_BACK: frozenset({S.ROLLED_BACK, S.FAILED, S.ABORTED, S.INTERRUPTED}),
-    S.ROLLED_BACK: frozenset({S.RUNNING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.ROLLED_BACK: frozenset({S.RUNNING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
     S.RESTORE_REQUESTED: frozenset({S.RESTORE_REQUESTED, S.RESTORING, S.ROLLING_BACK}),
     S.RESTORING: frozenset({S.RESTORED, S.FAILED, S.INTERRUPTED}),
     S.RESTORED: frozenset(),  # final: the database is the backup; a new preflight starts over
-    S.ABORTED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
-    S.INTERRUPTED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED, S.APPROVED}),
+    S.ABORTED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
+    S.INTERRUPTED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
 }
 assert set(TRANSITIONS) == set(Status), "every status needs a row in the table"
 FINAL: frozenset[Status] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)

@@ -67,7 +67,7 @@ def test_a_phase_move_without_a_phase_number_is_refused():
 def test_no_approval_without_a_go_preflight():
     for preflight in (None, {"outcome": "NO-GO"}):
         with pytest.raises(IllegalTransition, match="it has no GO preflight"):
-            check_transition(make_run(S.INTERRUPTED, preflight=preflight), S.APPROVED)
+            check_transition(make_run(S.GO, preflight=preflight), S.APPROVED)
 
 
 def test_no_phase_runs_without_an_approval_on_record():
