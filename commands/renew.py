@@ -12,7 +12,10 @@ now, not a rubber stamp:
 - the quick pre-flight checks run again (database, deployment, private network, files,
   inputs, incident, window), except the "migrations before 006" line, which a run under way
   no longer meets; instead the database's schema must equal the snapshot of the state the
-  run's record says it left (after its last succeeded phase), so nobody changed it since.
+  run's record says it left (after its last succeeded phase), so nobody changed it since — or,
+  for a phase that stopped part-way (no snapshot exists between steps), the ledger must show
+  steps of it committed by this run, and the renewal says the schema was not compared;
+- the run must not change while this is checked.
 
 The run keeps its status (phase done, failed, …): only the approval is replaced, so rollback
 and restore stay available, and a NO-GO cannot close a run with phases applied.
