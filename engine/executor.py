@@ -314,6 +314,7 @@ class Executor:
         as a second -f in the same transaction."""
         parsed = run.parsed
         single = parsed.atomic and not parsed.manages_transaction
+        before = self._indexes_before({s.concurrent_index[0] for s in parsed.body if s.concurrent_index})
         app = f"{self._app}/{clock.now().strftime('%H%M%S%f')}"
         conninfo, env = child_env(self._dsn, run.settings(), app)
         with tempfile.TemporaryDirectory(prefix="migrate-bot-") as tmp:
@@ -344,6 +345,20 @@ class Executor:
         result.cancelled = self._cancelled.is_set()
         result.error = self._error(parsed.name, out.error_line or (stmt.line if stmt else 0), stmt,
                                    out.error_state, out.error_message or "psql failed", run.secrets)
+        if stmt is not None and stmt.concurrent_index and stmt.concurrent_index[0] in before:
+            self._drop_left_invalid(run, result, stmt, before[stmt.concurrent_index[0]])
+
+    def _indexes_before(self, tables: set[str]) -> dict[str, tuple[list[int], str]]:
+        """For a psql-run file: the indexes of each table it builds an index on concurrently,
+        before it runs (psql gives no hook between statements). Empty when unreadable: the
+        clean-up after a failed build then does not happen, and nothing else changes."""
+        if not tables:
+            return {}
+        try:
+            with psycopg.connect(self._dsn, autocommit=True, connect_timeout=10) as conn:
+                return {table: indexes.before_build(conn, table) for table in tables}
+        except psycopg.Error:
+            return {}
 
     def _record_after(self, run: _Run) -> None:
         """Ledger row for a file that commits by itself (psql without -1)."""

@@ -490,3 +490,16 @@ def test_if_not_exists_keeping_an_invalid_index_fails_the_file_with_what_to_do(d
     assert "DROP INDEX CONCURRENTLY platform.users_email_key;" in result.error.message
     assert _indexes(db, "platform.users")["platform.users_email_key"] is False  # not someone else's to drop
     assert ledger.applied_files(db, "T") == []
+
+
+def test_a_failed_concurrent_index_build_in_a_psql_run_file_leaves_no_invalid_index(db, tmp_path):
+    path = write(tmp_path, "unique_email_psql.sql", """
+        \\echo building the unique index
+        CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON platform.users (email);
+    """)
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE platform.users SET email = 'same@example.com' WHERE id IN (2, 3)")
+    result = Executor(db).run_file(path, record=RECORD, **FAST)
+    assert not result.ok and result.error.sqlstate == "23505"
+    assert "the INVALID index platform.users_email_key the failed build left was dropped" in result.error.message
+    assert _indexes(db, "platform.users") == {"platform.users_pkey": True}
