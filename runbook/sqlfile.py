@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pglast
-from pglast.parser import ParseError, parse_sql_json
+from pglast.parser import ParseError, parse_sql_json, scan
 
 __all__ = ["Statement", "ParsedFile", "SqlFileError", "parse_file", "parse_text", "sha256_of"]
 
@@ -96,8 +96,9 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
         if kind == "CopyStmt" and body.get("is_program"):
             raise SqlFileError(name, line_of(sl.start), "COPY … PROGRAM runs a shell command on the database server: "
                                                          "migrations run SQL only")
-    _refuse_lexer_tricks(sql_text, name, line_of)
-    _refuse_unsafe_interpolation(sql_text, metas, slices, nodes, name, line_of)
+    needs_psql = bool(metas) or has_vars or any(_copies_stdio(node) for node in nodes)
+    if needs_psql:
+        _refuse_psql_rereads(sql_text, name, line_of)
     statements = [_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)]
     statements += [Statement(0, cmd, line, "meta", True, False) for line, cmd in metas]
     statements.sort(key=lambda s: (s.line, s.kind == "meta"))
@@ -108,7 +109,7 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
         name=name,
         sha256=sha256 or hashlib.sha256(text.encode()).hexdigest(),
         statements=tuple(statements),
-        needs_psql=bool(metas) or has_vars or any(_copies_stdio(node) for node in nodes),
+        needs_psql=needs_psql,
         atomic=all(s.transactional for s in statements),
         manages_transaction=manages,
     )
@@ -176,106 +177,81 @@ def _refuse_unseen_effects(metas: list[tuple[int, str]], name: str) -> None:
         meta = match.group(1) if match else command[:12]
         meta = "copy" if meta.lower() == "copy" else meta  # psql takes \COPY too
         rest = command[match.end():] if match else ""
-        outside_quotes = re.sub(r"'(?:[^'\\]|\\.)*'", "''", rest)  # quoted text is not executed
         if meta not in _ALLOWED_META:
             why = _WHY_NOT.get(meta) or f"is not a meta-command a runbook file may use ({', '.join(sorted(_ALLOWED_META))})"
             raise SqlFileError(name, line, f"`\\{meta}` {why}")
-        if "`" in outside_quotes:
+        # psql reads quotes, double quotes and backticks in arguments its own way: rather than
+        # second-guess it, an argument may hold neither a backslash nor a backtick.
+        if "`" in rest:
             raise SqlFileError(name, line, f"backticks in `\\{meta}` run a shell command: migrations run SQL only")
-        if re.search(r"\\[A-Za-z!]", outside_quotes):
-            raise SqlFileError(name, line, f"a second meta-command after `\\{meta}` on the same line: one per line")
+        if "\\" in rest:
+            raise SqlFileError(name, line, f"a backslash in the arguments of `\\{meta}` (psql could read a second "
+                                           "meta-command there): one meta-command per line, no backslashes")
         if meta in ("g", "gx") and rest.strip():
             raise SqlFileError(name, line, f"`\\{meta} {rest.strip()[:20]}` writes to a file or a shell command: "
                                            "end the query with `;`")
+        if meta == "set" and re.match(r"\s*(AUTOCOMMIT|ON_ERROR_ROLLBACK)\b", rest, re.IGNORECASE):
+            raise SqlFileError(name, line, f"`\\set {rest.split()[0]}` changes how psql commits: a file the bot runs "
+                                           "as one transaction could commit part of itself")
         if meta == "copy":
-            targets = re.findall(r"\b(?:from|to)\s+(\S+)", rest, re.IGNORECASE)
-            if targets and targets[-1].lower() == "program":
-                raise SqlFileError(name, line, f"`\\copy … program` {_SHELL}")
-            if not targets or targets[-1].lower().rstrip(";") not in ("stdin", "stdout", "pstdin", "pstdout"):
-                raise SqlFileError(name, line, "`\\copy` to or from a file reads or writes outside the runbook, which "
-                                               "the approval does not cover: use stdin/stdout, or a step's SQL")
+            target = _copy_target(rest)
+            if target is None or target.lower() not in ("stdin", "stdout", "pstdin", "pstdout"):
+                raise SqlFileError(name, line, "`\\copy` may only use stdin/stdout: a file or PROGRAM is outside the "
+                                               "runbook, which the approval does not cover")
 
 
-_LEXER_SETTINGS = re.compile(r"\b(standard_conforming_strings|backslash_quote)\b", re.IGNORECASE)
+def _copy_target(args: str) -> str | None:
+    r"""The source/destination of `\copy TABLE [(cols)] FROM|TO target …` or `\copy (query) TO …`,
+    read left to right the way psql does (not the last FROM/TO, which an option could fake)."""
+    rest = args.strip()
+    if rest.startswith("("):  # a query: skip to its closing parenthesis, outside quotes
+        depth, quote, i = 0, None, 0
+        for i, ch in enumerate(rest):
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+        rest = rest[i + 1:]
+    else:
+        match = re.match(r'(?:"[^"]*"|[\w.$])+\s*(\([^)]*\))?', rest)
+        if not match:
+            return None
+        rest = rest[match.end():]
+    match = re.match(r"\s*(?:from|to)\s+(\S+)", rest, re.IGNORECASE)
+    return match.group(1).rstrip(";") if match else None
 
 
-def _refuse_lexer_tricks(sql_text: str, name: str, line_of) -> None:
-    """psql follows standard_conforming_strings to find where a string ends: a file that turns
-    it off can hide a meta-command inside what the parse (which assumes it on) sees as a string."""
-    match = _LEXER_SETTINGS.search(sql_text)
-    if match:
-        raise SqlFileError(name, line_of(match.start()), f"`{match.group(1)}` changes how psql reads backslashes in "
-                                                         "strings, so the file would not run as it was parsed")
+def _refuse_psql_rereads(sql_text: str, name: str, line_of) -> None:
+    r"""What psql reads differently from the parse, in a file run through psql (by its tokens):
 
-
-_SET_META = re.compile(r"^\\set\s+([A-Za-z_][A-Za-z0-9_]*)\s*(.*)$")
-_BARE_VARIABLE = re.compile(r"(?<![:\w\]\)]):([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def _refuse_unsafe_interpolation(sql_text: str, metas: list[tuple[int, str]], slices, nodes, name: str,
-                                 line_of) -> None:
-    r"""psql pastes an unquoted `:name` into the SQL and reads the value again as input, so a
-    backslash in it starts a meta-command (`\set x '\134! cmd'`, or a value a query returned
-    through \gset). Unquoted interpolation is allowed for variables the file `\set`s to a plain
-    value only; `:'name'` (a literal) and `:"name"` (an identifier) are never read again."""
-    plain: set[str] = set()
-    unsafe: dict[str, str] = {}
-    for line, command in metas:
-        match = _SET_META.match(command)
-        if match:
-            if any(ch in match.group(2) for ch in "\\:`"):
-                unsafe[match.group(1)] = f"\\set on line {line} gives it a value that is not plain"
-            else:
-                plain.add(match.group(1))
-    unknown_gset = None
-    ends = {line_of(sl.stop - 1): node for sl, node in zip(slices, nodes)}
-    for line, command in metas:
-        if not command.startswith("\\gset"):
-            continue
-        prefix = command[len("\\gset"):].strip()
-        names = _result_names(ends.get(line))
-        if names is None:
-            unknown_gset = line
-            continue
-        for column in names:
-            unsafe[prefix + column] = f"\\gset on line {line} sets it from a query result"
-    for match in _BARE_VARIABLE.finditer(sql_text):
-        variable = match.group(1)
-        why = unsafe.get(variable) or (f"\\gset on line {unknown_gset} may set it from a query result"
-                                       if unknown_gset and variable not in plain else None)
-        if why:
-            raise SqlFileError(name, line_of(match.start()), f"`:{variable}` is pasted unquoted and read again by "
-                               f"psql ({why}): a backslash in its value would run a meta-command; write "
-                               f":'{variable}' (a literal) or :\"{variable}\" (an identifier)")
-
-
-def _result_names(node) -> list[str] | None:
-    r"""Column names a statement returns (what \gset turns into variables); None when unknown."""
-    if node is None:
-        return None
-    kind, body = node
-    while kind == "SelectStmt" and body.get("larg"):  # UNION …: the names of the first branch
-        body = body["larg"]
-    targets = body.get("targetList") if kind == "SelectStmt" else body.get("returningList")
-    if not targets:
-        return None
-    names = []
-    for target in targets:
-        res = _unwrap(target)[1]
-        if res.get("name"):
-            names.append(res["name"])
-            continue
-        value = res.get("val") or {}
-        while "TypeCast" in value:
-            value = value["TypeCast"].get("arg") or {}
-        if "ColumnRef" in value:
-            last = value["ColumnRef"]["fields"][-1]
-            if "A_Star" in last:
-                return None
-            names.append(last["String"]["sval"])
-        elif "FuncCall" in value:
-            names.append(value["FuncCall"]["funcname"][-1]["String"]["sval"])
-    return names
+    - an unquoted `:name` is pasted into the SQL and read *again* as input, so a backslash in
+      its value (a `\gset` query result, psql's own LAST_ERROR_MESSAGE, a quote that shifts the
+      string ends) would start a meta-command: only `:'name'` (a literal) and `:"name"` (an
+      identifier) are allowed, and they are never read again;
+    - psql finds where a plain '…' string ends by standard_conforming_strings, which the file
+      itself could turn off: a backslash inside one could then stand outside any string. E'…'
+      and $$…$$ are read the same way whatever that setting is."""
+    tokens = scan(sql_text)
+    for colon, after in zip(tokens, tokens[1:]):
+        if colon.name == "ASCII_58" and after.start == colon.end + 1 and re.match(r"[A-Za-z_]", sql_text[after.start]):
+            variable = sql_text[after.start:after.end + 1]
+            raise SqlFileError(name, line_of(colon.start),
+                               f"`:{variable}` is pasted unquoted and read again by psql: a backslash in its value would "
+                               f"run a meta-command; write :'{variable}' (a literal) or :\"{variable}\" (an identifier)"
+                               " (an array slice: `[1 : n]`)")
+    for token in tokens:
+        text = sql_text[token.start:token.end + 1]
+        if token.name in ("SCONST", "USCONST") and "\\" in text and not re.match(r"[Ee]'|\$", text):
+            raise SqlFileError(name, line_of(token.start),
+                               "a backslash in a '…' string of a file run through psql: psql finds where such a "
+                               "string ends by standard_conforming_strings, which a file can change; write E'…' "
+                               "(or chr(92))")
 
 
 def _placeholders(text: str) -> str:

@@ -265,24 +265,31 @@ def test_lock_plan_strongest_level_per_table_in_file_order(tmp_path):
     ("\\include_relative x.sql\n", 1, "`\\include_relative` includes another file"),
     ("SELECT 1;\n\n\\! psql -c 'DROP TABLE users'\n", 3, "`\\!` runs a shell command"),
     ("\\c production_replica\nDELETE FROM t;\n", 1, "`\\c` switches to another database"),
-    ("\\copy t FROM PROGRAM 'curl http://x'\n", 1, "`\\copy … program` runs a shell command"),
+    ("\\copy t FROM PROGRAM 'curl http://x'\n", 1, "`\\copy` may only use stdin/stdout"),
     ("CREATE TABLE t (a text);\nCOPY t FROM PROGRAM 'cat /etc/passwd';\n", 2, "COPY … PROGRAM runs a shell command"),
     ("\\set who `whoami`\n", 1, "backticks in `\\set` run a shell command"),
     ("\\o |mail ops@example.com\nSELECT 1;\n", 1, "`\\o` writes to a file or a shell command"),
     ("\\w |sh\n", 1, "`\\w` writes to a file or a shell command"),
     ("SELECT 1\n\\g |sh\n", 2, "`\\g |sh` writes to a file or a shell command"),
     ("SELECT 1 \\g |sh\n", 1, "`\\g |sh` writes to a file or a shell command"),
-    ("\\echo hi \\! rm -rf /tmp/x\n", 1, "a second meta-command after `\\echo`"),
+    ("\\echo hi \\! rm -rf /tmp/x\n", 1, "a backslash in the arguments of `\\echo`"),
     ("SELECT 'DROP TABLE ' || relname FROM pg_class \\gexec\n", 1, "`\\gexec` runs SQL built while the file runs"),
     ("\\lo_import /etc/passwd\n", 1, "`\\lo_import` is not a meta-command a runbook file may use"),
-    ("\\copy t TO '/srv/app/.venv/lib/python3.11/site-packages/x.pth'\n", 1, "`\\copy` to or from a file"),
-    ("\\COPY t FROM '.local/demo_services.env'\n", 1, "`\\copy` to or from a file"),
-    # psql reads an unquoted variable's value again: a backslash in it is a meta-command
-    ("\\set x '\\134! touch /tmp/pwned'\nSELECT 1 AS a, :x;\n", 2, "`:x` is pasted unquoted and read again by psql"),
-    ("SELECT E'\\\\! id' AS v \\gset\nSELECT :v;\n", 2, "\\gset on line 1 sets it from a query result"),
-    ("SELECT * FROM pg_settings LIMIT 1 \\gset\nSELECT :name;\n", 2, "\\gset on line 1 may set it"),
-    # psql finds string ends by standard_conforming_strings: off, it would see `\!` outside a string
-    ("SET standard_conforming_strings = off;\nSELECT '\\' || '\\! id #';\n", 1, "changes how psql reads backslashes"),
+    ("\\copy t TO '/srv/app/.venv/lib/python3.11/site-packages/x.pth'\n", 1, "`\\copy` may only use stdin/stdout"),
+    ("\\COPY t FROM '.local/demo_services.env'\n", 1, "`\\copy` may only use stdin/stdout"),
+    ("\\copy t to '/tmp/x' with (format csv, null 'to stdout ')\n", 1, "`\\copy` may only use stdin/stdout"),
+    # psql reads an unquoted variable's value again: a backslash (or a quote) in it is input
+    ("\\set x '\\134! touch /tmp/pwned'\n", 1, "a backslash in the arguments of `\\set`"),
+    ("\\set q ''''\nSELECT :q AS a, 'x';\n", 2, "`:q` is pasted unquoted and read again by psql"),
+    ("SELECT 'x' AS v \\gset\nSELECT :v;\n", 2, "`:v` is pasted unquoted"),
+    ("SELECT 'x' AS q \\gset\nSELECT (ARRAY[1,2])[1:q];\n", 2, "`:q` is pasted unquoted"),
+    ("\\set ON_ERROR_STOP off\nSELECT :LAST_ERROR_MESSAGE;\n", 2, "`:LAST_ERROR_MESSAGE` is pasted unquoted"),
+    # psql finds the end of a '…' string by standard_conforming_strings, which a file can turn off
+    ("\\echo start\nSELECT set_config('standard_' || 'conforming_strings', 'off', false);\n"
+     "SELECT 'x\\' AS a, ' \\! id #';\n", 3, "a backslash in a '…' string of a file run through psql"),
+    ("\\echo \"'\" \\! touch /tmp/proof #'\n", 1, "a backslash in the arguments of `\\echo`"),
+    ("\\set AUTOCOMMIT off\n", 1, "changes how psql commits"),
+    ("\\set ON_ERROR_ROLLBACK on\n", 1, "changes how psql commits"),
 ])
 def test_effects_the_parse_cannot_see_are_refused_with_their_line(tmp_path, text, line, says):
     """The approval binds to a file's bytes and the bot parses a file before running it: a file
@@ -297,10 +304,10 @@ def test_meta_commands_with_visible_effects_are_kept(tmp_path):
         \\set ON_ERROR_STOP on
         \\echo checking
         \\copy (SELECT 1 FROM t) TO stdout CSV
-        \\echo 'quoted text is not run: `date` \\! ls'
+        \\echo 'quoted: date, not run'
         \\set limit 5
-        SELECT :limit, :'limit', a[1:n] FROM t;
+        SELECT :'limit'::int, :"limit", a[1 : n], E'tab\\t', $$\\d+$$ FROM t;
     """))
     assert [s.sql for s in parsed.statements if s.kind == "meta"] == [
         "\\set ON_ERROR_STOP on", "\\echo checking", "\\copy (SELECT 1 FROM t) TO stdout CSV",
-        "\\echo 'quoted text is not run: `date` \\! ls'", "\\set limit 5"]
+        "\\echo 'quoted: date, not run'", "\\set limit 5"]

@@ -177,7 +177,7 @@ SELECT pg_temp.row_counts() AS counts_bypassed \gset
     SELECT pg_temp.try_scalar($q$INSERT INTO platform.billing_plans (id, name, price_cents)
                                  VALUES ('rls-probe', 'RLS probe', 0) RETURNING 'inserted'$q$) AS probe_insert \gset
     RESET ROLE;
-    SELECT coalesce(to_char(pg_temp.rls_overhead(:'probe_role', :batches, :batch_size), 'FMSG990.0') || '%',
+    SELECT coalesce(to_char(pg_temp.rls_overhead(:'probe_role', :'batches'::int, :'batch_size'::int), 'FMSG990.0') || '%',
                     'not measured') AS overhead \gset
 \else
     \set counts_rls '{"error": "no probe role"}'
