@@ -46,7 +46,10 @@ def next_step(core: Core, run) -> str:
 
     if renew.applies(run) and run.status is not Status.SUCCEEDED:
         expires = datetime.fromisoformat(run.approval["expires_at"])
-        if clock.now() >= expires and not run.approval.get(REVOKED) and not renew.files_changed(run, core):
+        changed = renew.files_changed(run, core)
+        if changed:
+            return f"{changed}: `rollback phase n` newest first, then a new `preflight` (an approval is not renewed over changed files)"
+        if clock.now() >= expires and not run.approval.get(REVOKED):
             return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
                     f"(checked again first); then {NEXT_STEP[run.status]}")
     return NEXT_STEP.get(run.status, "")

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 from commands import facts, templates
+from engine import schema
 from commands.core import Core
 from commands.incident import why_incident_blocks
 from commands.parse import Command
@@ -71,16 +72,21 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     if failed:
         return Outcome.refused("cannot renew the approval, checked now: " + "; ".join(c.text() for c in failed))
     state, snapshot = expected_state(run, PhaseRunner(core, run.id, "bot", None).known_states())
-    evidence_line = f"{templates.OK_MARK} Database: matches {state} (schema compared)"
+    evidence = [f"{templates.OK_MARK} Database: matches {state} (schema compared)"]
     if facts.matching_state(core.settings.database_url, {state: snapshot}) is None:
         partial = _partially_applied(core, run)
         if partial is None:
             return Outcome.refused(f"cannot renew the approval: the database does not match {state}, where this run "
                                    "left it (schema compared with that snapshot) — someone changed it since; "
                                    "investigate before going on")
+        # No snapshot exists between the steps of a phase: show the TPM exactly how the schema
+        # differs from the one before the phase, for them to recognise the committed steps in it.
+        objects = _objects_changed(schema.difference(Path(snapshot).read_text(encoding="utf-8"),
+                                                     schema.schema_dump(core.settings.database_url), limit=100_000))
+        evidence = [f"⚠ Database: {partial}, per the ledger; its schema differs from {state} by "
+                    f"{len(objects)} object(s){' (first 12)' if len(objects) > 12 else ''}:",
+                    *[f"    {line}" for line in objects[:12]]]
         state = partial
-        evidence_line = (f"⚠ Database: {partial}, per the ledger; not compared with a snapshot (none is taken "
-                         "between the steps of a phase)")
     old = run.approval
     approval = {**bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
                                 checksums=checksums(core.runbook)),
@@ -97,9 +103,10 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     post.lines += [f"the previous approval expired at {clock.hhmm(datetime.fromisoformat(old['expires_at']))}; "
                    f"renewed on checks run now ({len(checked)} passed):",
                    *[f"  {c.text()}" for c in checked],
-                   f"  {evidence_line}",
+                   *[f"  {line}" for line in evidence],
                    f"the restore point stays the pre-flight backup {backup.get('path')}",
-                   f"{core.roster.mention(COORDINATOR)}: the next phase's owner runs it (`run phase n`)"]
+                   f"{core.roster.mention(COORDINATOR)}: " + ("`verify` when wanted" if run.status is Status.SUCCEEDED
+                                                              else "the next phase's owner runs it (`run phase n`)")]
     return Outcome(OK, reply=[f"Approval renewed until {approval['expires_at'][:16].replace('T', ' ')} UTC, bound to "
                               "the same files and backup."], posts=[post], run_id=run.id)
 
@@ -129,6 +136,15 @@ def _partially_applied(core: Core, run) -> str | None:
     if not steps:
         return None
     return f"phase {newest} partially applied (step {', '.join(steps)} committed by this run)"
+
+
+def _objects_changed(diff: list[str]) -> list[str]:
+    """The objects a schema diff adds (+) or removes (-), one line each: `+CREATE TABLE x`."""
+    heads = []
+    for line in diff:
+        if line[:1] in "+-" and line[1:].startswith(("CREATE ", "ALTER TABLE ")):
+            heads.append(line.split("(")[0].split(" AS ")[0].rstrip()[:100])
+    return heads
 
 
 def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:

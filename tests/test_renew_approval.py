@@ -129,7 +129,8 @@ def test_a_phase_stopped_part_way_is_renewed_on_the_ledger_and_can_then_be_finis
     code, out = console(TPM, "approve")
     assert code == 0, out
     assert "phase 1 partially applied (step 1.1 committed by this run), per the ledger" in out
-    assert "not compared with a snapshot" in out
+    assert "its schema differs from the pre-migration schema (version 005) by" in out
+    assert "CREATE TABLE platform.databases" in out  # what step 1.1 committed, for the TPM to see
     code, out = console(LIU, "run phase 1")
     assert code == 0 and "Phase 1 complete" in out, out
 
@@ -146,5 +147,6 @@ def test_a_succeeded_run_can_be_verified_again_after_its_approval_is_renewed(rea
     assert code == 2 and "approval expired" in out
     code, out = console(TPM, "approve")
     assert code == 0 and "Database: matches the schema after phase 2" in out, out
+    assert "`verify` when wanted" in out
     code, out = console(COORDINATOR, "verify")
     assert code == 0, out
