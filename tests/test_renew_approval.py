@@ -19,6 +19,12 @@ from tests.support import pg
 from tests.support.flow import COORDINATOR, LIU, SERGEI, TPM, Console
 
 
+def _approval_lifetime_passes(monkeypatch) -> None:
+    """13 h pass on the bot's clock (an approval lasts 12 h)."""
+    later = clock.now() + timedelta(hours=13)
+    monkeypatch.setattr(clock, "now", lambda: later)
+
+
 @pytest.fixture
 def after_expiry(ready, monkeypatch):
     """Phase 1 applied, then 13 h pass (the approval lasts 12 h): (console, core)."""
@@ -27,8 +33,7 @@ def after_expiry(ready, monkeypatch):
     console.approved()
     code, out = console(LIU, "run phase 1")
     assert code == 0, out
-    later = clock.now() + timedelta(hours=13)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    _approval_lifetime_passes(monkeypatch)
     return console, core
 
 
@@ -90,8 +95,7 @@ def test_renewal_is_refused_when_phase_1_was_undone_by_hand(after_expiry, ready)
 def test_an_approval_renewed_once_can_be_renewed_again_after_it_expires(after_expiry, monkeypatch):
     console, core = after_expiry
     assert console(TPM, "approve")[0] == 0
-    later = clock.now() + timedelta(hours=13)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    _approval_lifetime_passes(monkeypatch)
     code, out = console(SERGEI, "run phase 2")
     assert code == 2 and "approval expired" in out
     code, out = console(TPM, "approve")
@@ -123,8 +127,7 @@ def test_a_phase_stopped_part_way_is_renewed_on_the_ledger_and_can_then_be_finis
     code, out = console(LIU, "run phase 1")
     assert code == 1 and core.store.current().phases[1].status is PhaseStatus.FAILED, out
     pg.scalar(url, "UPDATE platform.organizations SET slug = 'lancio' WHERE slug = 'lancio-old' RETURNING 1")
-    later = clock.now() + timedelta(hours=13)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    _approval_lifetime_passes(monkeypatch)
 
     code, out = console(TPM, "approve")
     assert code == 0, out
@@ -141,8 +144,7 @@ def test_a_succeeded_run_can_be_verified_again_after_its_approval_is_renewed(rea
     console.approved()
     code, out = console(COORDINATOR, "run")
     assert code == 0 and "Migration 006 SUCCESSFUL ✅" in out, out
-    later = clock.now() + timedelta(hours=13)
-    monkeypatch.setattr(clock, "now", lambda: later)
+    _approval_lifetime_passes(monkeypatch)
     code, out = console(COORDINATOR, "verify")
     assert code == 2 and "approval expired" in out
     code, out = console(TPM, "approve")
