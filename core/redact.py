@@ -32,3 +32,10 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 def redact_url(url: str | None) -> str:
     """A URL fit to show: password masked (`postgresql://user:***@host/db`)."""
     return redact(url or "")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (what follows is often the statement or a hint), or its type
+    name when its text is empty. Not redacted: callers pass it through `redact`."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,6 +18,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from core.redact import first_line
+
 _SETTINGS = """SELECT r.rolname, s.setconfig FROM pg_db_role_setting s
                LEFT JOIN pg_roles r ON r.oid = s.setrole
                WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = %s)"""
@@ -68,13 +70,9 @@ def carry(admin_url: str, source: str, target: str) -> Carried:
             _copy_acl(admin_url, target, grants)
             done.grants = len(grants)
         except psycopg.Error as exc:
-            done.missed.append(f"the grants on DATABASE {source} ({_first_line(exc)}): compare "
+            done.missed.append(f"the grants on DATABASE {source} ({first_line(exc)}): compare "
                                f"`\\l {source}` with `\\l {target}`")
     return done
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _store_setting(target_url: str, target: str, role: str | None, name: str, value: str) -> None:

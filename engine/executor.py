@@ -19,7 +19,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
-from core.redact import redact
+from core.redact import first_line, redact
 from engine import batch, indexes, ledger, locks
 from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
@@ -198,7 +198,7 @@ class Executor:
                 attempt_fn(run, result)
             except psycopg.OperationalError as exc:  # could not connect: nothing ran
                 result.error = self._error(parsed.name, 0, None, getattr(exc, "sqlstate", None),
-                                           str(exc).strip().splitlines()[0], run.secrets)
+                                           first_line(exc), run.secrets)
             if result.ok or result.cancelled or not result.retryable or attempt > lock_retries:
                 break
             self._cancelled.wait(retry_backoff * 2 ** (attempt - 1))
@@ -390,7 +390,7 @@ class Executor:
         if sqlstate == QUERY_CANCELED and self._cancelled.is_set():
             result.cancelled = True
         diag = getattr(exc, "diag", None)
-        message = diag.message_primary if diag and diag.message_primary else str(exc).strip().splitlines()[0]
+        message = diag.message_primary if diag and diag.message_primary else first_line(exc)
         if diag and diag.message_detail:
             message += f" ({diag.message_detail})"
         if diag and diag.context and stmt is not None and stmt.sql.lstrip()[:2].upper() == "DO":

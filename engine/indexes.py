@@ -14,6 +14,8 @@ from typing import Mapping
 import psycopg
 from psycopg import sql as pgsql
 
+from core.redact import first_line
+
 _ON_TABLE = "SELECT i.indexrelid::bigint FROM pg_index i WHERE i.indrelid = to_regclass(%s)"
 _NEW_INVALID = """SELECT n.nspname, c.relname FROM pg_index i
                   JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -50,10 +52,10 @@ def drop_left_invalid(dsn: str, table: str, before: tuple[list[int], str], setti
                     notes.append(f"the INVALID index {qualified} the failed build left was dropped")
                 except psycopg.Error as exc:
                     notes.append(f"the INVALID index {qualified} the failed build left could not be dropped "
-                                 f"({str(exc).strip().splitlines()[0]}): run `DROP INDEX CONCURRENTLY {qualified};` "
+                                 f"({first_line(exc)}): run `DROP INDEX CONCURRENTLY {qualified};` "
                                  "before running the file again")
     except psycopg.Error as exc:
         notes.append(f"INVALID indexes the failed build may have left on {table} were not checked "
-                     f"({str(exc).strip().splitlines()[0]}): look for them with "
+                     f"({first_line(exc)}): look for them with "
                      f"`SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid`")
     return notes

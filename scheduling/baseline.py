@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from core import clock
+from core.redact import first_line
 
 BUDGET = 0.10  # the report: within 10% of baseline
 NOISE_FLOOR_MS = 0.25
@@ -117,7 +118,7 @@ def _median_ms(conn: psycopg.Connection, sql: str, runs: int) -> float:
 
 def _error(exc: psycopg.Error) -> str:
     diag = exc.diag
-    message = diag.message_primary or str(exc).splitlines()[0]
+    message = diag.message_primary or first_line(exc)
     return f"error: {message}" + (f" (SQLSTATE {diag.sqlstate})" if diag.sqlstate else "")
 
 

@@ -21,6 +21,7 @@ import psycopg
 from commands.result import Reporter
 from commands.templates import evidence_lines
 from commands.work import RedactingReporter
+from core.redact import first_line
 from engine import schema
 from engine.verify import run_checks
 from preflight import net
@@ -180,5 +181,5 @@ def permission_denied(results: list[CheckResult]) -> CheckResult:
 
 
 def _unreachable(core, name: str, exc: Exception) -> CheckResult:
-    text = core.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    text = core.redact(first_line(exc))
     return CheckResult(name, False, f"the database did not answer: {text}", errors=[text])

@@ -18,7 +18,7 @@ import psycopg
 from commands.result import Reporter
 from commands.work import RedactingReporter
 from core import clock
-from core.redact import redact
+from core.redact import first_line, redact
 from preflight import net
 from scheduling import posts
 
@@ -100,7 +100,7 @@ def _postgres_probe(url: str, timeout: float) -> tuple[bool, str]:
         with psycopg.connect(url, connect_timeout=max(int(timeout), 1), autocommit=True) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        return False, f"connect failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        return False, f"connect failed: {first_line(exc)}"
     return True, "connected, SELECT 1 answered"
 
 

@@ -18,7 +18,7 @@ from redis.client import Pipeline
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from core import clock
-from core.redact import redact
+from core.redact import first_line, redact
 from state.audit import EventLog, make_event, stream_fields
 from state.keys import Keys
 from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status, check_transition
@@ -339,7 +339,7 @@ class RunStore:
         return 0
 
     def _first_line(self, exc: Exception) -> str:
-        return redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self._secrets)
+        return redact(first_line(exc), self._secrets)
 
     def mirror_backlog(self) -> int:
         """Events not yet written to PostgreSQL."""
