@@ -130,6 +130,10 @@ def leftover_backends(dsn: str) -> list[tuple[int, int]]:
         return [(pid, age) for pid, age in conn.execute(LEFTOVER_SQL).fetchall()]
 
 
+def _listed(leftover: list[tuple[int, int]]) -> str:
+    return ", ".join(f"pid {pid} ({age} s)" for pid, age in leftover)
+
+
 def why_orphans_block(core: Core) -> str | None:
     """With nobody holding the run lock, a bot backend inside a transaction belongs to a dead
     process: its locks and half-done work are still there until PostgreSQL notices."""
@@ -138,8 +142,7 @@ def why_orphans_block(core: Core) -> str | None:
     leftover = leftover_backends(core.settings.database_url)
     if not leftover:
         return None
-    pids = ", ".join(f"pid {pid} ({age} s)" for pid, age in leftover)
-    return (f"a backend of a stopped bot process is still inside its transaction ({pids}): wait until PostgreSQL "
+    return (f"a backend of a stopped bot process is still inside its transaction ({_listed(leftover)}): wait until PostgreSQL "
             "ends it, or end it with pg_terminate_backend, then try again")
 
 
@@ -156,8 +159,7 @@ def interruption_facts(core: Core, run) -> list[str]:
     try:
         leftover = leftover_backends(dsn)
         if leftover:
-            pids = ", ".join(f"pid {pid} ({age} s)" for pid, age in leftover)
-            lines.append(f"⚠ A backend of the bot is still in a transaction ({pids}): PostgreSQL has not yet noticed "
+            lines.append(f"⚠ A backend of the bot is still in a transaction ({_listed(leftover)}): PostgreSQL has not yet noticed "
                          "the dead process. Its transaction ends (rolled back) when it does; run nothing until it is "
                          "gone, or end it with pg_terminate_backend.")
         else:
