@@ -29,6 +29,15 @@ __all__ = ["PhaseState", "Run", "RunStore", "WRITABLE", "apply_transition"]
 log = logging.getLogger(__name__)
 
 
+def _as_stored(fields: Mapping[str, Any] | None, writer: str) -> dict:
+    """`fields` checked against WRITABLE and round-tripped through JSON, as stored: the Run a
+    write returns equals the Run read back."""
+    unknown = set(fields or {}) - set(WRITABLE)
+    if unknown:
+        raise ValueError(f"{writer} cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
+    return json.loads(dumps(fields or {}))
+
+
 class RunStore:
     """Runs of one target database, in Redis; the audit trail mirrored to `events`."""
 
@@ -132,18 +141,9 @@ class RunStore:
                     evidence: Mapping[str, Any] | None, outcome: str, expect: Collection[Status] | None,
                     error: str | None, file: str | None, watch: tuple[str, ...] = (),
                     guard: Callable[[Pipeline, Run], None] | None = None) -> Run:
-        unknown = set(fields or {}) - set(WRITABLE)
-        if unknown:
-            raise ValueError(f"transition cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
-        fields = json.loads(dumps(fields or {}))  # as stored: the Run returned equals the Run read back
+        fields = _as_stored(fields, "transition")
 
-        def txn(pipe: Pipeline) -> Run:
-            run = self._load(pipe, run_id)
-            if run is None:
-                raise IllegalTransition(f"there is no run {run_id}")
-            if expect is not None and run.status not in expect:
-                raise IllegalTransition(f"the run is {run.status}; this needs it to be "
-                                        + " or ".join(str(Status(s)) for s in expect))
+        def move(pipe: Pipeline, run: Run) -> dict:
             check_transition(run, to, phase=phase)
             self._refuse_if_not_current(pipe, run, to)
             if guard:
@@ -152,16 +152,33 @@ class RunStore:
             changed = apply_transition(run, to, actor=actor, phase=phase, phase_status=phase_status,
                                        fields=fields, error=error, file=file)
             # what the move wrote, so that state.recovery can replay it from the history
-            move = {"from": str(before), "to": str(to), "phase": phase,
-                    "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": fields}
-            event = self._event(action, actor, outcome, run.id, {**(evidence or {}), "transition": move})
+            return {**(evidence or {}), "transition": {
+                "from": str(before), "to": str(to), "phase": phase,
+                "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": fields}}
+
+        return self._update(run_id, move, actor=actor, action=action, outcome=outcome, expect=expect,
+                            watch=(self.keys.current(), *watch))
+
+    def _update(self, run_id: str, change: Callable[[Pipeline, Run], dict], *, actor: str, action: str,
+                outcome: str, expect: Collection[Status] | None, watch: tuple[str, ...] = ()) -> Run:
+        """The one read-check-write of a run: in a WATCH/MULTI transaction, load the run, check
+        it is in an `expect`ed status, let `change` check and change it (returning the audit
+        evidence), and write it together with its audit event."""
+        def txn(pipe: Pipeline) -> Run:
+            run = self._load(pipe, run_id)
+            if run is None:
+                raise IllegalTransition(f"there is no run {run_id}")
+            if expect is not None and run.status not in expect:
+                raise IllegalTransition(f"the run is {run.status}; this needs it to be "
+                                        + " or ".join(str(Status(s)) for s in expect))
+            event = self._event(action, actor, outcome, run.id, change(pipe, run))
             pipe.multi()
             self._write(pipe, run)
             self._append(pipe, event)
             return run
 
-        run = self.redis.transaction(txn, self.keys.run(run_id), self.keys.run_phases(run_id),
-                                     self.keys.current(), *watch, value_from_callable=True)
+        run = self.redis.transaction(txn, self.keys.run(run_id), self.keys.run_phases(run_id), *watch,
+                                     value_from_callable=True)
         self.flush_mirror()
         return run
 
@@ -182,32 +199,17 @@ class RunStore:
         atomically with the audit event; IllegalTransition when the run is no longer in one of
         the `expect`ed statuses, or (with `unchanged_since`, its updated_at as the caller read
         it) when anything of it changed since the caller looked."""
-        unknown = set(fields) - set(WRITABLE)
-        if unknown:
-            raise ValueError(f"update_record cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
-        stored = json.loads(dumps(fields))
+        stored = _as_stored(fields, "update_record")
 
-        def txn(pipe: Pipeline) -> Run:
-            run = self._load(pipe, run_id)
-            if run is None:
-                raise IllegalTransition(f"there is no run {run_id}")
-            if run.status not in expect:
-                raise IllegalTransition(f"the run is {run.status}; this needs it to be "
-                                        + " or ".join(str(Status(s)) for s in expect))
+        def rewrite(pipe: Pipeline, run: Run) -> dict:
             if unchanged_since is not None and run.updated_at != unchanged_since:
                 raise IllegalTransition("the run changed while this was being checked: try again")
             for name, value in stored.items():
                 setattr(run, name, value)
             run.updated_at = clock.now()
-            event = self._event(action, actor, "ok", run.id, {**(evidence or {}), "fields": sorted(stored)})
-            pipe.multi()
-            self._write(pipe, run)
-            self._append(pipe, event)
-            return run
+            return {**(evidence or {}), "fields": sorted(stored)}
 
-        run = self.redis.transaction(txn, self.keys.run(run_id), self.keys.run_phases(run_id), value_from_callable=True)
-        self.flush_mirror()
-        return run
+        return self._update(run_id, rewrite, actor=actor, action=action, outcome="ok", expect=expect)
 
     def update_meta(self, run_id: str, **meta: str) -> None:
         """Merge adapter data into the run (no status change, no audit event)."""
