@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -10,6 +11,9 @@ from commands.core import Core
 from commands.parse import Command
 from commands.result import OK, Outcome, Post
 from state.machine import ACTIVE, Status
+
+if TYPE_CHECKING:
+    from engine.executor import FileResult
 
 log = logging.getLogger("migrate.abort")
 

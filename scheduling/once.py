@@ -77,7 +77,7 @@ class Held:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_exc) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
