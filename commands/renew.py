@@ -14,7 +14,8 @@ now, not a rubber stamp:
   no longer meets; instead the database's schema must equal the snapshot of the state the
   run's record says it left (after its last succeeded phase), so nobody changed it since — or,
   for a phase that stopped part-way (no snapshot exists between steps), the ledger must show
-  steps of it committed by this run, and the renewal says the schema was not compared;
+  steps of it committed by this run, and the renewal lists the objects the schema gained or
+  lost since the snapshot before that phase, for the TPM to recognise those steps in them;
 - the run must not change while this is checked.
 
 The run keeps its status (phase done, failed, …): only the approval is replaced, so rollback
@@ -25,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from commands import facts, templates
+from commands import templates
 from engine import schema
 from commands.core import Core
 from commands.incident import why_incident_blocks
@@ -73,7 +74,10 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
         return Outcome.refused("cannot renew the approval, checked now: " + "; ".join(c.text() for c in failed))
     state, snapshot = expected_state(run, PhaseRunner(core, run.id, "bot", None).known_states())
     evidence = [f"{templates.OK_MARK} Database: matches {state} (schema compared)"]
-    if facts.matching_state(core.settings.database_url, {state: snapshot}) is None:
+    # One dump, compared once: equal, or the differences the partial-phase evidence shows.
+    differences = schema.difference(Path(snapshot).read_text(encoding="utf-8"),
+                                    schema.schema_dump(core.settings.database_url), limit=100_000)
+    if differences:
         partial = _partially_applied(core, run)
         if partial is None:
             return Outcome.refused(f"cannot renew the approval: the database does not match {state}, where this run "
@@ -81,8 +85,7 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
                                    "investigate before going on")
         # No snapshot exists between the steps of a phase: show the TPM exactly how the schema
         # differs from the one before the phase, for them to recognise the committed steps in it.
-        objects = _objects_changed(schema.difference(Path(snapshot).read_text(encoding="utf-8"),
-                                                     schema.schema_dump(core.settings.database_url), limit=100_000))
+        objects = _objects_changed(differences)
         evidence = [f"⚠ Database: {partial}, per the ledger; its schema differs from {state} by "
                     f"{len(objects)} object(s){' (first 12)' if len(objects) > 12 else ''}:",
                     *[f"    {line}" for line in objects[:12]]]
