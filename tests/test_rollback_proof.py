@@ -1,0 +1,116 @@
+"""The rollback proof against wrong rollbacks: a rollback file that forgets an object, one
+that deletes a row. The proof must fail, say what differs, and never call the run rolled back.
+
+The shipped rollbacks are correct, so these tests write their own runbook (a copy of 006 in
+tmp_path) whose phase 1 rollback is wrong. For `rollback phase n` the mistake is made to
+happen only in the live database (the condition reads `current_database()`): the pre-flight
+rehearsal on the restored copy runs the correct file, passes, and the run can be approved —
+as when a rollback depends on something the copy does not show. The rehearsal's own proof is
+tested with a rollback that is wrong everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from commands import Core
+from state.machine import PhaseStatus, Status
+from tests.support import pg
+from tests.support.flow import COORDINATOR, LIU, Console
+from tests.support.runbooks import copy_runbook
+
+ROLLBACK_1 = "rollback-006.sql"
+FORGOTTEN = "DROP FUNCTION IF EXISTS platform.update_database_health(uuid, text, text);"
+
+
+def _live_name(settings) -> str:
+    return settings.database_url.rsplit("/", 1)[-1]
+
+
+def _edit(runbook: Path, file: str, old: str, new: str) -> Path:
+    path = runbook.parent / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return runbook
+
+
+def _only_elsewhere(live: str, statement: str) -> str:
+    """`statement` wrapped so that it runs everywhere except in database `live`."""
+    return (f"DO $$ BEGIN IF current_database() <> '{live}' THEN EXECUTE {_quote(statement)}; END IF; END $$;")
+
+
+def _only_in(live: str, statement: str) -> str:
+    return f"DO $$ BEGIN IF current_database() = '{live}' THEN EXECUTE {_quote(statement)}; END IF; END $$;"
+
+
+def _quote(statement: str) -> str:
+    return "'" + statement.rstrip(";").replace("'", "''") + "'"
+
+
+def _phase_1_applied(ready, runbook: Path) -> tuple[Console, str]:
+    settings = ready.with_(runbook_path=runbook)
+    console = Console(Core.from_settings(settings))
+    console.approved()
+    code, out = console(LIU, "run phase 1")
+    assert code == 0, out
+    return console, settings.database_url
+
+
+def _assert_not_rolled_back(console: Console) -> None:
+    run = console.core.store.current()
+    assert run.status is Status.FAILED, run.status
+    assert run.phases[1].status is PhaseStatus.FAILED, run.phases[1].status
+    code, status = console(COORDINATOR, "status")
+    assert code == 0 and "rolled back" not in status.lower(), status
+
+
+def test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_function(ready, tmp_path):
+    runbook = _edit(copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, _only_elsewhere(_live_name(ready), FORGOTTEN))
+    console, url = _phase_1_applied(ready, runbook)
+
+    code, out = console(LIU, "rollback phase 1")
+
+    assert code == 1, out
+    assert "❌ Schema equals the pre-migration schema" in out and "lines differ" in out
+    assert "+CREATE FUNCTION platform.update_database_health(" in out  # the diff names what is left over
+    assert "Rollback of phase 1 complete" not in out
+    assert "Migration 006 FAILED ❌" in out
+    # The rollback did run: the table is gone, the forgotten function is still there.
+    assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
+    assert pg.scalar(url, "SELECT to_regproc('platform.update_database_health')") is not None
+    _assert_not_rolled_back(console)
+
+
+def test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table(ready, tmp_path):
+    delete = "DELETE FROM platform.notifications WHERE id = (SELECT min(id::text)::uuid FROM platform.notifications);"
+    runbook = copy_runbook(tmp_path)
+    path = runbook.parent / ROLLBACK_1
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + _only_in(_live_name(ready), delete) + "\n", encoding="utf-8")
+    console, url = _phase_1_applied(ready, runbook)
+    rows = pg.scalar(url, "SELECT count(*) FROM platform.notifications")
+
+    code, out = console(LIU, "rollback phase 1")
+
+    assert code == 1, out
+    assert "❌ Data loss: row counts changed in platform.notifications" in out
+    assert "Data loss: none" not in out
+    assert "✅ Schema equals the pre-migration schema" in out  # the schema part of the proof holds
+    assert pg.scalar(url, "SELECT count(*) FROM platform.notifications") == rows - 1
+    _assert_not_rolled_back(console)
+
+
+def test_the_rehearsal_fails_preflight_when_a_rollback_does_not_return_the_schema(ready, tmp_path):
+    """A rollback that is wrong on the copy too: pre-flight is NO-GO, the rehearsal line says the
+    rollback is not clean and names the object left behind, and nothing can be approved."""
+    runbook = _edit(copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, "-- forgotten: " + FORGOTTEN)
+    console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
+
+    code, out = console(COORDINATOR, "preflight")
+
+    assert code == 1, out
+    assert "pre-flight: NO-GO" in out
+    rehearsal = next(l for l in out.splitlines() if "Rehearsal on a copy" in l)
+    assert "❌" in rehearsal and "rollback NOT clean" in rehearsal, rehearsal
+    assert "update_database_health" in rehearsal, rehearsal
+    code, out = console("U0DYLAN", "approve")
+    assert code == 2, out
