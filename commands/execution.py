@@ -18,7 +18,7 @@ from commands.core import Core
 from commands.result import FAILED, OK, Progress, Reporter
 from core import clock
 from engine import ledger, schema
-from engine.executor import Executor, FileResult, LedgerRecord
+from engine.executor import Executor, FileChanged, FileResult, LedgerRecord
 from engine.verify import run_checks, run_smoke, run_suite
 from preflight.inputs import step_inputs
 from runbook.model import Phase, Step
@@ -90,7 +90,11 @@ class PhaseRunner:
                 return self._aborted(phase, step, None, started)
             before = self._state_fingerprint()
             earlier = any(done.get(s.id, {}).get("ok") for s in phase.steps[:phase.steps.index(step)])
-            result = self._run_step(phase, step, started)
+            try:
+                result = self._run_step(phase, step, started)
+            except FileChanged as changed:  # nothing of it ran: the run stops before it
+                self._steps = self._with_steps(done)
+                return self._file_refused(phase, step, changed, started)
             done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
                              "error": self._error_text(result)}
             self.reporter.post(templates.step_result(step.id, result))
@@ -124,9 +128,16 @@ class PhaseRunner:
 
         t0 = clock.monotonic()
         try:
-            return self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress)
+            return self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress,
+                                          approved_sha256=self.approved_sha256(step.file))
         except psycopg.OperationalError as exc:  # the connection died mid-file: a step failure, with its real cause
             return lost_connection(self.rb, step, exc, clock.monotonic() - t0, self.core.redact)
+
+    def approved_sha256(self, name: str) -> str:
+        """The sha256 the approval binds `name` to ("" when the approval does not name it):
+        the executor runs the file only when the bytes it reads hash to this."""
+        run = self.core.store.get(self.run_id)
+        return str(((run.approval if run else None) or {}).get("checksums", {}).get(name) or "")
 
     def _closing_fields(self, evidence=None, key: str | None = None) -> dict:
         """Fields for a phase's closing transition: step outcomes and the evidence, for status and report."""
@@ -174,10 +185,14 @@ class PhaseRunner:
             return (f"Not needed — the file's transaction was rolled back and no earlier step of the phase was applied, "
                     f"so {step.rollback} was not run (it would drop objects this run did not create)"), False
         if step.on_failure == "rollback" and step.rollback:
-            rb_result = self.executor.run_file(self.rb.file_path(step.rollback), lock_timeout=self.rb.defaults.lock_timeout,
-                                               statement_timeout=self.rb.defaults.statement_timeout,
-                                               lock_retries=self.rb.defaults.lock_retries,
-                                               retry_backoff=self.rb.defaults.retry_backoff)
+            try:
+                rb_result = self.executor.run_file(self.rb.file_path(step.rollback), lock_timeout=self.rb.defaults.lock_timeout,
+                                                   statement_timeout=self.rb.defaults.statement_timeout,
+                                                   lock_retries=self.rb.defaults.lock_retries,
+                                                   retry_backoff=self.rb.defaults.retry_backoff,
+                                                   approved_sha256=self.approved_sha256(step.rollback))
+            except FileChanged as changed:
+                return f"Not run — {changed}", False
             self.reporter.post(templates.step_result(f"rollback of {step.id}", rb_result))
             if rb_result.ok:
                 return f"Complete — {step.rollback} ran in {templates.seconds(rb_result.duration)} ({tx_note})", True
@@ -185,6 +200,19 @@ class PhaseRunner:
         if step.on_failure == "retry":
             return f"Not needed — {tx_note}; step {step.id} is safe to retry", False
         return f"Not run — policy is stop; {tx_note}", False
+
+    def _file_refused(self, phase: Phase, step: Step, changed: FileChanged, started: float) -> bool:
+        """A step's file is not the approved one: it did not run, the run stops before it."""
+        error = f"{changed}"
+        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} refused",
+                                   phase=phase.number, outcome="refused", phase_status=PhaseStatus.FAILED,
+                                   fields=self._closing_fields(), evidence={"step": step.id, "error": error})
+        self.reporter.post(templates.phase_failed(phase, self.run_id, clock.monotonic() - started, error))
+        self.reporter.post(self._failure_post(
+            phase, step, error, f"Not needed — {step.file} did not run", f"Unchanged by step {step.id}: it did not run",
+            f"Decision needed: restore the approved {step.file}, or a new pre-flight and approval for the new one "
+            "(with phases applied: `rollback phase n` newest first, then `preflight`)"))
+        return False
 
     def _aborted(self, phase: Phase, step: Step, result: FileResult | None, started: float, before: tuple | None = None) -> bool:
         state = self._database_status(before) if before else self._database_status(None)
@@ -243,8 +271,8 @@ class PhaseRunner:
         evidence = []
         for migration in self.rb.migration_phases:
             evidence += run_checks(self.dsn, migration.checks)
-        suites = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.secrets)
-                  for s in phase.suites]
+        suites = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.secrets,
+                            approved_sha256=self.approved_sha256(s.file)) for s in phase.suites]
         for suite in suites:
             self.reporter.post(templates.Post("suite_result", f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
                                               templates.evidence_lines(suite.evidence), detail=suite.output[-4000:] or None,

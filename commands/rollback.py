@@ -17,6 +17,7 @@ from commands.result import FAILED, OK, Outcome, Post
 from commands.work import start_locked
 from core import clock
 from engine import ledger, schema
+from engine.executor import FileChanged
 from state.machine import PhaseStatus, Status, why_phase_cannot_roll_back
 
 
@@ -54,9 +55,13 @@ class PhaseRollback:
         started = clock.monotonic()
         before = facts.row_counts(self.dsn)
         recorded = rb.version in ledger.applied_versions(self.dsn)
-        result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
-                                               statement_timeout=rb.defaults.statement_timeout,
-                                               lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff)
+        try:
+            result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
+                                                   statement_timeout=rb.defaults.statement_timeout,
+                                                   lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff,
+                                                   approved_sha256=self.runner.approved_sha256(self.phase.rollback))
+        except FileChanged as changed:  # not the approved rollback: nothing of it ran
+            return self._failed(str(changed), started)
         self.runner.reporter.post(templates.step_result(f"rollback {n}", result))
         if not result.ok:
             return self._failed(f"{self.phase.rollback} failed: {self.runner._error_text(result)}", started)

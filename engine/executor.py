@@ -9,6 +9,7 @@ with back-off, so the migration never sits in the lock queue stalling production
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import threading
 from dataclasses import dataclass, field, replace
@@ -24,9 +25,9 @@ from engine import batch, indexes, ledger, locks
 from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
-from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_file
+from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_bytes
 
-__all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor"]
+__all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor", "FileChanged"]
 
 LOCK_NOT_AVAILABLE, QUERY_CANCELED, DEADLOCK = "55P03", "57014", "40P01"
 RETRYABLE = (LOCK_NOT_AVAILABLE, DEADLOCK)  # nothing was applied; the same file may simply run again
@@ -94,6 +95,7 @@ class _Run:
     record: LedgerRecord | None
     on_progress: ProgressFn | None
     secrets: tuple[str, ...]
+    source: bytes = b""  # the file's bytes as read, hashed and parsed once: what runs
     started_at: object = field(default_factory=clock.now)
     t0: float = field(default_factory=clock.monotonic)
 
@@ -111,6 +113,16 @@ class _Run:
 
 class _Cancelled(Exception):
     pass
+
+
+class FileChanged(SqlFileError):
+    """The file's bytes are not the approved ones: nothing of it ran."""
+
+    def __init__(self, file: str, approved: str, found: str):
+        what = (f"changed since approval (sha256 {approved[:12]}… approved, {found[:12]}… now)" if approved
+                else "is not among the approved files")
+        super().__init__(file, 0, f"{what}: nothing of it ran; run preflight again and get a new approval")
+        self.approved, self.found = approved, found
 
 
 class Executor:
@@ -155,9 +167,10 @@ class Executor:
         self._cancelled.clear()
 
     def run_step(self, rb: Runbook, step: Step, *, inputs: Mapping[str, str], record: LedgerRecord | None = None,
-                 on_progress: ProgressFn | None = None) -> FileResult:
+                 on_progress: ProgressFn | None = None, approved_sha256: str | None = None) -> FileResult:
         """Run a runbook step's file with the runbook's timeouts and retries (step overrides
-        first) and exactly the inputs the step declares. Refuses DO-NOT-RUN/unknown files."""
+        first) and exactly the inputs the step declares. Refuses DO-NOT-RUN/unknown files,
+        and (FileChanged) bytes other than `approved_sha256` when given."""
         reason = rb.refusal_for(step.file)
         if reason:
             raise SqlFileError(step.file, 0, reason)
@@ -170,21 +183,28 @@ class Executor:
             rb.file_path(step.file), inputs={n: inputs[n] for n in step.inputs},
             lock_timeout=step.lock_timeout if step.lock_timeout is not None else d.lock_timeout,
             statement_timeout=step.statement_timeout if step.statement_timeout is not None else d.statement_timeout,
-            lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress)
+            lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress,
+            approved_sha256=approved_sha256)
 
     def run_file(self, path: Path, *, inputs: Mapping[str, str] = {}, lock_timeout: float = 2.0,
                  statement_timeout: float = 300.0, lock_retries: int = 3, retry_backoff: float = 2.0,
-                 record: LedgerRecord | None = None, on_progress: ProgressFn | None = None) -> FileResult:
+                 record: LedgerRecord | None = None, on_progress: ProgressFn | None = None,
+                 approved_sha256: str | None = None) -> FileResult:
         """Run one file; raises SqlFileError before touching the database if it does not parse.
+
+        The file is read once: those bytes are hashed (FileChanged when they are not the
+        `approved_sha256`), parsed, executed (psql gets a private copy of them, never the
+        original path, which could change in between) and their sha256 goes into the ledger.
 
         An atomic file first takes the table locks its parse tree names, NOWAIT, polling for
         up to lock_timeout (engine.locks); its statements then run under SET LOCAL
         lock_timeout/statement_timeout. A lock not obtained (55P03) or a deadlock (40P01)
         rolls the attempt back; it is retried up to `lock_retries` times, waiting
         retry_backoff, 2×, 4×… in between (cancel() interrupts the wait)."""
-        parsed = parse_file(Path(path))
+        source = read_verified(Path(path), approved_sha256)
+        parsed = parse_bytes(source, Path(path))
         run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
-                   (*self._secrets, *inputs.values()))
+                   (*self._secrets, *inputs.values()), source)
         result = FileResult(parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None,
                             False, parsed.atomic)
         attempt_fn = self._psql_attempt if parsed.needs_psql else (
@@ -318,7 +338,7 @@ class Executor:
         app = f"{self._app}/{clock.now().strftime('%H%M%S%f')}"
         conninfo, env = child_env(self._dsn, run.settings(), app)
         with tempfile.TemporaryDirectory(prefix="migrate-bot-") as tmp:
-            files = [parsed.path]
+            files = [_private_copy(Path(tmp), run)]
             if run.record and single:
                 files.append(_ledger_file(Path(tmp), run, len(parsed.body)))
             proc = PsqlProcess(command(conninfo, files, single), env)
@@ -481,6 +501,27 @@ def _statement_at(parsed: ParsedFile, line: int | None) -> Statement | None:
     """The SQL statement covering `line` (psql reports the line where a statement ends)."""
     candidates = [s for s in parsed.sql_statements if line is None or s.line <= line]
     return candidates[-1] if candidates else None
+
+
+def read_verified(path: Path, approved_sha256: str | None) -> bytes:
+    """The file's bytes, read once; FileChanged when they are not the approved ones."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SqlFileError(path.name, 0, f"cannot read: {exc.strerror}") from None
+    found = hashlib.sha256(raw).hexdigest()
+    if approved_sha256 is not None and found != approved_sha256:
+        raise FileChanged(path.name, approved_sha256, found)
+    return raw
+
+
+def _private_copy(tmp: Path, run: _Run) -> Path:
+    """The verified bytes in the executor's own temporary directory, for psql -f: psql reads
+    this copy, not the runbook folder's file (which may have changed since it was hashed)."""
+    copy = tmp / "source" / run.parsed.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(run.source)
+    return copy
 
 
 def _ledger_file(tmp: Path, run: _Run, statements: int) -> Path:

@@ -8,6 +8,7 @@ prints FAIL and exits 0 is a failed verification.
 from __future__ import annotations
 
 import re
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from core.redact import redact
+from engine.executor import read_verified
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Check, Smoke, Suite
+from runbook.sqlfile import SqlFileError
 
 _COMPARE = {"eq": "=", "ge": "≥", "le": "≤"}
 
@@ -96,11 +99,23 @@ def _show(value: Any) -> str:
 # ------------------------------------------------------------------ suites
 
 def run_suite(dsn: str, path: Path, suite: Suite, *, inputs: Mapping[str, str] = {},
-              secrets: Sequence[str] = ()) -> SuiteResult:
-    """Run a suite file through psql (inputs via PGOPTIONS) and judge it by its output."""
+              secrets: Sequence[str] = (), approved_sha256: str | None = None) -> SuiteResult:
+    """Run a suite file through psql (inputs via PGOPTIONS) and judge it by its output.
+
+    With `approved_sha256`, the file is read once and psql runs a private copy of exactly
+    those bytes; other bytes are not run (a failed suite naming the change)."""
     secrets = (*secrets, *inputs.values(), *(v for v in [conninfo_to_dict(dsn).get("password")] if v))
+    try:
+        source = read_verified(Path(path), approved_sha256)
+    except SqlFileError as exc:  # changed since approval, or unreadable: nothing ran
+        return SuiteResult(name=suite.name, file=Path(path).name, ok=False, exit_code=-1, output="", notices=[],
+                           evidence=[Evidence("file approved", "sha256 of the file", exc.message, "the approved bytes",
+                                              False)], reason=f"not run: {exc}")
     conninfo, env = child_env(dsn, dict(inputs), "migrate-bot-verify")
-    out = PsqlProcess(command(conninfo, [Path(path)], single_transaction=False), env).run()
+    with tempfile.TemporaryDirectory(prefix="migrate-bot-suite-") as tmp:
+        copy = Path(tmp) / Path(path).name
+        copy.write_bytes(source)
+        out = PsqlProcess(command(conninfo, [copy], single_transaction=False), env).run()
     text = redact(out.stdout + ("\n" + out.stderr if out.stderr else ""), secrets)
     evidence = _suite_evidence(suite, out.returncode, text)
     failed = next((e for e in evidence if not e.ok), None)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pglast
 from pglast.parser import ParseError, parse_sql_json, scan
 
-__all__ = ["Statement", "ParsedFile", "SqlFileError", "parse_file", "parse_text", "sha256_of"]
+__all__ = ["Statement", "ParsedFile", "SqlFileError", "parse_file", "parse_bytes", "parse_text", "sha256_of"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,12 @@ def parse_file(path: Path) -> ParsedFile:
         raw = path.read_bytes()
     except OSError as exc:
         raise SqlFileError(path.name, 0, f"cannot read: {exc.strerror}") from None
+    return parse_bytes(raw, path)
+
+
+def parse_bytes(raw: bytes, path: Path) -> ParsedFile:
+    """Parse bytes already read from `path` (the executor hashes and runs these same bytes)."""
+    path = Path(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
