@@ -6,6 +6,7 @@ to the channel and tell the invoker, waits for the work it started, and exits 0/
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -17,6 +18,16 @@ from commands.templates import seconds
 
 BAR_WIDTH = 20
 PLAIN_PROGRESS_INTERVAL = 2.0  # seconds between progress lines when stdout is not a terminal
+# Escape sequences (CSI, OSC, two-character ESC x) and every other control character but
+# newline and tab: text people typed (an incident, a defer reason) or a database returned
+# must not move another operator's cursor, recolour or retitle their terminal.
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]"
+                               r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` without control characters or escape sequences (newlines and tabs kept)."""
+    return _TERMINAL_CONTROL.sub("", text)
 
 
 def progress_line(p: Progress) -> str:
@@ -41,17 +52,17 @@ class ConsoleReporter:
     def post(self, post: Post) -> None:
         with self._guard:
             self._end_progress()
-            self.out.write(render_post(post) + "\n")
+            self.out.write(terminal_safe(render_post(post)) + "\n")
             self.out.flush()
 
     def progress(self, progress: Progress) -> None:
         with self._guard:
             now = time.monotonic()
             if self.tty:
-                self.out.write("\r\033[K" + progress_line(progress))
+                self.out.write("\r\033[K" + terminal_safe(progress_line(progress)))
                 self._pending_cr = True
             elif now - self._last >= PLAIN_PROGRESS_INTERVAL or progress.statement == progress.statements:
-                self.out.write("  … " + progress_line(progress) + "\n")
+                self.out.write("  … " + terminal_safe(progress_line(progress)) + "\n")
             else:
                 return
             self._last = now
@@ -77,7 +88,7 @@ def run_command(core: Core, user: str, text: str, out: TextIO = sys.stdout) -> i
     """One command as `user`: print replies and posts, run the work to its end, return the exit code."""
     outcome = handle(core, user, text)
     for line in outcome.reply:
-        out.write(f"[to you] {line}\n")
+        out.write(f"[to you] {terminal_safe(line)}\n")
     reporter = ConsoleReporter(out)
     for post in outcome.posts:
         reporter.post(post)

@@ -9,6 +9,7 @@ as `attachment` so the outbox can upload it as a file snippet.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -51,12 +52,37 @@ def cut(text: str, limit: int, note: str = "…") -> str:
     return text if len(text) <= limit else text[: max(0, limit - len(note) - 1)] + "\n" + note
 
 
+# The only markup kept from a text: user and channel mentions (`<@U…>`, `<#C…>`, with an
+# optional `|label`). Everything else with `<`, `>` or `&` is shown literally, so that user
+# text cannot ping the channel (`<!channel>`), hide a link (`<https://…|label>`) or swallow
+# a placeholder (`run phase <n>`).
+_KEPT_MARKUP = re.compile(r"&lt;([@#][A-Z0-9]+(?:\|[^&<>]*)?)&gt;")
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+MENTION = re.compile(r"<[@#][A-Z0-9]+(?:\|[^<>]*)?>")
+
+
+def escape(text: str) -> str:
+    """`text` for a mrkdwn field: `&`, `<`, `>` escaped, user/channel mentions kept."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _KEPT_MARKUP.sub(r"<\1>", escaped)
+
+
+def cut_escaped(text: str, limit: int, note: str = "…") -> str:
+    """`text` escaped for mrkdwn, cut to `limit` characters without splitting an entity."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    head = _PARTIAL_ENTITY.sub("", escaped[: max(0, limit - len(note) - 1)])
+    return head + "\n" + note
+
+
 def plain(text: str) -> dict:
     return {"type": "plain_text", "text": text, "emoji": True}
 
 
-def mrkdwn(text: str) -> dict:
-    return {"type": "mrkdwn", "text": text}
+def mrkdwn(text: str, limit: int = SECTION_CHARS) -> dict:
+    """A mrkdwn text object: every text goes through the one escaper on its way in."""
+    return {"type": "mrkdwn", "text": cut_escaped(shown(text), limit)}
 
 
 def shown(text: str | None) -> str:
@@ -68,12 +94,25 @@ def header(text: str) -> dict:
     return {"type": "header", "text": plain(cut(shown(text), HEADER_CHARS))}
 
 
+_BY_MENTION = re.compile(r"\s+by (<@[A-Z0-9]+(?:\|[^<>]*)?>)")
+
+
+def title_blocks(title: str) -> list[dict]:
+    """A post's title as a header; mentions render only in mrkdwn, so a `by <@U…>` moves to a
+    context line under the header, and a title with other mentions becomes a bold section."""
+    by = _BY_MENTION.findall(title)
+    rest = _BY_MENTION.sub("", title)
+    if MENTION.search(rest):
+        return [section(f"*{title}*")]
+    return [header(rest)] + ([context("by " + ", ".join(by))] if by else [])
+
+
 def section(text: str) -> dict:
-    return {"type": "section", "text": mrkdwn(cut(shown(text), SECTION_CHARS))}
+    return {"type": "section", "text": mrkdwn(text)}
 
 
 def context(text: str) -> dict:
-    return {"type": "context", "elements": [mrkdwn(cut(shown(text), SECTION_CHARS))]}
+    return {"type": "context", "elements": [mrkdwn(text)]}
 
 
 def chunks(lines: list[str], limit: int = SECTION_CHARS) -> list[str]:
@@ -82,7 +121,8 @@ def chunks(lines: list[str], limit: int = SECTION_CHARS) -> list[str]:
     current = ""
     for line in lines:
         line = cut(line, limit)
-        if current and len(current) + 1 + len(line) > limit:
+        # measured as Slack will count it: escaped
+        if current and len(escape(current)) + 1 + len(escape(line)) > limit:
             out.append(current)
             current = line
         else:
@@ -114,7 +154,7 @@ def button(action: Action, index: int, run_id: str | None) -> dict:
     if action.confirm:
         el["confirm"] = {
             "title": plain(cut(f"{action.label}?", CONFIRM_TITLE)),
-            "text": mrkdwn(cut(action.confirm, CONFIRM_TEXT)),
+            "text": mrkdwn(action.confirm, CONFIRM_TEXT),
             "confirm": plain("Yes, go ahead"),
             "deny": plain("Cancel"),
             **({"style": action.style} if action.style in ("primary", "danger") else {}),
@@ -134,10 +174,10 @@ def actions_block(actions: list[Action], run_id: str | None) -> dict:
 def post_message(post: Post) -> Rendered:
     """A channel message for `post`: title, body, fields, mentions, detail and buttons."""
     body_lines = list(post.lines) + [f"*{k}:* {v}" for k, v in post.fields.items()]
-    blocks = [header(post.title)] + [section(t) for t in chunks(body_lines)]
+    blocks = title_blocks(post.title) + [section(t) for t in chunks(body_lines)]
     attachment = None
     if post.detail:
-        inline = post.detail if len(post.detail) <= DETAIL_INLINE else post.detail[:DETAIL_INLINE]
+        inline = inline_detail(post.detail)
         blocks.append(section(f"```{inline}```"))
         if inline is not post.detail:
             blocks.append(context(TRUNCATED))
@@ -153,8 +193,17 @@ def post_message(post: Post) -> Rendered:
     return Rendered(fallback(post.text()), blocks, attachment)
 
 
+def inline_detail(detail: str) -> str:
+    """The head of `detail` that, escaped, fits in DETAIL_INLINE (the whole when it does)."""
+    inline = detail[:DETAIL_INLINE]
+    while len(escape(inline)) > DETAIL_INLINE:
+        inline = inline[: len(inline) * 9 // 10]
+    return detail if inline == detail else inline
+
+
 def fallback(text: str) -> str:
-    return cut(shown(text), FALLBACK_CHARS, TRUNCATED)
+    """The top-level `text` (notifications parse it as mrkdwn too: escaped like the blocks)."""
+    return cut_escaped(shown(text), FALLBACK_CHARS, TRUNCATED)
 
 
 def reply_message(lines: list[str]) -> Rendered:

@@ -92,7 +92,7 @@ class Clicked:
 
     def expire(self, bridge, reason: str) -> None:
         """Take the buttons off a message whose run is no longer current."""
-        bridge.reporter.update(self.channel, self.ts, blocks.Rendered(reason, blocks.decided(self.blocks, reason)))
+        bridge.reporter.update(self.channel, self.ts, blocks.Rendered(blocks.fallback(reason), blocks.decided(self.blocks, reason)))
         self.unstash_drop(bridge)
 
     def unstash_drop(self, bridge) -> None:
@@ -102,4 +102,4 @@ class Clicked:
     def decide(self, bridge, user: str, command: str) -> None:
         """Edit the message: buttons gone, who decided what and when."""
         line = blocks.decision_line(user, clock.now(), self.action_id, command)
-        bridge.reporter.update(self.channel, self.ts, blocks.Rendered(line, blocks.decided(self.blocks, line)))
+        bridge.reporter.update(self.channel, self.ts, blocks.Rendered(blocks.fallback(line), blocks.decided(self.blocks, line)))
