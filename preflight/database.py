@@ -1,7 +1,10 @@
-"""Database checks: reachable, server version, prerequisite migrations, extensions.
+"""Database checks: reachable, server version, prerequisite migrations, extensions, and the
+runbook's declared SQL preconditions.
 
-One connection answers the four lines (the report's psql commands 1, 4 and 5); when it
-cannot be opened, the other three say they were not checked rather than guessing.
+One connection answers the first lines (the report's psql commands 1, 4 and 5); when it
+cannot be opened, the others say they were not checked rather than guessing. The migrations
+and extensions lines exist only when the runbook's [prerequisites] ask for something: a
+runbook that requires no version never has a ledger table looked for.
 """
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ from typing import Iterable
 import psycopg
 
 from core.redact import redact_url
+from engine.verify import compare
 from preflight.lines import Spec, line, run_probe
 from preflight.report import CheckLine
-from runbook.model import Runbook
+from runbook.model import Check, Runbook
 
 
 def connect(url: str, timeout: float) -> psycopg.Connection:
@@ -38,9 +42,17 @@ def specs(url: str | None, runbook: Runbook) -> dict[str, Spec]:
     }
 
 
+def keys(runbook: Runbook) -> tuple[str, ...]:
+    """The keys of the lines `database_lines` returns for this runbook, in order."""
+    pre = runbook.prerequisites
+    return ("database", "server_version") + (("migrations",) if pre.applied or pre.not_applied else ()) \
+        + (("extensions",) if pre.extensions else ())
+
+
 def database_lines(url: str | None, runbook: Runbook, timeout: float, secrets: Iterable[str] = ()) -> list[CheckLine]:
-    """The database, server_version, migrations and extensions lines."""
-    s = specs(url, runbook)
+    """The database and server_version lines, plus migrations and extensions when required."""
+    wanted = keys(runbook)
+    s = {k: spec for k, spec in specs(url, runbook).items() if k in wanted}
     if not url:
         return [line(spec, False, "DATABASE_URL is not set") for spec in s.values()]
     facts: dict[str, object] = {}
@@ -49,22 +61,50 @@ def database_lines(url: str | None, runbook: Runbook, timeout: float, secrets: I
         with connect(url, timeout) as conn:
             facts["version"] = conn.execute("SHOW server_version_num").fetchone()[0]
             facts["extensions"] = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
-            facts["migrations"] = _migrations(conn)
+            if "migrations" in s:
+                facts["migrations"] = applied_versions(conn, runbook)
             return True, conn.execute("SELECT version()").fetchone()[0]
 
     first = run_probe(s["database"], reach, secrets)
     if not first.ok:
-        return [first] + [line(s[k], False, "not checked: database unreachable") for k in ("server_version", "migrations", "extensions")]
-    return [first, _version_line(s["server_version"], runbook, facts["version"]),
-            _migrations_line(s["migrations"], runbook, facts["migrations"]),
-            _extensions_line(s["extensions"], runbook, facts["extensions"])]
+        return [first] + [line(spec, False, "not checked: database unreachable") for k, spec in s.items() if k != "database"]
+    found = [first, _version_line(s["server_version"], runbook, facts["version"])]
+    if "migrations" in s:
+        found.append(_migrations_line(s["migrations"], runbook, facts["migrations"]))
+    if "extensions" in s:
+        found.append(_extensions_line(s["extensions"], runbook, facts["extensions"]))
+    return found
 
 
-def _migrations(conn: psycopg.Connection) -> list[str] | str:
+def applied_versions(conn: psycopg.Connection, runbook: Runbook) -> list[str] | str:
+    """The versions the ledger shows as applied, or why they cannot be read.
+
+    The one place pre-flight reads "what is applied": the ledger's table and column are the
+    runbook's business (issue 14's ledger setting replaces this body, not its callers)."""
     try:
         return [r[0] for r in conn.execute("SELECT version::text FROM schema_migrations ORDER BY 1")]
     except psycopg.errors.UndefinedTable:
         return "no schema_migrations table"
+
+
+def precondition_line(url: str | None, check: Check, timeout: float, secrets: Iterable[str] = ()) -> CheckLine:
+    """A declared SQL precondition: its single value, read in a read-only transaction,
+    compared with what the runbook expects."""
+    expected = f"{_COMPARE.get(check.compare, check.compare)} {check.expect}"
+    spec = Spec(f"sql:{check.name}", check.name, f"SQL (read-only): {' '.join(check.sql.split())[:200]}", expected)
+    if not url:
+        return line(spec, False, "not checked: DATABASE_URL is not set")
+
+    def probe() -> tuple[bool, str]:
+        with connect(url, timeout) as conn:
+            row = conn.execute(check.sql).fetchone()
+        value = row[0] if row else None
+        return compare(value, check.expect, check.compare), "NULL" if value is None else str(value)
+
+    return run_probe(spec, probe, secrets)
+
+
+_COMPARE = {"eq": "=", "ge": "≥", "le": "≤"}
 
 
 def _version_line(spec: Spec, runbook: Runbook, version: object) -> CheckLine:

@@ -2,8 +2,10 @@
 
 The report warns that the Railway connection strings "may be placeholders". A placeholder
 registered in production encrypts a useless connection string, so preflight refuses URLs
-whose user, password or host look like a template (`password`, `changeme`, `<…>`, …) and a
-missing or placeholder encryption key. Values are never shown: only which part is wrong.
+whose user, password or host look like a template (`password`, `changeme`, `<…>`, …) and
+missing or placeholder values. What else an input must be comes from the runbook: the URL
+schemes it accepts (`schemes`), the shortest key (`min_length`). Values are never shown:
+only which part is wrong.
 """
 from __future__ import annotations
 
@@ -12,18 +14,15 @@ import re
 from urllib.parse import urlsplit
 
 from core.config import Settings
-from runbook.model import Runbook
+from runbook.model import Input, Runbook
 
-# Environment names that Settings reads itself; other input env names come from os.environ.
+# Environment names that Settings reads itself (the contract's table); other env names a
+# runbook declares come from os.environ.
 _SETTINGS_FIELDS = {
+    "DEPLOYMENT_URL": "deployment_url",
     "REGISTER_MONGODB_URL": "register_mongodb_url",
     "REGISTER_REDIS_URL": "register_redis_url",
     "MIGRATE_ENCRYPTION_KEY": "encryption_key",
-}
-# Expected URL schemes of the registered databases.
-URL_SCHEMES = {
-    "REGISTER_MONGODB_URL": ("mongodb", "mongodb+srv"),
-    "REGISTER_REDIS_URL": ("redis", "rediss"),
 }
 _PLACEHOLDER = re.compile(
     r"password|passwd|changeme|change[-_]me|<[^>]*>|<|>|xxx|example|placeholder|your[-_]|todo|fixme|"
@@ -50,12 +49,12 @@ def looks_placeholder(value: str) -> bool:
     return bool(_PLACEHOLDER.search(value))
 
 
-def url_problem(env: str, url: str | None) -> str | None:
-    """Why a REGISTER_* URL is unusable, or None. Never quotes the password."""
+def url_problem(env: str, url: str | None, schemes: tuple[str, ...] = ()) -> str | None:
+    """Why a URL input is unusable (unset, another scheme than `schemes`, no host, a
+    placeholder part), or None. Never quotes the password."""
     if not url:
         return f"{env} is not set"
     parts = urlsplit(url)
-    schemes = URL_SCHEMES.get(env)
     if schemes and parts.scheme not in schemes:
         return f"{env} scheme is {parts.scheme or 'missing'!s}, expected {' or '.join(schemes)}"
     from preflight.net import endpoints
@@ -82,34 +81,32 @@ def _where(url: str) -> str:
     return f"{urlsplit(url).scheme} " + ", ".join(f"{h}:{p}" for h, p in endpoints(url))
 
 
-MIN_KEY_LENGTH = 16  # a short key is guessable, and too short for redaction to mask it safely
-
-
-def key_problem(key: str | None) -> str | None:
-    if not key:
-        return "MIGRATE_ENCRYPTION_KEY is not set"
-    if looks_placeholder(key):
-        return "MIGRATE_ENCRYPTION_KEY is a placeholder"
-    if len(key) < MIN_KEY_LENGTH:
-        return f"MIGRATE_ENCRYPTION_KEY is too short ({len(key)} characters; use at least {MIN_KEY_LENGTH})"
+def value_problem(env: str, value: str | None, min_length: int = 0) -> str | None:
+    """Why a plain (non-URL) input is unusable: unset, a placeholder, shorter than `min_length`."""
+    if not value:
+        return f"{env} is not set"
+    if looks_placeholder(value):
+        return f"{env} is a placeholder"
+    if len(value) < min_length:
+        return f"{env} is too short ({len(value)} characters; use at least {min_length})"
     return None
 
 
+def _is_url(spec: Input) -> bool:
+    return bool(spec.schemes) or spec.env.endswith("_URL")
+
+
 def inputs_probe(settings: Settings, runbook: Runbook) -> tuple[bool, str]:
-    """(ok, observed) for the inputs check line: each URL redacted, the key by its length."""
-    envs = [spec.env for spec in runbook.inputs.values()]
+    """(ok, observed) for the inputs check line: each URL by scheme and host, other values by length."""
     problems, seen = [], []
-    for env in envs:
-        value = setting_value(settings, env)
-        if env == "MIGRATE_ENCRYPTION_KEY":
-            problem = key_problem(value)
-            seen.append(f"{env} set ({len(value)} characters)" if value else f"{env} unset")
-        elif env in URL_SCHEMES or env.endswith("_URL"):
-            problem = url_problem(env, value)
+    for spec in runbook.inputs.values():
+        env, value = spec.env, setting_value(settings, spec.env)
+        if _is_url(spec):
+            problem = url_problem(env, value, spec.schemes)
             seen.append(f"{env} → {_where(value)}" if not problem else problem)
         else:
-            problem = None if value else f"{env} is not set"
-            seen.append(f"{env} set" if value else f"{env} unset")
+            problem = value_problem(env, value, spec.min_length)
+            seen.append(f"{env} set ({len(value)} characters)" if value else f"{env} unset")
         if problem:
             problems.append(problem)
     if problems:

@@ -22,11 +22,13 @@ from urllib.parse import urlsplit
 
 import redis as redis_lib
 
-DEFAULT_PORTS = {"mongodb": 27017, "mongodb+srv": 27017, "redis": 6379, "rediss": 6379}
+DEFAULT_PORTS = {"mongodb": 27017, "mongodb+srv": 27017, "redis": 6379, "rediss": 6379,
+                 "postgresql": 5432, "postgres": 5432, "mysql": 3306, "amqp": 5672, "http": 80, "https": 443}
+REDIS_SCHEMES = ("redis", "rediss")  # a reach check of such a URL also sends a real PING
 
 
-def http_probe(url: str, timeout: float) -> tuple[bool, str]:
-    """GET `url`: ok on 200. Observed: status and latency, or the error."""
+def http_probe(url: str, timeout: float, expect: tuple[int, ...] = (200,)) -> tuple[bool, str]:
+    """GET `url`: ok when the status is one of `expect`. Observed: status and latency, or the error."""
     start = time.monotonic()
     request = urllib.request.Request(url, method="GET", headers={"User-Agent": "migrate-bot-preflight"})
     try:
@@ -40,7 +42,7 @@ def http_probe(url: str, timeout: float) -> tuple[bool, str]:
             return False, f"no answer within {timeout:g} s"
         return False, f"unreachable: {reason}"
     latency = (time.monotonic() - start) * 1000
-    return status == 200, f"HTTP {status} in {latency:.0f} ms"
+    return status in expect, f"HTTP {status} in {latency:.0f} ms"
 
 
 def endpoints(url: str) -> list[tuple[str, int]]:

@@ -7,13 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from core.config import Settings
 from preflight import database, inputs, net
 from preflight.lines import Spec, line, run_probe
 from preflight.report import PENDING, CheckLine
+from engine.verify import run_smoke
 from preflight.window import window_check
-from runbook.model import Runbook
+from runbook.model import HttpProbe, Reach, Runbook
 from runbook.validate import checksums, validate_runbook
 
 
@@ -26,51 +28,82 @@ class Timeouts:
 
 
 Check = Callable[[], list[CheckLine]]
-DB_KEYS = ("database", "server_version", "migrations", "extensions")
 
 
 def checks(settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime,
            timeouts: Timeouts) -> list[tuple[tuple[str, ...], float, Check]]:
     """(keys of the lines it returns, deadline in seconds, check) for every quick check, in
-    report order. The deadline is a backstop: each probe has its own, shorter timeout."""
+    report order. The deadline is a backstop: each probe has its own, shorter timeout.
+
+    Besides the database, the files, the incident flag and the window, only what the runbook
+    declares is checked ([preflight.*] and [inputs]): a runbook that asks for nothing gets
+    nothing asked of it."""
     secrets = settings.secrets()
     net_t, db_t = timeouts.network, timeouts.database
-    return [
-        (DB_KEYS, db_t * 2, lambda: database.database_lines(settings.database_url, runbook, db_t, secrets)),
-        (("deployment",), net_t * 2, lambda: [deployment_line(settings, net_t)]),
-        (("network:mongodb",), net_t * 3, lambda: [network_line(settings, "mongodb", net_t)]),
-        (("network:redis",), net_t * 4, lambda: [network_line(settings, "redis", net_t)]),
-        (("runbook_files",), db_t, lambda: [files_line(runbook)]),
-        (("inputs",), db_t, lambda: [inputs_line(settings, runbook)]),
+    declared = runbook.preflight
+    todo = [(database.keys(runbook), db_t * 2,
+             lambda: database.database_lines(settings.database_url, runbook, db_t, secrets))]
+    if declared.deployment:
+        todo.append((("deployment",), net_t * 2, lambda: [deployment_line(settings, net_t, declared.deployment)]))
+    todo += [((f"network:{r.name}",), net_t * 4, lambda r=r: [reach_line(settings, r, net_t)]) for r in declared.reach]
+    todo += [((f"sql:{c.name}",), db_t * 2, lambda c=c: [database.precondition_line(settings.database_url, c, db_t, secrets)])
+             for c in declared.sql]
+    todo += [((f"http:{h.name}",), net_t * 2, lambda h=h: [http_line(settings, h, net_t)]) for h in declared.http]
+    todo.append((("runbook_files",), db_t, lambda: [files_line(runbook)]))
+    if runbook.inputs:
+        todo.append((("inputs",), db_t, lambda: [inputs_line(settings, runbook)]))
+    return todo + [
         (("incident",), db_t, lambda: [incident_line(incident)]),
         (("window",), db_t, lambda: [window_check(settings.window, settings.min_window_hours, at)]),
         (("approval",), db_t, lambda: [approval_line()]),
     ]
 
 
-def deployment_line(settings: Settings, timeout: float) -> CheckLine:
-    url = settings.deployment_url
-    spec = Spec("deployment", "Deployment live and healthy", f"GET {url or 'DEPLOYMENT_URL'} (timeout {timeout:g} s)",
-                "HTTP 200")
+DEPLOYMENT = HttpProbe("deployment", "DEPLOYMENT_URL")  # the contract's DEPLOYMENT_URL, expecting 200
+
+
+def deployment_line(settings: Settings, timeout: float, probe: HttpProbe = DEPLOYMENT) -> CheckLine:
+    """The deployment answers the declared status (the report's `curl -I`)."""
+    url = inputs.setting_value(settings, probe.url_env)
+    target = _join(url, probe.path) if url else probe.url_env + (f"/{probe.path}" if probe.path else "")
+    wanted = " or ".join(str(s) for s in probe.expect_status)
+    spec = Spec("deployment", "Deployment live and healthy", f"{probe.method} {target} (timeout {timeout:g} s)",
+                f"HTTP {wanted}")
     if not url:
-        return line(spec, False, "not configured (DEPLOYMENT_URL unset)")
-    return run_probe(spec, lambda: net.http_probe(url, timeout), settings.secrets())
+        return line(spec, False, f"not configured ({probe.url_env} unset)")
+    return run_probe(spec, lambda: net.http_probe(_join(url, probe.path), timeout, probe.expect_status), settings.secrets())
 
 
-def network_line(settings: Settings, kind: str, timeout: float) -> CheckLine:
-    """TCP to the host:port the registration will use (+ a real PING for Redis)."""
-    env = f"REGISTER_{kind.upper()}_URL"
+def http_line(settings: Settings, probe: HttpProbe, timeout: float) -> CheckLine:
+    """A declared smoke test: the request answers the status (and body) the runbook expects."""
+    base = inputs.setting_value(settings, probe.url_env)
+    evidence = run_smoke(base, probe.as_smoke(), timeout)
+    how = evidence.how if base else f"{probe.method} {probe.url_env}/{probe.path.lstrip('/')}"
+    spec = Spec(f"http:{probe.name}", f"HTTP: {probe.name}", f"{how} (timeout {timeout:g} s)",
+                f"HTTP {evidence.expected}")
+    observed = evidence.observed.replace("DEPLOYMENT_URL", probe.url_env) if not base else evidence.observed
+    return line(spec, evidence.ok, observed, settings.secrets())
+
+
+def _join(base: str, path: str) -> str:
+    return base if not path else base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def reach_line(settings: Settings, reach: Reach, timeout: float) -> CheckLine:
+    """TCP to every host:port of the URL in `reach.url_env` (+ a real PING for Redis URLs)."""
+    env = reach.url_env
     url = inputs.setting_value(settings, env)
+    redis = urlsplit(url or "").scheme in net.REDIS_SCHEMES
     try:
         target, problem = ", ".join(f"{h}:{p}" for h, p in net.endpoints(url or "")) + f" from {env}", None
     except ValueError as exc:
         target, problem = f"the host:port of {env}", f"{env}: {exc}"
-    how = f"TCP connect to {target}" + (" + PING" if kind == "redis" else "") + f" (timeout {timeout:g} s)"
-    spec = Spec(f"network:{kind}", f"Private network: {kind} reachable", how,
-                "TCP connect" + (" and PONG" if kind == "redis" else ""))
+    how = f"TCP connect to {target}" + (" + PING" if redis else "") + f" (timeout {timeout:g} s)"
+    spec = Spec(f"network:{reach.name}", f"Private network: {reach.name} reachable", how,
+                "TCP connect" + (" and PONG" if redis else ""))
     if not url or problem:
         return line(spec, False, problem or f"{env} is not set", settings.secrets())
-    probe = (lambda: net.redis_probe(url, timeout)) if kind == "redis" else (lambda: net.tcp_all(url, timeout))
+    probe = (lambda: net.redis_probe(url, timeout)) if redis else (lambda: net.tcp_all(url, timeout))
     return run_probe(spec, probe, settings.secrets())
 
 
@@ -91,9 +124,10 @@ def files_line(runbook: Runbook) -> CheckLine:
 
 
 def inputs_line(settings: Settings, runbook: Runbook) -> CheckLine:
-    spec = Spec("inputs", "Registration inputs present, not placeholders",
-                "REGISTER_* URLs parsed (user, password, host), MIGRATE_ENCRYPTION_KEY presence and length",
-                "real URLs and a key")
+    envs = ", ".join(i.env for i in runbook.inputs.values())
+    spec = Spec("inputs", "Runbook inputs present, not placeholders",
+                f"{envs}: URLs parsed (scheme, user, password, host), other values by presence and length",
+                "real values, no placeholder")
     return run_probe(spec, lambda: inputs.inputs_probe(settings, runbook), settings.secrets())
 
 

@@ -77,15 +77,17 @@ class RehearsalResult:
         return cls(**_known(cls, d))
 
 
-# The report's Go/No-Go Decision Matrix: each GO condition and the check keys that prove it.
+# The report's Go/No-Go Decision Matrix: each GO condition and the check keys that prove it
+# (a key ending in ":" stands for every line of that kind, e.g. each declared `network:<name>`).
 GO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("DATABASE_URL accessible and PostgreSQL 15+", ("database", "server_version")),
     ("Deployment live and healthy", ("deployment",)),
-    ("Private network connectivity verified", ("network:mongodb", "network:redis")),
+    ("Private network connectivity verified", ("network:",)),
     ("Previous migrations applied", ("migrations",)),
     ("Required extensions installed", ("extensions",)),
     ("Runbook files parse, none DO NOT RUN, checksums recorded", ("runbook_files",)),
-    ("Registration inputs present, not placeholders", ("inputs",)),
+    ("Runbook inputs present, not placeholders", ("inputs",)),
+    ("Declared preconditions hold (SQL, HTTP)", ("sql:", "http:")),
     ("Full database backup created and verified", ("backup",)),
     ("Rehearsal on a copy passed (phases, verification, rollback)", ("rehearsal",)),
     ("Execution window allows enough time for troubleshooting", ("window",)),
@@ -97,7 +99,8 @@ NOGO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Database backup failed or unverified", ("backup",)),
     ("Previous migrations not applied", ("migrations",)),
     ("Services unhealthy (database, deployment)", ("database", "server_version", "deployment")),
-    ("Private network connectivity failing", ("network:mongodb", "network:redis")),
+    ("Private network connectivity failing", ("network:",)),
+    ("Declared preconditions failing (SQL, HTTP)", ("sql:", "http:")),
     ("Critical production incident ongoing", ("incident",)),
     ("Insufficient time for safe execution", ("window",)),
     ("Runbook not safe to run (files, inputs, rehearsal)", ("runbook_files", "inputs", "extensions", "rehearsal")),
@@ -132,7 +135,7 @@ class PreflightReport:
         return next((c for c in self.checks if c.key == key), None)
 
     def _state(self, keys: tuple[str, ...]) -> str | None:
-        lines = [c for c in self.checks if c.key in keys]
+        lines = [c for c in self.checks if c.key in keys or any(k.endswith(":") and c.key.startswith(k) for k in keys)]
         if not lines:
             return None
         if any(c.status == FAIL for c in lines):
@@ -157,7 +160,7 @@ class PreflightReport:
     def _label(self, default: str, keys: tuple[str, ...]) -> str:
         # Single-check rows use the check's own title, which names the actual requirement
         # (e.g. "Migrations 001, 002, … 005 applied, 006 not applied").
-        if len(keys) == 1 and (line := self.line(keys[0])) is not None:
+        if len(keys) == 1 and not keys[0].endswith(":") and (line := self.line(keys[0])) is not None:
             return line.title
         return default
 

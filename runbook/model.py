@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbook.queries import read_only_problem
+
 FAILURE_ACTIONS = ("rollback", "retry", "stop")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -37,6 +39,8 @@ class Input:
     name: str  # the setting's name, e.g. "migrate.register_mongodb_url"
     env: str  # the environment variable it comes from
     secret: bool = True
+    schemes: tuple[str, ...] = ()  # a URL input: the schemes it may have (empty: any)
+    min_length: int = 0  # a key: the shortest value accepted
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,40 @@ class Smoke:
     expect_status: tuple[int, ...]
     expect_body: str | None = None
     method: str = "GET"
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """A request preflight makes: GET `<url_env>/<path>` answering `expect_status` (and body)."""
+
+    name: str
+    url_env: str
+    path: str = ""
+    expect_status: tuple[int, ...] = (200,)
+    expect_body: str | None = None
+    method: str = "GET"
+
+    def as_smoke(self) -> Smoke:
+        return Smoke(self.name, self.path, self.expect_status, self.expect_body, self.method)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A host preflight must reach: TCP to every host:port of the URL in `url_env`
+    (plus a real PING for redis:// and rediss:// URLs)."""
+
+    name: str  # the line is `network:<name>`
+    url_env: str
+
+
+@dataclass(frozen=True)
+class PreflightChecks:
+    """What pre-flight asks of the world besides the database: only what the runbook declares."""
+
+    deployment: HttpProbe | None = None  # [preflight.deployment]: the `deployment` line
+    reach: tuple[Reach, ...] = ()  # [[preflight.reach]]: one `network:<name>` line each
+    sql: tuple[Check, ...] = ()  # [[preflight.sql]]: read-only preconditions, one `sql:<name>` line each
+    http: tuple[HttpProbe, ...] = ()  # [[preflight.http]]: smoke tests, one `http:<name>` line each
 
 
 @dataclass(frozen=True)
@@ -135,6 +173,7 @@ class Runbook:
     do_not_run: dict[str, str]  # file name -> reason
     timeline: dict[str, float]  # the report's other estimates (preflight, documentation, window)
     next_steps: tuple[str, ...] = ()
+    preflight: PreflightChecks = PreflightChecks()  # declared pre-flight checks ([preflight.*])
 
     def phase(self, number: int) -> Phase | None:
         return next((p for p in self.phases if p.number == number), None)
@@ -196,10 +235,7 @@ def _build(data: dict, path: Path) -> Runbook:
     where = str(path)
     head = _req(data, "runbook", where)
     defaults = data.get("defaults", {})
-    inputs = {
-        name: Input(name=name, env=_req(spec, "env", f"{where} [inputs.{name}]"), secret=bool(spec.get("secret", True)))
-        for name, spec in data.get("inputs", {}).items()
-    }
+    inputs = {name: _input(name, spec, f"{where} [inputs.{name}]") for name, spec in data.get("inputs", {}).items()}
     prereq = data.get("prerequisites", {})
     phases = tuple(_phase(p, inputs, f"{where} phase #{i + 1}") for i, p in enumerate(_req(data, "phases", where)))
     numbers = [p.number for p in phases]
@@ -230,7 +266,48 @@ def _build(data: dict, path: Path) -> Runbook:
         do_not_run={d["file"]: d.get("reason", "marked DO NOT RUN") for d in data.get("do_not_run", ())},
         timeline={k: parse_duration(v, f"{where} timeline.{k}") for k, v in data.get("timeline", {}).items()},
         next_steps=tuple(data.get("success", {}).get("next_steps", ())),
+        preflight=_preflight(data.get("preflight", {}), f"{where} [preflight]"),
     )
+
+
+def _input(name: str, spec: dict, where: str) -> Input:
+    return Input(name=name, env=str(_req(spec, "env", where)), secret=bool(spec.get("secret", True)),
+                 schemes=tuple(str(s) for s in spec.get("schemes", ())), min_length=int(spec.get("min_length", 0)))
+
+
+def _preflight(raw: dict, where: str) -> PreflightChecks:
+    """[preflight.deployment], [[preflight.reach]], [[preflight.sql]], [[preflight.http]]."""
+    unknown = sorted(set(raw) - {"deployment", "reach", "sql", "http"})
+    if unknown:
+        raise RunbookError(f"{where}: unknown check kind(s) {unknown} (use deployment, reach, sql, http)")
+    deployment = raw.get("deployment")
+    return PreflightChecks(
+        deployment=_http_probe({"name": "deployment", **deployment}, f"{where}.deployment") if deployment else None,
+        reach=tuple(Reach(str(_req(r, "name", f"{where}.reach")), str(_req(r, "url_env", f"{where}.reach")))
+                    for r in raw.get("reach", ())),
+        sql=tuple(_check(c, f"{where}.sql") for c in raw.get("sql", ())),
+        http=tuple(_http_probe(h, f"{where}.http") for h in raw.get("http", ())),
+    )
+
+
+def _http_probe(raw: dict, where: str) -> HttpProbe:
+    status = raw.get("expect_status", 200)
+    return HttpProbe(name=str(_req(raw, "name", where)), url_env=str(_req(raw, "url_env", where)),
+                     path=str(raw.get("path", "")), expect_status=tuple(int(x) for x in (status if isinstance(status, list) else [status])),
+                     expect_body=raw.get("expect_body"), method=str(raw.get("method", "GET")))
+
+
+def _check(raw: dict, where: str) -> Check:
+    """A query whose single value is compared with `expect`: exactly one read-only statement."""
+    name = str(_req(raw, "name", where))
+    sql = str(_req(raw, "sql", f"{where} “{name}”")).strip()
+    problem = read_only_problem(sql)
+    if problem:
+        raise RunbookError(f"{where} “{name}”: {problem}")
+    compare = str(raw.get("compare", "eq"))
+    if compare not in ("eq", "ge", "le"):
+        raise RunbookError(f"{where} “{name}”: compare must be eq, ge or le (got {compare!r})")
+    return Check(name=name, sql=sql, expect=_req(raw, "expect", f"{where} “{name}”"), compare=compare)
 
 
 def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
@@ -251,11 +328,7 @@ def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
         kind=kind,
         rollback=raw.get("rollback"),
         steps=steps,
-        checks=tuple(
-            Check(name=str(_req(c, "name", where)), sql=str(_req(c, "sql", where)).strip(), expect=_req(c, "expect", where),
-                  compare=str(c.get("compare", "eq")))
-            for c in raw.get("checks", ())
-        ),
+        checks=tuple(_check(c, f"{where} check") for c in raw.get("checks", ())),
         suites=tuple(
             Suite(name=str(s.get("name", s.get("file"))), file=str(_req(s, "file", where)),
                   fail_pattern=s.get("fail_pattern"), expect_pattern=s.get("expect_pattern"))

@@ -11,7 +11,7 @@ import pytest
 from core.config import Settings
 from preflight import net
 from preflight.inputs import inputs_probe, step_inputs, url_problem
-from preflight.quick import deployment_line, network_line
+from preflight.quick import deployment_line, reach_line
 from preflight.report import FAIL, PASS, PENDING, CheckLine, PreflightReport
 from preflight.window import window_check
 from runbook.model import load_runbook
@@ -21,6 +21,12 @@ from tests.support import fakes_net
 
 UTC = timezone.utc
 RB = load_runbook(DEFAULT_RUNBOOK)
+
+
+def network_line(settings: Settings, kind: str, timeout: float):
+    """006's declared reach check of REGISTER_<KIND>_URL (sql/006/runbook.toml)."""
+    reach = next(r for r in RB.preflight.reach if r.name == kind)
+    return reach_line(settings, reach, timeout)
 
 
 def at(hh: int, mm: int = 0) -> datetime:
@@ -69,7 +75,7 @@ def test_window_reports_hours_left_and_rejects_malformed():
     "redis://default:pw@redis.railway.internal:6379",  # wrong scheme for MongoDB
 ])
 def test_placeholder_mongodb_urls_are_refused(url):
-    assert url_problem("REGISTER_MONGODB_URL", url)
+    assert url_problem("REGISTER_MONGODB_URL", url, RB.inputs["migrate.register_mongodb_url"].schemes)
 
 
 def test_real_urls_pass_and_problem_never_quotes_the_password():
