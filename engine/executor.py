@@ -255,6 +255,9 @@ class Executor:
                     _rollback(conn)
                     _merge_blockers(result, holders(self._dsn, busy.relation, busy.level, self._pid, run.secrets))
                     self._failed(run, result, busy.error, busy.statement)
+                except locks.LockRefused as refused:  # named at the statement needing it, never file:0
+                    _rollback(conn)
+                    self._failed(run, result, refused.error, refused.statement, positioned=False)
                 except batch.ChunkError as failure:
                     _rollback(conn)
                     self._failed(run, result, failure.error, failure.statement, failure.position_base)
@@ -405,7 +408,9 @@ class Executor:
             conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
 
     def _failed(self, run: _Run, result: FileResult, exc: psycopg.Error, stmt: Statement | None,
-                position_base: int = 0) -> None:
+                position_base: int = 0, *, positioned: bool = True) -> None:
+        """`positioned`: the server's error position points into `stmt` (not into a LOCK TABLE
+        the executor sent for it)."""
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate == QUERY_CANCELED and self._cancelled.is_set():
             result.cancelled = True
@@ -415,7 +420,8 @@ class Executor:
             message += f" ({diag.message_detail})"
         if diag and diag.context and stmt is not None and stmt.sql.lstrip()[:2].upper() == "DO":
             message += f" [{diag.context.splitlines()[0]}]"
-        line = stmt.line + batch.line_offset(stmt.sql, diag.statement_position if diag else None, position_base) if stmt else 0
+        position = diag.statement_position if diag and positioned else None
+        line = stmt.line + batch.line_offset(stmt.sql, position, position_base) if stmt else 0
         result.error = self._error(run.parsed.name, line, stmt, sqlstate, message, run.secrets)
 
     @staticmethod

@@ -30,6 +30,9 @@ class Statement:
     transactional: bool  # False for CREATE INDEX CONCURRENTLY, VACUUM, CREATE DATABASE, ALTER SYSTEM, …
     tx_control: bool  # BEGIN/START TRANSACTION/COMMIT/END/ROLLBACK written in the file
     locks: tuple[tuple[str, str], ...] = ()  # (lock level, relation), from the parse tree
+    # (lock level, index): DROP INDEX and REINDEX INDEX also lock the index's *table* at that
+    # level; which table it is only the database knows (engine.locks resolves it).
+    index_table_locks: tuple[tuple[str, str], ...] = ()
     # CREATE INDEX CONCURRENTLY: (table, index name or None when PostgreSQL names it). A build
     # that fails part-way leaves an INVALID index behind; the executor needs to know where.
     concurrent_index: tuple[str, str | None] | None = None
@@ -333,6 +336,7 @@ def _sql_statement(text: str, sl: slice, node: tuple[str, dict], line_of) -> Sta
         transactional=_transactional(node),
         tx_control=_tx_kind(node) in _TX_CONTROL,
         locks=tuple(dict.fromkeys(_locks(node))),
+        index_table_locks=tuple(_index_table_locks(node)),
         concurrent_index=_concurrent_index(node),
     )
 
@@ -374,8 +378,9 @@ def _transactional(node: tuple[str, dict]) -> bool:
         return not body.get("is_vacuumcmd")  # ANALYZE alone may run in a transaction, VACUUM not
     if kind in ("IndexStmt", "DropStmt"):
         return not body.get("concurrent")
-    if kind == "ReindexStmt":
-        return "concurrently" not in _defnames(body.get("params"))
+    if kind == "ReindexStmt":  # REINDEX SCHEMA/SYSTEM/DATABASE commit per table
+        return "concurrently" not in _defnames(body.get("params")) and \
+            body.get("kind") in ("REINDEX_OBJECT_INDEX", "REINDEX_OBJECT_TABLE")
     if kind == "ClusterStmt":
         return "relation" in body
     if kind == "AlterTableStmt":
@@ -399,7 +404,8 @@ _ALTER_LEVEL = {
     **dict.fromkeys(["AT_ValidateConstraint", "AT_SetStatistics", "AT_ClusterOn", "AT_DropCluster",
                      "AT_AttachPartition", "AT_SetRelOptions", "AT_ResetRelOptions"], SUE),
 }
-_DROPPED_RELATIONS = {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_POLICY", "OBJECT_TRIGGER"}
+_DROPPED_RELATIONS = {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE",
+                      "OBJECT_FOREIGN_TABLE", "OBJECT_POLICY", "OBJECT_TRIGGER"}
 
 
 def _alter_level(cmd: dict) -> str:
@@ -426,9 +432,12 @@ def _fk_targets(elements) -> list[tuple[str, str]]:
 
 
 def _locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
-    """(lock level, relation) the statement takes on existing tables, from its parse tree.
-
-    Statements inside DO blocks and functions are dynamic and not derived."""
+    """(lock level, relation) the statement takes on existing relations, from its parse tree
+    (PostgreSQL docs: explicit locking, and each command's page). The relation may be an
+    index, sequence, view or materialized view: the executor locks up front only what
+    `LOCK TABLE` takes without side effects (engine.locks). Functions, types, schemas and
+    extensions take no relation lock. Statements inside DO blocks and functions are dynamic
+    and not derived."""
     kind, body = node
     if kind == "AlterTableStmt":
         cmds = [_unwrap(c)[1] for c in body.get("cmds", ())]
@@ -447,15 +456,37 @@ def _locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
     if kind == "LockStmt":
         return [(_LOCK_MODES.get(body.get("mode"), AE), _rel(r)) for r in body["relations"]]
     if kind == "DropStmt" and body.get("removeType") in _DROPPED_RELATIONS:
-        return [(AE, _drop_target(body["removeType"], obj)) for obj in body.get("objects", ())]
-    if kind == "RenameStmt" and "relation" in body:
-        return [(AE, _rel(body["relation"]))]
+        level = SUE if body.get("concurrent") else AE
+        return [(level, _drop_target(body["removeType"], obj)) for obj in body.get("objects", ())]
+    if kind == "RenameStmt" and "relation" in body:  # ALTER INDEX … RENAME: SHARE UPDATE EXCLUSIVE on the index
+        return [(SUE if body.get("renameType") == "OBJECT_INDEX" else AE, _rel(body["relation"]))]
+    if kind == "RefreshMatViewStmt":
+        return [("EXCLUSIVE" if body.get("concurrent") else AE, _rel(body["relation"]))]
+    if kind == "AlterSeqStmt":
+        return [(SRE, _rel(body["sequence"]))]
+    if kind == "ReindexStmt" and body.get("relation"):  # REINDEX INDEX: the table is in _index_table_locks
+        concurrently = "concurrently" in _defnames(body.get("params"))
+        if body.get("kind") == "REINDEX_OBJECT_TABLE":
+            return [(SUE if concurrently else SHARE, _rel(body["relation"]))]
+        return [(SUE if concurrently else AE, _rel(body["relation"]))]
     if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"):
         return [(RE, _rel(body["relation"]))]
     if kind == "VacuumStmt" and body.get("is_vacuumcmd"):
         level = AE if "full" in _defnames(body.get("options")) else SUE
         rels = [_unwrap(r)[1].get("relation") for r in body.get("rels", ())]
         return [(level, _rel(r)) for r in rels if r]
+    return []
+
+
+def _index_table_locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
+    """DROP INDEX takes ACCESS EXCLUSIVE (CONCURRENTLY: SHARE UPDATE EXCLUSIVE) on the index's
+    table as well as on the index; REINDEX INDEX a SHARE lock on the table."""
+    kind, body = node
+    if kind == "DropStmt" and body.get("removeType") == "OBJECT_INDEX":
+        level = SUE if body.get("concurrent") else AE
+        return [(level, _drop_target("OBJECT_INDEX", obj)) for obj in body.get("objects", ())]
+    if kind == "ReindexStmt" and body.get("relation") and body.get("kind") == "REINDEX_OBJECT_INDEX":
+        return [(SUE if "concurrently" in _defnames(body.get("params")) else SHARE, _rel(body["relation"]))]
     return []
 
 

@@ -253,7 +253,7 @@ def test_lock_plan_strongest_level_per_table_in_file_order(tmp_path):
         CREATE POLICY p ON platform.projects FOR SELECT USING (true);
         CREATE TRIGGER t BEFORE UPDATE ON platform.users FOR EACH ROW EXECUTE FUNCTION f();
     """))
-    plan = [(level, rel, stmt.line) for level, rel, stmt in lock_plan(parsed)]
+    plan = [(lock.level, lock.relation, lock.statement.line) for lock in lock_plan(parsed)]
     # DML-only tables are not pre-locked; projects: SHARE then ACCESS EXCLUSIVE -> the stronger,
     # attributed to the statement that needs it, in the order the file first touches tables.
     assert plan == [("ACCESS EXCLUSIVE", "platform.projects", 4), ("ACCESS EXCLUSIVE", "platform.users", 3)]
