@@ -25,6 +25,7 @@ from runbook.model import Phase, Step
 from state.machine import PhaseStatus, Status
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress reports (adapters may coalesce further)
+FINAL_CHECKS = "final"  # evidence key of the final checks of a runbook without a verification phase
 
 
 class PhaseRunner:
@@ -66,10 +67,8 @@ class PhaseRunner:
             ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
             if not ok:
                 return FAILED
-        if verify:
-            phase = next(p for p in self.rb.phases if p.is_verification)
-            if not self.verify_phase(phase):
-                return FAILED
+        if verify and not self.verify_phase(self.rb.verification_phase):
+            return FAILED
         return OK
 
     # ------------------------------------------------------------ migration phases
@@ -243,9 +242,10 @@ class PhaseRunner:
             f"Investigation needed: roll back with `rollback phase {phase.number}` or fix forward", evidence=evidence))
         return False
 
-    def _failure_post(self, phase: Phase, step: Step | None, error: str, rollback_status: str, state: str, action: str,
-                      evidence=()):
-        where = f"Phase {phase.number} ({phase.name})" + (f", step {step.id} {step.file}" if step else "")
+    def _failure_post(self, phase: Phase | None, step: Step | None, error: str, rollback_status: str, state: str,
+                      action: str, evidence=()):
+        where = (f"Phase {phase.number} ({phase.name})" if phase else "Final checks (the runbook has no verification phase)") \
+            + (f", step {step.id} {step.file}" if step else "")
         run = self.core.store.get(self.run_id)
         return templates.failure(self.rb, self.run_id, failed_phase=where, error=error, rollback_status=rollback_status,
                                  database_status=state, action_required=action, backup=self._backup(run),
@@ -262,22 +262,22 @@ class PhaseRunner:
 
     # ------------------------------------------------------------ verification (phase 3)
 
-    def verify_phase(self, phase: Phase) -> bool:
+    def verify_phase(self, phase: Phase | None) -> bool:
+        """The verification phase; for a runbook that declares none (`phase` None), the final
+        checks alone: every migration phase's checks again and the quality gates. Either ends
+        with the version in the ledger and the success template."""
         store = self.core.store
+        number = phase.number if phase else None
         store.transition(self.run_id, Status.VERIFYING, actor=self.actor, action="verification start",
-                         phase=phase.number, phase_status=PhaseStatus.RUNNING)
-        self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
+                         phase=number, phase_status=PhaseStatus.RUNNING if phase else None)
+        if phase:
+            self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
         started = clock.monotonic()
         evidence = []
         for migration in self.rb.migration_phases:
             evidence += run_checks(self.dsn, migration.checks)
-        suites = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.secrets,
-                            approved_sha256=self.approved_sha256(s.file)) for s in phase.suites]
-        for suite in suites:
-            self.reporter.post(templates.Post("suite_result", f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
-                                              templates.evidence_lines(suite.evidence), detail=suite.output[-4000:] or None,
-                                              run_id=self.run_id))
-        smoke = [run_smoke(self.core.settings.deployment_url, s) for s in phase.smoke]
+        suites = self._run_suites(phase.suites if phase else ())
+        smoke = [run_smoke(self.core.settings.deployment_url, s) for s in (phase.smoke if phase else ())]
         checks_and_smoke = evidence + smoke
         duration = clock.monotonic() - started
         suites_ok = all(s.ok for s in suites)
@@ -288,13 +288,15 @@ class PhaseRunner:
         if not all(g.ok for g in gate_results):
             return self._verification_failed(phase, checks_and_smoke + gate_results, suites, duration)
         ledger.record_version(self.dsn, self.rb.version, self.rb.summary)
-        fields = self._closing_fields(checks_and_smoke, str(phase.number))
+        fields = self._closing_fields(checks_and_smoke, str(number) if phase else FINAL_CHECKS)
         fields["result"]["gates"] = [{"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok}
                                      for g in gate_results]
         store.transition(self.run_id, Status.SUCCEEDED, actor=self.actor, action="verification passed",
-                         phase=phase.number, phase_status=PhaseStatus.SUCCEEDED, fields=fields,
+                         phase=number, phase_status=PhaseStatus.SUCCEEDED if phase else None, fields=fields,
                          evidence={"gates": [f"{g.name}: {g.observed}" for g in gate_results], "duration": round(duration, 3)})
-        self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None, self.core.roster))
+        if phase:
+            self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None,
+                                                        self.core.roster))
         self.reporter.post(templates.success(self.rb, self.run_id, checks_and_smoke, gate_results, self._backup(run),
                                              self.core.roster))
         from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
@@ -305,15 +307,28 @@ class PhaseRunner:
                                               [*followups, "(they run in the bot's `serve` process)"], run_id=self.run_id))
         return True
 
-    def _verification_failed(self, phase: Phase, evidence, suites, duration: float) -> bool:
+    def _run_suites(self, suites) -> list:
+        """Run the suites (through psql, output read), posting each result."""
+        results = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.secrets,
+                             approved_sha256=self.approved_sha256(s.file)) for s in suites]
+        for suite in results:
+            self.reporter.post(templates.Post("suite_result", f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
+                                              templates.evidence_lines(suite.evidence), detail=suite.output[-4000:] or None,
+                                              run_id=self.run_id))
+        return results
+
+    def _verification_failed(self, phase: Phase | None, evidence, suites, duration: float) -> bool:
         failing = [e for e in evidence if not e.ok] + [s for s in suites if not s.ok]
         names = "; ".join(getattr(f, "reason", None) and f"{f.name}: {f.reason}" or f"{f.name}: observed {f.observed}"
                           for f in failing)
         state = self._database_status(None)
         self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action="verification failed",
-                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
-                                   fields=self._closing_fields(evidence, str(phase.number)), evidence={"failing": names})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, duration, "verification failed", evidence))
+                                   phase=phase.number if phase else None,
+                                   phase_status=PhaseStatus.FAILED if phase else None, outcome="failed",
+                                   fields=self._closing_fields(evidence, str(phase.number) if phase else FINAL_CHECKS),
+                                   evidence={"failing": names})
+        if phase:
+            self.reporter.post(templates.phase_failed(phase, self.run_id, duration, "verification failed", evidence))
         self.reporter.post(self._failure_post(phase, None, names, "Not run — verification does not change the database",
                                               state, "Investigation needed: fix forward, or `rollback phase n` newest first",
                                               evidence=[e for e in evidence if not e.ok]))

@@ -16,14 +16,16 @@ from runbook.model import Smoke
 
 
 def quality_gates(core, run, suites: Sequence) -> list[Evidence]:
-    return [
+    gates = [
         _files_executed(core, run),
         _suites_green(suites),
         _zero_errors(run),
-        _application_healthy(core.settings.deployment_url),
         _database_healthy(core.settings.database_url),
         _backup_safe((run.preflight or {}).get("backup")),
     ]
+    if core.runbook.preflight.deployment is not None:  # a runbook with no deployment has no application to ask
+        gates.insert(3, _application_healthy(core.settings.deployment_url))
+    return gates
 
 
 def _files_executed(core, run) -> Evidence:

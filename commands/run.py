@@ -50,7 +50,9 @@ def verify(core: Core, user: str, cmd: Command) -> Outcome:
     pending = [p.number for p in core.runbook.migration_phases if _phase_status(current, p.number) != PhaseStatus.SUCCEEDED]
     if pending:
         return Outcome.refused(f"verification needs every phase applied: run phase {pending[0]} first")
-    return start_locked(core, user, current, lambda runner: runner.run_all([], True), "Running verification", Status.VERIFYING, [])
+    what = "Running verification" if core.runbook.verification_phase else \
+        "Running the final checks (the runbook declares no verification phase)"
+    return start_locked(core, user, current, lambda runner: runner.run_all([], True), what, Status.VERIFYING, [])
 
 
 def _why_not_runnable(core: Core, current, scheduled: bool) -> str | None:

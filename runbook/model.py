@@ -182,6 +182,11 @@ class Runbook:
     def migration_phases(self) -> tuple[Phase, ...]:
         return tuple(p for p in self.phases if not p.is_verification)
 
+    @property
+    def verification_phase(self) -> Phase | None:
+        """The phase `verify` runs; None when the runbook declares none (it needs none)."""
+        return next((p for p in self.phases if p.is_verification), None)
+
     def file_path(self, name: str) -> Path:
         return self.directory / name
 
