@@ -83,6 +83,7 @@ def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
     plan = [f"Phase {p.number} {p.name}: owner {roster.mention(p.owner)}, estimate {seconds(p.estimate)}, risk {p.risk}"
             for p in rb.phases]
     plan.append(atomicity_line(rb))
+    plan += rollback_warning_lines(report.rehearsal)
     return Post(
         "go_no_go_request",
         f"{rb.title} ready for execution. Pre-flight passed. Requesting go/no-go decision.",
@@ -96,6 +97,20 @@ def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
         ],
         run_id=run_id, mentions=list(tpms),
     )
+
+
+def rollback_warning_lines(rehearsal) -> list[str]:
+    """A warning per phase whose rehearsed rollback did not return the schema exactly, with its
+    diff: the TPM decides knowing it, not after a failed `rollback phase`."""
+    lines = []
+    for r in rehearsal.rollback_warnings() if rehearsal else []:
+        lines.append(f"⚠ Rollback of phase {r['phase']} ({r['file']}) does not return the schema exactly "
+                     f"(rehearsed on the copy; {len(r['diff'])} lines differ from the schema before phase {r['phase']}):")
+        lines += [f"    {d}" for d in r["diff"][:10]]
+    if lines:
+        lines.append("If that rollback is needed in production, it stops there: the TPM can `rollback accept` this "
+                     "difference (recorded in the audit) or have the database restored (`rollback restore`).")
+    return lines
 
 
 def atomicity_line(rb: Runbook) -> str:

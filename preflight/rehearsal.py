@@ -1,8 +1,14 @@
 """The whole runbook rehearsed on the restored copy, before production is touched.
 
 Same path as the real run (the executor's `run_step`, the phase checks, the verification
-suites), then every rollback newest phase first, and the schema compared with the snapshot
-taken at backup time. The API smoke tests are left out: they hit the live deployment.
+suites), then each phase's rollback, newest phase first, with production's per-phase proof:
+after the rollback of phase n the schema (pg_dump --schema-only) must equal the schema before
+phase n ran. A phase whose rollback leaves a difference is shown with its diff, as a warning
+in the go/no-go request (the TPM decides knowing it; in production `rollback accept` or
+`rollback restore`); a rollback that errors fails the rehearsal. A phase whose atomic step
+failed before anything of it committed is not rolled back — production does not run it either
+(it would drop objects that run did not create). The API smoke tests are left out: they hit
+the live deployment.
 
 Locks come from the parse tree of each statement (`Statement.locks`), each marked
 `observed` when pg_locks, sampled while the phases ran, showed it granted. How long a lock was
@@ -11,18 +17,16 @@ commit), so "longest" is the longest rehearsed transaction that took ACCESS EXCL
 """
 from __future__ import annotations
 
-import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
-
-import psycopg
 
 from core import clock
 from core.config import Settings
 from engine import schema
 from engine.executor import Executor, FileResult
 from engine.verify import run_checks, run_suite
-from preflight import backup, catalog
+from preflight import backup
 from preflight.lockwatch import LockWatch
 from preflight.report import RehearsalResult
 from runbook.model import Phase, Runbook
@@ -40,15 +44,24 @@ class _Failed(Exception):
         self.where = where
 
 
+@dataclass
+class _Applied:
+    """A migration phase the rehearsal started: the schema its rollback must return to, and
+    whether anything of it may be in the copy (a step committed, or ran non-atomically)."""
+
+    phase: Phase
+    expected: str  # pg_dump --schema-only before the phase
+    left: bool = False
+
+
 def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | None,
              inputs: Mapping[str, str]) -> RehearsalResult:
-    """Run the runbook on database `copy` (a restored backup) and roll it back."""
+    """Run the runbook on database `copy` (a restored backup) and roll it back phase by phase."""
     executor = Executor(copy, secrets=settings.secrets(), application_name=APP)
-    with psycopg.connect(copy, autocommit=True) as conn:
-        before = catalog.objects(conn)
+    expected = _before(copy, snapshot)
     phases: list[dict] = []
     results: list[FileResult] = []
-    failure, verification_ok, started = None, False, []
+    failure, verification_ok, applied = None, False, []
     watch = LockWatch(copy, APP)
     try:
         with watch:
@@ -56,13 +69,26 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | N
                 if phase.is_verification:
                     _timed(phases, phase, lambda p=phase: _verify(runbook, p, copy, inputs, settings))
                 else:
-                    started.append(phase)
-                    _timed(phases, phase, lambda p=phase: _migrate(executor, runbook, p, copy, inputs, results))
+                    applied.append(_Applied(phase, expected))
+                    _timed(phases, phase, lambda a=applied[-1]: _migrate(executor, runbook, a, copy, inputs, results))
+                    expected = _dump(copy)
         verification_ok = True
     except _Failed as exc:
         failure = exc.where
-    rollback_problem = _roll_back(executor, runbook, started, copy, before, snapshot)
-    return _result(runbook, phases, results, failure, verification_ok, rollback_problem, watch.seen)
+    rollbacks = _roll_back(executor, runbook, applied, copy)
+    return _result(runbook, phases, results, failure, verification_ok, rollbacks, watch.seen)
+
+
+def _dump(copy: str) -> str:
+    return schema.schema_dump(copy, pg_dump=backup.tool("pg_dump"))
+
+
+def _before(copy: str, snapshot: Path | None) -> str:
+    """The schema before phase 1: the snapshot written at backup time (the copy was proven
+    equal to it), or the copy's own dump."""
+    if snapshot is not None and Path(snapshot).exists():
+        return Path(snapshot).read_text(encoding="utf-8")
+    return _dump(copy)
 
 
 def _timed(phases: list[dict], phase: Phase, body) -> None:
@@ -76,14 +102,16 @@ def _timed(phases: list[dict], phase: Phase, body) -> None:
         entry["seconds"] = round(clock.monotonic() - start, 3)
 
 
-def _migrate(executor: Executor, rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str],
+def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inputs: Mapping[str, str],
              results: list[FileResult]) -> None:
+    phase = applied.phase
     for step in phase.steps:
         try:
             result = executor.run_step(rb, step, inputs=inputs)
         except (SqlFileError, ValueError) as exc:
             raise _Failed(str(exc)) from None
         results.append(result)
+        applied.left |= result.ok or not result.atomic  # a failed atomic file left nothing behind
         if not result.ok:
             raise _Failed(result.error.describe() if result.error else f"{step.file}: failed")
     _checks(phase, copy)
@@ -103,38 +131,46 @@ def _verify(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], set
     _checks(phase, copy)
 
 
-def _roll_back(executor: Executor, rb: Runbook, started: list[Phase], copy: str, before: dict,
-               snapshot: Path | None) -> str | None:
-    """Run the started phases' rollbacks newest first; None when the schema is back as it was."""
-    d = rb.defaults
-    for phase in reversed(started):
-        if not phase.rollback:
+def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: str) -> list[dict]:
+    """Each started phase's rollback, newest first, compared with the schema before that phase:
+    {phase, file, status, diff, error}; status exact | differs | failed | skipped | none.
+
+    A difference an earlier (newer) rollback left is not blamed on the older ones: each phase
+    shows only the lines its own rollback did not return. A rollback that errors stops here."""
+    out: list[dict] = []
+    carried: set[str] = set()
+    for a in reversed(applied):
+        entry = {"phase": a.phase.number, "file": a.phase.rollback, "status": "exact", "diff": [], "error": None}
+        out.append(entry)
+        if not a.left:
+            entry["status"] = "skipped"  # its atomic step failed: nothing of it is in the copy
             continue
-        try:
-            result = executor.run_file(rb.file_path(phase.rollback), lock_timeout=d.lock_timeout,
-                                       statement_timeout=d.statement_timeout, lock_retries=d.lock_retries,
-                                       retry_backoff=d.retry_backoff)
-        except SqlFileError as exc:
-            return str(exc)
-        if not result.ok:
-            return result.error.describe() if result.error else f"{phase.rollback}: failed"
-    with psycopg.connect(copy, autocommit=True) as conn:
-        after = catalog.objects(conn)
-    diffs = [f"{kind}: {d}" for kind in catalog.QUERIES for d in catalog.differences(before[kind], after[kind])]
-    if diffs:
-        return "schema differs after rollback: " + ", ".join(diffs[:5])
-    return _snapshot_problem(copy, snapshot)
+        if not a.phase.rollback:
+            entry["status"] = "none"
+            carried.update(schema.difference(a.expected, _dump(copy), limit=100_000))
+            continue
+        error = _run_rollback(executor, rb, a.phase)
+        if error:
+            entry.update(status="failed", error=error)
+            break
+        every = schema.difference(a.expected, _dump(copy), limit=100_000)
+        entry["diff"] = [line for line in every if line not in carried][:40]
+        entry["status"] = "differs" if entry["diff"] else "exact"
+        carried.update(every)
+    return out
 
 
-def _snapshot_problem(copy: str, snapshot: Path | None) -> str | None:
-    """Compare the copy's schema-only dump with the snapshot written at backup time."""
-    if snapshot is None or not Path(snapshot).exists():
-        return None
+def _run_rollback(executor: Executor, rb: Runbook, phase: Phase) -> str | None:
+    d = rb.defaults
     try:
-        diff = schema.difference(Path(snapshot).read_text(), schema.schema_dump(copy, pg_dump=backup.tool("pg_dump")))
-    except subprocess.CalledProcessError as exc:
-        return f"pg_dump --schema-only of the copy failed: {(exc.stderr or '').strip()}"
-    return f"schema-only dump differs from the snapshot at: {diff[0][:120]}" if diff else None
+        result = executor.run_file(rb.file_path(phase.rollback), lock_timeout=d.lock_timeout,
+                                   statement_timeout=d.statement_timeout, lock_retries=d.lock_retries,
+                                   retry_backoff=d.retry_backoff)
+    except SqlFileError as exc:
+        return str(exc)
+    if result.ok:
+        return None
+    return result.error.describe() if result.error else f"{phase.rollback}: failed"
 
 
 def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
@@ -154,28 +190,49 @@ def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
 
 
 def _result(rb: Runbook, phases: list[dict], results: list[FileResult], failure: str | None,
-            verification_ok: bool, rollback_problem: str | None, seen: set[tuple[str, str]]) -> RehearsalResult:
+            verification_ok: bool, rollbacks: list[dict], seen: set[tuple[str, str]]) -> RehearsalResult:
     taken = locks(rb, seen)
     exclusive_files = {l["file"] for l in taken if l["level"] == ACCESS_EXCLUSIVE}
     held = [r.duration * 1000 for r in results if r.ok and r.file in exclusive_files]
     longest = round(max(held), 1) if held else None
-    rollback_clean = rollback_problem is None
-    ok = failure is None and verification_ok and rollback_clean
-    if failure is None and not rollback_clean:
-        failure = f"rollback: {rollback_problem}"
+    broken = next((r for r in rollbacks if r["status"] == "failed"), None)
+    rollback_clean = all(r["status"] in ("exact", "skipped") for r in rollbacks)
+    ok = failure is None and verification_ok and broken is None
+    if failure is None and broken is not None:
+        failure = f"rollback of phase {broken['phase']}: {broken['error']}"
     return RehearsalResult(ok=ok, phases=phases, verification_ok=verification_ok, rollback_clean=rollback_clean,
                            locks=taken, longest_lock_ms=longest, failure=failure,
-                           summary=_summary(phases, failure, verification_ok, rollback_clean, rollback_problem, taken, longest))
+                           summary=_summary(phases, failure, verification_ok, rollbacks, taken, longest),
+                           rollbacks=rollbacks)
 
 
-def _summary(phases, failure, verification_ok, rollback_clean, rollback_problem, taken, longest) -> str:
+def _summary(phases, failure, verification_ok, rollbacks, taken, longest) -> str:
     timings = ", ".join(f"phase {p['number']} {p['seconds']:.1f} s{'' if p['ok'] else ' FAILED'}" for p in phases)
     parts = [f"rehearsed on a copy: {timings or 'no phase ran'}"]
     parts.append("verification passed" if verification_ok else f"failed at {failure}")
-    parts.append("rollback clean" if rollback_clean else f"rollback NOT clean ({rollback_problem})")
+    parts.append(rollback_text(rollbacks))
     tables = {l["relation"] for l in taken if l["level"] == ACCESS_EXCLUSIVE}
     observed = {l["relation"] for l in taken if l["level"] == ACCESS_EXCLUSIVE and l["observed"]}
     lock_text = f"ACCESS EXCLUSIVE on {len(tables)} tables" + (f", longest {longest:.0f} ms" if longest is not None else "")
     if tables:
         lock_text += f" ({len(observed)} of {len(tables)} seen in pg_locks)"
     return ", ".join(parts) + "; " + lock_text
+
+
+def rollback_text(rollbacks: list[dict]) -> str:
+    """The rehearsed rollbacks in one phrase: clean, or which phase is not and why."""
+    if not rollbacks:
+        return "no rollback to rehearse"
+    problems = []
+    for r in rollbacks:
+        if r["status"] == "failed":
+            problems.append(f"phase {r['phase']} {r['file']} failed: {r['error']}")
+        elif r["status"] == "differs":
+            problems.append(f"phase {r['phase']} {r['file']} leaves {len(r['diff'])} schema lines different "
+                            f"({'; '.join(d.strip() for d in r['diff'][:3])[:240]})")
+        elif r["status"] == "none":
+            problems.append(f"phase {r['phase']} has no rollback file")
+    order = ", ".join(f"phase {r['phase']}" for r in rollbacks if r["status"] != "skipped")
+    if not problems:
+        return f"rollback clean ({order or 'nothing'} rolled back newest first, each to the schema before it)"
+    return "rollback NOT clean: " + "; ".join(problems)

@@ -71,6 +71,13 @@ class RehearsalResult:
     longest_lock_ms: float | None
     failure: str | None  # "file:line: message"
     summary: str
+    # each rehearsed phase rollback, newest first: {phase, file, status, diff, error};
+    # status exact | differs (diff: schema lines it did not return) | failed | skipped | none
+    rollbacks: list[dict] = field(default_factory=list)
+
+    def rollback_warnings(self) -> list[dict]:
+        """The rehearsed rollbacks that ran but did not return the schema exactly."""
+        return [r for r in self.rollbacks if r.get("status") == "differs"]
 
     @classmethod
     def from_dict(cls, d: dict) -> "RehearsalResult":

@@ -99,18 +99,20 @@ def test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table(ready
     _assert_not_rolled_back(console)
 
 
-def test_the_rehearsal_fails_preflight_when_a_rollback_does_not_return_the_schema(ready, tmp_path):
-    """A rollback that is wrong on the copy too: pre-flight is NO-GO, the rehearsal line says the
-    rollback is not clean and names the object left behind, and nothing can be approved."""
+def test_the_rehearsal_shows_the_tpm_a_rollback_that_does_not_return_the_schema(ready, tmp_path):
+    """A rollback that is wrong on the copy too: the rehearsal line says the rollback is not
+    clean and names the object left behind, and the go/no-go request warns the TPM with the
+    diff before the decision (issue 13.7: a known difference is the TPM's call, not a NO-GO)."""
     runbook = _edit(copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, "-- forgotten: " + FORGOTTEN)
     console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
 
     code, out = console(COORDINATOR, "preflight")
 
-    assert code == 1, out
-    assert "pre-flight: NO-GO" in out
+    assert code == 0, out
     rehearsal = next(l for l in out.splitlines() if "Rehearsal on a copy" in l)
-    assert "❌" in rehearsal and "rollback NOT clean" in rehearsal, rehearsal
+    assert "rollback NOT clean: phase 1 rollback-006.sql leaves" in rehearsal, rehearsal
     assert "update_database_health" in rehearsal, rehearsal
-    code, out = console("U0DYLAN", "approve")
-    assert code == 2, out
+    request = out[out.index("ready for execution"):]
+    assert "⚠ Rollback of phase 1 (rollback-006.sql) does not return the schema exactly" in request
+    assert "+CREATE FUNCTION platform.update_database_health(" in request
+    assert "Rollback of phase 2" not in request  # phase 2's rollback returned its schema exactly
