@@ -17,8 +17,8 @@ from commands.abort import AbortWatch, lost_connection
 from commands.core import Core
 from commands.result import FAILED, OK, Progress, Reporter
 from core import clock
-from engine import ledger, schema
-from engine.executor import Executor, FileChanged, FileResult, LedgerRecord
+from engine import ledger, ledgers, schema
+from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, StatementError
 from engine.verify import run_checks, run_smoke, run_suite
 from preflight.inputs import step_inputs
 from runbook.model import Phase, Step
@@ -42,6 +42,7 @@ class PhaseRunner:
         secret_inputs = [v for name, v in self.inputs.items() if self.rb.inputs[name].secret]
         self.secrets = (*core.settings.secrets(), *secret_inputs)
         self.executor = Executor(self.dsn, secrets=self.secrets)
+        self.ledger = ledgers.for_runbook(self.rb)
         self._last_progress = 0.0
         self._steps: dict | None = None  # step outcomes of the phase in progress, saved by its closing transition
 
@@ -80,7 +81,12 @@ class PhaseRunner:
         self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
         started = clock.monotonic()
         done = dict((run.result or {}).get("steps", {}))
+        shown = self._ledger_shows(phase)
         for step in phase.steps:
+            if step.migration in shown and not done.get(step.id, {}).get("ok"):
+                self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: {self.ledger.label} shows "
+                                                  f"{step.migration} applied, skipped", run_id=self.run_id))
+                continue
             if done.get(step.id, {}).get("ok"):
                 self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: already applied in this run, skipped",
                                                   run_id=self.run_id))
@@ -127,10 +133,54 @@ class PhaseRunner:
 
         t0 = clock.monotonic()
         try:
-            return self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress,
-                                          approved_sha256=self.approved_sha256(step.file))
+            team = self._ledger_before(step)
+            if isinstance(team, FileResult):
+                return team
+            result = self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress,
+                                            team_ledger=team, approved_sha256=self.approved_sha256(step.file))
         except psycopg.OperationalError as exc:  # the connection died mid-file: a step failure, with its real cause
             return lost_connection(self.rb, step, exc, clock.monotonic() - t0, self.core.redact)
+        if not result.ok and step.migration:
+            self._ledger_failed(step)
+        return result
+
+    # ------------------------------------------------------------ the team's ledger (engine.ledgers)
+
+    def _ledger_shows(self, phase: Phase) -> set[str]:
+        """Migrations of `phase` the runbook's ledger shows applied: `run` skips them."""
+        if not any(s.migration for s in phase.steps):
+            return set()
+        shown, _problem = ledgers.applied(self.dsn, self.rb)
+        return shown
+
+    def _ledger_before(self, step: Step):
+        """What the ledger's tool commits before a migration (golang-migrate: dirty), then the
+        statements that record it in the file's transaction; a ledger that forbids running
+        (dirty) makes the step fail with the reason, before anything runs."""
+        if not step.migration:
+            return None
+        entry = self.ledger.entry(step, self.actor)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            problem = self.ledger.problem(conn)
+            if problem:
+                error = StatementError(step.file, 0, "", None, f"not run: {problem}")
+                return FileResult(step.file, "", False, 0, 0, 0.0, [], 0, [], error, False, True)
+            self.ledger.before(conn, entry)
+        return lambda duration_ms: self.ledger.record(entry, duration_ms)
+
+    def _ledger_failed(self, step: Step) -> None:
+        """What the tool writes after a failed migration (sqitch: a `fail` event)."""
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                self.ledger.mark_failed(conn, self.ledger.entry(step, self.actor))
+        except psycopg.Error:
+            pass  # the database that failed the step may be unreachable: the failure template says what is known
+
+    def _record_runbook_version(self) -> None:
+        """A `table` ledger (006's schema_migrations) records the runbook's version once the run succeeded."""
+        if self.rb.ledger.kind == "table":
+            ledger.record_version(self.dsn, self.rb.version, self.rb.summary, table=self.ledger.table,
+                                  column=self.ledger.column)
 
     def approved_sha256(self, name: str) -> str:
         """The sha256 the approval binds `name` to ("" when the approval does not name it):
@@ -162,6 +212,8 @@ class PhaseRunner:
                 self._steps["steps"].pop(undone.id, None)
         state = self._database_status(before)
         action = self._action_required(phase, step, rolled_back, state)
+        if step.migration:
+            action += f". Ledger — {self.ledger.failure_help(self.ledger.entry(step, self.actor))}"
         # A phase its rollback file undid is rolled back, not failed: older phases may then roll back too.
         self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} failed",
                                    phase=phase.number, outcome="failed",
@@ -287,7 +339,7 @@ class PhaseRunner:
         gate_results = gates.quality_gates(self.core, run, suites)
         if not all(g.ok for g in gate_results):
             return self._verification_failed(phase, checks_and_smoke + gate_results, suites, duration)
-        ledger.record_version(self.dsn, self.rb.version, self.rb.summary)
+        self._record_runbook_version()
         fields = self._closing_fields(checks_and_smoke, str(number) if phase else FINAL_CHECKS)
         fields["result"]["gates"] = [{"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok}
                                      for g in gate_results]

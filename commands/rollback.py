@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
+
 from commands import facts, templates
 from commands.abort import why_orphans_block
 from commands.core import Core
@@ -16,7 +18,7 @@ from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post
 from commands.work import start_locked
 from core import clock
-from engine import ledger, schema
+from engine import ledger, ledgers, schema
 from engine.executor import FileChanged
 from state.machine import PhaseStatus, Status, why_phase_cannot_roll_back
 
@@ -54,20 +56,22 @@ class PhaseRollback:
                                        [f"by <@{self.runner.actor}>"], run_id=self.runner.run_id))
         started = clock.monotonic()
         before = facts.row_counts(self.dsn)
-        recorded = rb.version in ledger.applied_versions(self.dsn)
+        recorded = self._versions_table() and rb.version in self._versions()
         try:
             result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
                                                    statement_timeout=rb.defaults.statement_timeout,
                                                    lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff,
-                                                   approved_sha256=self.runner.approved_sha256(self.phase.rollback))
+                                                   approved_sha256=self.runner.approved_sha256(self.phase.rollback),
+                                                   team_ledger=self._ledger_removal())
         except FileChanged as changed:  # not the approved rollback: nothing of it ran
             return self._failed(str(changed), started)
         self.runner.reporter.post(templates.step_result(f"rollback {n}", result))
         if not result.ok:
             return self._failed(f"{self.phase.rollback} failed: {self.runner._error_text(result)}", started)
         # Who removed the version matters to the proof: read it before the bot removes it too.
-        left_by_file = rb.version in ledger.applied_versions(self.dsn)
-        ledger.remove_version(self.dsn, rb.version)
+        left_by_file = self._versions_table() and rb.version in self._versions()
+        if self._versions_table():
+            ledger.remove_version(self.dsn, rb.version, table=self.runner.ledger.table, column=self.runner.ledger.column)
         lines, proven = self._proof(before, recorded, left_by_file)
         recovery = clock.monotonic() - started
         if not proven:
@@ -84,6 +88,37 @@ class PhaseRollback:
                                        [f"Recovery time: {templates.seconds(recovery)}", *lines], run_id=self.runner.run_id))
         return OK
 
+    def _versions_table(self) -> bool:
+        """The runbook's version lives in a `table` ledger (006's schema_migrations)."""
+        return self.core.runbook.ledger.kind == "table"
+
+    def _versions(self) -> list[str]:
+        return ledger.applied_versions(self.dsn, table=self.runner.ledger.table, column=self.runner.ledger.column)
+
+    def _migrations(self) -> list:
+        """The phase's migrations the ledger tracks, newest first (the order they are undone in)."""
+        return [self.runner.ledger.entry(s, self.runner.actor) for s in reversed(self.phase.steps) if s.migration]
+
+    def _ledger_removal(self):
+        """The ledger's removal statements, run in the rollback file's own transaction, after what
+        the tool commits first (golang-migrate: the previous version, dirty)."""
+        entries = self._migrations()
+        if not entries:
+            return None
+        team = self.runner.ledger
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            for entry in entries:
+                team.before_remove(conn, entry)
+        return lambda duration_ms: [q for e in entries for q in team.remove(e, self.phase.rollback, duration_ms)]
+
+    def _ledger_line(self) -> tuple[str, bool]:
+        team, entries = self.runner.ledger, self._migrations()
+        shown, _problem = ledgers.applied(self.dsn, self.core.runbook)
+        left = [e.migration for e in entries if e.migration in shown]
+        names = ", ".join(e.migration for e in entries)
+        return (f"{templates.mark(not left)} {team.label}: {names} "
+                + ("no longer applied" if not left else f"STILL APPLIED ({', '.join(left)})"), not left)
+
     def _proof(self, before: dict[str, int], recorded: bool, left_by_file: bool) -> tuple[list[str], bool]:
         n = self.phase.number
         expected_path = self.runner.snapshot_path(n - 1 if n > 1 else 0)
@@ -98,16 +133,22 @@ class PhaseRollback:
         else:
             lines.append(f"{templates.FAIL_MARK} Schema not compared: no snapshot at {expected_path}")
             proven = False
-        versions = ledger.applied_versions(self.dsn)
-        gone = self.core.runbook.version not in versions
-        who = ("it was not recorded" if not recorded else
-               "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.phase.rollback}")
-        lines.append(f"{templates.mark(gone)} schema_migrations: latest {max(versions) if versions else 'none'}"
-                     f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})")
-        proven &= gone
+        if self._versions_table():
+            versions = self._versions()
+            gone = self.core.runbook.version not in versions
+            who = ("it was not recorded" if not recorded else
+                   "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.phase.rollback}")
+            lines.append(f"{templates.mark(gone)} {self.runner.ledger.table}: latest {max(versions) if versions else 'none'}"
+                         f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})")
+            proven &= gone
+        if self._migrations():
+            text, gone = self._ledger_line()
+            lines.append(text)
+            proven &= gone
         after = facts.row_counts(self.dsn)
         kept = [t for t in before if t in after]
-        changed = [t for t in kept if before[t] != after[t] and t != "public.schema_migrations"]
+        ledger_tables = {"public.schema_migrations", *self.runner.ledger.tables}  # the ledger's rows change by design
+        changed = [t for t in kept if before[t] != after[t] and t not in ledger_tables]
         dropped = [f"{t} ({before[t]} rows)" for t in before if t not in after]
         if changed:
             lines.append(f"{templates.FAIL_MARK} Data loss: row counts changed in {', '.join(changed)}")

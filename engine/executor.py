@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
@@ -34,6 +35,9 @@ RETRYABLE = (LOCK_NOT_AVAILABLE, DEADLOCK)  # nothing was applied; the same file
 STATEMENT_CHARS = 200
 
 ProgressFn = Callable[[int, int, Statement], None]  # (k, n, statement)
+# The team's ledger statements for this file (engine.ledgers), given the duration in ms (None:
+# measured by the server); they run in the file's own transaction, after its body.
+TeamLedgerFn = Callable[[int | None], Sequence[sql.Composable]]
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class _Run:
     on_progress: ProgressFn | None
     secrets: tuple[str, ...]
     source: bytes = b""  # the file's bytes as read, hashed and parsed once: what runs
+    team_ledger: TeamLedgerFn | None = None
     started_at: object = field(default_factory=clock.now)
     t0: float = field(default_factory=clock.monotonic)
 
@@ -103,6 +108,12 @@ class _Run:
         """Timeouts first, then the inputs: session settings for the file."""
         return {"lock_timeout": f"{int(self.lock_timeout * 1000)}ms",
                 "statement_timeout": f"{int(self.statement_timeout * 1000)}ms", **self.inputs}
+
+    def write_team_ledger(self, conn: psycopg.Connection) -> None:
+        """The team's ledger rows, in the caller's (the file's) transaction."""
+        if self.team_ledger:
+            for statement in self.team_ledger(int((clock.monotonic() - self.t0) * 1000)):
+                conn.execute(statement)
 
     def ledger_values(self, statements: int) -> tuple:
         r = self.record
@@ -167,7 +178,8 @@ class Executor:
         self._cancelled.clear()
 
     def run_step(self, rb: Runbook, step: Step, *, inputs: Mapping[str, str], record: LedgerRecord | None = None,
-                 on_progress: ProgressFn | None = None, approved_sha256: str | None = None) -> FileResult:
+                 on_progress: ProgressFn | None = None, approved_sha256: str | None = None,
+                 team_ledger: TeamLedgerFn | None = None) -> FileResult:
         """Run a runbook step's file with the runbook's timeouts and retries (step overrides
         first) and exactly the inputs the step declares. Refuses DO-NOT-RUN/unknown files,
         and (FileChanged) bytes other than `approved_sha256` when given."""
@@ -184,12 +196,13 @@ class Executor:
             lock_timeout=step.lock_timeout if step.lock_timeout is not None else d.lock_timeout,
             statement_timeout=step.statement_timeout if step.statement_timeout is not None else d.statement_timeout,
             lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress,
-            approved_sha256=approved_sha256)
+            approved_sha256=approved_sha256, team_ledger=team_ledger)
 
     def run_file(self, path: Path, *, inputs: Mapping[str, str] = {}, lock_timeout: float = 2.0,
                  statement_timeout: float = 300.0, lock_retries: int = 3, retry_backoff: float = 2.0,
                  record: LedgerRecord | None = None, on_progress: ProgressFn | None = None,
-                 approved_sha256: str | None = None) -> FileResult:
+                 approved_sha256: str | None = None,
+                 team_ledger: TeamLedgerFn | None = None) -> FileResult:
         """Run one file; raises SqlFileError before touching the database if it does not parse.
 
         The file is read once: those bytes are hashed (FileChanged when they are not the
@@ -204,7 +217,7 @@ class Executor:
         source = read_verified(Path(path), approved_sha256)
         parsed = parse_bytes(source, Path(path))
         run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
-                   (*self._secrets, *inputs.values()), source)
+                   (*self._secrets, *inputs.values()), source, team_ledger)
         result = FileResult(parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None,
                             False, parsed.atomic)
         attempt_fn = self._psql_attempt if parsed.needs_psql else (
@@ -245,6 +258,8 @@ class Executor:
                     if run.record and keep:
                         ledger.ensure_schema(conn)
                         conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
+                    if keep:
+                        run.write_team_ledger(conn)
                     self._check_cancel()
                     conn.commit() if keep else _rollback(conn)
                     result.ok = True
@@ -303,10 +318,12 @@ class Executor:
                         result.executed += 1
                         if run.on_progress:
                             run.on_progress(result.executed, len(body), stmt)
-                    if run.record:
+                    if run.record or run.team_ledger:
                         with conn.transaction():
-                            ledger.ensure_schema(conn)
-                            conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
+                            if run.record:
+                                ledger.ensure_schema(conn)
+                                conn.execute(ledger.INSERT_SQL, run.ledger_values(len(body)))
+                            run.write_team_ledger(conn)
                     result.ok = True
                 except _Cancelled:
                     result.cancelled = True
@@ -342,7 +359,7 @@ class Executor:
         conninfo, env = child_env(self._dsn, run.settings(), app)
         with tempfile.TemporaryDirectory(prefix="migrate-bot-") as tmp:
             files = [_private_copy(Path(tmp), run)]
-            if run.record and single:
+            if (run.record or run.team_ledger) and single:
                 files.append(_ledger_file(Path(tmp), run, len(parsed.body)))
             proc = PsqlProcess(command(conninfo, files, single), env)
             with self._guard:
@@ -361,7 +378,7 @@ class Executor:
             result.ok, result.executed = True, len(parsed.body)
             if run.on_progress and parsed.body:  # psql reports no per-statement progress: done is done
                 run.on_progress(len(parsed.body), len(parsed.body), parsed.body[-1])
-            if run.record and not single and not parsed.ends_in_rollback:
+            if (run.record or run.team_ledger) and not single and not parsed.ends_in_rollback:
                 self._record_after(run)
             return
         stmt = _statement_at(parsed, out.error_line)
@@ -386,8 +403,10 @@ class Executor:
     def _record_after(self, run: _Run) -> None:
         """Ledger row for a file that commits by itself (psql without -1)."""
         with psycopg.connect(self._dsn) as conn:
-            ledger.ensure_schema(conn)
-            conn.execute(ledger.INSERT_SQL, run.ledger_values(len(run.parsed.body)))
+            if run.record:
+                ledger.ensure_schema(conn)
+                conn.execute(ledger.INSERT_SQL, run.ledger_values(len(run.parsed.body)))
+            run.write_team_ledger(conn)
 
     # ------------------------------------------------------------- helpers
 
@@ -531,9 +550,14 @@ def _private_copy(tmp: Path, run: _Run) -> Path:
 
 
 def _ledger_file(tmp: Path, run: _Run, statements: int) -> Path:
-    """The ledger row as a second psql -f, in the file's transaction (duration: server-side)."""
-    values = run.ledger_values(statements)
-    values = values[:8] + (None,) + values[9:]
+    """The ledger rows as a second psql -f, in the file's transaction (duration: server-side)."""
+    text = ""
+    if run.record:
+        values = run.ledger_values(statements)
+        values = values[:8] + (None,) + values[9:]
+        text = ledger.SCHEMA_SQL + ";\n" + ledger.insert_sql_literal(values) + ";\n"
+    if run.team_ledger:
+        text += "".join(statement.as_string(None) + ";\n" for statement in run.team_ledger(None))
     path = tmp / "ledger.sql"
-    path.write_text(ledger.SCHEMA_SQL + ";\n" + ledger.insert_sql_literal(values) + ";\n")
+    path.write_text(text)
     return path

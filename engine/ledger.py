@@ -7,6 +7,7 @@ as the file itself, so "applied but not recorded" cannot happen (the alembic way
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 # Run at the end of the file's transaction; SET LOCAL keeps the "already exists, skipping"
@@ -43,8 +44,6 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 def insert_sql_literal(values: tuple) -> str:
     """The ledger INSERT with its values inlined, for a psql run (-1 -f file -f ledger).
     A duration of None is measured by the server: now() is the transaction's start."""
-    from psycopg import sql
-
     literals = [sql.Literal(v).as_string(None) for v in values]
     if values[8] is None:
         literals[8] = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
@@ -59,34 +58,41 @@ def applied_files(dsn: str, runbook: str) -> list[dict]:
         return conn.execute("SELECT * FROM migrate_bot.applied_files WHERE runbook = %s ORDER BY id", (runbook,)).fetchall()
 
 
-def record_version(dsn: str, version: str, description: str = "") -> None:
-    """Add `version` to schema_migrations (idempotent: an existing row is left as is)."""
+def record_version(dsn: str, version: str, description: str = "", *, table: str = "schema_migrations",
+                   column: str = "version") -> None:
+    """Add `version` to the runbook's `table` ledger (idempotent: an existing row is left as is)."""
     with psycopg.connect(dsn) as conn:
-        columns = _columns(conn, "schema_migrations")
-        names, values = ["version"], [version]
+        columns = _columns(conn, table)
+        names, values = [sql.Identifier(column)], [version]
         for col in ("description", "name"):  # schema_migrations' label column, often NOT NULL
             if col in columns:
-                names.append(col)
+                names.append(sql.Identifier(col))
                 values.append(description or f"migration {version}")
                 break
-        placeholders = ", ".join(["%s"] * len(values))
+        placeholders = sql.SQL(", ").join([sql.Placeholder()] * len(values))
         conn.execute(
-            f"INSERT INTO schema_migrations ({', '.join(names)}) SELECT {placeholders} "
-            "WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version::text = %s)",
+            sql.SQL("INSERT INTO {t} ({names}) SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {c}::text = %s)")
+            .format(t=_table(table), names=sql.SQL(", ").join(names), values=placeholders, c=sql.Identifier(column)),
             (*values, version),
         )
 
 
-def remove_version(dsn: str, version: str) -> None:
-    """Remove `version` from schema_migrations (a rolled-back migration is not applied)."""
+def remove_version(dsn: str, version: str, *, table: str = "schema_migrations", column: str = "version") -> None:
+    """Remove `version` from the `table` ledger (a rolled-back migration is not applied)."""
     with psycopg.connect(dsn) as conn:
-        conn.execute("DELETE FROM schema_migrations WHERE version::text = %s", (version,))
+        conn.execute(sql.SQL("DELETE FROM {} WHERE {}::text = %s").format(_table(table), sql.Identifier(column)),
+                     (version,))
 
 
-def applied_versions(dsn: str) -> list[str]:
-    """Versions in schema_migrations, in order."""
+def applied_versions(dsn: str, *, table: str = "schema_migrations", column: str = "version") -> list[str]:
+    """Versions in the `table` ledger, in order."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT version::text FROM schema_migrations ORDER BY 1")]
+        return [r[0] for r in conn.execute(sql.SQL("SELECT {c}::text FROM {t} ORDER BY 1").format(
+            c=sql.Identifier(column), t=_table(table)))]
+
+
+def _table(name: str) -> sql.Identifier:
+    return sql.Identifier(*name.split("."))
 
 
 def _exists(conn, relation: str) -> bool:

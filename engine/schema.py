@@ -2,7 +2,7 @@
 
 One definition for everyone who asks "is the schema what it was?": pre-migration snapshots
 at preflight, the rehearsal's rollback check, rollback verification, the failure template's
-"database status". The bot's own schema `migrate_bot` is never part of it.
+"database status". The bot's own schema `migrate_bot` and the ledgers' tables are never part of it.
 """
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ from core import children
 from engine.psql import child_env
 
 BOT_SCHEMA = "migrate_bot"
+# The ledgers' own objects (engine/ledgers): created by the first migration a tool records and
+# kept when it is undone, as the tools themselves do, so never part of "is the schema what it was?".
+LEDGER_EXCLUDES = ("--exclude-schema=sqitch", "--exclude-table=*.flyway_schema_history",
+                   "--exclude-table=*.schema_migrations")
 
 
 def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = None, file: Path | None = None,
                  lock_wait: float | None = None) -> list[str]:
     """The pg_dump invocation every snapshot uses (an exported `snapshot` makes it consistent with a
     backup; `lock_wait` seconds bounds its wait for another session's lock)."""
-    cmd = [pg_dump, "--schema-only", f"--exclude-schema={BOT_SCHEMA}"]
+    cmd = [pg_dump, "--schema-only", f"--exclude-schema={BOT_SCHEMA}", *LEDGER_EXCLUDES]
     if lock_wait is not None:
         cmd.append(f"--lock-wait-timeout={int(lock_wait * 1000)}")
     if snapshot:

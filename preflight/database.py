@@ -3,8 +3,9 @@ runbook's declared SQL preconditions.
 
 One connection answers the first lines (the report's psql commands 1, 4 and 5); when it
 cannot be opened, the others say they were not checked rather than guessing. The migrations
-and extensions lines exist only when the runbook's [prerequisites] ask for something: a
-runbook that requires no version never has a ledger table looked for.
+and extensions lines exist only when the runbook's [prerequisites] ask for something, or (the
+migrations line) when its steps name ledger migrations, whose ledger can forbid running (a dirty
+golang-migrate version): a runbook that requires nothing never has a ledger table looked for.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import psycopg
 
 from core.redact import redact_url
 from engine.verify import compare
+from engine import ledgers
 from preflight.lines import Spec, line, run_probe
 from preflight.report import CheckLine
 from runbook.model import Check, Runbook
@@ -31,12 +33,15 @@ def specs(url: str | None, runbook: Runbook) -> dict[str, Spec]:
     applied = ", ".join(pre.applied) or "(none)"
     not_applied = ", ".join(pre.not_applied)
     wanted = f"{applied} applied" + (f", {not_applied} not applied" if not_applied else "")
+    label = ledgers.for_runbook(runbook).label
+    title = f"Migrations {wanted}" if pre.applied or pre.not_applied else f"Ledger {label} consistent"
     return {
         "database": Spec("database", "DATABASE_URL reachable", f"connect {redact_url(url) or '(unset)'}; SELECT version()",
                          "a connection"),
         "server_version": Spec("server_version", f"PostgreSQL {pre.server_version_num // 10000}+",
                                "SHOW server_version_num", f"≥ {pre.server_version_num}"),
-        "migrations": Spec("migrations", f"Migrations {wanted}", "SELECT version FROM schema_migrations", wanted),
+        "migrations": Spec("migrations", title, f"read {label}", wanted if pre.applied or pre.not_applied
+                           else "readable, not dirty, no failed migration"),
         "extensions": Spec("extensions", f"Extensions installed: {', '.join(pre.extensions) or '(none)'}",
                            "SELECT extname, extversion FROM pg_extension", ", ".join(pre.extensions) or "(none)"),
     }
@@ -45,7 +50,8 @@ def specs(url: str | None, runbook: Runbook) -> dict[str, Spec]:
 def keys(runbook: Runbook) -> tuple[str, ...]:
     """The keys of the lines `database_lines` returns for this runbook, in order."""
     pre = runbook.prerequisites
-    return ("database", "server_version") + (("migrations",) if pre.applied or pre.not_applied else ()) \
+    tracked = any(s.migration for p in runbook.phases for s in p.steps)  # the ledger can forbid running (dirty)
+    return ("database", "server_version") + (("migrations",) if pre.applied or pre.not_applied or tracked else ()) \
         + (("extensions",) if pre.extensions else ())
 
 
@@ -80,11 +86,12 @@ def applied_versions(conn: psycopg.Connection, runbook: Runbook) -> list[str] | 
     """The versions the ledger shows as applied, or why they cannot be read.
 
     The one place pre-flight reads "what is applied": the ledger's table and column are the
-    runbook's business (issue 14's ledger setting replaces this body, not its callers)."""
-    try:
-        return [r[0] for r in conn.execute("SELECT version::text FROM schema_migrations ORDER BY 1")]
-    except psycopg.errors.UndefinedTable:
-        return "no schema_migrations table"
+    runbook's business ([ledger], engine/ledgers)."""
+    ledger = ledgers.for_runbook(runbook)
+    problem = ledger.problem(conn)  # a dirty golang-migrate ledger, a failed Flyway row, a missing table
+    if problem:
+        return problem
+    return sorted(ledger.applied(conn))
 
 
 def precondition_line(url: str | None, check: Check, timeout: float, secrets: Iterable[str] = ()) -> CheckLine:

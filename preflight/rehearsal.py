@@ -23,7 +23,7 @@ from typing import Mapping
 
 from core import clock
 from core.config import Settings
-from engine import schema
+from engine import ledgers, schema
 from engine.executor import Executor, FileResult
 from engine.verify import run_checks, run_suite
 from preflight import backup
@@ -59,6 +59,7 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | N
     """Run the runbook on database `copy` (a restored backup) and roll it back phase by phase."""
     executor = Executor(copy, secrets=settings.secrets(), application_name=APP)
     expected = _before(copy, snapshot)
+    shown, _problem = ledgers.applied(copy, runbook)  # what `run` will skip, the rehearsal skips too
     phases: list[dict] = []
     results: list[FileResult] = []
     failure, verification_ok, applied = None, False, []
@@ -68,9 +69,11 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | N
             for phase in runbook.phases:  # in runbook order, as the real run goes
                 if phase.is_verification:
                     _timed(phases, phase, lambda p=phase: _verify(runbook, p, copy, inputs, settings))
+                elif all(s.migration in shown for s in phase.steps):
+                    continue  # the ledger shows every migration of the phase applied: `run` skips it
                 else:
                     applied.append(_Applied(phase, expected))
-                    _timed(phases, phase, lambda a=applied[-1]: _migrate(executor, runbook, a, copy, inputs, results))
+                    _timed(phases, phase, lambda a=applied[-1]: _migrate(executor, runbook, a, copy, inputs, results, shown))
                     expected = _dump(copy)
         verification_ok = True
     except _Failed as exc:
@@ -103,9 +106,11 @@ def _timed(phases: list[dict], phase: Phase, body) -> None:
 
 
 def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inputs: Mapping[str, str],
-             results: list[FileResult]) -> None:
+             results: list[FileResult], shown: set[str] = frozenset()) -> None:
     phase = applied.phase
     for step in phase.steps:
+        if step.migration in shown:
+            continue
         try:
             result = executor.run_step(rb, step, inputs=inputs)
         except (SqlFileError, ValueError) as exc:

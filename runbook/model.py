@@ -55,6 +55,23 @@ class Step:
     chosen: str | None = None  # key of `options` that `file` is
     lock_timeout: float | None = None  # None: the runbook default
     statement_timeout: float | None = None
+    migration: str | None = None  # the ledger's name for this file (a version, a sqitch change); None: not tracked
+
+
+LEDGER_KINDS = ("bot", "table", "flyway", "golang-migrate", "sqitch")
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Where the team's record of applied migrations lives ([ledger]; engine/ledgers reads and
+    writes it). `bot`: the bot's own migrate_bot.applied_files; `table`: a schema_migrations-style
+    table (`table`, `column`) holding the runbook's version; `flyway`, `golang-migrate`, `sqitch`:
+    that tool's own ledger, written as the tool writes it."""
+
+    kind: str = "bot"
+    table: str | None = None  # table: "schema_migrations"; flyway: "flyway_schema_history"; golang-migrate: "schema_migrations"
+    column: str = "version"  # table kind: the version column
+    plan: str | None = None  # sqitch: the plan file, relative to the runbook
 
 
 @dataclass(frozen=True)
@@ -174,6 +191,7 @@ class Runbook:
     timeline: dict[str, float]  # the report's other estimates (preflight, documentation, window)
     next_steps: tuple[str, ...] = ()
     preflight: PreflightChecks = PreflightChecks()  # declared pre-flight checks ([preflight.*])
+    ledger: Ledger = field(default_factory=Ledger)
 
     def phase(self, number: int) -> Phase | None:
         return next((p for p in self.phases if p.number == number), None)
@@ -272,7 +290,19 @@ def _build(data: dict, path: Path) -> Runbook:
         timeline={k: parse_duration(v, f"{where} timeline.{k}") for k, v in data.get("timeline", {}).items()},
         next_steps=tuple(data.get("success", {}).get("next_steps", ())),
         preflight=_preflight(data.get("preflight", {}), f"{where} [preflight]"),
+        ledger=_ledger(data.get("ledger", {}), f"{where} [ledger]"),
     )
+
+
+def _ledger(raw: dict, where: str) -> Ledger:
+    kind = str(raw.get("kind", "bot"))
+    if kind not in LEDGER_KINDS:
+        raise RunbookError(f"{where}: kind must be one of {', '.join(LEDGER_KINDS)} (got {kind!r})")
+    if kind == "sqitch" and not raw.get("plan"):
+        raise RunbookError(f"{where}: kind = \"sqitch\" needs `plan = \"sqitch.plan\"`")
+    table = raw.get("table")
+    return Ledger(kind=kind, table=str(table) if table else None, column=str(raw.get("column", "version")),
+                  plan=raw.get("plan"))
 
 
 def _input(name: str, spec: dict, where: str) -> Input:
@@ -379,4 +409,5 @@ def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
         chosen=chosen,
         lock_timeout=parse_duration(raw["lock_timeout"], f"{where} lock_timeout") if "lock_timeout" in raw else None,
         statement_timeout=parse_duration(raw["statement_timeout"], f"{where} statement_timeout") if "statement_timeout" in raw else None,
+        migration=str(raw["migration"]) if "migration" in raw else None,
     )

@@ -1,0 +1,89 @@
+"""What every ledger kind shares (Entry, the interface) and the bot's own ledger."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from runbook.model import Runbook, Step
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One migration as a ledger sees it."""
+
+    migration: str  # the step's `migration`: a version, a sqitch change (name or name@tag), a file
+    file: Path  # the script that applies it
+    script: str  # its name relative to the runbook folder
+    description: str
+    actor: str  # who ran it (Slack user id)
+
+
+# A server-side duration: the transaction started with the migration (now() is its start).
+SERVER_DURATION = sql.SQL("(extract(epoch FROM clock_timestamp() - now()) * 1000)::int")
+
+
+def duration_sql(duration_ms: int | None) -> sql.Composable:
+    return SERVER_DURATION if duration_ms is None else sql.Literal(int(duration_ms))
+
+
+class Ledger:
+    """The bot's own ledger (migrate_bot.applied_files): the executor writes its row for every
+    file it runs; a rolled-back step's rows are removed with the rollback."""
+
+    kind = "bot"
+    label = "migrate_bot.applied_files"
+    tables: tuple[str, ...] = ("migrate_bot.applied_files",)
+
+    def __init__(self, rb: Runbook):
+        self.rb = rb
+
+    def applied(self, conn: psycopg.Connection) -> set[str]:
+        if not _exists(conn, "migrate_bot.applied_files"):
+            return set()
+        rows = conn.execute("SELECT file FROM migrate_bot.applied_files WHERE runbook = %s", (self.rb.id,))
+        files = {r[0] for r in rows}
+        return {s.migration for s in self.tracked() if s.file in files or Path(s.file).name in files}
+
+    def problem(self, conn: psycopg.Connection) -> str | None:
+        return None
+
+    def before(self, conn: psycopg.Connection, entry: Entry) -> None:
+        """Committed before the migration's transaction opens (nothing for most tools)."""
+
+    def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
+        return []  # the executor's own applied_files row is this ledger's record
+
+    def before_remove(self, conn: psycopg.Connection, entry: Entry) -> None:
+        """Committed before the rollback's transaction opens (nothing for most tools)."""
+
+    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
+        step = self.step(entry.migration)
+        names = {step.file, Path(step.file).name} if step else {entry.script}
+        return [sql.SQL("DELETE FROM migrate_bot.applied_files WHERE runbook = {} AND file = ANY({})").format(
+            sql.Literal(self.rb.id), sql.Literal(sorted(names)))]
+
+    def mark_failed(self, conn: psycopg.Connection, entry: Entry) -> None:
+        """What the tool commits after a migration failed (sqitch: a `fail` event; most: nothing)."""
+
+    def failure_help(self, entry: Entry) -> str:
+        return f"{self.label}: no row for {entry.script} (the failed file's transaction was rolled back)"
+
+    # ------------------------------------------------------------ the runbook's migrations
+
+    def tracked(self) -> list[Step]:
+        """The runbook's steps that name a migration, in runbook order."""
+        return [s for p in self.rb.phases for s in p.steps if s.migration]
+
+    def step(self, migration: str) -> Step | None:
+        return next((s for s in self.tracked() if s.migration == migration), None)
+
+    def entry(self, step: Step, actor: str, file: str | None = None) -> Entry:
+        name = file or step.file
+        return Entry(step.migration or name, self.rb.file_path(name), name, step.name, actor)
+
+
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
