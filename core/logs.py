@@ -6,6 +6,10 @@ from typing import Iterable
 
 from core.redact import redact
 
+# One log line at most this long: a request or an error text can be megabytes (a body, a
+# statement), and a log line is for reading. Cut after redaction, so no secret is cut in half.
+MAX_LOG_CHARS = 4000
+
 
 class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]):
@@ -20,6 +24,8 @@ class RedactingFilter(logging.Filter):
             exc = record.exc_info[1]
             record.msg += f" [{type(exc).__name__}: {redact(str(exc), self.secrets)}]"
             record.exc_info = None
+        if len(record.msg) > MAX_LOG_CHARS:
+            record.msg = f"{record.msg[:MAX_LOG_CHARS]}… ({len(record.msg) - MAX_LOG_CHARS} characters cut)"
         return True
 
 

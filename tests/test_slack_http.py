@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -84,3 +85,59 @@ def test_healthz_is_503_naming_redis_when_it_is_unreachable(settings, standin):
         running.close()
     assert reply.status == 503 and reply.json() == {"redis": "unreachable", "database": "ok"}
     assert "RedisPw0rd" not in reply.body
+
+
+def _post_raw(bot, body: bytes, headers: dict) -> tuple[int, float]:
+    """POST raw bytes to /slack/events; (status, seconds until the answer)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(bot.slack.url, data=body, headers=headers, method="POST")
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, time.perf_counter() - start
+    except urllib.error.HTTPError as err:
+        return err.code, time.perf_counter() - start
+
+
+def _signed_headers(bot, raw: bytes) -> dict:
+    import hashlib
+    import hmac
+
+    ts = str(int(time.time()))
+    digest = hmac.new(bot.settings.slack_signing_secret.encode(), b"v0:" + ts.encode() + b":" + raw, hashlib.sha256)
+    return {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": "v0=" + digest.hexdigest()}
+
+
+def test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run(bot, scripted, caplog):
+    """bolt logged the whole body of a badly signed request; the edge refuses it first and logs
+    one short line (size and reason, no content)."""
+    caplog.set_level(logging.DEBUG)
+    marker = "UNSIGNEDMARKER"
+    body = ("text=" + ("a://u:" + marker) * 50_000)[:990_000].encode()
+    status, _ = _post_raw(bot, body, {"Content-Type": "application/x-www-form-urlencoded",
+                                      "X-Slack-Request-Timestamp": str(int(time.time())),
+                                      "X-Slack-Signature": "v0=" + "0" * 64})
+    assert status == 401 and scripted.executed == []
+    logged = [r.getMessage() for r in caplog.records]
+    assert not any(marker in line for line in logged)
+    assert any("signature" in line and "990000 bytes" in line for line in logged)
+    assert all(len(line) < 1000 for line in logged)
+
+
+def test_a_body_that_is_not_utf8_is_refused_with_400_signed_or_not(bot, scripted):
+    raw = b"command=%2Fmigrate&text=\xff\xfe\xc3(help"
+    signed, _ = _post_raw(bot, raw, _signed_headers(bot, raw))
+    unsigned, _ = _post_raw(bot, raw, {"Content-Type": "application/x-www-form-urlencoded",
+                                       "X-Slack-Request-Timestamp": str(int(time.time())),
+                                       "X-Slack-Signature": "v0=" + "1" * 64})
+    assert (signed, unsigned) == (400, 400)
+    assert scripted.executed == []
+
+
+def test_a_timestamp_that_is_not_a_number_is_refused_with_401(bot, scripted):
+    status, _ = _post_raw(bot, b"text=help", {"Content-Type": "application/x-www-form-urlencoded",
+                                              "X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"})
+    assert status == 401 and scripted.executed == []

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 from slack_bolt import App
 from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
 
 from bot.slack import health
 from bot.slack.app import build_app
@@ -32,13 +33,39 @@ def _headers(environ: dict) -> dict[str, str]:
 
 
 def _respond(start_response, status: int, body: bytes, headers: list[tuple[str, str]]) -> Iterable[bytes]:
-    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable"}
+    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
+              503: "Service Unavailable"}
     start_response(f"{status} {reason.get(status, 'Status')}", headers + [("Content-Length", str(len(body)))])
     return [body]
 
 
+def _unverified(verifier: SignatureVerifier, raw: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+    """(status, answer) for a request that must not reach bolt, or None when it is signed.
+
+    Checked here, before bolt sees the request: bolt builds a request by parsing the body, and
+    its own check logs the whole body of a badly signed request, so an anonymous 1 MB body
+    would be parsed and logged (and the log line redacted) on the way to its 401. Here it
+    costs one HMAC, and the log says only that it came, how big it was, and why it was refused.
+    """
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:  # Slack sends UTF-8 only: nothing else can carry a valid signature
+        log.warning("refused a request to %s: its %d-byte body is not UTF-8", EVENTS_PATH, len(raw))
+        return 400, b"body is not UTF-8"
+    try:
+        signed = verifier.is_valid(body, headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature"))
+    except ValueError:  # a timestamp that is not a number
+        signed = False
+    if not signed:
+        log.warning("refused a request to %s: missing, bad or stale signature (%d bytes)", EVENTS_PATH, len(raw))
+        return 401, b"invalid request"
+    return None
+
+
 def make_wsgi_app(core, app: App) -> Callable:
-    """A WSGI app: Slack's requests to bolt (signatures verified by bolt), health to `health`."""
+    """A WSGI app: Slack's requests (signature checked here, then again by bolt) to bolt,
+    health to `health`."""
+    verifier = SignatureVerifier(core.settings.slack_signing_secret)
 
     def wsgi(environ, start_response):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -47,11 +74,14 @@ def make_wsgi_app(core, app: App) -> Callable:
             return _respond(start_response, 200 if healthy else 503, json.dumps(status).encode(), [("Content-Type", "application/json")])
         if path != EVENTS_PATH or method != "POST":
             return _respond(start_response, 404, b"not found", [("Content-Type", "text/plain")])
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress answers 400 to a malformed one
         if length > MAX_BODY:
             return _respond(start_response, 413, b"too large", [("Content-Type", "text/plain")])
-        body = environ["wsgi.input"].read(length).decode("utf-8")
-        response = app.dispatch(BoltRequest(body=body, query=environ.get("QUERY_STRING"), headers=_headers(environ)))
+        raw, headers = environ["wsgi.input"].read(length), _headers(environ)
+        refused = _unverified(verifier, raw, headers)
+        if refused is not None:
+            return _respond(start_response, refused[0], refused[1], [("Content-Type", "text/plain")])
+        response = app.dispatch(BoltRequest(body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=headers))
         headers = [(k, v) for k, values in response.headers.items() for v in values if k.lower() != "content-length"]
         # Every request is acked within milliseconds and deduplicated: Slack must not re-send.
         headers.append(("X-Slack-No-Retry", "1"))
