@@ -64,7 +64,7 @@ def test_the_schedule_modal_defaults_to_the_next_low_traffic_window():
 
 def test_the_run_card_shows_phase_statement_elapsed_and_a_bar():
     p = Progress("r1", 1, "Database infrastructure", "1.1", "006_create_databases_table.sql", 12, 48, 95.0, 180.0, "running")
-    card = blocks.run_card("r1", "Migration 006", p, None)
+    card = blocks.run_card("r1", "Migration 006", None, p)
     text = card.blocks[1]["text"]["text"]
     assert "Phase 1:* Database infrastructure" in text and "12 of 48" in text
     assert "1 min 35 s of 3 min 00 s" in text and "▓▓▓▓▓░░░" in text and " 25%" in text

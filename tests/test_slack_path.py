@@ -77,7 +77,7 @@ def test_whole_path_of_the_report_through_slack(bot, standin):
     assert len(top_level) == 1 and top_level[0].answer["ts"] == parent  # one parent for the run
     assert len(run_posts) >= 6
     parent_edits = [c for c in standin.calls_of("chat.update") if c.body["ts"] == parent]
-    assert parent_edits and "SUCCESSFUL" in json.dumps(parent_edits[-1].body["blocks"])
+    assert parent_edits and "Succeeded" in json.dumps(parent_edits[-1].body["blocks"])
     assert [c for c in standin.calls if c.answer.get("error")] == []  # Slack rejected nothing
     everything = json.dumps([c.body for c in standin.calls])
     for secret in (PLANTED["key"], "S3cretMongoPw42", "S3cretRedisPw42", PLANTED["bot_token"]):

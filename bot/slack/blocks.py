@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
+from commands.card import Card
 from commands.result import Action, Post, Progress
 from core.clock import hhmm
 
@@ -236,7 +237,7 @@ def duration(seconds: float) -> str:
 
 def progress_lines(p: Progress) -> list[str]:
     """Phase, statement k of n, elapsed against the estimate, and a bar."""
-    lines = [f"*State:* {p.state}"]
+    lines = []
     if p.phase is not None:
         lines.append(f"*Phase {p.phase}:* {p.phase_name}" + (f" · step {p.step}" if p.step else ""))
     if p.statements:
@@ -249,13 +250,26 @@ def progress_lines(p: Progress) -> list[str]:
     return lines
 
 
-def run_card(run_id: str, title: str, progress: Progress | None, outcome: str | None) -> Rendered:
-    """The run's parent message, edited in place as the run goes."""
-    lines = progress_lines(progress) if progress else ["*State:* started"]
-    if outcome:
-        lines.append(f"*Outcome:* {outcome}")
-    blocks = [header(title), section("\n".join(lines)), context(f"run `{run_id}` · details in the thread")]
-    text = f"{title}: " + (outcome or (progress.state if progress else "started"))
+def card_lines(card: Card) -> list[str]:
+    """The card's facts: what happens now (bold), who acts next, one line per phase."""
+    lines = [f"*{card.now}*"]
+    if card.next:
+        lines.append(f"*Next:* {card.next}")
+    return lines + [""] + card.phases if card.phases else lines
+
+
+def run_card(run_id: str, title: str, card: Card | None, progress: Progress | None) -> Rendered:
+    """The run's parent message, rendered again from the run's state at every change.
+
+    `progress` (the latest statement k of n) is shown only while the card says work runs;
+    a run the store does not know (None) shows its progress alone."""
+    blocks = [header(title)]
+    if card is not None:
+        blocks.append(section("\n".join(card_lines(card))))
+    if progress is not None and (card is None or card.working):
+        blocks.append(section("\n".join(progress_lines(progress) or [progress.state])))
+    blocks.append(context(f"run `{run_id}` · details in the thread"))
+    text = f"{title}: " + (card.now if card else (progress.state if progress else "started"))
     return Rendered(fallback(text), blocks)
 
 

@@ -77,7 +77,7 @@ class Bridge:
         client = client or web_client(settings)
         outbox = Outbox(core.redis, core.keys, settings.channel)
         threads = RunThreads(core.redis, core.keys)
-        delivery = Delivery(client, threads, settings.channel, card_renderer(core.runbook.title))
+        delivery = Delivery(client, threads, settings.channel, card_renderer(core))
         worker = OutboxWorker(outbox, delivery, settings.secrets())
         reporter = SlackReporter(outbox, threads, settings.secrets())
         return cls(core, handle or default_handle(), client, outbox, threads, reporter, worker)
@@ -116,6 +116,8 @@ class Bridge:
     def _run_work(self, outcome: Outcome) -> None:
         try:
             outcome.work(RunReporter(self.reporter, outcome.run_id))
+            if outcome.run_id:  # the state the work ended in
+                self.reporter.refresh(outcome.run_id)
         except Exception as exc:  # the work's own failure paths post; this is a crash: say so in the thread
             log.exception("background work crashed: %s", self.redact(repr(exc)))
             try:

@@ -1,9 +1,10 @@
 """The Slack `Reporter`: turns a command's posts and progress into outbox entries.
 
 Posts of a run go into the run's thread (the outbox creates the parent message on the first
-one); final posts are also broadcast to the channel. Progress only records the latest state
-and queues one refresh of the parent message if none is pending, so a burst of progress
-becomes one `chat.update` (the latest state wins) and the outbox spaces them out.
+one); final posts are also broadcast to the channel. Every post of a run and every progress
+queues one refresh of the parent message if none is pending; the refresh renders the run's
+card from its stored state when it is delivered, so a burst becomes one `chat.update` (the
+latest state wins) and the outbox spaces them out.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import asdict, replace
 
 from bot.slack import blocks
 from bot.slack.outbox import Outbox, RunThreads
+from commands.card import describe
 from commands.result import Post, Progress
 from core.redact import redact
 
@@ -28,12 +30,17 @@ def redact_post(post: Post, secrets: tuple[str, ...]) -> Post:
     )
 
 
-def card_renderer(title: str):
-    """(run_id, stored meta) -> the run's parent message, for the outbox's Delivery."""
+def card_renderer(core):
+    """(run_id, stored meta) -> the run's parent message, for the outbox's Delivery: the run's
+    card is derived from its state in the store each time it is delivered (nothing patched)."""
 
     def render(run_id: str, meta: dict) -> blocks.Rendered:
         progress = Progress(**json.loads(meta["progress"])) if meta.get("progress") else None
-        return blocks.run_card(run_id, title, progress, meta.get("outcome"))
+        run = core.store.get(run_id)
+        card = describe(run, core.runbook, core.roster) if run is not None else None
+        if card is not None and progress is not None and progress.phase != run.phase and progress.phase is not None:
+            progress = None  # an earlier phase's progress
+        return blocks.run_card(run_id, core.runbook.title, card, progress)
 
     return render
 
@@ -55,13 +62,12 @@ class SlackReporter:
         self.outbox.put("post", message=rendered.payload(), run_id=post.run_id, broadcast=post.final, fallback=rendered.text)
         if rendered.attachment:
             self._upload(post, rendered.attachment, f"{post.kind}-output.txt")
-        if post.final and post.run_id:
-            self.threads.set_meta(post.run_id, outcome=post.title)
-            self._refresh(post.run_id)
+        if post.run_id:  # the run's state changed before this post: its card is shown again
+            self.refresh(post.run_id)
 
     def progress(self, progress: Progress) -> None:
         self.threads.set_meta(progress.run_id, progress=json.dumps(asdict(progress)))
-        self._refresh(progress.run_id)
+        self.refresh(progress.run_id)
 
     def update(self, channel: str, ts: str, rendered: blocks.Rendered) -> None:
         """Edit a message already posted (a decision under a request), in order with the rest."""
@@ -70,6 +76,7 @@ class SlackReporter:
     def _upload(self, post: Post, content: str, filename: str) -> None:
         self.outbox.put("upload", run_id=post.run_id, content=content, filename=filename, title=blocks.cut(post.title, 250))
 
-    def _refresh(self, run_id: str) -> None:
+    def refresh(self, run_id: str) -> None:
+        """Queue one edit of the run's parent message (none if one is pending)."""
         if self.threads.mark_dirty(run_id):
             self.outbox.put("refresh", run_id=run_id)
