@@ -1,6 +1,7 @@
 """Everything a command needs, built once from Settings: roster, runbook, Redis state."""
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 
@@ -49,6 +50,19 @@ class Core:
             lock=RunLock(client, keys, ttl=lock_ttl or settings.lock_ttl_seconds),
             events=events,
         )
+
+    def reload_runbook(self) -> Runbook:
+        """The runbook as it is on disk now, when it changed since this process loaded it.
+
+        The runbook is loaded once per process and every command reads that plan; a new
+        pre-flight (the start of every approval) reloads it, so what is checked, approved and
+        run is the file's current content. Between pre-flight and run the approval binds its
+        sha256: a change on disk makes `run` refuse instead of running an outdated plan.
+        Raises RunbookError when the new file does not load."""
+        path = self.runbook.path
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != self.runbook.sha256:
+            self.runbook = load_runbook(path)
+        return self.runbook
 
     def redact(self, text: str) -> str:
         return redact(text, self.settings.secrets())

@@ -9,7 +9,7 @@ from commands.result import OK, Outcome
 from core import clock
 from core.roster import COORDINATOR
 from preflight import window_check
-from runbook.validate import checksums
+from runbook.validate import checksums, plan
 from state.approval import bind_approval, why_cannot_approve
 from state.machine import IllegalTransition, Status
 
@@ -34,7 +34,8 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
         if refusal:
             return Outcome.refused(refusal)
     approval = bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
-                             checksums=sums, mode="scheduled" if cmd.at else "now", scheduled_for=cmd.at)
+                             checksums=sums, mode="scheduled" if cmd.at else "now", scheduled_for=cmd.at,
+                             plan=plan(core.runbook))
     what = "scheduled" if cmd.at else "go"
     decision = {"by": user, "at": now.isoformat(), "what": what,
                 "scheduled_for": cmd.at.isoformat() if cmd.at else None}

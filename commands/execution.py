@@ -22,6 +22,7 @@ from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, Sta
 from engine.verify import run_checks, run_smoke, run_suite
 from preflight.inputs import step_inputs
 from runbook.model import Phase, Step
+from state.approval import why_plan_not_approved
 from state.machine import PhaseStatus, Status
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress reports (adapters may coalesce further)
@@ -63,6 +64,11 @@ class PhaseRunner:
 
     def run_all(self, numbers: list[int], verify: bool) -> int:
         """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
+        unapproved = why_plan_not_approved(self.rb, (self.core.store.get(self.run_id).approval or {}))
+        if unapproved:  # the plan was reloaded between the command's check and this work: run nothing
+            self.reporter.post(templates.Post("error", "Not run: the plan is not the approved one", [unapproved],
+                                              run_id=self.run_id, final=True))
+            return FAILED
         for number in numbers:
             phase = self.rb.phase(number)
             ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)

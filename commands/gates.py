@@ -29,12 +29,15 @@ def quality_gates(core, run, suites: Sequence) -> list[Evidence]:
 
 
 def _files_executed(core, run) -> Evidence:
+    """Every step's file in the ledger, run by this run, with the sha256 the approval bound
+    (a row for the same name with other bytes is not the approved file)."""
     steps = [s for p in core.runbook.migration_phases for s in p.steps]
-    applied = {(r["step"], r["file"]) for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
+    approved = (run.approval or {}).get("checksums") or {}
+    applied = {(r["step"], r["file"], r["sha256"]) for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
                if r.get("run_id") == run.id}
-    done = [s for s in steps if (s.id, s.file) in applied]
-    missing = [s.file for s in steps if (s.id, s.file) not in applied]
-    return Evidence("All migrations executed", "migrate_bot.applied_files rows of this run",
+    done = [s for s in steps if (s.id, Path(s.file).name, approved.get(s.file)) in applied]
+    missing = [s.file for s in steps if s not in done]
+    return Evidence("All migrations executed", "migrate_bot.applied_files rows of this run, sha256 = the approved one",
                     f"{len(done)}/{len(steps)} files completed" + (f" (missing: {', '.join(missing)})" if missing else ""),
                     f"{len(steps)}/{len(steps)}", not missing)
 

@@ -12,6 +12,8 @@ from commands.result import FAILED, OK, Outcome, Reporter
 from commands.work import guarded
 from core import clock
 from preflight import run_preflight
+from runbook.model import RunbookError
+from runbook.validate import plan
 from state.machine import IllegalTransition, Status, applied_phases
 
 log = logging.getLogger("migrate.preflight")
@@ -24,7 +26,11 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
     handle = core.lock.acquire(f"preflight by {user}")
     if handle is None:
         return lock_refusal(core)
-    rb = core.runbook
+    try:  # under the run lock: no run is using the plan being replaced
+        rb = core.reload_runbook()  # what this pre-flight checks and the TPM approves: the file as it is now
+    except RunbookError as exc:
+        handle.release()
+        return Outcome.refused(core.redact(str(exc)))
     try:
         run = core.store.create(user, rb.id, phases=[p.number for p in rb.migration_phases],
                                 verification=[p.number for p in rb.phases if p.is_verification])
@@ -33,8 +39,9 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
         return Outcome.refused(exc.reason)
 
     def body(reporter: Reporter) -> int:
-        report = run_preflight(core.settings, core.runbook, incident=core.store.incident())
+        report = run_preflight(core.settings, rb, incident=core.store.incident())
         data = report.to_dict()
+        data["plan"] = plan(rb)
         data["outcome"] = "GO" if report.go else "NO-GO"
         data["expires_at"] = (clock.now() + timedelta(hours=core.settings.preflight_ttl_hours)).isoformat()
         if report.go:

@@ -35,8 +35,8 @@ from commands.result import OK, Outcome
 from core import clock
 from core.roster import COORDINATOR
 from preflight import fast_checks
-from runbook.validate import checksums
-from state.approval import REVOKED, bind_approval, why_files_changed
+from runbook.validate import checksums, plan, plan_on_disk
+from state.approval import REVOKED, bind_approval, why_files_changed, why_plan_changed, why_plan_not_approved
 from state.machine import IllegalTransition, PhaseStatus, Status
 
 # Resting statuses of a run that has started: its approval can be renewed there.
@@ -51,7 +51,12 @@ def applies(run) -> bool:
 
 def files_changed(run, core: Core) -> str | None:
     """Which runbook file changed since the approval (renewal never covers changed files)."""
-    return why_files_changed((run.approval or {}).get("checksums") or {}, checksums(core.runbook), since="approval")
+    approval = run.approval or {}
+    changed = why_files_changed(approval.get("checksums") or {}, checksums(core.runbook), since="approval")
+    if changed and approval.get("plan"):
+        entries = why_plan_changed(approval["plan"], plan_on_disk(core.runbook))
+        changed += f" — in the plan: {entries}" if entries else ""
+    return changed or why_plan_not_approved(core.runbook, approval)
 
 
 def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
@@ -92,7 +97,7 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
         state = partial
     old = run.approval
     approval = {**bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
-                                checksums=checksums(core.runbook)),
+                                checksums=checksums(core.runbook), plan=plan(core.runbook)),
                 "renewed_from": old.get("expires_at")}
     decision = {"by": user, "at": now.isoformat(), "what": "go", "renewed": True}
     try:  # the run stays where it is (phase done, failed…): only its approval is new

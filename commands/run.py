@@ -9,8 +9,8 @@ from commands.result import Outcome
 from commands.work import start_locked
 from core import clock
 from core.roster import TPM
-from runbook.validate import checksums
-from state.approval import why_approval_invalid
+from runbook.validate import checksums, plan_on_disk
+from state.approval import why_approval_invalid, why_plan_not_approved
 from state.machine import PhaseStatus, Status, why_phase_cannot_start
 
 
@@ -66,7 +66,8 @@ def _why_not_runnable(core: Core, current, scheduled: bool) -> str | None:
         return orphans
     if current.meta.get("rebuilt"):
         return "the run state was rebuilt from history after Redis lost it: run `/migrate preflight` again"
-    reason = why_approval_invalid(current.approval, checksums=checksums(core.runbook), now=clock.now())
+    reason = why_approval_invalid(current.approval, checksums=checksums(core.runbook), now=clock.now(),
+                                  plan=plan_on_disk(core.runbook)) or why_plan_not_approved(core.runbook, current.approval)
     if reason:
         return f"{reason}: ask the TPM ({core.roster.mention(TPM)}) to approve"
     approval = current.approval or {}

@@ -5,9 +5,10 @@ executor, preflight and the commands read it; nothing writes it.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,9 @@ class Runbook:
     next_steps: tuple[str, ...] = ()
     preflight: PreflightChecks = PreflightChecks()  # declared pre-flight checks ([preflight.*])
     ledger: Ledger = field(default_factory=Ledger)
+    # sha256 of the bytes this plan was built from (read once): the approval binds it, and a
+    # runner holding another plan than the approved one refuses to run it.
+    sha256: str = ""
 
     def phase(self, number: int) -> Phase | None:
         return next((p for p in self.phases if p.number == number), None)
@@ -240,12 +244,15 @@ def load_runbook(path: Path | str) -> Runbook:
     """Read and validate a runbook TOML file. Raises RunbookError naming what is wrong."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise RunbookError(f"runbook {path} not found (MIGRATE_RUNBOOK)") from None
+    except UnicodeDecodeError:
+        raise RunbookError(f"{path}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise RunbookError(f"{path}: not valid TOML: {exc}") from None
-    return _build(data, path)
+    return replace(_build(data, path), sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _req(table: dict, key: str, where: str) -> Any:

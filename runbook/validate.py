@@ -5,6 +5,8 @@ when every file the runbook may execute is present and parses with PostgreSQL's 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
 from runbook.model import Runbook
@@ -42,8 +44,54 @@ def validate_runbook(rb: Runbook) -> list[FileCheck]:
 
 
 def checksums(rb: Runbook) -> dict[str, str]:
-    """File name -> sha256 of every file the runbook may execute (missing files left out)."""
-    return {name: sha256_of(rb.file_path(name)) for name in rb.files() if rb.file_path(name).is_file()}
+    """File name -> sha256 of every file the approval binds, as they are on disk now: the
+    runbook file itself (its name, e.g. `runbook.toml`) and every file it may execute
+    (missing files left out)."""
+    sums = {name: sha256_of(rb.file_path(name)) for name in rb.files() if rb.file_path(name).is_file()}
+    if rb.path.is_file():
+        sums[rb.path.name] = sha256_of(rb.path)
+    return sums
+
+
+def plan(rb: Runbook) -> dict[str, str]:
+    """The resolved plan as named entries (`step 2.1 choose` -> `"A"`), to say *what* changed in
+    the runbook since an approval; the runbook's sha256 is what binds, these only name it."""
+    entries: dict[str, str] = {"defaults": _show(rb.defaults), "version": _show(rb.version)}
+    entries.update({f"input {name}": _show(spec) for name, spec in rb.inputs.items()})
+    entries.update({f"do_not_run {name}": _show(reason) for name, reason in rb.do_not_run.items()})
+    entries.update({f"preflight {what}": _show(getattr(rb.preflight, what))
+                    for what in ("deployment", "reach", "sql", "http")})
+    entries["ledger"] = _show(rb.ledger)
+    for phase in rb.phases:
+        entries[f"phase {phase.number}"] = _show((phase.name, phase.owner, phase.kind, phase.rollback, phase.estimate))
+        for step in phase.steps:
+            for what in ("file", "chosen", "options", "on_failure", "rollback", "inputs", "lock_timeout", "statement_timeout"):
+                label = "choose" if what == "chosen" else what
+                entries[f"step {step.id} {label}"] = _show(getattr(step, what))
+        for check in phase.checks:
+            entries[f"phase {phase.number} check '{check.name}'"] = _show((check.sql, check.expect, check.compare))
+        for suite in phase.suites:
+            entries[f"phase {phase.number} suite '{suite.name}'"] = _show(suite)
+        for smoke in phase.smoke:
+            entries[f"phase {phase.number} smoke '{smoke.name}'"] = _show(smoke)
+    return entries
+
+
+def plan_on_disk(rb: Runbook) -> dict[str, str] | None:
+    """The plan of the runbook file as it is on disk now (None when it no longer loads)."""
+    from runbook.model import RunbookError, load_runbook
+
+    if rb.path.is_file() and sha256_of(rb.path) == rb.sha256:
+        return plan(rb)
+    try:
+        return plan(load_runbook(rb.path))
+    except (RunbookError, OSError):
+        return None
+
+
+def _show(value) -> str:
+    return json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value, default=str,
+                      ensure_ascii=False, sort_keys=True)
 
 
 def refuse_file(rb: Runbook, name: str) -> str | None:

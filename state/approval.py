@@ -15,9 +15,10 @@ REVOKED = "revoked"  # key set on an approval or preflight that must not be used
 
 
 def bind_approval(*, by: str, at: datetime, ttl_hours: float, preflight: Mapping, checksums: Mapping[str, str],
-                  mode: str = "now", scheduled_for: datetime | None = None) -> dict:
+                  mode: str = "now", scheduled_for: datetime | None = None, plan: Mapping[str, str] | None = None) -> dict:
     """The approval record. It expires `ttl_hours` after the moment it applies to (now, or
-    the scheduled time), and carries the checksums and backup it was given for."""
+    the scheduled time), and carries the checksums (runbook file included) and backup it was
+    given for, and the resolved plan's entries, which name what changed in the runbook later."""
     if mode not in ("now", "scheduled"):
         raise ValueError(f"approval mode must be 'now' or 'scheduled' (got {mode!r})")
     if mode == "scheduled" and scheduled_for is None:
@@ -31,15 +32,18 @@ def bind_approval(*, by: str, at: datetime, ttl_hours: float, preflight: Mapping
         "mode": mode,
         "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
         "checksums": dict(checksums),
+        "plan": dict(plan or {}),
         "preflight_at": preflight.get("at"),
         "backup_sha256": backup.get("sha256"),
         "backup_path": backup.get("path"),
     }
 
 
-def why_approval_invalid(approval: Mapping | None, *, checksums: Mapping[str, str], now: datetime) -> str | None:
+def why_approval_invalid(approval: Mapping | None, *, checksums: Mapping[str, str], now: datetime,
+                         plan: Mapping[str, str] | None = None) -> str | None:
     """Why `run` must not use this approval now: missing, revoked, expired, or a runbook file
-    changed (named, with old and new sha256 prefixes)."""
+    changed (named, with old and new sha256 prefixes; with `plan`, the runbook's current
+    plan entries, also which of them changed)."""
     if not approval:
         return "not approved"
     if approval.get(REVOKED):
@@ -47,7 +51,42 @@ def why_approval_invalid(approval: Mapping | None, *, checksums: Mapping[str, st
     expires = datetime.fromisoformat(approval["expires_at"])
     if now >= expires:
         return f"approval expired at {hhmm(expires)}"
-    return why_files_changed(approval.get("checksums") or {}, checksums, since="approval")
+    changed = why_files_changed(approval.get("checksums") or {}, checksums, since="approval")
+    if changed and plan is not None and approval.get("plan"):
+        entries = why_plan_changed(approval["plan"], plan)
+        changed += f" — in the plan: {entries}" if entries else ""
+    return changed
+
+
+def why_plan_not_approved(runbook, approval: Mapping | None) -> str | None:
+    """Why the plan a process holds in memory (`runbook`, loaded from `runbook.path`) is not
+    the one approved, or None: a serve process loaded the file before it changed."""
+    approved = ((approval or {}).get("checksums") or {}).get(runbook.path.name)
+    if approved == runbook.sha256:
+        return None
+    return (f"this bot process holds {runbook.path.name} as loaded before the approval (sha256 {runbook.sha256[:6]}…, "
+            f"approved {str(approved)[:6]}…): run preflight again (it reloads the runbook)")
+
+
+def why_plan_changed(before: Mapping[str, str], after: Mapping[str, str] | None, limit: int = 5) -> str | None:
+    """Which entries of a resolved plan differ (`step 2.1 choose "A" → "B"`), the first `limit`."""
+    if after is None:
+        return "the runbook no longer loads"
+    changes = []
+    for name in [*before, *(n for n in after if n not in before)]:
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if old is None:
+            changes.append(f"{name} added")
+        elif new is None:
+            changes.append(f"{name} removed")
+        elif len(old) <= 40 and len(new) <= 40:
+            changes.append(f"{name} {old} → {new}")
+        else:
+            changes.append(f"{name} changed")
+    more = f" (and {len(changes) - limit} more)" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more if changes else None
 
 
 def why_files_changed(before: Mapping[str, str], after: Mapping[str, str], *, since: str) -> str | None:

@@ -70,3 +70,79 @@ def test_the_executor_runs_only_the_approved_bytes(db_005, tmp_path, body):
     result = Executor(db_005).run_file(path, approved_sha256=approved)
     assert result.ok and result.sha256 == approved, result.error
     assert pg.scalar(db_005, "SELECT to_regclass('public.t1') IS NOT NULL AND to_regclass('public.t2') IS NULL")
+
+
+# ------------------------------------------------------------------ runbook.toml is bound too
+
+def _edit(toml, old: str, new: str) -> None:
+    text = toml.read_text(encoding="utf-8")
+    assert old in text, old
+    toml.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+CHANGES = {
+    "choose": ('choose = "A"', 'choose = "B"', 'step 2.1 choose "A" → "B"'),
+    "on_failure": ('on_failure = "retry"', 'on_failure = "stop" ', 'step 1.2 on_failure "retry" → "stop"'),
+    "inputs": ('inputs = ["migrate.register_mongodb_url", "migrate.register_redis_url", "app.encryption_key"]',
+               'inputs = ["app.encryption_key", "migrate.register_mongodb_url", "migrate.register_redis_url"]',
+               "step 1.2 inputs changed"),
+    "check sql": ("tgrelid = 'platform.databases'::regclass AND NOT tgisinternal",
+                  "tgrelid = 'platform.databases'::regclass AND NOT tgisinternal AND true",
+                  "phase 1 check '2 triggers on platform.databases' changed"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CHANGES))
+def test_runbook_toml_changed_after_go_makes_run_refuse_naming_the_change(ready, tmp_path, kind):
+    """Fails without the fix: the approval bound only the SQL files; the changed plan ran."""
+    toml = rbs.copy_runbook(tmp_path)
+    settings = ready.with_(runbook_path=toml)
+    console = Console(Core.from_settings(settings))
+    console.approved()
+    old, new, named = CHANGES[kind]
+    _edit(toml, old, new)
+
+    for process in ("same", "fresh"):  # a serve process holding the old plan, a new console process
+        code, out = Console(Core.from_settings(settings))(COORDINATOR, "run") if process == "fresh" \
+            else console(COORDINATOR, "run")
+        assert code == 2, out
+        assert "runbook.toml changed since approval" in out and named in out, out
+    assert pg.scalar(settings.database_url, "SELECT to_regclass('platform.databases') IS NULL")
+
+    code, out = console(COORDINATOR, "preflight")  # a new pre-flight reloads the plan; a new GO binds it
+    assert code == 0, out
+    code, out = console("U0DYLAN", "approve")
+    assert code == 0, out
+    assert console.core.runbook.sha256 == console.core.store.current().approval["checksums"]["runbook.toml"]
+
+
+def test_a_serve_process_holding_an_outdated_plan_does_not_run_it(ready, tmp_path):
+    """The file changed and was changed back on disk: the bytes match, but the in-memory plan
+    the approval bound is the one this process holds only when it loaded those bytes."""
+    from dataclasses import replace
+
+    toml = rbs.copy_runbook(tmp_path)
+    settings = ready.with_(runbook_path=toml)
+    console = Console(Core.from_settings(settings))
+    console.approved()
+    console.core.runbook = replace(console.core.runbook, sha256="0" * 64)  # loaded from other bytes
+    code, out = console(COORDINATOR, "run")
+    assert code == 2, out
+    assert "holds runbook.toml as loaded before the approval" in out
+
+
+def test_report_gate_compares_checksums_not_names(ready):
+    """A ledger row with the step's file name but other bytes is not the approved file."""
+    from commands import gates
+
+    core = Core.from_settings(ready)
+    console = Console(core)
+    console.approved()
+    code, out = console(COORDINATOR, "run")
+    assert code == 0, out
+    run = core.store.current()
+    assert gates._files_executed(core, run).ok
+    pg.scalar(ready.database_url, "UPDATE migrate_bot.applied_files SET sha256 = repeat('0', 64) WHERE step = '2.1' "
+                                  "RETURNING 1")
+    evidence = gates._files_executed(core, run)
+    assert not evidence.ok and "missing: 006_enable_rls_IMPROVED.sql" in evidence.observed

@@ -224,7 +224,7 @@ def test_validate_runbook_checks_every_file_before_anything_runs(tmp_path):
     assert checks["forward.sql"].ok and checks["forward.sql"].statements == 1 and checks["forward.sql"].atomic
     assert not checks["undo.sql"].ok and "not found" in checks["undo.sql"].problem
     assert not checks["stray.sql"].ok and checks["stray.sql"].problem.startswith("stray.sql:2: syntax error")
-    assert set(checksums(rb)) == {"forward.sql", "stray.sql"}
+    assert set(checksums(rb)) == {"forward.sql", "stray.sql", "runbook.toml"}  # the runbook itself is bound too
     assert refuse_file(rb, "forward.sql") is None
     assert "DO NOT RUN" in refuse_file(rb, "later.sql") and "needs the app first" in refuse_file(rb, "later.sql")
     assert "not part of runbook T" in refuse_file(rb, "other.sql")
