@@ -64,12 +64,20 @@ def _one_check(conn: psycopg.Connection, check: Check) -> Evidence:
     try:
         with conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
-            row = conn.execute(check.sql).fetchone()
+            row = one_statement(conn, check.sql).fetchone()
     except psycopg.Error as exc:
         message = exc.diag.message_primary if exc.diag.message_primary else str(exc)
         return Evidence(check.name, check.sql, f"error: {message}", expected, False)
     value = row[0] if row else None
     return Evidence(check.name, check.sql, _show(value), expected, compare(value, check.expect, check.compare))
+
+
+def one_statement(conn: psycopg.Connection, sql: str) -> psycopg.Cursor:
+    """Execute `sql` as a prepared statement (extended protocol), never as a simple query:
+    PostgreSQL refuses to prepare more than one command ("cannot insert multiple commands
+    into a prepared statement"), so `SELECT …; COMMIT; DROP …` cannot leave the caller's
+    READ ONLY transaction, whatever got past the runbook's load-time check."""
+    return conn.execute(sql, prepare=True)
 
 
 def compare(value: Any, expect: Any, how: str = "eq") -> bool:

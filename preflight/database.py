@@ -14,7 +14,7 @@ from typing import Iterable
 import psycopg
 
 from core.redact import redact_url
-from engine.verify import compare
+from engine.verify import compare, one_statement
 from engine import ledgers
 from preflight.lines import Spec, line, run_probe
 from preflight.report import CheckLine
@@ -104,7 +104,7 @@ def precondition_line(url: str | None, check: Check, timeout: float, secrets: It
 
     def probe() -> tuple[bool, str]:
         with connect(url, timeout) as conn:
-            row = conn.execute(check.sql).fetchone()
+            row = one_statement(conn, check.sql).fetchone()  # one statement, whatever the text holds
         value = row[0] if row else None
         return compare(value, check.expect, check.compare), "NULL" if value is None else str(value)
 

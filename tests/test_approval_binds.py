@@ -146,3 +146,35 @@ def test_report_gate_compares_checksums_not_names(ready):
                                   "RETURNING 1")
     evidence = gates._files_executed(core, run)
     assert not evidence.ok and "missing: 006_enable_rls_IMPROVED.sql" in evidence.observed
+
+
+# ------------------------------------------------------------------ a check is one read-only statement
+
+ATTACK = "SELECT 1; COMMIT; DROP TABLE platform.organizations CASCADE"
+
+
+def test_a_check_that_writes_is_refused_when_the_runbook_loads(tmp_path):
+    from runbook.model import RunbookError, load_runbook
+
+    toml = rbs.copy_runbook(tmp_path)
+    _edit(toml, "sql = \"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'platform.databases'::regclass AND NOT tgisinternal\"",
+          f'sql = "{ATTACK}"')
+    with pytest.raises(RunbookError, match=r"phase 1 .*2 triggers on platform.databases.*exactly one statement"):
+        load_runbook(toml)
+
+
+@pytest.mark.parametrize("sql", [ATTACK, "SELECT 1; SET default_transaction_read_only = off; "
+                                         "DROP TABLE platform.organizations CASCADE"])
+def test_even_past_the_load_check_the_engine_cannot_run_a_second_statement(db_005, sql):
+    """Fails without the fix: the check ran as a simple query, whose COMMIT ended the READ ONLY
+    transaction and whose DROP TABLE then dropped a production table."""
+    from engine.verify import run_checks
+    from preflight.database import precondition_line
+    from runbook.model import Check
+
+    check = Check(name="attack", sql=sql, expect=1)
+    evidence, = run_checks(db_005, [check])
+    assert not evidence.ok and "cannot insert multiple commands into a prepared statement" in evidence.observed
+    line = precondition_line(db_005, check, timeout=10)
+    assert line.status == "fail"
+    assert pg.scalar(db_005, "SELECT to_regclass('platform.organizations') IS NOT NULL")
