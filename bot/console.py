@@ -79,6 +79,11 @@ def render_post(post: Post) -> str:
     lines += [f"    {k}: {v}" for k, v in post.fields.items()]
     if post.detail:
         lines += ["    " + line for line in post.detail.splitlines()]
+    if post.mentions:
+        lines.append("    action needed from: " + ", ".join(post.mentions))
+    informed = [u for u in post.informed if u not in post.mentions]
+    if informed:
+        lines.append("    fyi: " + ", ".join(informed))
     for action in post.actions:
         lines.append(f"    [button: {action.label}] → /migrate {action.command}")
     return "\n".join(lines)

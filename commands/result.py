@@ -38,6 +38,7 @@ class Post:
     run_id: str | None = None
     final: bool = False  # a final state: Slack also broadcasts it to the channel
     mentions: list[str] = field(default_factory=list)  # user IDs who must act
+    informed: list[str] = field(default_factory=list)  # user IDs kept informed (FYI), e.g. the TPM per phase
 
     def text(self) -> str:
         """Plain-text rendering (console, and Slack's fallback `text`)."""

@@ -135,10 +135,13 @@ def decision(rb: Runbook, run_id: str, by: str, what: str, at: datetime, *, sche
 
 
 def phase_started(rb: Runbook, phase: Phase, run_id: str, actor: str, roster: Roster) -> Post:
+    """Phase n started / Verification started: the TPM is informed at each phase boundary."""
     files = [f"{s.id} {s.file}" for s in phase.steps] or [s.file for s in phase.suites]
-    return Post("phase_started", f"Phase {phase.number} started: {phase.name}",
+    title = (f"Verification started: phase {phase.number} {phase.name}" if phase.is_verification
+             else f"Phase {phase.number} started: {phase.name}")
+    return Post("phase_started", title,
                 [f"by <@{actor}> (owner: {roster.mention(phase.owner)}), estimate {seconds(phase.estimate)}, risk {phase.risk}",
-                 *files], run_id=run_id)
+                 *files], run_id=run_id, informed=list(roster.members(TPM)))
 
 
 def step_result(step_id: str, result) -> Post:
@@ -160,7 +163,7 @@ def step_result(step_id: str, result) -> Post:
 def phase_complete(phase: Phase, run_id: str, duration: float, evidence: Sequence, next_phase: Phase | None,
                    roster: Roster) -> Post:
     post = Post("phase_done", f"Phase {phase.number} complete ({versus_estimate(duration, phase.estimate)}) {OK_MARK}",
-                evidence_lines(evidence), run_id=run_id)
+                evidence_lines(evidence), run_id=run_id, informed=list(roster.members(TPM)))
     if next_phase is not None:
         verb = "verify" if next_phase.is_verification else f"run phase {next_phase.number}"
         post.lines.append(f"Next: phase {next_phase.number} {next_phase.name}, owner {roster.mention(next_phase.owner)}")
@@ -187,7 +190,7 @@ def success(rb: Runbook, run_id: str, evidence: Sequence, gates: Sequence, backu
         ["Results:", *results, "", "Quality gates:", *[f"- {g.name}: {g.observed} {mark(g.ok)}" for g in gates],
          "", "Next steps:", *[f"- {s}" for s in rb.next_steps]],
         fields={"Backup": _backup_text(backup)}, run_id=run_id, final=True,
-        mentions=list(roster.members(TPM)),
+        informed=list(roster.members(TPM)),  # "All complete": an update for the TPM, nothing to do
     )
 
 
@@ -195,7 +198,7 @@ def failure(rb: Runbook, run_id: str, *, failed_phase: str, error: str, rollback
             action_required: str, backup: dict | None, roster: Roster, evidence: Sequence = ()) -> Post:
     """The report's failure template, each field a fact established by the caller."""
     return Post(
-        "failure", f"{rb.title} FAILED {FAIL_MARK}",
+        "failure", f"🚨 URGENT: {rb.title} FAILED {FAIL_MARK}",
         evidence_lines(evidence),
         fields={
             "Failed Phase": failed_phase,

@@ -94,6 +94,26 @@ def test_the_card_follows_a_full_run_then_its_rollback(bot, standin):
     bot.bridge.worker.drain(timeout=30)
     top_level = [c for c in standin.calls_of("chat.postMessage") if "thread_ts" not in c.body]
     assert len(top_level) == 1  # one parent, edited in place
+    the_tpm_is_told_at_each_phase_boundary(standin, parent)
+
+
+def contexts(body: dict) -> str:
+    return "\n".join(e["text"] for b in body["blocks"] if b["type"] == "context" for e in b["elements"])
+
+
+def the_tpm_is_told_at_each_phase_boundary(standin, parent: str) -> None:
+    """The plan's updates to the TPM: phase n started / complete, verification started, all
+    complete — each a thread reply that mentions the TPM and is also shown in the channel."""
+    posts = [c.body for c in standin.calls_of("chat.postMessage") if c.body.get("thread_ts") == parent]
+    wanted = ["Phase 1 started", "Phase 1 complete", "Phase 2 started", "Phase 2 complete",
+              "Verification started: phase 3", "SUCCESSFUL"]
+    for title in wanted:
+        body = next((b for b in posts if b["text"].startswith(f"Migration 006 {title}") or b["text"].startswith(title)), None)
+        assert body is not None, title
+        assert "FYI <@U0DYLAN>" in contexts(body) and body["reply_broadcast"] is True, title
+        assert "Needed:" not in json.dumps(body) and "Action needed from <@U0DYLAN>" not in contexts(body), title
+    order = [next(i for i, b in enumerate(posts) if title in b["text"]) for title in wanted]
+    assert order == sorted(order)
 
 
 def test_the_card_of_a_failed_run_names_the_failure_and_who_decides(bot, standin):
@@ -110,6 +130,9 @@ def test_the_card_of_a_failed_run_names_the_failure_and_who_decides(bot, standin
     text = card_says(bot, standin, parent, "❌ Failed at phase 1 (Database infrastructure)",
                      "*Next:* <@U0RAFAEL> with <@U0DYLAN>")
     assert "❌ Phase 1 Database infrastructure: failed" in text
+    failure = standin.wait_method("chat.postMessage", where=lambda b: "FAILED" in b.get("text", ""))[-1].body
+    assert failure["text"].startswith("🚨 URGENT: Migration 006 FAILED ❌") and failure["reply_broadcast"] is True
+    assert "Action needed from <@U0DYLAN>, <@U0RAFAEL>" in contexts(failure)
 
 
 def test_the_progress_bar_shows_only_while_work_runs():

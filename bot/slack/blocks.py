@@ -185,7 +185,10 @@ def post_message(post: Post) -> Rendered:
             attachment = post.detail
     tail = []
     if post.mentions:
-        tail.append(context("Needed: " + ", ".join(f"<@{u}>" for u in post.mentions)))
+        tail.append(context("Action needed from " + ", ".join(f"<@{u}>" for u in post.mentions)))
+    informed = [u for u in post.informed if u not in post.mentions]
+    if informed:
+        tail.append(context("FYI " + ", ".join(f"<@{u}>" for u in informed)))
     if post.actions:
         tail.append(actions_block(post.actions, post.run_id))
     blocks, dropped = fit(blocks, tail)

@@ -18,6 +18,11 @@ from commands.result import Post, Progress
 from core.redact import redact
 
 
+# Phase boundaries are also shown in the channel (reply_broadcast), as the communication
+# plan's per-phase updates: people who do not open the thread still see them.
+BROADCAST = {"phase_started", "phase_done", "phase_failed"}
+
+
 def redact_post(post: Post, secrets: tuple[str, ...]) -> Post:
     """The post with every secret masked in everything Slack would show."""
     r = lambda text: redact(text, secrets)  # noqa: E731 - a local shorthand
@@ -59,7 +64,8 @@ class SlackReporter:
             self._upload(post, post.detail, f"report-{post.run_id or 'run'}.md")
             return
         rendered = blocks.post_message(post)
-        self.outbox.put("post", message=rendered.payload(), run_id=post.run_id, broadcast=post.final, fallback=rendered.text)
+        broadcast = post.final or post.kind in BROADCAST
+        self.outbox.put("post", message=rendered.payload(), run_id=post.run_id, broadcast=broadcast, fallback=rendered.text)
         if rendered.attachment:
             self._upload(post, rendered.attachment, f"{post.kind}-output.txt")
         if post.run_id:  # the run's state changed before this post: its card is shown again
