@@ -107,7 +107,7 @@ class PhaseRunner:
                 self._steps = self._with_steps(done)
                 return self._file_refused(phase, step, changed, started)
             done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
-                             "error": self._error_text(result)}
+                             "error": self._error_text(result), "atomic": result.atomic}
             self.reporter.post(templates.step_result(step.id, result))
             if not result.ok:
                 self._steps = self._with_steps(done)

@@ -27,9 +27,9 @@ NEXT_STEP = {
     Status.PHASE_DONE: "the next phase's owner: `run phase n`, or the coordinator: `run`",
     Status.VERIFYING: "wait for verification",
     Status.SUCCEEDED: "monitor; `report` for the completed report",
-    Status.FAILED: "see the failure template: retry the phase, `rollback phase n`, or `rollback restore`",
+    Status.FAILED: "see the failure template: retry the phase, `rollback phase n` / `rollback all`, or `rollback restore`",
     Status.ROLLING_BACK: "wait for the rollback",
-    Status.ROLLED_BACK: "`rollback phase n` for earlier phases, or `run phase n` again",
+    Status.ROLLED_BACK: "`rollback phase n` (or `rollback all`) for earlier phases, or `run phase n` again",
     Status.ABORTED: "decide: `run phase n` again or `rollback phase n`",
     Status.INTERRUPTED: "the bot stopped mid-run: check `status`, then `run phase n` again or `rollback phase n`",
     Status.RESTORE_REQUESTED: "the TPM confirms: `rollback restore confirm`",
@@ -64,7 +64,7 @@ def help_(core: Core, user: str, cmd: Command) -> Outcome:
         if verb in ("run", "rollback"):
             who += "; `phase <n>`: that phase's owner too"
         if verb == "rollback":
-            who += "; `restore confirm`: tpm"
+            who += "; `restore confirm`, `accept`: tpm"
         lines.append(f"• /migrate {usage}  — {who}")
     lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
               f"Now: {run.status.value if run else 'no run'} → next: {next_step(core, run)}"]

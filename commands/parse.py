@@ -16,7 +16,7 @@ USAGE = {
     "defer": "defer <reason>",
     "run": "run  |  run phase <n>",
     "verify": "verify",
-    "rollback": "rollback phase <n>  |  rollback restore  |  rollback restore confirm",
+    "rollback": "rollback phase <n>  |  rollback all  |  rollback accept  |  rollback restore  |  rollback restore confirm",
     "abort": "abort",
     "incident": "incident start <text>  |  incident clear",
     "report": "report",
@@ -33,7 +33,7 @@ class Command:
     phase: int | None = None  # run phase n / rollback phase n
     at: datetime | None = None  # approve at
     text: str = ""  # defer reason / incident text
-    flags: frozenset[str] = field(default_factory=frozenset)  # restore, confirm, start, clear
+    flags: frozenset[str] = field(default_factory=frozenset)  # restore, confirm, all, accept, start, clear
 
 
 def _usage(verb: str) -> str:
@@ -91,6 +91,8 @@ def parse(text: str, now: datetime) -> Command:
             return Command("rollback", flags=frozenset({"restore"}))
         if lowered == ["restore", "confirm"]:
             return Command("rollback", flags=frozenset({"restore", "confirm"}))
+        if lowered in (["all"], ["accept"]):
+            return Command("rollback", flags=frozenset(lowered))
         return Command("rollback", phase=_phase_number(lowered, verb))
     # incident
     if rest and rest[0].lower() == "start" and len(rest) > 1:

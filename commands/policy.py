@@ -23,6 +23,8 @@ def allowed_roles(cmd: Command, runbook: Runbook) -> tuple[str, ...] | None:
         return (COORDINATOR,)
     if verb == "rollback" and "restore" in cmd.flags:
         return (TPM,) if "confirm" in cmd.flags else (COORDINATOR,)
+    if verb == "rollback" and "accept" in cmd.flags:
+        return (TPM,)
     if cmd.phase is not None:  # run phase n / rollback phase n: that phase's owner or the coordinator
         phase = runbook.phase(cmd.phase)
         owner = phase.owner if phase else None
@@ -52,6 +54,8 @@ def describe(cmd: Command) -> str:
     """The command as a person would type it (without free text)."""
     if cmd.verb == "rollback" and "restore" in cmd.flags:
         return "rollback restore" + (" confirm" if "confirm" in cmd.flags else "")
+    if cmd.verb == "rollback" and cmd.flags & {"all", "accept"}:
+        return "rollback " + next(iter(cmd.flags & {"all", "accept"}))
     if cmd.phase is not None:
         return f"{cmd.verb} phase {cmd.phase}"
     if cmd.verb == "incident":

@@ -20,7 +20,8 @@ from commands.work import start_locked
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import FileChanged
-from state.machine import PhaseStatus, Status, why_phase_cannot_roll_back
+from state.machine import (ROLLBACK_DIFFERENCE, PhaseStatus, Status, applied_phases, left_difference,
+                           why_phase_cannot_roll_back)
 
 
 def rollback(core: Core, user: str, cmd: Command) -> Outcome:
@@ -28,9 +29,13 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
         from commands.restore import restore  # issue 6: nuclear restore
 
         return restore(core, user, cmd)
+    if "accept" in cmd.flags:
+        return accept(core, user)
     current = core.store.current()
     if current is None:
         return Outcome.refused("nothing to roll back: no run recorded")
+    if "all" in cmd.flags:
+        return rollback_all(core, user, current)
     phase = core.runbook.phase(cmd.phase)
     if phase is None or not phase.rollback:
         return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}")
@@ -39,6 +44,118 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
         return Outcome.refused(reason)
     return start_locked(core, user, current, lambda runner: PhaseRollback(runner, phase).execute(),
                         f"Rolling back phase {cmd.phase} with {phase.rollback}", Status.ROLLING_BACK, [cmd.phase])
+
+
+def without_phase(result: dict | None, n: int) -> dict:
+    """The run's result record once phase `n` is undone: its step outcomes and any pending
+    rollback difference dropped."""
+    out = dict(result or {})
+    out["steps"] = {k: v for k, v in out.get("steps", {}).items() if not k.startswith(f"{n}.")}
+    out.pop("rollback_difference", None)
+    return out
+
+
+# ------------------------------------------------------------------ rollback all
+
+
+def rollback_all(core: Core, user: str, current) -> Outcome:
+    """Every applied phase's rollback, newest first, in one command; stops at the first failure."""
+    numbers = list(reversed(applied_phases(current)))
+    if not numbers:
+        return Outcome.refused(f"nothing to roll back: no phase of run {current.id} is applied")
+    missing = [n for n in numbers if not left_nothing(current, n) and not _rollback_file(core, n)]
+    if missing:
+        return Outcome.refused(f"phase {', '.join(map(str, missing))} has no rollback file in runbook {core.runbook.id}: "
+                               "`rollback all` cannot undo it; `rollback restore` returns to the verified backup")
+    reason = why_phase_cannot_roll_back(current, numbers[0]) or why_orphans_block(core)
+    if reason:
+        return Outcome.refused(reason)
+    order = ", ".join(f"phase {n}" for n in numbers)
+    return start_locked(core, user, current, lambda runner: AllRollback(runner, numbers).execute(),
+                        f"Rolling back {order}, newest first", Status.ROLLING_BACK, [numbers[0]])
+
+
+def _rollback_file(core: Core, n: int) -> str | None:
+    phase = core.runbook.phase(n)
+    return phase.rollback if phase else None
+
+
+def left_nothing(run, n: int) -> bool:
+    """Phase `n` failed in an atomic file before any of its steps committed: nothing of it is in
+    the database, and its rollback must not run (it would drop what this run did not create)."""
+    state = run.phases.get(n)
+    steps = [v for k, v in ((run.result or {}).get("steps") or {}).items() if k.startswith(f"{n}.")]
+    return (state is not None and state.status is PhaseStatus.FAILED and bool(steps)
+            and not any(v.get("ok") for v in steps) and all(v.get("atomic") is True for v in steps))
+
+
+class AllRollback:
+    def __init__(self, runner: PhaseRunner, numbers: list[int]):
+        self.runner = runner
+        self.core = runner.core
+        self.numbers = numbers
+
+    def execute(self) -> int:
+        undone: list[int] = []
+        for n in self.numbers:
+            run = self.core.store.get(self.runner.run_id)
+            if left_nothing(run, n):
+                self._nothing_to_undo(n)
+            elif PhaseRollback(self.runner, self.core.runbook.phase(n)).execute() != OK:
+                rest = [m for m in self.numbers if m not in undone and m != n]
+                self.runner.reporter.post(Post("rollback_all_stopped", f"Rollback all stopped at phase {n} {templates.FAIL_MARK}", [
+                    f"Rolled back: {', '.join(f'phase {m}' for m in undone) or 'nothing'}",
+                    f"Not rolled back: phase {n} (its rollback failed or left a difference: see above)"
+                    + (f" and {', '.join(f'phase {m}' for m in rest)}" if rest else ""),
+                    "The run is not rolled back."], run_id=self.runner.run_id, final=True))
+                return FAILED
+            undone.append(n)
+        self.runner.reporter.post(Post("rollback_all_done", f"Rollback of every applied phase complete {templates.OK_MARK}",
+                                       [f"Rolled back newest first: {', '.join(f'phase {m}' for m in undone)}",
+                                        "Each phase's schema proof held (see each phase's post)."],
+                                       run_id=self.runner.run_id, final=True))
+        return OK
+
+    def _nothing_to_undo(self, n: int) -> None:
+        store, actor, run_id = self.core.store, self.runner.actor, self.runner.run_id
+        store.transition(run_id, Status.ROLLING_BACK, actor=actor, action=f"rollback phase {n} start", phase=n,
+                         phase_status=PhaseStatus.ROLLING_BACK)
+        why = "its atomic step failed and its transaction was rolled back: nothing of it was applied"
+        store.transition(run_id, Status.ROLLED_BACK, actor=actor, action=f"rollback phase {n}", phase=n,
+                         phase_status=PhaseStatus.ROLLED_BACK,
+                         fields={"result": without_phase(store.get(run_id).result, n)},
+                         evidence={"not_run": why})
+        self.runner.reporter.post(Post("rollback_done", f"Phase {n}: nothing to undo, rollback file not run",
+                                       [why], run_id=run_id))
+
+
+# ------------------------------------------------------------------ rollback accept
+
+
+def accept(core: Core, user: str) -> Outcome:
+    """The TPM accepts the difference the last phase rollback left: recorded in the audit with
+    the diff and who accepted it, and the phase counts as rolled back."""
+    run = core.store.current()
+    difference = (run.result or {}).get("rollback_difference") if run else None
+    n = difference.get("phase") if difference else None
+    if run is None or n is None or not left_difference(run, n):
+        return Outcome.refused("nothing to accept: no phase rollback left a difference that is still pending "
+                               "(`rollback accept` follows a `rollback phase n` / `rollback all` whose proof failed)")
+    core.store.transition(run.id, Status.ROLLED_BACK, actor=user, action=f"rollback accept phase {n}", phase=n,
+                          phase_status=PhaseStatus.ROLLED_BACK, expect=[Status.FAILED],
+                          fields={"result": without_phase(run.result, n)},
+                          evidence={"accepted_by": user, "phase": n, "file": difference.get("file"),
+                                    "difference": difference.get("lines", [])})
+    from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
+
+    hooks.run_undone(core, run.id)
+    after = core.store.get(run.id)
+    older = [m for m in applied_phases(after)]
+    nxt = (f"next: `rollback all` (or `rollback phase {older[-1]}`) for {', '.join(f'phase {m}' for m in older)}"
+           if older else "no phase is applied any more")
+    post = Post("rollback_accepted", f"Rollback of phase {n} accepted with a known difference by <@{user}>",
+                [*difference.get("lines", []), "Recorded in the audit with this difference.", nxt], run_id=run.id)
+    return Outcome(OK, reply=[f"Accepted: phase {n} counts as rolled back; {nxt}."], posts=[post], run_id=run.id)
 
 
 class PhaseRollback:
@@ -76,8 +193,7 @@ class PhaseRollback:
         recovery = clock.monotonic() - started
         if not proven:
             return self._failed("the rollback ran but the database is not in the expected state", started, lines)
-        steps = dict((store.get(self.runner.run_id).result or {}))
-        steps["steps"] = {k: v for k, v in steps.get("steps", {}).items() if not k.startswith(f"{n}.")}
+        steps = without_phase(store.get(self.runner.run_id).result, n)
         store.transition(self.runner.run_id, Status.ROLLED_BACK, actor=self.runner.actor, action=f"rollback phase {n}",
                          phase=n, phase_status=PhaseStatus.ROLLED_BACK, fields={"result": steps},
                          evidence={"recovery_seconds": round(recovery, 3), "proof": lines})
@@ -160,15 +276,25 @@ class PhaseRollback:
         return lines, proven
 
     def _failed(self, reason: str, started: float, lines: list[str] | None = None) -> int:
+        """The run is FAILED, not rolled back. When the file ran and only its proof failed
+        (`lines`), the difference is recorded with the phase: the TPM may `rollback accept` it."""
         state = self.runner._database_status(None)
+        fields, error, action = None, None, "Investigate; restore from backup may be needed (`rollback restore`)"
+        if lines is not None:
+            result = dict(self.core.store.get(self.runner.run_id).result or {})
+            result["rollback_difference"] = {"phase": self.phase.number, "file": self.phase.rollback, "lines": lines}
+            fields, error = {"result": result}, ROLLBACK_DIFFERENCE
+            action = ("Decision needed (TPM): `rollback accept` records this difference and moves on, "
+                      "or `rollback restore` returns to the verified backup")
         self.core.store.transition(self.runner.run_id, Status.FAILED, actor=self.runner.actor,
                                    action=f"rollback phase {self.phase.number} failed", phase=self.phase.number,
-                                   phase_status=PhaseStatus.FAILED, outcome="failed", evidence={"reason": reason})
+                                   phase_status=PhaseStatus.FAILED, outcome="failed", fields=fields, error=error,
+                                   evidence={"reason": reason, **({"proof": lines} if lines is not None else {})})
         run = self.core.store.get(self.runner.run_id)
         post = templates.failure(self.core.runbook, self.runner.run_id,
                                  failed_phase=f"Rollback of phase {self.phase.number} ({self.phase.rollback})",
                                  error=reason, rollback_status="Failed", database_status=state,
-                                 action_required="Investigate; restore from backup may be needed (`rollback restore`)",
+                                 action_required=action,
                                  backup=(run.preflight or {}).get("backup"), roster=self.core.roster)
         post.lines = (lines or []) + post.lines
         self.runner.reporter.post(post)

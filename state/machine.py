@@ -62,7 +62,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.PHASE_DONE: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
     S.VERIFYING: frozenset({S.SUCCEEDED, S.FAILED, S.ABORTED, S.INTERRUPTED}),
     S.SUCCEEDED: frozenset({S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
-    S.FAILED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
+    # FAILED -> ROLLED_BACK: only `rollback accept` of the difference a phase rollback left (guarded below)
+    S.FAILED: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.ROLLED_BACK, S.RESTORE_REQUESTED}),
     S.ROLLING_BACK: frozenset({S.ROLLED_BACK, S.FAILED, S.ABORTED, S.INTERRUPTED}),
     S.ROLLED_BACK: frozenset({S.RUNNING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
     S.RESTORE_REQUESTED: frozenset({S.RESTORE_REQUESTED, S.RESTORING, S.ROLLING_BACK}),
@@ -141,6 +142,9 @@ def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
         return f"phase {phase} is {current}, not in progress: it cannot be marked {to}"
     if to is S.PHASE_DONE and current is not PhaseStatus.RUNNING:
         return f"phase {phase} is {current}, not running: it cannot be marked done"
+    if to is S.ROLLED_BACK and run.status is S.FAILED:
+        return None if left_difference(run, phase) else (
+            f"phase {phase} has no rollback difference to accept: roll it back (`rollback phase {phase}`) or restore")
     if to is S.ROLLED_BACK and current is not PhaseStatus.ROLLING_BACK:
         return f"phase {phase} is {current}, not rolling back: it cannot be marked rolled back"
     return None
@@ -200,6 +204,19 @@ def _newer_applied(run: "Run", n: int) -> str | None:
                 return f"roll back phase {m} first: it is applied"
             return f"roll back phase {m} first: it is {status} and may be partly applied"
     return None
+
+
+# The phase error of a rollback that ran but did not return the database to the state before
+# the phase (its proof failed): the one failure the TPM may accept (`rollback accept`).
+ROLLBACK_DIFFERENCE = "rollback left a difference"
+
+
+def left_difference(run: "Run", n: int) -> bool:
+    """Phase `n` failed because its rollback ran and left a difference, and nothing happened to
+    it since (a new attempt replaces the phase's state and its error)."""
+    state = run.phases.get(n)
+    return (run.status is S.FAILED and state is not None and state.status is PhaseStatus.FAILED
+            and state.error == ROLLBACK_DIFFERENCE)
 
 
 def applied_phases(run: "Run") -> list[int]:

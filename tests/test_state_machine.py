@@ -6,7 +6,7 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from state.machine import (ACTIVE, FINAL, TRANSITIONS, IllegalTransition, PhaseStatus as P, Status as S,
+from state.machine import (ACTIVE, FINAL, ROLLBACK_DIFFERENCE, TRANSITIONS, IllegalTransition, PhaseStatus as P, Status as S,
                            applied_phases, check_transition, why_phase_cannot_roll_back, why_phase_cannot_start)
 from state.runs import apply_transition
 from tests.support.state import make_run
@@ -26,6 +26,10 @@ def run_ready_for(current: S, to: S):
     if to is S.ROLLING_BACK:
         first = P.RUNNING if current is S.RUNNING else P.SUCCEEDED
         return make_run(current, {1: first, 2: P.PENDING}, phase=1), 1
+    if to is S.ROLLED_BACK and current is S.FAILED:  # `rollback accept` of the difference a rollback left
+        run = make_run(current, {1: P.FAILED, 2: P.PENDING}, phase=1)
+        run.phases[1].error = ROLLBACK_DIFFERENCE
+        return run, 1
     if to is S.ROLLED_BACK:
         return make_run(current, {1: P.ROLLING_BACK, 2: P.PENDING}, phase=1), 1
     if to is S.VERIFYING:
@@ -147,3 +151,12 @@ def test_random_walks_never_apply_a_phase_out_of_order(moves):
             assert all(run.phases[m].status is P.SUCCEEDED for m in run.phases if m < n), (to, phase, run.phases)
         if run.status not in ACTIVE:
             assert not any(s.status in (P.RUNNING, P.ROLLING_BACK) for s in run.phases.values())
+
+
+def test_a_failed_phase_moves_to_rolled_back_only_by_accepting_the_difference_its_rollback_left():
+    run = make_run(S.FAILED, {1: P.FAILED, 2: P.PENDING}, phase=1)
+    with pytest.raises(IllegalTransition) as caught:  # failed for another reason: nothing to accept
+        check_transition(run, S.ROLLED_BACK, phase=1)
+    assert "no rollback difference to accept" in caught.value.reason
+    run.phases[1].error = ROLLBACK_DIFFERENCE
+    check_transition(run, S.ROLLED_BACK, phase=1)

@@ -1,0 +1,128 @@
+"""`rollback all` (coordinator) and `rollback accept` (tpm), issue 13: every applied phase's
+rollback newest first in one command, stopping at the first failure with the diff shown; a
+known difference accepted by the TPM, recorded in the audit with the diff and who accepted it.
+
+The wrong rollbacks are wrong only in the live database (the condition reads
+current_database()), so the pre-flight rehearsal on the copy passes and the run is approved.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from commands import Core
+from state.machine import PhaseStatus, Status
+from tests.support import pg
+from tests.support.flow import COORDINATOR, LIU, TPM, Console
+from tests.support.runbooks import copy_runbook
+
+ROLLBACK_1 = "rollback-006.sql"
+FORGOTTEN = "DROP FUNCTION IF EXISTS platform.update_database_health(uuid, text, text);"
+
+
+def _live(settings) -> str:
+    return settings.database_url.rsplit("/", 1)[-1]
+
+
+def _quote(statement: str) -> str:
+    return "'" + statement.rstrip(";").replace("'", "''") + "'"
+
+
+def _where(live: str, op: str, statement: str) -> str:
+    return f"DO $$ BEGIN IF current_database() {op} '{live}' THEN EXECUTE {_quote(statement)}; END IF; END $$;"
+
+
+def _edit(runbook: Path, file: str, old: str, new: str) -> Path:
+    path = runbook.parent / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {file}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return runbook
+
+
+def _migrated(ready, runbook: Path | None = None) -> Console:
+    console = Console(Core.from_settings(ready.with_(runbook_path=runbook) if runbook else ready))
+    console.approved()
+    code, out = console(COORDINATOR, "run")
+    assert code == 0, out
+    return console
+
+
+def _phases(console: Console) -> dict[int, PhaseStatus]:
+    return {n: p.status for n, p in console.core.store.current().phases.items()}
+
+
+def test_rollback_all_undoes_every_applied_phase_newest_first(ready):
+    before = pg.schema_dump(ready.database_url)
+    console = _migrated(ready)
+
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 0, out
+    assert out.index("Rollback of phase 2 complete") < out.index("Rollback of phase 1 complete")
+    assert "Rollback of every applied phase complete" in out and "phase 2, phase 1" in out
+    run = console.core.store.current()
+    assert run.status is Status.ROLLED_BACK
+    assert _phases(console)[1] is PhaseStatus.ROLLED_BACK and _phases(console)[2] is PhaseStatus.ROLLED_BACK
+    assert pg.schema_dump(ready.database_url) == before
+    code, out = console(COORDINATOR, "rollback all")  # nothing left: refused, nothing run
+    assert code == 2 and "nothing to roll back" in out
+
+
+def test_rollback_all_stops_at_a_rollback_that_forgets_a_function_and_the_tpm_accepts_it(ready, tmp_path):
+    runbook = _edit(copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, _where(_live(ready), "<>", FORGOTTEN))
+    console = _migrated(ready, runbook)
+
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 1, out
+    assert "Rollback of phase 2 complete" in out and "Rollback of phase 1 complete" not in out
+    assert "+CREATE FUNCTION platform.update_database_health(" in out  # what differs, shown
+    assert "Rollback all stopped at phase 1" in out and "The run is not rolled back." in out
+    assert "`rollback accept`" in out
+    run = console.core.store.current()
+    assert run.status is Status.FAILED and _phases(console)[1] is PhaseStatus.FAILED
+    assert pg.scalar(ready.database_url, "SELECT to_regproc('platform.update_database_health')") is not None
+
+    # only the TPM may accept; anyone else is refused and nothing changes
+    for user in (COORDINATOR, LIU):
+        code, out = console(user, "rollback accept")
+        assert code == 2 and "only the TPM" in out, out
+    assert console.core.store.current().status is Status.FAILED
+
+    code, out = console(TPM, "rollback accept")
+
+    assert code == 0, out
+    assert "Rollback of phase 1 accepted with a known difference" in out and "no phase is applied any more" in out
+    run = console.core.store.current()
+    assert run.status is Status.ROLLED_BACK and _phases(console)[1] is PhaseStatus.ROLLED_BACK
+    accepted = [e for e in console.core.events.events(run.id, limit=500) if e["action"] == "rollback accept phase 1"]
+    assert len(accepted) == 1 and accepted[0]["actor"] == TPM
+    assert accepted[0]["evidence"]["accepted_by"] == TPM and accepted[0]["evidence"]["file"] == ROLLBACK_1
+    assert any("+CREATE FUNCTION platform.update_database_health(" in line for line in accepted[0]["evidence"]["difference"])
+    code, out = console(TPM, "rollback accept")  # accepted once: nothing pending any more
+    assert code == 2 and "nothing to accept" in out
+
+
+def test_rollback_all_stops_at_a_rollback_that_deletes_a_row(ready, tmp_path):
+    delete = "DELETE FROM platform.notifications WHERE id = (SELECT min(id::text)::uuid FROM platform.notifications);"
+    runbook = copy_runbook(tmp_path)
+    path = runbook.parent / ROLLBACK_1
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + _where(_live(ready), "=", delete) + "\n", encoding="utf-8")
+    console = _migrated(ready, runbook)
+
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 1, out
+    assert "❌ Data loss: row counts changed in platform.notifications" in out
+    assert "Rollback all stopped at phase 1" in out
+    assert console.core.store.current().status is Status.FAILED
+    assert _phases(console) [1] is PhaseStatus.FAILED and _phases(console)[2] is PhaseStatus.ROLLED_BACK
+
+
+def test_rollback_all_is_the_coordinators_and_accept_needs_a_pending_difference(ready):
+    console = _migrated(ready)
+    code, out = console(LIU, "rollback all")
+    assert code == 2 and "only the coordinator can `rollback all`" in out, out
+    code, out = console(TPM, "rollback accept")
+    assert code == 2 and "nothing to accept" in out, out
+    assert console.core.store.current().status is Status.SUCCEEDED
