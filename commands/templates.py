@@ -66,8 +66,8 @@ def preflight_result(rb: Runbook, run_id: str, report, roster: Roster) -> list[P
     verdict = "GO" if report.go else "NO-GO"
     posts = [Post("preflight_result", f"{rb.title} pre-flight: {verdict} {mark(report.go)}", lines,
                   detail="Go/No-Go matrix\n" + matrix, run_id=run_id, final=not report.go)]
-    if report.nogo_reasons:
-        posts[0].fields["NO-GO because"] = "; ".join(report.nogo_reasons)
+    if report.nogo_reasons:  # a short list, one reason a line (was one run-on sentence)
+        posts[0].lines[:0] = ["*NO-GO because:*", *[f"• {reason}" for reason in report.nogo_reasons], ""]
     if report.go:
         posts.append(go_no_go_request(rb, run_id, report, roster))
     return posts

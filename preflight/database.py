@@ -36,7 +36,7 @@ def specs(url: str | None, runbook: Runbook) -> dict[str, Spec]:
     label = ledgers.for_runbook(runbook).label
     title = f"Migrations {wanted}" if pre.applied or pre.not_applied else f"Ledger {label} consistent"
     return {
-        "database": Spec("database", "DATABASE_URL reachable", f"connect {redact_url(url) or '(unset)'}; SELECT version()",
+        "database": Spec("database", "DATABASE_URL reachable", f"connect {redact_url(url) or '(unset)'}; SHOW server_version",
                          "a connection"),
         "server_version": Spec("server_version", f"PostgreSQL {pre.server_version_num // 10000}+",
                                "SHOW server_version_num", f"≥ {pre.server_version_num}"),
@@ -69,7 +69,8 @@ def database_lines(url: str | None, runbook: Runbook, timeout: float, secrets: I
             facts["extensions"] = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
             if "migrations" in s:
                 facts["migrations"] = applied_versions(conn, runbook)
-            return True, conn.execute("SELECT version()").fetchone()[0]
+            # the version alone: version()'s compiler banner is not evidence of anything
+            return True, "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]
 
     first = run_probe(s["database"], reach, secrets)
     if not first.ok:

@@ -114,6 +114,21 @@ NOGO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TPM approval not obtained", ("approval",)),
 )
 
+# How each NO-GO row reads when its condition is absent / present.
+NOGO_READS: dict[str, tuple[str, str]] = {
+    "Database backup failed or unverified": ("backup created and verified", "backup failed or unverified"),
+    "Previous migrations not applied": ("previous migrations applied", "previous migrations not applied"),
+    "Services unhealthy (database, deployment)": ("services healthy (database, deployment)",
+                                                  "services unhealthy (database, deployment)"),
+    "Private network connectivity failing": ("private network reachable", "private network connectivity failing"),
+    "Declared preconditions failing (SQL, HTTP)": ("declared preconditions hold", "declared preconditions failing"),
+    "Critical production incident ongoing": ("no incident", "incident declared"),
+    "Insufficient time for safe execution": ("enough time for safe execution", "insufficient time for safe execution"),
+    "Runbook not safe to run (files, inputs, rehearsal)": ("runbook safe to run (files, inputs, rehearsal)",
+                                                           "runbook not safe to run (files, inputs, rehearsal)"),
+    "TPM approval not obtained": ("TPM approval obtained", "TPM approval not obtained"),
+}
+
 
 @dataclass
 class PreflightReport:
@@ -160,8 +175,11 @@ class PreflightReport:
         for label, keys in NOGO_CONDITIONS:
             state = self._state(keys)
             if state is not None:
-                # A failed check means the NO-GO condition is present: ❌; absent: ✅.
-                rows.append((f"NO-GO: {label}", ICONS[state]))
+                # A failed check means the NO-GO condition is present: ❌; absent: ✅. The row
+                # says which of the two holds ("✅ no incident", "❌ incident declared").
+                absent, present = NOGO_READS.get(label, (f"not: {label}", label))
+                said = {PASS: absent, FAIL: present}.get(state, f"{present}? not known yet")
+                rows.append((f"NO-GO check: {said}", ICONS[state]))
         return rows
 
     def _label(self, default: str, keys: tuple[str, ...]) -> str:

@@ -131,9 +131,11 @@ def test_matrix_marks_go_and_nogo_conditions():
                                                      _line("incident", PASS)])
     rows = dict(report.matrix())
     assert rows["GO: title backup"] == "❌"
-    assert rows["NO-GO: Database backup failed or unverified"] == "❌"
-    assert rows["GO: title approval"] == "⏳" and rows["NO-GO: TPM approval not obtained"] == "⏳"
-    assert rows["NO-GO: Critical production incident ongoing"] == "✅"
+    assert rows["NO-GO check: backup failed or unverified"] == "❌"
+    assert rows["GO: title approval"] == "⏳" and rows["NO-GO check: TPM approval not obtained? not known yet"] == "⏳"
+    assert rows["NO-GO check: no incident"] == "✅"  # was "✅ NO-GO: Critical production incident ongoing"
+    incident = dict(PreflightReport.build("006", now, now, [_line("incident", FAIL)]).matrix())
+    assert incident["NO-GO check: incident declared"] == "❌"
 
 
 def test_report_round_trips_through_json():
