@@ -1,4 +1,5 @@
-"""The bot's HTTP edge, served by waitress in-process: signatures, retries, acks, health, Home."""
+"""The bot's HTTP edge, served by waitress in-process: signatures, acks, health, Home (Slack retries
+of a request: tests/test_slack_guards.py, against the real command core)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 from tests.support.slack_fixtures import bot, scripted, standin  # noqa: F401 (fixtures)
 from tests.support.slack_standin import RunningBot, ScriptedCommands
 
-TPM, COORDINATOR = "U0DYLAN", "U0RAFAEL"
+TPM = "U0DYLAN"
 
 
 def test_help_is_acked_and_answered_privately_through_the_response_url(bot, standin, scripted):
@@ -32,19 +33,6 @@ def test_a_stale_timestamp_is_rejected_with_401_and_runs_nothing(bot, scripted):
     reply = bot.slack.slash(TPM, "help", timestamp=int(time.time()) - 600)
     assert reply.status == 401
     assert scripted.executed == []
-
-
-def test_a_slack_retry_of_the_same_request_never_runs_twice(bot, standin, scripted):
-    body = bot.slack.slash_body(COORDINATOR, "status", trigger_id="4242.retry.trigger")
-    first = bot.slack.send(body, "application/x-www-form-urlencoded")
-    standin.wait_for(lambda c: c.method == "response_url")
-    again = bot.slack.send(body, "application/x-www-form-urlencoded", retry_num=1)
-    assert first.status == again.status == 200
-    bot.slack.slash(COORDINATOR, "help")  # a later request, answered after the retry was handled
-    standin.wait_for(lambda c: c.method == "response_url", count=2)
-    bot.bridge.wait_work()
-    assert scripted.ran("status") == 1
-    assert len([c for c in standin.calls if c.method == "response_url"]) == 2  # no "already handled" noise
 
 
 def test_healthz_is_200_when_redis_and_the_database_answer(bot):
