@@ -104,7 +104,7 @@ def lost_connection(rb, step, exc: BaseException, duration: float, redact) -> "F
     sqlstate = getattr(cause, "sqlstate", None)
     first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     message = redact(first.removeprefix("consuming input failed: "))[:300] + " — the connection to the database was lost"
-    parsed = parse_file(rb.file_path(step.file))
+    parsed = parse_file(rb.file_path(step.file), step.file)
     error = StatementError(step.file, 0, "", sqlstate, message)
     return FileResult(step.file, parsed.sha256, False, len(parsed.body), 0, round(duration, 3), [], 1, [], error,
                       False, parsed.atomic)

@@ -243,7 +243,7 @@ class PhaseRunner:
                     f"so {step.rollback} was not run (it would drop objects this run did not create)"), False
         if step.on_failure == "rollback" and step.rollback:
             try:
-                rb_result = self.executor.run_file(self.rb.file_path(step.rollback), lock_timeout=self.rb.defaults.lock_timeout,
+                rb_result = self.executor.run_file(self.rb.file_path(step.rollback), name=step.rollback, lock_timeout=self.rb.defaults.lock_timeout,
                                                    statement_timeout=self.rb.defaults.statement_timeout,
                                                    lock_retries=self.rb.defaults.lock_retries,
                                                    retry_backoff=self.rb.defaults.retry_backoff,

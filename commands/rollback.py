@@ -175,7 +175,7 @@ class PhaseRollback:
         before = facts.row_counts(self.dsn)
         recorded = self._versions_table() and rb.version in self._versions()
         try:
-            result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), lock_timeout=rb.defaults.lock_timeout,
+            result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), name=self.phase.rollback, lock_timeout=rb.defaults.lock_timeout,
                                                    statement_timeout=rb.defaults.statement_timeout,
                                                    lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff,
                                                    approved_sha256=self.runner.approved_sha256(self.phase.rollback),

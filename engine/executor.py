@@ -192,7 +192,7 @@ class Executor:
             raise ValueError(f"step {step.id} needs {', '.join(missing)}: set {envs}")
         d = rb.defaults
         return self.run_file(
-            rb.file_path(step.file), inputs={n: inputs[n] for n in step.inputs},
+            rb.file_path(step.file), name=step.file, inputs={n: inputs[n] for n in step.inputs},
             lock_timeout=step.lock_timeout if step.lock_timeout is not None else d.lock_timeout,
             statement_timeout=step.statement_timeout if step.statement_timeout is not None else d.statement_timeout,
             lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress,
@@ -202,8 +202,10 @@ class Executor:
                  statement_timeout: float = 300.0, lock_retries: int = 3, retry_backoff: float = 2.0,
                  record: LedgerRecord | None = None, on_progress: ProgressFn | None = None,
                  approved_sha256: str | None = None,
-                 team_ledger: TeamLedgerFn | None = None) -> FileResult:
+                 team_ledger: TeamLedgerFn | None = None, name: str | None = None) -> FileResult:
         """Run one file; raises SqlFileError before touching the database if it does not parse.
+        `name`: what results and the ledger call it (a runbook file: its path relative to the
+        runbook); by default the file's base name.
 
         The file is read once: those bytes are hashed (FileChanged when they are not the
         `approved_sha256`), parsed, executed (psql gets a private copy of them, never the
@@ -214,8 +216,8 @@ class Executor:
         lock_timeout/statement_timeout. A lock not obtained (55P03) or a deadlock (40P01)
         rolls the attempt back; it is retried up to `lock_retries` times, waiting
         retry_backoff, 2×, 4×… in between (cancel() interrupts the wait)."""
-        source = read_verified(Path(path), approved_sha256)
-        parsed = parse_bytes(source, Path(path))
+        source = read_verified(Path(path), approved_sha256, name)
+        parsed = parse_bytes(source, Path(path), name)
         run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
                    (*self._secrets, *inputs.values()), source, team_ledger)
         result = FileResult(parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None,
@@ -528,15 +530,16 @@ def _statement_at(parsed: ParsedFile, line: int | None) -> Statement | None:
     return candidates[-1] if candidates else None
 
 
-def read_verified(path: Path, approved_sha256: str | None) -> bytes:
+def read_verified(path: Path, approved_sha256: str | None, name: str | None = None) -> bytes:
     """The file's bytes, read once; FileChanged when they are not the approved ones."""
+    name = name or path.name
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SqlFileError(path.name, 0, f"cannot read: {exc.strerror}") from None
+        raise SqlFileError(name, 0, f"cannot read: {exc.strerror}") from None
     found = hashlib.sha256(raw).hexdigest()
     if approved_sha256 is not None and found != approved_sha256:
-        raise FileChanged(path.name, approved_sha256, found)
+        raise FileChanged(name, approved_sha256, found)
     return raw
 
 

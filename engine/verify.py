@@ -116,7 +116,7 @@ def run_suite(dsn: str, path: Path, suite: Suite, *, inputs: Mapping[str, str] =
     try:
         source = read_verified(Path(path), approved_sha256)
     except SqlFileError as exc:  # changed since approval, or unreadable: nothing ran
-        return SuiteResult(name=suite.name, file=Path(path).name, ok=False, exit_code=-1, output="", notices=[],
+        return SuiteResult(name=suite.name, file=suite.file, ok=False, exit_code=-1, output="", notices=[],
                            evidence=[Evidence("file approved", "sha256 of the file", exc.message, "the approved bytes",
                                               False)], reason=f"not run: {exc}")
     conninfo, env = child_env(dsn, dict(inputs), "migrate-bot-verify")
@@ -128,7 +128,7 @@ def run_suite(dsn: str, path: Path, suite: Suite, *, inputs: Mapping[str, str] =
     evidence = _suite_evidence(suite, out.returncode, text)
     failed = next((e for e in evidence if not e.ok), None)
     return SuiteResult(
-        name=suite.name, file=Path(path).name, ok=failed is None, exit_code=out.returncode, output=text,
+        name=suite.name, file=suite.file, ok=failed is None, exit_code=out.returncode, output=text,
         notices=[redact(n, secrets) for n in out.notices], evidence=evidence,
         reason="passed" if failed is None else f"{failed.name}: {failed.observed}",
     )

@@ -168,7 +168,7 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
 def _run_rollback(executor: Executor, rb: Runbook, phase: Phase) -> str | None:
     d = rb.defaults
     try:
-        result = executor.run_file(rb.file_path(phase.rollback), lock_timeout=d.lock_timeout,
+        result = executor.run_file(rb.file_path(phase.rollback), name=phase.rollback, lock_timeout=d.lock_timeout,
                                    statement_timeout=d.statement_timeout, lock_retries=d.lock_retries,
                                    retry_backoff=d.retry_backoff)
     except SqlFileError as exc:
@@ -185,7 +185,7 @@ def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
     for phase in rb.migration_phases:
         for step in phase.steps:
             try:
-                parsed = parse_file(rb.file_path(step.file))
+                parsed = parse_file(rb.file_path(step.file), step.file)
             except SqlFileError:
                 continue
             found += [{"level": level, "relation": rel, "statement_line": s.line, "file": parsed.name,

@@ -9,7 +9,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runbook.queries import read_only_problem
@@ -228,13 +228,33 @@ class Runbook:
         return list(dict.fromkeys(names))
 
     def refusal_for(self, name: str) -> str | None:
-        """Why a file may not run, or None: DO-NOT-RUN files and files the runbook does not name."""
-        base = Path(name).name
-        if base in self.do_not_run:
-            return f"{base} is marked DO NOT RUN in runbook {self.id}: {self.do_not_run[base]}"
-        if base not in self.files():
-            return f"{base} is not part of runbook {self.id}"
+        """Why a file may not run, or None: DO-NOT-RUN files and files the runbook does not name
+        (by their path relative to the runbook: `deploy/x.sql` and `revert/x.sql` differ)."""
+        rel = _relative(name)
+        marked = {_relative(k): reason for k, reason in self.do_not_run.items()}
+        if rel in marked:
+            return f"{rel} is marked DO NOT RUN in runbook {self.id}: {marked[rel]}"
+        if rel not in {_relative(f) for f in self.files()}:
+            return f"{rel} is not part of runbook {self.id}"
         return None
+
+
+def _relative(name: str) -> str:
+    """A runbook file's path as compared: `./deploy//x.sql` is `deploy/x.sql`."""
+    return PurePosixPath(name).as_posix()
+
+
+def _refuse_outside(rb: Runbook) -> Runbook:
+    """Every file a runbook names lies in its folder: an absolute path, `..` or a symlink
+    leading out would run (and bind the approval to) a file nobody reviewed with the runbook."""
+    home = rb.directory.resolve()
+    for name in [*rb.files(), *rb.do_not_run]:
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts or "\\" in name or \
+                not (rb.directory / name).resolve().is_relative_to(home):
+            raise RunbookError(f"{rb.path}: file {name!r} is outside the runbook's folder: name each file by its "
+                               f"path relative to {rb.directory} (e.g. \"deploy/{path.name}\")")
+    return rb
 
 
 # ------------------------------------------------------------------ loading
@@ -252,7 +272,7 @@ def load_runbook(path: Path | str) -> Runbook:
         raise RunbookError(f"{path}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise RunbookError(f"{path}: not valid TOML: {exc}") from None
-    return replace(_build(data, path), sha256=hashlib.sha256(raw).hexdigest())
+    return _refuse_outside(replace(_build(data, path), sha256=hashlib.sha256(raw).hexdigest()))
 
 
 def _req(table: dict, key: str, where: str) -> Any:

@@ -75,24 +75,27 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def parse_file(path: Path) -> ParsedFile:
-    """Parse a file; raises SqlFileError (file, line, parser message) when it must not run."""
+def parse_file(path: Path, name: str | None = None) -> ParsedFile:
+    """Parse a file; raises SqlFileError (file, line, parser message) when it must not run.
+    `name`: what messages and the ledger call it (a runbook file: its path relative to the
+    runbook, e.g. `deploy/x.sql`); by default the file's base name."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SqlFileError(path.name, 0, f"cannot read: {exc.strerror}") from None
-    return parse_bytes(raw, path)
+        raise SqlFileError(name or path.name, 0, f"cannot read: {exc.strerror}") from None
+    return parse_bytes(raw, path, name)
 
 
-def parse_bytes(raw: bytes, path: Path) -> ParsedFile:
+def parse_bytes(raw: bytes, path: Path, name: str | None = None) -> ParsedFile:
     """Parse bytes already read from `path` (the executor hashes and runs these same bytes)."""
     path = Path(path)
+    name = name or path.name
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SqlFileError(path.name, raw[: exc.start].count(b"\n") + 1, "not valid UTF-8") from None
-    return parse_text(text, name=path.name, path=path, sha256=hashlib.sha256(raw).hexdigest())
+        raise SqlFileError(name, raw[: exc.start].count(b"\n") + 1, "not valid UTF-8") from None
+    return parse_text(text, name=name, path=path, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha256: str | None = None) -> ParsedFile:

@@ -32,7 +32,7 @@ def check_file(rb: Runbook, name: str) -> FileCheck:
     if not path.is_file():
         return FileCheck(name, False, None, f"{name}: file not found in {rb.directory}", True, False, 0)
     try:
-        parsed = parse_file(path)
+        parsed = parse_file(path, name)
     except SqlFileError as exc:
         return FileCheck(name, False, sha256_of(path), str(exc), True, False, 0)
     return FileCheck(name, True, parsed.sha256, None, parsed.atomic, parsed.needs_psql, len(parsed.sql_statements))

@@ -47,3 +47,37 @@ def test_a_runbook_without_a_verification_phase_runs_to_success_and_records_its_
     code, out = console(COORDINATOR, "verify")
     assert code == 0, out
     assert "no verification phase" in out and "SUCCESSFUL" in out
+
+
+def test_files_in_subfolders_run_by_their_path_relative_to_the_runbook(bare, tmp_path):
+    """deploy/x.sql and revert/x.sql share a base name. Fails on the old code: the file was
+    parsed and checksummed, then refused at execution (membership checked by base name)."""
+    with_ledger_table(bare.database_url)
+    runbook = Folder(tmp_path / "sub", TWO, subfolders=True).write()
+    core = Core.from_settings(bare.with_(runbook_path=runbook))
+    console = Console(core)
+    console.approved()
+    code, out = console(COORDINATOR, "run")
+    assert code == 0, out
+    assert "SUCCESSFUL" in out
+    files = {(r["step"], r["file"]) for r in ledger.applied_files(bare.database_url, "generated")}
+    assert files == {("1.1", "deploy/001_items.sql"), ("2.1", "deploy/002_label.sql")}
+    code, out = console(COORDINATOR, "rollback phase 2")
+    assert code == 0, out
+    assert pg.scalar(bare.database_url, "SELECT count(*) FROM information_schema.columns "
+                                        "WHERE table_name = 'items' AND column_name = 'label'") == 0
+
+
+@pytest.mark.parametrize("path", ["../elsewhere.sql", "/etc/passwd", "deploy/../../x.sql", "link/x.sql"])
+def test_a_file_outside_the_runbook_folder_is_refused_at_load(tmp_path, path):
+    from runbook.model import RunbookError
+
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    (tmp_path / "outside").mkdir()
+    (folder / "link").symlink_to(tmp_path / "outside")
+    (folder / "runbook.toml").write_text(
+        f'[runbook]\nid = "x"\nversion = "1"\n\n[[phases]]\nnumber = 1\nname = "a"\nowner = "coordinator"\n\n'
+        f'[[phases.steps]]\nid = "1.1"\nfile = "{path}"\n')
+    with pytest.raises(RunbookError, match="outside the runbook's folder"):
+        load_runbook(folder / "runbook.toml")
