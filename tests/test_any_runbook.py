@@ -34,7 +34,7 @@ def test_a_runbook_without_a_verification_phase_runs_to_success_and_records_its_
     """Fails on the old code: StopIteration in run_all after every phase succeeded, and the
     version never reached the ledger."""
     with_ledger_table(bare.database_url)
-    runbook = Folder(tmp_path / "two", TWO).write()
+    runbook = Folder(tmp_path / "two", TWO).write('[ledger]\nkind = "table"\ntable = "schema_migrations"')
     core = Core.from_settings(bare.with_(runbook_path=runbook))
     console = Console(core)
     console.approved()
@@ -52,7 +52,6 @@ def test_a_runbook_without_a_verification_phase_runs_to_success_and_records_its_
 def test_files_in_subfolders_run_by_their_path_relative_to_the_runbook(bare, tmp_path):
     """deploy/x.sql and revert/x.sql share a base name. Fails on the old code: the file was
     parsed and checksummed, then refused at execution (membership checked by base name)."""
-    with_ledger_table(bare.database_url)
     runbook = Folder(tmp_path / "sub", TWO, subfolders=True).write()
     core = Core.from_settings(bare.with_(runbook_path=runbook))
     console = Console(core)
