@@ -35,7 +35,7 @@ def _files_executed(core, run) -> Evidence:
     approved = (run.approval or {}).get("checksums") or {}
     applied = {(r["step"], r["file"], r["sha256"]) for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
                if r.get("run_id") == run.id}
-    done = [s for s in steps if (s.id, Path(s.file).name, approved.get(s.file)) in applied]
+    done = [s for s in steps if (s.id, s.file, approved.get(s.file)) in applied]  # the ledger names files by runbook path
     missing = [s.file for s in steps if s not in done]
     return Evidence("All migrations executed", "migrate_bot.applied_files rows of this run, sha256 = the approved one",
                     f"{len(done)}/{len(steps)} files completed" + (f" (missing: {', '.join(missing)})" if missing else ""),
