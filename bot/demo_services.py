@@ -2,7 +2,9 @@
 
 Used by `scripts/demo` (so a pre-flight of the demo database can reach a "deployment" and a
 "MongoDB" on loopback) and by the test suite. The deployment answers like the report's
-application: `/` → 200, `/api/platform/...` → 401 {"error":"Unauthorized"}.
+application: `/` → 200, `/api/platform/...` → 401 {"error":"Unauthorized"}. With
+`session_context` on (the session-middleware release Migration 007 waits for),
+`/api/platform/session-context` answers 200 with the session settings the middleware sets.
 `python -m bot.demo_services` starts both and prints their settings as env lines.
 """
 from __future__ import annotations
@@ -17,11 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Deployment:
     def __init__(self):
         self.status = 200  # what `/` answers; set to 503 to make the deployment unhealthy
+        self.session_context = False  # True: the session middleware shipped (Migration 007's precondition)
         deployment = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's naming)
-                if self.path.startswith("/api/platform/"):
+                if self.path == "/api/platform/session-context" and deployment.session_context:
+                    code, body = 200, {"settings": ["app.current_user_id", "app.current_org_id"]}
+                elif self.path.startswith("/api/platform/"):
                     code, body = 401, {"error": "Unauthorized"}
                 else:
                     code, body = deployment.status, {"ok": deployment.status == 200}

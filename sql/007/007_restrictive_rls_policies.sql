@@ -1,16 +1,9 @@
--- DO NOT RUN ************************************************************************
--- **DO NOT RUN: Migration 007, NOT part of Migration 006.**
--- Restrictive, organization-based RLS. Requires session middleware in the application
--- first (app.current_user_id / app.current_org_id set on every request) and
--- 007_session_helpers.sql; run today, every non-owner query would see no rows at all.
--- The runbook lists this file under [[do_not_run]]; the bot refuses to execute it.
--- ***********************************************************************************
---
 -- Migration 007: restrictive RLS policies (owner: Sergei Ivanov, security-specialist)
 --
--- Deploy : only in Migration 007's own runbook, after 007_session_helpers.sql, the
---          middleware release, and test_007_restrictive_policies.sql green on staging.
--- Revert : 007_rollback.sql (back to the 006 state: permissive SELECT/INSERT only)
+-- Deploy : sql/007/runbook.toml phase 2, step 2.1, after phase 1 (007_session_helpers.sql)
+--          and the middleware release (pre-flight's declared precondition).
+-- Revert : 007_rollback_restrictive_rls.sql (phase 2 rollback: back to the 006 policies,
+--          permissive SELECT/INSERT only; the helpers stay until phase 1 is rolled back)
 -- Verify : SELECT count(*) FROM pg_policies WHERE schemaname = 'platform' AND permissive = 'RESTRICTIVE';  -- 23
 --          SELECT count(*) FROM pg_policies WHERE schemaname = 'platform';                                 -- 48 + 23 + 48 = 119
 --

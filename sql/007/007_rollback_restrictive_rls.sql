@@ -1,21 +1,13 @@
--- DO NOT RUN ************************************************************************
--- **DO NOT RUN: Migration 007 rollback, NOT part of Migration 006.**
--- Only if Migration 007 was executed, and it was not. The runbook lists this file under
--- [[do_not_run]]; the bot refuses to execute it.
--- ***********************************************************************************
+-- Migration 007, phase 2 rollback: restrictive RLS (owner: Sergei Ivanov, security-specialist)
 --
--- Migration 007 rollback (owner: Sergei Ivanov, security-specialist)
---
--- Deploy : only from Migration 007's own runbook, to undo 007_restrictive_rls_policies.sql
---          and 007_session_helpers.sql.
--- Revert : re-apply 007_session_helpers.sql, then 007_restrictive_rls_policies.sql
+-- Deploy : `rollback phase 2` / `rollback all` of sql/007/runbook.toml
+-- Revert : re-apply 007_restrictive_rls_policies.sql
 -- Verify : SELECT count(*) FROM pg_policies WHERE schemaname = 'platform';   -- 48 (006 state)
 --
--- Drops the 23 restrictive policies, the 48 UPDATE/DELETE permissive policies and the
--- session helper functions, in that order (policies depend on the functions). Leaves the
--- 006 state in place: RLS enabled, 48 permissive SELECT/INSERT policies. Idempotent.
---
--- Plain statements, no BEGIN/COMMIT: run inside one transaction.
+-- Drops the 23 restrictive policies and the 48 UPDATE/DELETE permissive policies of phase 2.
+-- Leaves the 006 state (RLS enabled, 48 permissive SELECT/INSERT policies) and the session
+-- helpers of phase 1 in place. Idempotent. Plain statements, no BEGIN/COMMIT: run inside one
+-- transaction.
 
 -- 23 restrictive policies
 DROP POLICY IF EXISTS organizations_tenant_isolation ON platform.organizations;
@@ -91,19 +83,3 @@ DROP POLICY IF EXISTS notifications_update_permissive ON platform.notifications;
 DROP POLICY IF EXISTS notifications_delete_permissive ON platform.notifications;
 DROP POLICY IF EXISTS billing_plans_update_permissive ON platform.billing_plans;
 DROP POLICY IF EXISTS billing_plans_delete_permissive ON platform.billing_plans;
-
--- session helpers
-DROP FUNCTION IF EXISTS platform.has_org_role(uuid, text[]);
-DROP FUNCTION IF EXISTS platform.is_org_member(uuid);
-DROP FUNCTION IF EXISTS platform.user_project_ids();
-DROP FUNCTION IF EXISTS platform.user_organization_ids();
-DROP FUNCTION IF EXISTS platform.set_session_context(uuid, uuid);
-DROP FUNCTION IF EXISTS platform.current_org_id();
-DROP FUNCTION IF EXISTS platform.current_user_id();
-
-DO $$
-BEGIN
-    RAISE NOTICE '✅ Migration 007 rolled back: % policies remain in schema platform',
-        (SELECT count(*) FROM pg_policies WHERE schemaname = 'platform');
-END;
-$$;

@@ -1,15 +1,8 @@
--- DO NOT RUN ************************************************************************
--- **DO NOT RUN: Migration 007 preparation, NOT part of Migration 006.**
--- Requires session middleware in the application first (it must set app.current_user_id
--- and app.current_org_id on every request). The runbook lists this file under
--- [[do_not_run]]; the bot refuses to execute it.
--- ***********************************************************************************
+-- Migration 007, phase 1, step 1.1: session helper functions (owner: Sergei Ivanov, security-specialist)
 --
--- Migration 007 (prep): session helper functions (owner: Sergei Ivanov, security-specialist)
---
--- Deploy : only in Migration 007's own runbook, after the middleware ships and
---          test_007_restrictive_policies.sql passed on staging.
--- Revert : 007_rollback.sql (drops these functions after the 007 policies)
+-- Deploy : sql/007/runbook.toml phase 1, after the application's session middleware ships
+--          (pre-flight checks it: the runbook's [[preflight.http]] precondition).
+-- Revert : 007_rollback_session_helpers.sql (phase 1 rollback)
 -- Verify : SELECT platform.current_user_id();   -- NULL outside a request, the user inside one
 --
 -- The application's middleware calls platform.set_session_context(user, org) at the start
