@@ -5,6 +5,8 @@ something that ran; nothing is copied from the seed report's example text.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from commands import templates
 from commands.core import Core
 from commands.parse import Command
@@ -63,6 +65,16 @@ def _preflight(run) -> list[str]:
     rehearsal = pf.get("rehearsal") or {}
     if rehearsal:
         out.append(f"**Rehearsal:** {rehearsal.get('summary')}  ")
+    return out + [""] + _lock_safety(pf)
+
+
+def _lock_safety(pf: dict) -> list[str]:
+    """squawk's findings with their verdicts, the waivers (reason, role) and high-risk locks."""
+    if not pf.get("lint"):
+        return []
+    report = SimpleNamespace(lint=pf["lint"])
+    out = ["### Lock safety", "", *(f"- {line}" for line in templates.lock_safety_lines(report))]
+    out += [f"- {line}" for line in templates.finding_lines(report)]
     return out + [""]
 
 

@@ -11,6 +11,7 @@ from typing import Iterable, Sequence
 from commands.result import Action, Post
 from core.clock import hhmm
 from core.roster import COORDINATOR, TPM, Roster
+from preflight.lint import LintResult, human_size
 from runbook.model import Phase, Runbook
 
 OK_MARK, FAIL_MARK, WAIT_MARK = "✅", "❌", "⏳"
@@ -62,6 +63,7 @@ def preflight_result(rb: Runbook, run_id: str, report, roster: Roster) -> list[P
     """The matrix, and when GO the go/no-go request addressed to the TPM with the decision buttons."""
     # The backup and the rehearsal are check lines of their own (keys backup, rehearsal).
     lines = [f"{mark(_line_ok(c))} {c.title}: {c.observed} (required: {c.required}; how: {c.how})" for c in report.checks]
+    lines += finding_lines(report)
     matrix = "\n".join(f"{state} {condition}" for condition, state in report.matrix())
     verdict = "GO" if report.go else "NO-GO"
     posts = [Post("preflight_result", f"{rb.title} pre-flight: {verdict} {mark(report.go)}", lines,
@@ -84,6 +86,7 @@ def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
             for p in rb.phases]
     plan.append(atomicity_line(rb))
     plan += rollback_warning_lines(report.rehearsal)
+    plan += lock_safety_lines(report)
     return Post(
         "go_no_go_request",
         f"{rb.title} ready for execution. Pre-flight passed. Requesting go/no-go decision.",
@@ -110,6 +113,36 @@ def rollback_warning_lines(rehearsal) -> list[str]:
     if lines:
         lines.append("If that rollback is needed in production, it stops there: the TPM can `rollback accept` this "
                      "difference (recorded in the audit) or have the database restored (`rollback restore`).")
+    return lines
+
+
+def finding_lines(report) -> list[str]:
+    """Each squawk finding: rule, file:line, statement, lock, table sizes, verdict, rehearsal time."""
+    if not getattr(report, "lint", None):
+        return []
+    result = LintResult.from_dict(report.lint)
+    return [f"{FAIL_MARK if f.blocks else '•'} squawk {f.text()}" for f in result.findings]
+
+
+def lock_safety_lines(report) -> list[str]:
+    """For the TPM: which squawk ran, every waiver with its reason and role, and the statements
+    taking ACCESS EXCLUSIVE on a big table (high risk, whatever squawk says)."""
+    lint = getattr(report, "lint", None)
+    if not lint:
+        return []
+    result = LintResult.from_dict(lint)
+    lines = [f"Lock safety: {result.squawk} (--pg-version {result.pg_version}) on {len(result.files)} files: "
+             f"{len(result.findings)} findings, {len(result.blocking)} blocking, "
+             f"{sum(1 for f in result.findings if f.waiver)} waived"]
+    for w in result.waivers:
+        on = f" (`{w['statement']}`)" if w.get("statement") else ""
+        lines.append(f"Waiver: {w['rule']} in {w['file']}{on}: {w['reason']} — role {w['who']}"
+                     + ("" if w.get("used") else " (no finding needed it)"))
+    for h in result.high_risk:
+        size = human_size(h["bytes"] or 0)
+        rows = f"~{h['rows']:,} rows, " if h.get("rows") is not None else ""
+        lines.append(f"⚠ HIGH RISK: ACCESS EXCLUSIVE on {h['table']} ({rows}{size}) at {h['file']}:{h['line']} "
+                     f"`{h['statement']}`" + (f"; rehearsal: {h['held']}" if h.get("held") else ""))
     return lines
 
 

@@ -27,6 +27,7 @@ from engine import ledgers, schema
 from engine.executor import Executor, FileResult
 from engine.verify import run_checks, run_suite
 from preflight import backup
+from preflight.held import TimedExecutor
 from preflight.lockwatch import LockWatch
 from preflight.report import RehearsalResult
 from runbook.model import Phase, Runbook
@@ -57,7 +58,7 @@ class _Applied:
 def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | None,
              inputs: Mapping[str, str]) -> RehearsalResult:
     """Run the runbook on database `copy` (a restored backup) and roll it back phase by phase."""
-    executor = Executor(copy, secrets=settings.secrets(), application_name=APP)
+    executor = TimedExecutor(Executor(copy, secrets=settings.secrets(), application_name=APP), runbook)
     expected = _before(copy, snapshot)
     shown, _problem = ledgers.applied(copy, runbook)  # what `run` will skip, the rehearsal skips too
     phases: list[dict] = []
@@ -79,7 +80,9 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | N
     except _Failed as exc:
         failure = exc.where
     rollbacks = _roll_back(executor, runbook, applied, copy)
-    return _result(runbook, phases, results, failure, verification_ok, rollbacks, watch.seen)
+    result = _result(runbook, phases, results, failure, verification_ok, rollbacks, watch.seen)
+    result.held = executor.held  # each statement's lock-holding time, next to squawk's findings
+    return result
 
 
 def _dump(copy: str) -> str:

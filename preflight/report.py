@@ -74,6 +74,7 @@ class RehearsalResult:
     # each rehearsed phase rollback, newest first: {phase, file, status, diff, error};
     # status exact | differs (diff: schema lines it did not return) | failed | skipped | none
     rollbacks: list[dict] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)  # "file:line" -> how long that statement held its locks
 
     def rollback_warnings(self) -> list[dict]:
         """The rehearsed rollbacks that ran but did not return the schema exactly."""
@@ -95,6 +96,7 @@ GO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Runbook files parse, none DO NOT RUN, checksums recorded", ("runbook_files",)),
     ("Runbook inputs present, not placeholders", ("inputs",)),
     ("Declared preconditions hold (SQL, HTTP)", ("sql:", "http:")),
+    ("Lock safety: no unwaived blocking finding (squawk, table sizes)", ("lock_safety",)),
     ("Full database backup created and verified", ("backup",)),
     ("Rehearsal on a copy passed (phases, verification, rollback)", ("rehearsal",)),
     ("Execution window allows enough time for troubleshooting", ("window",)),
@@ -111,6 +113,7 @@ NOGO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Critical production incident ongoing", ("incident",)),
     ("Insufficient time for safe execution", ("window",)),
     ("Runbook not safe to run (files, inputs, rehearsal)", ("runbook_files", "inputs", "extensions", "rehearsal")),
+    ("Dangerous locks on big tables not waived (squawk)", ("lock_safety",)),
     ("TPM approval not obtained", ("approval",)),
 )
 
@@ -141,17 +144,18 @@ class PreflightReport:
     checksums: dict[str, str]
     go: bool
     nogo_reasons: list[str]
+    lint: dict | None = None  # preflight.lint.LintResult as a dict: squawk findings, waivers, high-risk locks
 
     @classmethod
     def build(cls, runbook: str, started_at: datetime, finished_at: datetime, checks: list[CheckLine],
               backup: BackupInfo | None = None, rehearsal: RehearsalResult | None = None,
-              checksums: dict[str, str] | None = None) -> "PreflightReport":
+              checksums: dict[str, str] | None = None, lint: dict | None = None) -> "PreflightReport":
         """A report whose `go` and `nogo_reasons` are derived from its lines, never set by hand."""
         # Only the TPM's approval may be pending: it is what a GO report asks for.
         failed = [c for c in checks if c.status != PASS and not (c.status == PENDING and c.key == APPROVAL)]
         return cls(runbook=runbook, started_at=started_at, finished_at=finished_at, checks=checks,
                    backup=backup, rehearsal=rehearsal, checksums=dict(checksums or {}),
-                   go=bool(checks) and not failed, nogo_reasons=[f"{c.title}: {c.observed}" for c in failed])
+                   go=bool(checks) and not failed, nogo_reasons=[f"{c.title}: {c.observed}" for c in failed], lint=lint)
 
     def line(self, key: str) -> CheckLine | None:
         return next((c for c in self.checks if c.key == key), None)
@@ -207,6 +211,7 @@ class PreflightReport:
             checksums=dict(d.get("checksums", {})),
             go=bool(d["go"]),
             nogo_reasons=list(d.get("nogo_reasons", [])),
+            lint=d.get("lint"),
         )
 
 

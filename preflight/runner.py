@@ -18,7 +18,7 @@ import psycopg
 from core import clock
 from core.config import Settings
 from core.redact import redact
-from preflight import backup, proof, rehearsal, scratch
+from preflight import backup, lint, proof, rehearsal, scratch
 from preflight.inputs import step_inputs
 from preflight.lines import Spec, line
 from preflight.quick import Timeouts, checks
@@ -39,8 +39,10 @@ def fast_checks(settings: Settings, runbook: Runbook, *, incident: Mapping | Non
                 timeouts: Timeouts | None = None) -> PreflightReport:
     """The quick checks only (no backup, no rehearsal); the window is judged at `at`."""
     started = now or clock.now()
-    lines = _quick(settings, runbook, incident, at or started, timeouts or Timeouts(), on_check)
-    return PreflightReport.build(runbook.id, started, clock.now(), lines, checksums=checksums(runbook))
+    held = lint.Held()
+    lines = _quick(settings, runbook, incident, at or started, timeouts or Timeouts(), on_check, held)
+    return PreflightReport.build(runbook.id, started, clock.now(), lines, checksums=checksums(runbook),
+                                 lint=_lint(held, None))
 
 
 def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | None, now: datetime | None = None,
@@ -48,9 +50,10 @@ def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | N
                   timeouts: Timeouts | None = None) -> PreflightReport:
     """Every check, the verified backup and the rehearsal; GO only when every line holds."""
     started = now or clock.now()
+    held = lint.Held()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight-backup") as pool:
         slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse) if backup else None
-        lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check)
+        lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check, held)
         info, rehearsed = None, None
         if slow is not None:
             b_line, info, r_line, rehearsed = slow.result()
@@ -63,13 +66,23 @@ def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | N
                 if on_check:
                     on_check(l)
     return PreflightReport.build(runbook.id, started, clock.now(), lines, backup=info, rehearsal=rehearsed,
-                                 checksums=checksums(runbook))
+                                 checksums=checksums(runbook), lint=_lint(held, rehearsed))
+
+
+def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict | None:
+    """The lint result for the report, with the rehearsal's lock-holding times next to it."""
+    if held.result is None:
+        return None
+    if rehearsed is not None:
+        lint.attach_timings(held.result, rehearsed.held)
+    return held.result.to_dict()
 
 
 def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime, timeouts: Timeouts,
-           on_check: OnCheck | None) -> list[CheckLine]:
+           on_check: OnCheck | None, held: lint.Held) -> list[CheckLine]:
     """Run the quick checks concurrently; a check past its deadline is a failed line."""
     todo = checks(settings, runbook, incident, at, timeouts)
+    todo.append((("lock_safety",), timeouts.database * 2, lambda: held.check(settings, runbook, timeouts.database)))
     pool = ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="preflight")
     try:
         start = clock.monotonic()

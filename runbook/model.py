@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from runbook import safety
 from runbook.queries import read_only_problem
 
 FAILURE_ACTIONS = ("rollback", "retry", "stop")
@@ -196,6 +197,9 @@ class Runbook:
     # sha256 of the bytes this plan was built from (read once): the approval binds it, and a
     # runner holding another plan than the approved one refuses to run it.
     sha256: str = ""
+    lock_safety: safety.LockSafety = field(default_factory=safety.LockSafety)  # squawk settings and thresholds
+    waivers: tuple[safety.Waiver, ...] = ()  # squawk findings accepted, with reason and role
+    lock_timeouts: safety.LockTimeouts = field(default_factory=safety.LockTimeouts)  # per lock level
 
     def phase(self, number: int) -> Phase | None:
         return next((p for p in self.phases if p.number == number), None)
@@ -291,7 +295,7 @@ def _build(data: dict, path: Path) -> Runbook:
     numbers = [p.number for p in phases]
     if numbers != sorted(set(numbers)):
         raise RunbookError(f"{where}: phase numbers must be unique and ascending (got {numbers})")
-    return Runbook(
+    runbook = Runbook(
         id=str(_req(head, "id", f"{where} [runbook]")),
         title=str(head.get("title", f"Migration {head['id']}")),
         summary=str(head.get("summary", "")),
@@ -319,6 +323,11 @@ def _build(data: dict, path: Path) -> Runbook:
         preflight=_preflight(data.get("preflight", {}), f"{where} [preflight]"),
         ledger=_ledger(data.get("ledger", {}), f"{where} [ledger]"),
     )
+    try:
+        lock_safety, waivers, lock_timeouts = safety.load(data, where, runbook.files, parse_duration)
+    except safety.SafetyError as exc:
+        raise RunbookError(str(exc)) from None
+    return replace(runbook, lock_safety=lock_safety, waivers=waivers, lock_timeouts=lock_timeouts)
 
 
 def _ledger(raw: dict, where: str) -> Ledger:

@@ -266,6 +266,12 @@ def _refuse_psql_rereads(sql_text: str, name: str, line_of) -> None:
                                "(or chr(92))")
 
 
+def parser_text(text: str) -> str:
+    """The SQL of a psql-run file as a plain-SQL tool can read it (squawk, in pre-flight): psql
+    meta-commands blanked and variables replaced by placeholders, same offsets and lines."""
+    return _placeholders(_blank_meta(text)[0])
+
+
 def _placeholders(text: str) -> str:
     """psql variables replaced, same length, by something the parser accepts (parse only)."""
 
