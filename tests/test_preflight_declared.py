@@ -57,7 +57,7 @@ def test_a_runbook_that_asks_for_nothing_is_go_without_any_006_setting(bare, tmp
     report = run_preflight(bare, load_runbook(minimal_runbook(tmp_path)), incident=None, timeouts=FAST)
     assert report.go is True, report.nogo_reasons
     keys = {c.key for c in report.checks}
-    assert keys == {"database", "server_version", "runbook_files", "incident", "window", "backup", "rehearsal",
+    assert keys == {"database", "server_version", "runbook_files", "lock_safety", "incident", "window", "backup", "rehearsal",
                     "approval"}
     assert report.rehearsal.ok and report.line("approval").status == PENDING
     assert pg.scalar(bare.database_url, "SELECT to_regclass('demo_items')") is None  # rehearsed on a copy only
