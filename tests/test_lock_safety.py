@@ -194,7 +194,7 @@ def big_index_runbook(tmp_path: Path) -> Path:
     return runbook
 
 
-def test_go_no_go_request_report_and_approval_carry_the_waiver(ready, tmp_path):
+def test_waiver_in_go_no_go_request_report_and_approval_and_a_changed_waiver_refuses_run(ready, tmp_path):
     fill_big_table(ready.database_url)
     runbook = big_index_runbook(tmp_path)
     console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
@@ -214,5 +214,14 @@ def test_go_no_go_request_report_and_approval_carry_the_waiver(ready, tmp_path):
 
     code, out = console(TPM, "approve")
     assert code == 0, out
+    run = console.core.store.current()
+    assert run.approval["checksums"].get("runbook.toml") == hashlib.sha256(runbook.read_bytes()).hexdigest()
+
     code, out = console(COORDINATOR, "report")
     assert code == 0 and "### Lock safety" in out and "batch loader paused" in out and "database-engineer" in out
+
+    runbook.write_text(runbook.read_text().replace("batch loader paused", "trust me"))  # the waiver changed
+    code, out = console(LIU, "run phase 1")
+    assert code == 2, out
+    assert "runbook.toml" in out and "changed" in out
+    assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NULL")
