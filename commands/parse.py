@@ -5,6 +5,7 @@ that a property-based test can throw any text at it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -41,8 +42,11 @@ def _usage(verb: str) -> str:
 
 
 def _phase_number(words: list[str], verb: str) -> int:
-    if len(words) != 2 or words[0] != "phase" or not words[1].isdigit() or len(words[1]) > 3:
-        raise ParseError(_usage(verb))
+    # ASCII digits only: str.isdigit() is true for '¹' or '①', which int() refuses, and int()
+    # reads '١' (Arabic-Indic one) as 1 — a phase number must be what the user can see.
+    if len(words) != 2 or words[0] != "phase" or not re.fullmatch(r"[0-9]{1,3}", words[1]):
+        hint = f" (the phase is a number written with 0-9, e.g. `{verb} phase 1`)" if len(words) == 2 else ""
+        raise ParseError(_usage(verb) + hint)
     return int(words[1])
 
 

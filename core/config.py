@@ -5,6 +5,7 @@ a `Settings`. `secrets()` lists every value that must never be shown, for `core.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,14 +23,22 @@ def _opt(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _opt(env, name)
-    if raw is None:
-        return default
+def _number(name: str, raw: str, minimum: float, inclusive: bool) -> float:
+    """`raw` as a finite number not below `minimum` (or above it, when not `inclusive`)."""
+    bound = f"at least {minimum:g}" if inclusive else f"greater than {minimum:g}"
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number (got {raw!r})") from None
+        raise ConfigError(f"{name} must be a number {bound} (got {raw[:40]!r})") from None
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        raise ConfigError(f"{name} must be a number {bound} (got {raw[:40]!r})")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
+    """A positive number (0 allowed where it means "off"); nan, inf and negatives are refused."""
+    raw = _opt(env, name)
+    return default if raw is None else _number(name, raw, 0.0, inclusive=zero_ok)
 
 
 def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
@@ -37,9 +46,21 @@ def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tu
     if raw is None:
         return default
     try:
-        return tuple(float(x) for x in raw.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be comma-separated numbers, e.g. 1,24 (got {raw!r})") from None
+        return tuple(_number(name, x.strip(), 0.0, inclusive=False) for x in raw.split(",") if x.strip())
+    except ConfigError:
+        raise ConfigError(f"{name} must be comma-separated positive numbers, e.g. 1,24 (got {raw[:40]!r})") from None
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    """REDIS_URL, checked for a scheme redis-py accepts. Never quoted: it may hold a password."""
+    url = _opt(env, "REDIS_URL") or "redis://localhost:6379/0"
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in REDIS_SCHEMES:
+        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+    return url
 
 
 @dataclass(frozen=True)
@@ -82,7 +103,7 @@ class Settings:
             api_url += "/"  # WebClient joins with urljoin: without the slash the last segment is lost
         return cls(
             database_url=_opt(env, "DATABASE_URL"),
-            redis_url=_opt(env, "REDIS_URL") or "redis://localhost:6379/0",
+            redis_url=_redis_url(env),
             slack_bot_token=_opt(env, "SLACK_BOT_TOKEN"),
             slack_signing_secret=_opt(env, "SLACK_SIGNING_SECRET"),
             slack_app_token=_opt(env, "SLACK_APP_TOKEN"),
@@ -97,15 +118,15 @@ class Settings:
             backup_dir=Path(_opt(env, "BACKUP_DIR") or "backups"),
             scratch_url=_opt(env, "MIGRATE_SCRATCH_URL"),
             window=_opt(env, "MIGRATE_WINDOW"),
-            min_window_hours=_float(env, "MIGRATE_MIN_WINDOW_HOURS", 2.0),
+            min_window_hours=_float(env, "MIGRATE_MIN_WINDOW_HOURS", 2.0, zero_ok=True),
             redis_prefix=_opt(env, "MIGRATE_REDIS_PREFIX") or "migrate",
             approval_ttl_hours=_float(env, "MIGRATE_APPROVAL_TTL_HOURS", 12.0),
             preflight_ttl_hours=_float(env, "MIGRATE_PREFLIGHT_TTL_HOURS", 12.0),
             lock_ttl_seconds=_float(env, "MIGRATE_LOCK_TTL_SECONDS", 15.0),
             reminder_minutes=_float(env, "MIGRATE_REMINDER_MINUTES", 15.0),
             followup_hours=_floats(env, "MIGRATE_FOLLOWUP_HOURS", (1.0, 24.0)),
-            followup_reminder_hours=_float(env, "MIGRATE_FOLLOWUP_REMINDER_HOURS", 168.0),
-            health_interval_seconds=_float(env, "MIGRATE_HEALTH_INTERVAL_SECONDS", 300.0),
+            followup_reminder_hours=_float(env, "MIGRATE_FOLLOWUP_REMINDER_HOURS", 168.0, zero_ok=True),
+            health_interval_seconds=_float(env, "MIGRATE_HEALTH_INTERVAL_SECONDS", 300.0, zero_ok=True),
             schedule_late_minutes=_float(env, "MIGRATE_SCHEDULE_LATE_MINUTES", 10.0),
             restore_request_minutes=_float(env, "MIGRATE_RESTORE_REQUEST_MINUTES", 30.0),
         )

@@ -21,6 +21,12 @@ class Roster:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"roster file {path} not found: set MIGRATE_ROSTER (see README, Roster)") from None
+        except IsADirectoryError:
+            raise ConfigError(f"roster file {path} is a directory: set MIGRATE_ROSTER to the roster's TOML file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"roster file {path} is not UTF-8 text: set MIGRATE_ROSTER to the roster's TOML file") from None
+        except OSError as exc:
+            raise ConfigError(f"roster file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"roster file {path} is not valid TOML: {exc}") from None
         roles = data.get("roles")

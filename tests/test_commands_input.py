@@ -24,6 +24,9 @@ MALFORMED = {
     "run phase two": "usage: /migrate run",
     "run 1": "usage: /migrate run",
     "run phase 1 2": "usage: /migrate run",
+    "run phase ¹": "written with 0-9, e.g. `run phase 1`",  # str.isdigit() but not int(): was a traceback
+    "run phase ١": "written with 0-9",  # int() read it as 1
+    "rollback phase ①": "written with 0-9, e.g. `rollback phase 1`",
     "verify all": "`verify` takes no arguments",
     "rollback": "usage: /migrate rollback",
     "rollback phase": "usage: /migrate rollback",

@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 from bot.slack import health
 from bot.slack.app import build_app
 from bot.slack.bridge import Bridge
+from core.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,21 @@ def make_wsgi_app(core, app: App) -> Callable:
     return wsgi
 
 
+def _port() -> int:
+    raw = os.environ.get("PORT") or str(DEFAULT_PORT)
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"PORT must be a TCP port number, 1-65535 (got {raw[:20]!r})")
+    return int(raw)
+
+
 def serve(settings) -> None:
     """Run the bot until interrupted: Core, bolt App, outbox worker, then HTTP or Socket Mode."""
     from commands.core import Core
 
     settings.require("slack_bot_token", "channel")
+    if not settings.slack_app_token:
+        settings.require("slack_signing_secret")  # HTTP mode: refuse to start rather than serve unsigned
+    port = _port()
     core = Core.from_settings(settings)
     bridge = Bridge.create(core)
     app = build_app(bridge)
@@ -112,10 +123,8 @@ def serve(settings) -> None:
             log.info("Socket Mode: connecting to Slack")
             SocketModeHandler(app, settings.slack_app_token).start()
         else:
-            settings.require("slack_signing_secret")
             import waitress
 
-            port = int(os.environ.get("PORT") or DEFAULT_PORT)
             log.info("listening on port %d (POST %s, GET /healthz)", port, EVENTS_PATH)
             waitress.serve(make_wsgi_app(core, app), host="0.0.0.0", port=port, threads=16, ident="migrate-bot")
     finally:
