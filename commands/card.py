@@ -42,8 +42,26 @@ def phase_lines(run, rb: Runbook) -> list[str]:
         state = run.phases.get(phase.number)
         status = state.status if state else PhaseStatus.PENDING
         took = f" · {seconds(state.duration)}" if state and state.duration is not None else ""
-        lines.append(f"{PHASE_MARK[status]} Phase {phase.number} {phase.name}: {status}{took}")
+        mark = "▫️" if outdated(run, phase.number) else PHASE_MARK[status]
+        lines.append(f"{mark} Phase {phase.number} {phase.name}: {phase_status(run, phase.number)}{took}")
     return lines
+
+
+def outdated(run, number: int) -> bool:
+    """A verification whose result no longer describes the database: a migration phase was
+    rolled back, restored or run again after it finished."""
+    state = run.phases.get(number)
+    if state is None or state.kind != "verification" or state.finished_at is None:
+        return False
+    return any(p.kind == "migration" and p.finished_at is not None and p.finished_at > state.finished_at
+               for p in run.phases.values())
+
+
+def phase_status(run, number: int) -> str:
+    """The phase's status as people should read it now (a stale verification says so)."""
+    state = run.phases.get(number)
+    status = str(state.status) if state else str(PhaseStatus.PENDING)
+    return f"{status} before later changes (verify again)" if outdated(run, number) else status
 
 
 def _phase_name(rb: Runbook, number: int | None) -> str:

@@ -120,9 +120,10 @@ class PhaseRunner:
         if not all(e.ok for e in evidence):
             return self._checks_failed(phase, evidence, duration)
         schema.write_snapshot(self.dsn, self.snapshot_path(phase.number))
-        store.transition(self.run_id, Status.PHASE_DONE, actor=self.actor, action=f"phase {phase.number} complete",
+        closed = store.transition(self.run_id, Status.PHASE_DONE, actor=self.actor, action=f"phase {phase.number} complete",
                          phase=phase.number, phase_status=PhaseStatus.SUCCEEDED,
                          fields=self._closing_fields(evidence, str(phase.number)), evidence={"duration": round(duration, 3), "checks": [e.name for e in evidence]})
+        duration = templates.stored_duration(closed, phase.number, duration)  # the one number everywhere
         self.reporter.post(templates.phase_complete(phase, self.run_id, duration, evidence, self._next_phase(phase),
                                                     self.core.roster))
         return True
@@ -349,10 +350,11 @@ class PhaseRunner:
         fields = self._closing_fields(checks_and_smoke, str(number) if phase else FINAL_CHECKS)
         fields["result"]["gates"] = [{"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok}
                                      for g in gate_results]
-        store.transition(self.run_id, Status.SUCCEEDED, actor=self.actor, action="verification passed",
+        closed = store.transition(self.run_id, Status.SUCCEEDED, actor=self.actor, action="verification passed",
                          phase=number, phase_status=PhaseStatus.SUCCEEDED if phase else None, fields=fields,
                          evidence={"gates": [f"{g.name}: {g.observed}" for g in gate_results], "duration": round(duration, 3)})
         if phase:
+            duration = templates.stored_duration(closed, number, duration)  # the one number everywhere
             self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None,
                                                         self.core.roster))
         self.reporter.post(templates.success(self.rb, self.run_id, checks_and_smoke, gate_results, self._backup(run),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from commands import templates
+from commands import card, templates
 from commands.core import Core
 from commands.parse import USAGE, Command
 from commands.policy import allowed_roles
@@ -67,7 +67,7 @@ def help_(core: Core, user: str, cmd: Command) -> Outcome:
             who += "; `restore confirm`, `accept`: tpm"
         lines.append(f"• /migrate {usage}  — {who}")
     lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
-              f"Now: {run.status.value if run else 'no run'} → next: {next_step(core, run)}"]
+              f"Now: {status_word(run) if run else 'no run'} → next: {next_step(core, run)}"]
     return Outcome(OK, reply=lines)
 
 
@@ -87,7 +87,7 @@ def status_lines(core: Core) -> list[str]:
         lines.append(f"Lock held by {holder.get('owner')} since {holder.get('since', '?')}")
     if run is None:
         return lines + ["No run yet. Next: " + NEXT_STEP[None]]
-    lines += [f"Run {run.id}: {run.status.value} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
+    lines += [f"Run {run.id}: {status_word(run)} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
               f"Next: {next_step(core, run)}"]
     if run.meta.get("rebuilt"):
         lines.append("⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required")
@@ -97,11 +97,26 @@ def status_lines(core: Core) -> list[str]:
     return lines + _signoff_lines(core, run)
 
 
+# How a status reads in `status`, `help` and App Home where its bare value misleads ("go" is
+# not an approval: the pre-flight passed and the TPM has not decided yet).
+STATUS_WORDS = {Status.GO: "pre-flight passed, awaiting the TPM's GO / NO-GO",
+                Status.NO_GO: "pre-flight NO-GO"}
+# Statuses in which the pre-flight and the approval still govern what may run next.
+BEFORE_RUN = {Status.GO, Status.APPROVED, Status.SCHEDULED}
+# Statuses after which the approval is spent or withdrawn: no "valid until".
+FINISHED = {Status.SUCCEEDED, Status.RESTORED, Status.DEFERRED, Status.NO_GO}
+
+
+def status_word(run) -> str:
+    return STATUS_WORDS.get(run.status, run.status.value)
+
+
 def _preflight_lines(run) -> list[str]:
     pf = run.preflight or {}
     if not pf:
         return ["Pre-flight: not finished"]
-    lines = [f"Pre-flight: {pf.get('outcome')} at {str(pf.get('finished_at', ''))[:16]} (valid until {str(pf.get('expires_at', ''))[:16]})"]
+    valid = f" (valid until {str(pf.get('expires_at', ''))[:16]})" if run.status in BEFORE_RUN else ""
+    lines = [f"Pre-flight: {pf.get('outcome')} at {str(pf.get('finished_at', ''))[:16]}{valid}"]
     for reason in pf.get("nogo_reasons", []):
         lines.append(f"  {templates.FAIL_MARK} {reason}")
     backup = pf.get("backup") or {}
@@ -117,6 +132,10 @@ def _approval_lines(core: Core, run) -> list[str]:
     lines = []
     if decision.get("what") == "no-go":
         lines.append(f"NO-GO by <@{decision.get('by')}>: {decision.get('reason')}")
+    if approval and run.status is Status.DEFERRED:
+        return lines  # withdrawn by the NO-GO: neither the approval nor its schedule stands
+    if approval and run.status in FINISHED:
+        return lines + [f"Approval: GO by <@{approval.get('by')}> at {str(approval.get('at'))[:16]} (used by this run)"]
     if approval:
         invalid = why_approval_invalid(approval, checksums=checksums(core.runbook), now=clock.now())
         when = f", scheduled for {str(approval.get('scheduled_for'))[:16]}" if approval.get("scheduled_for") else ""
@@ -129,8 +148,8 @@ def _phase_lines(rb, run) -> list[str]:
     lines = []
     for phase in rb.phases:
         state = run.phases.get(phase.number)
-        status = state.status.value if state else "pending"
-        took = f", {templates.versus_estimate(state.duration, phase.estimate)}" if state and state.duration else ""
+        status = card.phase_status(run, phase.number)
+        took = f", {templates.versus_estimate(state.duration, phase.estimate)}" if state and state.duration is not None else ""
         who = f", by <@{state.actor}>" if state and state.actor else ""
         err = f" — {state.error}" if state and state.error else ""
         lines.append(f"Phase {phase.number} {phase.name}: {status}{took}{who}{err}")

@@ -32,6 +32,13 @@ def seconds(value: float | None) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
+def stored_duration(run, number: int, measured: float) -> float:
+    """The phase's duration as the run's record holds it (status, report and App Home read the
+    same number), or `measured` when the record has none."""
+    state = run.phases.get(number) if run is not None else None
+    return state.duration if state is not None and state.duration is not None else measured
+
+
 def versus_estimate(duration: float, estimate: float) -> str:
     return f"{seconds(duration)} vs estimate {seconds(estimate)}"
 

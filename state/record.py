@@ -129,8 +129,9 @@ def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = No
             run.phases[phase].kind = "verification"
     if to is Status.RESTORED:
         # The database is the pre-migration backup again: no phase is applied any more.
+        # A phase already rolled back keeps its rollback's time and duration.
         for n, state in run.phases.items():
-            if state.status is not PhaseStatus.PENDING and state.kind == "migration" and n not in changed:
+            if state.status not in (PhaseStatus.PENDING, PhaseStatus.ROLLED_BACK) and state.kind == "migration" and n not in changed:
                 _set_phase(run, n, PhaseStatus.ROLLED_BACK, now, actor, None, file)
                 changed.append(n)
     if to not in ACTIVE:
