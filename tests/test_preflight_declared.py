@@ -156,3 +156,31 @@ def test_an_unknown_preflight_kind_is_refused(tmp_path):
     with pytest.raises(RunbookError) as err:
         load_runbook(minimal_runbook(tmp_path, '\n[[preflight.ping]]\nname = "x"\n'))
     assert "unknown check kind(s) ['ping']" in str(err.value)
+
+
+def test_the_minimal_runbook_of_sql_readme_goes_from_preflight_to_rollback_all(bare, tmp_path):
+    """The README's dozen-line example, as printed, on an empty database with none of 006's
+    settings: GO, SUCCESSFUL, and `rollback all` back to the empty schema."""
+    from commands import Core
+    from sql import RUNBOOKS_DIR
+    from state.machine import Status
+    from tests.support.flow import COORDINATOR, Console
+
+    readme = (RUNBOOKS_DIR / "README.md").read_text(encoding="utf-8")
+    example = readme.split("**A minimal runbook**", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) <= 14
+    folder = tmp_path / "042"
+    folder.mkdir()
+    (folder / "runbook.toml").write_text(example)
+    (folder / "042_up.sql").write_text("CREATE TABLE invoices (id int PRIMARY KEY, due date);\n"
+                                       "CREATE INDEX invoices_due ON invoices (due);\n")
+    (folder / "042_down.sql").write_text("DROP TABLE invoices;\n")
+    before = pg.schema_dump(bare.database_url)
+    console = Console(Core.from_settings(bare.with_(runbook_path=folder / "runbook.toml")))
+    console.approved()
+    code, out = console(COORDINATOR, "run")
+    assert code == 0 and "SUCCESSFUL" in out, out
+    code, out = console(COORDINATOR, "rollback all")
+    assert code == 0, out
+    assert console.core.store.current().status is Status.ROLLED_BACK
+    assert pg.schema_dump(bare.database_url) == before
