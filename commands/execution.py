@@ -19,7 +19,7 @@ from commands.result import FAILED, OK, Progress, Reporter
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, StatementError
-from engine.verify import run_checks, run_smoke, run_suite
+from engine.verify import Evidence, run_checks, run_smoke, run_suite
 from preflight.inputs import step_inputs
 from runbook.model import Phase, Step
 from state.approval import why_plan_not_approved
@@ -115,7 +115,10 @@ class PhaseRunner:
                     return self._aborted(phase, step, result, started, before)
                 return self._step_failed(phase, step, result, started, before, earlier)
         self._steps = self._with_steps(done)
-        evidence = run_checks(self.dsn, phase.checks)
+        # Everything the phase names runs right after it: its checks, its suites (a sqitch
+        # verify script), its smoke tests; any failing one fails the phase.
+        evidence = run_checks(self.dsn, phase.checks) + [_as_evidence(s) for s in self._run_suites(phase.suites)] \
+            + [run_smoke(self.core.settings.deployment_url, s) for s in phase.smoke]
         duration = clock.monotonic() - started
         if not all(e.ok for e in evidence):
             return self._checks_failed(phase, evidence, duration)
@@ -460,3 +463,8 @@ class PhaseRunner:
     @staticmethod
     def _backup(run) -> dict | None:
         return (run.preflight or {}).get("backup") if run else None
+
+
+def _as_evidence(suite) -> Evidence:
+    """A suite's outcome as one line of a phase's evidence."""
+    return Evidence(f"suite {suite.name}", f"{suite.file} through psql, output read", suite.reason, "passed", suite.ok)

@@ -74,7 +74,8 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, snapshot: Path | N
                     continue  # the ledger shows every migration of the phase applied: `run` skips it
                 else:
                     applied.append(_Applied(phase, expected))
-                    _timed(phases, phase, lambda a=applied[-1]: _migrate(executor, runbook, a, copy, inputs, results, shown))
+                    _timed(phases, phase, lambda a=applied[-1]: _migrate(executor, runbook, a, copy, inputs, results, shown,
+                                                                                settings))
                     expected = _dump(copy)
         verification_ok = True
     except _Failed as exc:
@@ -109,7 +110,7 @@ def _timed(phases: list[dict], phase: Phase, body) -> None:
 
 
 def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inputs: Mapping[str, str],
-             results: list[FileResult], shown: set[str] = frozenset()) -> None:
+             results: list[FileResult], shown: set[str], settings: Settings) -> None:
     phase = applied.phase
     for step in phase.steps:
         if step.migration in shown:
@@ -123,6 +124,7 @@ def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inpu
         if not result.ok:
             raise _Failed(result.error.describe() if result.error else f"{step.file}: failed")
     _checks(phase, copy)
+    _suites(rb, phase, copy, inputs, settings)  # a migration phase's own suites, as `run` runs them
 
 
 def _checks(phase: Phase, copy: str) -> None:
@@ -132,11 +134,15 @@ def _checks(phase: Phase, copy: str) -> None:
 
 
 def _verify(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], settings: Settings) -> None:
+    _suites(rb, phase, copy, inputs, settings)
+    _checks(phase, copy)
+
+
+def _suites(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], settings: Settings) -> None:
     for suite in phase.suites:
         result = run_suite(copy, rb.file_path(suite.file), suite, inputs=inputs, secrets=settings.secrets())
         if not result.ok:
             raise _Failed(f"{suite.file}: {result.reason}")
-    _checks(phase, copy)
 
 
 def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: str) -> list[dict]:

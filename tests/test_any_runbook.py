@@ -80,3 +80,44 @@ def test_a_file_outside_the_runbook_folder_is_refused_at_load(tmp_path, path):
         f'[[phases.steps]]\nid = "1.1"\nfile = "{path}"\n')
     with pytest.raises(RunbookError, match="outside the runbook's folder"):
         load_runbook(folder / "runbook.toml")
+
+
+SUITE = """\
+-- verify: items is usable
+SELECT CASE WHEN to_regclass('public.breaks_the_suite') IS NULL THEN 'ok: items usable'
+            ELSE 'FAIL: breaks_the_suite exists' END AS result;
+"""
+WITH_SUITE = '[[phases.suites]]\nname = "items usable"\nfile = "verify/001_items.sql"\nfail_pattern = "^\\\\s*FAIL:"'
+
+
+def suite_runbook(tmp_path: Path) -> Path:
+    folder = Folder(tmp_path / "suite", TWO)
+    runbook = folder.write(phase_extra={1: WITH_SUITE})
+    (folder.root / "verify").mkdir()
+    (folder.root / "verify" / "001_items.sql").write_text(SUITE)
+    return runbook
+
+
+def test_a_migration_phase_runs_its_suite_right_after_it_and_fails_when_the_suite_does(bare, tmp_path):
+    """Fails on the old code: the suite was checksummed and bound to the approval, then never
+    run; phase 1 and the whole run were reported ✅."""
+    core = Core.from_settings(bare.with_(runbook_path=suite_runbook(tmp_path)))
+    console = Console(core)
+    console.approved()
+    with psycopg.connect(bare.database_url, autocommit=True) as conn:  # production differs from the rehearsal
+        conn.execute("CREATE TABLE breaks_the_suite (id int)")
+    code, out = console(COORDINATOR, "run")
+    assert code == 1, out
+    assert "Suite items usable" in out and "FAIL: breaks_the_suite exists" in out
+    assert "Phase 1 complete" not in out and "Phase 2 started" not in out
+    assert str(core.store.current().phases[1].status) == "failed"
+
+
+def test_the_rehearsal_runs_a_migration_phase_suite_too(bare, tmp_path):
+    """Fails on the old code: the rehearsal skipped the suite and said GO."""
+    with psycopg.connect(bare.database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE breaks_the_suite (id int)")
+    console = Console(Core.from_settings(bare.with_(runbook_path=suite_runbook(tmp_path))))
+    code, out = console(COORDINATOR, "preflight")
+    assert code == 1, out
+    assert "verify/001_items.sql" in out and "FAIL: breaks_the_suite exists" in out
