@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from commands import facts
-from engine import ledger
+from engine import ledger, ledgers
 from engine.verify import Evidence, run_smoke
 from preflight.backup import file_sha256
 from runbook.model import Smoke
@@ -35,11 +35,24 @@ def _files_executed(core, run) -> Evidence:
     approved = (run.approval or {}).get("checksums") or {}
     applied = {(r["step"], r["file"], r["sha256"]) for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
                if r.get("run_id") == run.id}
-    done = [s for s in steps if (s.id, s.file, approved.get(s.file)) in applied]  # the ledger names files by runbook path
+    ran = [s for s in steps if (s.id, s.file, approved.get(s.file)) in applied]  # the ledger names files by runbook path
+    before = _applied_before(core, [s for s in steps if s not in ran])
+    done = [s for s in steps if s in ran or s.migration in before]
     missing = [s.file for s in steps if s not in done]
-    return Evidence("All migrations executed", "migrate_bot.applied_files rows of this run, sha256 = the approved one",
+    how = "migrate_bot.applied_files rows of this run, sha256 = the approved one" + (
+        f"; {ledgers.for_runbook(core.runbook).label} for the {len(before)} applied before it" if before else "")
+    return Evidence("All migrations executed", how,
                     f"{len(done)}/{len(steps)} files completed" + (f" (missing: {', '.join(missing)})" if missing else ""),
                     f"{len(steps)}/{len(steps)}", not missing)
+
+
+def _applied_before(core, not_run) -> set[str]:
+    """Migrations this run skipped because the runbook's ledger already showed them applied."""
+    skipped = [s for s in not_run if s.migration]
+    if not skipped:
+        return set()
+    shown, _problem = ledgers.applied(core.settings.database_url, core.runbook)
+    return {s.migration for s in skipped if s.migration in shown}
 
 
 def _suites_green(suites: Sequence) -> Evidence:

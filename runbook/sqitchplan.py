@@ -86,7 +86,7 @@ def load_plan(path: Path | str) -> Plan:
         who = (match["ts"], match["planner"].strip(), match["email"].strip(), note)
         if match["tag"]:
             if not changes:
-                raise PlanError(f"{path.name}:{number}: tag @{match['name']} before any change")
+                raise PlanError(f"{path.name}:{number}: tag @{match['name']} before any change — expected a change line above it")
             tag = Tag(match["name"], *who, change=changes[-1])
             changes[-1].tags.append(tag)
             continue
@@ -99,7 +99,7 @@ def load_plan(path: Path | str) -> Plan:
         by_name[change.name] = change
         changes.append(change)
     if "project" not in pragmas:
-        raise PlanError(f"{path.name}: missing %project pragma")
+        raise PlanError(f"{path.name}: missing %project pragma — expected a `%project=<name>` line")
     plan = Plan(pragmas["project"], pragmas.get("uri"), changes, path)
     _finish(plan)
     return plan
@@ -131,7 +131,8 @@ def _finish(plan: Plan) -> None:
         for dep in change.requires:
             target = _resolve(plan, seen, dep)
             if target is None:
-                raise PlanError(f"{plan.path.name}: {change.name} requires {dep}, which is not earlier in the plan")
+                raise PlanError(f"{plan.path.name}: {change.name} requires {dep}, which is not earlier in the plan — expected "
+                                f"`requires` to name a change above it")
             change.resolved[dep] = target.id
         change.id = _sha1("change", change_info(plan, change))
         for tag in change.tags:

@@ -34,7 +34,10 @@ def scan(folder: Path) -> Found:
         if not version or not all(p.isdigit() for p in version.split(".")):
             raise ImportRefused(f"{rel}: version {version!r} is not a Flyway version — expected digits separated by "
                                 "dots or underscores (V1__x.sql, V1_1__x.sql)")
-        key = ".".join(str(n) for n in version_tuple(version))  # Flyway: 1.0 and 1 are one version
+        parts = list(version_tuple(version))
+        while len(parts) > 1 and parts[-1] == 0:  # Flyway: 1.0 and 1 are one version
+            parts.pop()
+        key = ".".join(map(str, parts))
         (ups if prefix == "V" else downs).setdefault(key, []).append(rel)
         if prefix == "V":
             descriptions[key] = description

@@ -1,106 +1,118 @@
-"""Migration folders the test suite writes itself (no copies of public projects).
-
-`generated(n)` yields many small up/down migrations of the kinds real folders hold: tables,
-columns, indexes created and dropped, renames (table and column), sequences, functions,
-views, a materialized view, triggers, empty files, and down files that are not mirror
-images of their up file (IF EXISTS, CASCADE, another order) but return the schema. A
-`Folder` writes them flat (`NNN_name.up.sql` / `.down.sql`) or as deploy/revert subfolders,
-with a runbook of one phase per migration and nothing else: no inputs, no deployment, no
-ledger table, no verification phase.
-"""
+"""Migration folders the suite writes itself, one per layout (nothing copied from public
+projects), and the psql reference run they are compared with."""
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Migration:
-    name: str
-    up: str
-    down: str
-
-
-# Each template: (name, up, down); {n} is the migration's number, {p} the previous table's.
-_KINDS = [
-    ("create_table_{n}", "CREATE TABLE items_{n} (id bigint PRIMARY KEY, label text NOT NULL);\n",
-     "DROP TABLE IF EXISTS items_{n} CASCADE;\n"),
-    ("add_column_{n}", "ALTER TABLE items_{p} ADD COLUMN note_{n} text DEFAULT 'none';\n",
-     "ALTER TABLE items_{p} DROP COLUMN IF EXISTS note_{n};\n"),
-    ("index_{n}", "CREATE INDEX items_{p}_label_{n} ON items_{p} (label);\n",
-     "DROP INDEX IF EXISTS items_{p}_label_{n};\n"),
-    ("drop_index_{n}", "CREATE INDEX tmp_{n} ON items_{p} (id, label);\nDROP INDEX tmp_{n};\n"
-                       "CREATE UNIQUE INDEX keep_{n} ON items_{p} (label, id);\n",
-     "DROP INDEX keep_{n};\n"),
-    ("rename_column_{n}", "ALTER TABLE items_{p} RENAME COLUMN label TO title;\n",
-     "ALTER TABLE items_{p} RENAME COLUMN title TO label;\n"),
-    ("sequence_{n}", "CREATE SEQUENCE counter_{n} START 100;\nALTER SEQUENCE counter_{n} INCREMENT BY 5;\n"
-                     "ALTER TABLE items_{p} ADD COLUMN serial_{n} bigint DEFAULT nextval('counter_{n}');\n",
-     "ALTER TABLE items_{p} DROP COLUMN serial_{n};\nDROP SEQUENCE counter_{n};\n"),
-    ("function_{n}", "CREATE FUNCTION double_{n}(x int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT x * 2 $$;\n",
-     "DROP FUNCTION IF EXISTS double_{n}(int);\n"),
-    ("view_{n}", "CREATE VIEW recent_{n} AS SELECT id FROM items_{p} WHERE id > 10;\n"
-                 "CREATE OR REPLACE VIEW recent_{n} AS SELECT id, 1 AS weight FROM items_{p} WHERE id > 10;\n",
-     "DROP VIEW recent_{n};\n"),
-    ("empty_{n}", "-- nothing to do in this one: kept for the numbering\n", ""),
-    ("rename_table_{n}", "CREATE TABLE old_{n} (id int);\nALTER TABLE old_{n} RENAME TO new_{n};\n"
-                         "ALTER TABLE new_{n} ADD CONSTRAINT new_{n}_pk PRIMARY KEY (id);\n",
-     "DROP TABLE new_{n};\n"),
-    ("trigger_{n}", "CREATE FUNCTION touch_{n}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n"
-                    "CREATE TRIGGER touch_{n} BEFORE UPDATE ON items_{p} FOR EACH ROW EXECUTE FUNCTION touch_{n}();\n",
-     "DROP FUNCTION touch_{n}() CASCADE;\n"),
-    ("matview_{n}", "CREATE MATERIALIZED VIEW totals_{n} AS SELECT count(*) AS n FROM items_{p};\n"
-                    "CREATE UNIQUE INDEX totals_{n}_n ON totals_{n} (n);\nREFRESH MATERIALIZED VIEW totals_{n};\n",
-     "DROP MATERIALIZED VIEW totals_{n};\n"),
+# Each migration: (up, down). Small, but the kinds that trip engines up: a sequence, an index,
+# a rename, a function, a view, DROP INDEX.
+MIGRATIONS = [
+    ("Create accounts",
+     "CREATE SEQUENCE account_seq;\nCREATE TABLE accounts (id bigint PRIMARY KEY DEFAULT nextval('account_seq'), email text NOT NULL);\n",
+     "DROP TABLE accounts;\nDROP SEQUENCE account_seq;\n"),
+    ("Index email",
+     "CREATE INDEX accounts_email_idx ON accounts (email);\n",
+     "DROP INDEX accounts_email_idx;\n"),
+    ("Rename email",
+     "ALTER TABLE accounts RENAME COLUMN email TO login;\n",
+     "ALTER TABLE accounts RENAME COLUMN login TO email;\n"),
+    ("Login view",
+     "CREATE FUNCTION normalized(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(t) $$;\n"
+     "CREATE VIEW logins AS SELECT id, normalized(login) AS login FROM accounts;\n",
+     "DROP VIEW logins;\nDROP FUNCTION normalized(text);\n"),
+    ("Drop index",
+     "DROP INDEX accounts_email_idx;\n",
+     "CREATE INDEX accounts_email_idx ON accounts (login);\n"),
 ]
 
 
-def generated(count: int) -> list[Migration]:
-    """`count` small migrations; every 12 of them start with a new table the others use."""
-    out = []
-    table = 1
-    for i in range(count):
-        n = i + 1
-        name, up, down = _KINDS[i % len(_KINDS)]
-        if i % len(_KINDS) == 0:
-            table = n
-        out.append(Migration(f"{n:03d}_{name.format(n=n)}", up.format(n=n, p=table), down.format(n=n, p=table)))
-    return out
+def flyway(folder: Path) -> list[Path]:
+    """V<n>__<desc>.sql with U undo files, a repeatable and a README the import ignores."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ups = []
+    for n, (desc, up, down) in enumerate(MIGRATIONS, 1):
+        name = desc.replace(" ", "_")
+        (folder / f"V{n}__{name}.sql").write_text(up)
+        (folder / f"U{n}__{name}.sql").write_text(down)
+        ups.append(folder / f"V{n}__{name}.sql")
+    (folder / "R__refresh_stats.sql").write_text("SELECT 1;\n")
+    (folder / "README.md").write_text("our migrations\n")
+    return ups
 
 
-@dataclass
-class Folder:
-    """A migration folder on disk with its runbook.toml (one phase per migration)."""
+def updown(folder: Path, style: str = "golang") -> list[Path]:
+    """golang-migrate pairs (`0001_create_accounts.up.sql`) or `V0001.Name.up.sql`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ups = []
+    for n, (desc, up, down) in enumerate(MIGRATIONS, 1):
+        base = f"{n:04d}_{desc.lower().replace(' ', '_')}" if style == "golang" else f"V{n:04d}.{desc.replace(' ', '')}"
+        (folder / f"{base}.up.sql").write_text(up)
+        (folder / f"{base}.down.sql").write_text(down)
+        ups.append(folder / f"{base}.up.sql")
+    return ups
 
-    root: Path
-    migrations: list[Migration]
-    subfolders: bool = False
 
-    def up_path(self, m: Migration) -> str:
-        return f"deploy/{m.name}.sql" if self.subfolders else f"{m.name}.up.sql"
+PLANNER = "Ada Planner <ada@example.org>"
 
-    def down_path(self, m: Migration) -> str:
-        return f"revert/{m.name}.sql" if self.subfolders else f"{m.name}.down.sql"
 
-    def write(self, runbook_extra: str = "", phase_extra: dict[int, str] | None = None) -> Path:
-        """Write the files and the runbook; returns the runbook's path."""
-        for m in self.migrations:
-            for rel, text in ((self.up_path(m), m.up), (self.down_path(m), m.down)):
-                path = self.root / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-        lines = ['[runbook]', 'id = "generated"', 'version = "20260102"', runbook_extra, ""]
-        for number, m in enumerate(self.migrations, 1):
-            lines += ["[[phases]]", f"number = {number}", f'name = "{m.name}"', 'owner = "coordinator"',
-                      f'rollback = "{self.down_path(m)}"', (phase_extra or {}).get(number, ""), "",
-                      "[[phases.steps]]", f'id = "{number}.1"', f'file = "{self.up_path(m)}"', ""]
-        runbook = self.root / "runbook.toml"
-        runbook.write_text("\n".join(lines))
-        return runbook
+def sqitch(folder: Path) -> list[Path]:
+    """A sqitch project: plan with requires, a tag and a reworked change; deploy/revert/verify
+    scripts in their subfolders, wrapped in BEGIN/COMMIT as `sqitch add` writes them."""
+    for d in ("deploy", "revert", "verify"):
+        (folder / d).mkdir(parents=True, exist_ok=True)
+    changes = [("accounts", "", MIGRATIONS[0][1], MIGRATIONS[0][2], "SELECT id, email FROM accounts WHERE false;\n"),
+               ("email_idx", "[accounts]", MIGRATIONS[1][1], MIGRATIONS[1][2],
+                "SELECT 1/count(*) FROM pg_class WHERE relname = 'accounts_email_idx';\n")]
+    lines = ["%syntax-version=1.0.0", "%project=ledgerdemo", "%uri=https://example.org/ledgerdemo/", ""]
+    for i, (name, deps, up, down, verify) in enumerate(changes):
+        lines.append(f"{name} {deps + ' ' if deps else ''}2026-01-0{i + 1}T10:00:00Z {PLANNER} # Add {name}")
+        _scripts(folder, name, up, down, verify)
+    lines.append(f"@v1.0 2026-01-03T10:00:00Z {PLANNER} # Tag v1.0.")
+    # The index reworked after v1.0: the earlier scripts keep their text as email_idx@v1.0.sql.
+    for d in ("deploy", "revert", "verify"):
+        (folder / d / "email_idx@v1.0.sql").write_text((folder / d / "email_idx.sql").read_text())
+    lines.append(f"email_idx [email_idx@v1.0] 2026-01-04T10:00:00Z {PLANNER} # Index email, lower-cased")
+    _scripts(folder, "email_idx", "DROP INDEX accounts_email_idx;\nCREATE INDEX accounts_email_idx ON accounts (lower(email));\n",
+             "DROP INDEX accounts_email_idx;\nCREATE INDEX accounts_email_idx ON accounts (email);\n",
+             "SELECT 1/count(*) FROM pg_indexes WHERE indexname = 'accounts_email_idx' AND indexdef LIKE '%lower%';\n")
+    lines.append(f"logins [accounts] 2026-01-05T10:00:00Z {PLANNER} # Login view")
+    _scripts(folder, "logins", MIGRATIONS[3][1].replace("login)", "email)"), MIGRATIONS[3][2],
+             "SELECT id, login FROM logins WHERE false;\n")
+    (folder / "sqitch.plan").write_text("\n".join(lines) + "\n")
+    return [folder / "deploy" / f for f in ("accounts.sql", "email_idx@v1.0.sql", "email_idx.sql", "logins.sql")]
 
-    def apply_with_psql(self, url: str) -> None:
-        """What a team does by hand: `psql -X -1 -f` of each up file, in order."""
-        for m in self.migrations:
-            subprocess.run(["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", url, "-f",
-                            str(self.root / self.up_path(m))], check=True, capture_output=True, text=True)
+
+def _scripts(folder: Path, name: str, up: str, down: str, verify: str) -> None:
+    wrap = "-- {what} {name}\n\nBEGIN;\n\n{body}\nCOMMIT;\n"
+    (folder / "deploy" / f"{name}.sql").write_text(wrap.format(what="Deploy", name=name, body=up))
+    (folder / "revert" / f"{name}.sql").write_text(wrap.format(what="Revert", name=name, body=down))
+    (folder / "verify" / f"{name}.sql").write_text(f"-- Verify {name}\n\nBEGIN;\n\n{verify}\nROLLBACK;\n")
+
+
+def plain(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    ups = []
+    for n, (desc, up, _down) in enumerate(MIGRATIONS, 1):
+        path = folder / f"{n:03d}_{desc.lower().replace(' ', '_')}.sql"
+        path.write_text(up)
+        ups.append(path)
+    return ups
+
+
+def psql_each(url: str, files: list[Path]) -> None:
+    """The reference: `psql -X -1 -v ON_ERROR_STOP=1 -f` of each file, in order."""
+    for path in files:
+        single = [] if "BEGIN;" in path.read_text() else ["-1"]
+        subprocess.run(["psql", "-X", *single, "-v", "ON_ERROR_STOP=1", "-q", "-f", str(path), url],
+                       check=True, capture_output=True)
+
+
+def schema(url: str) -> str:
+    """`pg_dump --schema-only` of what the migrations made: without the bot's schema and the
+    ledgers' tables (the reference run by psql keeps no ledger)."""
+    out = subprocess.run(["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "--exclude-schema=migrate_bot",
+                          "--exclude-schema=sqitch", "--exclude-table=*.flyway_schema_history",
+                          "--exclude-table=*.schema_migrations", "-d", url],
+                         capture_output=True, text=True, check=True).stdout
+    return "\n".join(l for l in out.splitlines() if not l.startswith(("\\restrict", "\\unrestrict", "--")))
