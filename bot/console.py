@@ -13,7 +13,9 @@ import time
 from typing import TextIO
 
 from commands import Core, handle
-from commands.result import Post, Progress
+from commands.parse import ParseError, parse
+from commands.result import OK, Post, Progress
+from core import clock
 from commands.templates import seconds
 
 BAR_WIDTH = 20
@@ -99,8 +101,23 @@ def run_command(core: Core, user: str, text: str, out: TextIO = sys.stdout) -> i
         reporter.post(post)
     code = outcome.work(reporter) if outcome.work else outcome.code
     reporter._end_progress()
+    for note in console_notes(text, code):
+        out.write(f"[note] {note}\n")
     out.flush()
     return code
+
+
+def console_notes(text: str, code: int) -> list[str]:
+    """What the console must add to a command's answer: a GO scheduled here starts only if
+    `serve` (where the scheduler runs) is running for this database."""
+    try:
+        cmd = parse(text, clock.now())
+    except ParseError:
+        return []
+    if cmd.verb == "approve" and cmd.at is not None and code == OK:
+        return ["the scheduled start is fired by the scheduler in `python -m bot serve`, not by this console: "
+                "keep `serve` running for this database, or the run will not start by itself."]
+    return []
 
 
 def interactive(core: Core, user: str, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:

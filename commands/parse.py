@@ -5,6 +5,7 @@ that a property-based test can throw any text at it.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -68,11 +69,15 @@ def parse_time(raw: str, now: datetime) -> datetime:
 def parse(text: str, now: datetime) -> Command:
     """Parse `/migrate` text. Raises ParseError with a hint."""
     words = (text or "").split()
+    if words and words[0].lower() == "/migrate":  # typed as the hints show it (the console)
+        words = words[1:]
     if not words:
         return Command("help")
     verb, rest = words[0].lower(), words[1:]
     if verb not in USAGE:
-        raise ParseError(f"unknown command {words[0][:40]!r}: try `/migrate help`")
+        near = difflib.get_close_matches(verb, USAGE, n=1, cutoff=0.6)
+        guess = f"did you mean `{near[0]}`? " if near else ""
+        raise ParseError(f"unknown command {words[0][:40]!r}: {guess}try `/migrate help`")
     if verb in ("help", "status", "preflight", "verify", "abort", "report"):
         if rest:
             raise ParseError(f"`{verb}` takes no arguments: {_usage(verb)}")

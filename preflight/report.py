@@ -129,6 +129,8 @@ NOGO_READS: dict[str, tuple[str, str]] = {
     "Insufficient time for safe execution": ("enough time for safe execution", "insufficient time for safe execution"),
     "Runbook not safe to run (files, inputs, rehearsal)": ("runbook safe to run (files, inputs, rehearsal)",
                                                            "runbook not safe to run (files, inputs, rehearsal)"),
+    "Dangerous locks on big tables not waived (squawk)": ("no unwaived dangerous lock (squawk)",
+                                                          "dangerous locks on big tables not waived (squawk)"),
     "TPM approval not obtained": ("TPM approval obtained", "TPM approval not obtained"),
 }
 
@@ -181,7 +183,7 @@ class PreflightReport:
             if state is not None:
                 # A failed check means the NO-GO condition is present: ❌; absent: ✅. The row
                 # says which of the two holds ("✅ no incident", "❌ incident declared").
-                absent, present = NOGO_READS.get(label, (f"not: {label}", label))
+                absent, present = NOGO_READS.get(label, (f"{label}: no", f"{label}: yes"))
                 said = {PASS: absent, FAIL: present}.get(state, f"{present}? not known yet")
                 rows.append((f"NO-GO check: {said}", ICONS[state]))
         return rows
