@@ -13,7 +13,7 @@ from core.redact import redact_url
 from runbook.validate import checksums
 from state.approval import REVOKED, why_approval_invalid
 from state.audit import signoff
-from state.machine import Status
+from state.machine import Status, left_difference
 
 NEXT_STEP = {
     None: "`preflight` (coordinator or TPM)",
@@ -52,6 +52,9 @@ def next_step(core: Core, run) -> str:
         if clock.now() >= expires and not run.approval.get(REVOKED):
             return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
                     f"(checked again first); then {NEXT_STEP[run.status]}")
+    if run.phase is not None and left_difference(run, run.phase):
+        return (f"phase {run.phase}'s rollback ran but left a difference (see the failure post): the TPM decides — "
+                "`rollback accept` (recorded in the audit) or `rollback restore`")
     return NEXT_STEP.get(run.status, "")
 
 

@@ -37,11 +37,16 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
     if "all" in cmd.flags:
         return rollback_all(core, user, current)
     phase = core.runbook.phase(cmd.phase)
-    if phase is None or not phase.rollback:
+    nothing_left = phase is not None and left_nothing(current, cmd.phase)
+    if phase is None or not (phase.rollback or nothing_left):
         return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}")
     reason = why_phase_cannot_roll_back(current, cmd.phase) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)
+    if nothing_left:  # its file would drop what this run did not create
+        return start_locked(core, user, current, lambda runner: nothing_to_undo(runner, cmd.phase),
+                            f"Marking phase {cmd.phase} rolled back (nothing of it was applied)", Status.ROLLING_BACK,
+                            [cmd.phase])
     return start_locked(core, user, current, lambda runner: PhaseRollback(runner, phase).execute(),
                         f"Rolling back phase {cmd.phase} with {phase.rollback}", Status.ROLLING_BACK, [cmd.phase])
 
@@ -100,7 +105,7 @@ class AllRollback:
         for n in self.numbers:
             run = self.core.store.get(self.runner.run_id)
             if left_nothing(run, n):
-                self._nothing_to_undo(n)
+                nothing_to_undo(self.runner, n)
             elif PhaseRollback(self.runner, self.core.runbook.phase(n)).execute() != OK:
                 rest = [m for m in self.numbers if m not in undone and m != n]
                 self.runner.reporter.post(Post("rollback_all_stopped", f"Rollback all stopped at phase {n} {templates.FAIL_MARK}", [
@@ -116,17 +121,19 @@ class AllRollback:
                                        run_id=self.runner.run_id, final=True))
         return OK
 
-    def _nothing_to_undo(self, n: int) -> None:
-        store, actor, run_id = self.core.store, self.runner.actor, self.runner.run_id
-        store.transition(run_id, Status.ROLLING_BACK, actor=actor, action=f"rollback phase {n} start", phase=n,
-                         phase_status=PhaseStatus.ROLLING_BACK)
-        why = "its atomic step failed and its transaction was rolled back: nothing of it was applied"
-        store.transition(run_id, Status.ROLLED_BACK, actor=actor, action=f"rollback phase {n}", phase=n,
-                         phase_status=PhaseStatus.ROLLED_BACK,
-                         fields={"result": without_phase(store.get(run_id).result, n)},
-                         evidence={"not_run": why})
-        self.runner.reporter.post(Post("rollback_done", f"Phase {n}: nothing to undo, rollback file not run",
-                                       [why], run_id=run_id))
+
+def nothing_to_undo(runner: PhaseRunner, n: int) -> int:
+    """Phase `n` left nothing behind (see `left_nothing`): it is marked rolled back, its
+    rollback file not run."""
+    store, actor, run_id = runner.core.store, runner.actor, runner.run_id
+    store.transition(run_id, Status.ROLLING_BACK, actor=actor, action=f"rollback phase {n} start", phase=n,
+                     phase_status=PhaseStatus.ROLLING_BACK)
+    why = "its atomic step failed and its transaction was rolled back: nothing of it was applied"
+    store.transition(run_id, Status.ROLLED_BACK, actor=actor, action=f"rollback phase {n}", phase=n,
+                     phase_status=PhaseStatus.ROLLED_BACK, fields={"result": without_phase(store.get(run_id).result, n)},
+                     evidence={"not_run": why})
+    runner.reporter.post(Post("rollback_done", f"Phase {n}: nothing to undo, rollback file not run", [why], run_id=run_id))
+    return OK
 
 
 # ------------------------------------------------------------------ rollback accept

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from commands import Core
 from state.machine import PhaseStatus, Status
 from tests.support import pg
@@ -83,6 +85,8 @@ def test_rollback_all_stops_at_a_rollback_that_forgets_a_function_and_the_tpm_ac
     assert run.status is Status.FAILED and _phases(console)[1] is PhaseStatus.FAILED
     assert pg.scalar(ready.database_url, "SELECT to_regproc('platform.update_database_health')") is not None
 
+    code, status = console(COORDINATOR, "status")
+    assert "left a difference" in status and "`rollback accept`" in status, status
     # only the TPM may accept; anyone else is refused and nothing changes
     for user in (COORDINATOR, LIU):
         code, out = console(user, "rollback accept")
@@ -126,3 +130,32 @@ def test_rollback_all_is_the_coordinators_and_accept_needs_a_pending_difference(
     code, out = console(TPM, "rollback accept")
     assert code == 2 and "nothing to accept" in out, out
     assert console.core.store.current().status is Status.SUCCEEDED
+
+
+@pytest.mark.parametrize("command", ["rollback all", "rollback phase 1"])
+def test_a_phase_whose_atomic_step_left_nothing_is_rolled_back_without_running_its_file(ready, tmp_path, command):
+    """Step 1.1 fails inside its transaction in production (nothing of phase 1 committed). Its
+    rollback file, run now, would drop what this run did not create — here it would fail: the
+    table it drops does not exist. `rollback all` marks the phase rolled back without running it.
+    (Both faults happen only in the live database: the rehearsal on the copy passes.)"""
+    live = _live(ready)
+    runbook = copy_runbook(tmp_path)
+    step = runbook.parent / "006_add_platform_databases_table.sql"
+    step.write_text(step.read_text(encoding="utf-8") + "\n"
+                    + f"DO $$ BEGIN IF current_database() = '{live}' THEN RAISE EXCEPTION 'boom'; END IF; END $$;\n",
+                    encoding="utf-8")
+    rollback = runbook.parent / ROLLBACK_1
+    rollback.write_text(_where(live, "=", "DROP TABLE platform.databases;") + "\n" + rollback.read_text(encoding="utf-8"),
+                        encoding="utf-8")
+    console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
+    console.approved()
+    code, out = console(COORDINATOR, "run phase 1")
+    assert code == 1 and "boom" in out, out
+    assert _phases(console)[1] is PhaseStatus.FAILED
+
+    code, out = console(COORDINATOR, command)
+
+    assert code == 0, out
+    assert "Phase 1: nothing to undo, rollback file not run" in out and "does not exist" not in out
+    assert console.core.store.current().status is Status.ROLLED_BACK
+    assert _phases(console)[1] is PhaseStatus.ROLLED_BACK
