@@ -55,7 +55,8 @@ class ParsedFile:
     @property
     def ends_in_rollback(self) -> bool:
         """The file wraps itself in BEGIN … ROLLBACK: it must leave nothing behind."""
-        return self.manages_transaction and _tx_kind(_node(self.sql_statements[-1].sql)) == "TRANS_STMT_ROLLBACK"
+        closing = [s for s in self.sql_statements if s.tx_control][-1:] if self.manages_transaction else []
+        return bool(closing) and _tx_kind(_node(closing[0].sql)) == "TRANS_STMT_ROLLBACK"
 
     @property
     def body(self) -> tuple[Statement, ...]:
@@ -115,7 +116,7 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
     statements += [Statement(0, cmd, line, "meta", True, False) for line, cmd in metas]
     statements.sort(key=lambda s: (s.line, s.kind == "meta"))
     statements = [_renumber(s, i) for i, s in enumerate(statements, 1)]
-    manages = _check_transaction_control(statements, name)
+    manages = _check_transaction_control(statements, name, needs_psql)
     return ParsedFile(
         path=Path(path) if path else Path(name),
         name=name,
@@ -509,19 +510,45 @@ def _drop_target(kind: str, obj: dict) -> str:
 
 # ------------------------------------------------------------------ transaction control
 
-def _check_transaction_control(statements: list[Statement], name: str) -> bool:
+def _read_only(stmt: Statement) -> bool:
+    """A plain SELECT: no INTO, no FOR UPDATE/SHARE (functions it calls are the file's code)."""
+    kind, body = _node(stmt.sql)
+    return kind == "SelectStmt" and not body.get("intoClause") and not body.get("lockingClause")
+
+
+def _refuse_after_end(after: list[Statement], closing: Statement, name: str, needs_psql: bool) -> None:
+    """Read-only SELECTs after the file's final COMMIT/ROLLBACK: see _check_transaction_control."""
+    end = closing.sql.strip().rstrip(";")
+    if after and needs_psql:
+        raise SqlFileError(name, after[0].line, f"`{_short(after[0].sql)}` comes after the file's final `{end}`: psql "
+                           "runs it after the migration committed, so if it failed a committed migration would be "
+                           "reported failed; move it before the COMMIT")
+
+
+def _short(sql: str) -> str:
+    text = " ".join(sql.split()).rstrip(";")
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _check_transaction_control(statements: list[Statement], name: str, needs_psql: bool = False) -> bool:
     """True when the file wraps its whole body in one BEGIN … COMMIT (or BEGIN … ROLLBACK, a
     test script that undoes itself); refuses anything else (a COMMIT half-way, a ROLLBACK in
-    the middle, a BEGIN without end) so that a file can never commit halfway."""
+    the middle, a BEGIN without end) so that a file can never commit halfway.
+
+    Read-only SELECTs after the final COMMIT (a closing "SELECT 'done'") are allowed in a file
+    the bot runs itself: it runs the whole body, them included, in its one transaction. psql
+    would run them after the COMMIT, so there they are refused, with that reason."""
     sql = [s for s in statements if s.kind == "sql"]
     control = [s for s in sql if s.tx_control]
     if not control:
         return False
-    first, last = sql[0], sql[-1]
+    first, closing = sql[0], control[-1]
     begins = _tx_kind(_node(first.sql)) in _BEGINS
-    if len(control) == 2 and control[0] is first and control[1] is last and begins \
-            and _tx_kind(_node(last.sql)) in _ENDS:
-        return True
+    if len(control) == 2 and control[0] is first and begins and _tx_kind(_node(closing.sql)) in _ENDS:
+        after = sql[sql.index(closing) + 1:]
+        if all(_read_only(s) for s in after):
+            _refuse_after_end(after, closing, name, needs_psql)
+            return True
     bad = next((s for s in control if s is not first or not begins), control[0])
     raise SqlFileError(name, bad.line, f"transaction control `{bad.sql.strip()}` is not allowed here: a file may "
                        "only wrap its whole body in one BEGIN … COMMIT (a COMMIT half-way or a ROLLBACK would "

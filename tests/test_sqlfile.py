@@ -311,3 +311,28 @@ def test_meta_commands_with_visible_effects_are_kept(tmp_path):
     assert [s.sql for s in parsed.statements if s.kind == "meta"] == [
         "\\set ON_ERROR_STOP on", "\\echo checking", "\\copy (SELECT 1 FROM t) TO stdout CSV",
         "\\echo 'quoted: date, not run'", "\\set limit 5"]
+
+def test_a_read_only_select_after_the_final_commit_runs_inside_the_transaction(tmp_path):
+    """Was refused with "a COMMIT half-way … would leave the migration half-applied", which
+    does not fit: the bot runs the whole body, the SELECT included, in its one transaction."""
+    parsed = parse_file(write(tmp_path, "m.sql", """
+        BEGIN;
+        CREATE TABLE a (i int);
+        COMMIT;
+        SELECT 'migration done' AS status;
+    """))
+    assert parsed.manages_transaction and not parsed.ends_in_rollback
+    assert [s.sql for s in parsed.body] == ["CREATE TABLE a (i int)", "SELECT 'migration done' AS status"]
+
+
+@pytest.mark.parametrize("text, line, says", [
+    ("BEGIN;\nCREATE TABLE a (i int);\nCOMMIT;\nINSERT INTO a VALUES (1);\n", 3,
+     "a COMMIT half-way or a ROLLBACK would leave the migration half-applied"),
+    ("BEGIN;\nCREATE TABLE a (i int);\nCOMMIT;\nSELECT * FROM a FOR UPDATE;\n", 3, "half-applied"),
+    ("\\set n 1\nBEGIN;\nCREATE TABLE a (i int);\nCOMMIT;\nSELECT 'done';\n", 5,
+     "psql runs it after the migration committed"),
+])
+def test_what_follows_the_final_commit_is_refused_with_the_real_reason(text, line, says):
+    with pytest.raises(SqlFileError) as err:
+        parse_text(text, name="m.sql")
+    assert err.value.line == line and says in err.value.message

@@ -145,3 +145,28 @@ def test_smoke_not_configured_and_unreachable():
     assert run_smoke(None, smoke).observed.startswith("not configured")
     evidence = run_smoke("http://127.0.0.1:9/", smoke, timeout=1.0)
     assert not evidence.ok and evidence.observed.startswith("no answer")
+
+
+def test_a_suite_header_mentioning_fail_trips_a_bare_pattern_but_not_an_anchored_one(db, tmp_path):
+    """The trap sql/README.md warns about: `fail_pattern = "FAIL"` matched the suite's own
+    header; `^FAIL:` (what the shipped 006 suites use) reads only the check lines."""
+    path = write(tmp_path, "suite.sql", """
+        \\pset tuples_only on
+        \\pset format unaligned
+        \\echo '=== each check prints PASS: or FAIL: ==='
+        SELECT CASE WHEN count(*) = 2 THEN 'PASS: two rows' ELSE 'FAIL: two rows' END FROM t;
+        \\echo 1/1 checks passed
+    """)
+    bare = run_suite(db, path, SUITE)
+    assert not bare.ok and bare.reason == "no failure reported: === each check prints PASS: or FAIL: ==="
+    anchored = run_suite(db, path, Suite(name="health", file="suite.sql", fail_pattern="^FAIL:",
+                                         expect_pattern=SUITE.expect_pattern))
+    assert anchored.ok, anchored.reason
+
+
+def test_the_shipped_006_suites_use_anchored_fail_patterns():
+    from runbook.model import load_runbook
+    from sql import DEFAULT_RUNBOOK
+
+    patterns = [s.fail_pattern for p in load_runbook(DEFAULT_RUNBOOK).phases for s in p.suites]
+    assert patterns and all(p.startswith("^") for p in patterns)
