@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import psycopg
@@ -10,7 +11,7 @@ from redis.exceptions import RedisError
 
 from core import logs
 from core.redact import redact
-from core.config import ConfigError, Settings
+from core.config import ConfigError, Settings, env_secrets
 from runbook.model import RunbookError
 
 EXIT_FAILED, EXIT_REFUSED = 1, 2
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(outcome.lines), file=sys.stdout if outcome.code == 0 else sys.stderr)
         return outcome.code
 
-    secrets: tuple[str, ...] = ()
+    # Every URL's password is a secret before any setting is parsed: a parse error must not show it.
+    secrets: tuple[str, ...] = env_secrets(os.environ)
     try:
         settings = Settings.from_env()
         secrets = settings.secrets()

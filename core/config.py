@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from core.urls import credentials_problem, url_secrets
 from sql import DEFAULT_RUNBOOK
 
 
@@ -60,7 +61,21 @@ def _redis_url(env: Mapping[str, str]) -> str:
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in REDIS_SCHEMES:
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+    return _parseable("REDIS_URL", url)
+
+
+def _parseable(name: str, url: str | None) -> str | None:
+    """`url` when a parser will read its user and password as such; else ConfigError."""
+    problem = credentials_problem(name, url)
+    if problem:
+        raise ConfigError(problem)
     return url
+
+
+def env_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The password of every URL in the environment (…_URL variables, a runbook's inputs
+    among them), taken before anything parses those URLs."""
+    return url_secrets(value for name, value in env.items() if name.endswith("_URL"))
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class Settings:
         if not api_url.endswith("/"):
             api_url += "/"  # WebClient joins with urljoin: without the slash the last segment is lost
         return cls(
-            database_url=_opt(env, "DATABASE_URL"),
+            database_url=_parseable("DATABASE_URL", _opt(env, "DATABASE_URL")),
             redis_url=_redis_url(env),
             slack_bot_token=_opt(env, "SLACK_BOT_TOKEN"),
             slack_signing_secret=_opt(env, "SLACK_SIGNING_SECRET"),
@@ -116,7 +131,7 @@ class Settings:
             register_redis_url=_opt(env, "REGISTER_REDIS_URL"),
             encryption_key=_opt(env, "MIGRATE_ENCRYPTION_KEY"),
             backup_dir=Path(_opt(env, "BACKUP_DIR") or "backups"),
-            scratch_url=_opt(env, "MIGRATE_SCRATCH_URL"),
+            scratch_url=_parseable("MIGRATE_SCRATCH_URL", _opt(env, "MIGRATE_SCRATCH_URL")),
             window=_opt(env, "MIGRATE_WINDOW"),
             min_window_hours=_float(env, "MIGRATE_MIN_WINDOW_HOURS", 2.0, zero_ok=True),
             redis_prefix=_opt(env, "MIGRATE_REDIS_PREFIX") or "migrate",
@@ -129,6 +144,7 @@ class Settings:
             health_interval_seconds=_float(env, "MIGRATE_HEALTH_INTERVAL_SECONDS", 300.0, zero_ok=True),
             schedule_late_minutes=_float(env, "MIGRATE_SCHEDULE_LATE_MINUTES", 10.0),
             restore_request_minutes=_float(env, "MIGRATE_RESTORE_REQUEST_MINUTES", 30.0),
+            extra_secrets=env_secrets(env),
         )
 
     def require(self, *names: str) -> None:
@@ -152,6 +168,8 @@ class Settings:
             self.encryption_key,
             self.register_mongodb_url,
             self.register_redis_url,
+            *url_secrets([self.database_url, self.redis_url, self.scratch_url, self.deployment_url,
+                          self.register_mongodb_url, self.register_redis_url]),
             *self.extra_secrets,
         ]
         return tuple(v for v in values if v)

@@ -14,6 +14,7 @@ import re
 from urllib.parse import urlsplit
 
 from core.config import Settings
+from core.urls import credentials_problem
 from runbook.model import Input, Runbook
 
 # Environment names that Settings reads itself (the contract's table); other env names a
@@ -54,6 +55,9 @@ def url_problem(env: str, url: str | None, schemes: tuple[str, ...] = ()) -> str
     placeholder part), or None. Never quotes the password."""
     if not url:
         return f"{env} is not set"
+    problem = credentials_problem(env, url)  # before any parsing: a cut password would be shown in pieces
+    if problem:
+        return problem
     parts = urlsplit(url)
     if schemes and parts.scheme not in schemes:
         return f"{env} scheme is {parts.scheme or 'missing'!s}, expected {' or '.join(schemes)}"
@@ -66,9 +70,9 @@ def url_problem(env: str, url: str | None, schemes: tuple[str, ...] = ()) -> str
     if not host:
         return f"{env} has no host"
     if looks_placeholder(host):
-        return f"{env} host {host!r} is a placeholder"
+        return f"{env} host is a placeholder"
     if parts.username and looks_placeholder(parts.username):
-        return f"{env} user {parts.username!r} is a placeholder"
+        return f"{env} user is a placeholder"
     if parts.password is not None and (not parts.password or looks_placeholder(parts.password)):
         return f"{env} password is a placeholder"
     return None

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import redis as redis_lib
 
+from core.urls import credentials_problem
+
 DEFAULT_PORTS = {"mongodb": 27017, "mongodb+srv": 27017, "redis": 6379, "rediss": 6379,
                  "postgresql": 5432, "postgres": 5432, "mysql": 3306, "amqp": 5672, "http": 80, "https": 443}
 REDIS_SCHEMES = ("redis", "rediss")  # a reach check of such a URL also sends a real PING
@@ -47,15 +49,20 @@ def http_probe(url: str, timeout: float, expect: tuple[int, ...] = (200,)) -> tu
 
 def endpoints(url: str) -> list[tuple[str, int]]:
     """host:port pairs of a connection URL (MongoDB URLs may list several hosts).
-    Raises ValueError naming a port that is not a number."""
+    Raises ValueError saying what is wrong, quoting no part of the URL: credentials a parser
+    would cut (a password with an unencoded '/', '?', '#' or '@' would be read as a host and
+    port), or a port that is not a number."""
+    problem = credentials_problem("the URL", url)
+    if problem:
+        raise ValueError(problem.removeprefix("the URL: "))
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     default = DEFAULT_PORTS.get(parts.scheme, 0)
     pairs = []
     for item in netloc.split(","):
         host, _, port = item.rpartition(":") if item.rfind(":") > item.rfind("]") else (item, "", "")
-        if port and not port.isdigit():
-            raise ValueError(f"port {port!r} of host {host!r} is not a number")
+        if port and not (port.isascii() and port.isdigit()):
+            raise ValueError("a port is not a number")
         pairs.append((host.strip("[]"), int(port) if port else default))
     return pairs
 

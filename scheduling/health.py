@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 import psycopg
 
@@ -19,6 +18,7 @@ from commands.result import Reporter
 from commands.work import RedactingReporter
 from core import clock
 from core.redact import first_line, redact
+from core.urls import url_secrets
 from preflight import net
 from scheduling import posts
 
@@ -79,7 +79,7 @@ def _decrypt(conn: psycopg.Connection, db_id: str, key: str | None) -> tuple[str
 def _probe(db_id: str, name: str, kind: str, host: str, port: int, url: str | None, problem: str | None,
            timeout: float, secrets: tuple[str, ...]) -> Probe:
     where = f"{host}:{port}"
-    secrets = (*secrets, *([url, urlsplit(url).password or ""] if url else []))
+    secrets = (*secrets, *([url, *url_secrets([url])] if url else []))
     try:
         if url is None:  # still say whether the host answers, from the non-secret columns
             ok, observed = net.tcp_probe(host, port, timeout)
