@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import datetime
-from pathlib import Path
 from typing import Callable, Mapping
 
 import psycopg
@@ -153,7 +152,7 @@ def _drop(settings: Settings, copy: str) -> None:
 
 def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo) -> RehearsalResult:
     try:
-        return rehearsal.rehearse(settings, runbook, copy, Path(info.schema_snapshot), step_inputs(settings, runbook))
+        return rehearsal.rehearse(settings, runbook, copy, step_inputs(settings, runbook))
     except Exception as exc:  # noqa: BLE001 - a rehearsal that crashes is a failed rehearsal
         text = redact(f"{type(exc).__name__}: {exc}", settings.secrets())
         return RehearsalResult(False, [], False, False, [], None, text, f"rehearsal could not run: {text}")
