@@ -36,6 +36,7 @@ def render(core: Core, run, events: list[dict]) -> str:
            f"**Run:** {run.id}  ", f"**Database:** {redact_url(core.settings.database_url)}  ",
            f"**Status:** {run.status.value}  ", f"**Generated:** {clock.now():%Y-%m-%d %H:%M} UTC", ""]
     out += _preflight(run) + _decision(run) + _execution(rb, run) + _evidence(run) + _gates(run) + _restore(run)
+    out += _accepted(events)
     out += _timeline(rb, run) + _events(events) + _signoff(events)
     return "\n".join(out) + "\n"
 
@@ -138,6 +139,17 @@ def _restore(run) -> list[str]:
             f"**Replaced database kept as:** `{restore.get('replaced_by_backup_kept_as')}`  ",
             f"**History events carried over:** {restore.get('events_carried')}  ",
             *[f"- {line.strip()}" for line in restore.get("loss", [])], ""]
+
+
+def _accepted(events: list[dict]) -> list[str]:
+    """Differences the TPM accepted after a phase rollback (`rollback accept`), from the audit."""
+    accepted = [e for e in events if str(e.get("action", "")).startswith("rollback accept")]
+    out = []
+    for e in accepted:
+        ev = e.get("evidence") or {}
+        out += [f"**Phase {ev.get('phase')}** ({ev.get('file')}): accepted by <@{ev.get('accepted_by')}> at {str(e.get('at'))[:16]} UTC  ",
+                *[f"    {line.strip()}" for line in ev.get("difference", [])], ""]
+    return ["## Rollback Differences Accepted", "", *out] if out else []
 
 
 def _timeline(rb, run) -> list[str]:

@@ -103,6 +103,9 @@ def test_rollback_all_stops_at_a_rollback_that_forgets_a_function_and_the_tpm_ac
     assert len(accepted) == 1 and accepted[0]["actor"] == TPM
     assert accepted[0]["evidence"]["accepted_by"] == TPM and accepted[0]["evidence"]["file"] == ROLLBACK_1
     assert any("+CREATE FUNCTION platform.update_database_health(" in line for line in accepted[0]["evidence"]["difference"])
+    code, out = console(COORDINATOR, "report")
+    assert "## Rollback Differences Accepted" in out and f"accepted by <@{TPM}>" in out, out
+    assert "+CREATE FUNCTION platform.update_database_health(" in out.split("Rollback Differences Accepted")[1]
     code, out = console(TPM, "rollback accept")  # accepted once: nothing pending any more
     assert code == 2 and "nothing to accept" in out
 
