@@ -11,7 +11,7 @@ from engine import ledger
 from runbook.model import load_runbook
 from tests.support import pg
 from tests.support.flow import COORDINATOR, Console
-from tests.support.folders import Folder, Migration
+from tests.support.migration_folders import Folder, Migration, generated
 
 
 @pytest.fixture
@@ -121,3 +121,33 @@ def test_the_rehearsal_runs_a_migration_phase_suite_too(bare, tmp_path):
     code, out = console(COORDINATOR, "preflight")
     assert code == 1, out
     assert "verify/001_items.sql" in out and "FAIL: breaks_the_suite exists" in out
+
+
+# ------------------------------------------------------------------ generality ("Must show")
+
+def empty_schema(scratch_db) -> str:
+    return pg.schema_dump(scratch_db())
+
+
+@pytest.mark.parametrize("count, subfolders", [(24, False), (12, True)])
+def test_a_generated_folder_runs_like_psql_and_rolls_all_back(bare, tmp_path, scratch_db, count, subfolders):
+    """Many small up/down migrations (DROP INDEX, renames, sequences, functions, views, a
+    materialized view, triggers, empty files; downs that are not mirror images), a runbook with
+    no inputs, no deployment, no ledger table and no verification phase: preflight → approve →
+    run → SUCCESSFUL, the schema equal (pg_dump --schema-only) to `psql -X -1 -f` of the same
+    files in order on a twin database; then `rollback all` returns the empty schema."""
+    folder = Folder(tmp_path / "gen", generated(count), subfolders=subfolders)
+    core = Core.from_settings(bare.with_(runbook_path=folder.write()))
+    console = Console(core)
+    console.approved()
+    code, out = console(COORDINATOR, "run")
+    assert code == 0, out
+    assert "SUCCESSFUL" in out
+
+    twin = scratch_db()
+    folder.apply_with_psql(twin)
+    assert pg.schema_dump(bare.database_url) == pg.schema_dump(twin)
+
+    code, out = console(COORDINATOR, "rollback all")
+    assert code == 0, out
+    assert pg.schema_dump(bare.database_url) == empty_schema(scratch_db)
