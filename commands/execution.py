@@ -107,7 +107,7 @@ class PhaseRunner:
                 self._steps = self._with_steps(done)
                 return self._file_refused(phase, step, changed, started)
             done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
-                             "error": self._error_text(result), "atomic": result.atomic}
+                             "error": self._error_text(result), "atomic": result.atomic, "lock_held": result.lock_held}
             self.reporter.post(templates.step_result(step.id, result))
             if not result.ok:
                 self._steps = self._with_steps(done)
@@ -361,7 +361,7 @@ class PhaseRunner:
             self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None,
                                                         self.core.roster))
         self.reporter.post(templates.success(self.rb, self.run_id, checks_and_smoke, gate_results, self._backup(run),
-                                             self.core.roster))
+                                             self.core.roster, steps=(closed.result or {}).get("steps")))
         from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
         followups = hooks.succeeded(self.core, self.run_id)

@@ -222,16 +222,52 @@ def phase_failed(phase: Phase, run_id: str, duration: float, reason: str, eviden
 # --------------------------------------------------------------- post-execution
 
 
-def success(rb: Runbook, run_id: str, evidence: Sequence, gates: Sequence, backup: dict | None, roster: Roster) -> Post:
-    """The report's success template. Only built when every gate held (the caller checks)."""
+def success(rb: Runbook, run_id: str, evidence: Sequence, gates: Sequence, backup: dict | None, roster: Roster,
+            steps: dict | None = None) -> Post:
+    """The report's success template. Only built when every gate held (the caller checks).
+
+    It opens with the runbook's summary lines, each shown only as far as the checks and
+    gates it names passed, and the downtime as measured (`steps`: the run's step outcomes)."""
     results = [f"- {e.name}: {e.observed} {mark(e.ok)}" for e in evidence]
+    summary = [summary_line(line, [*evidence, *gates]) for line in rb.summary_lines]
     return Post(
         "success", f"{rb.title} SUCCESSFUL {OK_MARK}",
-        ["Results:", *results, "", "Quality gates:", *[f"- {g.name}: {g.observed} {mark(g.ok)}" for g in gates],
+        ["*Summary:*", *summary, downtime_line(steps, rb.zero_downtime_lock), "",
+         "Checks:", *results, "", "Quality gates:", *[f"- {g.name}: {g.observed} {mark(g.ok)}" for g in gates],
          "", "Next steps:", *[f"- {s}" for s in rb.next_steps]],
         fields={"Backup": _backup_text(backup)}, run_id=run_id, final=True,
         informed=list(roster.members(TPM)),  # "All complete": an update for the TPM, nothing to do
     )
+
+
+def summary_line(line, evidence: Sequence) -> str:
+    """`- RLS: Enabled (…) ✅ — <check>: <observed>` when every check it names passed; else
+    what is missing instead of the claim."""
+    found = {e.name: e for e in evidence}
+    missing = [name for name in line.backed_by if name not in found]
+    if missing:
+        return f"- {line.label}: {WAIT_MARK} not verified (no check named {', '.join(missing)} ran)"
+    failed = [found[name] for name in line.backed_by if not found[name].ok]
+    if failed:
+        return f"- {line.label}: {FAIL_MARK} not shown: " + "; ".join(f"{e.name}: {e.observed}" for e in failed)
+    proof = "; ".join(f"{name}: {found[name].observed}" for name in line.backed_by)
+    return f"- {line.label}: {line.text} {OK_MARK} ({proof})"
+
+
+def downtime_line(steps: dict | None, threshold: float) -> str:
+    """Downtime as the executor measured it: the longest any statement held its locks (an
+    atomic file's transaction), against `threshold`. "Zero" only when measured under it."""
+    held = {sid: s.get("lock_held") for sid, s in (steps or {}).items() if s.get("ok")}
+    if not held:
+        return "- Downtime: not measured (no step outcome recorded)"
+    unmeasured = [sid for sid, h in held.items() if h is None]
+    if unmeasured:
+        return f"- Downtime: not measured (step {', '.join(sorted(unmeasured))} ran through psql)"
+    step, longest = max(held.items(), key=lambda kv: kv[1])
+    if longest <= threshold:
+        return (f"- Downtime: Zero {OK_MARK} (the longest any statement held its locks: {seconds(longest)}, "
+                f"step {step}; under {seconds(threshold)})")
+    return f"- Downtime: locks held up to {seconds(longest)} (step {step}), over {seconds(threshold)} ⚠️"
 
 
 def failure(rb: Runbook, run_id: str, *, failed_phase: str, error: str, rollback_status: str, database_status: str,

@@ -68,6 +68,10 @@ class FileResult:
     cancelled: bool
     atomic: bool
     output: str = ""  # psql's stdout for psql-run files
+    # Seconds the longest-held lock of the committed attempt was held: an atomic file's
+    # transaction (its locks are taken first and kept to COMMIT), else the longest statement
+    # of an autocommit file. None: not measured (psql-run files, nothing committed).
+    lock_held: float | None = None
 
     @property
     def lock_timed_out(self) -> bool:
@@ -252,6 +256,7 @@ class Executor:
             with self._watch(run, result):
                 try:
                     self._set(conn, run.settings(), local=True)  # also opens the transaction
+                    held_from = clock.monotonic()
                     self._take_locks(conn, run)
                     for chunk in batch.chunks(body):
                         self._check_cancel()
@@ -264,6 +269,7 @@ class Executor:
                         run.write_team_ledger(conn)
                     self._check_cancel()
                     conn.commit() if keep else _rollback(conn)
+                    result.lock_held = round(clock.monotonic() - held_from, 3)
                     result.ok = True
                 except _Cancelled:
                     _rollback(conn)
@@ -313,7 +319,9 @@ class Executor:
                         self._check_cancel()
                         if stmt.concurrent_index:
                             before = indexes.before_build(conn, stmt.concurrent_index[0])
+                        began = clock.monotonic()
                         conn.execute(stmt.sql)
+                        result.lock_held = max(result.lock_held or 0.0, round(clock.monotonic() - began, 3))
                         if stmt.concurrent_index and stmt.concurrent_index[1] and \
                                 indexes.is_invalid(conn, stmt.concurrent_index[1]):
                             raise _KeptInvalid(stmt)

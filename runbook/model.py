@@ -142,6 +142,16 @@ class PreflightChecks:
 
 
 @dataclass(frozen=True)
+class SummaryLine:
+    """A line of the success post's summary ("RLS: Enabled (24 tables, 48 policies)"), shown
+    only when every check or gate it names passed in the run's final verification."""
+
+    label: str
+    text: str
+    backed_by: tuple[str, ...]  # names of checks, smoke tests or quality gates
+
+
+@dataclass(frozen=True)
 class Phase:
     number: int
     name: str
@@ -192,6 +202,8 @@ class Runbook:
     do_not_run: dict[str, str]  # file name -> reason
     timeline: dict[str, float]  # the report's other estimates (preflight, documentation, window)
     next_steps: tuple[str, ...] = ()
+    summary_lines: tuple[SummaryLine, ...] = ()  # [[success.summary]]: the success post's first lines
+    zero_downtime_lock: float = 1.0  # [success] zero_downtime_lock: the longest lock that is still "zero downtime"
     preflight: PreflightChecks = PreflightChecks()  # declared pre-flight checks ([preflight.*])
     ledger: Ledger = field(default_factory=Ledger)
     # sha256 of the bytes this plan was built from (read once): the approval binds it, and a
@@ -264,6 +276,17 @@ def _refuse_outside(rb: Runbook) -> Runbook:
 # ------------------------------------------------------------------ loading
 
 
+def _summary_lines(success: dict, where: str) -> tuple[SummaryLine, ...]:
+    lines = []
+    for i, entry in enumerate(success.get("summary", ())):
+        here = f"{where} summary #{i + 1}"
+        backed = entry.get("backed_by", ())
+        if not backed or isinstance(backed, str):
+            raise RunbookError(f"{here}: backed_by must list the checks or gates that prove the line")
+        lines.append(SummaryLine(str(_req(entry, "label", here)), str(_req(entry, "text", here)), tuple(map(str, backed))))
+    return tuple(lines)
+
+
 def load_runbook(path: Path | str) -> Runbook:
     """Read and validate a runbook TOML file. Raises RunbookError naming what is wrong."""
     path = Path(path)
@@ -320,6 +343,9 @@ def _build(data: dict, path: Path) -> Runbook:
         do_not_run={d["file"]: d.get("reason", "marked DO NOT RUN") for d in data.get("do_not_run", ())},
         timeline={k: parse_duration(v, f"{where} timeline.{k}") for k, v in data.get("timeline", {}).items()},
         next_steps=tuple(data.get("success", {}).get("next_steps", ())),
+        summary_lines=_summary_lines(data.get("success", {}), f"{where} [success]"),
+        zero_downtime_lock=parse_duration(data.get("success", {}).get("zero_downtime_lock", "1s"),
+                                          f"{where} success.zero_downtime_lock"),
         preflight=_preflight(data.get("preflight", {}), f"{where} [preflight]"),
         ledger=_ledger(data.get("ledger", {}), f"{where} [ledger]"),
     )
