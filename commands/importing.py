@@ -18,11 +18,11 @@ class ImportOutcome:
 def import_runbook(folder: str, *, layout: str | None = None, out: str | None = None, group: int = 1,
                    owner: str = "coordinator") -> ImportOutcome:
     """Read `folder`, write its runbook (default `folder/runbook.toml`); refusals are one line."""
+    target = Path(out) if out else Path(folder) / "runbook.toml"
     try:
-        imported = import_folder(Path(folder), layout, group=group, owner=owner)
+        imported = import_folder(Path(folder), layout, group=group, owner=owner, out=target)
     except ImportRefused as exc:
         return ImportOutcome(EXIT_REFUSED, [f"import refused: {exc}"])
-    target = Path(out) if out else Path(folder) / "runbook.toml"
     try:
         target.write_text(imported.toml, encoding="utf-8")
     except OSError as exc:

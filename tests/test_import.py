@@ -3,6 +3,9 @@ preflight, approval, `run` and the rollbacks, compared with `psql -X -1 -f` of t
 by `pg_dump --schema-only`; the ledger's rows checked column by column against the tool's format."""
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -10,6 +13,8 @@ import pytest
 
 from bot.__main__ import main
 from commands import Core
+from runbook.model import load_runbook
+from runbook.sqitchplan import load_plan, tag_info
 from tests.support import folders
 from tests.support.flow import COORDINATOR, TPM, Console
 from tests.test_ledgers import java_readline_crc32
@@ -59,7 +64,8 @@ def test_flyway_folder_from_import_to_rollback(settings, scratch_db, tmp_path, c
                       "FROM flyway_schema_history ORDER BY installed_rank")
     assert rows == [(n, str(n), desc, "SQL", p.name, java_readline_crc32(p.read_bytes()), "postgres", True)
                     for n, (p, (desc, _u, _d)) in enumerate(zip(ups, folders.MIGRATIONS), 1)]
-    _roll_back_all(console, 5)
+    code, out = console(COORDINATOR, "rollback all")
+    assert code == 0, out
     assert folders.schema(url) == empty
     undo = _rows(url, "SELECT installed_rank, version, type, script, success FROM flyway_schema_history "
                       "WHERE installed_rank > 5 ORDER BY installed_rank")
@@ -81,7 +87,11 @@ def test_updown_folder_from_import_to_rollback(settings, scratch_db, tmp_path, s
     columns = _rows(url, "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
                          "WHERE table_name = 'schema_migrations' ORDER BY ordinal_position")
     assert columns == [("version", "bigint", "NO"), ("dirty", "boolean", "NO")]
-    _roll_back_all(console, 5)
+    if style == "golang":
+        _roll_back_all(console, 5)  # phase by phase, newest first
+    else:
+        code, out = console(COORDINATOR, "rollback all")
+        assert code == 0, out
     assert folders.schema(url) == empty
     assert _rows(url, "SELECT count(*) FROM schema_migrations") == [(0,)]
 
@@ -164,3 +174,90 @@ def test_inconsistent_folders_are_refused_with_one_line(tmp_path, capsys, files,
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1 and "expected" in err
     assert not (tmp_path / "runbook.toml").exists()
+
+
+def _sqitch(folder: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    """The real sqitch (Debian package `sqitch` + libdbd-pg-perl, installed by .ci/run) on the folder."""
+    target = "db:" + url.replace("postgresql://", "pg://")
+    env = {**os.environ, "SQITCH_USER_NAME": "CI", "SQITCH_USER_EMAIL": "ci@example.org", "HOME": str(folder)}
+    return subprocess.run(["sqitch", *args, "--target", target], cwd=folder, capture_output=True, text=True, env=env)
+
+
+def test_sqitch_project_from_import_to_rollback_all_agrees_with_sqitch(settings, scratch_db, tmp_path, capsys):
+    folder = tmp_path / "sqitch"
+    deploys = folders.sqitch(folder)
+    _import(folder)
+    printed = capsys.readouterr().out
+    assert "layout sqitch, ledger sqitch: 4 migrations (accounts … logins)" in printed and "verify scripts: 4" in printed
+    url, reference, empty = scratch_db(), scratch_db(), folders.schema(scratch_db())
+    console = _console(settings, folder, url)
+    _to_success(console)
+    assert console.everything().count("Suite verify ") >= 4  # each change's verify script, right after it
+    folders.psql_each(reference, deploys)
+    assert folders.schema(url) == folders.schema(reference)
+
+    status = _sqitch(folder, url, "status")
+    assert status.returncode == 0 and "Nothing to deploy (up-to-date)" in status.stdout, status.stdout + status.stderr
+    verify = _sqitch(folder, url, "verify")
+    assert verify.returncode == 0 and "Verify successful" in verify.stdout, verify.stdout + verify.stderr
+    plan = load_plan(folder / "sqitch.plan")
+    rows = _rows(url, "SELECT change_id, change, project, note, planner_name, planner_email, "
+                      "to_char(planned_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), script_hash, committer_name "
+                      "FROM sqitch.changes ORDER BY committed_at")
+    assert rows == [(c.id, c.name, "ledgerdemo", c.note, "Ada Planner", "ada@example.org", c.planned_at,
+                     hashlib.sha1((folder / "deploy" / c.script).read_bytes()).hexdigest(), COORDINATOR)
+                    for c in plan.changes]
+    assert _rows(url, "SELECT tag, change_id FROM sqitch.tags") == [("@v1.0", plan.changes[1].id)]
+    assert _rows(url, "SELECT change_id, type, dependency, dependency_id FROM sqitch.dependencies ORDER BY 1, 3") == sorted(
+        [(plan.changes[1].id, "require", "accounts", plan.changes[0].id),
+         (plan.changes[2].id, "require", "email_idx@v1.0", plan.changes[1].id),
+         (plan.changes[3].id, "require", "accounts", plan.changes[0].id)])
+    assert _rows(url, "SELECT event, change FROM sqitch.events ORDER BY committed_at") == \
+        [("deploy", c.name) for c in plan.changes]
+
+    code, out = console(COORDINATOR, "rollback all")
+    assert code == 0, out
+    assert folders.schema(url) == empty
+    status = _sqitch(folder, url, "status")
+    assert "No changes deployed" in status.stdout, status.stdout + status.stderr
+    assert _rows(url, "SELECT event, change FROM sqitch.events WHERE event = 'revert' ORDER BY committed_at") == \
+        [("revert", c.name) for c in reversed(plan.changes)]
+    assert _rows(url, "SELECT count(*) FROM sqitch.changes") == [(0,)]
+
+
+def test_sqitch_change_ids_are_the_ones_sqitch_computes(tmp_path):
+    """`sqitch plan --format` prints each change's id as sqitch computes it."""
+    folder = tmp_path / "sqitch"
+    folders.sqitch(folder)
+    env = {**os.environ, "HOME": str(folder)}
+    out = subprocess.run(["sqitch", "plan", "--no-headers", "--format", "format:%H %n"], cwd=folder,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    expected = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    plan = load_plan(folder / "sqitch.plan")
+    assert [[c.id, c.name] for c in plan.changes] == expected
+    [tag] = [t for c in plan.changes for t in c.tags]  # a tag's id is the SHA-1 of what `sqitch show tag` prints
+    shown = subprocess.run(["sqitch", "show", "tag", "@v1.0"], cwd=folder, capture_output=True, text=True, env=env)
+    assert shown.stdout.strip() == tag_info(plan, tag)
+
+
+def test_plain_folder_grouped_with_an_owner_needs_no_ledger_table(settings, scratch_db, tmp_path, capsys):
+    """Plain files in name order, two per phase, owned by the database engineer; the bot's own
+    ledger (no schema_migrations anywhere), no rollback."""
+    folder = tmp_path / "plain"
+    ups = folders.plain(folder)
+    (folder / "notes.txt").write_text("x")
+    assert main(["import", str(folder), "--group", "2", "--owner", "database-engineer", "--out",
+                 str(tmp_path / "plain.toml")]) == 0
+    printed = capsys.readouterr().out
+    assert "0 present, 5 missing" in printed and "ignored notes.txt: not a .sql file" in printed
+    rb = load_runbook(tmp_path / "plain.toml")
+    assert [len(p.steps) for p in rb.phases] == [2, 2, 1] and {p.owner for p in rb.phases} == {"database-engineer"}
+    assert rb.ledger.kind == "bot" and all(p.rollback is None for p in rb.phases)
+    url, reference = scratch_db(), scratch_db()
+    console = Console(Core.from_settings(settings.with_(database_url=url, runbook_path=tmp_path / "plain.toml", **NO_006)))
+    _to_success(console)
+    folders.psql_each(reference, ups)
+    assert folders.schema(url) == folders.schema(reference)
+    assert _rows(url, "SELECT to_regclass('schema_migrations')::text") == [(None,)]
+    assert sorted(r[0] for r in _rows(url, "SELECT file FROM migrate_bot.applied_files")) == [f"plain/{p.name}" for p in ups]

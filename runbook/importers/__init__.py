@@ -6,8 +6,9 @@ the ledger its tool keeps; `render` turns them into a readable runbook.toml (for
 """
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runbook.importers import flyway, plain, sqitch, updown
@@ -48,9 +49,10 @@ def detect(folder: Path) -> str:
 
 
 def import_folder(folder: Path | str, layout: str | None = None, *, group: int = 1, owner: str = "coordinator",
-                  runbook_id: str | None = None) -> Imported:
+                  runbook_id: str | None = None, out: Path | None = None) -> Imported:
     """Read `folder` in `layout` (detected when None); ImportRefused with one line when the
-    folder is not that layout or is inconsistent."""
+    folder is not that layout or is inconsistent. Paths in the runbook are relative to where it
+    is written (`out`, default `folder/runbook.toml`)."""
     folder = Path(folder)
     layout = layout or detect(folder)
     if layout not in LAYOUTS:
@@ -64,7 +66,18 @@ def import_folder(folder: Path | str, layout: str | None = None, *, group: int =
         raise ImportRefused(f"--group {group}: a phase has one rollback file and runs its verify scripts after "
                             "its last step, and these migrations have their own — import one migration per phase "
                             "(without --group)")
-    return Imported(found, render(found, runbook_id or _id(folder), group, owner))
+    prefix = os.path.relpath(folder.resolve(), (out or folder / "runbook.toml").resolve().parent)
+    return Imported(found, render(_relative_to(found, prefix), runbook_id or _id(folder), group, owner))
+
+
+def _relative_to(found: Found, prefix: str) -> Found:
+    """The folder's paths as seen from the runbook's own folder."""
+    if prefix == ".":
+        return found
+    at = lambda rel: rel and f"{Path(prefix).as_posix()}/{rel}"  # noqa: E731
+    migrations = [replace(m, up=at(m.up), down=at(m.down), verify=at(m.verify)) for m in found.migrations]
+    ledger = {k: at(v) if k == "plan" else v for k, v in found.ledger.items()}
+    return replace(found, migrations=migrations, ledger=ledger)
 
 
 def _id(folder: Path) -> str:

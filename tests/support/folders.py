@@ -80,6 +80,7 @@ def sqitch(folder: Path) -> list[Path]:
     _scripts(folder, "logins", MIGRATIONS[3][1].replace("login)", "email)"), MIGRATIONS[3][2],
              "SELECT id, login FROM logins WHERE false;\n")
     (folder / "sqitch.plan").write_text("\n".join(lines) + "\n")
+    (folder / "sqitch.conf").write_text("[core]\n\tengine = pg\n")
     return [folder / "deploy" / f for f in ("accounts.sql", "email_idx@v1.0.sql", "email_idx.sql", "logins.sql")]
 
 
