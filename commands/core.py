@@ -12,7 +12,7 @@ from core.redact import redact
 from core.roster import Roster
 from runbook.model import Runbook, load_runbook
 from state.audit import EventLog
-from state.keys import Keys, target_identity
+from state.keys import Keys, database_identity
 from state.lock import RunLock
 from state.runs import RunStore
 
@@ -37,7 +37,7 @@ class Core:
     def from_settings(cls, settings: Settings, *, lock_ttl: float | None = None) -> "Core":
         settings.require("database_url")
         client = redis_lib.Redis.from_url(settings.redis_url)
-        target = target_identity(settings.database_url)
+        target = database_identity(settings.database_url)  # the server's word, not the URL's spelling
         keys = Keys(settings.redis_prefix, target)
         events = EventLog(settings.database_url, target=target)
         return cls(

@@ -2,20 +2,30 @@
 
 Keys live under `<prefix>:<target>:` so that two bots driving two databases (or two test
 runs) never share state, and a run's lock is per target database. The target is the
-database's identity (`host:port/dbname`), never its password.
+database's identity as its server reports it (`database_identity`), never how DATABASE_URL
+spells the way there, and never a password.
 """
 from __future__ import annotations
 
-from psycopg.conninfo import conninfo_to_dict
+from functools import lru_cache
+
+import psycopg
+
+IDENTITY_CONNECT_TIMEOUT = 10  # seconds
 
 
-def target_identity(dsn: str) -> str:
-    """`host:port/dbname` of a PostgreSQL URL or keyword DSN; no user, no password."""
-    params = conninfo_to_dict(dsn)
-    host = params.get("host") or "localhost"
-    port = params.get("port") or "5432"
-    dbname = params.get("dbname") or params.get("user") or "postgres"
-    return f"{host}:{port}/{dbname}"
+@lru_cache(maxsize=64)
+def database_identity(dsn: str) -> str:
+    """`<system identifier>/<database name>` of the database `dsn` reaches, as its server says.
+
+    `localhost` and `127.0.0.1`, a second DNS name, another port forwarded to the same server,
+    a keyword DSN or a URL: every spelling of the way to one database gives one identity, so
+    one run lock and one run state. The system identifier is unique per cluster (initdb), the
+    name per cluster. Asked once per process and DSN (cached); an unreachable server raises
+    psycopg.OperationalError, and nothing is cached."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=IDENTITY_CONNECT_TIMEOUT) as conn:
+        system, name = conn.execute("SELECT system_identifier, current_database() FROM pg_control_system()").fetchone()
+    return f"{system}/{name}"
 
 
 class Keys:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.support.waiting import wait_until
-from state.keys import Keys, target_identity
+from state.keys import Keys, database_identity
 from tests.support.slack_socket import SocketModeServer, SocketModeSlack
 from tests.support.slack_standin import SlackStandIn
 
@@ -35,7 +35,7 @@ def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_
         proc = _serve_in_socket_mode(settings, standin)
         try:
             call = standin.wait_method("apps.connections.open", timeout=30)[0]
-            lock = Keys(settings.redis_prefix, target_identity(settings.database_url)).outbox_lock("C0MIGRATE")
+            lock = Keys(settings.redis_prefix, database_identity(settings.database_url)).outbox_lock("C0MIGRATE")
             assert wait_until(lambda: redis_client.exists(lock) == 1)  # the outbox worker holds it
         finally:
             proc.terminate()

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from slack_bolt import App
 
 from bot.slack.bridge import Bridge
+from bot.slack.identity import Installation, team_guard
 from bot.slack.listeners import register_listeners
 from core.config import ConfigError
 
@@ -42,6 +43,7 @@ def build_app(bridge: Bridge) -> App:
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"),
         logger=log,
     )
+    app.middleware(team_guard(Installation.of(bridge.client)))  # before every listener
     register_listeners(app, bridge)
 
     @app.error

@@ -91,6 +91,8 @@ class SlackStandIn:
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.team_id = "T0TEAM"  # the workspace the bot token belongs to (auth.test)
+        self.enterprise_id: str | None = None
         self.messages: dict[tuple[str, str], dict] = {}  # (channel, ts) -> latest message
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
@@ -177,7 +179,10 @@ class SlackStandIn:
         check_blocks(self._blocks(body))
 
     def _api_auth_test(self, body: dict) -> dict:
-        return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T0TEAM", "team": "Lancio", "url": self.root}
+        """Where the bot token belongs: team T0TEAM, and `enterprise_id` when a test sets one."""
+        answer = {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": self.team_id, "team": "Lancio",
+                  "url": self.root}
+        return {**answer, "enterprise_id": self.enterprise_id} if self.enterprise_id else answer
 
     def _api_chat_postMessage(self, body: dict) -> dict:
         self._check_message(body)
@@ -306,11 +311,13 @@ class Reply:
 class SlackSender:
     """Sends signed requests to the bot's `/slack/events` the way Slack does."""
 
-    def __init__(self, bot_url: str, signing_secret: str, standin: SlackStandIn, team: str = "T0TEAM") -> None:
+    def __init__(self, bot_url: str, signing_secret: str, standin: SlackStandIn, team: str = "T0TEAM",
+                 enterprise: str | None = None) -> None:
         self.url = bot_url.rstrip("/") + "/slack/events"
         self.verifier = SignatureVerifier(signing_secret)
         self.standin = standin
         self.team = team
+        self.enterprise = enterprise  # the Enterprise Grid organization the requests name, if any
         self._ids = itertools.count(1)
 
     def send(self, body: str, content_type: str, *, retry_num: int | None = None, bad_signature: bool = False,
@@ -337,12 +344,13 @@ class SlackSender:
     def slash_body(self, user: str, text: str, trigger_id: str | None = None, channel: str = "C0MIGRATE") -> str:
         """The form body Slack sends for `/migrate TEXT` typed by `user`."""
         trigger = trigger_id or self.next_trigger()
-        return urllib.parse.urlencode({
+        fields = {
             "token": "legacy", "team_id": self.team, "team_domain": "lancio", "channel_id": channel,
             "channel_name": "migrations", "user_id": user, "user_name": user.lower(), "command": "/migrate",
             "text": text, "api_app_id": "A0APP", "is_enterprise_install": "false",
             "response_url": self.standin.response_url(trigger), "trigger_id": trigger,
-        })
+        }
+        return urllib.parse.urlencode({**fields, **({"enterprise_id": self.enterprise} if self.enterprise else {})})
 
     def slash(self, user: str, text: str, **kwargs) -> Reply:
         send_opts = {k: kwargs.pop(k) for k in ("retry_num", "bad_signature", "timestamp") if k in kwargs}
