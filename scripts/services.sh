@@ -26,6 +26,13 @@ install_packages() {
   fi
 }
 
+ensure_sqitch() {  # the real sqitch, which the suite asks whether it agrees with the bot's ledger
+  command -v sqitch >/dev/null && perl -MDBD::Pg -e1 2>/dev/null && return 0
+  install_packages sqitch libdbd-pg-perl \
+    || { [ "$(id -u)" = 0 ] && apt-get update -q >/dev/null && install_packages sqitch libdbd-pg-perl; } \
+    || { echo "error: install sqitch and libdbd-pg-perl (apt-get install sqitch libdbd-pg-perl)" >&2; return 1; }
+}
+
 start_postgres() {
   pg_up && return 0
   command -v pg_isready >/dev/null || install_packages postgresql postgresql-client || {
