@@ -162,3 +162,22 @@ def test_a_phase_whose_atomic_step_left_nothing_is_rolled_back_without_running_i
     assert "Phase 1: nothing to undo, rollback file not run" in out and "does not exist" not in out
     assert console.core.store.current().status is Status.ROLLED_BACK
     assert _phases(console)[1] is PhaseStatus.ROLLED_BACK
+
+
+def test_rollback_all_and_accept_parse_exactly_and_say_what_to_type_otherwise():
+    from datetime import datetime, timezone
+
+    from commands.parse import ParseError, parse
+    from commands.policy import allowed_roles, describe
+
+    now = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    for text, role in (("rollback all", "coordinator"), ("ROLLBACK Accept", "tpm")):
+        cmd = parse(text, now)
+        assert describe(cmd) == text.lower() and allowed_roles(cmd, None) == (role,)
+    for text in ("rollback all now", "rollback accept 2", "rollback everything"):
+        try:
+            parse(text, now)
+        except ParseError as exc:
+            assert "rollback all" in str(exc) and "rollback accept" in str(exc)
+        else:
+            raise AssertionError(f"{text!r} parsed")
