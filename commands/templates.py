@@ -293,5 +293,5 @@ def _backup_text(backup: dict | None) -> str:
         return "none recorded: run /migrate preflight"
     text = f"{backup.get('path')} (sha256 {str(backup.get('sha256', ''))[:12]}…, {int(backup.get('size', 0)):,} bytes)"
     if backup.get("restore_command"):
-        text += f"; restore by hand: {backup['restore_command']}"
+        text += f"; restore by hand: `{backup['restore_command']}`"
     return text

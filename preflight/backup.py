@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -120,8 +121,52 @@ def file_name(prefix: str, at: datetime) -> str:
 
 
 def restore_command(path: Path) -> str:
-    """The command an operator runs by hand to restore this file into an empty database."""
-    return f'pg_restore --exit-on-error --dbname "$DATABASE_URL" {path.resolve()}'
+    """The command an operator pastes to restore this backup by hand: a script written next to
+    the dump (restore_script) that restores into a NEW database and swaps it in. (`pg_restore
+    --dbname "$DATABASE_URL" <dump>` fails: the live database's objects exist.)"""
+    script = path.resolve().with_name(path.name + ".restore.sh")
+    if not script.exists():
+        script.write_text(restore_script(path.resolve()))
+        script.chmod(0o700)
+    return f"bash {shlex.quote(str(script))}  # restores into $DATABASE_URL's database"
+
+
+def restore_script(dump: Path) -> str:
+    """A bash script: restore `dump` into a new database `<db>_restored_<ts>`, then in ONE
+    transaction rename the live database aside (`<db>_replaced_<ts>`, kept) and the copy into
+    its place. Works with a postgres:// URL or a key=value conninfo in $DATABASE_URL."""
+    return f"""#!/usr/bin/env bash
+# Restore {dump.name} by hand: into a new database, then swap it in place of the live one.
+# Usage: DATABASE_URL=postgresql://…/<db> bash {dump.name}.restore.sh
+set -euo pipefail
+: "${{DATABASE_URL:?set DATABASE_URL to the database to restore}}"
+dump={shlex.quote(str(dump))}
+on() {{  # the same server, another database
+  case "$DATABASE_URL" in
+    postgres://*\\?*|postgresql://*\\?*) printf '%s&dbname=%s' "$DATABASE_URL" "$1" ;;
+    postgres://*|postgresql://*) printf '%s?dbname=%s' "$DATABASE_URL" "$1" ;;
+    *) printf '%s dbname=%s' "$DATABASE_URL" "$1" ;;
+  esac
+}}
+live=$(psql "$DATABASE_URL" -XAtc 'SELECT current_database()')
+stamp=$(date -u +%Y%m%d_%H%M%S)
+copy="${{live}}_restored_${{stamp}}"
+aside="${{live}}_replaced_${{stamp}}"
+echo "restoring $dump into the new database $copy"
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -v db="$copy" <<'SQL'
+CREATE DATABASE :"db";
+SQL
+pg_restore --exit-on-error --dbname "$(on "$copy")" "$dump"
+echo "swapping: $live -> $aside (kept), $copy -> $live"
+psql "$(on postgres)" -X -q -v ON_ERROR_STOP=1 -v live="$live" -v copy="$copy" -v aside="$aside" <<'SQL'
+SELECT count(pg_terminate_backend(pid)) AS sessions_ended FROM pg_stat_activity WHERE datname = :'live' AND pid <> pg_backend_pid();
+BEGIN;
+ALTER DATABASE :"live" RENAME TO :"aside";
+ALTER DATABASE :"copy" RENAME TO :"live";
+COMMIT;
+SQL
+echo "restored: $live is the backup now; the replaced database is kept as $aside (DROP DATABASE when sure)"
+"""
 
 
 def tool(name: str, server_version_num: int | None = None) -> str:

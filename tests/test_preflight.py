@@ -75,7 +75,7 @@ def test_healthy_005_database_is_go_with_evidence_on_every_line(healthy):
     backup = report.backup
     assert backup.verified and Path(backup.path).stat().st_size == backup.size
     assert Path(backup.path).name.startswith("backup_pre_migration_006_")
-    assert backup.restore_command.startswith("pg_restore ") and backup.path in backup.restore_command
+    assert backup.restore_command.startswith("bash ") and backup.path in backup.restore_command
     assert {c.key for c in backup.comparisons} >= {"backup:tables", "backup:row_counts", "backup:functions",
                                                    "backup:views", "backup:policies", "backup:extensions",
                                                    "backup:schema_migrations", "backup:file", "backup:restore"}

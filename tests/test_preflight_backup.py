@@ -4,6 +4,7 @@ pg_dump or a role without CREATEDB is a clear failed line, and a runbook whose p
 fails on the copy is NO-GO while the real database stays untouched."""
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
@@ -71,7 +72,7 @@ def test_backup_file_restores_by_hand_with_the_printed_command(settings):
         dumped = backup.dump(settings, RB.backup_prefix, NOW)  # file only, no streamed restore
         info = proof.verify(settings, dumped, copy)  # restored from the file, like an operator would
     assert info.verified, info.problem
-    assert info.restore_command == f'pg_restore --exit-on-error --dbname "$DATABASE_URL" {dumped.path.resolve()}'
+    assert info.restore_command.startswith("bash ") and dumped.path.name in info.restore_command
     # The whole database is in it: only the bot's user may read it.
     assert dumped.path.stat().st_mode & 0o777 == 0o600
     assert dumped.path.parent.stat().st_mode & 0o777 == 0o700
@@ -229,3 +230,29 @@ def test_restore_file_is_never_left_running_and_a_failed_stop_check_is_not_a_sto
     with pytest.raises(KeyboardInterrupt):
         backup.restore_file(dumped.path, other, settings.database_url, should_stop=interrupted, poll=0.01)
     assert processes.running_with("pg_restore", psycopg.conninfo.conninfo_to_dict(other)["dbname"]) == []
+
+
+@pytest.mark.parametrize("spelling", ["url", "conninfo"])
+def test_the_printed_restore_command_works_pasted_as_is(settings, spelling):
+    """'Restore by hand' in a panic: the command, run in a shell with DATABASE_URL set, puts the
+    backup in place of the live database (objects exist there: a plain pg_restore fails)."""
+    import subprocess
+
+    dumped = backup.dump(settings, RB.backup_prefix, NOW)
+    command = backup.restore_command(dumped.path)
+    live = settings.database_url.rsplit("/", 1)[1]
+    execute(settings.database_url, "CREATE TABLE public.after_backup (id int)")
+    url = settings.database_url if spelling == "url" else f"host=127.0.0.1 port=5432 user=postgres dbname={live}"
+    try:
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "DATABASE_URL": url})
+        assert done.returncode == 0, done.stderr
+        assert pg.scalar(settings.database_url, "SELECT to_regclass('public.after_backup') IS NULL") is True
+        assert pg.scalar(settings.database_url, "SELECT count(*) FROM platform.organizations") > 0
+        aside = pg.scalar(pg.SERVER_URL, "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{live}_replaced_%",))
+        assert pg.scalar(pg.url_for(aside), "SELECT to_regclass('public.after_backup') IS NOT NULL") is True
+    finally:
+        with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
+            for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
+                                        (f"{live}_replaced_%", f"{live}_restored_%")).fetchall():
+                pg.drop_database(name)
