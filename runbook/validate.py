@@ -50,6 +50,8 @@ def checksums(rb: Runbook) -> dict[str, str]:
     sums = {name: sha256_of(rb.file_path(name)) for name in rb.files() if rb.file_path(name).is_file()}
     if rb.path.is_file():
         sums[rb.path.name] = sha256_of(rb.path)
+    if rb.ledger.plan and rb.file_path(rb.ledger.plan).is_file():  # sqitch's plan: the ledger rows come from it
+        sums[rb.ledger.plan] = sha256_of(rb.file_path(rb.ledger.plan))
     return sums
 
 
@@ -65,7 +67,8 @@ def plan(rb: Runbook) -> dict[str, str]:
     for phase in rb.phases:
         entries[f"phase {phase.number}"] = _show((phase.name, phase.owner, phase.kind, phase.rollback, phase.estimate))
         for step in phase.steps:
-            for what in ("file", "chosen", "options", "on_failure", "rollback", "inputs", "lock_timeout", "statement_timeout"):
+            for what in ("file", "chosen", "options", "on_failure", "rollback", "inputs", "lock_timeout", "statement_timeout",
+                         "migration"):
                 label = "choose" if what == "chosen" else what
                 entries[f"step {step.id} {label}"] = _show(getattr(step, what))
         for check in phase.checks:

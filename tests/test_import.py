@@ -261,3 +261,49 @@ def test_plain_folder_grouped_with_an_owner_needs_no_ledger_table(settings, scra
     assert folders.schema(url) == folders.schema(reference)
     assert _rows(url, "SELECT to_regclass('schema_migrations')::text") == [(None,)]
     assert sorted(r[0] for r in _rows(url, "SELECT file FROM migrate_bot.applied_files")) == [f"plain/{p.name}" for p in ups]
+
+
+def _approved(console: Console) -> None:
+    for user, text in ((COORDINATOR, "preflight"), (TPM, "approve")):
+        code, out = console(user, text)
+        assert code == 0, out
+
+
+def _fails_in_production(path: Path, url: str, before: str = "") -> None:
+    """Make `path` fail on the production database only (the rehearsal's copy has another name)."""
+    text = path.read_text()
+    raise_ = f"DO $$ BEGIN IF current_database() = '{url.rsplit('/', 1)[1]}' THEN RAISE 'disk full'; END IF; END $$;\n"
+    path.write_text(text.replace("COMMIT;", raise_ + "COMMIT;") if "COMMIT;" in text else text + raise_)
+
+
+def test_sqitch_plan_is_bound_by_the_approval_and_a_failed_deploy_logs_a_fail_event(settings, scratch_db, tmp_path):
+    folder = tmp_path / "sqitch"
+    folders.sqitch(folder)
+    url = scratch_db()
+    _fails_in_production(folder / "deploy" / "logins.sql", url)
+    _import(folder)
+    console = _console(settings, folder, url)
+    _approved(console)
+    plan_text = (folder / "sqitch.plan").read_text()
+    (folder / "sqitch.plan").write_text(plan_text.replace("# Login view", "# Login view, edited"))
+    code, out = console(COORDINATOR, "run")
+    assert code == 2 and "sqitch.plan" in out  # the ledger's rows come from the plan: it is part of what was approved
+    (folder / "sqitch.plan").write_text(plan_text)
+    code, out = console(COORDINATOR, "run")
+    assert code == 1 and "a `fail` event logged as sqitch does" in out
+    assert _rows(url, "SELECT event, change FROM sqitch.events ORDER BY committed_at")[-1] == ("fail", "logins")
+    status = _sqitch(folder, url, "status")
+    assert "Undeployed change:" in status.stdout and "* logins" in status.stdout, status.stdout + status.stderr
+
+
+def test_failed_flyway_migration_leaves_no_history_row(settings, scratch_db, tmp_path):
+    folder = tmp_path / "flyway"
+    folders.flyway(folder)
+    url = scratch_db()
+    _fails_in_production(folder / "V3__Rename_email.sql", url)
+    _import(folder)
+    console = _console(settings, folder, url)
+    _approved(console)
+    code, out = console(COORDINATOR, "run")
+    assert code == 1 and "no row for V3__Rename_email.sql" in out and "no `flyway repair` needed" in out
+    assert _rows(url, "SELECT version, success FROM flyway_schema_history ORDER BY installed_rank") == [("1", True), ("2", True)]
