@@ -4,7 +4,9 @@ Starts `python -m bot serve` as a subprocess against the Slack stand-in (tests/s
 local Redis (own key prefix, deleted afterwards) and a scratch PostgreSQL database (dropped
 afterwards); sends 50 concurrent signed `/migrate help` / `status` commands and prints the
 p50/p99 time until the bot answered HTTP 200 (target p99 ≤ 100 ms; Slack allows 3 s), how
-many replies reached the response_url, and the bot's resident memory (VmRSS).
+many replies reached the response_url, and the bot's resident memory (VmRSS). Then the same
+bursts with an unsigned 1 MB body sent among them (text that made redaction quadratic): the
+signed acks' p99 beside it and the time until the unsigned body is refused (targets ≤ 100 ms).
 
     .venv/bin/python bench/ack_latency.py [--concurrency 50] [--rounds 3]
 """
@@ -17,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +75,22 @@ def one(sender: SlackSender, i: int) -> float:
     return took
 
 
+def unsigned_megabyte(url: str) -> tuple[int, float]:
+    """POST a 1 MB body with a bad signature, made of the text that made redaction quadratic
+    (`a://u:` repeated, no `@`); (status, seconds until the answer)."""
+    body = ("command=%2Fmigrate&text=" + "a://u:" * 200_000)[:1_000_000].encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Signature": "v0=" + "0" * 64,
+               "X-Slack-Request-Timestamp": str(int(time.time()))}
+    request = urllib.request.Request(url + "/slack/events", data=body, headers=headers, method="POST")
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    return status, time.perf_counter() - start
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
@@ -102,12 +121,26 @@ def main() -> None:
                 latencies: list[float] = []
                 for _ in range(args.rounds):
                     latencies += pool.map(lambda i: one(sender, i), range(args.concurrency))
-            sent = 10 + args.rounds * args.concurrency
+                # The same bursts again, each with an unsigned 1 MB body sent among the signed commands.
+                beside: list[float] = []
+                unsigned: list[tuple[int, float]] = []
+                with ThreadPoolExecutor(1) as side:
+                    for _ in range(args.rounds):
+                        pending = side.submit(unsigned_megabyte, url)
+                        beside += pool.map(lambda i: one(sender, i), range(args.concurrency))
+                        unsigned.append(pending.result())
+            sent = 10 + 2 * args.rounds * args.concurrency
             standin.wait_for(lambda c: c.method == "response_url", count=sent, timeout=60)
             ms = [t * 1000 for t in latencies]
             print(f"{len(ms)} acks ({args.rounds} rounds of {args.concurrency} concurrent signed /migrate help|status)")
             print(f"ack latency: p50 {statistics.median(ms):.1f} ms  p99 {percentile(ms, 0.99):.1f} ms  "
                   f"max {max(ms):.1f} ms  (target p99 <= 100 ms)")
+            ms_beside = [t * 1000 for t in beside]
+            print(f"with an unsigned 1 MB body sent during each burst: signed ack p50 {statistics.median(ms_beside):.1f} ms  "
+                  f"p99 {percentile(ms_beside, 0.99):.1f} ms  max {max(ms_beside):.1f} ms  (target p99 <= 100 ms; "
+                  f"{percentile(ms_beside, 0.99) / percentile(ms, 0.99):.2f} x the p99 without it)")
+            print(f"the unsigned 1 MB body: answered {sorted({s for s, _ in unsigned})} in "
+                  f"{', '.join(f'{t * 1000:.1f}' for _, t in unsigned)} ms  (target <= 100 ms, status 401)")
             print(f"replies delivered to response_url: {len([c for c in standin.calls if c.method == 'response_url'])}/{sent}")
             print(f"bot resident memory: {rss_idle / 1024:.1f} MiB idle, {rss_kib(proc.pid) / 1024:.1f} MiB after the burst")
         finally:
