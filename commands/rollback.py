@@ -139,6 +139,15 @@ def nothing_to_undo(runner: PhaseRunner, n: int) -> int:
 # ------------------------------------------------------------------ rollback accept
 
 
+def foreseen(run, n: int) -> str:
+    """Whether the pre-flight rehearsal showed the TPM that phase `n`'s rollback leaves a difference."""
+    rollbacks = ((run.preflight or {}).get("rehearsal") or {}).get("rollbacks") or [] if run else []
+    if any(r.get("phase") == n and r.get("status") == "differs" for r in rollbacks):
+        return "the rehearsal showed a difference for this rollback before the approval"
+    return "⚠ the rehearsal did NOT show this difference (it appeared only in this database)"
+
+
+
 def accept(core: Core, user: str) -> Outcome:
     """The TPM accepts the difference the last phase rollback left: recorded in the audit with
     the diff and who accepted it, and the phase counts as rolled back."""
@@ -152,7 +161,7 @@ def accept(core: Core, user: str) -> Outcome:
                           phase_status=PhaseStatus.ROLLED_BACK, expect=[Status.FAILED],
                           fields={"result": without_phase(run.result, n)},
                           evidence={"accepted_by": user, "phase": n, "file": difference.get("file"),
-                                    "difference": difference.get("lines", [])})
+                                    "difference": difference.get("lines", []), "rehearsal": foreseen(run, n)})
     from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
     hooks.run_undone(core, run.id)
@@ -161,7 +170,8 @@ def accept(core: Core, user: str) -> Outcome:
     nxt = (f"next: `rollback all` (or `rollback phase {older[-1]}`) for {', '.join(f'phase {m}' for m in older)}"
            if older else "no phase is applied any more")
     post = Post("rollback_accepted", f"Rollback of phase {n} accepted with a known difference by <@{user}>",
-                [*difference.get("lines", []), "Recorded in the audit with this difference.", nxt], run_id=run.id)
+                [*difference.get("lines", []), f"Pre-flight: {foreseen(run, n)}.",
+                 "Recorded in the audit with this difference.", nxt], run_id=run.id)
     return Outcome(OK, reply=[f"Accepted: phase {n} counts as rolled back; {nxt}."], posts=[post], run_id=run.id)
 
 
@@ -291,7 +301,8 @@ class PhaseRollback:
             result = dict(self.core.store.get(self.runner.run_id).result or {})
             result["rollback_difference"] = {"phase": self.phase.number, "file": self.phase.rollback, "lines": lines}
             fields, error = {"result": result}, ROLLBACK_DIFFERENCE
-            action = ("Decision needed (TPM): `rollback accept` records this difference and moves on, "
+            action = (f"Decision needed (TPM): {foreseen(self.core.store.get(self.runner.run_id), self.phase.number)}; "
+                      "`rollback accept` records this difference and moves on, "
                       "or `rollback restore` returns to the verified backup")
         self.core.store.transition(self.runner.run_id, Status.FAILED, actor=self.runner.actor,
                                    action=f"rollback phase {self.phase.number} failed", phase=self.phase.number,

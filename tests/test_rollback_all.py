@@ -81,6 +81,7 @@ def test_rollback_all_stops_at_a_rollback_that_forgets_a_function_and_the_tpm_ac
     assert "+CREATE FUNCTION platform.update_database_health(" in out  # what differs, shown
     assert "Rollback all stopped at phase 1" in out and "The run is not rolled back." in out
     assert "`rollback accept`" in out
+    assert "the rehearsal did NOT show this difference" in out  # wrong only in the live database
     run = console.core.store.current()
     assert run.status is Status.FAILED and _phases(console)[1] is PhaseStatus.FAILED
     assert pg.scalar(ready.database_url, "SELECT to_regproc('platform.update_database_health')") is not None
@@ -181,3 +182,25 @@ def test_rollback_all_and_accept_parse_exactly_and_say_what_to_type_otherwise():
             assert "rollback all" in str(exc) and "rollback accept" in str(exc)
         else:
             raise AssertionError(f"{text!r} parsed")
+
+
+def test_a_difference_the_rehearsal_showed_is_named_as_known_and_accepted(ready, tmp_path):
+    """The whole story: the rehearsal shows the TPM that phase 1's rollback forgets a function,
+    the TPM approves anyway, the run succeeds; `rollback all` stops at phase 1 saying the
+    difference was shown before the approval, and the TPM accepts it."""
+    runbook = _edit(copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, "-- forgotten: " + FORGOTTEN)
+    console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
+    code, out = console(COORDINATOR, "preflight")
+    assert code == 0 and "⚠ Rollback of phase 1 (rollback-006.sql) does not return the schema exactly" in out, out
+    code, out = console(TPM, "approve")
+    assert code == 0, out
+    code, out = console(COORDINATOR, "run")
+    assert code == 0, out
+
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 1 and "Rollback all stopped at phase 1" in out, out
+    assert "the rehearsal showed a difference for this rollback before the approval" in out
+    code, out = console(TPM, "rollback accept")
+    assert code == 0 and "Pre-flight: the rehearsal showed a difference" in out, out
+    assert console.core.store.current().status is Status.ROLLED_BACK
