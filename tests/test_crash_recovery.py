@@ -281,7 +281,8 @@ def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, 
     url = ready.database_url
     runbook = rbs.sleeping_runbook(tmp_path, url.rsplit("/", 1)[1])
     rbs.append_to_file(runbook, rbs.STEP_1_1, "\\echo step 1.1 done")  # a meta-command: the file needs psql
-    step_file = str(runbook.parent / rbs.STEP_1_1)
+    # psql runs the executor's private copy of the verified bytes (tmp …/source/<file>), in this database
+    step_file = (f"/source/{rbs.STEP_1_1}", f"dbname={url.rsplit('/', 1)[1]}")
     settings = ready.with_(runbook_path=runbook, lock_ttl_seconds=SHORT_TTL)
     core = Core.from_settings(settings)
     _approved(core)
@@ -289,10 +290,10 @@ def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, 
     proc = rbs.start_console(settings, LIU, "run phase 1")
     try:
         pid = rbs.wait_until(lambda: _bot_psql_sleeping(url), what="step 1.1 sleeping in its psql")
-        assert processes.running_with(step_file), "step 1.1 does not run in a psql child"
+        assert processes.running_with(*step_file), "step 1.1 does not run in a psql child"
     finally:
         _kill(proc)
-    rbs.wait_until(lambda: not processes.running_with(step_file), timeout=10, what="the psql child to die with the bot")
+    rbs.wait_until(lambda: not processes.running_with(*step_file), timeout=10, what="the psql child to die with the bot")
     rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=10, what="its backend to end")
     _assert_unchanged(url, schema_before)
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
