@@ -8,6 +8,7 @@ schema snapshots compared with pg_dump output.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -23,7 +24,7 @@ from engine.verify import Evidence, run_checks, run_smoke, run_suite
 from preflight.inputs import step_inputs
 from runbook.model import Phase, Step
 from state.approval import why_plan_not_approved
-from state.machine import PhaseStatus, Status
+from state.machine import IllegalTransition, PhaseStatus, Status
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress reports (adapters may coalesce further)
 FINAL_CHECKS = "final"  # evidence key of the final checks of a runbook without a verification phase
@@ -88,7 +89,14 @@ class PhaseRunner:
         started = clock.monotonic()
         done = dict((run.result or {}).get("steps", {}))
         shown = self._ledger_shows(phase)
+        committed = self._committed_in_this_run(phase, run)
         for step in phase.steps:
+            if step.id in committed and not done.get(step.id, {}).get("ok"):  # a crash lost its outcome, not its commit
+                done[step.id] = {"ok": True, "file": step.file, "duration": committed[step.id]["duration_ms"] / 1000,
+                                 "attempts": 1, "error": None}
+                self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: committed earlier in this run "
+                                                  "(migrate_bot.applied_files, approved sha256), skipped", run_id=self.run_id))
+                continue
             if step.migration in shown and not done.get(step.id, {}).get("ok"):
                 self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: {self.ledger.label} shows "
                                                   f"{step.migration} applied, skipped", run_id=self.run_id))
@@ -109,6 +117,8 @@ class PhaseRunner:
             done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
                              "error": self._error_text(result), "atomic": result.atomic, "lock_held": result.lock_held}
             self.reporter.post(templates.step_result(step.id, result))
+            if result.ok:
+                self._save_steps(phase, step, done)
             if not result.ok:
                 self._steps = self._with_steps(done)
                 if result.cancelled or self._abort_requested():
@@ -122,14 +132,58 @@ class PhaseRunner:
         duration = clock.monotonic() - started
         if not all(e.ok for e in evidence):
             return self._checks_failed(phase, evidence, duration)
-        schema.write_snapshot(self.dsn, self.snapshot_path(phase.number))
+        snapshot_problem = self._write_snapshot(phase)
         closed = store.transition(self.run_id, Status.PHASE_DONE, actor=self.actor, action=f"phase {phase.number} complete",
                          phase=phase.number, phase_status=PhaseStatus.SUCCEEDED,
-                         fields=self._closing_fields(evidence, str(phase.number)), evidence={"duration": round(duration, 3), "checks": [e.name for e in evidence]})
+                         fields=self._closing_fields(evidence, str(phase.number)),
+                         evidence={"duration": round(duration, 3), "checks": [e.name for e in evidence],
+                                   **({"snapshot": snapshot_problem} if snapshot_problem else {})})
         duration = templates.stored_duration(closed, phase.number, duration)  # the one number everywhere
         self.reporter.post(templates.phase_complete(phase, self.run_id, duration, evidence, self._next_phase(phase),
                                                     self.core.roster))
+        if snapshot_problem:
+            self.reporter.post(templates.Post("warning", f"Phase {phase.number}: applied and checked, but its schema "
+                                              "snapshot could not be written", [snapshot_problem,
+                                              "The phase's files committed and its checks passed; without the snapshot, "
+                                              "later comparisons with the schema after this phase are not possible.",
+                                              "Free space in BACKUP_DIR before going on."], run_id=self.run_id))
         return True
+
+    def _write_snapshot(self, phase: Phase) -> str | None:
+        """The schema after the phase, for later comparisons; the problem when it cannot be
+        written (a full BACKUP_DIR): the phase's files have committed by now, so that is a
+        warning about the evidence, never a failed phase."""
+        path = self.snapshot_path(phase.number)
+        try:
+            schema.write_snapshot(self.dsn, path)
+        except OSError as exc:
+            return self.core.redact(f"{path}: {exc.strerror or exc}")
+        return None
+
+    def _committed_in_this_run(self, phase: Phase, run) -> dict[str, dict]:
+        """Steps of `phase` the bot's ledger shows committed by this run, with the approved
+        sha256, since the phase was last undone: step id -> ledger row. The ledger row is
+        written in the step's own transaction, so it is the truth when a crash (or an internal
+        error) lost the step's outcome before the run state recorded it."""
+        undone_at = ((run.result or {}).get("undone_at") or {}).get(str(phase.number))
+        since = datetime.fromisoformat(undone_at) if undone_at else None
+        rows = {}
+        for row in ledger.applied_files(self.dsn, self.rb.id):
+            if row["run_id"] != self.run_id or row["phase"] != phase.number:
+                continue
+            step = next((s for s in phase.steps if s.id == row["step"]), None)
+            if step and row["sha256"] == self.approved_sha256(step.file) and (since is None or row["started_at"] > since):
+                rows[step.id] = row
+        return rows
+
+    def _save_steps(self, phase: Phase, step: Step, done: dict) -> None:
+        """The run state learns of each step as it commits, not only when the phase closes."""
+        try:
+            self.core.store.update_record(self.run_id, fields={"result": self._with_steps(done)}, actor=self.actor,
+                                          action=f"step {step.id} committed", expect=(Status.RUNNING,),
+                                          evidence={"phase": phase.number, "step": step.id})
+        except IllegalTransition:  # moved on (an abort): the ledger still has the step
+            pass
 
     def _run_step(self, phase: Phase, step: Step, started: float) -> FileResult:
         record = LedgerRecord(runbook=self.rb.id, run_id=self.run_id, phase=phase.number, step=step.id, actor=self.actor)
@@ -220,6 +274,7 @@ class PhaseRunner:
         if rolled_back and self._steps is not None:  # the phase's applied steps were undone with it
             for undone in phase.steps:
                 self._steps["steps"].pop(undone.id, None)
+            mark_undone(self._steps, phase.number)
         state = self._database_status(before)
         action = self._action_required(phase, step, rolled_back, state)
         if step.migration:
@@ -468,3 +523,10 @@ class PhaseRunner:
 def _as_evidence(suite) -> Evidence:
     """A suite's outcome as one line of a phase's evidence."""
     return Evidence(f"suite {suite.name}", f"{suite.file} through psql, output read", suite.reason, "passed", suite.ok)
+
+
+def mark_undone(result: dict, phase_number: int) -> dict:
+    """Note in a run's result record that `phase_number`'s steps were undone now: ledger rows of
+    this run for that phase older than this no longer count as applied."""
+    result.setdefault("undone_at", {})[str(phase_number)] = clock.now().isoformat()
+    return result

@@ -13,7 +13,7 @@ import psycopg
 from commands import facts, templates
 from commands.abort import why_orphans_block
 from commands.core import Core
-from commands.execution import PhaseRunner
+from commands.execution import PhaseRunner, mark_undone
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post
 from commands.work import start_locked
@@ -57,7 +57,7 @@ def without_phase(result: dict | None, n: int) -> dict:
     out = dict(result or {})
     out["steps"] = {k: v for k, v in out.get("steps", {}).items() if not k.startswith(f"{n}.")}
     out.pop("rollback_difference", None)
-    return out
+    return mark_undone(out, n)  # its ledger rows of this run no longer count as applied
 
 
 # ------------------------------------------------------------------ rollback all
