@@ -54,7 +54,7 @@ def test_console_killed_between_step_1_1_and_1_2_resumes_after_the_committed_ste
         held.release()
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     rbs.wait_until(lambda: pg.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-                                          "'migrate-bot%%' AND xact_start IS NOT NULL") == 0,
+                                          "'migrate-bot%%' AND xact_start IS NOT NULL AND datname = current_database()") == 0,
                    timeout=60, what="PostgreSQL to notice the dead client")
     assert pg.scalar(url, "SELECT count(*) FROM platform.databases") == 0  # 1.2 rolled back with its connection
     run = core.store.current()
