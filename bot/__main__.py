@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RedisError, psycopg.OperationalError) as exc:
         print(f"unreachable: {redact(f'{type(exc).__name__}: {exc}', secrets)}", file=sys.stderr)
         return EXIT_FAILED
+    except ConnectionError as exc:  # Slack's API at start (bot.slack.server.SlackUnreachable)
+        print(f"unreachable: {redact(str(exc), secrets)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

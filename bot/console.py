@@ -6,13 +6,13 @@ to the channel and tell the invoker, waits for the work it started, and exits 0/
 """
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import time
 from typing import TextIO
 
 from commands import Core, handle
+from bot.terminal import terminal_safe
 from commands.parse import ParseError, parse
 from commands.result import OK, Post, Progress
 from core import clock
@@ -20,16 +20,6 @@ from commands.templates import seconds
 
 BAR_WIDTH = 20
 PLAIN_PROGRESS_INTERVAL = 2.0  # seconds between progress lines when stdout is not a terminal
-# Escape sequences (CSI, OSC, two-character ESC x) and every other control character but
-# newline and tab: text people typed (an incident, a defer reason) or a database returned
-# must not move another operator's cursor, recolour or retitle their terminal.
-_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]"
-                               r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def terminal_safe(text: str) -> str:
-    """`text` without control characters or escape sequences (newlines and tabs kept)."""
-    return _TERMINAL_CONTROL.sub("", text)
 
 
 def progress_line(p: Progress) -> str:

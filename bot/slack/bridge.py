@@ -18,12 +18,14 @@ from slack_sdk import WebClient
 
 from bot.slack.outbox import Delivery, Outbox, OutboxWorker, RunThreads, web_client
 from bot.slack.reporter import SlackReporter, card_renderer
-from commands.result import Outcome, Post, Progress
+from bot.terminal import terminal_safe
+from commands.result import FAILED, OK, REFUSED, Outcome, Post, Progress
 from core.redact import redact
 
 log = logging.getLogger(__name__)
 
 COMMAND_THREADS = 4
+OUTCOME_WORDS = {OK: "ok", FAILED: "failed", REFUSED: "refused"}
 Handle = Callable[..., Outcome]  # handle(core, user, text, *, request_id=None) -> Outcome
 
 
@@ -103,6 +105,8 @@ class Bridge:
     def execute(self, user: str, text: str, request: str | None) -> Outcome:
         """Run `/migrate TEXT` as `user`; posts go to the outbox, work to a background thread."""
         outcome = self.handle(self.core, user, text, request_id=request)
+        log.info("command by %s: %s -> %s%s", user, terminal_safe(self.redact(" ".join(text.split())))[:200] or "help",
+                 OUTCOME_WORDS.get(outcome.code, outcome.code), " (work started)" if outcome.work else "")
         reporter = RunReporter(self.reporter, outcome.run_id)
         for post in outcome.posts:
             reporter.post(post)

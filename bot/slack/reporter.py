@@ -9,15 +9,22 @@ latest state wins) and the outbox spaces them out.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, replace
 
 from bot.slack import blocks
+from bot.terminal import terminal_safe
 from bot.slack.outbox import Outbox, RunThreads
 from commands.card import describe
 from commands.result import Post, Progress
 from core.redact import redact
 
+log = logging.getLogger(__name__)
 
+# Posts that mark a change of the run's state: serve logs one line for each.
+TRANSITIONS_LOGGED = {"preflight_started", "preflight_result", "decision", "phase_started", "phase_done", "phase_failed",
+                      "success", "failure", "rollback_started", "rollback_done", "restore_request", "restore_started",
+                      "restored", "abort", "interrupted", "schedule_start", "schedule_cancelled"}
 # Phase boundaries are also shown in the channel (reply_broadcast), as the communication
 # plan's per-phase updates: people who do not open the thread still see them.
 BROADCAST = {"phase_started", "phase_done", "phase_failed"}
@@ -60,6 +67,8 @@ class SlackReporter:
 
     def post(self, post: Post) -> None:
         post = redact_post(post, self.secrets)
+        if post.kind in TRANSITIONS_LOGGED:
+            log.info("run %s: %s", post.run_id or "-", terminal_safe(post.title))
         if post.kind == "report" and post.detail:
             self._upload(post, post.detail, f"report-{post.run_id or 'run'}.md")
             return

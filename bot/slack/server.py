@@ -10,6 +10,8 @@ import sys
 from typing import Callable, Iterable
 
 from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
@@ -17,6 +19,7 @@ from bot.slack import health
 from bot.slack.app import build_app
 from bot.slack.bridge import Bridge
 from core.config import ConfigError
+from core.redact import first_line
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +101,43 @@ def _port() -> int:
     return int(raw)
 
 
+class SlackUnreachable(ConnectionError):
+    """Slack's Web API did not answer at start: the message names the URL and the reason."""
+
+
+def check_slack(settings) -> None:
+    """Ask Slack who the token is (auth.test) before anything starts: a rejected token is a
+    ConfigError, an unreachable API SlackUnreachable — each one line, never a traceback (nor
+    slack_sdk's own log line per attempt)."""
+    api_url = settings.slack_api_url
+    client = WebClient(base_url=api_url, token=settings.slack_bot_token, retry_handlers=[], timeout=15)
+    sdk_log = logging.getLogger("slack_sdk")
+    level, sdk_log.level = sdk_log.level, logging.CRITICAL
+    try:
+        client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else "error"
+        raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN ({error}): install the app and use its "
+                          "xoxb- bot token (see README, Configuration)") from None
+    except (SlackClientError, OSError) as exc:
+        reason = first_line(exc) or type(exc).__name__
+        raise SlackUnreachable(f"Slack is unreachable at {api_url} ({reason}): check the network "
+                               "or SLACK_API_URL") from None
+    finally:
+        sdk_log.setLevel(level)
+
+
 def serve(settings) -> None:
     """Run the bot until interrupted: Core, bolt App, outbox worker, then HTTP or Socket Mode."""
     from commands.core import Core
 
-    settings.require("slack_bot_token", "channel")
-    if not settings.slack_app_token:
-        settings.require("slack_signing_secret")  # HTTP mode: refuse to start rather than serve unsigned
+    # Every missing setting named at once; HTTP mode refuses to start rather than serve unsigned.
+    settings.require("database_url", "slack_bot_token", "channel",
+                     *(() if settings.slack_app_token else ("slack_signing_secret",)))
     port = _port()
     core = Core.from_settings(settings)
     bridge = Bridge.create(core)
+    check_slack(settings)
     app = build_app(bridge)
     # SIGTERM (Heroku/Railway restarts) must run the `finally` below, which releases the
     # outbox lock: otherwise the next process waits for its TTL before it may deliver.
