@@ -201,7 +201,8 @@ class PhaseRunner:
             if isinstance(team, FileResult):
                 return team
             result = self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress,
-                                            team_ledger=team, approved_sha256=self.approved_sha256(step.file))
+                                            team_ledger=team, approved_sha256=self.approved_sha256(step.file),
+                                            on_wait=lambda b: self.reporter.post(templates.step_waiting(step, b, self.run_id)))
         except psycopg.OperationalError as exc:  # the connection died mid-file: a step failure, with its real cause
             return lost_connection(self.rb, step, exc, clock.monotonic() - t0, self.core.redact)
         if not result.ok and step.migration:

@@ -184,6 +184,13 @@ def phase_started(rb: Runbook, phase: Phase, run_id: str, actor: str, roster: Ro
                  *files], run_id=run_id, informed=list(roster.members(TPM)))
 
 
+def step_waiting(step, blocker, run_id: str) -> Post:
+    """A statement of the step waits for another session (a lock, or an older snapshot that a
+    concurrent index build must outlive): who it is, while the wait goes on."""
+    return Post("step_waiting", f"Step {step.id} {step.file} is waiting for pid {blocker.pid}",
+                [blocker.describe()], run_id=run_id)
+
+
 def step_result(step_id: str, result) -> Post:
     head = f"{mark(result.ok)} Step {step_id} {result.file}: {result.executed}/{result.statements} statements in {seconds(result.duration)}"
     lines = []

@@ -54,9 +54,12 @@ class BlockerWatch:
     of each. Use as a context manager around one attempt."""
 
     def __init__(self, dsn: str, interval: float, *, pid: Callable[[], int | None] | None = None,
-                 application_name: str | None = None, secrets: Sequence[str] = ()):
-        """Watch the backend `pid()` returns, or the one named `application_name` (psql's)."""
+                 application_name: str | None = None, secrets: Sequence[str] = (),
+                 on_new: Callable[[Blocker], None] | None = None):
+        """Watch the backend `pid()` returns, or the one named `application_name` (psql's);
+        `on_new` hears of each blocking backend when it is first seen."""
         self._dsn, self._interval, self._secrets = dsn, max(0.02, interval), secrets
+        self._on_new = on_new
         self._pid, self._app = pid, application_name
         self._app_pid: int | None = None
         self._stop = threading.Event()
@@ -100,8 +103,11 @@ class BlockerWatch:
         pid = self._target(conn)
         if pid is None:
             return
-        for row in conn.execute(_BLOCKERS_SQL, {"pid": pid}):
+        for row in conn.execute(_BLOCKERS_SQL, {"pid": pid}).fetchall():
+            new = row[0] not in self._seen
             self._seen[row[0]] = self._blocker(row)
+            if new and self._on_new is not None:
+                self._on_new(self._seen[row[0]])
 
     def _blocker(self, row) -> Blocker:
         return to_blocker(row, self._secrets)

@@ -22,10 +22,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
 from core.redact import first_line, redact
-from engine import batch, indexes, ledger, locks
+from engine import batch, concurrent, indexes, ledger, locks
 from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
+from runbook.safety import CONCURRENT, LevelTimeouts, LockTimeouts
 from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_bytes
 
 __all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor", "FileChanged"]
@@ -35,6 +36,7 @@ RETRYABLE = (LOCK_NOT_AVAILABLE, DEADLOCK)  # nothing was applied; the same file
 STATEMENT_CHARS = 200
 
 ProgressFn = Callable[[int, int, Statement], None]  # (k, n, statement)
+WaitFn = Callable[[Blocker], None]  # a session the running statement waits for, first seen
 # The team's ledger statements for this file (engine.ledgers), given the duration in ms (None:
 # measured by the server); they run in the file's own transaction, after its body.
 TeamLedgerFn = Callable[[int | None], Sequence[sql.Composable]]
@@ -72,6 +74,7 @@ class FileResult:
     # transaction (its locks are taken first and kept to COMMIT), else the longest statement
     # of an autocommit file. None: not measured (psql-run files, nothing committed).
     lock_held: float | None = None
+    no_retry: bool = False  # a concurrent build failed: its level allows no blind retry
 
     @property
     def lock_timed_out(self) -> bool:
@@ -80,7 +83,7 @@ class FileResult:
     @property
     def retryable(self) -> bool:
         """Failed on a lock (timeout or deadlock victim): rolled back, safe to run again."""
-        return self.error is not None and self.error.sqlstate in RETRYABLE
+        return self.error is not None and self.error.sqlstate in RETRYABLE and not self.no_retry
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class _Run:
     secrets: tuple[str, ...]
     source: bytes = b""  # the file's bytes as read, hashed and parsed once: what runs
     team_ledger: TeamLedgerFn | None = None
+    concurrent: LevelTimeouts | None = None  # timeouts of a concurrent index build ([lock_timeouts.concurrent])
+    on_wait: "WaitFn | None" = None
     started_at: object = field(default_factory=clock.now)
     t0: float = field(default_factory=clock.monotonic)
 
@@ -183,7 +188,7 @@ class Executor:
 
     def run_step(self, rb: Runbook, step: Step, *, inputs: Mapping[str, str], record: LedgerRecord | None = None,
                  on_progress: ProgressFn | None = None, approved_sha256: str | None = None,
-                 team_ledger: TeamLedgerFn | None = None) -> FileResult:
+                 team_ledger: TeamLedgerFn | None = None, on_wait: WaitFn | None = None) -> FileResult:
         """Run a runbook step's file with the runbook's timeouts and retries (step overrides
         first) and exactly the inputs the step declares. Refuses DO-NOT-RUN/unknown files,
         and (FileChanged) bytes other than `approved_sha256` when given."""
@@ -200,13 +205,17 @@ class Executor:
             lock_timeout=step.lock_timeout if step.lock_timeout is not None else d.lock_timeout,
             statement_timeout=step.statement_timeout if step.statement_timeout is not None else d.statement_timeout,
             lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress,
-            approved_sha256=approved_sha256, team_ledger=team_ledger)
+            approved_sha256=approved_sha256, team_ledger=team_ledger,
+            by_level=None if step.lock_timeout is not None else rb.lock_timeouts,  # a step's own value wins
+            auto_analyze=rb.lock_safety.auto_analyze, on_wait=on_wait)
 
     def run_file(self, path: Path, *, inputs: Mapping[str, str] = {}, lock_timeout: float = 2.0,
                  statement_timeout: float = 300.0, lock_retries: int = 3, retry_backoff: float = 2.0,
                  record: LedgerRecord | None = None, on_progress: ProgressFn | None = None,
                  approved_sha256: str | None = None,
-                 team_ledger: TeamLedgerFn | None = None, name: str | None = None) -> FileResult:
+                 team_ledger: TeamLedgerFn | None = None, name: str | None = None,
+                 by_level: LockTimeouts | None = None, auto_analyze: bool = False,
+                 on_wait: WaitFn | None = None) -> FileResult:
         """Run one file; raises SqlFileError before touching the database if it does not parse.
         `name`: what results and the ledger call it (a runbook file: its path relative to the
         runbook); by default the file's base name.
@@ -219,11 +228,21 @@ class Executor:
         up to lock_timeout (engine.locks); its statements then run under SET LOCAL
         lock_timeout/statement_timeout. A lock not obtained (55P03) or a deadlock (40P01)
         rolls the attempt back; it is retried up to `lock_retries` times, waiting
-        retry_backoff, 2×, 4×… in between (cancel() interrupts the wait)."""
+        retry_backoff, 2×, 4×… in between (cancel() interrupts the wait).
+
+        `by_level` (the runbook's [lock_timeouts]): the file's lock_timeout and retries are those
+        of the strongest lock it takes, and a concurrent index build gets the `concurrent` ones
+        for the time it runs. `auto_analyze`: ANALYZE the tables the file built indexes on.
+        `on_wait` hears of each session the file waits for, when it is first seen."""
         source = read_verified(Path(path), approved_sha256, name)
         parsed = parse_bytes(source, Path(path), name)
+        level = by_level.for_file(parsed) if by_level is not None else None
+        if level is not None:
+            lock_timeout, lock_retries = level.lock_timeout, level.lock_retries
+            statement_timeout = level.statement_timeout or statement_timeout
         run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
-                   (*self._secrets, *inputs.values()), source, team_ledger)
+                   (*self._secrets, *inputs.values()), source, team_ledger,
+                   concurrent=by_level.for_level(CONCURRENT) if by_level is not None else None, on_wait=on_wait)
         result = FileResult(parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None,
                             False, parsed.atomic)
         attempt_fn = self._psql_attempt if parsed.needs_psql else (
@@ -242,8 +261,18 @@ class Executor:
                 break
             self._cancelled.wait(retry_backoff * 2 ** (attempt - 1))
         result.cancelled = result.cancelled or (self._cancelled.is_set() and not result.ok)
+        if result.ok and auto_analyze and concurrent.indexed_tables(parsed):
+            result.notices += self._analyze(run)
         result.duration = round(clock.monotonic() - run.t0, 3)
         return result
+
+    def _analyze(self, run: _Run) -> list[str]:
+        """auto_analyze after the file's index builds; a failure is a notice, not a failed file
+        (the indexes are there; autovacuum will analyze later)."""
+        try:
+            return concurrent.analyze(self._dsn, concurrent.indexed_tables(run.parsed), run.statement_timeout)
+        except psycopg.Error as exc:
+            return [redact(f"auto_analyze: ANALYZE failed ({first_line(exc)}); autovacuum will do it later", run.secrets)]
 
     # ------------------------------------------------------------- atomic
 
@@ -317,10 +346,12 @@ class Executor:
                     for stmt in body[result.executed:]:
                         before = None  # never a previous statement's: only what this one may leave is dropped
                         self._check_cancel()
-                        if stmt.concurrent_index:
-                            before = indexes.before_build(conn, stmt.concurrent_index[0])
-                        began = clock.monotonic()
-                        conn.execute(stmt.sql)
+                        table = concurrent.build_table(conn, stmt)
+                        if table:
+                            before = (table, *indexes.before_build(conn, table))
+                        with concurrent.timeouts(conn, run.concurrent if table else None, run.settings()):
+                            began = clock.monotonic()
+                            conn.execute(stmt.sql)
                         result.lock_held = max(result.lock_held or 0.0, round(clock.monotonic() - began, 3))
                         if stmt.concurrent_index and stmt.concurrent_index[1] and \
                                 indexes.is_invalid(conn, stmt.concurrent_index[1]):
@@ -346,14 +377,15 @@ class Executor:
                 except psycopg.Error as exc:
                     failing = body[result.executed] if result.executed < len(body) else None
                     self._failed(run, result, exc, failing)
-                    if failing is not None and failing.concurrent_index and before is not None:
-                        self._drop_left_invalid(run, result, failing, before)
+                    if failing is not None and before is not None:
+                        result.no_retry = run.concurrent is not None and run.concurrent.lock_retries == 0
+                        self._drop_left_invalid(run, result, before[0], (before[1], before[2]))
 
-    def _drop_left_invalid(self, run: _Run, result: FileResult, stmt: Statement, before: tuple[list[int], str]) -> None:
-        """A failed CREATE INDEX CONCURRENTLY: drop the INVALID index it left (engine.indexes),
+    def _drop_left_invalid(self, run: _Run, result: FileResult, table: str, before: tuple[list[int], str]) -> None:
+        """A failed concurrent build on `table`: drop the INVALID index it left (engine.indexes),
         and say so in the error the operator reads."""
         timeouts = {k: v for k, v in run.settings().items() if k in ("lock_timeout", "statement_timeout")}
-        notes = indexes.drop_left_invalid(self._dsn, stmt.concurrent_index[0], before, timeouts)
+        notes = indexes.drop_left_invalid(self._dsn, table, before, timeouts)
         if notes and result.error is not None:
             result.error = replace(result.error, message=redact(f"{result.error.message}; {'; '.join(notes)}", run.secrets))
 
@@ -396,7 +428,7 @@ class Executor:
         result.error = self._error(parsed.name, out.error_line or (stmt.line if stmt else 0), stmt,
                                    out.error_state, out.error_message or "psql failed", run.secrets)
         if stmt is not None and stmt.concurrent_index and stmt.concurrent_index[0] in before:
-            self._drop_left_invalid(run, result, stmt, before[stmt.concurrent_index[0]])
+            self._drop_left_invalid(run, result, stmt.concurrent_index[0], before[stmt.concurrent_index[0]])
 
     def _indexes_before(self, tables: set[str]) -> dict[str, tuple[list[int], str]]:
         """For a psql-run file: the indexes of each table it builds an index on concurrently,
@@ -503,7 +535,9 @@ class _Watch:
 
     def __init__(self, ex: Executor, run: _Run, result: FileResult):
         self._result = result
-        self._watch = BlockerWatch(ex._dsn, run.lock_timeout / 4, pid=lambda: ex._pid, secrets=run.secrets)
+        # At most a second apart: a concurrent build may wait minutes, and who it waits for is news.
+        self._watch = BlockerWatch(ex._dsn, min(run.lock_timeout / 4, 1.0), pid=lambda: ex._pid, secrets=run.secrets,
+                                   on_new=run.on_wait)
 
     def __enter__(self) -> BlockerWatch:
         return self._watch.__enter__()
