@@ -9,6 +9,13 @@ client queues behind it). A third run without migration is the reference. Prints
 worst latency any client saw and the throughput of each run.
 
     .venv/bin/python bench/lock_stall.py [--hold 30] [--clients 4] [--lock-timeout 2]
+
+`--case index`: the same traffic while the bot builds an index on the busy, pre-filled
+platform.audit_logs (--rows) — once with CREATE INDEX CONCURRENTLY (the executor's concurrent
+level: it waits for older transactions, writes go on), once with the same CREATE INDEX without
+CONCURRENTLY (SHARE lock: every INSERT waits for the whole build).
+
+    .venv/bin/python bench/lock_stall.py --case index [--rows 2000000] [--clients 4]
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from engine.executor import Executor  # noqa: E402
 from runbook.model import Defaults  # noqa: E402
+from runbook.safety import CONCURRENT, LevelTimeouts, LockTimeouts  # noqa: E402
 
 SERVER = os.environ.get("MIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLES = ("organizations", "projects", "audit_logs")
@@ -51,6 +59,11 @@ TRAFFIC = """\\set id random(1, 1000)
 SELECT p.name, o.name FROM platform.projects p JOIN platform.organizations o ON o.id = p.organization_id WHERE p.id = :id;
 INSERT INTO platform.audit_logs (project_id, action) VALUES (:id, 'view');
 """
+
+
+INDEX_SQL = "CREATE INDEX {concurrently}audit_logs_project_at_idx ON platform.audit_logs (project_id, at);\n"
+FILL = """INSERT INTO platform.audit_logs (project_id, action, at)
+SELECT 1 + g %% 1000, 'view', now() - g * interval '1 second' FROM generate_series(1, %s) g"""
 
 
 def migration_sql() -> str:
@@ -102,7 +115,13 @@ def hold_lock(dsn: str, seconds: float, ready: threading.Event) -> None:
 
 def apply_migration(mode: str, dsn: str, path: Path, args, report: dict) -> None:
     start = time.monotonic()
-    if mode == "executor":
+    if mode in ("concurrent", "plain"):
+        levels = LockTimeouts({CONCURRENT: LevelTimeouts(lock_timeout=600.0, lock_retries=0, statement_timeout=3600.0)})
+        result = Executor(dsn).run_file(path, lock_timeout=args.lock_timeout, lock_retries=args.lock_retries,
+                                        retry_backoff=args.retry_backoff, statement_timeout=3600.0, by_level=levels)
+        report["outcome"] = "built" if result.ok else f"failed: {result.error.message}"
+        report["attempts"] = result.attempts
+    elif mode == "executor":
         d = Defaults()
         result = Executor(dsn).run_file(path, lock_timeout=args.lock_timeout, lock_retries=args.lock_retries,
                                         retry_backoff=args.retry_backoff, statement_timeout=d.statement_timeout)
@@ -133,7 +152,11 @@ def run(mode: str, template: str, args, tmp: Path) -> dict:
              "--log", f"--log-prefix={logdir}/pb", "-d", dsn],
             stdout=output, stderr=subprocess.STDOUT, text=True)
         workers = []
-        if mode != "none":
+        if mode in ("concurrent", "plain"):
+            time.sleep(WARMUP)
+            workers.append(threading.Thread(target=apply_migration, args=(mode, dsn, tmp / f"{mode}.sql", args, report)))
+            workers[-1].start()
+        elif mode != "none":
             time.sleep(WARMUP)  # traffic warmed up
             ready = threading.Event()
             workers.append(threading.Thread(target=hold_lock, args=(dsn, args.hold, ready)))
@@ -185,7 +208,11 @@ def main() -> None:
     parser.add_argument("--lock-timeout", type=float, default=d.lock_timeout)
     parser.add_argument("--lock-retries", type=int, default=d.lock_retries)
     parser.add_argument("--retry-backoff", type=float, default=d.retry_backoff)
+    parser.add_argument("--case", choices=("lock", "index"), default="lock")
+    parser.add_argument("--rows", type=int, default=2_000_000, help="--case index: rows in platform.audit_logs")
     args = parser.parse_args()
+    if args.case == "index":
+        return index_case(args)
     template = create_db()
     try:
         with psycopg.connect(dsn_for(template), autocommit=True) as conn:
@@ -199,6 +226,37 @@ def main() -> None:
     finally:
         drop_db(template)
     show(reports, args)
+
+
+def index_case(args) -> None:
+    """pgbench while the bot builds an index on the busy table: CONCURRENTLY vs plain."""
+    template = create_db()
+    try:
+        with psycopg.connect(dsn_for(template), autocommit=True) as conn:
+            conn.execute(SCHEMA)
+            conn.execute(FILL % int(args.rows))
+            conn.execute("VACUUM ANALYZE platform.audit_logs")
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "traffic.sql").write_text(TRAFFIC)
+            (tmp / "concurrent.sql").write_text(INDEX_SQL.format(concurrently="CONCURRENTLY "))
+            (tmp / "plain.sql").write_text(INDEX_SQL.format(concurrently=""))
+            reports = [run(mode, template, args, tmp) for mode in ("none", "concurrent", "plain", "none")]
+    finally:
+        drop_db(template)
+    refs = [r for r in reports if r["mode"] == "none"]
+    base = sum(r["tps"] for r in refs) / len(refs)
+    print(f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run; the bot builds an index on "
+          f"platform.audit_logs ({args.rows:,} rows, INSERTed into by every client transaction)")
+    for r in reports:
+        line = (f"  {r['mode']:<10} worst latency {r['worst_ms']:9.1f} ms   throughput {r['tps']:8.1f} tps "
+                f"({r['tps'] / base * 100 if base else 0:5.1f}% of no-migration)")
+        if r["mode"] != "none":
+            line += f"   index: {r['outcome']} in {r['took']:.1f} s"
+        print(line)
+    conc, plain = (next(r for r in reports if r["mode"] == m) for m in ("concurrent", "plain"))
+    if conc["worst_ms"]:
+        print(f"worst latency plain / concurrent: {plain['worst_ms'] / conc['worst_ms']:.1f}x")
 
 
 def show(reports: list[dict], args) -> None:
