@@ -77,12 +77,14 @@ def deployment_line(settings: Settings, timeout: float, probe: HttpProbe = DEPLO
 def http_line(settings: Settings, probe: HttpProbe, timeout: float) -> CheckLine:
     """A declared smoke test: the request answers the status (and body) the runbook expects."""
     base = inputs.setting_value(settings, probe.url_env)
+    wanted = " or ".join(str(s) for s in probe.expect_status) + (f" {probe.expect_body}" if probe.expect_body else "")
+    target = _join(base, probe.path) if base else f"{probe.url_env}/{probe.path.lstrip('/')}"
+    spec = Spec(f"http:{probe.name}", f"HTTP: {probe.name}", f"{probe.method} {target} (timeout {timeout:g} s)",
+                f"HTTP {wanted}")
+    if not base:
+        return line(spec, False, f"not configured ({probe.url_env} unset)")
     evidence = run_smoke(base, probe.as_smoke(), timeout)
-    how = evidence.how if base else f"{probe.method} {probe.url_env}/{probe.path.lstrip('/')}"
-    spec = Spec(f"http:{probe.name}", f"HTTP: {probe.name}", f"{how} (timeout {timeout:g} s)",
-                f"HTTP {evidence.expected}")
-    observed = evidence.observed.replace("DEPLOYMENT_URL", probe.url_env) if not base else evidence.observed
-    return line(spec, evidence.ok, observed, settings.secrets())
+    return line(spec, evidence.ok, evidence.observed, settings.secrets())
 
 
 def _join(base: str, path: str) -> str:
