@@ -144,7 +144,7 @@ def test_the_home_tab_shows_the_run_waiting_for_the_tpm(bot, standin):
     bot.bridge.wait_work()
     bot.slack.event({"type": "app_home_opened", "user": TPM, "channel": "D0HOME", "tab": "home"})
     view = json.dumps(standin.wait_method("views.publish")[0].body["view"])
-    assert "Waiting for a decision" in view and "<@U0DYLAN>" in view and "*go*" in view
+    assert "Waiting for a decision" in view and "<@U0DYLAN>" in view and "awaiting the TPM" in view
 
 
 def test_a_button_of_an_older_run_cannot_decide_the_current_one(bot, standin):

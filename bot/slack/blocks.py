@@ -358,10 +358,13 @@ def defer_reason(values: dict) -> str:
 
 
 # -- App Home -------------------------------------------------------------------------------
-def home_view(current: list[str], pending: list[str], history: list[str]) -> dict:
-    """The Home tab: the current run, what waits for a decision, and the last runs."""
+def home_view(current: list[str], pending: list[str], history: list[str], followups: list[str] = ()) -> dict:
+    """The Home tab: the current run's card, what waits for a decision, the last runs and the
+    follow-ups still due."""
     blocks = [header("Migration runs"), section("*Current run*"), *[section(t) for t in chunks(current or ["No run in progress."])]]
     if pending:
         blocks += [section("*Waiting for a decision*"), *[section(t) for t in chunks(pending)]]
     blocks += [{"type": "divider"}, section("*Last runs*"), *[section(t) for t in chunks(history or ["No runs yet."])]]
+    blocks += [{"type": "divider"}, section("*Follow-ups due*"),
+               *[section(t) for t in chunks(list(followups) or ["Nothing scheduled."])]]
     return {"type": "home", "blocks": fit(blocks, [], MAX_VIEW_BLOCKS)[0]}

@@ -1,42 +1,72 @@
-"""The App Home tab: the current run (status, phases, pending decision) and the last runs."""
+"""The App Home tab, the team's dashboard: the current run's card, what waits for a decision,
+the last runs (outcome, duration, who approved) and the follow-ups still due."""
 from __future__ import annotations
 
+import logging
+
 from bot.slack import blocks
+from commands import card
+from commands.info import status_word
+from commands.templates import OK_MARK, FAIL_MARK, seconds
 from core.clock import hhmm
+from state.machine import Status
+
+log = logging.getLogger(__name__)
 
 # Statuses in which the run waits for the TPM's decision.
-AWAITING_DECISION = {"go"}
+AWAITING_DECISION = {Status.GO, Status.RESTORE_REQUESTED}
+OUTCOME_MARK = {Status.SUCCEEDED: OK_MARK, Status.RESTORED: "🛟", Status.ROLLED_BACK: "↩️", Status.FAILED: FAIL_MARK,
+                Status.DEFERRED: "⛔", Status.NO_GO: "⛔", Status.ABORTED: "⏹️", Status.INTERRUPTED: "⚠️"}
 
 
-def run_lines(run) -> list[str]:
-    """One run as lines: status, who started it and when, its phases and the decision."""
-    lines = [f"*{run.runbook}* · run `{run.id}` · *{run.status}*",
-             f"started by <@{run.created_by}> on {run.created_at:%Y-%m-%d} at {hhmm(run.created_at)}"]
-    for number, phase in run.phases.items():
-        took = f" ({blocks.duration(phase.duration)})" if phase.duration is not None else ""
-        lines.append(f"• phase {number}: {phase.status}{took}")
-    if run.decision:
-        lines.append(f"decision: {run.decision.get('what')} by <@{run.decision.get('by')}>"
-                     + (f" ({run.decision['reason']})" if run.decision.get("reason") else ""))
-    return lines
+def run_lines(core, run) -> list[str]:
+    """The current run as its live card (the same facts as the channel's parent message)."""
+    facts = card.describe(run, core.runbook, core.roster)
+    lines = [f"*{core.runbook.title}* · run `{run.id}` · started by <@{run.created_by}> "
+             f"on {run.created_at:%Y-%m-%d} at {hhmm(run.created_at)}"]
+    return lines + blocks.card_lines(facts)
 
 
 def pending_lines(run, roster) -> list[str]:
-    if run is None or str(run.status) not in AWAITING_DECISION:
+    if run is None or run.status not in AWAITING_DECISION:
         return []
-    return [f"Run `{run.id}` passed preflight and waits for GO / NO-GO from {roster.mention('tpm')}."]
+    what = "the restore from backup" if run.status is Status.RESTORE_REQUESTED else "GO / NO-GO"
+    return [f"Run `{run.id}` waits for {what} from {roster.mention('tpm')}."]
+
+
+def took(run) -> float:
+    """How long the run lasted: from its pre-flight to its last change of state (stored times)."""
+    return (run.updated_at - run.created_at).total_seconds()
 
 
 def history_line(run) -> str:
-    return f"• `{run.id}` {run.created_at:%Y-%m-%d} {hhmm(run.created_at)}: *{run.status}*"
+    """`✅ run-id 2026-12-07 03:00 — succeeded · lasted 3 min 05 s · approved by <@U…>`."""
+    mark = OUTCOME_MARK.get(run.status, "•")
+    parts = [status_word(run), f"lasted {seconds(took(run))}"]
+    approver = (run.approval or {}).get("by")
+    parts.append(f"approved by <@{approver}>" if approver else "not approved")
+    return f"{mark} `{run.id}` {run.created_at:%Y-%m-%d} {hhmm(run.created_at)} — " + " · ".join(parts)
+
+
+def followup_lines(core) -> list[str]:
+    """Scheduled starts and follow-ups still due for this database (not the health checks)."""
+    from scheduling.scheduler import for_core
+
+    try:
+        jobs = [j for j in for_core(core).jobs() if j.get("run_id")]
+    except Exception as exc:  # noqa: BLE001 - the dashboard still shows the rest
+        log.warning("App Home: schedule unavailable: %s", core.redact(str(exc))[:200])
+        return ["Schedule unavailable right now."]
+    return [f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M} UTC" if j["next_run_at"] else f"⏱ {j['name']}: paused"
+            for j in jobs]
 
 
 def view(core) -> dict:
-    """The Home tab's view, from the run store."""
+    """The Home tab's view, from the run store and the scheduler."""
     current = core.store.current()
     history = [r for r in core.store.history() if current is None or r.id != current.id]
-    return blocks.home_view(run_lines(current) if current else [], pending_lines(current, core.roster),
-                            [history_line(r) for r in history])
+    return blocks.home_view(run_lines(core, current) if current else [], pending_lines(current, core.roster),
+                            [history_line(r) for r in history], followup_lines(core))
 
 
 def publish(core, client, user: str) -> None:
