@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import re
 import zlib
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from engine.ledgers.base import Entry, Ledger, _exists, duration_sql
 from engine.ledgers.table import identifier
+from runbook.flywaynames import parse_name
 
-NAME = re.compile(r"^(?P<prefix>[VUR])(?P<version>[^_]*(?:_[^_]+)*?)__(?P<description>.+)\.sql$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -31,16 +30,6 @@ def checksum(data: bytes) -> int:
     for line in lines:
         crc = zlib.crc32(line.encode("utf-8"), crc)
     return crc - (1 << 32) if crc >= 1 << 31 else crc
-
-
-def parse_name(file_name: str) -> tuple[str, str | None, str] | None:
-    """(prefix, version, description) of a Flyway script name, as Flyway reads it: `V1_1__Add_x.sql`
-    → ("V", "1.1", "Add x"); a repeatable (`R__…`) has no version. None: not a Flyway name."""
-    match = NAME.match(Path(file_name).name)
-    if not match:
-        return None
-    version = match["version"].replace("_", ".") or None
-    return match["prefix"], version, match["description"].replace("_", " ")
 
 
 def ddl(table: str) -> list[sql.Composable]:

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.ledgers.flyway import parse_name
+import re
+
+from runbook.flywaynames import parse_name
 from runbook.importers.found import Found, ImportRefused, Migration, check_versions, version_tuple
+
+PLACEHOLDER = re.compile(r"\$\{[A-Za-z_:.][\w:.]*\}")  # ${name}, ${flyway:user}
 
 
 def detect(folder: Path) -> bool:
@@ -38,6 +42,10 @@ def scan(folder: Path) -> Found:
         while len(parts) > 1 and parts[-1] == 0:  # Flyway: 1.0 and 1 are one version
             parts.pop()
         key = ".".join(map(str, parts))
+        placeholder = PLACEHOLDER.search(path.read_text(encoding="utf-8", errors="replace"))
+        if placeholder:
+            raise ImportRefused(f"{rel} uses the Flyway placeholder {placeholder.group(0)}, which Flyway replaces before "
+                                "running — expected plain SQL (the bot runs each file as it is)")
         (ups if prefix == "V" else downs).setdefault(key, []).append(rel)
         if prefix == "V":
             descriptions[key] = description
