@@ -98,3 +98,33 @@ def test_in_socket_mode_the_app_still_checks_signatures_with_a_secret_nobody_kno
     socket = settings.with_(slack_signing_secret=None, slack_app_token="xapp-1-socket")
     first, second = signing_secret(socket), signing_secret(socket)
     assert len(first) >= 32 and first != second
+
+
+def test_the_built_app_itself_refuses_an_unsigned_request(settings, standin, caplog):  # noqa: F811
+    """bolt's own check stays on behind the edge's: an unsigned request dispatched straight to
+    the app is 401, runs nothing, and its body is not logged."""
+    import logging
+    import time
+    import urllib.parse
+
+    from slack_bolt.request import BoltRequest
+
+    from bot.slack.app import build_app
+    from bot.slack.bridge import Bridge
+    from commands.core import Core
+
+    caplog.set_level(logging.DEBUG)
+    core = Core.from_settings(settings.with_(slack_api_url=standin.base_url))
+    bridge = Bridge.create(core)
+    try:
+        app = build_app(bridge)
+        body = urllib.parse.urlencode({"command": "/migrate", "text": "approve BODYMARKER", "user_id": "U0DYLAN",
+                                       "team_id": "T0TEAM", "trigger_id": "1.1.t", "response_url": standin.response_url()})
+        headers = {"content-type": ["application/x-www-form-urlencoded"], "x-slack-signature": ["v0=" + "0" * 64],
+                   "x-slack-request-timestamp": [str(int(time.time()))]}
+        response = app.dispatch(BoltRequest(body=body, headers=headers))
+        assert bridge.wait_work(10)
+    finally:
+        bridge.close()
+    assert response.status == 401
+    assert not any("BODYMARKER" in r.getMessage() for r in caplog.records)
