@@ -138,3 +138,12 @@ def test_a_timestamp_that_is_not_a_number_is_refused_with_401(bot, scripted):
     status, _ = _post_raw(bot, b"text=help", {"Content-Type": "application/x-www-form-urlencoded",
                                               "X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"})
     assert status == 401 and scripted.executed == []
+
+
+@pytest.mark.parametrize("raw,content_type", [
+    (b"{", "application/json"), (b"[1, 2]", "application/json"), (b'"text"', "application/json"),
+    (b"payload={", "application/x-www-form-urlencoded"), (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
+])
+def test_a_signed_body_that_is_not_a_slack_payload_is_400_not_500(bot, scripted, raw, content_type):
+    status, _ = _post_raw(bot, raw, {**_signed_headers(bot, raw), "Content-Type": content_type})
+    assert status == 400 and scripted.executed == []

@@ -85,7 +85,12 @@ def make_wsgi_app(core, app: App) -> Callable:
         refused = _unverified(verifier, raw, headers)
         if refused is not None:
             return _respond(start_response, refused[0], refused[1], [("Content-Type", "text/plain")])
-        response = app.dispatch(BoltRequest(body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=headers))
+        try:  # bolt parses the body while building the request: JSON that is not an object fails there
+            request = BoltRequest(body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=headers)
+        except (ValueError, AttributeError):
+            log.warning("refused a signed request to %s: its %d-byte body is not a Slack payload", EVENTS_PATH, len(raw))
+            return _respond(start_response, 400, b"not a Slack payload", [("Content-Type", "text/plain")])
+        response = app.dispatch(request)
         headers = [(k, v) for k, values in response.headers.items() for v in values if k.lower() != "content-length"]
         # Every request is acked within milliseconds and deduplicated: Slack must not re-send.
         headers.append(("X-Slack-No-Retry", "1"))
