@@ -38,24 +38,32 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
                              plan=plan(core.runbook))
     what = "scheduled" if cmd.at else "go"
     decision = {"by": user, "at": now.isoformat(), "what": what,
-                "scheduled_for": cmd.at.isoformat() if cmd.at else None}
+                "scheduled_for": cmd.at.isoformat() if cmd.at else None,
+                **({"replaces_scheduled": (run.approval or {}).get("scheduled_for")}
+                   if run.status is Status.SCHEDULED and cmd.at is None else {})}
     try:
         core.store.transition(run.id, Status.SCHEDULED if cmd.at else Status.APPROVED, actor=user, action="approve",
                               fields={"approval": approval, "decision": decision}, evidence=decision)
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
-    problem = None
-    if cmd.at is not None:
-        from scheduling import hooks  # scheduling imports commands.run: imported here to avoid a cycle
+    note = None  # what the TPM must know about the start: a schedule not stored, a schedule replaced
+    from scheduling import hooks  # scheduling imports commands.run: imported here to avoid a cycle
 
-        problem = hooks.scheduled(core, run.id, cmd.at)
+    if cmd.at is not None:
+        note = hooks.scheduled(core, run.id, cmd.at)
+    elif run.status is Status.SCHEDULED:  # GO now replaces the scheduled GO: its start job goes
+        removed = hooks.cancelled(core, run.id)
+        note = (f"The scheduled start ({_scheduled_for(run)} UTC) was cancelled: GO now replaces it."
+                if removed else f"GO now replaces the GO scheduled for {_scheduled_for(run)} UTC.")
     post = templates.decision(core.runbook, run.id, user, what, now, scheduled_for=cmd.at)
     post.lines.append(f"{core.roster.mention(COORDINATOR)}: " + (
         f"it starts by itself at {cmd.at:%H:%M} UTC" if cmd.at else "`/migrate run` when ready (or phase owners: `run phase n`)"))
+    if cmd.at is None and run.status is Status.SCHEDULED:
+        post.lines.append(note)
     when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""
     return Outcome(OK, reply=[f"GO{' scheduled' + when if cmd.at else ''} recorded. Approval valid until "
                               f"{approval['expires_at'][:16].replace('T', ' ')} UTC and bound to the files' checksums.",
-                              *([problem] if problem else [])],
+                              *([note] if note else [])],
                    posts=[post], run_id=run.id)
 
 
@@ -89,6 +97,10 @@ def _why_not_decidable(run, now, cmd: Command) -> str | None:
     if run.status not in DECIDABLE:
         return f"nothing to approve: the run is {run.status.value}; approval needs a GO pre-flight (`/migrate preflight`)"
     return None
+
+
+def _scheduled_for(run) -> str:
+    return str((run.approval or {}).get("scheduled_for") or "?")[:16].replace("T", " ")
 
 
 def _why_not_at(core: Core, at, now) -> str | None:

@@ -108,6 +108,7 @@ class PhaseRunner:
             if self._abort_requested():
                 return self._aborted(phase, step, None, started)
             before = self._state_fingerprint()
+            step_started = clock.now()
             earlier = any(done.get(s.id, {}).get("ok") for s in phase.steps[:phase.steps.index(step)])
             try:
                 result = self._run_step(phase, step, started)
@@ -123,7 +124,7 @@ class PhaseRunner:
                 self._steps = self._with_steps(done)
                 if result.cancelled or self._abort_requested():
                     return self._aborted(phase, step, result, started, before)
-                return self._step_failed(phase, step, result, started, before, earlier)
+                return self._step_failed(phase, step, result, started, before, earlier, step_started)
         self._steps = self._with_steps(done)
         # Everything the phase names runs right after it: its checks, its suites (a sqitch
         # verify script), its smoke tests; any failing one fails the phase.
@@ -270,13 +271,15 @@ class PhaseRunner:
     # ------------------------------------------------------------ failures
 
     def _step_failed(self, phase: Phase, step: Step, result: FileResult, started: float, before: tuple | None,
-                     earlier: bool) -> bool:
+                     earlier: bool, step_started=None) -> bool:
         rollback_status, rolled_back = self._apply_policy(step, result, earlier)
         if rolled_back and self._steps is not None:  # the phase's applied steps were undone with it
             for undone in phase.steps:
                 self._steps["steps"].pop(undone.id, None)
             mark_undone(self._steps, phase.number)
         state = self._database_status(before)
+        if state.startswith("Unknown") and result.atomic and not rolled_back and step_started is not None:
+            state = self._rolled_back_step_status(step, result, step_started, state)
         action = self._action_required(phase, step, rolled_back, state)
         if step.migration:
             action += f". Ledger — {self.ledger.failure_help(self.ledger.entry(step, self.actor))}"
@@ -289,6 +292,23 @@ class PhaseRunner:
         self.reporter.post(templates.phase_failed(phase, self.run_id, clock.monotonic() - started, self._error_text(result)))
         self.reporter.post(self._failure_post(phase, step, self._error_text(result), rollback_status, state, action))
         return False
+
+    def _rolled_back_step_status(self, step: Step, result: FileResult, step_started, unknown: str) -> str:
+        """What is known when the schema could not be compared (the check waits behind the same
+        lock that stalled the step, or the database is away): an atomic step whose ledger row,
+        written in its own transaction, is absent did not commit — the database is unchanged by
+        it, whatever the comparison could not show."""
+        try:
+            committed = ledger.step_committed(self.dsn, run_id=self.run_id, step=step.id,
+                                              sha256=self.approved_sha256(step.file),
+                                              since=step_started, timeout=self.rb.defaults.lock_timeout + 3)
+        except psycopg.Error:  # the ledger is unreadable too: nothing more is known
+            return unknown
+        if committed:
+            return unknown
+        reason = unknown.split(" — ", 1)[-1]
+        return (f"Unchanged by step {step.id} — its transaction was rolled back (its ledger row, written in that "
+                f"transaction, is absent); the schema could not be compared now ({reason})")
 
     def _apply_policy(self, step: Step, result: FileResult, earlier: bool) -> tuple[str, bool]:
         """Carry out the step's failure policy; return (what the rollback status field says, rolled back?).

@@ -58,6 +58,21 @@ def applied_files(dsn: str, runbook: str) -> list[dict]:
         return conn.execute("SELECT * FROM migrate_bot.applied_files WHERE runbook = %s ORDER BY id", (runbook,)).fetchall()
 
 
+def step_committed(dsn: str, *, run_id: str, step: str, sha256: str, since, timeout: float = 5.0) -> bool:
+    """Whether the ledger holds a row of `step` of this run with these bytes, started at or
+    after `since`: the row is written in the step's own transaction, so its absence proves the
+    transaction did not commit. Reads only the ledger table, under lock and statement
+    timeouts: never queued behind the lock that stalled the step."""
+    ms = int(timeout * 1000)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout)),
+                         options=f"-c lock_timeout={ms} -c statement_timeout={ms}") as conn:
+        if not _exists(conn, "migrate_bot.applied_files"):
+            return False
+        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM migrate_bot.applied_files WHERE run_id = %s "
+                                 "AND step = %s AND sha256 = %s AND started_at >= %s)",
+                                 (run_id, step, sha256, since)).fetchone()[0])
+
+
 def record_version(dsn: str, version: str, description: str = "", *, table: str = "schema_migrations",
                    column: str = "version") -> None:
     """Add `version` to the runbook's `table` ledger (idempotent: an existing row is left as is)."""

@@ -55,8 +55,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.GO: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED}),
     S.NO_GO: frozenset({S.DEFERRED}),
     S.APPROVED: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED, S.RUNNING}),
-    # a scheduled run starts at its time, is cancelled (deferred) or moved (scheduled again)
-    S.SCHEDULED: frozenset({S.SCHEDULED, S.DEFERRED, S.RUNNING}),
+    # a scheduled run starts at its time, is cancelled (deferred), moved (scheduled again) or
+    # brought forward by the TPM's GO now (approved)
+    S.SCHEDULED: frozenset({S.APPROVED, S.SCHEDULED, S.DEFERRED, S.RUNNING}),
     S.DEFERRED: frozenset(),  # final: a new preflight starts a new run
     S.RUNNING: frozenset({S.PHASE_DONE, S.FAILED, S.ROLLING_BACK, S.ABORTED, S.INTERRUPTED}),
     S.PHASE_DONE: frozenset({S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORE_REQUESTED}),
