@@ -19,7 +19,7 @@ import psycopg
 from pglast.parser import parse_sql_json
 from psycopg import sql as pgsql
 
-from runbook.safety import LevelTimeouts
+from runbook.safety import CONCURRENT, LevelTimeouts, LockTimeouts
 from runbook.sqlfile import ParsedFile, Statement
 
 _CREATE_INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
@@ -52,6 +52,15 @@ def build_table(conn: psycopg.Connection, stmt: Statement) -> str | None:
         return name
     row = conn.execute(_INDEX_TABLE, (name,)).fetchone()
     return row[0] if row else None
+
+
+def file_level(by_level: LockTimeouts, parsed: ParsedFile) -> LevelTimeouts | None:
+    """The timeouts a whole file runs under: its strongest listed lock level's, except for a file
+    psql runs in one session, which waits as long as its concurrent build may (psql cannot
+    change the setting between its statements)."""
+    if parsed.needs_psql and any(is_concurrent_build(s) for s in parsed.body):
+        return by_level.for_level(CONCURRENT)
+    return by_level.for_file(parsed)
 
 
 @contextmanager

@@ -236,7 +236,7 @@ class Executor:
         `on_wait` hears of each session the file waits for, when it is first seen."""
         source = read_verified(Path(path), approved_sha256, name)
         parsed = parse_bytes(source, Path(path), name)
-        level = by_level.for_file(parsed) if by_level is not None else None
+        level = concurrent.file_level(by_level, parsed) if by_level is not None else None
         if level is not None:
             lock_timeout, lock_retries = level.lock_timeout, level.lock_retries
             statement_timeout = level.statement_timeout or statement_timeout
@@ -396,7 +396,7 @@ class Executor:
         as a second -f in the same transaction."""
         parsed = run.parsed
         single = parsed.atomic and not parsed.manages_transaction
-        before = self._indexes_before({s.concurrent_index[0] for s in parsed.body if s.concurrent_index})
+        before = self._indexes_before([s for s in parsed.body if concurrent.is_concurrent_build(s)])
         app = f"{self._app}/{clock.now().strftime('%H%M%S%f')}"
         conninfo, env = child_env(self._dsn, run.settings(), app)
         with tempfile.TemporaryDirectory(prefix="migrate-bot-") as tmp:
@@ -407,7 +407,8 @@ class Executor:
             with self._guard:
                 self._psql = proc
             try:
-                with BlockerWatch(self._dsn, run.lock_timeout / 4, application_name=app, secrets=run.secrets) as watch:
+                with BlockerWatch(self._dsn, min(run.lock_timeout / 4, 1.0), application_name=app,
+                                  secrets=run.secrets, on_new=run.on_wait) as watch:
                     out = proc.run()
                 _merge_blockers(result, watch.blockers)
             finally:
@@ -427,18 +428,21 @@ class Executor:
         result.cancelled = self._cancelled.is_set()
         result.error = self._error(parsed.name, out.error_line or (stmt.line if stmt else 0), stmt,
                                    out.error_state, out.error_message or "psql failed", run.secrets)
-        if stmt is not None and stmt.concurrent_index and stmt.concurrent_index[0] in before:
-            self._drop_left_invalid(run, result, stmt.concurrent_index[0], before[stmt.concurrent_index[0]])
+        if stmt is not None and stmt.index in before:
+            table, snapshot = before[stmt.index]
+            self._drop_left_invalid(run, result, table, snapshot)
+            result.no_retry = run.concurrent is not None and run.concurrent.lock_retries == 0
 
-    def _indexes_before(self, tables: set[str]) -> dict[str, tuple[list[int], str]]:
-        """For a psql-run file: the indexes of each table it builds an index on concurrently,
-        before it runs (psql gives no hook between statements). Empty when unreadable: the
-        clean-up after a failed build then does not happen, and nothing else changes."""
-        if not tables:
+    def _indexes_before(self, builds: list[Statement]) -> dict[int, tuple[str, tuple[list[int], str]]]:
+        """For a psql-run file: for each concurrent build (by statement index), its table and that
+        table's indexes before the file runs (psql gives no hook between statements). Empty when
+        unreadable: the clean-up after a failed build then does not happen, and nothing else changes."""
+        if not builds:
             return {}
         try:
             with psycopg.connect(self._dsn, autocommit=True, connect_timeout=10) as conn:
-                return {table: indexes.before_build(conn, table) for table in tables}
+                tables = {s.index: concurrent.build_table(conn, s) for s in builds}
+                return {i: (t, indexes.before_build(conn, t)) for i, t in tables.items() if t}
         except psycopg.Error:
             return {}
 

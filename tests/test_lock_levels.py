@@ -10,9 +10,11 @@ from pathlib import Path
 
 import psycopg
 
+from commands import Core
 from engine.executor import Executor
 from runbook.model import load_runbook
 from tests.support import pg
+from tests.support.flow import LIU, Console
 from tests.support.runbooks import TableLock
 
 
@@ -160,3 +162,38 @@ def test_auto_analyze_runs_analyze_on_the_indexed_table_only_when_asked(db_005, 
     result, _ = run(db_005, runbook(tmp_path, sql, "[lock_safety]\nauto_analyze = true\n"))
     assert result.ok and "ANALYZE public.busy after its index was built (auto_analyze)" in result.notices
     assert pg.scalar(db_005, last_analyze)
+
+
+def test_run_posts_whom_a_concurrent_build_waits_for_while_it_waits(settings, tmp_path):
+    busy_table(settings.database_url)
+    path = runbook(tmp_path, "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
+                   CONCURRENT_3S.replace("3s", "30s"))
+    (path.parent / "down.sql").write_text("DROP INDEX CONCURRENTLY IF EXISTS public.busy_payload_idx;\n")
+    path.write_text(path.read_text().replace('owner = "database-engineer"\n', 'owner = "database-engineer"\nrollback = "down.sql"\n'))
+    console = Console(Core.from_settings(settings.with_(runbook_path=path)))
+    console.approved()
+    old = OldSnapshot(settings.database_url)
+    threading.Timer(2.0, old.end).start()
+    code, out = console(LIU, "run phase 1")
+    assert code == 0, out
+    assert f"Step 1.1 step.sql is waiting for pid {old.pid}" in out and "idle in transaction" in out
+    assert pg.scalar(settings.database_url,
+                     "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass")
+
+
+def test_a_psql_run_file_gets_the_concurrent_wait_and_its_failed_reindex_leaves_no_invalid_index(db_005, tmp_path):
+    busy_table(db_005)
+    execute(db_005, "CREATE INDEX busy_payload_idx ON public.busy (payload)")
+    path = runbook(tmp_path, """
+        \\echo rebuilding busy_payload_idx
+        REINDEX INDEX CONCURRENTLY public.busy_payload_idx;
+    """, CONCURRENT_3S.replace("3s", "2s"))
+    old, waits = OldSnapshot(db_005), []
+    try:
+        result, elapsed = run(db_005, path, waits)
+    finally:
+        old.end()
+    assert not result.ok and result.attempts == 1 and elapsed >= 2.0  # the concurrent wait, not 500 ms × 4
+    assert old.pid in [b.pid for b in waits]
+    assert "busy_payload_idx_ccnew" in result.error.message and "dropped" in result.error.message
+    assert invalid_indexes(db_005) == 0
