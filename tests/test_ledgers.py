@@ -166,3 +166,15 @@ def test_bot_ledger_needs_no_schema_migrations(scratch_db, tmp_path):
     rb = load_runbook(_folder(tmp_path, "bot", {"a.sql": "CREATE TABLE a (id int);\n"}, [("a.sql", "a.sql", None)]))
     [line] = [l for l in database.database_lines(url, rb, 5.0) if l.key == "migrations"]
     assert line.ok, line.observed
+
+
+def test_flyway_row_commits_with_a_file_run_through_psql(scratch_db, tmp_path):
+    """A file with psql meta-commands runs as `psql -1 -f file -f ledger`: the history row is
+    in the file's transaction there too."""
+    url = scratch_db()
+    text = "\\echo creating\nCREATE TABLE a (id int);\n"
+    rb = load_runbook(_folder(tmp_path, "flyway", {"V1__Meta.sql": text, "V2__Meta_fails.sql": "\\echo x\nSELECT 1/0;\n"},
+                              [("V1__Meta.sql", "1", None), ("V2__Meta_fails.sql", "2", None)]))
+    assert _run(url, rb, 1).ok and not _run(url, rb, 2).ok
+    assert _rows(url, "SELECT installed_rank, version, script, checksum, success FROM flyway_schema_history") == \
+        [(1, "1", "V1__Meta.sql", java_readline_crc32(text.encode()), True)]
