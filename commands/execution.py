@@ -198,9 +198,10 @@ class PhaseRunner:
 
         t0 = clock.monotonic()
         try:
+            refused = self._ledger_refusal(step)
+            if refused is not None:
+                return refused
             team = self._ledger_before(step)
-            if isinstance(team, FileResult):
-                return team
             result = self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress,
                                             team_ledger=team, approved_sha256=self.approved_sha256(step.file),
                                             on_wait=lambda b: self.reporter.post(templates.step_waiting(step, b, self.run_id)))
@@ -219,18 +220,25 @@ class PhaseRunner:
         shown, _problem = ledgers.applied(self.dsn, self.rb)
         return shown
 
+    def _ledger_refusal(self, step: Step) -> FileResult | None:
+        """A ledger that forbids running (golang-migrate dirty) fails the step with the reason,
+        before anything runs; None when it may run."""
+        if not step.migration:
+            return None
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            problem = self.ledger.problem(conn)
+        if not problem:
+            return None
+        error = StatementError(step.file, 0, "", None, f"not run: {problem}")
+        return FileResult(step.file, "", False, 0, 0, 0.0, [], 0, [], error, False, True)
+
     def _ledger_before(self, step: Step):
         """What the ledger's tool commits before a migration (golang-migrate: dirty), then the
-        statements that record it in the file's transaction; a ledger that forbids running
-        (dirty) makes the step fail with the reason, before anything runs."""
+        statements that record it in the file's own transaction (None: the step names no migration)."""
         if not step.migration:
             return None
         entry = self.ledger.entry(step, self.actor)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            problem = self.ledger.problem(conn)
-            if problem:
-                error = StatementError(step.file, 0, "", None, f"not run: {problem}")
-                return FileResult(step.file, "", False, 0, 0, 0.0, [], 0, [], error, False, True)
             self.ledger.before(conn, entry)
         return lambda duration_ms: self.ledger.record(entry, duration_ms)
 

@@ -151,6 +151,9 @@ def test_failed_migration_leaves_golang_migrate_dirty_and_the_template_says_how_
     assert code == 1
     assert _rows(url, "SELECT version, dirty FROM schema_migrations") == [(4, True)]
     assert "dirty at version 4" in out and "migrate force 3" in out
+    code, out = console(COORDINATOR, "run phase 4")  # as golang-migrate: nothing runs on a dirty ledger
+    assert code == 1 and "not run: schema_migrations is dirty at version 4" in out
+    assert _rows(url, "SELECT to_regclass('logins')::text") == [(None,)]
 
 
 @pytest.mark.parametrize("files, expected", [
