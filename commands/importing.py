@@ -23,10 +23,12 @@ def import_runbook(folder: str, *, layout: str | None = None, out: str | None = 
         imported = import_folder(Path(folder), layout, group=group, owner=owner, out=target)
     except ImportRefused as exc:
         return ImportOutcome(EXIT_REFUSED, [f"import refused: {exc}"])
+    replaced = target.exists()  # a re-import after new migrations: the reviewer diffs it like code
     try:
         target.write_text(imported.toml, encoding="utf-8")
     except OSError as exc:
         return ImportOutcome(EXIT_REFUSED, [f"import refused: cannot write {target}: {exc.strerror} — expected a "
                                             "writable path for --out"])
-    return ImportOutcome(EXIT_OK, [str(target), *(f"  {line}" for line in imported.summary()),
+    return ImportOutcome(EXIT_OK, [str(target), *(["  replaced the runbook that was there"] if replaced else []),
+                                   *(f"  {line}" for line in imported.summary()),
                                    f"next: MIGRATE_RUNBOOK={target} python -m bot console --user <coordinator> preflight"])
