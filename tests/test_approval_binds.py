@@ -178,3 +178,27 @@ def test_even_past_the_load_check_the_engine_cannot_run_a_second_statement(db_00
     line = precondition_line(db_005, check, timeout=10)
     assert line.status == "fail"
     assert pg.scalar(db_005, "SELECT to_regclass('platform.organizations') IS NOT NULL")
+
+
+def test_renewal_of_an_expired_approval_compares_runbook_toml_too(ready, tmp_path, monkeypatch):
+    """Fails without the fix: renewal compared only the SQL files, so a `choose` flipped while
+    the approval had expired was renewed and phase 2 would have run option B."""
+    from datetime import timedelta
+
+    from core import clock
+
+    toml = rbs.copy_runbook(tmp_path)
+    core = Core.from_settings(ready.with_(runbook_path=toml))
+    console = Console(core)
+    console.approved()
+    code, out = console("U0LIU", "run phase 1")
+    assert code == 0, out
+    later = clock.now() + timedelta(hours=13)  # the approval (12 h) expired meanwhile
+    monkeypatch.setattr(clock, "now", lambda: later)
+    _edit(toml, 'choose = "A"', 'choose = "B"')
+
+    code, out = console("U0DYLAN", "approve")
+
+    assert code == 2, out
+    assert 'runbook.toml changed since approval' in out and 'step 2.1 choose "A" → "B"' in out
+    assert "not renewed over changed files" in out
