@@ -16,6 +16,7 @@ import psycopg
 from commands import facts, gates, templates
 from commands.abort import AbortWatch, lost_connection
 from commands.core import Core
+from commands.snapshots import PhaseSnapshots
 from commands.result import FAILED, OK, Progress, Reporter
 from core import clock
 from engine import ledger, ledgers, schema
@@ -47,6 +48,7 @@ class PhaseRunner:
         self.ledger = ledgers.for_runbook(self.rb)
         self._last_progress = 0.0
         self._steps: dict | None = None  # step outcomes of the phase in progress, saved by its closing transition
+        self._snapshots = PhaseSnapshots(self.dsn, self.rb.defaults.lock_timeout)
 
     # ------------------------------------------------------------ entry points
 
@@ -70,14 +72,17 @@ class PhaseRunner:
             self.reporter.post(templates.Post("error", "Not run: the plan is not the approved one", [unapproved],
                                               run_id=self.run_id, final=True))
             return FAILED
-        for number in numbers:
-            phase = self.rb.phase(number)
-            ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
-            if not ok:
+        try:
+            for number in numbers:
+                phase = self.rb.phase(number)
+                ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
+                if not ok:
+                    return FAILED
+            if verify and not self.verify_phase(self.rb.verification_phase):
                 return FAILED
-        if verify and not self.verify_phase(self.rb.verification_phase):
-            return FAILED
-        return OK
+            return OK
+        finally:
+            self._snapshots.wait()  # the last phase's snapshot is on disk before the run lock is released
 
     # ------------------------------------------------------------ migration phases
 
@@ -107,7 +112,7 @@ class PhaseRunner:
                 continue
             if self._abort_requested():
                 return self._aborted(phase, step, None, started)
-            before = self._state_fingerprint()
+            before = self._before_step()
             step_started = clock.now()
             earlier = any(done.get(s.id, {}).get("ok") for s in phase.steps[:phase.steps.index(step)])
             try:
@@ -156,7 +161,7 @@ class PhaseRunner:
         warning about the evidence, never a failed phase."""
         path = self.snapshot_path(phase.number)
         try:
-            schema.write_snapshot(self.dsn, path)
+            self._snapshots.start(path)  # the file is created now, the dump written in the background
         except OSError as exc:
             return self.core.redact(f"{path}: {exc.strerror or exc}")
         return None
@@ -500,6 +505,12 @@ class PhaseRunner:
             known[f"the schema after phase {p.number}"] = self.snapshot_path(p.number)
         return known
 
+    def _before_step(self) -> tuple | None:
+        """The state before a step: the previous phase's snapshot when this runner just wrote
+        it (nothing ran in between), else a fresh fingerprint."""
+        carried = self._snapshots.wait()
+        return carried if carried is not None else self._state_fingerprint()
+
     def _state_fingerprint(self) -> tuple | None:
         """Schema and row counts, to prove "unchanged" later; None when it could not be read in
         time (another session's lock): the bot does not queue behind production to look."""
@@ -513,6 +524,7 @@ class PhaseRunner:
     def _database_status(self, before: tuple | None) -> str:
         """A fresh check of which known state the database is in."""
         try:
+            self._snapshots.wait()  # a snapshot still being written is one of the known states
             if before is not None:
                 now = self._state_fingerprint()
                 if now is not None and now == before:

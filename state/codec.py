@@ -11,8 +11,18 @@ from typing import Any, Mapping
 
 def dumps(value: Any) -> str:
     """JSON for everything `state` stores: datetimes as ISO 8601, paths and enums as text,
-    NUL characters dropped (PostgreSQL text and jsonb cannot hold them)."""
-    return json.dumps(_clean(value), default=_plain)
+    NUL characters dropped (PostgreSQL text and jsonb cannot hold them).
+
+    The C encoder first: a run's record is written whole at every transition, and walking it
+    in Python (_clean) cost more than the migration itself on a folder of small files. Only a
+    value holding a NUL, a set or a key JSON cannot take (a path, a bool) takes the slow walk."""
+    try:
+        text = json.dumps(value, default=_plain)
+    except (TypeError, ValueError):  # a set, or a key that is not str/int/float
+        return json.dumps(_clean(value), default=_plain)
+    if "\\u0000" in text or '"true":' in text or '"false":' in text or '"null":' in text:
+        return json.dumps(_clean(value), default=_plain)  # a NUL, or a key the walk spells differently
+    return text
 
 
 def _clean(value: Any) -> Any:
