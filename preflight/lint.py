@@ -39,6 +39,10 @@ SPEC = Spec("lock_safety", "Lock safety: no unwaived blocking finding (squawk, t
             "no squawk error and no finding on an existing table above the threshold, unless waived")
 _SIZES_SQL = """SELECT r, c.oid IS NOT NULL, c.reltuples::bigint, pg_total_relation_size(c.oid)
 FROM unnest(%s::text[]) AS r LEFT JOIN pg_class c ON c.oid = to_regclass(r)"""
+# DROP INDEX / REINDEX INDEX lock the index's table too: which table, only the catalog knows.
+_INDEX_TABLES_SQL = """SELECT i, n.nspname || '.' || c.relname FROM unnest(%s::text[]) AS i
+JOIN pg_index x ON x.indexrelid = to_regclass(i) JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace"""
 
 
 class LintError(Exception):
@@ -177,17 +181,22 @@ def _quoted(relation: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in relation.split("."))
 
 
-def target_facts(url: str, relations: list[str], timeout: float) -> tuple[str, dict[str, Table]]:
-    """(major.minor server version, relation -> Table) read from the target's catalog."""
+def target_facts(url: str, relations: list[str], indexes: list[str],
+                 timeout: float) -> tuple[str, dict[str, Table], dict[str, str]]:
+    """(major.minor server version, relation -> Table, index -> its table) from the target's catalog."""
     with psycopg.connect(url, autocommit=True, connect_timeout=int(max(1, timeout))) as conn:
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
         version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+        quoted_index = {_quoted(i): i for i in indexes}
+        rows = conn.execute(_INDEX_TABLES_SQL, (list(quoted_index),)).fetchall() if indexes else []
+        index_tables = {quoted_index[q]: table for q, table in rows}
+        relations = sorted(set(relations) | set(index_tables.values()))
         quoted = {_quoted(r): r for r in relations}
         rows = conn.execute(_SIZES_SQL, (list(quoted),)).fetchall() if relations else []
     tables = {quoted[q]: Table(quoted[q], bool(exists), (n if n is not None and n >= 0 else None), size)
               for q, exists, n, size in rows}
     match = re.match(r"(\d+)(?:\.(\d+))?", version)
-    return (f"{match.group(1)}.{match.group(2) or 0}" if match else version), tables
+    return (f"{match.group(1)}.{match.group(2) or 0}" if match else version), tables, index_tables
 
 
 # ------------------------------------------------------------------ judging
@@ -201,7 +210,8 @@ def lint(settings: Settings, rb: Runbook, timeout: float = 10.0) -> LintResult:
                           "it (PyPI squawk-cli)")
     parsed = _parsed(rb, names)
     relations = sorted({rel for p in parsed.values() for s in p.sql_statements for _, rel in s.locks})
-    pg_version, tables = target_facts(settings.database_url, relations, timeout)
+    index_names = sorted({i for p in parsed.values() for s in p.sql_statements for _, i in s.index_table_locks})
+    pg_version, tables, index_tables = target_facts(settings.database_url, relations, index_names, timeout)
     result = LintResult(squawk_version(binary), pg_version, names)
     config = rb.lock_safety
     for name, file in parsed.items():
@@ -209,11 +219,20 @@ def lint(settings: Settings, rb: Runbook, timeout: float = 10.0) -> LintResult:
         found = run_squawk(binary, name, parser_text(text) if file.needs_psql else text, pg_version=pg_version,
                            in_transaction=file.atomic and not file.manages_transaction,
                            exclude=config.exclude, include=config.include)
-        result.findings += [_judge(rb, file, raw, tables) for raw in found]
-        result.high_risk += _high_risk(rb, file, tables)
+        result.findings += [_judge(rb, file, raw, tables, index_tables) for raw in found]
+        result.high_risk += _high_risk(rb, file, tables, index_tables)
     result.waivers = _waivers(rb, result.findings)
     result.problem = _unknown_roles(settings, rb)
     return result
+
+
+def statement_locks(stmt: Statement | None, index_tables: dict[str, str]) -> list[tuple[str, str]]:
+    """(level, relation) the statement takes: our parse's, plus the table of an index it drops
+    or rebuilds (when that index exists on the target)."""
+    if stmt is None:
+        return []
+    via_index = [(level, index_tables[i]) for level, i in stmt.index_table_locks if i in index_tables]
+    return list(dict.fromkeys([*stmt.locks, *via_index]))
 
 
 def _statement_at(file: ParsedFile, line: int) -> Statement | None:
@@ -221,11 +240,12 @@ def _statement_at(file: ParsedFile, line: int) -> Statement | None:
     return candidates[-1] if candidates else None
 
 
-def _judge(rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table]) -> Finding:
+def _judge(rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table], index_tables: dict[str, str]) -> Finding:
     line_no = int(raw.get("line", 0)) + 1  # squawk counts lines from 0
     stmt = _statement_at(file, line_no)
     sql = stmt.sql if stmt else ""
-    touched = [tables[rel] for _, rel in (stmt.locks if stmt else ()) if rel in tables]
+    locks = statement_locks(stmt, index_tables)
+    touched = [tables[rel] for _, rel in locks if rel in tables]
     touched = list({t.name: t for t in touched}.values())
     existing = [t for t in touched if t.exists]
     config = rb.lock_safety
@@ -243,16 +263,16 @@ def _judge(rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table]) -
     waiver = next((w for w in rb.waivers if w.covers(raw.get("rule_name", ""), file.name, sql)), None)
     return Finding(rule=str(raw.get("rule_name", "?")), level="error" if error else "warning", file=file.name,
                    line=line_no, message=str(raw.get("message", "")), statement=_one_line(sql),
-                   locks=[f"{level} on {rel}" for level, rel in (stmt.locks if stmt else ())],
+                   locks=[f"{level} on {rel}" for level, rel in locks],
                    tables=[asdict(t) for t in touched], blocking=bool(error or big), why=why,
                    waiver=_waiver_dict(waiver) if waiver else None, statement_line=stmt.line if stmt else 0)
 
 
-def _high_risk(rb: Runbook, file: ParsedFile, tables: dict[str, Table]) -> list[dict]:
+def _high_risk(rb: Runbook, file: ParsedFile, tables: dict[str, Table], index_tables: dict[str, str]) -> list[dict]:
     """Statements taking ACCESS EXCLUSIVE on an existing table at or above high_risk_bytes."""
     out = []
     for stmt in file.sql_statements:
-        for level, rel in stmt.locks:
+        for level, rel in statement_locks(stmt, index_tables):
             t = tables.get(rel)
             if level == ACCESS_EXCLUSIVE and t and t.exists and (t.bytes or 0) >= rb.lock_safety.high_risk_bytes:
                 out.append({"file": file.name, "line": stmt.line, "statement": _one_line(stmt.sql), "table": rel,

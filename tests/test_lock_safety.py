@@ -225,3 +225,13 @@ def test_waiver_in_go_no_go_request_report_and_approval_and_a_changed_waiver_ref
     assert code == 2, out
     assert "runbook.toml" in out and "changed" in out
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NULL")
+
+
+def test_drop_index_on_a_big_table_is_judged_by_the_table_it_locks(settings, tmp_path):
+    fill_big_table(settings.database_url)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX big_events_payload_idx ON public.big_events (payload)")
+    line, result = judged(settings, one_step_runbook(tmp_path, "DROP INDEX IF EXISTS public.big_events_payload_idx;"))
+    [finding] = [f for f in result.findings if f.rule == "require-concurrent-index-deletion"]
+    assert finding.blocks and "ACCESS EXCLUSIVE on public.big_events" in finding.locks
+    assert line.status == "fail" and "public.big_events: ~1" in line.observed
