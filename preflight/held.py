@@ -44,9 +44,11 @@ class TimedExecutor:
             return
         if parsed.atomic or parsed.needs_psql:
             how = "its file's transaction: locks are held until commit" if parsed.atomic else "its file, run through psql"
+            # the transaction from its up-front locks to COMMIT, when the executor measured it
+            seconds = result.lock_held if parsed.atomic and result.lock_held is not None else result.duration
             for stmt in parsed.body:
                 if stmt.locks:
-                    self.held[f"{parsed.name}:{stmt.line}"] = f"held {result.duration * 1000:.0f} ms on the copy ({how})"
+                    self.held[f"{parsed.name}:{stmt.line}"] = f"held {seconds * 1000:.0f} ms on the copy ({how})"
             return
         previous = start
         for stmt, at in marks:

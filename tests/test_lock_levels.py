@@ -197,3 +197,23 @@ def test_a_psql_run_file_gets_the_concurrent_wait_and_its_failed_reindex_leaves_
     assert old.pid in [b.pid for b in waits]
     assert "busy_payload_idx_ccnew" in result.error.message and "dropped" in result.error.message
     assert invalid_indexes(db_005) == 0
+
+
+def test_the_rehearsal_times_each_statement_lock_in_autocommit_and_the_transaction_otherwise(db_005, tmp_path):
+    from preflight.held import TimedExecutor
+
+    busy_table(db_005)
+    path = runbook(tmp_path, """
+        CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);
+        SELECT pg_sleep(0.3);
+        CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_id_payload_idx ON public.busy (id, payload);
+    """)
+    rb = load_runbook(path)
+    timed = TimedExecutor(Executor(db_005), rb)
+    assert timed.run_step(rb, rb.phases[0].steps[0], inputs={}).ok
+    assert set(timed.held) == {"step.sql:1", "step.sql:3"}  # the statements that lock a table
+    assert all("(the statement, autocommit)" in text for text in timed.held.values())
+    (path.parent / "step.sql").write_text("ALTER TABLE public.busy ADD COLUMN note text;\n")
+    rb = load_runbook(path)
+    assert timed.run_step(rb, rb.phases[0].steps[0], inputs={}).ok
+    assert "locks are held until commit" in timed.held["step.sql:1"]
