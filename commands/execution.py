@@ -73,16 +73,36 @@ class PhaseRunner:
                                               run_id=self.run_id, final=True))
             return FAILED
         try:
-            for number in numbers:
+            for k, number in enumerate(numbers):
+                if k and self._stopped_by_abort(numbers[k:], verify):
+                    return FAILED
                 phase = self.rb.phase(number)
                 ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
                 if not ok:
                     return FAILED
+            if verify and numbers and self._stopped_by_abort([], verify):
+                return FAILED
             if verify and not self.verify_phase(self.rb.verification_phase):
                 return FAILED
             return OK
         finally:
             self._snapshots.wait()  # the last phase's snapshot is on disk before the run lock is released
+
+    def _stopped_by_abort(self, rest: list[int], verify: bool) -> bool:
+        """An abort that arrived after the last statement of the phase before (during its checks)
+        found nothing to cancel: it still means nothing further runs. The run rests where that
+        phase left it."""
+        if not self._abort_requested():
+            return False
+        who = (self.core.store.get(self.run_id).meta or {}).get("abort_requested")
+        why = f"Abort requested by <@{who}>" if who else "This process lost the run lock"
+        not_started = [f"phase {n}" for n in rest] + (["verification"] if verify else [])
+        self.core.store.record("run stopped by abort", actor=self.actor, outcome="aborted", run_id=self.run_id,
+                               evidence={"requested_by": who, "not_started": not_started})
+        self.reporter.post(templates.Post("error", f"Run stopped: {', '.join(not_started)} not started", [
+            f"{why} after the last statement of the phase before had run: that phase completed (see above).",
+            "`/migrate status` shows where the run rests."], run_id=self.run_id, final=True))
+        return True
 
     # ------------------------------------------------------------ migration phases
 
