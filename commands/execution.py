@@ -148,7 +148,7 @@ class PhaseRunner:
             if not result.ok:
                 self._steps = self._with_steps(done)
                 if result.cancelled or self._abort_requested():
-                    return self._aborted(phase, step, result, started, before)
+                    return self._aborted(phase, step, result, started, before, step_started)
                 return self._step_failed(phase, step, result, started, before, earlier, step_started)
         self._steps = self._with_steps(done)
         # Everything the phase names runs right after it: its checks, its suites (a sqitch
@@ -384,8 +384,11 @@ class PhaseRunner:
             "(with phases applied: `rollback phase n` newest first, then `preflight`)"))
         return False
 
-    def _aborted(self, phase: Phase, step: Step, result: FileResult | None, started: float, before: tuple | None = None) -> bool:
+    def _aborted(self, phase: Phase, step: Step, result: FileResult | None, started: float, before: tuple | None = None,
+                 step_started=None) -> bool:
         state = self._database_status(before) if before else self._database_status(None)
+        if state.startswith("Unknown") and result is not None and result.atomic and step_started is not None:
+            state = self._rolled_back_step_status(step, result, step_started, state)
         unchanged = state.startswith("Unchanged")
         rollback_status = ("Not needed — the transaction was rolled back" if unchanged
                            else "Unknown — the database differs from its state before the step: see Database Status")

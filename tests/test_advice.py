@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import psycopg
+import pytest
 
 from bot.console import run_command
 from commands import Core
@@ -29,9 +30,11 @@ def _field(out: str, name: str) -> str:
     return match.group(1)
 
 
-def test_a_step_killed_while_waiting_on_a_lock_is_reported_rolled_back_not_restore(ready, tmp_path):
+@pytest.mark.parametrize("how", ["killed", "aborted"])
+def test_a_step_stopped_while_waiting_on_a_lock_is_reported_rolled_back_not_restore(ready, tmp_path, how):
     """Fails without the fix: the state check queued behind the same lock, could not compare,
-    and the failure said both "safe to retry" and "Restore from backup may be needed"."""
+    and the failure said both "safe to retry" and "Restore from backup may be needed" (killed),
+    or "Unknown — the database differs from its state before the step" (aborted)."""
     toml = rbs.append_to_file(rbs.copy_runbook(tmp_path), STEP_1_2, f"LOCK TABLE {UNRELATED_TABLE} IN SHARE MODE;")
     rbs.set_step_option(toml, "1.2", 'lock_timeout = "10m"')
     settings = ready.with_(runbook_path=toml)
@@ -46,7 +49,11 @@ def test_a_step_killed_while_waiting_on_a_lock_is_reported_rolled_back_not_resto
     try:
         pid = rbs.wait_until(lambda: pg.scalar(url, "SELECT to_regclass('migrate_bot.applied_files') IS NOT NULL")
                              and rbs.step_backend(core), timeout=120, what="step 1.2 waiting for the lock")
-        assert pg.scalar(url, "SELECT pg_terminate_backend(%s)", (pid,))
+        if how == "killed":
+            assert pg.scalar(url, "SELECT pg_terminate_backend(%s)", (pid,))
+        else:
+            code, said = Console(core)(COORDINATOR, "abort")
+            assert code == 0, said
         worker.join(timeout=120)
     finally:
         holder.rollback()
@@ -55,10 +62,13 @@ def test_a_step_killed_while_waiting_on_a_lock_is_reported_rolled_back_not_resto
     text = out.getvalue()
 
     assert result["code"] == 1, text
-    assert "terminating connection due to administrator command" in _field(text, "Error")
     assert _field(text, "Database Status").startswith("Unchanged")
     assert "Restore from backup" not in text and "rollback restore" not in _field(text, "Action Required")
-    assert "safe to retry" in _field(text, "Action Required")
+    if how == "killed":
+        assert "terminating connection due to administrator command" in _field(text, "Error")
+        assert "safe to retry" in _field(text, "Action Required")
+    else:
+        assert _field(text, "Rollback Status").startswith("Not needed — the transaction was rolled back")
     assert pg.scalar(url, "SELECT count(*) FROM platform.databases") == 0  # 1.2 left nothing
     code, again = Console(core)(LIU, "run phase 1")  # the advice can be followed
     assert code == 0, again
