@@ -114,3 +114,8 @@ def test_the_console_strips_terminal_escapes_from_user_text(settings):
     assert "\x1b" not in printed and "\x07" not in printed
     assert "CPU red" in printed
     assert terminal_safe("a\tb\nc\x9b31md\x00") == "a\tb\ncd"
+
+
+def test_a_header_shows_no_mrkdwn_code_marks():
+    rendered = blocks.post_message(Post("restored", "Restore from backup complete: `app` is the backup"))
+    assert plain_texts(rendered.payload())[0] == "Restore from backup complete: app is the backup"

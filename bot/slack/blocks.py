@@ -92,7 +92,8 @@ def shown(text: str | None) -> str:
 
 
 def header(text: str) -> dict:
-    return {"type": "header", "text": plain(cut(shown(text), HEADER_CHARS))}
+    """A header block: plain_text, so mrkdwn's code marks would show as backticks: dropped."""
+    return {"type": "header", "text": plain(cut(shown(text.replace("`", "")), HEADER_CHARS))}
 
 
 _BY_MENTION = re.compile(r"\s+by (<@[A-Z0-9]+(?:\|[^<>]*)?>)")
