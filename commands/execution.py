@@ -287,6 +287,11 @@ class PhaseRunner:
         run = self.core.store.get(self.run_id)
         return str(((run.approval if run else None) or {}).get("checksums", {}).get(name) or "")
 
+    def _stored_duration(self, phase: Phase, measured: float) -> float:
+        """The phase's duration as its closing transition stored it: the number status, the card,
+        the report and App Home show (`measured` when none is stored)."""
+        return templates.stored_duration(self.core.store.get(self.run_id), phase.number, measured)
+
     def _closing_fields(self, evidence=None, key: str | None = None) -> dict:
         """Fields for a phase's closing transition: step outcomes and the evidence, for status and report."""
         result = self._steps if self._steps is not None else dict(self.core.store.get(self.run_id).result or {})
@@ -322,7 +327,7 @@ class PhaseRunner:
                                    phase_status=PhaseStatus.ROLLED_BACK if rolled_back else PhaseStatus.FAILED,
                                    fields=self._closing_fields(), evidence={"step": step.id, "error": self._error_text(result), "rollback": rollback_status,
                                              "database": state})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, clock.monotonic() - started, self._error_text(result)))
+        self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, clock.monotonic() - started), self._error_text(result)))
         self.reporter.post(self._failure_post(phase, step, self._error_text(result), rollback_status, state, action))
         return False
 
@@ -377,7 +382,7 @@ class PhaseRunner:
         self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} refused",
                                    phase=phase.number, outcome="refused", phase_status=PhaseStatus.FAILED,
                                    fields=self._closing_fields(), evidence={"step": step.id, "error": error})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, clock.monotonic() - started, error))
+        self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, clock.monotonic() - started), error))
         self.reporter.post(self._failure_post(
             phase, step, error, f"Not needed — {step.file} did not run", f"Unchanged by step {step.id}: it did not run",
             f"Decision needed: restore the approved {step.file}, or a new pre-flight and approval for the new one "
@@ -409,7 +414,7 @@ class PhaseRunner:
                                    phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
                                    fields=self._closing_fields(evidence, str(phase.number)),
                                    evidence={"failing": [f"{e.name}: {e.observed}" for e in failing]})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, duration, "verification queries failed", evidence))
+        self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, duration), "verification queries failed", evidence))
         self.reporter.post(self._failure_post(
             phase, None, "; ".join(f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing),
             "Not run — the files committed; their checks failed", state,
@@ -503,7 +508,7 @@ class PhaseRunner:
                                    fields=self._closing_fields(evidence, str(phase.number) if phase else FINAL_CHECKS),
                                    evidence={"failing": names})
         if phase:
-            self.reporter.post(templates.phase_failed(phase, self.run_id, duration, "verification failed", evidence))
+            self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, duration), "verification failed", evidence))
         self.reporter.post(self._failure_post(phase, None, names, "Not run — verification does not change the database",
                                               state, "Investigation needed: fix forward, or `rollback phase n` newest first",
                                               evidence=[e for e in evidence if not e.ok]))

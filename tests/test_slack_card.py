@@ -130,6 +130,9 @@ def test_the_card_of_a_failed_run_names_the_failure_and_who_decides(bot, standin
     text = card_says(bot, standin, parent, "❌ Failed at phase 1 (Database infrastructure)",
                      "*Next:* <@U0RAFAEL> with <@U0DYLAN>")
     assert "❌ Phase 1 Database infrastructure: failed" in text
+    failed_post = standin.wait_method("chat.postMessage", where=lambda b: b.get("text", "").startswith("Phase 1 failed ("))[-1]
+    took = failed_post.body["text"].split("(", 1)[1].split(")", 1)[0]
+    assert f"❌ Phase 1 Database infrastructure: failed · {took}" in text  # one number, channel and card
     failure = standin.wait_method("chat.postMessage", where=lambda b: "FAILED" in b.get("text", ""))[-1].body
     assert failure["text"].startswith("🚨 URGENT: Migration 006 FAILED ❌") and failure["reply_broadcast"] is True
     assert "Action needed from <@U0DYLAN>, <@U0RAFAEL>" in contexts(failure)
