@@ -178,3 +178,12 @@ def test_flyway_row_commits_with_a_file_run_through_psql(scratch_db, tmp_path):
     assert _run(url, rb, 1).ok and not _run(url, rb, 2).ok
     assert _rows(url, "SELECT installed_rank, version, script, checksum, success FROM flyway_schema_history") == \
         [(1, "1", "V1__Meta.sql", java_readline_crc32(text.encode()), True)]
+
+
+def test_sqitch_runbook_naming_a_change_the_plan_lacks_is_a_no_go(scratch_db, tmp_path):
+    url = scratch_db()
+    (tmp_path / "sqitch.plan").write_text("%project=p\n\nusers 2026-01-01T00:00:00Z A <a@b.c> # users\n")
+    path = _folder(tmp_path, "sqitch", {"users.sql": "CREATE TABLE u (id int);\n"}, [("users.sql", "roles", None)])
+    path.write_text(path.read_text().replace('kind = "sqitch"', 'kind = "sqitch"\nplan = "sqitch.plan"'))
+    [line] = [l for l in database.database_lines(url, load_runbook(path), 5.0) if l.key == "migrations"]
+    assert not line.ok and "names roles, which sqitch.plan does not plan" in line.observed

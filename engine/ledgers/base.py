@@ -80,9 +80,8 @@ class Ledger:
     def step(self, migration: str) -> Step | None:
         return next((s for s in self.tracked() if s.migration == migration), None)
 
-    def entry(self, step: Step, actor: str, file: str | None = None) -> Entry:
-        name = file or step.file
-        return Entry(step.migration or name, self.rb.file_path(name), name, step.name, actor)
+    def entry(self, step: Step, actor: str) -> Entry:
+        return Entry(step.migration or step.file, self.rb.file_path(step.file), step.file, step.name, actor)
 
 
 def _exists(conn: psycopg.Connection, relation: str) -> bool:

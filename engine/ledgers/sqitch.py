@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from engine.ledgers.base import Entry, Ledger, _exists
-from runbook.sqitchplan import Change, Plan, load_plan, script_hash
+from runbook.sqitchplan import Change, Plan, PlanError, load_plan, script_hash
 
 REGISTRY = "sqitch"
 RELEASE = 1.1
@@ -78,6 +78,18 @@ class SqitchLedger(Ledger):
             return set()
         ids = {r[0] for r in conn.execute("SELECT change_id FROM sqitch.changes WHERE project = %s", (self.plan.project,))}
         return {c.key for c in self.plan.changes if c.id in ids}
+
+    def problem(self, conn: psycopg.Connection) -> str | None:
+        """A plan that does not read, or a step naming a change the plan does not have: the
+        registry rows could not be written as sqitch would."""
+        try:
+            keys = {c.key for c in self.plan.changes}
+        except (OSError, PlanError) as exc:
+            return f"{self.rb.ledger.plan} cannot be read: {exc}"
+        unknown = [s.migration for s in self.tracked() if s.migration not in keys]
+        if unknown:
+            return f"the runbook names {', '.join(unknown)}, which {self.rb.ledger.plan} does not plan"
+        return None
 
     def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
         change = self.plan.change(entry.migration)
