@@ -35,7 +35,14 @@ class GolangLedger(Ledger):
             return set() if not state else {s.migration for s in self.tracked() if int(s.migration) < state[0]}
         return {s.migration for s in self.tracked() if int(s.migration) <= state[0]}
 
+    def tracked(self):
+        """Steps whose migration is a golang-migrate version (an integer); see `problem` for the others."""
+        return [s for s in super().tracked() if s.migration.isdigit()]
+
     def problem(self, conn: psycopg.Connection) -> str | None:
+        wrong = [s.migration for s in super().tracked() if not s.migration.isdigit()]
+        if wrong:
+            return f"golang-migrate versions are integers: the runbook names {', '.join(wrong)}"
         state = self.current(conn)
         if state and state[1]:
             previous = self._previous(str(state[0]))
