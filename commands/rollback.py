@@ -51,6 +51,9 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
                         f"Rolling back phase {cmd.phase} with {phase.rollback}", Status.ROLLING_BACK, [cmd.phase])
 
 
+ACCEPTED_DIFF = "accepted_rollback_diff"  # result key: schema diff lines the TPM accepted (`rollback accept`)
+
+
 def without_phase(result: dict | None, n: int) -> dict:
     """The run's result record once phase `n` is undone: its step outcomes and any pending
     rollback difference dropped."""
@@ -157,9 +160,12 @@ def accept(core: Core, user: str) -> Outcome:
     if run is None or n is None or not left_difference(run, n):
         return Outcome.refused("nothing to accept: no phase rollback left a difference that is still pending "
                                "(`rollback accept` follows a `rollback phase n` / `rollback all` whose proof failed)")
+    result = without_phase(run.result, n)
+    # Older phases' rollbacks are judged without these lines, as the rehearsal judges them.
+    result[ACCEPTED_DIFF] = [*result.get(ACCEPTED_DIFF, []), *difference.get("diff", [])]
     core.store.transition(run.id, Status.ROLLED_BACK, actor=user, action=f"rollback accept phase {n}", phase=n,
                           phase_status=PhaseStatus.ROLLED_BACK, expect=[Status.FAILED],
-                          fields={"result": without_phase(run.result, n)},
+                          fields={"result": result},
                           evidence={"accepted_by": user, "phase": n, "file": difference.get("file"),
                                     "difference": difference.get("lines", []), "rehearsal": foreseen(run, n)})
     from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
@@ -181,6 +187,7 @@ class PhaseRollback:
         self.core = runner.core
         self.phase = phase
         self.dsn = runner.dsn
+        self.diff: list[str] = []  # the schema lines the proof found different (not accepted before)
 
     def execute(self) -> int:
         n, rb, store = self.phase.number, self.core.runbook, self.core.store
@@ -257,10 +264,15 @@ class PhaseRollback:
         expected_path = self.runner.snapshot_path(n - 1 if n > 1 else 0)
         lines, proven = [], True
         if Path(expected_path).exists():
-            diff = schema.difference(Path(expected_path).read_text(encoding="utf-8"), schema.schema_dump(self.dsn))
+            every = schema.difference(Path(expected_path).read_text(encoding="utf-8"), schema.schema_dump(self.dsn),
+                                      limit=100_000)
+            accepted = set((self.core.store.get(self.runner.run_id).result or {}).get(ACCEPTED_DIFF, []))
+            diff = self.diff = [d for d in every if d not in accepted]
             label = "the pre-migration schema" if n == 1 else f"the schema after phase {n - 1}"
             lines.append(f"{templates.mark(not diff)} Schema equals {label} (pg_dump --schema-only compared)"
-                         + ("" if not diff else f": {len(diff)} lines differ"))
+                         + (f": {len(diff)} lines differ" if diff else
+                            f", but for {len(every)} lines accepted with a newer phase's rollback (`rollback accept`)"
+                            if every else ""))
             lines += [f"    {d}" for d in diff[:10]]
             proven &= not diff
         else:
@@ -299,7 +311,8 @@ class PhaseRollback:
         fields, error, action = None, None, "Investigate; restore from backup may be needed (`rollback restore`)"
         if lines is not None:
             result = dict(self.core.store.get(self.runner.run_id).result or {})
-            result["rollback_difference"] = {"phase": self.phase.number, "file": self.phase.rollback, "lines": lines}
+            result["rollback_difference"] = {"phase": self.phase.number, "file": self.phase.rollback, "lines": lines,
+                                             "diff": self.diff}
             fields, error = {"result": result}, ROLLBACK_DIFFERENCE
             action = (f"Decision needed (TPM): {foreseen(self.core.store.get(self.runner.run_id), self.phase.number)}; "
                       "`rollback accept` records this difference and moves on, "

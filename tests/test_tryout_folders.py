@@ -1,0 +1,63 @@
+"""Defects found by trying imported folders the way an operator would (folders written here,
+in the styles teams keep: golang-migrate pairs, Flyway, sqitch), each with a small folder that
+reproduces it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.__main__ import main
+from commands import Core
+from state.machine import Status
+from tests.support import folders
+from tests.support.flow import COORDINATOR, TPM, Console
+
+NO_006 = dict(register_mongodb_url=None, register_redis_url=None, encryption_key=None, deployment_url=None)
+
+
+def _write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    assert main(["import", str(folder)]) == 0
+    return folder / "runbook.toml"
+
+
+def _console(settings, runbook: Path, url: str) -> Console:
+    return Console(Core.from_settings(settings.with_(database_url=url, runbook_path=runbook, **NO_006)))
+
+
+def _run(console: Console) -> None:
+    for user, text in ((COORDINATOR, "preflight"), (TPM, "approve"), (COORDINATOR, "run")):
+        code, out = console(user, text)
+        assert code == 0, out
+
+
+def test_an_accepted_rollback_difference_does_not_fail_every_older_rollback(settings, scratch_db, tmp_path):
+    """golang-migrate folder whose newest down file is not an exact inverse (the column comes back
+    nullable, without its default). Once the TPM accepts that difference, `rollback all` goes on:
+    the older rollbacks are judged by what they themselves leave, as the rehearsal judges them
+    (was: every older phase failed its proof on the accepted lines)."""
+    runbook = _write(tmp_path / "gm", {
+        "000001_create_users.up.sql": "CREATE TABLE users (id int PRIMARY KEY, verified boolean NOT NULL DEFAULT false);\n",
+        "000001_create_users.down.sql": "DROP TABLE users;\n",
+        "000002_create_teams.up.sql": "CREATE TABLE teams (id int PRIMARY KEY);\n",
+        "000002_create_teams.down.sql": "DROP TABLE teams;\n",
+        "000003_drop_verified.up.sql": "ALTER TABLE users DROP COLUMN verified;\n",
+        "000003_drop_verified.down.sql": "ALTER TABLE users ADD COLUMN verified boolean;\n",
+    })
+    url = scratch_db()
+    empty = folders.schema(url)
+    console = _console(settings, runbook, url)
+    _run(console)
+
+    code, out = console(COORDINATOR, "rollback all")
+    assert code == 1 and "Rollback all stopped at phase 3" in out, out
+    code, out = console(TPM, "rollback accept")
+    assert code == 0, out
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 0, out
+    assert "Rollback of phase 2 complete" in out and "Rollback of phase 1 complete" in out
+    assert "accepted" in out.split("Rollback of phase 2 complete")[1].split("Rollback of phase 1")[0]
+    assert console.core.store.current().status is Status.ROLLED_BACK
+    assert folders.schema(url) == empty
