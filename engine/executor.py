@@ -27,7 +27,7 @@ from engine.blockers import Blocker, BlockerWatch, holders
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
 from runbook.safety import CONCURRENT, LevelTimeouts, LockTimeouts
-from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_bytes
+from runbook.sqlfile import ParsedFile, SqlFileError, Statement, closing_commit_offset, parse_bytes
 
 __all__ = ["Blocker", "StatementError", "FileResult", "LedgerRecord", "ProgressFn", "Executor", "FileChanged"]
 
@@ -400,7 +400,8 @@ class Executor:
         app = f"{self._app}/{clock.now().strftime('%H%M%S%f')}"
         conninfo, env = child_env(self._dsn, run.settings(), app)
         with tempfile.TemporaryDirectory(prefix="migrate-bot-") as tmp:
-            files = [_private_copy(Path(tmp), run)]
+            inline = "" if single else _inline_ledger(run, len(parsed.body))
+            files = [_private_copy(Path(tmp), run, inline)]
             if (run.record or run.team_ledger) and single:
                 files.append(_ledger_file(Path(tmp), run, len(parsed.body)))
             proc = PsqlProcess(command(conninfo, files, single), env)
@@ -421,9 +422,12 @@ class Executor:
             result.ok, result.executed = True, len(parsed.body)
             if run.on_progress and parsed.body:  # psql reports no per-statement progress: done is done
                 run.on_progress(len(parsed.body), len(parsed.body), parsed.body[-1])
-            if (run.record or run.team_ledger) and not single and not parsed.ends_in_rollback:
+            if (run.record or run.team_ledger) and not single and not parsed.ends_in_rollback and not inline:
                 self._record_after(run)
             return
+        if inline and out.error_line:  # lines after the inserted ledger rows moved down by its lines
+            at = _closing_line(run)
+            out.error_line = max(at, out.error_line - inline.count("\n")) if out.error_line > at else out.error_line
         stmt = _statement_at(parsed, out.error_line)
         result.cancelled = self._cancelled.is_set()
         result.error = self._error(parsed.name, out.error_line or (stmt.line if stmt else 0), stmt,
@@ -589,17 +593,48 @@ def read_verified(path: Path, approved_sha256: str | None, name: str | None = No
     return raw
 
 
-def _private_copy(tmp: Path, run: _Run) -> Path:
+def _private_copy(tmp: Path, run: _Run, inline: str = "") -> Path:
     """The verified bytes in the executor's own temporary directory, for psql -f: psql reads
-    this copy, not the runbook folder's file (which may have changed since it was hashed)."""
+    this copy, not the runbook folder's file (which may have changed since it was hashed).
+    `inline` (the ledger rows) goes right before the file's closing COMMIT, inside its transaction."""
     copy = tmp / "source" / run.parsed.name
     copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.write_bytes(run.source)
+    if inline:
+        text = run.source.decode("utf-8")
+        at = closing_commit_offset(text)
+        copy.write_bytes((text[:at] + inline + text[at:]).encode("utf-8"))
+    else:
+        copy.write_bytes(run.source)
     return copy
+
+
+def _inline_ledger(run: _Run, statements: int) -> str:
+    """For a psql file that wraps its body in BEGIN … COMMIT: the ledger rows to write inside
+    that transaction, so the step and its record commit together (a crash between the file's
+    COMMIT and a separate ledger write would make a resumed run apply it again). Empty when
+    the file does not end in a COMMIT of its own (a test that rolls back, no wrapper)."""
+    parsed = run.parsed
+    if not (run.record or run.team_ledger) or not parsed.manages_transaction or parsed.ends_in_rollback:
+        return ""
+    if closing_commit_offset(run.source.decode("utf-8")) is None:
+        return ""
+    return _ledger_text(run, statements)
+
+
+def _closing_line(run: _Run) -> int:
+    text = run.source.decode("utf-8")
+    return text[:closing_commit_offset(text)].count("\n") + 1
 
 
 def _ledger_file(tmp: Path, run: _Run, statements: int) -> Path:
     """The ledger rows as a second psql -f, in the file's transaction (duration: server-side)."""
+    path = tmp / "ledger.sql"
+    path.write_text(_ledger_text(run, statements))
+    return path
+
+
+def _ledger_text(run: _Run, statements: int) -> str:
+    """The ledger rows as SQL run by psql in the file's transaction (duration: server-side)."""
     text = ""
     if run.record:
         values = run.ledger_values(statements)
@@ -607,6 +642,4 @@ def _ledger_file(tmp: Path, run: _Run, statements: int) -> Path:
         text = ledger.SCHEMA_SQL + ";\n" + ledger.insert_sql_literal(values) + ";\n"
     if run.team_ledger:
         text += "".join(statement.as_string(None) + ";\n" for statement in run.team_ledger(None))
-    path = tmp / "ledger.sql"
-    path.write_text(text)
-    return path
+    return text

@@ -99,6 +99,20 @@ def parse_bytes(raw: bytes, path: Path, name: str | None = None) -> ParsedFile:
     return parse_text(text, name=name, path=path, sha256=hashlib.sha256(raw).hexdigest())
 
 
+def closing_commit_offset(text: str) -> int | None:
+    """Where the COMMIT (or END) closing a file's BEGIN … COMMIT starts, as a character offset
+    of `text`, found by PostgreSQL's parser and scanner (never inside a string or a comment);
+    None when the file's last transaction statement is not a COMMIT after its BEGIN."""
+    sql_text, _metas = _blank_meta(text)
+    stmts = json.loads(parse_sql_json(sql_text)).get("stmts", [])
+    control = [s for s in stmts if "TransactionStmt" in s["stmt"]]
+    if len(control) < 2 or _tx_kind(next(iter(control[-1]["stmt"].items()))) != "TRANS_STMT_COMMIT":
+        return None
+    start = control[-1].get("stmt_location", 0)
+    tokens = scan(sql_text[start:])
+    return start + tokens[0].start if tokens else None
+
+
 def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha256: str | None = None) -> ParsedFile:
     """Parse SQL text (see parse_file)."""
     sql_text, metas = _blank_meta(text)

@@ -122,3 +122,27 @@ def test_a_full_backup_dir_after_the_files_committed_is_not_a_failed_phase(ready
     assert code == 0
     code, out = console(COORDINATOR, "status")
     assert "Phase 1 Database infrastructure: succeeded" in out
+
+
+def test_a_psql_file_with_its_own_begin_commit_records_its_ledger_row_in_its_transaction(db_005, tmp_path):
+    """Fails without the fix: the row was written after psql exited, in a transaction of its
+    own — a crash in between left the file committed and unrecorded, so a resumed run applied it
+    again. Same transaction: same xmin."""
+    from engine.executor import Executor, LedgerRecord
+
+    path = tmp_path / "own_transaction.sql"
+    path.write_text("BEGIN;\n\\echo through psql\nCREATE TABLE public.t1 (id int PRIMARY KEY);\n"
+                    "INSERT INTO public.t1 VALUES (1); -- COMMIT in a comment is not the end\nCOMMIT;\n")
+    record = LedgerRecord(runbook="T", run_id="r1", phase=1, step="1.1", actor="U")
+    result = Executor(db_005).run_file(path, record=record)
+    assert result.ok, result.error
+    assert pg.scalar(db_005, "SELECT (SELECT xmin::text FROM public.t1) = (SELECT xmin::text FROM "
+                             "migrate_bot.applied_files WHERE step = '1.1')")
+
+    failing = tmp_path / "fails_at_commit.sql"  # a deferred constraint fails at COMMIT: no row, the right line
+    failing.write_text("BEGIN;\n\\echo through psql\nCREATE TABLE public.t2 (id int REFERENCES public.t1 (id) "
+                       "DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO public.t2 VALUES (42);\nCOMMIT;\n")
+    result = Executor(db_005).run_file(failing, record=LedgerRecord("T", "r1", 1, "1.2", "U"))
+    assert not result.ok and result.error.line == 5 and "foreign key" in result.error.message
+    assert pg.scalar(db_005, "SELECT count(*) FROM migrate_bot.applied_files") == 1
+    assert pg.scalar(db_005, "SELECT to_regclass('public.t2') IS NULL")
