@@ -107,7 +107,11 @@ def test_console_process_exit_codes_and_no_secret_in_its_output(ready):
 
 
 def test_the_same_request_delivered_twice_runs_once(ready):
-    """A Slack retry or a double click carries the same request id: executed once."""
+    """The same Slack request delivered again (a slash command Slack re-sends with
+    X-Slack-Retry-Num, an interaction payload delivered twice) carries the same request id, its
+    trigger_id: executed once. A double click is not this case: two clicks are two requests with
+    two trigger_ids; the second is refused by the run's state (e.g. "already approved") and the
+    first decision takes the buttons off the message."""
     core = Core.from_settings(ready)
     first = handle(core, COORDINATOR, "incident start db cpu at 100%", request_id="slack:abc123")
     second = handle(core, COORDINATOR, "incident start db cpu at 100%", request_id="slack:abc123")

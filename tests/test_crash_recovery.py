@@ -88,10 +88,13 @@ def test_connection_terminated_mid_file_rolls_back_and_reports_the_real_cause(sl
     error = next(line for line in text.splitlines() if line.strip().startswith("Error:"))
     assert "006_add_platform_databases_table.sql:" in error
     assert "terminating connection due to administrator command" in error  # the real cause
-    assert "Database Status: Unchanged" in text or "Database Status: Healthy — matches the pre-migration" in text
+    # Step 1.1 is the phase's first, atomic file: its transaction died with the connection, so
+    # nothing of the phase is in the database and its rollback file must not run (README,
+    # failure policies); the bot compares the database with its state before the step.
+    assert "Rollback Status: Not needed" in text, text
+    assert "Database Status: Unchanged — schema and row counts" in text, text
     run = core.store.current()
-    # step 1.1's policy ran rollback-006.sql after the failure: the phase is failed or rolled back
-    assert run.status is Status.FAILED and run.phases[1].status in (PhaseStatus.FAILED, PhaseStatus.ROLLED_BACK)
+    assert run.status is Status.FAILED and run.phases[1].status is PhaseStatus.FAILED
     _assert_unchanged(sleeping.database_url, schema_before)
 
 
