@@ -39,7 +39,7 @@ class TimedExecutor:
         if not result.ok:
             return
         try:
-            parsed = parse_file(self._rb.file_path(result.file))
+            parsed = parse_file(self._rb.file_path(result.file), result.file)
         except SqlFileError:
             return
         if parsed.atomic or parsed.needs_psql:

@@ -171,7 +171,7 @@ def _parsed(rb: Runbook, names: list[str]) -> dict[str, ParsedFile]:
     out = {}
     for name in names:
         try:
-            out[name] = parse_file(rb.file_path(name))
+            out[name] = parse_file(rb.file_path(name), name)  # named as the runbook names it (deploy/x.sql)
         except SqlFileError:
             continue
     return out
@@ -248,24 +248,27 @@ def _judge(rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table], i
     touched = [tables[rel] for _, rel in locks if rel in tables]
     touched = list({t.name: t for t in touched}.values())
     existing = [t for t in touched if t.exists]
-    config = rb.lock_safety
-    big = [t for t in existing if (t.bytes or 0) >= config.block_bytes or (t.rows or 0) >= config.block_rows]
     error = str(raw.get("level", "")).lower() == "error"
-    limit = f"{human_size(config.block_bytes)} or {config.block_rows:,} rows"
-    if error:
-        why = "squawk rates it an error"
-    elif big:
-        why = f"{', '.join(t.name for t in big)} is at or above the threshold ({limit})"
-    elif existing:
-        why = f"the tables it touches are below the threshold ({limit})"
-    else:
-        why = "it touches no existing table (below the threshold)"
+    blocking, why = _verdict(rb.lock_safety, existing, error)
     waiver = next((w for w in rb.waivers if w.covers(raw.get("rule_name", ""), file.name, sql)), None)
     return Finding(rule=str(raw.get("rule_name", "?")), level="error" if error else "warning", file=file.name,
                    line=line_no, message=str(raw.get("message", "")), statement=_one_line(sql),
                    locks=[f"{level} on {rel}" for level, rel in locks],
-                   tables=[asdict(t) for t in touched], blocking=bool(error or big), why=why,
+                   tables=[asdict(t) for t in touched], blocking=blocking, why=why,
                    waiver=_waiver_dict(waiver) if waiver else None, statement_line=stmt.line if stmt else 0)
+
+
+def _verdict(config, existing: list[Table], error: bool) -> tuple[bool, str]:
+    """(blocks unless waived, why): squawk's error, or an existing table at or above the threshold."""
+    big = [t for t in existing if (t.bytes or 0) >= config.block_bytes or (t.rows or 0) >= config.block_rows]
+    limit = f"{human_size(config.block_bytes)} or {config.block_rows:,} rows"
+    if error:
+        return True, "squawk rates it an error"
+    if big:
+        return True, f"{', '.join(t.name for t in big)} is at or above the threshold ({limit})"
+    if existing:
+        return False, f"the tables it touches are below the threshold ({limit})"
+    return False, "it touches no existing table (below the threshold)"
 
 
 def _high_risk(rb: Runbook, file: ParsedFile, tables: dict[str, Table], index_tables: dict[str, str]) -> list[dict]:
