@@ -23,12 +23,19 @@ def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
     return None
 
 
-def row_counts(dsn: str, schemas: tuple[str, ...] = ("platform", "public"), lock_timeout: float = 5.0) -> dict[str, int]:
-    """Exact row count of every table in `schemas` (all must be readable: a health fact too).
-    Never queues behind another session's lock longer than `lock_timeout` (raises instead)."""
+def row_counts(dsn: str, schemas: tuple[str, ...] | None = None, lock_timeout: float = 5.0) -> dict[str, int]:
+    """Exact row count of every table in `schemas` — by default every schema of the database but
+    the system's and the bot's own: a team's tables live wherever its migrations put them (all
+    must be readable: a health fact too). Never queues behind another session's lock longer than
+    `lock_timeout` (raises instead)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms")))
-        tables = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
-                              (list(schemas),)).fetchall()
+        if schemas is None:
+            tables = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname <> ALL(%s) "
+                                  "AND schemaname NOT LIKE 'pg\\_%%'",
+                                  (["information_schema", schema.BOT_SCHEMA],)).fetchall()
+        else:
+            tables = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
+                                  (list(schemas),)).fetchall()
         return catalog.row_counts(conn, [t for (t,) in tables])
 

@@ -61,3 +61,40 @@ def test_an_accepted_rollback_difference_does_not_fail_every_older_rollback(sett
     assert "accepted" in out.split("Rollback of phase 2 complete")[1].split("Rollback of phase 1")[0]
     assert console.core.store.current().status is Status.ROLLED_BACK
     assert folders.schema(url) == empty
+
+
+def test_a_rollback_that_deletes_rows_outside_public_is_not_reported_data_loss_none(settings, scratch_db, tmp_path):
+    """Teams keep their tables in their own schema (sqitch's `flipr`, `app`, …). The rollback
+    proof's row counts cover every schema of the database, not only 006's `platform` and
+    `public` (was: "Data loss: none — row counts … unchanged (checked)" after a down file
+    deleted every row of app.items)."""
+    runbook = _write(tmp_path / "gm", {
+        "000001_app_items.up.sql": "CREATE SCHEMA app;\nCREATE TABLE app.items (id int PRIMARY KEY);\n"
+                                   "INSERT INTO app.items VALUES (1), (2), (3);\n",
+        "000001_app_items.down.sql": "DROP SCHEMA app CASCADE;\n",
+        "000002_app_tags.up.sql": "CREATE TABLE app.tags (id int PRIMARY KEY);\n",
+        "000002_app_tags.down.sql": "DROP TABLE app.tags;\nDELETE FROM app.items;\n",
+    })
+    console = _console(settings, runbook, scratch_db())
+    _run(console)
+
+    code, out = console(COORDINATOR, "rollback phase 2")
+
+    assert code == 1, out
+    assert "Data loss: row counts changed in app.items" in out
+    assert "Data loss: none" not in out
+
+
+def test_a_folder_that_creates_no_table_ends_successful(settings, scratch_db, tmp_path):
+    """A plain folder of functions only (the bot's own ledger, in its own schema): the final
+    "Database healthy" gate reads every table there is — none is not a failure (was: FAILED
+    "observed 0 tables readable" after every migration succeeded)."""
+    runbook = _write(tmp_path / "plain", {
+        "001_slugify.sql": "CREATE FUNCTION slugify(t text) RETURNS text LANGUAGE sql IMMUTABLE "
+                           "AS $$ SELECT lower(regexp_replace(t, '[^a-zA-Z0-9]+', '-', 'g')) $$;\n",
+    })
+    console = _console(settings, runbook, scratch_db())
+    _run(console)
+
+    assert "SUCCESSFUL" in console.everything()
+    assert "Database healthy: 0 tables readable ✅" in console.everything()
