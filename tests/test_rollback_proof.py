@@ -112,6 +112,7 @@ def test_the_rehearsal_shows_the_tpm_a_rollback_that_does_not_return_the_schema(
     rehearsal = next(l for l in out.splitlines() if "Rehearsal on a copy" in l)
     assert "rollback NOT clean: phase 1 rollback-006.sql leaves" in rehearsal, rehearsal
     assert "update_database_health" in rehearsal, rehearsal
+    assert "phase 1 rollback-006.sql leaves" in rehearsal, rehearsal  # the phase whose rollback is wrong
     request = out[out.index("ready for execution"):]
     assert "⚠ Rollback of phase 1 (rollback-006.sql) does not return the schema exactly" in request
     assert "+CREATE FUNCTION platform.update_database_health(" in request
