@@ -94,6 +94,21 @@ def _applied(run) -> list[int]:
     return [n for n, p in run.phases.items() if p.kind == "migration" and p.status in (PhaseStatus.SUCCEEDED, PhaseStatus.FAILED)]
 
 
+def _failure_text(run, rb: Runbook, n: int | None) -> str:
+    """What failed: the phase's stored error, else its failed step's (the step outcomes the
+    run's record keeps), else a pointer to the thread."""
+    state = run.phases.get(n) if n is not None else None
+    if state is not None and state.error:
+        return state.error
+    phase = rb.phase(n) if n is not None else None
+    steps = (run.result or {}).get("steps") or {}
+    for step in phase.steps if phase else ():
+        outcome = steps.get(step.id) or {}
+        if outcome.get("ok") is False and outcome.get("error"):
+            return f"step {step.id}: {str(outcome['error'])[:300]}"
+    return "see the thread"
+
+
 def _now_and_next(run, rb: Runbook, roster: Roster) -> tuple[str, str | None]:
     s, n = run.status, run.phase
     where = _phase_name(rb, n)
@@ -126,7 +141,7 @@ def _now_and_next(run, rb: Runbook, roster: Roster) -> tuple[str, str | None]:
     if s is Status.SUCCEEDED:
         return f"{OK_MARK} Succeeded — every phase applied and verified", None
     if s is Status.FAILED:
-        error = (run.phases.get(n).error if n in run.phases else None) or "see the thread"
+        error = _failure_text(run, rb, n)
         return (f"{FAIL_MARK} Failed at {where}: {error}",
                 f"{coordinator} with {tpm}: `run phase {n}` again, `rollback phase {n}` or `rollback restore`")
     if s is Status.ROLLING_BACK:

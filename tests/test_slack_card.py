@@ -28,6 +28,7 @@ def bot(ready, standin):
 
 
 def slash(bot, user: str, text: str) -> None:
+    bot.bridge.wait_work()  # the previous command's work has released the run lock (as a person would wait)
     assert bot.slack.slash(user, text).status == 200
 
 
@@ -127,7 +128,7 @@ def test_the_card_of_a_failed_run_names_the_failure_and_who_decides(bot, standin
 
     slash(bot, LIU, "run phase 1")
 
-    text = card_says(bot, standin, parent, "❌ Failed at phase 1 (Database infrastructure)",
+    text = card_says(bot, standin, parent, "❌ Failed at phase 1 (Database infrastructure): step 1.2: ",
                      "*Next:* <@U0RAFAEL> with <@U0DYLAN>")
     assert "❌ Phase 1 Database infrastructure: failed" in text
     failed_post = standin.wait_method("chat.postMessage", where=lambda b: b.get("text", "").startswith("Phase 1 failed ("))[-1]

@@ -119,3 +119,17 @@ def test_the_console_strips_terminal_escapes_from_user_text(settings):
 def test_a_header_shows_no_mrkdwn_code_marks():
     rendered = blocks.post_message(Post("restored", "Restore from backup complete: `app` is the backup"))
     assert plain_texts(rendered.payload())[0] == "Restore from backup complete: app is the backup"
+
+
+def test_a_defer_reason_is_shown_literally(ready, standin):
+    running = RunningBot(ready, standin)
+    try:
+        assert running.slack.slash(COORDINATOR, "preflight").status == 200
+        standin.wait_method("chat.postMessage", where=lambda b: "Requesting go/no-go" in b.get("text", ""), timeout=120)
+        running.bridge.wait_work()
+        assert running.slack.slash(TPM, "defer <!here> traffic > 80% & rising").status == 200
+        call = standin.wait_method("chat.postMessage", where=lambda b: "NO-GO" in b.get("text", ""), timeout=60)[-1]
+        joined = "\n".join(mrkdwn_texts(call.body))
+        assert "<!here>" not in joined and "&lt;!here&gt; traffic &gt; 80% &amp; rising" in joined
+    finally:
+        running.close()
