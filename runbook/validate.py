@@ -64,6 +64,10 @@ def plan(rb: Runbook) -> dict[str, str]:
     entries.update({f"preflight {what}": _show(getattr(rb.preflight, what))
                     for what in ("deployment", "reach", "sql", "http")})
     entries["ledger"] = _show(rb.ledger)
+    entries["lock_safety"] = _show(rb.lock_safety)
+    entries["lock_timeouts"] = _show(rb.lock_timeouts)
+    entries.update({f"waiver {w.rule} {w.file}" + (f" '{w.statement}'" if w.statement else ""): _show(w)
+                    for w in rb.waivers})
     for phase in rb.phases:
         entries[f"phase {phase.number}"] = _show((phase.name, phase.owner, phase.kind, phase.rollback, phase.estimate))
         for step in phase.steps:

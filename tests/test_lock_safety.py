@@ -224,6 +224,7 @@ def test_waiver_in_go_no_go_request_report_and_approval_and_a_changed_waiver_ref
     code, out = console(LIU, "run phase 1")
     assert code == 2, out
     assert "runbook.toml" in out and "changed" in out
+    assert f"waiver {RULE} add_index.sql" in out  # the change is named: which waiver
     assert pg.scalar(ready.database_url, "SELECT to_regclass('platform.databases') IS NULL")
 
 
