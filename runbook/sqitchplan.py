@@ -140,6 +140,29 @@ def _finish(plan: Plan) -> None:
             seen[f"{change.name}@{tag.name}"] = change
             seen[f"@{tag.name}"] = change
         seen[change.name] = change
+    _check_conflicts(plan)
+
+
+def _check_conflicts(plan: Plan) -> None:
+    """sqitch refuses to deploy a change whose conflict names no change of the plan ("Unable to
+    find change") or one deployed before it ("Conflicts with previously deployed change"): a
+    plan deployed in order cannot get past either, so neither may the bot."""
+    position = {}
+    for index, change in enumerate(plan.changes):
+        position.setdefault(change.name, index)
+    for index, change in enumerate(plan.changes):
+        for dep in change.conflicts:
+            project, _, key = dep.rpartition(":")
+            if project and project != plan.project:
+                continue  # another project's change: not knowable from this plan
+            name = key.partition("@")[0]
+            if name not in position:
+                raise PlanError(f"{plan.path.name}: {change.name} conflicts with {dep}, which the plan does not name — "
+                                "sqitch refuses to deploy it (expected `!name` of a change in the plan)")
+            if position[name] < index:
+                raise PlanError(f"{plan.path.name}: {change.name} conflicts with {dep}, which is deployed before it — "
+                                f"sqitch refuses to deploy {change.name} while {name} is deployed (expected a conflict "
+                                "with a change that comes later in the plan, or revert it first)")
 
 
 def _script(change: Change, deploy: Path) -> str:

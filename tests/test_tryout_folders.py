@@ -98,3 +98,33 @@ def test_a_folder_that_creates_no_table_ends_successful(settings, scratch_db, tm
 
     assert "SUCCESSFUL" in console.everything()
     assert "Database healthy: 0 tables readable ✅" in console.everything()
+
+
+def _sqitch_project(folder: Path, plan_lines: list[str]) -> None:
+    for sub in ("deploy", "revert", "verify"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    (folder / "sqitch.plan").write_text("%syntax-version=1.0.0\n%project=shop\n\n" + "\n".join(plan_lines) + "\n")
+    for name in ("items", "items_v2", "orders"):
+        (folder / "deploy" / f"{name}.sql").write_text(f"CREATE TABLE {name} (id int);\n")
+        (folder / "revert" / f"{name}.sql").write_text(f"DROP TABLE {name};\n")
+
+
+def test_import_refuses_a_sqitch_conflict_sqitch_itself_refuses(tmp_path, capsys):
+    """`[!change]` is a conflict: sqitch refuses to deploy a change conflicting with one deployed
+    before it, or with a change the plan does not name. The bot would deploy the whole plan
+    in order and disagree with the registry's tool (was: imported, and `run` deployed both)."""
+    earlier = tmp_path / "earlier"
+    _sqitch_project(earlier, ["items 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
+                              "items_v2 [!items] 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # replaces items"])
+    assert main(["import", str(earlier)]) == 2
+    assert "items_v2 conflicts with items, which is deployed before it" in capsys.readouterr().err
+
+    unknown = tmp_path / "unknown"
+    _sqitch_project(unknown, ["items [!legacy_items] 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items"])
+    assert main(["import", str(unknown)]) == 2
+    assert "items conflicts with legacy_items, which the plan does not name" in capsys.readouterr().err
+
+    later = tmp_path / "later"  # a conflict with a change further down is what sqitch deploys
+    _sqitch_project(later, ["items [!orders] 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
+                            "orders 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # orders"])
+    assert main(["import", str(later)]) == 0
