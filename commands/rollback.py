@@ -218,9 +218,10 @@ class PhaseRollback:
         if not proven:
             return self._failed("the rollback ran but the database is not in the expected state", started, lines)
         steps = without_phase(store.get(self.runner.run_id).result, n)
-        store.transition(self.runner.run_id, Status.ROLLED_BACK, actor=self.runner.actor, action=f"rollback phase {n}",
+        closed = store.transition(self.runner.run_id, Status.ROLLED_BACK, actor=self.runner.actor, action=f"rollback phase {n}",
                          phase=n, phase_status=PhaseStatus.ROLLED_BACK, fields={"result": steps},
                          evidence={"recovery_seconds": round(recovery, 3), "proof": lines})
+        recovery = templates.stored_duration(closed, n, recovery)  # the number the card and status show
         from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
         hooks.run_undone(self.core, self.runner.run_id)  # post-execution follow-ups no longer apply

@@ -86,6 +86,9 @@ def test_the_card_follows_a_full_run_then_its_rollback(bot, standin):
     slash(bot, COORDINATOR, "rollback phase 2")
     text = card_says(bot, standin, parent, "Phase 2 (Security foundation (RLS)) rolled back", "`rollback phase 1` next")
     assert "Succeeded" not in text and "↩️ Phase 2 Security foundation (RLS): rolled back" in text
+    done = standin.wait_method("chat.postMessage", where=lambda b: b.get("text", "").startswith("Rollback of phase 2 complete"))[-1]
+    recovery = done.body["text"].split("Recovery time: ", 1)[1].split("\n", 1)[0]
+    assert f"rolled back · {recovery}" in text  # one number for the rollback, post and card
     bot.bridge.wait_work()
 
     slash(bot, COORDINATOR, "rollback phase 1")
