@@ -17,9 +17,9 @@ import json
 import logging
 import os
 import socket
-import threading
 
 from core import clock
+from state.owned import OwnedKey
 
 log = logging.getLogger("migrate.scheduling")
 
@@ -27,14 +27,6 @@ CLAIM_TTL = 7 * 24 * 3600  # seconds: longer than any job could be seen twice
 LIVE_TTL = 30  # seconds: a held claim whose claimant stopped renewing lapses after this
 
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
-
-# Extend the TTL of a claim only while it is still ours (another process may have taken a lapsed one).
-_EXPIRE_IF_OURS = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
 
 
 def firing_key(keys, job_id: str, due: str) -> str:
@@ -58,42 +50,41 @@ def claimed_by(core, job_id: str, due: str) -> dict | None:
 
 
 class Held:
-    """A claim renewed every LIVE_TTL/3 s while the `with` block runs; kept CLAIM_TTL after."""
+    """A claim renewed every LIVE_TTL/3 s while the `with` block runs; kept CLAIM_TTL after.
+    The claim's whole value is its token (state/owned.py): only this claimant extends it."""
 
     def __init__(self, core, key: str, value: str, live_ttl: int):
         self.core = core
         self.key = key
         self.value = value
         self.live_ttl = live_ttl
-        self._expire = core.redis.register_script(_EXPIRE_IF_OURS)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._owned = OwnedKey(core.redis, key, value)
+        self._renewal = self._owned.renewal(max(int(live_ttl), 1), every=max(live_ttl / 3, 0.2), on_lost=self._lapsed,
+                                            on_error=self._not_renewed, name="migrate-claim-renew")
+
+    def claim(self) -> bool:
+        """SET NX with the live TTL: True when this firing was not claimed yet."""
+        return self._owned.claim(max(int(self.live_ttl), 1))
 
     def renew(self, ttl: int) -> bool:
-        return bool(self._expire(keys=[self.key], args=[self.value, max(int(ttl), 1)]))
+        return self._owned.extend(max(int(ttl), 1))
 
     def __enter__(self) -> "Held":
-        self._thread = threading.Thread(target=self._beat, name="migrate-claim-renew", daemon=True)
-        self._thread.start()
+        self._renewal.start()
         return self
 
     def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._renewal.stop()
         try:
             self.renew(CLAIM_TTL)  # done: kept as evidence, and no re-fire of this firing
         except Exception as exc:  # noqa: BLE001 - the run's status still guards a re-fire
             log.warning("claim %s not kept: %s", self.key, type(exc).__name__)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(max(self.live_ttl / 3, 0.2)):
-            try:
-                if not self.renew(self.live_ttl):
-                    log.warning("claim %s lapsed or was taken over while its job ran", self.key)
-                    return
-            except Exception as exc:  # noqa: BLE001 - Redis away: try again until the TTL runs out
-                log.warning("claim %s not renewed: %s", self.key, type(exc).__name__)
+    def _lapsed(self, _cause: Exception | None) -> None:
+        log.warning("claim %s lapsed or was taken over while its job ran", self.key)
+
+    def _not_renewed(self, exc: Exception) -> None:  # Redis away: tried again until the TTL runs out
+        log.warning("claim %s not renewed: %s", self.key, type(exc).__name__)
 
 
 def hold(core, job_id: str, due: str, *, who: str = "", live_ttl: int | None = None) -> Held | None:
@@ -101,6 +92,5 @@ def hold(core, job_id: str, due: str, *, who: str = "", live_ttl: int | None = N
     context manager around the work), or None when a live or finished claimant has it."""
     live_ttl = LIVE_TTL if live_ttl is None else live_ttl
     key, value = firing_key(core.keys, job_id, due), _value(who)
-    if not core.redis.set(key, value, nx=True, ex=max(int(live_ttl), 1)):
-        return None
-    return Held(core, key, value, live_ttl)
+    held = Held(core, key, value, live_ttl)
+    return held if held.claim() else None

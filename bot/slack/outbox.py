@@ -2,7 +2,7 @@
 
 Each write to the channel (a post, an edit, a file upload, a refresh of a run's parent
 message) is an entry in a Redis list (`keys.outbox(channel)`). One worker per channel (a
-Redis lock with an owner token, so two bot processes never both deliver) takes the head,
+Redis lock with an owner token, state/owned.py, so two bot processes never both deliver) takes the head,
 calls Slack, and removes the entry only once Slack answered. The lock is renewed by a small
 thread while a delivery is in Slack calls (retry handlers may sleep on Retry-After), and the
 head is only removed, replaced or rotated by a Lua script that checks, atomically, that this
@@ -45,6 +45,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from bot.slack import blocks
 from core.redact import redact
 from state.keys import Keys
+from state.owned import OwnedKey
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +88,6 @@ def web_client(settings) -> WebClient:
     )
 
 
-# The delivery lock holds an owner token: only its owner renews or releases it.
-_TAKE_OR_RENEW = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 # Head operations: only while KEYS[1] (the lock) holds ARGV[1] (our token) and the head of
 # KEYS[2] is still ARGV[2] (the raw entry read when the step began); else nothing happens.
 _GUARD = """
@@ -106,10 +97,11 @@ if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
 _POP = _GUARD + "redis.call('LPOP', KEYS[2]) return 1"
 _REPLACE = _GUARD + "redis.call('LSET', KEYS[2], 0, ARGV[3]) return 1"
 _ROTATE = _GUARD + "redis.call('LMOVE', KEYS[2], KEYS[2], 'LEFT', 'RIGHT') return 1"
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+
+
+def _lock_ttl() -> float:
+    """LOCK_TTL_MS in seconds, read at each use (tests shorten it)."""
+    return LOCK_TTL_MS / 1000
 
 
 RUN_KEYS_TTL = 30 * 24 * 3600  # seconds: longer than the +1 week follow-up that posts in the thread
@@ -284,6 +276,8 @@ class OutboxWorker:
         self.secrets = secrets
         self.token = uuid.uuid4().hex
         self.lock_key = outbox.keys.outbox_lock(outbox.channel)
+        # The channel's delivery lock, an owned key whose whole value is this worker's token.
+        self._lock = OwnedKey(outbox.redis, self.lock_key, self.token)
         self.last_refresh: dict[str, float] = {}
         self.backoff = 0.0
         self.rotations = 0  # not-due refreshes moved to the tail since the last delivery
@@ -344,29 +338,23 @@ class OutboxWorker:
     # -- one step ----------------------------------------------------------------------------
     def _hold_lock(self) -> bool:
         """Take the channel's delivery lock, or renew it if this worker holds it (atomically)."""
-        return bool(self.outbox.redis.eval(_TAKE_OR_RENEW, 1, self.lock_key, self.token, LOCK_TTL_MS))
+        return self._lock.take_or_extend(_lock_ttl())
 
     @contextmanager
     def _renewing(self):
         """Keep the lock alive while a delivery is in Slack calls (they can outlast its TTL)."""
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(LOCK_TTL_MS / 3000):
-                try:
-                    if not self.outbox.redis.eval(_RENEW, 1, self.lock_key, self.token, LOCK_TTL_MS):
-                        log.warning("outbox: delivery lock lost during a delivery; its entry is left to the new owner")
-                        return
-                except redis_lib.RedisError as exc:
-                    log.warning("outbox: lock not renewed: %s", redact(str(exc), self.secrets))
-
-        renewer = threading.Thread(target=renew, name="slack-outbox-lock", daemon=True)
-        renewer.start()
-        try:
+        renewal = self._lock.renewal(_lock_ttl, on_lost=self._lost_during_delivery, on_error=self._not_renewed,
+                                     name="slack-outbox-lock")
+        with renewal:
             yield
-        finally:
-            done.set()
-            renewer.join()
+
+    @staticmethod
+    def _lost_during_delivery(_cause: Exception | None) -> None:
+        # the guarded pop then leaves the head alone
+        log.warning("outbox: delivery lock lost during a delivery; its entry is left to the new owner")
+
+    def _not_renewed(self, exc: Exception) -> None:
+        log.warning("outbox: lock not renewed: %s", redact(str(exc), self.secrets))
 
     def _guard(self) -> tuple[str, str]:
         return self.lock_key, self.token
@@ -374,7 +362,7 @@ class OutboxWorker:
     def _release(self) -> None:
         """Let another process deliver at once (else the lock's TTL frees it later)."""
         try:
-            self.outbox.redis.eval(_RELEASE, 1, self.lock_key, self.token)
+            self._lock.delete()
         except redis_lib.RedisError as exc:
             log.warning("outbox: lock not released: %s", redact(str(exc), self.secrets))
 

@@ -1,0 +1,110 @@
+"""The owned-key helper (state/owned.py) on the real Redis: only the owner extends or deletes,
+TTLs in seconds become milliseconds, and a renewal that finds the key gone tells the work."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from state.owned import OwnedKey, ttl_ms
+from tests.support.waiting import wait_until
+
+
+@pytest.fixture
+def key(redis_prefix):
+    return f"{redis_prefix}:owned"
+
+
+def test_a_non_owner_can_neither_delete_nor_extend_the_key(redis_client, key):
+    mine, theirs = OwnedKey(redis_client, key, "mine"), OwnedKey(redis_client, key, "theirs")
+    assert mine.claim(10) and not theirs.claim(10)
+    before = redis_client.pttl(key)
+    assert theirs.delete() is False and theirs.extend(60) is False
+    assert redis_client.get(key) == b"mine" and redis_client.pttl(key) <= before
+    assert mine.delete() is True and redis_client.get(key) is None
+    assert mine.delete() is False  # gone: nothing to delete
+
+
+def test_a_json_value_is_owned_through_its_token_field(redis_client, key):
+    value = json.dumps({"token": "t-1", "owner": "run by U0LIU"})
+    owner, other = OwnedKey(redis_client, key, "t-1", field="token"), OwnedKey(redis_client, key, "t-2", field="token")
+    assert owner.claim(10, value)
+    assert other.extend(60) is False and other.delete() is False
+    assert redis_client.get(key) == value.encode()
+    assert owner.extend(60) is True and redis_client.pttl(key) > 10_000
+    redis_client.set(key, "not json", px=10_000)  # someone else's value: no script error, just not ours
+    assert owner.extend(60) is False and owner.delete() is False
+    with pytest.raises(ValueError):
+        owner.take_or_extend(10)
+
+
+def test_ttls_are_seconds_written_as_milliseconds(redis_client, key):
+    owned = OwnedKey(redis_client, key, "me")
+    assert owned.claim(1.5)
+    assert 1000 < redis_client.pttl(key) <= 1500  # 1.5 s, not rounded to 1 or 2 s
+    assert owned.extend(0.25) and 0 < redis_client.pttl(key) <= 250
+    assert owned.extend(20) and 15_000 < redis_client.pttl(key) <= 20_000
+    assert ttl_ms(15) == 15_000 and ttl_ms(0.0001) == 1  # never 0 (PEXPIRE 0 deletes)
+
+
+def test_take_or_extend_takes_a_free_key_extends_our_own_and_leaves_another_s(redis_client, key):
+    mine, theirs = OwnedKey(redis_client, key, "mine"), OwnedKey(redis_client, key, "theirs")
+    assert mine.take_or_extend(1) and redis_client.get(key) == b"mine"
+    assert mine.take_or_extend(30) and redis_client.pttl(key) > 20_000
+    assert theirs.take_or_extend(60) is False
+    assert redis_client.get(key) == b"mine" and redis_client.pttl(key) <= 30_000
+
+
+def test_a_renewal_keeps_the_key_past_its_ttl(redis_client, key):
+    owned = OwnedKey(redis_client, key, "me")
+    assert owned.claim(0.6)
+    with owned.renewal(0.6) as renewal:
+        threading.Event().wait(1.5)  # more than two TTLs with only the renewal extending it
+        assert redis_client.get(key) == b"me" and not renewal.lost.is_set()
+    assert owned.delete()
+
+
+def test_ownership_lost_stops_the_renewal_and_tells_the_work(redis_client, key):
+    owned = OwnedKey(redis_client, key, "me")
+    assert owned.claim(5)
+    told: list[Exception | None] = []
+    renewal = owned.renewal(5, every=0.05, on_lost=told.append).start()
+    redis_client.set(key, "new owner", px=2_000)  # as if ours had expired and been taken
+    # the work checks `lost` between its steps and stops there
+    steps = 0
+    while not renewal.lost.wait(0.01):
+        steps += 1
+        assert steps < 1000, "the work was never told"
+    assert told == [None]
+    wait_until(lambda: not renewal._thread.is_alive(), timeout=5, what="the renewal thread to end")
+    assert redis_client.get(key) == b"new owner" and redis_client.pttl(key) <= 2_000  # never extended by us
+    renewal.stop()
+
+
+def _unreachable() -> redis_lib.Redis:
+    """A client whose server is not there (nothing listens on port 1); no client-side retries,
+    so each renewal attempt fails at once and the renewal's own retrying is what is tested."""
+    return redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+
+
+def test_redis_unreachable_longer_than_the_ttl_counts_as_lost(key):
+    owned = OwnedKey(_unreachable(), key, "me")
+    errors: list[Exception] = []
+    told: list[Exception | None] = []
+    renewal = owned.renewal(0.3, every=0.05, give_up_after=0.3, on_lost=told.append, on_error=errors.append)
+    with renewal:
+        assert renewal.lost.wait(10)
+    assert errors and all(isinstance(e, redis_lib.ConnectionError) for e in errors)  # retried first
+    assert len(told) == 1 and isinstance(told[0], redis_lib.ConnectionError)
+
+
+def test_without_give_up_a_redis_error_is_reported_and_retried_not_lost(key):
+    errors: list[Exception] = []
+    renewal = OwnedKey(_unreachable(), key, "me").renewal(0.3, every=0.05, on_error=errors.append)
+    with renewal:
+        wait_until(lambda: len(errors) >= 3, timeout=10, what="three failed renewals")
+        assert not renewal.lost.is_set()
