@@ -2,6 +2,16 @@
 
 `handle(core, user, text)` parses, authorizes and dispatches; each verb returns an
 `Outcome` (commands/result.py) that the console or the Slack adapter renders.
+
+Verbs: parse, authorize (commands.policy against the roster), dispatch. Today this package
+also holds the long-running workflows the verbs start (execution: running phases and
+verification; rollback, restore, abort, renew): issue 17 moves them to a workflows layer.
+
+May import: core, state, runbook, engine, preflight. Never bot (no Slack here) and never
+scheduling. Known violation (next session's work, issue 17): six modules import scheduling
+lazily inside functions to dodge the cycle scheduling -> commands.run (decide.py twice,
+execution.py, info.py, preflight.py, restore.py, rollback.py twice); the core should reach
+time-driven work through an interface the adapter hands it at start-up.
 """
 from __future__ import annotations
 

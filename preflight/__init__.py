@@ -2,6 +2,11 @@
 
 Entry points for the command layer: `run_preflight` (everything), `fast_checks` (the quick
 checks only, at a scheduled GO time), `window_check` (also validates `approve at <time>`).
+
+A workflow (it runs minutes: backup, rehearsal on a copy) that commands start. Checks a
+runbook declares ([preflight.*]) are run by preflight.quick; squawk lint by preflight.lint.
+
+May import: core, runbook, engine. Never commands, scheduling, state or bot.
 """
 from preflight.inputs import step_inputs
 from preflight.quick import Timeouts

@@ -1,6 +1,8 @@
 """SQL shipped with the bot: the version-005 baseline and one folder per runbook.
 
 A package only so that `pip install .` carries the files; `RUNBOOKS_DIR` is where they are.
+
+Data, not code: imports nothing of the project. core.config reads DEFAULT_RUNBOOK.
 """
 from pathlib import Path
 

@@ -2,14 +2,15 @@
 
 `RunStore.transition` is the only writer of a run's status, and it asks `check_transition`
 first, so every legal move is listed in `TRANSITIONS` below and nowhere else.
+
+The guards read a run through `Run` below, a Protocol of the few fields they need:
+state/record.py (the run as data) builds on this module's statuses, and this module
+imports nothing from it, so the two do not import each other.
 """
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Sequence
-
-if TYPE_CHECKING:
-    from state.record import Run
+from typing import Mapping, Protocol, Sequence
 
 
 class Status(StrEnum):
@@ -40,6 +41,24 @@ class PhaseStatus(StrEnum):
     FAILED = "failed"
     ROLLING_BACK = "rolling back"
     ROLLED_BACK = "rolled back"
+
+
+class Phase(Protocol):
+    """What the guards read of one phase's state (state.record.PhaseState)."""
+
+    status: PhaseStatus
+    kind: str
+    error: str | None
+
+
+class Run(Protocol):
+    """What the guards read of a run (state.record.Run)."""
+
+    status: Status
+    phase: int | None
+    phases: Mapping[int, Phase]
+    preflight: dict | None
+    approval: dict | None
 
 
 S = Status
