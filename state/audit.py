@@ -17,7 +17,6 @@ from sqlalchemy import (BigInteger, Column, DateTime, Index, MetaData, Table, Te
                         func, select, text)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.pool import NullPool
 
 from core import clock
 from state.codec import as_text, dumps
@@ -103,10 +102,12 @@ class EventLog:
         if self.database_url is None:
             raise RuntimeError("no database configured for the event log (DATABASE_URL)")
         if self._engine is None:
-            # No pool: this is the database being migrated; idle connections of ours would stand
-            # in the way of a restore's rename, and a few audit writes a minute need no pool.
-            self._engine = create_engine(sqlalchemy_url(self.database_url), poolclass=NullPool,
-                                         connect_args={"connect_timeout": 5})
+            # A small pool: a run writes a few events per phase, and a fresh connection for each
+            # cost more than the phase's own SQL. An idle pooled connection holds no lock; a
+            # restore closes the pool before its rename (and terminates what is left), and
+            # pre-ping replaces a connection that was terminated meanwhile.
+            self._engine = create_engine(sqlalchemy_url(self.database_url), pool_size=1, max_overflow=4,
+                                         pool_pre_ping=True, connect_args={"connect_timeout": 5})
         return self._engine
 
     def _ensure_table(self) -> None:
@@ -121,8 +122,17 @@ class EventLog:
 
     def write(self, event: Mapping[str, Any]) -> None:
         """Insert one event; the same `event_id` written twice is kept once."""
+        self.write_many([event])
+
+    def write_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Insert events in one transaction (all or none); an `event_id` already there is kept once."""
         self._ensure_table()
-        row = {
+        stmt = insert(run_events).on_conflict_do_nothing(index_elements=["event_id"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [self._row(e) for e in events])
+
+    def _row(self, event: Mapping[str, Any]) -> dict:
+        return {
             "event_id": event.get("event_id"),
             "at": datetime.fromisoformat(event["at"]),
             "target": event.get("target") or self.target,
@@ -132,9 +142,6 @@ class EventLog:
             "outcome": event["outcome"],
             "evidence": dict(event.get("evidence") or {}),
         }
-        stmt = insert(run_events).values(**row).on_conflict_do_nothing(index_elements=["event_id"])
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
 
     def events(self, run_id: str | None = None, limit: int = 200) -> list[dict]:
         """The last `limit` events of this target (of one run, if given), oldest first."""

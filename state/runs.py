@@ -324,21 +324,44 @@ class RunStore:
         if self.events is None:
             return 0
         while batch := self.redis.lrange(key, 0, 99):
-            for raw in batch:
-                try:
-                    self.events.write(json.loads(raw))
-                except (OperationalError, InterfaceError, OSError) as exc:
-                    # PostgreSQL unreachable: keep everything pending, in order, for the next write.
-                    log.warning("audit mirror to PostgreSQL failed, %d event(s) pending: %s",
-                                self.redis.llen(key), self._first_line(exc))
+            try:
+                self.events.write_many([json.loads(raw) for raw in batch])  # one transaction: all or none
+            except (OperationalError, InterfaceError, OSError) as exc:
+                return self._mirror_unreachable(key, exc)
+            except SQLAlchemyError:
+                if not self._flush_one_by_one(key, batch):  # find the refused one, keep the order
                     return self.redis.llen(key)
-                except SQLAlchemyError as exc:
-                    # This event is refused (not the connection): set it aside so it cannot
-                    # block the events behind it; it stays in Redis under mirror_failed.
-                    log.error("audit event refused by PostgreSQL, kept in Redis: %s", self._first_line(exc))
-                    self.redis.rpush(self.keys.mirror_failed(), raw)
-                self.redis.lrem(key, 1, raw)  # exact value: safe if another process flushed it too
+                continue
+            self._forget_pending(key, batch)
         return 0
+
+    def _flush_one_by_one(self, key: str, batch: list) -> bool:
+        """The batch one event at a time: a refused event is set aside so it cannot block the
+        events behind it. False when PostgreSQL became unreachable (the rest stay pending)."""
+        for raw in batch:
+            try:
+                self.events.write(json.loads(raw))
+            except (OperationalError, InterfaceError, OSError) as exc:
+                self._mirror_unreachable(key, exc)
+                return False
+            except SQLAlchemyError as exc:
+                # This event is refused (not the connection): it stays in Redis under mirror_failed.
+                log.error("audit event refused by PostgreSQL, kept in Redis: %s", self._first_line(exc))
+                self.redis.rpush(self.keys.mirror_failed(), raw)
+            self._forget_pending(key, [raw])
+        return True
+
+    def _forget_pending(self, key: str, written: list) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for raw in written:
+            pipe.lrem(key, 1, raw)  # exact value: safe if another process flushed it too
+        pipe.execute()
+
+    def _mirror_unreachable(self, key: str, exc: BaseException) -> int:
+        # PostgreSQL unreachable: keep everything pending, in order, for the next write.
+        pending = self.redis.llen(key)
+        log.warning("audit mirror to PostgreSQL failed, %d event(s) pending: %s", pending, self._first_line(exc))
+        return pending
 
     def _first_line(self, exc: Exception) -> str:
         return redact(first_line(exc), self._secrets)

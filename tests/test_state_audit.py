@@ -146,3 +146,28 @@ def test_reset_recreates_the_table_in_a_replaced_database(events):
     events.reset()
     events.write({"at": "2026-11-24T03:01:00+00:00", "actor": "U", "action": "b", "outcome": "ok", "event_id": "e2"})
     assert [e["action"] for e in events.events()] == ["b"]
+
+
+def test_the_mirror_reuses_its_connection_across_events(redis_client, redis_prefix, events):
+    """A fresh connection per audit write cost more than a small phase's own SQL (bench/folder_vs_psql.py)."""
+    from sqlalchemy import event as sa_event
+
+    opened = []
+    sa_event.listen(events.engine, "connect", lambda *_: opened.append(1))
+    store = new_store(redis_client, redis_prefix, events)
+    run = a_run(store)
+    for _ in range(5):
+        store.record("status", actor="U0YASMIN", outcome="ok", run_id=run.id)
+    assert len(events.events(run.id)) == 8
+    assert len(opened) == 1
+
+
+def test_a_mirror_connection_terminated_meanwhile_loses_no_event(redis_client, redis_prefix, events):
+    store = new_store(redis_client, redis_prefix, events)
+    store.record("before", actor="U0YASMIN", outcome="ok")
+    with psycopg.connect(events.database_url, autocommit=True) as conn:  # as a restore's swap does
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    store.record("after", actor="U0YASMIN", outcome="ok")
+    assert [e["action"] for e in events.events()] == ["before", "after"]
+    assert store.mirror_backlog() == 0
