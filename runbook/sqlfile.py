@@ -126,7 +126,7 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
     needs_psql = bool(metas) or has_vars or any(_copies_stdio(node) for node in nodes)
     if needs_psql:
         _refuse_psql_rereads(sql_text, name, line_of)
-    statements = [_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)]
+    statements = _in_search_path([_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)], nodes)
     statements += [Statement(0, cmd, line, "meta", True, False) for line, cmd in metas]
     statements.sort(key=lambda s: (s.line, s.kind == "meta"))
     statements = [_renumber(s, i) for i, s in enumerate(statements, 1)]
@@ -363,6 +363,36 @@ def _sql_statement(text: str, sl: slice, node: tuple[str, dict], line_of) -> Sta
         index_table_locks=tuple(_index_table_locks(node)),
         concurrent_index=_concurrent_index(node),
     )
+
+
+_SET_PATH = object()  # the statement is not a SET search_path
+
+
+def _search_path_schema(node: tuple[str, dict]):
+    """The schema unqualified names resolve to after `SET [LOCAL] search_path TO a, b` (its first
+    schema but `$user`/`pg_catalog`); None after RESET / DEFAULT; _SET_PATH when not such a SET."""
+    kind, body = node
+    if kind != "VariableSetStmt" or body.get("name") != "search_path":
+        return _SET_PATH
+    names = [_unwrap(a)[1].get("sval", {}).get("sval") for a in body.get("args", ())]
+    return next((n for n in names if n and n not in ("$user", "pg_catalog", "pg_temp")), None)
+
+
+def _in_search_path(statements: list[Statement], nodes) -> list[Statement]:
+    """Qualify the relations a statement locks with the schema the file's own `SET search_path`
+    chose (teams' files often `SET search_path TO app` then `ALTER TABLE items`): the lock
+    taken up front and the table sizes lock safety judges are then those of app.items, not of
+    a public.items that does not exist."""
+    schema, out = None, []
+    for stmt, node in zip(statements, nodes):
+        chosen = _search_path_schema(node)
+        if chosen is not _SET_PATH:
+            schema = chosen
+        if schema and (stmt.locks or stmt.index_table_locks):
+            qualify = lambda pairs: tuple((level, rel if "." in rel else f"{schema}.{rel}") for level, rel in pairs)
+            stmt = replace(stmt, locks=qualify(stmt.locks), index_table_locks=qualify(stmt.index_table_locks))
+        out.append(stmt)
+    return out
 
 
 def _concurrent_index(node: tuple[str, dict]) -> tuple[str, str | None] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
+
 from bot.__main__ import main
 from commands import Core
 from state.machine import Status
@@ -128,3 +130,27 @@ def test_import_refuses_a_sqitch_conflict_sqitch_itself_refuses(tmp_path, capsys
     _sqitch_project(later, ["items [!orders] 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
                             "orders 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # orders"])
     assert main(["import", str(later)]) == 0
+
+
+def test_lock_safety_judges_the_table_a_file_reaches_through_its_own_search_path(settings, scratch_db, tmp_path):
+    """`SET search_path TO app; CREATE INDEX … ON items` locks app.items, which exists on the
+    target and is above the runbook's threshold: NO-GO unless waived (was: "items: not on the
+    target (created by this run)", GO — the parse named an unqualified `items`, looked up in
+    the default search_path)."""
+    url = scratch_db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO app.items SELECT g, 'n' || g FROM generate_series(1, 50) g")
+        conn.execute("ANALYZE app.items")
+    runbook = _write(tmp_path / "gm", {
+        "000001_items_name.up.sql": "SET search_path TO app;\nCREATE INDEX items_name ON items (name);\n",
+        "000001_items_name.down.sql": "SET search_path TO app;\nDROP INDEX items_name;\n",
+    })
+    with runbook.open("a") as out:
+        out.write("\n[lock_safety]\nblock_rows = 10\n")
+    console = _console(settings, runbook, url)
+
+    code, out = console(COORDINATOR, "preflight")
+
+    assert code == 1, out
+    assert "SHARE on app.items; app.items: ~50 rows" in out and "BLOCKS" in out
