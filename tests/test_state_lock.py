@@ -31,8 +31,8 @@ def lock(redis_client, store):
     return RunLock(redis_client, store.keys, ttl=TTL)
 
 
-def child(prefix: str, mode: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.support.lock_holder", REDIS_URL, prefix, TARGET, str(TTL), mode],
+def child(prefix: str, mode: str, ttl: float = TTL) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.support.lock_holder", REDIS_URL, prefix, TARGET, str(ttl), mode],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
@@ -56,7 +56,9 @@ def test_concurrent_acquires_in_threads_give_exactly_one_handle(lock):
 
 
 def test_concurrent_acquires_in_two_processes_give_exactly_one_handle(lock, redis_client, redis_prefix):
-    procs = [child(redis_prefix, "race"), child(redis_prefix, "race")]
+    # The race is about who gets the lock, not its expiry: a TTL long enough that the winner's
+    # lock is still there when both children have exited, however slowly a loaded machine runs them.
+    procs = [child(redis_prefix, "race", ttl=60), child(redis_prefix, "race", ttl=60)]
     gate = lock.key + ":test-gate"
     # both children block on the gate; releasing it lets them race for the lock
     assert wait_until(lambda: _waiting_at_gate(redis_client, redis_prefix) == 2)
