@@ -129,10 +129,11 @@ def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = No
             run.phases[phase].kind = "verification"
     if to is Status.RESTORED:
         # The database is the pre-migration backup again: no phase is applied any more.
-        # A phase already rolled back keeps its rollback's time and duration.
+        # Durations are kept as they were measured: a phase already rolled back keeps its
+        # rollback's, a phase the restore undid keeps its own run's (the restore is not its rollback).
         for n, state in run.phases.items():
             if state.status not in (PhaseStatus.PENDING, PhaseStatus.ROLLED_BACK) and state.kind == "migration" and n not in changed:
-                _set_phase(run, n, PhaseStatus.ROLLED_BACK, now, actor, None, file)
+                state.status, state.finished_at, state.error = PhaseStatus.ROLLED_BACK, now, None
                 changed.append(n)
     if to not in ACTIVE:
         # No phase stays busy once the work stopped: whatever was running did not finish.

@@ -58,7 +58,11 @@ def test_a_restore_keeps_the_duration_of_rollbacks_done_before_it():
     run.phases[2].started_at = clock.now() - timedelta(seconds=30)
     run.phases[2].finished_at = clock.now() - timedelta(seconds=27)
     run.phases[2].duration = 3.0
+    run.phases[1].started_at = clock.now() - timedelta(seconds=60)
+    run.phases[1].finished_at = clock.now() - timedelta(seconds=55)
+    run.phases[1].duration = 5.0
     apply_transition(run, S.RESTORE_REQUESTED, actor="U0DYLAN")
     apply_transition(run, S.RESTORING, actor="U0DYLAN")
     apply_transition(run, S.RESTORED, actor="U0DYLAN")
     assert run.phases[2].duration == 3.0 and run.phases[1].status is P.ROLLED_BACK
+    assert run.phases[1].duration == 5.0  # the phase's own run time, not "until the restore"
