@@ -320,7 +320,8 @@ class PhaseRunner:
             state = self._rolled_back_step_status(step, result, step_started, state)
         action = self._action_required(phase, step, rolled_back, state)
         if step.migration:
-            action += f". Ledger — {self.ledger.failure_help(self.ledger.entry(step, self.actor))}"
+            entry = self.ledger.entry(step, self.actor)
+            action += f". Ledger — {self.ledger.failure_help(entry) if result.atomic else self.ledger.partial_failure_help(entry)}"
         # A phase its rollback file undid is rolled back, not failed: older phases may then roll back too.
         self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} failed",
                                    phase=phase.number, outcome="failed",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from bot.__main__ import main
 from commands import Core
@@ -154,3 +155,29 @@ def test_lock_safety_judges_the_table_a_file_reaches_through_its_own_search_path
 
     assert code == 1, out
     assert "SHARE on app.items; app.items: ~50 rows" in out and "BLOCKS" in out
+
+
+@pytest.mark.parametrize("layout", ["flyway", "golang"])
+def test_a_non_atomic_file_that_fails_is_not_said_to_have_rolled_back(settings, scratch_db, tmp_path, layout):
+    """A file with CREATE INDEX CONCURRENTLY runs non-atomically; when a later statement of it
+    fails (only on the live database here), the index stays. The failure's ledger advice says
+    so (was: "its transaction rolled back … run it again", which then fails on the index)."""
+    url = scratch_db()
+    live = url.rsplit("/", 1)[-1]
+    boom = f"DO $$ BEGIN IF current_database() = '{live}' THEN RAISE EXCEPTION 'boom'; END IF; END $$;\n"
+    names = {"flyway": ("V1__items.sql", "U1__items.sql", "V2__items_name.sql", "U2__items_name.sql"),
+             "golang": ("000001_items.up.sql", "000001_items.down.sql", "000002_items_name.up.sql",
+                        "000002_items_name.down.sql")}[layout]
+    runbook = _write(tmp_path / layout, dict(zip(names, [
+        "CREATE TABLE items (id int PRIMARY KEY, name text);\n", "DROP TABLE items;\n",
+        "CREATE INDEX CONCURRENTLY items_name ON items (name);\n" + boom, "DROP INDEX CONCURRENTLY items_name;\n"])))
+    console = _console(settings, runbook, url)
+    for user, text in ((COORDINATOR, "preflight"), (TPM, "approve")):
+        assert console(user, text)[0] == 0
+
+    code, out = console(COORDINATOR, "run")
+
+    assert code == 1, out
+    ledger = out.split("Ledger — ", 1)[1].split("\n", 1)[0]
+    assert "ran non-atomically: the statements before the failure stayed committed" in ledger
+    assert "rolled back" not in ledger

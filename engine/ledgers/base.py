@@ -10,6 +10,10 @@ from psycopg import sql
 from runbook.model import Runbook, Step
 
 
+PARTIAL = ("the statements before the failure stayed committed — check the database and undo or finish them "
+           "by hand (the file run again may fail on what it already created)")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One migration as a ledger sees it."""
@@ -70,6 +74,12 @@ class Ledger:
 
     def failure_help(self, entry: Entry) -> str:
         return f"{self.label}: no row for {entry.script} (the failed file's transaction was rolled back)"
+
+    def partial_failure_help(self, entry: Entry) -> str:
+        """A file that ran non-atomically failed: what it did before the failure stayed committed,
+        and the ledger does not show it applied — no tool's "its transaction rolled back" holds."""
+        return (f"{self.label}: {entry.migration} not recorded as applied, but {entry.script} ran non-atomically: "
+                f"{PARTIAL}; then preflight and run again")
 
     # ------------------------------------------------------------ the runbook's migrations
 

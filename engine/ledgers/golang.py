@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from engine.ledgers.base import Entry, Ledger, _exists
+from engine.ledgers.base import PARTIAL, Entry, Ledger, _exists
 from engine.ledgers.table import identifier
 
 NIL_VERSION = -1  # golang-migrate's "no version" (written only as a dirty marker)
@@ -81,6 +81,12 @@ class GolangLedger(Ledger):
     def _previous(self, migration: str) -> int | None:
         earlier = [int(s.migration) for s in self.tracked() if int(s.migration) < int(migration)]
         return max(earlier) if earlier else None
+
+    def partial_failure_help(self, entry: Entry) -> str:
+        previous = self._previous(entry.migration)
+        return (f"{self.table} is dirty at version {int(entry.migration)} (as golang-migrate leaves it), and "
+                f"{entry.script} ran non-atomically: {PARTIAL}; then `migrate force "
+                f"{previous if previous is not None else NIL_VERSION}`, fix the file, preflight and run again")
 
     def failure_help(self, entry: Entry) -> str:
         previous = self._previous(entry.migration)
