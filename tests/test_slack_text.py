@@ -133,3 +133,43 @@ def test_a_defer_reason_is_shown_literally(ready, standin):
         assert "<!here>" not in joined and "&lt;!here&gt; traffic &gt; 80% &amp; rising" in joined
     finally:
         running.close()
+
+
+_TITLE_CHILD = """
+import json, sys, time
+from bot.slack.blocks import title_blocks
+def best(text):
+    times = []
+    for _ in range(3):
+        start = time.process_time(); title_blocks(text); times.append(time.process_time() - start)
+    return min(times)
+out = {}
+for name, expr in json.loads(sys.argv[1]).items():
+    small, large = (best(eval(expr, {"n": n})) for n in (50_000, 200_000))
+    out[name] = large / max(small, 1e-4)
+print(json.dumps(out))
+"""
+
+
+def test_a_title_holding_a_long_run_of_blanks_is_laid_out_in_linear_time():
+    """An incident text is a post's title: `\\s+by <@U…>` tried from every blank of a long run
+    was quadratic (40,000 spaces: 13 s holding the GIL, so no ack, no heartbeat). Four times the
+    blanks must cost about four times the CPU (quadratic: sixteen). In a child process so that
+    the old code fails by its time-out."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    inputs = {"spaces": '"incident: a" + " " * n + "b"', "tabs and newlines": '"a" + "\\t\\n" * (n // 2) + "by x"',
+              "spaces then a by": '"a" + " " * n + "by <@U0X"'}
+    child = subprocess.run([sys.executable, "-c", _TITLE_CHILD, json.dumps(inputs)],
+                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    ratios = json.loads(child.stdout)
+    slow = {name: round(r, 1) for name, r in ratios.items() if r >= 8}
+    assert not slow, f"time(4x blanks) / time(x blanks) should be about 4: {slow}"
+
+
+def test_a_by_mention_after_several_blanks_still_moves_to_the_context_line():
+    rendered = blocks.title_blocks("Phase 1 started   by <@U0LIU>")
+    assert rendered[0]["type"] == "header" and "<@U0LIU>" not in rendered[0]["text"]["text"]
+    assert rendered[1]["type"] == "context" and "<@U0LIU>" in rendered[1]["elements"][0]["text"]
