@@ -9,6 +9,11 @@ in-process, with its state under a scratch Redis prefix and a scratch database; 
 approval happen before the clock starts. psql's side applies the same up files, one
 `psql -X -1 -f` per file, on a twin scratch database. Prints both medians and the ratio.
 
+It also prints the floor: the bot takes one `pg_dump --schema-only` per phase (the rollback
+proof compares it), so it cannot beat (psql + N × pg_dump) / psql; the pg_dump time is measured
+on the psql twin after all its files ran (the largest schema of the run), with the bot's own
+dump command. And the load average, since the machine is shared.
+
 Target: ratio ≤ 1.5.
 """
 from __future__ import annotations
@@ -35,6 +40,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 from bot.console import run_command  # noqa: E402
 from commands import Core  # noqa: E402
 from core.config import Settings  # noqa: E402
+from engine import schema  # noqa: E402
 from tests.support.migration_folders import Folder, generated  # noqa: E402
 
 SERVER = os.environ.get("MIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -98,12 +104,17 @@ def time_bot(server: str, folder: Folder, runbook: Path, work: Path) -> float:
         drop_db(server, name)
 
 
-def time_psql(server: str, folder: Folder) -> float:
+def time_psql(server: str, folder: Folder, dumps: list[float]) -> float:
+    """psql of every file (timed), then one schema dump of the result (timed into `dumps`)."""
     name, dsn = create_db(server)
     try:
         start = time.perf_counter()
         folder.apply_with_psql(dsn)
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        schema.schema_dump(dsn)
+        dumps.append(time.perf_counter() - start)
+        return elapsed
     finally:
         drop_db(server, name)
 
@@ -119,9 +130,11 @@ def main() -> None:
         folder = Folder(work / "migrations", generated(args.migrations))
         runbook = folder.write()
         times: dict[str, list[float]] = {"bot run": [], "psql -X -1 -f": []}
+        dumps: list[float] = []
+        load_before = os.getloadavg()
         for rep in range(args.reps):  # alternate, so drift on a shared machine hits both alike
             order = [("bot run", lambda: time_bot(args.server, folder, runbook, work)),
-                     ("psql -X -1 -f", lambda: time_psql(args.server, folder))]
+                     ("psql -X -1 -f", lambda: time_psql(args.server, folder, dumps))]
             for label, runner in (order if rep % 2 == 0 else order[::-1]):
                 times[label].append(runner())
     print(f"{args.migrations} migrations, one phase each, {args.reps} repetitions, fresh database each run")
@@ -132,6 +145,14 @@ def main() -> None:
     paired = statistics.median(b / p for b, p in zip(bot, psql))
     print(f"  median of paired ratios {paired:.2f}; best runs {min(bot):.3f} s vs {min(psql):.3f} s = "
           f"{min(bot) / min(psql):.2f}")
+    n, bot_m, psql_m, dump_m = args.migrations, statistics.median(bot), statistics.median(psql), statistics.median(dumps)
+    print(f"  psql per file {psql_m / n * 1000:.0f} ms; one pg_dump --schema-only {dump_m * 1000:.0f} ms "
+          f"(runs: " + " ".join(f"{d * 1000:.0f}" for d in dumps) + ")")
+    print(f"  bot per phase {bot_m / n * 1000:.0f} ms = psql's {psql_m / n * 1000:.0f} ms + "
+          f"{(bot_m - psql_m) / n * 1000:.0f} ms overhead, of which pg_dump {dump_m * 1000:.0f} ms")
+    print(f"floor with one pg_dump per phase: (psql + {n} × pg_dump) / psql = {(psql_m + n * dump_m) / psql_m:.2f}")
+    print("load average (1, 5, 15 min): before " + " ".join(f"{x:.2f}" for x in load_before)
+          + ", after " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
