@@ -86,8 +86,8 @@ class AbortWatch:
         if pid != self._published:
             self.core.store.update_meta(self.run_id, backend_pid=str(pid or ""))
             self._published = pid
-        run = self.core.store.get(self.run_id)
-        if run is not None and run.meta.get("abort_requested") and not self._cancelled:
+        meta = self.core.store.meta(self.run_id)  # only the field it watches: it polls 5 times a second
+        if meta is not None and meta.get("abort_requested") and not self._cancelled:
             self._cancelled = True
             self.executor.cancel()
 

@@ -57,6 +57,12 @@ class RunStore:
         run, phases = pipe.execute()
         return Run.from_hashes(run, phases) if run else None
 
+    def meta(self, run_id: str) -> dict[str, str] | None:
+        """The run's adapter data alone (None: no such run): what a watcher polling a few
+        times a second needs, without decoding the whole record each time."""
+        raw = self.redis.hget(self.keys.run(run_id), "meta")
+        return None if raw is None else (json.loads(raw) or {})
+
     def current(self) -> Run | None:
         run_id = self.redis.get(self.keys.current())
         return self.get(as_text(run_id)) if run_id else None

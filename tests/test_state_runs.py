@@ -146,6 +146,13 @@ def test_update_meta_merges_adapter_data_without_an_event(store):
     assert store.redis.xlen(store.keys.audit_stream()) == events
 
 
+def test_meta_alone_reads_what_get_reads(store):
+    run = store.create("U", "006", meta={"channel": "C1"})
+    store.update_meta(run.id, abort_requested="U0RAFAEL")
+    assert store.meta(run.id) == store.get(run.id).meta == {"channel": "C1", "abort_requested": "U0RAFAEL"}
+    assert store.meta("no-such-run") is None
+
+
 def test_first_delivery_is_true_once(store):
     assert store.first_delivery("req-1", ttl=60) is True
     assert store.first_delivery("req-1", ttl=60) is False
