@@ -22,6 +22,7 @@ from core.redact import redact
 from engine.executor import read_verified
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Check, Smoke, Suite
+from runbook.queries import called_functions
 from runbook.sqlfile import SqlFileError
 
 _COMPARE = {"eq": "=", "ge": "≥", "le": "≤"}
@@ -78,8 +79,42 @@ def one_statement(conn: psycopg.Connection, sql: str) -> psycopg.Cursor:
     """Execute `sql` as a prepared statement (extended protocol), never as a simple query:
     PostgreSQL refuses to prepare more than one command ("cannot insert multiple commands
     into a prepared statement"), so `SELECT …; COMMIT; DROP …` cannot leave the caller's
-    READ ONLY transaction, whatever got past the runbook's load-time check."""
+    READ ONLY transaction, whatever got past the runbook's load-time check. A query calling a
+    volatile function other than the read-only ones below is refused (SideEffects) before it
+    runs: READ ONLY does not stop `lo_import()` writing a large object, `dblink_exec()` writing
+    through another connection, `pg_terminate_backend()` or `pg_advisory_lock()`."""
+    volatile = volatile_calls(conn, sql)
+    if volatile:
+        raise SideEffects(f"the query calls the volatile function {', '.join(volatile)}(), which can act outside its "
+                          "read-only transaction: a check may call only stable or immutable functions")
     return conn.execute(sql, prepare=True)
+
+
+class SideEffects(psycopg.ProgrammingError):
+    """A check's query calls a function that may act outside its READ ONLY transaction."""
+
+
+# Volatile because their value changes between calls, not because they act: a check may call them.
+_READ_ONLY_VOLATILE = frozenset({
+    "pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_database_size",
+    "pg_tablespace_size", "clock_timestamp", "timeofday", "random", "gen_random_uuid", "statement_timestamp", "pg_sleep",
+})
+
+
+def volatile_calls(conn: psycopg.Connection, sql: str) -> list[str]:
+    """The functions `sql` calls by name that PostgreSQL marks volatile (any overload of that
+    name, in the named schema or visible on the search path), except the read-only ones."""
+    calls = called_functions(sql)
+    qualified = [f"{schema}.{name}" for schema, name in calls if schema]
+    bare = [name for schema, name in calls if not schema and name not in _READ_ONLY_VOLATILE]
+    if not qualified and not bare:
+        return []
+    rows = conn.execute(
+        "SELECT DISTINCT CASE WHEN n.nspname || '.' || p.proname = ANY(%s) THEN n.nspname || '.' ELSE '' END"
+        " || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'"
+        " AND (n.nspname || '.' || p.proname = ANY(%s) OR (p.proname = ANY(%s) AND pg_function_is_visible(p.oid)))"
+        " ORDER BY 1", (qualified, qualified, bare)).fetchall()
+    return [name for name, in rows if name not in {f"pg_catalog.{f}" for f in _READ_ONLY_VOLATILE}]
 
 
 def compare(value: Any, expect: Any, how: str = "eq") -> bool:

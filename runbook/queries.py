@@ -44,3 +44,26 @@ def _select_problem(select: dict) -> str | None:
             if problem:
                 return problem
     return None
+
+
+def called_functions(sql: str) -> list[tuple[str | None, str]]:
+    """The functions `sql` calls by name, as (schema or None, name), lower-case, each once.
+    What a view, an operator or a cast calls is not seen here."""
+    try:
+        tree = json.loads(parse_sql_json(sql))
+    except ParseError:
+        return []
+    found: dict[tuple[str | None, str], None] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            call = node.get("FuncCall")
+            if isinstance(call, dict):
+                parts = [p.get("String", {}).get("sval", "") for p in call.get("funcname", [])]
+                if parts and parts[-1]:
+                    found[(parts[-2].lower() if len(parts) > 1 else None, parts[-1].lower())] = None
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return list(found)

@@ -202,3 +202,33 @@ def test_renewal_of_an_expired_approval_compares_runbook_toml_too(ready, tmp_pat
     assert code == 2, out
     assert 'runbook.toml changed since approval' in out and 'step 2.1 choose "A" → "B"' in out
     assert "not renewed over changed files" in out
+
+
+@pytest.mark.parametrize("sql", ["SELECT lo_import('/etc/hostname') > 0",
+                                 "SELECT pg_catalog.lo_from_bytea(0, 'written') > 0 FROM (SELECT 1) AS one",
+                                 "WITH x AS (SELECT pg_advisory_lock(4711)) SELECT count(*) FROM x"])
+def test_a_check_calling_a_volatile_function_that_acts_outside_the_transaction_is_refused(db_005, sql):
+    """Fails without the fix: READ ONLY does not stop lo_import()/lo_from_bytea() — each check
+    left a large object in the database and passed — nor an advisory lock, dblink_exec() or
+    pg_terminate_backend(). A check may call only stable or immutable functions (and the
+    read-only volatile ones such as pg_relation_size)."""
+    from engine.verify import run_checks
+    from preflight.database import precondition_line
+    from runbook.model import Check
+
+    check = Check(name="side effect", sql=sql, expect=True if "count" not in sql else 1)
+    evidence, = run_checks(db_005, [check])
+    assert not evidence.ok and "volatile function" in evidence.observed, evidence.observed
+    line = precondition_line(db_005, check, timeout=10)
+    assert line.status == "fail" and "volatile function" in line.observed
+    assert pg.scalar(db_005, "SELECT count(*) FROM pg_largeobject_metadata") == 0
+
+
+def test_a_check_may_call_stable_functions_and_read_only_volatile_ones(db_005):
+    from engine.verify import run_checks
+    from runbook.model import Check
+
+    sql = ("SELECT count(*) FROM pg_class WHERE pg_relation_size(oid) >= 0 AND to_regclass('platform.organizations')"
+           " IS NOT NULL AND clock_timestamp() > now() - interval '1 day' AND relname = 'organizations'")
+    evidence, = run_checks(db_005, [Check(name="reads", sql=sql, expect=1)])
+    assert evidence.ok, evidence.observed
