@@ -295,6 +295,10 @@ def load_runbook(path: Path | str) -> Runbook:
         data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise RunbookError(f"runbook {path} not found (MIGRATE_RUNBOOK)") from None
+    except IsADirectoryError:
+        raise RunbookError(f"runbook {path} is a directory: MIGRATE_RUNBOOK names its runbook.toml file") from None
+    except OSError as exc:  # unreadable (permissions, a broken mount): what, not a traceback
+        raise RunbookError(f"runbook {path} cannot be read: {exc.strerror or type(exc).__name__}") from None
     except UnicodeDecodeError:
         raise RunbookError(f"{path}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:

@@ -43,6 +43,8 @@ def _roster_binary(tmp_path: Path) -> str:
 BAD = [
     ("MIGRATE_ROSTER", _roster_directory, "is a directory"),
     ("MIGRATE_ROSTER", _roster_binary, "is not UTF-8 text"),
+    ("MIGRATE_RUNBOOK", _roster_directory, "is a directory: MIGRATE_RUNBOOK names its runbook.toml"),  # was a traceback
+    ("MIGRATE_RUNBOOK", _roster_binary, "not valid UTF-8"),
     ("REDIS_URL", lambda _: "notaurl", "REDIS_URL must be a redis://"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "nan", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "inf", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
