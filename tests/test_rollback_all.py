@@ -63,6 +63,7 @@ def test_rollback_all_undoes_every_applied_phase_newest_first(ready):
     assert out.index("Rollback of phase 2 complete") < out.index("Rollback of phase 1 complete")
     assert "Rollback of every applied phase complete" in out and "phase 2, phase 1" in out
     assert "✅ schema_migrations: latest 005 (006 absent; removed by 006_rollback.sql)" in out  # who removed 006
+    assert "✅ Schema equals the schema after phase 1 (pg_dump --schema-only compared)" in out
     run = console.core.store.current()
     assert run.status is Status.ROLLED_BACK
     assert _phases(console)[1] is PhaseStatus.ROLLED_BACK and _phases(console)[2] is PhaseStatus.ROLLED_BACK

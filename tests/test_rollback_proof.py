@@ -73,6 +73,9 @@ def test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_functi
     assert code == 1, out
     assert "❌ Schema equals the pre-migration schema" in out and "lines differ" in out
     assert "+CREATE FUNCTION platform.update_database_health(" in out  # the diff names what is left over
+    shown = [line for line in out.splitlines() if line.startswith(("        +", "        -"))]
+    assert len(shown) == 10, shown  # the first 10 of the 14 differing lines; the count says the rest
+    assert "Dropped with the rollback (created by this migration): platform.databases (2 rows)" in out
     assert "Rollback of phase 1 complete" not in out
     assert "✅ schema_migrations: latest 005 (006 absent; it was not recorded)" in out  # the other checks still shown
     assert "Migration 006 FAILED ❌" in out
@@ -119,3 +122,16 @@ def test_the_rehearsal_shows_the_tpm_a_rollback_that_does_not_return_the_schema(
     assert "⚠ Rollback of phase 1 (rollback-006.sql) does not return the schema exactly" in request
     assert "+CREATE FUNCTION platform.update_database_health(" in request
     assert "Rollback of phase 2" not in request  # phase 2's rollback returned its schema exactly
+
+
+def test_a_rollback_whose_snapshot_is_missing_is_not_proven(ready, tmp_path):
+    """Without the snapshot taken before the phase there is nothing to compare with: the proof
+    says so and fails, however right the rollback file is."""
+    console, url = _phase_1_applied(ready, copy_runbook(tmp_path))
+    Path(console.core.store.current().preflight["backup"]["schema_snapshot"]).unlink()
+
+    code, out = console(LIU, "rollback phase 1")
+
+    assert code == 1, out
+    assert "❌ Schema not compared: no snapshot at" in out
+    _assert_not_rolled_back(console)
