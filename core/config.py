@@ -24,14 +24,22 @@ def _opt(env: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+# Every numeric setting is a duration (seconds, minutes or hours). A finite but huge one
+# (1e308) passed the check and then overflowed a Redis PX or a timedelta in the middle of a
+# command ("`preflight` failed: OverflowError"): a million of any unit is far beyond a useful one.
+MAX_DURATION = 1_000_000
+
+
 def _number(name: str, raw: str, minimum: float, inclusive: bool) -> float:
-    """`raw` as a finite number not below `minimum` (or above it, when not `inclusive`)."""
+    """`raw` as a finite number not below `minimum` (or above it, when not `inclusive`), at
+    most MAX_DURATION."""
     bound = f"at least {minimum:g}" if inclusive else f"greater than {minimum:g}"
+    bound += f" and at most {MAX_DURATION:,}"
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number {bound} (got {raw[:40]!r})") from None
-    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive) or value > MAX_DURATION:
         raise ConfigError(f"{name} must be a number {bound} (got {raw[:40]!r})")
     return value
 

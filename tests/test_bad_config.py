@@ -50,6 +50,9 @@ BAD = [
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "inf", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "-5", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "0", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
+    ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "1e308", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0 and at "
+                                                    "most 1,000,000"),  # was OverflowError at preflight
+    ("MIGRATE_APPROVAL_TTL_HOURS", lambda _: "1e300", "MIGRATE_APPROVAL_TTL_HOURS must be a number greater than 0"),
     ("MIGRATE_APPROVAL_TTL_HOURS", lambda _: "-inf", "MIGRATE_APPROVAL_TTL_HOURS must be a number greater than 0"),
     ("MIGRATE_HEALTH_INTERVAL_SECONDS", lambda _: "NaN", "MIGRATE_HEALTH_INTERVAL_SECONDS must be a number at least 0"),
     ("MIGRATE_FOLLOWUP_HOURS", lambda _: "1,nan", "MIGRATE_FOLLOWUP_HOURS must be comma-separated positive numbers"),
