@@ -68,9 +68,11 @@ def without_phase(result: dict | None, n: int) -> dict:
 
 def rollback_all(core: Core, user: str, current) -> Outcome:
     """Every applied phase's rollback, newest first, in one command; stops at the first failure."""
-    numbers = list(reversed(applied_phases(current)))
+    before = applied_before(current)
+    numbers = [n for n in reversed(applied_phases(current)) if n not in before]
     if not numbers:
-        return Outcome.refused(f"nothing to roll back: no phase of run {current.id} is applied")
+        return Outcome.refused(f"nothing to roll back: no phase of run {current.id} is applied"
+                               + (f" by it ({_before_text(before)})" if before else ""))
     missing = [n for n in numbers if not left_nothing(current, n) and not _rollback_file(core, n)]
     if missing:
         return Outcome.refused(f"phase {', '.join(map(str, missing))} has no rollback file in runbook {core.runbook.id}: "
@@ -79,8 +81,28 @@ def rollback_all(core: Core, user: str, current) -> Outcome:
     if reason:
         return Outcome.refused(reason)
     order = ", ".join(f"phase {n}" for n in numbers)
-    return start_locked(core, user, current, lambda runner: AllRollback(runner, numbers).execute(),
+    return start_locked(core, user, current, lambda runner: AllRollback(runner, numbers, before).execute(),
                         f"Rolling back {order}, newest first", Status.ROLLING_BACK, [numbers[0]])
+
+
+def applied_before(run) -> list[int]:
+    """Succeeded phases of which this run executed no step: the team's ledger showed every step
+    applied (adopting a database half way through its history). They are older than the run's
+    restore point, and their state before them was never snapshotted: `rollback all` undoes what
+    the run applied and leaves them, as the backup does."""
+    steps = (run.result or {}).get("steps") or {}
+    return [n for n in applied_phases(run) if _status_of_phase(run, n) is PhaseStatus.SUCCEEDED
+            and not any(k.startswith(f"{n}.") for k in steps)]
+
+
+def _status_of_phase(run, n: int):
+    state = run.phases.get(n)
+    return state.status if state else None
+
+
+def _before_text(before: list[int]) -> str:
+    return (f"{', '.join(f'phase {m}' for m in reversed(before))} applied before this run, "
+            "as the ledger showed: not undone")
 
 
 def _rollback_file(core: Core, n: int) -> str | None:
@@ -98,10 +120,11 @@ def left_nothing(run, n: int) -> bool:
 
 
 class AllRollback:
-    def __init__(self, runner: PhaseRunner, numbers: list[int]):
+    def __init__(self, runner: PhaseRunner, numbers: list[int], before: list[int] = ()):
         self.runner = runner
         self.core = runner.core
         self.numbers = numbers
+        self.before = list(before)
 
     def execute(self) -> int:
         undone: list[int] = []
@@ -120,7 +143,8 @@ class AllRollback:
             undone.append(n)
         self.runner.reporter.post(Post("rollback_all_done", f"Rollback of every applied phase complete {templates.OK_MARK}",
                                        [f"Rolled back newest first: {', '.join(f'phase {m}' for m in undone)}",
-                                        "Each phase's schema proof held (see each phase's post)."],
+                                        "Each phase's schema proof held (see each phase's post).",
+                                        *([_before_text(self.before).capitalize()] if self.before else [])],
                                        run_id=self.runner.run_id, final=True))
         return OK
 

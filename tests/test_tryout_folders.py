@@ -181,3 +181,36 @@ def test_a_non_atomic_file_that_fails_is_not_said_to_have_rolled_back(settings, 
     ledger = out.split("Ledger — ", 1)[1].split("\n", 1)[0]
     assert "ran non-atomically: the statements before the failure stayed committed" in ledger
     assert "rolled back" not in ledger
+
+
+def test_rollback_all_after_adopting_half_way_undoes_only_what_the_run_applied(settings, scratch_db, tmp_path):
+    """golang-migrate had applied 1 before the bot was adopted; the run applies 2 and 3. `rollback
+    all` undoes 3 and 2 and leaves 1, which is older than the run's backup (was: it went on to
+    run 1's down file, compared the result with the pre-migration schema — which holds 1 —
+    and stopped FAILED "the rehearsal did NOT show this difference")."""
+    runbook = _write(tmp_path / "gm", {
+        "000001_users.up.sql": "CREATE TABLE users (id int PRIMARY KEY);\n",
+        "000001_users.down.sql": "DROP TABLE users;\n",
+        "000002_teams.up.sql": "CREATE TABLE teams (id int PRIMARY KEY);\n",
+        "000002_teams.down.sql": "DROP TABLE teams;\n",
+        "000003_users_team.up.sql": "ALTER TABLE users ADD COLUMN team_id int REFERENCES teams (id);\n",
+        "000003_users_team.down.sql": "ALTER TABLE users DROP COLUMN team_id;\n",
+    })
+    url = scratch_db()
+    with psycopg.connect(url, autocommit=True) as conn:  # what golang-migrate did before the bot
+        conn.execute((runbook.parent / "000001_users.up.sql").read_text())
+        conn.execute("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)")
+        conn.execute("INSERT INTO schema_migrations VALUES (1, false)")
+    adopted = folders.schema(url)
+    console = _console(settings, runbook, url)
+    _run(console)
+    assert "shows 1 applied, skipped" in console.everything()
+
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 0, out
+    assert "Rollback of phase 3 complete" in out and "Rollback of phase 2 complete" in out
+    assert "Rollback of phase 1 " not in out and "Phase 1 applied before this run" in out
+    assert folders.schema(url) == adopted
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version, dirty FROM schema_migrations").fetchall() == [(1, False)]
