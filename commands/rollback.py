@@ -75,8 +75,13 @@ def rollback_all(core: Core, user: str, current) -> Outcome:
                                + (f" by it ({_before_text(before)})" if before else ""))
     missing = [n for n in numbers if not left_nothing(current, n) and not _rollback_file(core, n)]
     if missing:
-        return Outcome.refused(f"phase {', '.join(map(str, missing))} has no rollback file in runbook {core.runbook.id}: "
-                               "`rollback all` cannot undo it; `rollback restore` returns to the verified backup")
+        many = len(missing) > 1
+        newer = [n for n in numbers if n > missing[0]]
+        one_by_one = (f"roll back the newer ones one by one (`rollback phase {newer[0]}` first) or " if newer else "")
+        return Outcome.refused(f"phase{'s' if many else ''} {', '.join(map(str, missing))} "
+                               f"{'have' if many else 'has'} no rollback file in runbook {core.runbook.id}: "
+                               f"`rollback all` cannot undo {'them' if many else 'it'}; {one_by_one}"
+                               "`rollback restore` returns to the verified backup")
     reason = why_phase_cannot_roll_back(current, numbers[0]) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)

@@ -214,3 +214,26 @@ def test_rollback_all_after_adopting_half_way_undoes_only_what_the_run_applied(s
     assert folders.schema(url) == adopted
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version, dirty FROM schema_migrations").fetchall() == [(1, False)]
+
+
+def test_rollback_all_refused_for_missing_undo_files_says_what_can_be_done(settings, scratch_db, tmp_path):
+    """Flyway folders keep undo files for some versions only. `rollback all` refuses, changing
+    nothing, and names the way that remains for the newer phases (was: "phase 2, 1 has no
+    rollback file …: cannot undo it")."""
+    runbook = _write(tmp_path / "fw", {
+        "V1__people.sql": "CREATE TABLE people (id int PRIMARY KEY);\n",
+        "V1.1__seed.sql": "INSERT INTO people VALUES (1), (2);\n",
+        "V2__email.sql": "ALTER TABLE people ADD COLUMN email text;\n",
+        "U2__email.sql": "ALTER TABLE people DROP COLUMN email;\n",
+    })
+    url = scratch_db()
+    console = _console(settings, runbook, url)
+    _run(console)
+    applied = folders.schema(url)
+
+    code, out = console(COORDINATOR, "rollback all")
+
+    assert code == 2, out
+    assert ("phases 2, 1 have no rollback file" in out and "cannot undo them" in out
+            and "roll back the newer ones one by one (`rollback phase 3` first)" in out)
+    assert folders.schema(url) == applied
