@@ -146,3 +146,47 @@ def test_a_psql_file_with_its_own_begin_commit_records_its_ledger_row_in_its_tra
     assert not result.ok and result.error.line == 5 and "foreign key" in result.error.message
     assert pg.scalar(db_005, "SELECT count(*) FROM migrate_bot.applied_files") == 1
     assert pg.scalar(db_005, "SELECT to_regclass('public.t2') IS NULL")
+
+
+TRIGGER_CHECK = "tgrelid = 'platform.databases'::regclass AND NOT tgisinternal\""
+
+
+def test_console_killed_during_the_phase_checks_resumes_with_the_checks_not_the_steps(ready, tmp_path):
+    """A variant of the crash between steps: the process dies after the phase's last step
+    committed, while its checks run. `run phase 1` again runs no step a second time, runs the
+    checks and closes the phase."""
+    import psycopg
+
+    toml = rbs.copy_runbook(tmp_path)
+    text = toml.read_text()
+    assert text.count(TRIGGER_CHECK) == 1
+    toml.write_text(text.replace(TRIGGER_CHECK, TRIGGER_CHECK[:-1] + " AND (SELECT count(*) FROM public.check_gate) = 0\""))
+    url = ready.database_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.check_gate (id int)")
+    settings = ready.with_(runbook_path=toml, lock_ttl_seconds=3.0)
+    core = Core.from_settings(settings)
+    Console(core).approved()
+    gate = psycopg.connect(url)
+    gate.execute("LOCK TABLE public.check_gate IN ACCESS EXCLUSIVE MODE")  # the check waits here
+    proc = rbs.start_console(settings, LIU, "run phase 1")
+    try:
+        rbs.wait_until(lambda: [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1", "1.2"] and pg.scalar(
+            url, "SELECT count(*) FROM pg_locks WHERE relation = 'public.check_gate'::regclass AND NOT granted") > 0,
+            timeout=120, what="both steps committed and a check waiting on check_gate")
+    finally:
+        _kill(proc)
+        gate.rollback()
+        gate.close()
+    rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
+
+    out = io.StringIO()
+    code = run_command(core, LIU, "run phase 1", out)
+    text = out.getvalue()
+
+    assert code == 0, text
+    assert "Phase 1 complete" in text
+    assert "objects this run did not create" not in text
+    assert [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1", "1.2"]  # no step ran twice
+    assert pg.scalar(url, "SELECT count(*) FROM platform.databases WHERE status = 'active'") == 2
+    assert core.store.current().phases[1].status == PhaseStatus.SUCCEEDED
