@@ -23,7 +23,7 @@ from engine import ledger, ledgers, schema
 from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, StatementError
 from engine.verify import Evidence, run_checks, run_smoke, run_suite
 from preflight.inputs import step_inputs
-from runbook.model import Phase, Step
+from runbook.model import Phase, Step, Suite
 from state.approval import why_plan_not_approved
 from state.machine import IllegalTransition, PhaseStatus, Status
 
@@ -145,6 +145,10 @@ class PhaseRunner:
             self.reporter.post(templates.step_result(step.id, result))
             if result.ok:
                 self._save_steps(phase, step, done)
+                verified = self._verify_step(step)
+                if verified is not None and not verified.ok:  # the next step does not run on an unverified one
+                    self._steps = self._with_steps(done)
+                    return self._checks_failed(phase, [verified], clock.monotonic() - started)
             if not result.ok:
                 self._steps = self._with_steps(done)
                 if result.cancelled or self._abort_requested():
@@ -487,6 +491,12 @@ class PhaseRunner:
             self.reporter.post(templates.Post("followups_scheduled", "Post-execution follow-ups scheduled",
                                               [*followups, "(they run in the bot's `serve` process)"], run_id=self.run_id))
         return True
+
+    def _verify_step(self, step: Step) -> Evidence | None:
+        """The step's own verify script, right after it (None: it names none)."""
+        if not step.verify:
+            return None
+        return _as_evidence(self._run_suites([Suite(name=f"verify {step.migration or step.id}", file=step.verify)])[0])
 
     def _run_suites(self, suites) -> list:
         """Run the suites (through psql, output read), posting each result."""

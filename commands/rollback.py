@@ -6,6 +6,7 @@ survives the rollback are unchanged ("data loss: none" only when that was checke
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import psycopg
@@ -38,7 +39,7 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
         return rollback_all(core, user, current)
     phase = core.runbook.phase(cmd.phase)
     nothing_left = phase is not None and left_nothing(current, cmd.phase)
-    if phase is None or not (phase.rollback or nothing_left):
+    if phase is None or not (phase.undo or nothing_left):
         return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}")
     reason = why_phase_cannot_roll_back(current, cmd.phase) or why_orphans_block(core)
     if reason:
@@ -48,7 +49,7 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
                             f"Marking phase {cmd.phase} rolled back (nothing of it was applied)", Status.ROLLING_BACK,
                             [cmd.phase])
     return start_locked(core, user, current, lambda runner: PhaseRollback(runner, phase).execute(),
-                        f"Rolling back phase {cmd.phase} with {phase.rollback}", Status.ROLLING_BACK, [cmd.phase])
+                        f"Rolling back phase {cmd.phase} with {phase.undo}", Status.ROLLING_BACK, [cmd.phase])
 
 
 ACCEPTED_DIFF = "accepted_rollback_diff"  # result key: schema diff lines the TPM accepted (`rollback accept`)
@@ -112,7 +113,7 @@ def _before_text(before: list[int]) -> str:
 
 def _rollback_file(core: Core, n: int) -> str | None:
     phase = core.runbook.phase(n)
-    return phase.rollback if phase else None
+    return phase.undo if phase else None
 
 
 def left_nothing(run, n: int) -> bool:
@@ -222,22 +223,28 @@ class PhaseRollback:
         n, rb, store = self.phase.number, self.core.runbook, self.core.store
         store.transition(self.runner.run_id, Status.ROLLING_BACK, actor=self.runner.actor, action=f"rollback phase {n} start",
                          phase=n, phase_status=PhaseStatus.ROLLING_BACK)
-        self.runner.reporter.post(Post("rollback_started", f"Rollback of phase {n} started: {self.phase.rollback}",
+        self.runner.reporter.post(Post("rollback_started", f"Rollback of phase {n} started: {self.undo}",
                                        [f"by <@{self.runner.actor}>"], run_id=self.runner.run_id))
         started = clock.monotonic()
         before = facts.row_counts(self.dsn)
         recorded = self._versions_table() and rb.version in self._versions()
-        try:
-            result = self.runner.executor.run_file(rb.file_path(self.phase.rollback), name=self.phase.rollback, lock_timeout=rb.defaults.lock_timeout,
-                                                   statement_timeout=rb.defaults.statement_timeout,
-                                                   lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff,
-                                                   approved_sha256=self.runner.approved_sha256(self.phase.rollback),
-                                                   team_ledger=self._ledger_removal())
-        except FileChanged as changed:  # not the approved rollback: nothing of it ran
-            return self._failed(str(changed), started)
-        self.runner.reporter.post(templates.step_result(f"rollback {n}", result))
-        if not result.ok:
-            return self._failed(f"{self.phase.rollback} failed: {self.runner._error_text(result)}", started)
+        files = [(self.phase.rollback, None, self._migrations())] if self.phase.rollback else \
+            [(s.revert, s.id, [self.runner.ledger.entry(s, self.runner.actor)] if s.migration else [])
+             for s in self._applied_steps]
+        for file, step_id, entries in files:  # each with its ledger rows' removal, in its own transaction
+            try:
+                result = self.runner.executor.run_file(rb.file_path(file), name=file, lock_timeout=rb.defaults.lock_timeout,
+                                                       statement_timeout=rb.defaults.statement_timeout,
+                                                       lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff,
+                                                       approved_sha256=self.runner.approved_sha256(file),
+                                                       team_ledger=self._ledger_removal(entries, file))
+            except FileChanged as changed:  # not the approved rollback: nothing of it ran
+                return self._failed(str(changed), started)
+            self.runner.reporter.post(templates.step_result(f"revert {step_id}" if step_id else f"rollback {n}", result))
+            if not result.ok:
+                return self._failed(f"{file} failed: {self.runner._error_text(result)}", started)
+            if step_id:
+                self._forget_step(step_id)
         # Who removed the version matters to the proof: read it before the bot removes it too.
         left_by_file = self._versions_table() and rb.version in self._versions()
         if self._versions_table():
@@ -265,21 +272,43 @@ class PhaseRollback:
     def _versions(self) -> list[str]:
         return ledger.applied_versions(self.dsn, table=self.runner.ledger.table, column=self.runner.ledger.column)
 
+    @property
+    def undo(self) -> str:
+        """What undoes the phase: its rollback file, or the reverts of the steps this run applied."""
+        return self.phase.rollback or ", ".join(s.revert for s in self._applied_steps) or "nothing of it applied"
+
+    @cached_property
+    def _applied_steps(self) -> list:
+        """Steps with their own revert that this run committed, newest first (read once, before
+        any is reverted): a phase stopped part-way undoes its committed steps only."""
+        done = (self.core.store.get(self.runner.run_id).result or {}).get("steps") or {}
+        return [s for s in self.phase.reverts if done.get(s.id, {}).get("ok")]
+
+    def _forget_step(self, step_id: str) -> None:
+        """A reverted step no longer counts as applied: a rollback retried after a later revert
+        failed does not revert it twice."""
+        result = dict(self.core.store.get(self.runner.run_id).result or {})
+        result["steps"] = {k: v for k, v in (result.get("steps") or {}).items() if k != step_id}
+        self.core.store.update_record(self.runner.run_id, fields={"result": result}, actor=self.runner.actor,
+                                      action=f"step {step_id} reverted", expect=(Status.ROLLING_BACK,),
+                                      evidence={"phase": self.phase.number, "step": step_id})
+
     def _migrations(self) -> list:
         """The phase's migrations the ledger tracks, newest first (the order they are undone in)."""
-        return [self.runner.ledger.entry(s, self.runner.actor) for s in reversed(self.phase.steps) if s.migration]
+        steps = self.phase.steps if self.phase.rollback else self._applied_steps
+        return [self.runner.ledger.entry(s, self.runner.actor) for s in sorted(steps, key=self.phase.steps.index,
+                                                                                reverse=True) if s.migration]
 
-    def _ledger_removal(self):
-        """The ledger's removal statements, run in the rollback file's own transaction, after what
-        the tool commits first (golang-migrate: the previous version, dirty)."""
-        entries = self._migrations()
+    def _ledger_removal(self, entries: list, file: str):
+        """The ledger's removal statements, run in `file`'s own transaction, after what the tool
+        commits first (golang-migrate: the previous version, dirty)."""
         if not entries:
             return None
         team = self.runner.ledger
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             for entry in entries:
                 team.before_remove(conn, entry)
-        return lambda duration_ms: [q for e in entries for q in team.remove(e, self.phase.rollback, duration_ms)]
+        return lambda duration_ms: [q for e in entries for q in team.remove(e, file, duration_ms)]
 
     def _ledger_line(self) -> tuple[str, bool]:
         team, entries = self.runner.ledger, self._migrations()
@@ -312,7 +341,7 @@ class PhaseRollback:
             versions = self._versions()
             gone = self.core.runbook.version not in versions
             who = ("it was not recorded" if not recorded else
-                   "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.phase.rollback}")
+                   "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.undo}")
             lines.append(f"{templates.mark(gone)} {self.runner.ledger.table}: latest {max(versions) if versions else 'none'}"
                          f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})")
             proven &= gone
@@ -341,7 +370,7 @@ class PhaseRollback:
         fields, error, action = None, None, "Investigate; restore from backup may be needed (`rollback restore`)"
         if lines is not None:
             result = dict(self.core.store.get(self.runner.run_id).result or {})
-            result["rollback_difference"] = {"phase": self.phase.number, "file": self.phase.rollback, "lines": lines,
+            result["rollback_difference"] = {"phase": self.phase.number, "file": self.undo, "lines": lines,
                                              "diff": self.diff}
             fields, error = {"result": result}, ROLLBACK_DIFFERENCE
             action = (f"Decision needed (TPM): {foreseen(self.core.store.get(self.runner.run_id), self.phase.number)}; "
@@ -353,7 +382,7 @@ class PhaseRollback:
                                    evidence={"reason": reason, **({"proof": lines} if lines is not None else {})})
         run = self.core.store.get(self.runner.run_id)
         post = templates.failure(self.core.runbook, self.runner.run_id,
-                                 failed_phase=f"Rollback of phase {self.phase.number} ({self.phase.rollback})",
+                                 failed_phase=f"Rollback of phase {self.phase.number} ({self.undo})",
                                  error=reason, rollback_status="Failed", database_status=state,
                                  action_required=action,
                                  backup=(run.preflight or {}).get("backup"), roster=self.core.roster)

@@ -162,6 +162,7 @@ def lint_files(rb: Runbook) -> list[str]:
     for phase in rb.phases:
         for step in phase.steps:
             names += [step.file] + ([step.rollback] if step.rollback else [])
+            names += [f for f in (step.revert, step.verify) if f]
         names += ([phase.rollback] if phase.rollback else []) + [s.file for s in phase.suites]
     return list(dict.fromkeys(names))
 

@@ -17,7 +17,7 @@ commit), so "longest" is the longest rehearsed transaction that took ACCESS EXCL
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from core import clock
@@ -29,7 +29,7 @@ from preflight import backup
 from preflight.held import TimedExecutor
 from preflight.lockwatch import LockWatch
 from preflight.report import RehearsalResult
-from runbook.model import Phase, Runbook
+from runbook.model import Phase, Runbook, Suite
 from runbook.sqlfile import SqlFileError, parse_file
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
@@ -52,6 +52,7 @@ class _Applied:
     phase: Phase
     expected: str  # pg_dump --schema-only before the phase
     left: bool = False
+    committed: list = field(default_factory=list)  # its steps that committed, in order (their reverts undo them)
 
 
 def rehearse(settings: Settings, runbook: Runbook, copy: str, inputs: Mapping[str, str]) -> RehearsalResult:
@@ -115,6 +116,9 @@ def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inpu
         applied.left |= result.ok or not result.atomic  # a failed atomic file left nothing behind
         if not result.ok:
             raise _Failed(result.error.describe() if result.error else f"{step.file}: failed")
+        applied.committed.append(step)
+        if step.verify:  # right after its step, as `run` runs it
+            _run_suites(rb, [Suite(f"verify {step.migration or step.id}", step.verify)], copy, inputs, settings)
     _checks(phase, copy)
     _suites(rb, phase, copy, inputs, settings)  # a migration phase's own suites, as `run` runs them
 
@@ -131,7 +135,11 @@ def _verify(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], set
 
 
 def _suites(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], settings: Settings) -> None:
-    for suite in phase.suites:
+    _run_suites(rb, phase.suites, copy, inputs, settings)
+
+
+def _run_suites(rb: Runbook, suites, copy: str, inputs: Mapping[str, str], settings: Settings) -> None:
+    for suite in suites:
         result = run_suite(copy, rb.file_path(suite.file), suite, inputs=inputs, secrets=settings.secrets())
         if not result.ok:
             raise _Failed(f"{suite.file}: {result.reason}")
@@ -146,16 +154,17 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
     out: list[dict] = []
     carried: set[str] = set()
     for a in reversed(applied):
-        entry = {"phase": a.phase.number, "file": a.phase.rollback, "status": "exact", "diff": [], "error": None}
+        undo = [a.phase.rollback] if a.phase.rollback else [s.revert for s in reversed(a.committed)] if a.phase.reverts else []
+        entry = {"phase": a.phase.number, "file": ", ".join(undo) or None, "status": "exact", "diff": [], "error": None}
         out.append(entry)
         if not a.left:
             entry["status"] = "skipped"  # its atomic step failed: nothing of it is in the copy
             continue
-        if not a.phase.rollback:
+        if not a.phase.undo:
             entry["status"] = "none"
             carried.update(schema.difference(a.expected, _dump(copy), limit=100_000))
             continue
-        error = _run_rollback(executor, rb, a.phase)
+        error = next((e for e in (_run_rollback(executor, rb, file) for file in undo) if e), None)
         if error:
             entry.update(status="failed", error=error)
             break
@@ -166,17 +175,17 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
     return out
 
 
-def _run_rollback(executor: Executor, rb: Runbook, phase: Phase) -> str | None:
+def _run_rollback(executor: Executor, rb: Runbook, file: str) -> str | None:
     d = rb.defaults
     try:
-        result = executor.run_file(rb.file_path(phase.rollback), name=phase.rollback, lock_timeout=d.lock_timeout,
+        result = executor.run_file(rb.file_path(file), name=file, lock_timeout=d.lock_timeout,
                                    statement_timeout=d.statement_timeout, lock_retries=d.lock_retries,
                                    retry_backoff=d.retry_backoff)
     except SqlFileError as exc:
         return str(exc)
     if result.ok:
         return None
-    return result.error.describe() if result.error else f"{phase.rollback}: failed"
+    return result.error.describe() if result.error else f"{file}: failed"
 
 
 def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:

@@ -58,6 +58,8 @@ class Step:
     lock_timeout: float | None = None  # None: the runbook default
     statement_timeout: float | None = None
     migration: str | None = None  # the ledger's name for this file (a version, a sqitch change); None: not tracked
+    revert: str | None = None  # the file that undoes this step alone (a phase of several migrations)
+    verify: str | None = None  # a verify script run right after this step; failing, it stops the phase
 
 
 LEDGER_KINDS = ("bot", "table", "flyway", "golang-migrate", "sqitch")
@@ -169,6 +171,21 @@ class Phase:
     def is_verification(self) -> bool:
         return self.kind == "verification"
 
+    @property
+    def reverts(self) -> tuple[Step, ...]:
+        """The steps in the order a rollback undoes them (newest first) when every step names its
+        own `revert` and the phase no `rollback` file; () otherwise."""
+        if self.rollback or not self.steps or not all(s.revert for s in self.steps):
+            return ()
+        return tuple(reversed(self.steps))
+
+    @property
+    def undo(self) -> str | None:
+        """What undoes the phase, as the posts name it: its rollback file, or its steps' reverts."""
+        if self.rollback:
+            return self.rollback
+        return ", ".join(s.revert for s in self.reverts) or None
+
 
 @dataclass(frozen=True)
 class Prerequisites:
@@ -238,6 +255,7 @@ class Runbook:
                 names.extend(step.options.values())
                 if step.rollback:
                     names.append(step.rollback)
+                names.extend(f for f in (step.revert, step.verify) if f)
             if phase.rollback:
                 names.append(phase.rollback)
             names.extend(s.file for s in phase.suites)
@@ -420,6 +438,8 @@ def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
     steps = tuple(_step(s, inputs, f"{where} step #{i + 1}") for i, s in enumerate(raw.get("steps", ())))
     if kind == "migration" and not steps:
         raise RunbookError(f"{where}: a migration phase needs at least one [[phases.steps]]")
+    if raw.get("rollback") and any(s.revert for s in steps):
+        raise RunbookError(f"{where}: name either the phase's `rollback` file or each step's `revert`, not both")
     return Phase(
         number=number,
         name=str(_req(raw, "name", where)),
@@ -476,4 +496,6 @@ def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
         lock_timeout=parse_duration(raw["lock_timeout"], f"{where} lock_timeout") if "lock_timeout" in raw else None,
         statement_timeout=parse_duration(raw["statement_timeout"], f"{where} statement_timeout") if "statement_timeout" in raw else None,
         migration=str(raw["migration"]) if "migration" in raw else None,
+        revert=str(raw["revert"]) if raw.get("revert") else None,
+        verify=str(raw["verify"]) if raw.get("verify") else None,
     )

@@ -72,7 +72,7 @@ def plan(rb: Runbook) -> dict[str, str]:
         entries[f"phase {phase.number}"] = _show((phase.name, phase.owner, phase.kind, phase.rollback, phase.estimate))
         for step in phase.steps:
             for what in ("file", "chosen", "options", "on_failure", "rollback", "inputs", "lock_timeout", "statement_timeout",
-                         "migration"):
+                         "migration", "revert", "verify"):
                 label = "choose" if what == "chosen" else what
                 entries[f"step {step.id} {label}"] = _show(getattr(step, what))
         for check in phase.checks:

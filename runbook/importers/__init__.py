@@ -24,6 +24,7 @@ EXPECTED = ("V<version>__<description>.sql (flyway), <version>_<name>.up.sql/.do
 class Imported:
     found: Found
     toml: str
+    group: int = 1
 
     def summary(self) -> list[str]:
         """What was found, for the operator: counts, missing rollbacks, verify scripts, ignored files."""
@@ -34,8 +35,19 @@ class Imported:
                  f"rollbacks: {len(ms) - len(missing)} present, {len(missing)} missing"
                  + (f" ({', '.join(missing[:8])}{' …' if len(missing) > 8 else ''})" if missing else ""),
                  f"verify scripts: {sum(1 for m in ms if m.verify)}"]
+        lines.append(self._grouping())
         lines += [f"ignored {file}: {why}" for file, why in self.found.ignored]
         return lines
+
+
+    def _grouping(self) -> str:
+        ms, g = self.found.migrations, self.group
+        phases = -(-len(ms) // g)
+        if g == 1:
+            return f"phases: {phases}, one migration each"
+        return (f"phases: {phases}, {g} migrations each (--group {g}"
+                + (f"; the last has {len(ms) - (phases - 1) * g}" if len(ms) % g else "") + "); each step keeps its own "
+                "revert (a phase's rollback runs them newest first) and verify script (run right after it)")
 
 
 def detect(folder: Path) -> str:
@@ -62,12 +74,8 @@ def import_folder(folder: Path | str, layout: str | None = None, *, group: int =
     found = LAYOUTS[layout].scan(folder)
     if not found.migrations:
         raise ImportRefused(f"no {layout} migration in {folder} — expected {EXPECTED}")
-    if group > 1 and any(m.down or m.verify for m in found.migrations):
-        raise ImportRefused(f"--group {group}: a phase has one rollback file and runs its verify scripts after "
-                            "its last step, and these migrations have their own — import one migration per phase "
-                            "(without --group)")
     prefix = os.path.relpath(folder.resolve(), (out or folder / "runbook.toml").resolve().parent)
-    return Imported(found, render(_relative_to(found, prefix), runbook_id or _id(folder), group, owner))
+    return Imported(found, render(_relative_to(found, prefix), runbook_id or _id(folder), group, owner), group)
 
 
 def _relative_to(found: Found, prefix: str) -> Found:
@@ -106,7 +114,10 @@ def _phase(number: int, ms: list[Migration], owner: str) -> list[str]:
     for i, m in enumerate(ms, 1):
         out += ["", "[[phases.steps]]", f"id = {_q(f'{number}.{i}')}", f"name = {_q(m.name)}", f"file = {_q(m.up)}",
                 f"migration = {_q(m.key)}"]
-    for m in ms:
+        if len(ms) > 1:  # several migrations in a phase: each undone and verified on its own
+            out += [f"revert = {_q(m.down)}"] if m.down else []
+            out += [f"verify = {_q(m.verify)}       # run right after this step"] if m.verify else []
+    for m in ms if len(ms) == 1 else ():
         if m.verify:
             out += ["", "[[phases.suites]]                     # the change's verify script, right after it",
                     f"name = {_q(f'verify {m.key}')}", f"file = {_q(m.verify)}"]
