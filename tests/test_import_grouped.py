@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
+
 from bot.__main__ import main
 from runbook.model import load_runbook
 from tests.support import folders
@@ -148,3 +150,33 @@ def test_a_failing_verify_script_stops_the_phase_before_the_next_step(settings, 
     assert "Step revert 1.2 " in console.everything() and "Step revert 1.3" not in console.everything()
     assert folders.schema(url) == empty
     assert _rows(url, "SELECT count(*) FROM sqitch.changes") == [(0,)]
+
+
+def test_a_phase_rollback_retried_after_a_revert_failed_does_not_revert_a_step_twice(settings, scratch_db, tmp_path):
+    folder = tmp_path / "updown"
+    ups = _updown_six(folder)
+    _import(folder, "--group", "3")
+    url, reference = scratch_db(), scratch_db()
+    console = _console(settings, folder, url)
+    _to_success(console)
+    with psycopg.connect(url) as conn:  # someone's view on t5: its revert (DROP TABLE t5) fails
+        conn.execute("CREATE VIEW t5_ids AS SELECT id FROM t5")
+    code, out = console(COORDINATOR, "rollback phase 2")
+    assert code == 1, out
+    assert _rows(url, "SELECT to_regclass('t6')::text, to_regclass('t5')::text") == [(None, "t5")]
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP VIEW t5_ids")
+    code, out = console(COORDINATOR, "rollback phase 2")  # t6 is gone already: its revert is not run again
+    assert code == 0, out
+    folders.psql_each(reference, ups[:3])
+    assert folders.schema(url) == folders.schema(reference)
+    assert _rows(url, "SELECT version, dirty FROM schema_migrations") == [(3, False)]
+
+
+def test_a_verify_script_failing_in_the_rehearsal_is_a_no_go_naming_it(settings, scratch_db, tmp_path):
+    folder = tmp_path / "three"
+    _sqitch_three(folder, "SELECT 1/0;\n")
+    _import(folder, "--group", "3")
+    console = _console(settings, folder, scratch_db())
+    code, out = console(COORDINATOR, "preflight")
+    assert code == 1 and "verify/two.sql" in console.everything(), console.everything()
