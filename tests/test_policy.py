@@ -77,6 +77,7 @@ def test_a_stranger_is_told_to_be_added_to_the_roster():
     ("incident start disk full", "incident start"), ("incident clear", "incident clear"),
     ("rollback restore", "rollback restore"), ("rollback restore confirm", "rollback restore confirm"),
     ("run phase 2", "run phase 2"), ("approve at 02:00", "approve at"), ("approve", "approve"), ("run", "run"),
+    ("rollback all", "rollback all"), ("rollback accept", "rollback accept"), ("rollback phase 1", "rollback phase 1"),
 ])
 def test_describe_says_the_command_as_typed_without_free_text(text, described):
     assert describe(parse(text, NOW)) == described
