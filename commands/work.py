@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from commands.lockmsg import lock_refusal
@@ -96,6 +97,26 @@ def _mark_failed(core, run_id: str, actor: str, reason: str) -> None:
         log.error("could not mark run %s failed after an internal error", run_id)
 
 
+EPILOGUE_WAIT = 5.0  # seconds: longest a finished phase's work may take to let the lock go
+
+
+def _acquire_after_epilogue(core, run_id: str, owner: str, poll: float = 0.05):
+    """The run lock, or None. The post that offers the next phase ("Phase 1 complete", with its
+    button) goes out while that phase's work still holds the lock for its last bookkeeping; a
+    click in that moment must not be refused. So while the lock is held but the run rests (no
+    work of it is active), wait up to EPILOGUE_WAIT for it to be let go; a run that is active
+    (another command started it) is refused at once."""
+    deadline = time.monotonic() + EPILOGUE_WAIT
+    while True:
+        handle = core.lock.acquire(owner)
+        if handle is not None or time.monotonic() >= deadline:
+            return handle
+        run = core.store.get(run_id)
+        if run is None or run.status in ACTIVE:
+            return None
+        time.sleep(poll)
+
+
 def start_locked(core, user: str, current, body: Callable, what: str, first_status: Status,
                  numbers: list[int]) -> Outcome:
     """Refuse now if the run may not move to `first_status` or the lock is taken; else an
@@ -106,7 +127,7 @@ def start_locked(core, user: str, current, body: Callable, what: str, first_stat
         check_transition(current, first_status, phase=numbers[0] if numbers else None)
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
-    handle = core.lock.acquire(f"{what.lower()} by {user}")
+    handle = _acquire_after_epilogue(core, current.id, f"{what.lower()} by {user}")
     if handle is None:
         return lock_refusal(core)
     try:  # another command may have moved the run between our check and taking the lock

@@ -139,3 +139,27 @@ def test_a_malformed_setting_is_a_configuration_error_exit_2(ready):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "MIGRATE_LOCK_TTL_SECONDS must be a number" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_a_run_command_waits_for_the_last_bookkeeping_of_the_work_before_it(ready):
+    """The post offering the next phase goes out while the finished phase's work still holds
+    the lock; a click at that moment is served once the lock is let go, not refused."""
+    core = Core.from_settings(ready)
+    Console(core).approved()
+    epilogue = core.lock.acquire("run phase 0 by U0TEST (finishing)")  # the run rests: APPROVED
+    releaser = threading.Timer(1.0, epilogue.release)
+    releaser.start()
+    try:
+        outcome = handle(core, COORDINATOR, "run phase 1")
+    finally:
+        releaser.join()
+    assert outcome.code == 0 and outcome.work is not None, outcome.reply
+    assert outcome.work(_Silent()) == 0
+
+
+class _Silent:
+    def post(self, post) -> None:
+        pass
+
+    def progress(self, progress) -> None:
+        pass
