@@ -99,6 +99,9 @@ def test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table(ready
     assert "❌ Data loss: row counts changed in platform.notifications" in out
     assert "Data loss: none" not in out
     assert "✅ schema_migrations: latest 005 (006 absent; it was not recorded)" in out
+    lines = out.splitlines()  # 006 keeps its versions in schema_migrations: no other ledger line in the proof
+    after = lines[next(k for k, line in enumerate(lines) if "schema_migrations: latest" in line) + 1]
+    assert "Data loss" in after, after
     # the schema part of the proof holds, and says so without an "accepted" qualifier
     assert "✅ Schema equals the pre-migration schema (pg_dump --schema-only compared)\n" in out
     assert pg.scalar(url, "SELECT count(*) FROM platform.notifications") == rows - 1
