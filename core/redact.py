@@ -17,9 +17,12 @@ MASK = "***"
 # holding the GIL). No scheme is required before `://`: masking more is the safe direction.
 _URL_CREDENTIALS = re.compile(r"://[^:/@\s]*:")
 _WHITESPACE = re.compile(r"\s")
-# password=... in libpq keyword strings and query strings. An unclosed quote masks to the end
-# (`'[^']*'?`): with a required closing quote every unclosed one would rescan the text.
-_KV_PASSWORD = re.compile(r"(?i)(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'?|[^\s&;]+)")
+# password=... (and libpq's sslpassword=..., the client key's passphrase) in libpq keyword
+# strings and query strings. A quoted value may hold `\'` (libpq's escape: the quote does not
+# end it). An unclosed quote masks to the end (`'…'?`): with a required closing quote every
+# unclosed one would rescan the text; the two alternatives inside the quotes never overlap,
+# so this stays linear.
+_KV_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s&;]+)")
 _SLACK_TOKEN = re.compile(r"\bx(?:ox[abposr]|app)-[A-Za-z0-9-]+")
 
 

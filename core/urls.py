@@ -35,13 +35,30 @@ def password(url: str) -> str | None:
 
 
 def url_secrets(urls: Iterable[str | None]) -> tuple[str, ...]:
-    """The password of each URL as written and percent-decoded (a driver may show either)."""
+    """The password of each URL as written and percent-decoded (a driver may show either),
+    and the `password`/`sslpassword` libpq reads from a PostgreSQL URL's query string or a
+    keyword string (`host=… password='…'`)."""
     found: list[str] = []
     for url in urls:
         secret = password(url or "")
         if secret:
             found += [secret, unquote(secret)]
+        found += _libpq_passwords(url or "")
     return tuple(dict.fromkeys(found))
+
+
+def _libpq_passwords(dsn: str) -> list[str]:
+    """What libpq's own parser reads as a password in `dsn` (nothing when it is not a
+    PostgreSQL connection string; its parse errors are never shown)."""
+    if not dsn or ("=" not in dsn):
+        return []
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - not a libpq string (redis://, mongodb://…): nothing to take
+        return []
+    return [str(params[key]) for key in ("password", "sslpassword") if params.get(key)]
 
 
 def credentials_problem(name: str, url: str | None) -> str | None:

@@ -133,3 +133,12 @@ def test_the_built_app_itself_refuses_an_unsigned_request(settings, standin, cap
         bridge.close()
     assert response.status == 401
     assert not any("BODYMARKER" in r.getMessage() for r in caplog.records)
+
+
+def test_a_database_url_with_an_sslpassword_is_never_shown(settings):
+    """Fails without the fix: `status` printed `Migration 006 on postgresql://…?sslpassword=<it>`."""
+    env = {**bot_env(settings), "DATABASE_URL": settings.database_url + "?sslpassword=S3cretKeyPass"}
+    p = run_bot(env, CONSOLE)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "sslpassword=***" in p.stdout
+    assert "S3cretKeyPass" not in p.stdout + p.stderr

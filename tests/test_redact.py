@@ -86,3 +86,20 @@ def test_a_secret_at_the_cut_is_masked_before_the_cut():
     record = logging.LogRecord("t", logging.INFO, __file__, 1, text, (), None)
     RedactingFilter([secret]).filter(record)
     assert secret[:5] not in record.getMessage()
+
+
+def test_libpq_sslpassword_and_an_escaped_quote_in_a_password_are_masked():
+    """Fail without the fix: `sslpassword` (libpq's passphrase of the client key) was shown as
+    written, and `password='a\\' b'` showed what followed the escaped quote."""
+    assert redact("host=h sslpassword=S3cretSSL dbname=d") == "host=h sslpassword=*** dbname=d"
+    assert redact("postgresql://u@h/d?sslpassword=S3cretSSL") == "postgresql://u@h/d?sslpassword=***"
+    assert redact(r"host=h password='S3cr\' etPart' dbname=d") == "host=h password=*** dbname=d"
+
+
+def test_the_passwords_libpq_reads_from_a_connection_string_are_registered_secrets():
+    from core.urls import url_secrets
+
+    assert set(url_secrets([r"host=h password='S3cr\' etPart' sslpassword=KeyPass9 dbname=d"])) == {
+        "S3cr' etPart", "KeyPass9"}
+    assert "QueryPw77" in url_secrets(["postgresql://u@h/d?password=QueryPw77"])
+    assert url_secrets(["redis://:RedisPw1@h:6379/0", "not a dsn"]) == ("RedisPw1",)
