@@ -147,3 +147,25 @@ def test_a_timestamp_that_is_not_a_number_is_refused_with_401(bot, scripted):
 def test_a_signed_body_that_is_not_a_slack_payload_is_400_not_500(bot, scripted, raw, content_type):
     status, _ = _post_raw(bot, raw, {**_signed_headers(bot, raw), "Content-Type": content_type})
     assert status == 400 and scripted.executed == []
+
+
+def test_an_oversized_body_is_refused_before_it_is_received(bot, scripted):
+    """Fails without the fix: waitress buffered any body up to 1 GB (spilling to temporary
+    files) before the bot could answer 413, so an anonymous client declaring 500 MB and sending
+    slowly held a connection and disk space; now waitress answers 413 without reading it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    target = urlsplit(bot.url)
+    with socket.create_connection((target.hostname, target.port), timeout=5) as conn:
+        conn.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 500000000\r\n\r\n" + b"a" * 1000)
+        answer = conn.recv(200)  # socket.timeout (5 s) when the server waits for the rest
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    assert scripted.executed == []
+
+
+def test_oversized_headers_are_refused(bot, scripted):
+    status, _ = _post_raw(bot, b"text=help", {"X-Padding": "p" * 100_000, "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 431 or status == 400, status
+    assert scripted.executed == []

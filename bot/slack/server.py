@@ -99,6 +99,20 @@ def make_wsgi_app(core, app: App) -> Callable:
     return wsgi
 
 
+# waitress buffers a request's whole body (up to 1 GB by default, spilling to temporary files)
+# before the WSGI app can answer 413: an anonymous client could fill the disk BACKUP_DIR is on.
+# With these limits waitress itself answers 413 as soon as the declared or received size passes.
+MAX_HEADERS = 64 * 1024
+
+
+def http_server(wsgi: Callable, *, host: str, port: int, threads: int):
+    """The waitress server for `wsgi`, with the body and header limits above."""
+    import waitress
+
+    return waitress.create_server(wsgi, host=host, port=port, threads=threads, ident="migrate-bot",
+                                  max_request_body_size=MAX_BODY, max_request_header_size=MAX_HEADERS)
+
+
 def _port() -> int:
     raw = os.environ.get("PORT") or str(DEFAULT_PORT)
     if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -158,10 +172,8 @@ def serve(settings) -> None:
             log.info("Socket Mode: connecting to Slack")
             SocketModeHandler(app, settings.slack_app_token).start()
         else:
-            import waitress
-
             log.info("listening on port %d (POST %s, GET /healthz)", port, EVENTS_PATH)
-            waitress.serve(make_wsgi_app(core, app), host="0.0.0.0", port=port, threads=16, ident="migrate-bot")
+            http_server(make_wsgi_app(core, app), host="0.0.0.0", port=port, threads=16).run()
     finally:
         scheduler.shutdown(wait=False)
         bridge.close()

@@ -411,11 +411,9 @@ class RunningBot:
     """The real bot (bolt App, outbox worker, WSGI app in waitress on port 0) against a stand-in."""
 
     def __init__(self, settings, standin: SlackStandIn, handle=None) -> None:
-        import waitress
-
         from bot.slack.app import build_app
         from bot.slack.bridge import Bridge
-        from bot.slack.server import make_wsgi_app
+        from bot.slack.server import http_server, make_wsgi_app
         from commands.core import Core
 
         self.settings = settings.with_(slack_api_url=standin.base_url)
@@ -424,7 +422,7 @@ class RunningBot:
         self.bridge = Bridge.create(self.core, handle=handle)
         self.app = build_app(self.bridge)
         self.bridge.worker.start()
-        self.server = waitress.create_server(make_wsgi_app(self.core, self.app), host="127.0.0.1", port=0, threads=8)
+        self.server = http_server(make_wsgi_app(self.core, self.app), host="127.0.0.1", port=0, threads=8)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
