@@ -105,7 +105,7 @@ def _rebuilt_notice(core: Core) -> list[Post]:
                  [f"Rebuilt from {report.events} events: status {run.status.value}" + (f"; {phases}" if phases else ""),
                   "Could not rebuild:", *[f"• {m}" for m in report.missing],
                   "Nothing runs until a fresh `/migrate preflight` and a new approval; "
-                  "`rollback phase n` and `rollback restore` remain available."], run_id=run.id, final=True)]
+                  "`rollback phase <n>` and `rollback restore` remain available."], run_id=run.id, final=True)]
 
 
 def _interrupted_notice(core: Core) -> list[Post]:
@@ -115,7 +115,7 @@ def _interrupted_notice(core: Core) -> list[Post]:
         return []
     return [Post("interrupted", f"⚠ Run {run.id} was interrupted: the bot process working on it stopped",
                  [f"Status: {run.status.value}. Nothing was re-run.", *interruption_facts(core, run),
-                  "Check `/migrate status`, then `run phase n` again or `rollback phase n`."], run_id=run.id, final=True)]
+                  "Check `/migrate status`, then `run phase <n>` again or `rollback phase <n>`."], run_id=run.id, final=True)]
 
 
 def _redacted(core: Core, outcome: Outcome) -> Outcome:

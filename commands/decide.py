@@ -57,7 +57,7 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
                 if removed else f"GO now replaces the GO scheduled for {_scheduled_for(run)} UTC.")
     post = templates.decision(core.runbook, run.id, user, what, now, scheduled_for=cmd.at)
     post.lines.append(f"{core.roster.mention(COORDINATOR)}: " + (
-        f"it starts by itself at {cmd.at:%H:%M} UTC" if cmd.at else "`/migrate run` when ready (or phase owners: `run phase n`)"))
+        f"it starts by itself at {cmd.at:%H:%M} UTC" if cmd.at else "`/migrate run` when ready (or phase owners: `run phase <n>`)"))
     if cmd.at is None and run.status is Status.SCHEDULED:
         post.lines.append(note)
     when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""

@@ -391,7 +391,7 @@ class PhaseRunner:
         self.reporter.post(self._failure_post(
             phase, step, error, f"Not needed — {step.file} did not run", f"Unchanged by step {step.id}: it did not run",
             f"Decision needed: restore the approved {step.file}, or a new pre-flight and approval for the new one "
-            "(with phases applied: `rollback phase n` newest first, then `preflight`)"))
+            "(with phases applied: `rollback phase <n>` newest first, then `preflight`)"))
         return False
 
     def _aborted(self, phase: Phase, step: Step, result: FileResult | None, started: float, before: tuple | None = None,
@@ -521,7 +521,7 @@ class PhaseRunner:
         if phase:
             self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, duration), "verification failed", evidence))
         self.reporter.post(self._failure_post(phase, None, names, "Not run — verification does not change the database",
-                                              state, "Investigation needed: fix forward, or `rollback phase n` newest first",
+                                              state, "Investigation needed: fix forward, or `rollback phase <n>` newest first",
                                               evidence=[e for e in evidence if not e.ok]))
         return False
 

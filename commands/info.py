@@ -24,14 +24,14 @@ NEXT_STEP = {
     Status.APPROVED: "`run` (coordinator) or `run phase 1` (its owner)",
     Status.SCHEDULED: "wait for the scheduled start, or the TPM moves/cancels it",
     Status.RUNNING: "wait, or `abort`",
-    Status.PHASE_DONE: "the next phase's owner: `run phase n`, or the coordinator: `run`",
+    Status.PHASE_DONE: "the next phase's owner: `run phase <n>`, or the coordinator: `run`",
     Status.VERIFYING: "wait for verification",
     Status.SUCCEEDED: "monitor; `report` for the completed report",
-    Status.FAILED: "see the failure template: retry the phase, `rollback phase n` / `rollback all`, or `rollback restore`",
+    Status.FAILED: "see the failure template: retry the phase, `rollback phase <n>` / `rollback all`, or `rollback restore`",
     Status.ROLLING_BACK: "wait for the rollback",
-    Status.ROLLED_BACK: "`rollback phase n` (or `rollback all`) for earlier phases, or `run phase n` again",
-    Status.ABORTED: "decide: `run phase n` again or `rollback phase n`",
-    Status.INTERRUPTED: "the bot stopped mid-run: check `status`, then `run phase n` again or `rollback phase n`",
+    Status.ROLLED_BACK: "`rollback phase <n>` (or `rollback all`) for earlier phases, or `run phase <n>` again",
+    Status.ABORTED: "decide: `run phase <n>` again or `rollback phase <n>`",
+    Status.INTERRUPTED: "the bot stopped mid-run: check `status`, then `run phase <n>` again or `rollback phase <n>`",
     Status.RESTORE_REQUESTED: "the TPM confirms: `rollback restore confirm`",
     Status.RESTORING: "wait for the restore",
     Status.RESTORED: "the database is the backup again; drop the replaced copy when sure; `preflight` to start over",
@@ -48,7 +48,7 @@ def next_step(core: Core, run) -> str:
         expires = datetime.fromisoformat(run.approval["expires_at"])
         changed = renew.files_changed(run, core)
         if changed:
-            return f"{changed}: `rollback phase n` newest first, then a new `preflight` (an approval is not renewed over changed files)"
+            return f"{changed}: `rollback phase <n>` newest first, then a new `preflight` (an approval is not renewed over changed files)"
         if clock.now() >= expires and not run.approval.get(REVOKED):
             return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
                     f"(checked again first); then {NEXT_STEP[run.status]}")

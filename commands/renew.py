@@ -71,7 +71,7 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     problem = backup_problem(backup, hash_file=False)
     if problem:
         return Outcome.refused(f"cannot renew the approval: the restore point is gone ({problem}); "
-                               "`rollback phase n` newest first, then a new pre-flight")
+                               "`rollback phase <n>` newest first, then a new pre-flight")
     report = fast_checks(core.settings, core.runbook, incident=core.store.incident(), at=now)
     checked = [c for c in report.checks if c.key not in NOT_RECHECKED]
     failed = [c for c in checked if c.status == "fail"]
@@ -114,7 +114,7 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
                    *[f"  {line}" for line in evidence],
                    f"the restore point stays the pre-flight backup {backup.get('path')}",
                    f"{core.roster.mention(COORDINATOR)}: " + ("`verify` when wanted" if run.status is Status.SUCCEEDED
-                                                              else "the next phase's owner runs it (`run phase n`)")]
+                                                              else "the next phase's owner runs it (`run phase <n>`)")]
     return Outcome(OK, reply=[f"Approval renewed until {approval['expires_at'][:16].replace('T', ' ')} UTC, bound to "
                               "the same files and backup."], posts=[post], run_id=run.id)
 
@@ -157,7 +157,7 @@ def _objects_changed(diff: list[str]) -> list[str]:
 
 def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:
     approval = run.approval
-    way_out = "`rollback phase n` newest first, then a new pre-flight"
+    way_out = "`rollback phase <n>` newest first, then a new pre-flight"
     if cmd.at is not None:
         return f"run {run.id} is under way ({run.status.value}): its approval is renewed for now only (`approve`)"
     if approval.get(REVOKED):

@@ -189,7 +189,7 @@ def accept(core: Core, user: str) -> Outcome:
     n = difference.get("phase") if difference else None
     if run is None or n is None or not left_difference(run, n):
         return Outcome.refused("nothing to accept: no phase rollback left a difference that is still pending "
-                               "(`rollback accept` follows a `rollback phase n` / `rollback all` whose proof failed)")
+                               "(`rollback accept` follows a `rollback phase <n>` / `rollback all` whose proof failed)")
     result = without_phase(run.result, n)
     # Older phases' rollbacks are judged without these lines, as the rehearsal judges them.
     result[ACCEPTED_DIFF] = [*result.get(ACCEPTED_DIFF, []), *difference.get("diff", [])]
