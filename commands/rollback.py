@@ -40,7 +40,8 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
     phase = core.runbook.phase(cmd.phase)
     nothing_left = phase is not None and left_nothing(current, cmd.phase)
     if phase is None or not (phase.undo or nothing_left):
-        return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}")
+        return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}"
+                               + _reverts_missing(phase))
     reason = why_phase_cannot_roll_back(current, cmd.phase) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)
@@ -109,6 +110,16 @@ def _status_of_phase(run, n: int):
 def _before_text(before: list[int]) -> str:
     return (f"{', '.join(f'phase {m}' for m in reversed(before))} applied before this run, "
             "as the ledger showed: not undone")
+
+
+def _reverts_missing(phase) -> str:
+    """For a phase whose steps name their own reverts, which steps lack one."""
+    missing = [s.id for s in (phase.steps if phase and not phase.rollback else ()) if not s.revert]
+    if not phase or len(missing) == len(phase.steps):
+        return ""
+    return (f" (step{'s' if len(missing) > 1 else ''} {', '.join(missing)} name{'' if len(missing) > 1 else 's'} no "
+            "`revert`: the phase is undone by the reverts of all its steps or not at all; `rollback restore` "
+            "returns to the verified backup)")
 
 
 def _rollback_file(core: Core, n: int) -> str | None:

@@ -180,3 +180,18 @@ def test_a_verify_script_failing_in_the_rehearsal_is_a_no_go_naming_it(settings,
     console = _console(settings, folder, scratch_db())
     code, out = console(COORDINATOR, "preflight")
     assert code == 1 and "verify/two.sql" in console.everything(), console.everything()
+
+
+def test_a_grouped_phase_with_a_migration_without_down_says_it_cannot_be_rolled_back(settings, scratch_db, tmp_path,
+                                                                                     capsys):
+    folder = tmp_path / "updown"
+    _updown_six(folder)
+    (folder / "0005_create_t5.down.sql").unlink()
+    for n in (4, 5, 6):  # independent of t1: phase 1's rollback can still be rehearsed under an unrolled phase 2
+        (folder / f"{n:04d}_create_t{n}.up.sql").write_text(f"CREATE TABLE t{n} (id int PRIMARY KEY);\n")
+    _import(folder, "--group", "3")
+    assert "phase 2 cannot be rolled back by the bot: a migration of it has no rollback file" in capsys.readouterr().out
+    console = _console(settings, folder, scratch_db())
+    _to_success(console)
+    code, out = console(COORDINATOR, "rollback phase 2")
+    assert code == 2 and "step 2.2 names no `revert`" in out, out

@@ -45,9 +45,12 @@ class Imported:
         phases = -(-len(ms) // g)
         if g == 1:
             return f"phases: {phases}, one migration each"
+        partial = [n for n, start in enumerate(range(0, len(ms), g), 1) if not all(m.down for m in ms[start:start + g])]
         return (f"phases: {phases}, {g} migrations each (--group {g}"
                 + (f"; the last has {len(ms) - (phases - 1) * g}" if len(ms) % g else "") + "); each step keeps its own "
-                "revert (a phase's rollback runs them newest first) and verify script (run right after it)")
+                "revert (a phase's rollback runs them newest first) and verify script (run right after it)"
+                + (f"; phase {', '.join(map(str, partial))} cannot be rolled back by the bot: a migration of it has "
+                   "no rollback file" if partial else ""))
 
 
 def detect(folder: Path) -> str:
