@@ -173,3 +173,14 @@ def test_a_by_mention_after_several_blanks_still_moves_to_the_context_line():
     rendered = blocks.title_blocks("Phase 1 started   by <@U0LIU>")
     assert rendered[0]["type"] == "header" and "<@U0LIU>" not in rendered[0]["text"]["text"]
     assert rendered[1]["type"] == "context" and "<@U0LIU>" in rendered[1]["elements"][0]["text"]
+
+
+def test_the_console_strips_bidirectional_overrides_from_user_text(settings):
+    """Fails without the fix: U+202E reversed the rest of the printed line, so an incident text
+    could display as other words than it holds."""
+    core = Core.from_settings(settings)
+    out = io.StringIO()
+    run_command(core, LIU, "incident start db \u202edesrever\u202c and \u2067isolated\u2069", out)
+    printed = out.getvalue()
+    assert not any(ch in printed for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "db desrever and isolated" in printed
