@@ -29,7 +29,7 @@ def read_only_problem(sql: str) -> str | None:
 def _select_problem(select: dict) -> str | None:
     if select.get("intoClause"):
         return "the query must be a read-only SELECT (SELECT … INTO creates a table)"
-    if select.get("lockingClause"):
+    if _anywhere(select, "lockingClause"):  # a subquery's FOR UPDATE too: PostgreSQL refuses it when it runs
         return "the query must be a read-only SELECT (FOR UPDATE/SHARE takes row locks)"
     for cte in (select.get("withClause") or {}).get("ctes", []):
         (kind, body), = cte["CommonTableExpr"]["ctequery"].items()
@@ -44,6 +44,20 @@ def _select_problem(select: dict) -> str | None:
             if problem:
                 return problem
     return None
+
+
+def _anywhere(node, key: str) -> bool:
+    """Whether a non-empty `key` occurs anywhere in the parse tree `node` (subqueries included)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get(key):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def called_functions(sql: str) -> list[tuple[str | None, str]]:

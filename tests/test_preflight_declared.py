@@ -98,6 +98,9 @@ def test_sql_precondition_is_nogo_until_it_holds(bare, tmp_path):
     ("SELECT * INTO copy FROM demo_items", "SELECT … INTO creates a table"),
     ("WITH gone AS (DELETE FROM demo_items RETURNING 1) SELECT count(*) FROM gone", "its WITH runs DELETE"),
     ("SELECT id FROM demo_items FOR UPDATE", "FOR UPDATE/SHARE"),
+    # in a subquery: accepted at load, then failed the run ("cannot execute SELECT FOR UPDATE in a read-only transaction")
+    ("SELECT count(*) FROM (SELECT id FROM demo_items FOR UPDATE) AS locked", "FOR UPDATE/SHARE"),
+    ("SELECT 1 WHERE EXISTS (SELECT 1 FROM demo_items FOR KEY SHARE)", "FOR UPDATE/SHARE"),
 ])
 def test_a_precondition_that_is_not_one_read_only_query_is_refused_at_load(tmp_path, sql, reason):
     extra = f'\n[[preflight.sql]]\nname = "bad"\nsql = """{sql}"""\nexpect = 1\n'
