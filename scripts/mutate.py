@@ -43,7 +43,7 @@ TARGETS = (
         "tests/test_tryout_folders.py::test_an_accepted_rollback_difference_does_not_fail_every_older_rollback"),
            functions=("_proof",)),
     Target("policy", "commands/policy.py", ("tests/test_policy.py",)),
-    Target("approval", "state/approval.py", ("tests/test_state_approval.py",)),
+    Target("approval", "state/approval.py", ("tests/test_state_approval.py", "tests/test_approval_plan.py")),
     Target("redact", "core/redact.py", (
         R + "test_url_passwords_are_masked_up_to_the_last_at_of_the_word", R + "test_keyword_passwords_and_tokens_are_masked",
         R + "test_a_secret_at_the_cut_is_masked_before_the_cut", U + "test_every_url_password_is_a_secret_as_written_and_decoded_without_parsing",
