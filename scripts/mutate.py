@@ -45,7 +45,7 @@ TARGETS = (
     Target("policy", "commands/policy.py", ("tests/test_policy.py",)),
     Target("approval", "state/approval.py", ("tests/test_state_approval.py", "tests/test_approval_plan.py")),
     Target("redact", "core/redact.py", (
-        R + "test_url_passwords_are_masked_up_to_the_last_at_of_the_word", R + "test_keyword_passwords_and_tokens_are_masked",
+        "tests/test_redact_edges.py", R + "test_url_passwords_are_masked_up_to_the_last_at_of_the_word", R + "test_keyword_passwords_and_tokens_are_masked",
         R + "test_a_secret_at_the_cut_is_masked_before_the_cut", U + "test_every_url_password_is_a_secret_as_written_and_decoded_without_parsing",
         U + "test_a_credentials_problem_names_the_rule_not_the_url", R + "test_redaction_time_grows_linearly_on_adversarial_input")),
     Target("lock", "state/lock.py", ("tests/test_state_lock.py",)),
