@@ -59,7 +59,7 @@ TARGETS = (
         H + "test_a_timestamp_that_is_not_a_number_is_refused_with_401", H + "test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run",
         H + "test_a_body_that_is_not_utf8_is_refused_with_400_signed_or_not",
         H + "test_help_is_acked_and_answered_privately_through_the_response_url"), functions=("_unverified",)),
-    Target("config", "core/config.py", ("tests/test_bad_config.py", "tests/test_url_secrets.py"),
+    Target("config", "core/config.py", ("tests/test_config_checks.py", "tests/test_bad_config.py", "tests/test_url_secrets.py"),
            functions=("_number", "_redis_url", "_parseable", "env_secrets", "require", "secrets")),
 )
 
