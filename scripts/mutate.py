@@ -49,11 +49,13 @@ TARGETS = (
         R + "test_a_secret_at_the_cut_is_masked_before_the_cut", U + "test_every_url_password_is_a_secret_as_written_and_decoded_without_parsing",
         U + "test_a_credentials_problem_names_the_rule_not_the_url", R + "test_redaction_time_grows_linearly_on_adversarial_input")),
     Target("lock", "state/lock.py", ("tests/test_state_lock.py",)),
+    # The lock's guard (renew every ttl/3, give up after the TTL, only the owner extends) lives here.
+    Target("owned", "state/owned.py", ("tests/test_state_owned.py", "tests/test_state_lock.py")),
     Target("slack-verification", "bot/slack/app.py", (
         C + "test_the_slack_app_cannot_be_built_with_an_empty_signing_secret",
         C + "test_in_socket_mode_the_app_still_checks_signatures_with_a_secret_nobody_knows",
         C + "test_the_built_app_itself_refuses_an_unsigned_request", H + "test_a_bad_signature_is_rejected_with_401_and_runs_nothing",
-        H + "test_help_is_acked_and_answered_privately_through_the_response_url")),
+        H + "test_help_is_acked_and_answered_privately_through_the_response_url", "tests/test_slack_app_settings.py")),
     Target("slack-server", "bot/slack/server.py", (
         H + "test_a_bad_signature_is_rejected_with_401_and_runs_nothing", H + "test_a_stale_timestamp_is_rejected_with_401_and_runs_nothing",
         H + "test_a_timestamp_that_is_not_a_number_is_refused_with_401", H + "test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run",

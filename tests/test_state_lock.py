@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.waiting import wait_until
-from state.lock import RunLock
+import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from state.lock import LockHandle, RunLock
 from state.machine import PhaseStatus as P, Status as S
 from tests.conftest import REDIS_URL
 from tests.support.state import TARGET, new_store
@@ -134,3 +138,35 @@ def test_an_active_run_is_not_interrupted_while_the_lock_is_held(lock, store):
     assert store.detect_interrupted(lock) is None
     handle.release()
     assert store.detect_interrupted(lock).id == run.id
+
+
+def test_the_heartbeat_renews_every_third_of_the_ttl_and_keeps_the_key_alive(redis_client, store):
+    lock = RunLock(redis_client, store.keys, ttl=0.6)
+    handle = lock.acquire("worker")
+    handle.start_heartbeat()
+    try:
+        assert handle._renewal.every == pytest.approx(0.2) and handle._renewal.give_up_after == 0.6
+        handle.start_heartbeat()  # a second start keeps the one heartbeat
+        lowest = 600
+        for _ in range(60):  # ~1.2 s, two TTLs
+            time.sleep(0.02)
+            lowest = min(lowest, redis_client.pttl(lock.key))
+        assert lowest > 0 and not handle.lost.is_set()
+    finally:
+        handle.release()
+    assert not lock.held() and handle._renewal is None
+
+
+def test_a_lock_whose_redis_is_unreachable_is_lost_after_its_ttl_not_before(store, caplog):
+    unreachable = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    lock = RunLock(unreachable, store.keys, ttl=0.6)
+    handle = LockHandle(lock, "token", "worker")  # as if acquired before Redis went away
+    started = time.monotonic()
+    handle.start_heartbeat()
+    try:
+        assert not handle.lost.wait(0.45)  # renewals fail from the first beat, but the TTL has not run out
+        assert handle.lost.wait(10)
+        assert time.monotonic() - started >= 0.6
+    finally:
+        handle.stop_heartbeat()
+    assert "could not be renewed within its TTL" in caplog.text and "worker" in caplog.text

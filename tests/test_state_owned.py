@@ -10,6 +10,7 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core import clock
 from state.owned import OwnedKey, ttl_ms
 from tests.support.waiting import wait_until
 
@@ -108,3 +109,29 @@ def test_without_give_up_a_redis_error_is_reported_and_retried_not_lost(key):
     with renewal:
         wait_until(lambda: len(errors) >= 3, timeout=10, what="three failed renewals")
         assert not renewal.lost.is_set()
+
+
+def test_a_renewal_extends_every_third_of_the_ttl_by_default(redis_client, key):
+    owned = OwnedKey(redis_client, key, "me")
+    assert owned.renewal(0.6).every == pytest.approx(0.2)
+    assert owned.renewal(lambda: 1.5).every == pytest.approx(0.5)  # a callable TTL is read at each beat
+    assert owned.renewal(0.6, every=0.05).every == 0.05
+    assert owned.claim(0.6)
+    lowest = 600
+    with owned.renewal(0.6) as renewal:
+        for _ in range(60):  # ~1.2 s, two TTLs: the key never comes near expiring
+            threading.Event().wait(0.02)
+            lowest = min(lowest, redis_client.pttl(key))
+        assert not renewal.lost.is_set()
+    assert lowest > 0  # never gone (PTTL -2); generous: one beat late on a loaded machine is still fine
+    assert owned.delete()
+
+
+def test_redis_unreachable_is_lost_only_once_the_give_up_time_has_passed(key):
+    owned = OwnedKey(_unreachable(), key, "me")
+    renewal = owned.renewal(0.6, every=0.05, give_up_after=0.6)
+    started = clock.monotonic()
+    with renewal:
+        assert not renewal.lost.wait(0.45)  # failing since the first beat, but not yet for the TTL
+        assert renewal.lost.wait(10)
+    assert clock.monotonic() - started >= 0.6
