@@ -3,7 +3,10 @@ TTLs in seconds become milliseconds, and a renewal that finds the key gone tells
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import redis as redis_lib
@@ -11,8 +14,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core import clock
-from state.owned import OwnedKey, ttl_ms
+from state.owned import OwnedKey, Renewal, ttl_ms
 from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -135,3 +140,54 @@ def test_redis_unreachable_is_lost_only_once_the_give_up_time_has_passed(key):
         assert not renewal.lost.wait(0.45)  # failing since the first beat, but not yet for the TTL
         assert renewal.lost.wait(10)
     assert clock.monotonic() - started >= 0.6
+
+
+def test_stop_ends_the_thread_before_returning_and_the_key_then_expires(redis_client, key):
+    owned = OwnedKey(redis_client, key, "me")
+    owned.renewal(0.3).stop()  # never started: nothing to stop, no error
+    assert owned.claim(0.3)
+    renewal = owned.renewal(0.3, every=0.05).start()
+    thread = renewal._thread
+    renewal.stop()
+    assert not thread.is_alive()  # joined: no extension can follow stop()
+    wait_until(lambda: redis_client.exists(key) == 0, timeout=10, what="the key to expire once not renewed")
+
+
+def test_the_work_may_stop_its_renewal_from_on_lost(redis_client, key, caplog):
+    owned = OwnedKey(redis_client, key, "me")
+    assert owned.claim(5)
+    renewal = owned.renewal(5, every=0.05, on_lost=lambda _cause: renewal.stop())  # from the renewal's own thread
+    renewal.start()
+    redis_client.set(key, "new owner", px=5_000)
+    assert renewal.lost.wait(10)
+    wait_until(lambda: renewal._thread is None, timeout=10, what="the renewal to stop itself")
+    assert "on_lost callback failed" not in caplog.text  # it did not try to join its own thread
+
+
+def test_a_failing_on_lost_callback_is_logged_and_the_key_still_counts_as_lost(redis_client, key, caplog):
+    def on_lost(_cause):
+        raise RuntimeError("the work's callback broke")
+
+    owned = OwnedKey(redis_client, key, "me")
+    assert owned.claim(5)
+    with owned.renewal(5, every=0.05, on_lost=on_lost, name="test-renewal") as renewal:
+        redis_client.set(key, "new owner", px=5_000)
+        assert renewal.lost.wait(10)
+        wait_until(lambda: "test-renewal: on_lost callback failed" in caplog.text, timeout=10,
+                   what="the callback's failure to be logged")
+
+
+def test_a_renewal_never_keeps_the_process_alive():
+    """The thread is a daemon: a process whose work forgot to stop its renewal still exits."""
+    program = ("import redis; from state.owned import OwnedKey; "
+               "OwnedKey(redis.Redis(port=1), 'k', 't').renewal(5, every=0.05).start()")
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_token_field_and_the_renewal_options_are_keyword_only(redis_client, key):
+    """Four strings in a row are easy to swap: the field (and every option) must be named."""
+    with pytest.raises(TypeError):
+        OwnedKey(redis_client, key, "me", "token")
+    with pytest.raises(TypeError):
+        Renewal(OwnedKey(redis_client, key, "me"), 5, 0.05)
