@@ -10,6 +10,7 @@ signed acks' p99 beside it and the time until the unsigned body is refused (targ
 
     .venv/bin/python bench/ack_latency.py [--concurrency 50] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,11 @@ def unsigned_megabyte(url: str) -> tuple[int, float]:
     """POST a 1 MB body with a bad signature, made of the text that made redaction quadratic
     (`a://u:` repeated, no `@`); (status, seconds until the answer)."""
     body = ("command=%2Fmigrate&text=" + "a://u:" * 200_000)[:1_000_000].encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Signature": "v0=" + "0" * 64,
-               "X-Slack-Request-Timestamp": str(int(time.time()))}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Signature": "v0=" + "0" * 64,
+        "X-Slack-Request-Timestamp": str(int(time.time())),
+    }
     request = urllib.request.Request(url + "/slack/events", data=body, headers=headers, method="POST")
     start = time.perf_counter()
     try:
@@ -105,12 +109,26 @@ def main() -> None:
     db_name, prefix, port = pg.new_name("bench"), f"bench:{uuid.uuid4().hex[:10]}", free_port()
     database_url = pg.create_database(db_name)
     with SlackStandIn() as standin:
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "PORT": str(port),
-               "SLACK_BOT_TOKEN": "xoxb-bench-token", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": standin.base_url,
-               "MIGRATE_CHANNEL": "C0BENCH", "MIGRATE_REDIS_PREFIX": prefix, "MIGRATE_ROSTER": str(ROOT / "roster.toml")}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "PORT": str(port),
+            "SLACK_BOT_TOKEN": "xoxb-bench-token",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": standin.base_url,
+            "MIGRATE_CHANNEL": "C0BENCH",
+            "MIGRATE_REDIS_PREFIX": prefix,
+            "MIGRATE_ROSTER": str(ROOT / "roster.toml"),
+        }
         env.pop("SLACK_APP_TOKEN", None)
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc)
@@ -132,17 +150,29 @@ def main() -> None:
             sent = 10 + 2 * args.rounds * args.concurrency
             standin.wait_for(lambda c: c.method == "response_url", count=sent, timeout=60)
             ms = [t * 1000 for t in latencies]
-            print(f"{len(ms)} acks ({args.rounds} rounds of {args.concurrency} concurrent signed /migrate help|status)")
-            print(f"ack latency: p50 {statistics.median(ms):.1f} ms  p99 {percentile(ms, 0.99):.1f} ms  "
-                  f"max {max(ms):.1f} ms  (target p99 <= 100 ms)")
+            print(
+                f"{len(ms)} acks ({args.rounds} rounds of {args.concurrency} concurrent signed /migrate help|status)"
+            )
+            print(
+                f"ack latency: p50 {statistics.median(ms):.1f} ms  p99 {percentile(ms, 0.99):.1f} ms  "
+                f"max {max(ms):.1f} ms  (target p99 <= 100 ms)"
+            )
             ms_beside = [t * 1000 for t in beside]
-            print(f"with an unsigned 1 MB body sent during each burst: signed ack p50 {statistics.median(ms_beside):.1f} ms  "
-                  f"p99 {percentile(ms_beside, 0.99):.1f} ms  max {max(ms_beside):.1f} ms  (target p99 <= 100 ms; "
-                  f"{percentile(ms_beside, 0.99) / percentile(ms, 0.99):.2f} x the p99 without it)")
-            print(f"the unsigned 1 MB body: answered {sorted({s for s, _ in unsigned})} in "
-                  f"{', '.join(f'{t * 1000:.1f}' for _, t in unsigned)} ms  (target <= 100 ms, status 401)")
-            print(f"replies delivered to response_url: {len([c for c in standin.calls if c.method == 'response_url'])}/{sent}")
-            print(f"bot resident memory: {rss_idle / 1024:.1f} MiB idle, {rss_kib(proc.pid) / 1024:.1f} MiB after the burst")
+            print(
+                f"with an unsigned 1 MB body sent during each burst: signed ack p50 {statistics.median(ms_beside):.1f} ms  "
+                f"p99 {percentile(ms_beside, 0.99):.1f} ms  max {max(ms_beside):.1f} ms  (target p99 <= 100 ms; "
+                f"{percentile(ms_beside, 0.99) / percentile(ms, 0.99):.2f} x the p99 without it)"
+            )
+            print(
+                f"the unsigned 1 MB body: answered {sorted({s for s, _ in unsigned})} in "
+                f"{', '.join(f'{t * 1000:.1f}' for _, t in unsigned)} ms  (target <= 100 ms, status 401)"
+            )
+            print(
+                f"replies delivered to response_url: {len([c for c in standin.calls if c.method == 'response_url'])}/{sent}"
+            )
+            print(
+                f"bot resident memory: {rss_idle / 1024:.1f} MiB idle, {rss_kib(proc.pid) / 1024:.1f} MiB after the burst"
+            )
         finally:
             proc.terminate()
             try:

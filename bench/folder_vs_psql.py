@@ -16,6 +16,7 @@ dump command. And the load average, since the machine is shared.
 
 Target: ratio ≤ 1.5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,15 @@ def time_bot(server: str, folder: Folder, runbook: Path, work: Path) -> float:
     try:
         roster = work / "roster.toml"
         shutil.copy(ROOT / "roster.toml", roster)
-        settings = Settings(database_url=dsn, redis_url=REDIS_URL, roster_path=roster, runbook_path=runbook,
-                            backup_dir=work / f"backups-{name}", redis_prefix=prefix, channel="C0BENCH")
+        settings = Settings(
+            database_url=dsn,
+            redis_url=REDIS_URL,
+            roster_path=roster,
+            runbook_path=runbook,
+            backup_dir=work / f"backups-{name}",
+            redis_prefix=prefix,
+            channel="C0BENCH",
+        )
         core = Core.from_settings(settings)
         command(core, COORDINATOR, "preflight")
         command(core, TPM, "approve")
@@ -123,7 +131,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--migrations", type=int, default=30)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--server", default=SERVER, help="URL of a database on the server (scratch dbs are made there)")
+    parser.add_argument(
+        "--server", default=SERVER, help="URL of a database on the server (scratch dbs are made there)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-folder-") as tmp:
         work = Path(tmp)
@@ -133,26 +143,51 @@ def main() -> None:
         dumps: list[float] = []
         load_before = os.getloadavg()
         for rep in range(args.reps):  # alternate, so drift on a shared machine hits both alike
-            order = [("bot run", lambda: time_bot(args.server, folder, runbook, work)),
-                     ("psql -X -1 -f", lambda: time_psql(args.server, folder, dumps))]
-            for label, runner in (order if rep % 2 == 0 else order[::-1]):
+            order = [
+                ("bot run", lambda: time_bot(args.server, folder, runbook, work)),
+                ("psql -X -1 -f", lambda: time_psql(args.server, folder, dumps)),
+            ]
+            for label, runner in order if rep % 2 == 0 else order[::-1]:
                 times[label].append(runner())
     print(f"{args.migrations} migrations, one phase each, {args.reps} repetitions, fresh database each run")
     for label, values in times.items():
-        print(f"  {label:<14} median {statistics.median(values):.3f} s   runs: " + " ".join(f"{v:.3f}" for v in values))
+        print(
+            f"  {label:<14} median {statistics.median(values):.3f} s   runs: "
+            + " ".join(f"{v:.3f}" for v in values)
+        )
     bot, psql = times["bot run"], times["psql -X -1 -f"]
-    print(f"ratio bot / psql = {statistics.median(bot) / statistics.median(psql):.2f} (medians; target ≤ 1.5)")
+    print(
+        f"ratio bot / psql = {statistics.median(bot) / statistics.median(psql):.2f} (medians; target ≤ 1.5)"
+    )
     paired = statistics.median(b / p for b, p in zip(bot, psql))
-    print(f"  median of paired ratios {paired:.2f}; best runs {min(bot):.3f} s vs {min(psql):.3f} s = "
-          f"{min(bot) / min(psql):.2f}")
-    n, bot_m, psql_m, dump_m = args.migrations, statistics.median(bot), statistics.median(psql), statistics.median(dumps)
-    print(f"  psql per file {psql_m / n * 1000:.0f} ms; one pg_dump --schema-only {dump_m * 1000:.0f} ms "
-          f"(runs: " + " ".join(f"{d * 1000:.0f}" for d in dumps) + ")")
-    print(f"  bot per phase {bot_m / n * 1000:.0f} ms = psql's {psql_m / n * 1000:.0f} ms + "
-          f"{(bot_m - psql_m) / n * 1000:.0f} ms overhead, of which pg_dump {dump_m * 1000:.0f} ms")
-    print(f"floor with one pg_dump per phase: (psql + {n} × pg_dump) / psql = {(psql_m + n * dump_m) / psql_m:.2f}")
-    print("load average (1, 5, 15 min): before " + " ".join(f"{x:.2f}" for x in load_before)
-          + ", after " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
+    print(
+        f"  median of paired ratios {paired:.2f}; best runs {min(bot):.3f} s vs {min(psql):.3f} s = "
+        f"{min(bot) / min(psql):.2f}"
+    )
+    n, bot_m, psql_m, dump_m = (
+        args.migrations,
+        statistics.median(bot),
+        statistics.median(psql),
+        statistics.median(dumps),
+    )
+    print(
+        f"  psql per file {psql_m / n * 1000:.0f} ms; one pg_dump --schema-only {dump_m * 1000:.0f} ms "
+        f"(runs: " + " ".join(f"{d * 1000:.0f}" for d in dumps) + ")"
+    )
+    print(
+        f"  bot per phase {bot_m / n * 1000:.0f} ms = psql's {psql_m / n * 1000:.0f} ms + "
+        f"{(bot_m - psql_m) / n * 1000:.0f} ms overhead, of which pg_dump {dump_m * 1000:.0f} ms"
+    )
+    print(
+        f"floor with one pg_dump per phase: (psql + {n} × pg_dump) / psql = {(psql_m + n * dump_m) / psql_m:.2f}"
+    )
+    print(
+        "load average (1, 5, 15 min): before "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + ", after "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + f" on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ CONCURRENTLY (SHARE lock: every INSERT waits for the whole build).
 
     .venv/bin/python bench/lock_stall.py --case index [--rows 2000000] [--clients 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,13 +71,16 @@ def migration_sql() -> str:
     """Phase 2's shape: RLS on each table, a permissive SELECT and INSERT policy each."""
     out = []
     for t in TABLES:
-        out += [f"ALTER TABLE platform.{t} ENABLE ROW LEVEL SECURITY;",
-                f"CREATE POLICY {t}_select ON platform.{t} FOR SELECT USING (true);",
-                f"CREATE POLICY {t}_insert ON platform.{t} FOR INSERT WITH CHECK (true);"]
+        out += [
+            f"ALTER TABLE platform.{t} ENABLE ROW LEVEL SECURITY;",
+            f"CREATE POLICY {t}_select ON platform.{t} FOR SELECT USING (true);",
+            f"CREATE POLICY {t}_insert ON platform.{t} FOR INSERT WITH CHECK (true);",
+        ]
     return "\n".join(out) + "\n"
 
 
 # ------------------------------------------------------------------ databases
+
 
 def dsn_for(name: str) -> str:
     params = conninfo_to_dict(SERVER)
@@ -93,7 +97,9 @@ def create_db(template: str | None = None) -> str:
     name = f"bench_{uuid.uuid4().hex[:10]}"
     stmt = pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name))
     if template:
-        stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(pgsql.Identifier(name), pgsql.Identifier(template))
+        stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            pgsql.Identifier(name), pgsql.Identifier(template)
+        )
     admin(stmt)
     return name
 
@@ -103,6 +109,7 @@ def drop_db(name: str) -> None:
 
 
 # ------------------------------------------------------------------ one run
+
 
 def hold_lock(dsn: str, seconds: float, ready: threading.Event) -> None:
     """A long report: ACCESS SHARE on platform.projects for `seconds` (blocks DDL, not DML)."""
@@ -116,21 +123,39 @@ def hold_lock(dsn: str, seconds: float, ready: threading.Event) -> None:
 def apply_migration(mode: str, dsn: str, path: Path, args, report: dict) -> None:
     start = time.monotonic()
     if mode in ("concurrent", "plain"):
-        levels = LockTimeouts({CONCURRENT: LevelTimeouts(lock_timeout=600.0, lock_retries=0, statement_timeout=3600.0)})
-        result = Executor(dsn).run_file(path, lock_timeout=args.lock_timeout, lock_retries=args.lock_retries,
-                                        retry_backoff=args.retry_backoff, statement_timeout=3600.0, by_level=levels)
+        levels = LockTimeouts(
+            {CONCURRENT: LevelTimeouts(lock_timeout=600.0, lock_retries=0, statement_timeout=3600.0)}
+        )
+        result = Executor(dsn).run_file(
+            path,
+            lock_timeout=args.lock_timeout,
+            lock_retries=args.lock_retries,
+            retry_backoff=args.retry_backoff,
+            statement_timeout=3600.0,
+            by_level=levels,
+        )
         report["outcome"] = "built" if result.ok else f"failed: {result.error.message}"
         report["attempts"] = result.attempts
     elif mode == "executor":
         d = Defaults()
-        result = Executor(dsn).run_file(path, lock_timeout=args.lock_timeout, lock_retries=args.lock_retries,
-                                        retry_backoff=args.retry_backoff, statement_timeout=d.statement_timeout)
-        report["outcome"] = "applied" if result.ok else f"refused after {result.attempts} attempts: {result.error.message}"
+        result = Executor(dsn).run_file(
+            path,
+            lock_timeout=args.lock_timeout,
+            lock_retries=args.lock_retries,
+            retry_backoff=args.retry_backoff,
+            statement_timeout=d.statement_timeout,
+        )
+        report["outcome"] = (
+            "applied" if result.ok else f"refused after {result.attempts} attempts: {result.error.message}"
+        )
         report["attempts"] = result.attempts
         report["blocker"] = result.blockers[0].describe() if result.blockers else "-"
     else:
-        done = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), "-d", dsn],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), "-d", dsn],
+            capture_output=True,
+            text=True,
+        )
         report["outcome"] = "applied" if done.returncode == 0 else f"failed: {done.stderr.strip()[:120]}"
     report["took"] = time.monotonic() - start
 
@@ -148,13 +173,32 @@ def run(mode: str, template: str, args, tmp: Path) -> dict:
         # Output to a file, not a pipe: an unread pipe that fills up stalls pgbench itself.
         output = open(logdir / "pgbench.out", "w+")
         pgbench = subprocess.Popen(
-            ["pgbench", "-n", "-c", str(args.clients), "-j", "2", "-T", str(duration), "-f", str(script),
-             "--log", f"--log-prefix={logdir}/pb", "-d", dsn],
-            stdout=output, stderr=subprocess.STDOUT, text=True)
+            [
+                "pgbench",
+                "-n",
+                "-c",
+                str(args.clients),
+                "-j",
+                "2",
+                "-T",
+                str(duration),
+                "-f",
+                str(script),
+                "--log",
+                f"--log-prefix={logdir}/pb",
+                "-d",
+                dsn,
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         workers = []
         if mode in ("concurrent", "plain"):
             time.sleep(WARMUP)
-            workers.append(threading.Thread(target=apply_migration, args=(mode, dsn, tmp / f"{mode}.sql", args, report)))
+            workers.append(
+                threading.Thread(target=apply_migration, args=(mode, dsn, tmp / f"{mode}.sql", args, report))
+            )
             workers[-1].start()
         elif mode != "none":
             time.sleep(WARMUP)  # traffic warmed up
@@ -163,13 +207,19 @@ def run(mode: str, template: str, args, tmp: Path) -> dict:
             workers[-1].start()
             ready.wait()
             time.sleep(0.5)
-            workers.append(threading.Thread(target=apply_migration, args=(mode, dsn, tmp / "migration.sql", args, report)))
+            workers.append(
+                threading.Thread(
+                    target=apply_migration, args=(mode, dsn, tmp / "migration.sql", args, report)
+                )
+            )
             workers[-1].start()
         pgbench.wait()
         output.seek(0)
         err = output.read()
         output.close()
-        report["pgbench_errors"] = sorted({l.split("ERROR:")[-1].strip() for l in err.splitlines() if "ERROR" in l})[:3]
+        report["pgbench_errors"] = sorted(
+            {l.split("ERROR:")[-1].strip() for l in err.splitlines() if "ERROR" in l}
+        )[:3]
         for w in workers:
             w.join()
         if pgbench.returncode != 0:
@@ -199,17 +249,22 @@ def latencies(logdir: Path, since: float, duration: float) -> dict:
 
 # ------------------------------------------------------------------ main
 
+
 def main() -> None:
     d = Defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hold", type=float, default=30.0, help="seconds the blocking transaction holds its lock")
+    parser.add_argument(
+        "--hold", type=float, default=30.0, help="seconds the blocking transaction holds its lock"
+    )
     parser.add_argument("--margin", type=float, default=6.0, help="seconds of traffic after the hold")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--lock-timeout", type=float, default=d.lock_timeout)
     parser.add_argument("--lock-retries", type=int, default=d.lock_retries)
     parser.add_argument("--retry-backoff", type=float, default=d.retry_backoff)
     parser.add_argument("--case", choices=("lock", "index"), default="lock")
-    parser.add_argument("--rows", type=int, default=2_000_000, help="--case index: rows in platform.audit_logs")
+    parser.add_argument(
+        "--rows", type=int, default=2_000_000, help="--case index: rows in platform.audit_logs"
+    )
     args = parser.parse_args()
     if args.case == "index":
         return index_case(args)
@@ -246,11 +301,15 @@ def index_case(args) -> None:
         drop_db(template)
     refs = [r for r in reports if r["mode"] == "none"]
     base = sum(r["tps"] for r in refs) / len(refs)
-    print(f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run; the bot builds an index on "
-          f"platform.audit_logs ({args.rows:,} rows, INSERTed into by every client transaction)")
+    print(
+        f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run; the bot builds an index on "
+        f"platform.audit_logs ({args.rows:,} rows, INSERTed into by every client transaction)"
+    )
     for r in reports:
-        line = (f"  {r['mode']:<10} worst latency {r['worst_ms']:9.1f} ms   throughput {r['tps']:8.1f} tps "
-                f"({r['tps'] / base * 100 if base else 0:5.1f}% of no-migration)")
+        line = (
+            f"  {r['mode']:<10} worst latency {r['worst_ms']:9.1f} ms   throughput {r['tps']:8.1f} tps "
+            f"({r['tps'] / base * 100 if base else 0:5.1f}% of no-migration)"
+        )
         if r["mode"] != "none":
             line += f"   index: {r['outcome']} in {r['took']:.1f} s"
         print(line)
@@ -262,10 +321,12 @@ def index_case(args) -> None:
 def show(reports: list[dict], args) -> None:
     refs = [r for r in reports if r["mode"] == "none"]
     base = {"tps": sum(r["tps"] for r in refs) / len(refs)}
-    print(f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run (first {WARMUP:.0f} s warm-up "
-          f"not counted); blocker holds ACCESS SHARE "
-          f"on platform.projects for {args.hold:.0f} s; executor lock_timeout {args.lock_timeout:.1f} s, "
-          f"{args.lock_retries} retries, back-off {args.retry_backoff:.1f} s doubling")
+    print(
+        f"pgbench: {args.clients} clients, {args.hold + args.margin:.0f} s each run (first {WARMUP:.0f} s warm-up "
+        f"not counted); blocker holds ACCESS SHARE "
+        f"on platform.projects for {args.hold:.0f} s; executor lock_timeout {args.lock_timeout:.1f} s, "
+        f"{args.lock_retries} retries, back-off {args.retry_backoff:.1f} s doubling"
+    )
     for r in reports:
         rel = r["tps"] / base["tps"] * 100 if base["tps"] else 0
         line = f"  {r['mode']:<9} worst latency {r['worst_ms']:9.1f} ms   throughput {r['tps']:8.1f} tps ({rel:5.1f}% of no-migration)"
@@ -276,14 +337,20 @@ def show(reports: list[dict], args) -> None:
             print(f"            {r['failed']} client transactions failed: {'; '.join(r['pgbench_errors'])}")
         if r.get("blocker"):
             print(f"            blocker reported: {r['blocker']}")
-    spread = (max(r["tps"] for r in refs) - min(r["tps"] for r in refs)) / base["tps"] * 100 if base["tps"] else 0
+    spread = (
+        (max(r["tps"] for r in refs) - min(r["tps"] for r in refs)) / base["tps"] * 100 if base["tps"] else 0
+    )
     if spread > 10:
-        print(f"note: the two no-migration runs differ by {spread:.0f}%: the machine is busy, throughput "
-              "comparisons are within that noise")
+        print(
+            f"note: the two no-migration runs differ by {spread:.0f}%: the machine is busy, throughput "
+            "comparisons are within that noise"
+        )
     ex = next(r for r in reports if r["mode"] == "executor")
     limit = args.lock_timeout * 1000 + 100
-    print(f"executor worst latency ≤ lock_timeout + 100 ms ({limit:.0f} ms): {'yes' if ex['worst_ms'] <= limit else 'no'}; "
-          f"throughput within 5% of no-migration: {'yes' if ex['tps'] >= 0.95 * base['tps'] else 'no'}")
+    print(
+        f"executor worst latency ≤ lock_timeout + 100 ms ({limit:.0f} ms): {'yes' if ex['worst_ms'] <= limit else 'no'}; "
+        f"throughput within 5% of no-migration: {'yes' if ex['tps'] >= 0.95 * base['tps'] else 'no'}"
+    )
 
 
 if __name__ == "__main__":

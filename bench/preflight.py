@@ -23,6 +23,7 @@
 Usage: python bench/preflight.py [--size-mb 1024] [--variants] [--server postgresql://postgres@127.0.0.1:5432/postgres]
        [--database-url URL]  (reuse an already generated database instead of generating one)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,17 +56,24 @@ def demo_wall_time(workdir: Path, runs: int) -> None:
         pg.apply_baseline(url)
         times = []
         with fakes_net.http_server(200) as deployment, fakes_net.silent_listener() as (host, port):
-            settings = Settings(database_url=url, deployment_url=deployment, backup_dir=workdir / "demo",
-                                register_mongodb_url=f"mongodb://mongo:BenchPw91@{host}:{port}/lancio",
-                                register_redis_url="redis://127.0.0.1:6379/0", encryption_key="bench-key-0123456789")
+            settings = Settings(
+                database_url=url,
+                deployment_url=deployment,
+                backup_dir=workdir / "demo",
+                register_mongodb_url=f"mongodb://mongo:BenchPw91@{host}:{port}/lancio",
+                register_redis_url="redis://127.0.0.1:6379/0",
+                encryption_key="bench-key-0123456789",
+            )
             for _ in range(runs):
                 start = time.monotonic()
                 report = run_preflight(settings, RB, incident=None, timeouts=Timeouts(network=2))
                 times.append(time.monotonic() - start)
                 if not report.go:
                     print("  demo preflight was NO-GO:", report.nogo_reasons)
-        print(f"demo 005 database: run_preflight wall time median {statistics.median(times):.2f} s "
-              f"over {runs} runs (min {min(times):.2f}, max {max(times):.2f}); GO={report.go}")
+        print(
+            f"demo 005 database: run_preflight wall time median {statistics.median(times):.2f} s "
+            f"over {runs} runs (min {min(times):.2f}, max {max(times):.2f}); GO={report.go}"
+        )
         print(f"  {report.rehearsal.summary if report.rehearsal else 'no rehearsal'}")
     finally:
         pg.drop_database(name)
@@ -112,12 +120,18 @@ def report_method(url: str, workdir: Path) -> float:
     dumped = time.monotonic()
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", target], check=True)
     with open(sql_file, "rb") as src:
-        subprocess.run(["psql", "-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", target], stdin=src,
-                       stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            ["psql", "-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", target],
+            stdin=src,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
     end = time.monotonic()
     pg.drop_database(target)
-    print(f"report's method: pg_dump > file.sql {dumped - start:.1f} s + createdb + psql < file.sql {end - dumped:.1f} s "
-          f"= {end - start:.1f} s ({sql_file.stat().st_size / 1e6:.0f} MB file)")
+    print(
+        f"report's method: pg_dump > file.sql {dumped - start:.1f} s + createdb + psql < file.sql {end - dumped:.1f} s "
+        f"= {end - start:.1f} s ({sql_file.stat().st_size / 1e6:.0f} MB file)"
+    )
     sql_file.unlink()
     return end - start
 
@@ -127,14 +141,21 @@ def preflight_method(url: str, workdir: Path, compress: int = backup.COMPRESS, o
     settings = Settings(database_url=url, backup_dir=workdir / f"z{compress}{'o' if overlap else 's'}")
     start = time.monotonic()
     with scratch.scratch_database(settings) as copy:
-        d = backup.dump(settings, RB.backup_prefix, datetime.now(timezone.utc),
-                        restore_into=copy if overlap else None, compress=compress)
+        d = backup.dump(
+            settings,
+            RB.backup_prefix,
+            datetime.now(UTC),
+            restore_into=copy if overlap else None,
+            compress=compress,
+        )
         dumped = time.monotonic()
         info = proof.verify(settings, d, copy)
         end = time.monotonic()  # the scratch drop is not part of either method's time
     label = f"-Z{compress} {'streamed into the restore' if overlap else 'then pg_restore (no overlap)'}"
-    print(f"preflight backup {label}: dump{'+restore' if overlap else ''} {dumped - start:.1f} s, "
-          f"verify {end - dumped:.1f} s = {end - start:.1f} s ({info.size / 1e6:.0f} MB file, verified={info.verified})")
+    print(
+        f"preflight backup {label}: dump{'+restore' if overlap else ''} {dumped - start:.1f} s, "
+        f"verify {end - dumped:.1f} s = {end - start:.1f} s ({info.size / 1e6:.0f} MB file, verified={info.verified})"
+    )
     if not info.verified:
         print("  NOT verified:", info.problem)
     Path(info.path).unlink()
@@ -172,14 +193,26 @@ def restore_floor(url: str, workdir: Path) -> float:
     restore session settings of the backup's own restore), timed: the part of any
     pg_restore-verified method that overlapping cannot hide."""
     archive = workdir / "floor.dump"
-    subprocess.run(["pg_dump", "--format=custom", f"--compress={backup.COMPRESS}", "--file", str(archive),
-                    "--dbname", url], check=True)
+    subprocess.run(
+        [
+            "pg_dump",
+            "--format=custom",
+            f"--compress={backup.COMPRESS}",
+            "--file",
+            str(archive),
+            "--dbname",
+            url,
+        ],
+        check=True,
+    )
     target = pg.new_name("restore_floor")
     target_url = pg.create_database(target)
     try:
         env = {**os.environ, "PGOPTIONS": backup.RESTORE_OPTIONS}
         start = time.monotonic()
-        subprocess.run(["pg_restore", "--exit-on-error", "--dbname", target_url, str(archive)], env=env, check=True)
+        subprocess.run(
+            ["pg_restore", "--exit-on-error", "--dbname", target_url, str(archive)], env=env, check=True
+        )
         took = time.monotonic() - start
     finally:
         pg.drop_database(target)
@@ -197,9 +230,13 @@ def ideal_floor(url: str, workdir: Path, sessions: int) -> float:
     with psycopg.connect(url) as conn:  # input prepared before the clock starts
         for k in range(sessions):
             part = workdir / f"events.{k}.txt"
-            with open(part, "wb") as out, conn.cursor().copy(
+            with (
+                open(part, "wb") as out,
+                conn.cursor().copy(
                     "COPY (SELECT * FROM bench.events WHERE id >= %s AND id < %s) TO STDOUT",
-                    (first + k * step, first + (k + 1) * step)) as copy:
+                    (first + k * step, first + (k + 1) * step),
+                ) as copy,
+            ):
                 for block in copy:
                     out.write(block)
             parts.append(part)
@@ -208,13 +245,20 @@ def ideal_floor(url: str, workdir: Path, sessions: int) -> float:
     archive = workdir / "ideal.dump"
     try:
         with psycopg.connect(target_url, autocommit=True) as conn:
-            conn.execute("CREATE UNLOGGED TABLE events (id bigint, org_id uuid NOT NULL, kind text NOT NULL, "
-                         "payload text NOT NULL, created_at timestamptz NOT NULL)")
+            conn.execute(
+                "CREATE UNLOGGED TABLE events (id bigint, org_id uuid NOT NULL, kind text NOT NULL, "
+                "payload text NOT NULL, created_at timestamptz NOT NULL)"
+            )
         start = time.monotonic()
-        procs = [subprocess.Popen(["pg_dump", "--format=custom", "--compress=0", "--file", str(archive),
-                                   "--dbname", url])]
-        procs += [subprocess.Popen(["psql", "-X", "-q", "-d", target_url, "-c", f"\\copy events from '{part}'"])
-                  for part in parts]
+        procs = [
+            subprocess.Popen(
+                ["pg_dump", "--format=custom", "--compress=0", "--file", str(archive), "--dbname", url]
+            )
+        ]
+        procs += [
+            subprocess.Popen(["psql", "-X", "-q", "-d", target_url, "-c", f"\\copy events from '{part}'"])
+            for part in parts
+        ]
         for proc in procs:
             if proc.wait() != 0:
                 raise RuntimeError(f"{proc.args[0]} failed")
@@ -227,9 +271,11 @@ def ideal_floor(url: str, workdir: Path, sessions: int) -> float:
         archive.unlink(missing_ok=True)
         for part in parts:
             part.unlink()
-    print(f"idealised lower bound (dump to a file || {sessions} COPY sessions into an UNLOGGED table from pre-split "
-          f"files, then its primary key; no pg_restore, no verification): load {loaded - start:.1f} s + "
-          f"key {took - (loaded - start):.1f} s = {took:.1f} s")
+    print(
+        f"idealised lower bound (dump to a file || {sessions} COPY sessions into an UNLOGGED table from pre-split "
+        f"files, then its primary key; no pg_restore, no verification): load {loaded - start:.1f} s + "
+        f"key {took - (loaded - start):.1f} s = {took:.1f} s"
+    )
     return took
 
 
@@ -240,12 +286,18 @@ def compare_methods(url: str, workdir: Path, repeat: int, variants: bool, ideal:
         theirs.append(with_cpu("report's method", lambda: report_method(url, workdir)))
         ours.append(with_cpu("preflight", lambda: preflight_method(url, workdir)))
     print(f"report's method: min {min(theirs):.1f} s, median {statistics.median(theirs):.1f} s")
-    print(f"preflight backup + verified restore: min {min(ours):.1f} s, median {statistics.median(ours):.1f} s")
-    print(f"ratio preflight / report: {min(ours) / min(theirs):.2f} (min/min), "
-          f"{statistics.median(ours) / statistics.median(theirs):.2f} (median/median); target ≤ 0.70")
+    print(
+        f"preflight backup + verified restore: min {min(ours):.1f} s, median {statistics.median(ours):.1f} s"
+    )
+    print(
+        f"ratio preflight / report: {min(ours) / min(theirs):.2f} (min/min), "
+        f"{statistics.median(ours) / statistics.median(theirs):.2f} (median/median); target ≤ 0.70"
+    )
     floor = restore_floor(url, workdir)
-    print(f"  lowest ratio a pg_restore-verified backup can reach here (bare restore / report's best): "
-          f"{floor / min(theirs):.2f}; preflight spends {min(ours) - floor:.1f} s beyond the bare restore")
+    print(
+        f"  lowest ratio a pg_restore-verified backup can reach here (bare restore / report's best): "
+        f"{floor / min(theirs):.2f}; preflight spends {min(ours) - floor:.1f} s beyond the bare restore"
+    )
     if ideal:
         bound = ideal_floor(url, workdir, ideal)
         print(f"  ratio of the idealised lower bound to the report's best: {bound / min(theirs):.2f}")
@@ -256,16 +308,29 @@ def compare_methods(url: str, workdir: Path, repeat: int, variants: bool, ideal:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--demo-runs", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=2, help="interleaved runs of each method on the big database")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="interleaved runs of each method on the big database"
+    )
     parser.add_argument("--variants", action="store_true", help="also time other -Z levels and no overlap")
-    parser.add_argument("--ideal", type=int, default=0, metavar="SESSIONS",
-                        help="also time the idealised lower bound with this many COPY sessions (e.g. 2)")
+    parser.add_argument(
+        "--ideal",
+        type=int,
+        default=0,
+        metavar="SESSIONS",
+        help="also time the idealised lower bound with this many COPY sessions (e.g. 2)",
+    )
     parser.add_argument("--skip-big", action="store_true")
-    parser.add_argument("--database-url", default=None, help="an already generated big database to reuse (kept)")
-    parser.add_argument("--server", default=None, help="PostgreSQL server URL (default MIGRATE_TEST_PG or local)")
+    parser.add_argument(
+        "--database-url", default=None, help="an already generated big database to reuse (kept)"
+    )
+    parser.add_argument(
+        "--server", default=None, help="PostgreSQL server URL (default MIGRATE_TEST_PG or local)"
+    )
     args = parser.parse_args()
     if args.server:
         os.environ["MIGRATE_TEST_PG"] = args.server

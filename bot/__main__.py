@@ -1,5 +1,6 @@
 """`python -m bot serve` (the Slack bot), `python -m bot console` (the same commands in a terminal) and
 `python -m bot import DIR` (a runbook for an existing migration folder)."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,8 @@ import psycopg
 from redis.exceptions import RedisError
 
 from core import logs
-from core.redact import redact
 from core.config import ConfigError, Settings, env_secrets
+from core.redact import redact
 from runbook.model import RunbookError
 
 EXIT_FAILED, EXIT_REFUSED = 1, 2
@@ -22,19 +23,27 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="mode", required=True)
     sub.add_parser("serve", help="run the Slack bot (HTTP on $PORT, or Socket Mode with SLACK_APP_TOKEN)")
     console = sub.add_parser("console", help="run /migrate commands in a terminal")
-    console.add_argument("--user", required=True, help="the Slack user ID to act as (roles come from the roster)")
+    console.add_argument(
+        "--user", required=True, help="the Slack user ID to act as (roles come from the roster)"
+    )
     console.add_argument("text", nargs="*", help='one command, e.g. "run phase 1"; none: interactive prompt')
     imp = sub.add_parser("import", help="write a runbook for an existing migration folder")
     imp.add_argument("dir", help="the migration folder")
-    imp.add_argument("--layout", choices=["flyway", "updown", "sqitch", "plain"], help="default: detected from the files")
+    imp.add_argument(
+        "--layout", choices=["flyway", "updown", "sqitch", "plain"], help="default: detected from the files"
+    )
     imp.add_argument("--out", help="where to write the runbook (default DIR/runbook.toml)")
     imp.add_argument("--group", type=int, default=1, help="migrations per phase (default 1)")
-    imp.add_argument("--owner", default="coordinator", help="roster role owning every phase (default coordinator)")
+    imp.add_argument(
+        "--owner", default="coordinator", help="roster role owning every phase (default coordinator)"
+    )
     args = parser.parse_args(argv)
     if args.mode == "import":  # reads and writes files only: no settings, database or Redis
         from commands.importing import import_runbook
 
-        outcome = import_runbook(args.dir, layout=args.layout, out=args.out, group=args.group, owner=args.owner)
+        outcome = import_runbook(
+            args.dir, layout=args.layout, out=args.out, group=args.group, owner=args.owner
+        )
         print("\n".join(outcome.lines), file=sys.stdout if outcome.code == 0 else sys.stderr)
         return outcome.code
 

@@ -4,6 +4,7 @@
 to the channel and tell the invoker, waits for the work it started, and exits 0/1/2
 (CONTRACT.md). Without TEXT it is an interactive prompt.
 """
+
 from __future__ import annotations
 
 import sys
@@ -11,12 +12,12 @@ import threading
 import time
 from typing import TextIO
 
-from commands import Core, handle
 from bot.terminal import terminal_safe
+from commands import Core, handle
 from commands.parse import ParseError, parse
 from commands.result import OK, Post, Progress
-from core import clock
 from commands.templates import seconds
+from core import clock
 
 BAR_WIDTH = 20
 PLAIN_PROGRESS_INTERVAL = 2.0  # seconds between progress lines when stdout is not a terminal
@@ -27,8 +28,10 @@ def progress_line(p: Progress) -> str:
     done = p.statement / p.statements if p.statements else 0.0
     filled = int(round(done * BAR_WIDTH))
     where = f"statement {p.statement}/{p.statements} of {p.step} {p.file}" if p.step else p.state
-    return (f"Phase {p.phase} {p.phase_name} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {where} — "
-            f"{seconds(p.elapsed)} of estimate {seconds(p.estimate)}")
+    return (
+        f"Phase {p.phase} {p.phase_name} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {where} — "
+        f"{seconds(p.elapsed)} of estimate {seconds(p.estimate)}"
+    )
 
 
 class ConsoleReporter:
@@ -105,8 +108,10 @@ def console_notes(text: str, code: int) -> list[str]:
     except ParseError:
         return []
     if cmd.verb == "approve" and cmd.at is not None and code == OK:
-        return ["the scheduled start is fired by the scheduler in `python -m bot serve`, not by this console: "
-                "keep `serve` running for this database, or the run will not start by itself."]
+        return [
+            "the scheduled start is fired by the scheduler in `python -m bot serve`, not by this console: "
+            "keep `serve` running for this database, or the run will not start by itself."
+        ]
     return []
 
 

@@ -7,6 +7,7 @@ application: `/` → 200, `/api/platform/...` → 401 {"error":"Unauthorized"}. 
 `/api/platform/session-context` answers 200 with the session settings the middleware sets.
 `python -m bot.demo_services` starts both and prints their settings as env lines.
 """
+
 from __future__ import annotations
 
 import json

@@ -13,6 +13,7 @@ lazily inside functions to dodge the cycle scheduling -> commands.run (decide.py
 execution.py, info.py, preflight.py, restore.py, rollback.py twice); the core should reach
 time-driven work through an interface the adapter hands it at start-up.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,7 @@ from commands.core import Core
 from commands.decide import approve, defer
 from commands.incident import incident
 from commands.info import help_, status
-from commands.parse import Command, ParseError, parse
+from commands.parse import ParseError, parse
 from commands.policy import describe, refusal
 from commands.preflight import preflight
 from commands.report import report
@@ -43,8 +44,17 @@ __all__ = ["Core", "handle", "Outcome", "Post", "OK", "FAILED", "REFUSED"]
 log = logging.getLogger("migrate.commands")
 
 VERBS = {
-    "help": help_, "status": status, "preflight": preflight, "approve": approve, "defer": defer, "run": run,
-    "verify": verify, "rollback": rollback, "abort": abort, "incident": incident, "report": report,
+    "help": help_,
+    "status": status,
+    "preflight": preflight,
+    "approve": approve,
+    "defer": defer,
+    "run": run,
+    "verify": verify,
+    "rollback": rollback,
+    "abort": abort,
+    "incident": incident,
+    "report": report,
 }
 
 
@@ -57,7 +67,9 @@ def handle(core: Core, user: str, text: str, *, request_id: str | None = None) -
         what = "Redis (the bot's state)" if isinstance(exc, RedisError) else "the database"
         reason = core.redact(f"{type(exc).__name__}: {exc}")[:200]
         log.error("command by %s not run: %s unreachable: %s", user, what, reason)
-        return Outcome(FAILED, reply=[f"nothing was done: {what} is unreachable ({reason}); try again when it is back"])
+        return Outcome(
+            FAILED, reply=[f"nothing was done: {what} is unreachable ({reason}); try again when it is back"]
+        )
 
 
 def _handle(core: Core, user: str, text: str, request_id: str | None) -> Outcome:
@@ -81,7 +93,9 @@ def _handle(core: Core, user: str, text: str, request_id: str | None) -> Outcome
         log.error("command %r by %s failed: %s", describe(cmd), user, reason)
         outcome = Outcome(FAILED, reply=[f"`{describe(cmd)}` failed: {reason}"])
     if outcome.code == REFUSED:
-        core.store.record(describe(cmd), actor=user, outcome="refused", evidence={"reason": outcome.reply[:1]})
+        core.store.record(
+            describe(cmd), actor=user, outcome="refused", evidence={"reason": outcome.reply[:1]}
+        )
     outcome.posts = notices + outcome.posts
     return _redacted(core, outcome)
 
@@ -101,11 +115,22 @@ def _rebuilt_notice(core: Core) -> list[Post]:
         return []
     run = report.run
     phases = ", ".join(f"phase {n} {state.status.value}" for n, state in sorted(run.phases.items()))
-    return [Post("rebuilt", f"⚠ The run state was lost from Redis: run {run.id} rebuilt from the PostgreSQL history",
-                 [f"Rebuilt from {report.events} events: status {run.status.value}" + (f"; {phases}" if phases else ""),
-                  "Could not rebuild:", *[f"• {m}" for m in report.missing],
-                  "Nothing runs until a fresh `/migrate preflight` and a new approval; "
-                  "`rollback phase <n>` and `rollback restore` remain available."], run_id=run.id, final=True)]
+    return [
+        Post(
+            "rebuilt",
+            f"⚠ The run state was lost from Redis: run {run.id} rebuilt from the PostgreSQL history",
+            [
+                f"Rebuilt from {report.events} events: status {run.status.value}"
+                + (f"; {phases}" if phases else ""),
+                "Could not rebuild:",
+                *[f"• {m}" for m in report.missing],
+                "Nothing runs until a fresh `/migrate preflight` and a new approval; "
+                "`rollback phase <n>` and `rollback restore` remain available.",
+            ],
+            run_id=run.id,
+            final=True,
+        )
+    ]
 
 
 def _interrupted_notice(core: Core) -> list[Post]:
@@ -113,9 +138,19 @@ def _interrupted_notice(core: Core) -> list[Post]:
     run = core.store.detect_interrupted(core.lock)
     if run is None:
         return []
-    return [Post("interrupted", f"⚠ Run {run.id} was interrupted: the bot process working on it stopped",
-                 [f"Status: {run.status.value}. Nothing was re-run.", *interruption_facts(core, run),
-                  "Check `/migrate status`, then `run phase <n>` again or `rollback phase <n>`."], run_id=run.id, final=True)]
+    return [
+        Post(
+            "interrupted",
+            f"⚠ Run {run.id} was interrupted: the bot process working on it stopped",
+            [
+                f"Status: {run.status.value}. Nothing was re-run.",
+                *interruption_facts(core, run),
+                "Check `/migrate status`, then `run phase <n>` again or `rollback phase <n>`.",
+            ],
+            run_id=run.id,
+            final=True,
+        )
+    ]
 
 
 def _redacted(core: Core, outcome: Outcome) -> Outcome:

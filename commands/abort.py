@@ -1,4 +1,5 @@
 """`abort`: cancel the running statement; the file's transaction rolls back, nothing further runs."""
+
 from __future__ import annotations
 
 import logging
@@ -21,13 +22,23 @@ log = logging.getLogger("migrate.abort")
 def abort(core: Core, user: str, cmd: Command) -> Outcome:
     run = core.store.current()
     if run is None or run.status not in ACTIVE:
-        return Outcome.refused("nothing is running: `abort` cancels a phase, verification or rollback in progress")
+        return Outcome.refused(
+            "nothing is running: `abort` cancels a phase, verification or rollback in progress"
+        )
     core.store.update_meta(run.id, abort_requested=user)
-    how = ("the restore stops before it swaps the databases (a pg_restore in progress is stopped within a "
-           "second and its partial copy dropped; the live database is not touched); if the swap has begun, "
-           "it completes" if run.status is Status.RESTORING else _cancel(core, run))
-    return Outcome(OK, reply=[f"Abort requested: {how}. The failure template will report the database state."],
-                   posts=[Post("abort", f"Abort requested by <@{user}>", [how], run_id=run.id)], run_id=run.id)
+    how = (
+        "the restore stops before it swaps the databases (a pg_restore in progress is stopped within a "
+        "second and its partial copy dropped; the live database is not touched); if the swap has begun, "
+        "it completes"
+        if run.status is Status.RESTORING
+        else _cancel(core, run)
+    )
+    return Outcome(
+        OK,
+        reply=[f"Abort requested: {how}. The failure template will report the database state."],
+        posts=[Post("abort", f"Abort requested by <@{user}>", [how], run_id=run.id)],
+        run_id=run.id,
+    )
 
 
 def _cancel(core: Core, run) -> str:
@@ -42,9 +53,15 @@ def _cancel(core: Core, run) -> str:
         return "no statement running yet: the run stops before its next step"
     with psycopg.connect(core.settings.database_url, autocommit=True) as conn:
         # Only cancel the bot's own backend: a stale pid may have been reused by someone else.
-        row = conn.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = %s AND application_name LIKE 'migrate-bot%%'",
-                           (int(pid),)).fetchone()
-    return f"cancel sent to backend {pid}" if row and row[0] else "the statement had already finished: the run stops before its next step"
+        row = conn.execute(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = %s AND application_name LIKE 'migrate-bot%%'",
+            (int(pid),),
+        ).fetchone()
+    return (
+        f"cancel sent to backend {pid}"
+        if row and row[0]
+        else "the statement had already finished: the run stops before its next step"
+    )
 
 
 class AbortWatch:
@@ -65,7 +82,7 @@ class AbortWatch:
         self._published: int | None = None
         self._cancelled = False
 
-    def __enter__(self) -> "AbortWatch":
+    def __enter__(self) -> AbortWatch:
         self.core.store.update_meta(self.run_id, abort_requested="", backend_pid="")
         self._thread.start()
         return self
@@ -92,7 +109,7 @@ class AbortWatch:
             self.executor.cancel()
 
 
-def lost_connection(rb, step, exc: BaseException, duration: float, redact) -> "FileResult":
+def lost_connection(rb, step, exc: BaseException, duration: float, redact) -> FileResult:
     """The step's result when its connection died mid-file (pg_terminate_backend, a server
     restart, a network cut): a failed FileResult carrying the server's real reason, found in
     the exception chain (the executor's own rollback on the dead connection only says "the
@@ -103,11 +120,26 @@ def lost_connection(rb, step, exc: BaseException, duration: float, redact) -> "F
     cause = _server_cause(exc)
     sqlstate = getattr(cause, "sqlstate", None)
     first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    message = redact(first.removeprefix("consuming input failed: "))[:300] + " — the connection to the database was lost"
+    message = (
+        redact(first.removeprefix("consuming input failed: "))[:300]
+        + " — the connection to the database was lost"
+    )
     parsed = parse_file(rb.file_path(step.file), step.file)
     error = StatementError(step.file, 0, "", sqlstate, message)
-    return FileResult(step.file, parsed.sha256, False, len(parsed.body), 0, round(duration, 3), [], 1, [], error,
-                      False, parsed.atomic)
+    return FileResult(
+        step.file,
+        parsed.sha256,
+        False,
+        len(parsed.body),
+        0,
+        round(duration, 3),
+        [],
+        1,
+        [],
+        error,
+        False,
+        parsed.atomic,
+    )
 
 
 def _server_cause(exc: BaseException) -> BaseException:
@@ -146,8 +178,10 @@ def why_orphans_block(core: Core) -> str | None:
     leftover = leftover_backends(core.settings.database_url)
     if not leftover:
         return None
-    return (f"a backend of a stopped bot process is still inside its transaction ({_listed(leftover)}): wait until PostgreSQL "
-            "ends it, or end it with pg_terminate_backend, then try again")
+    return (
+        f"a backend of a stopped bot process is still inside its transaction ({_listed(leftover)}): wait until PostgreSQL "
+        "ends it, or end it with pg_terminate_backend, then try again"
+    )
 
 
 def interruption_facts(core: Core, run) -> list[str]:
@@ -163,17 +197,28 @@ def interruption_facts(core: Core, run) -> list[str]:
     try:
         leftover = leftover_backends(dsn)
         if leftover:
-            lines.append(f"⚠ A backend of the bot is still in a transaction ({_listed(leftover)}): PostgreSQL has not yet noticed "
-                         "the dead process. Its transaction ends (rolled back) when it does; run nothing until it is "
-                         "gone, or end it with pg_terminate_backend.")
+            lines.append(
+                f"⚠ A backend of the bot is still in a transaction ({_listed(leftover)}): PostgreSQL has not yet noticed "
+                "the dead process. Its transaction ends (rolled back) when it does; run nothing until it is "
+                "gone, or end it with pg_terminate_backend."
+            )
         else:
-            lines.append("No backend of the bot is left in a transaction: the open transaction died with its "
-                         "connection and was rolled back (checked in pg_stat_activity).")
+            lines.append(
+                "No backend of the bot is left in a transaction: the open transaction died with its "
+                "connection and was rolled back (checked in pg_stat_activity)."
+            )
         label = facts.matching_state(dsn, PhaseRunner(core, run.id, "bot", None).known_states())
-        lines.append(f"Database: matches {label} (schema compared)" if label else
-                     "Database: matches no known state (schema compared with the pre-migration and post-phase "
-                     "snapshots): investigate before going on")
-        files = [f"{r['step']} {r['file']}" for r in ledger.applied_files(dsn, core.runbook.id) if r["run_id"] == run.id]
+        lines.append(
+            f"Database: matches {label} (schema compared)"
+            if label
+            else "Database: matches no known state (schema compared with the pre-migration and post-phase "
+            "snapshots): investigate before going on"
+        )
+        files = [
+            f"{r['step']} {r['file']}"
+            for r in ledger.applied_files(dsn, core.runbook.id)
+            if r["run_id"] == run.id
+        ]
         lines.append("Ledger: committed in this run: " + (", ".join(files) if files else "nothing"))
         lines += _restore_leftovers(dsn)
     except Exception as exc:  # the database may be what failed
@@ -187,7 +232,12 @@ def _restore_leftovers(dsn: str) -> list[str]:
 
     live = conninfo_to_dict(dsn).get("dbname") or ""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-                            (live.replace("_", "\\_") + "\\_restore\\_%",)).fetchall()
-    return [f"Left over by an interrupted restore (never swapped in): database `{r[0]}`; "
-            f"remove it with `DROP DATABASE {r[0]};`" for r in rows]
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
+            (live.replace("_", "\\_") + "\\_restore\\_%",),
+        ).fetchall()
+    return [
+        f"Left over by an interrupted restore (never swapped in): database `{r[0]}`; "
+        f"remove it with `DROP DATABASE {r[0]};`"
+        for r in rows
+    ]

@@ -4,6 +4,7 @@ One function of the run's stored state (`describe`), so that every adapter showi
 (Slack's parent message, App Home, the console's status) says the same thing, and nothing
 shown is a leftover of an earlier event: the card is derived again each time it is shown.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,11 +15,21 @@ from runbook.model import Runbook
 from state.machine import PhaseStatus, Status
 
 PHASE_MARK = {
-    PhaseStatus.PENDING: "▫️", PhaseStatus.RUNNING: "🔄", PhaseStatus.SUCCEEDED: OK_MARK,
-    PhaseStatus.FAILED: FAIL_MARK, PhaseStatus.ROLLING_BACK: "↩️", PhaseStatus.ROLLED_BACK: "↩️",
+    PhaseStatus.PENDING: "▫️",
+    PhaseStatus.RUNNING: "🔄",
+    PhaseStatus.SUCCEEDED: OK_MARK,
+    PhaseStatus.FAILED: FAIL_MARK,
+    PhaseStatus.ROLLING_BACK: "↩️",
+    PhaseStatus.ROLLED_BACK: "↩️",
 }
 # Statuses whose live progress (statement k of n, the bar) belongs on the card.
-SHOWS_PROGRESS = {Status.PREFLIGHT_RUNNING, Status.RUNNING, Status.VERIFYING, Status.ROLLING_BACK, Status.RESTORING}
+SHOWS_PROGRESS = {
+    Status.PREFLIGHT_RUNNING,
+    Status.RUNNING,
+    Status.VERIFYING,
+    Status.ROLLING_BACK,
+    Status.RESTORING,
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +64,10 @@ def outdated(run, number: int) -> bool:
     state = run.phases.get(number)
     if state is None or state.kind != "verification" or state.finished_at is None:
         return False
-    return any(p.kind == "migration" and p.finished_at is not None and p.finished_at > state.finished_at
-               for p in run.phases.values())
+    return any(
+        p.kind == "migration" and p.finished_at is not None and p.finished_at > state.finished_at
+        for p in run.phases.values()
+    )
 
 
 def phase_status(run, number: int) -> str:
@@ -91,7 +104,11 @@ def _run_next(run, rb: Runbook, roster: Roster) -> str:
 
 
 def _applied(run) -> list[int]:
-    return [n for n, p in run.phases.items() if p.kind == "migration" and p.status in (PhaseStatus.SUCCEEDED, PhaseStatus.FAILED)]
+    return [
+        n
+        for n, p in run.phases.items()
+        if p.kind == "migration" and p.status in (PhaseStatus.SUCCEEDED, PhaseStatus.FAILED)
+    ]
 
 
 def _failure_text(run, rb: Runbook, n: int | None) -> str:
@@ -117,7 +134,10 @@ def _now_and_next(run, rb: Runbook, roster: Roster) -> tuple[str, str | None]:
     if s is Status.PREFLIGHT_RUNNING:
         return "⏳ Pre-flight running: checks, backup verified by a restore, rehearsal", None
     if s is Status.GO:
-        return "🟢 Pre-flight passed — awaiting the TPM's decision", f"{tpm} (TPM): GO now, GO scheduled or NO-GO"
+        return (
+            "🟢 Pre-flight passed — awaiting the TPM's decision",
+            f"{tpm} (TPM): GO now, GO scheduled or NO-GO",
+        )
     if s is Status.NO_GO:
         return "⛔ Pre-flight NO-GO", f"{coordinator}: fix what the pre-flight names, then `preflight` again"
     if s is Status.APPROVED:
@@ -134,30 +154,45 @@ def _now_and_next(run, rb: Runbook, roster: Roster) -> tuple[str, str | None]:
         if following is None:
             return f"{OK_MARK} {_upper_first(where)} done", _run_next(run, rb, roster)
         what = "verify" if following.is_verification else f"run phase {following.number}"
-        return (f"{OK_MARK} {_upper_first(where)} done — waiting for {roster.mention(following.owner)} to {what}",
-                _run_next(run, rb, roster))
+        return (
+            f"{OK_MARK} {_upper_first(where)} done — waiting for {roster.mention(following.owner)} to {what}",
+            _run_next(run, rb, roster),
+        )
     if s is Status.VERIFYING:
         return f"🔎 Verifying: {where}", None
     if s is Status.SUCCEEDED:
         return f"{OK_MARK} Succeeded — every phase applied and verified", None
     if s is Status.FAILED:
         error = _failure_text(run, rb, n)
-        return (f"{FAIL_MARK} Failed at {where}: {error}",
-                f"{coordinator} with {tpm}: `run phase {n}` again, `rollback phase {n}` or `rollback restore`")
+        return (
+            f"{FAIL_MARK} Failed at {where}: {error}",
+            f"{coordinator} with {tpm}: `run phase {n}` again, `rollback phase {n}` or `rollback restore`",
+        )
     if s is Status.ROLLING_BACK:
         return f"↩️ Rolling back {where}", None
     if s is Status.ROLLED_BACK:
         left = sorted(_applied(run), reverse=True)
-        nxt = (f"{coordinator}: `rollback phase {left[0]}` next (newest first), or `run phase {n}` again" if left
-               else f"{coordinator}: `run phase {n}` again, or `preflight` to start over")
+        nxt = (
+            f"{coordinator}: `rollback phase {left[0]}` next (newest first), or `run phase {n}` again"
+            if left
+            else f"{coordinator}: `run phase {n}` again, or `preflight` to start over"
+        )
         return f"↩️ {_upper_first(where)} rolled back", nxt
     if s is Status.RESTORE_REQUESTED:
-        return "🛟 Restore from backup requested — awaiting the TPM's confirmation", f"{tpm} (TPM): `rollback restore confirm`"
+        return (
+            "🛟 Restore from backup requested — awaiting the TPM's confirmation",
+            f"{tpm} (TPM): `rollback restore confirm`",
+        )
     if s is Status.RESTORING:
         return "🛟 Restoring the backup into a new database", None
     if s is Status.RESTORED:
         return "🛟 Restored from the backup", None
     if s is Status.ABORTED:
-        return f"⏹️ {_upper_first(where)} aborted", f"{coordinator}: `run phase {n}` again or `rollback phase {n}`"
-    return (f"⚠️ Interrupted during {where}: the bot process stopped",
-            f"{coordinator}: check `status`, then `run phase {n}` again or `rollback phase {n}`")
+        return (
+            f"⏹️ {_upper_first(where)} aborted",
+            f"{coordinator}: `run phase {n}` again or `rollback phase {n}`",
+        )
+    return (
+        f"⚠️ Interrupted during {where}: the bot process stopped",
+        f"{coordinator}: check `status`, then `run phase {n}` again or `rollback phase {n}`",
+    )

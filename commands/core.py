@@ -1,4 +1,5 @@
 """Everything a command needs, built once from Settings: roster, runbook, Redis state."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,7 @@ class Core:
     lost_locks: dict = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, lock_ttl: float | None = None) -> "Core":
+    def from_settings(cls, settings: Settings, *, lock_ttl: float | None = None) -> Core:
         settings.require("database_url")
         client = redis_lib.Redis.from_url(settings.redis_url)
         target = database_identity(settings.database_url)  # the server's word, not the URL's spelling

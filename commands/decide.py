@@ -1,4 +1,5 @@
 """`approve` (GO now / GO scheduled) and `defer` (NO-GO): the TPM's decisions."""
+
 from __future__ import annotations
 
 from commands import renew, templates
@@ -33,17 +34,37 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
         refusal = _why_not_at(core, cmd.at, now)
         if refusal:
             return Outcome.refused(refusal)
-    approval = bind_approval(by=user, at=now, ttl_hours=core.settings.approval_ttl_hours, preflight=run.preflight,
-                             checksums=sums, mode="scheduled" if cmd.at else "now", scheduled_for=cmd.at,
-                             plan=plan(core.runbook))
+    approval = bind_approval(
+        by=user,
+        at=now,
+        ttl_hours=core.settings.approval_ttl_hours,
+        preflight=run.preflight,
+        checksums=sums,
+        mode="scheduled" if cmd.at else "now",
+        scheduled_for=cmd.at,
+        plan=plan(core.runbook),
+    )
     what = "scheduled" if cmd.at else "go"
-    decision = {"by": user, "at": now.isoformat(), "what": what,
-                "scheduled_for": cmd.at.isoformat() if cmd.at else None,
-                **({"replaces_scheduled": (run.approval or {}).get("scheduled_for")}
-                   if run.status is Status.SCHEDULED and cmd.at is None else {})}
+    decision = {
+        "by": user,
+        "at": now.isoformat(),
+        "what": what,
+        "scheduled_for": cmd.at.isoformat() if cmd.at else None,
+        **(
+            {"replaces_scheduled": (run.approval or {}).get("scheduled_for")}
+            if run.status is Status.SCHEDULED and cmd.at is None
+            else {}
+        ),
+    }
     try:
-        core.store.transition(run.id, Status.SCHEDULED if cmd.at else Status.APPROVED, actor=user, action="approve",
-                              fields={"approval": approval, "decision": decision}, evidence=decision)
+        core.store.transition(
+            run.id,
+            Status.SCHEDULED if cmd.at else Status.APPROVED,
+            actor=user,
+            action="approve",
+            fields={"approval": approval, "decision": decision},
+            evidence=decision,
+        )
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
     note = None  # what the TPM must know about the start: a schedule not stored, a schedule replaced
@@ -53,18 +74,33 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
         note = hooks.scheduled(core, run.id, cmd.at)
     elif run.status is Status.SCHEDULED:  # GO now replaces the scheduled GO: its start job goes
         removed = hooks.cancelled(core, run.id)
-        note = (f"The scheduled start ({_scheduled_for(run)} UTC) was cancelled: GO now replaces it."
-                if removed else f"GO now replaces the GO scheduled for {_scheduled_for(run)} UTC.")
+        note = (
+            f"The scheduled start ({_scheduled_for(run)} UTC) was cancelled: GO now replaces it."
+            if removed
+            else f"GO now replaces the GO scheduled for {_scheduled_for(run)} UTC."
+        )
     post = templates.decision(core.runbook, run.id, user, what, now, scheduled_for=cmd.at)
-    post.lines.append(f"{core.roster.mention(COORDINATOR)}: " + (
-        f"it starts by itself at {cmd.at:%H:%M} UTC" if cmd.at else "`/migrate run` when ready (or phase owners: `run phase <n>`)"))
+    post.lines.append(
+        f"{core.roster.mention(COORDINATOR)}: "
+        + (
+            f"it starts by itself at {cmd.at:%H:%M} UTC"
+            if cmd.at
+            else "`/migrate run` when ready (or phase owners: `run phase <n>`)"
+        )
+    )
     if cmd.at is None and run.status is Status.SCHEDULED:
         post.lines.append(note)
     when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""
-    return Outcome(OK, reply=[f"GO{' scheduled' + when if cmd.at else ''} recorded. Approval valid until "
-                              f"{approval['expires_at'][:16].replace('T', ' ')} UTC and bound to the files' checksums.",
-                              *([note] if note else [])],
-                   posts=[post], run_id=run.id)
+    return Outcome(
+        OK,
+        reply=[
+            f"GO{' scheduled' + when if cmd.at else ''} recorded. Approval valid until "
+            f"{approval['expires_at'][:16].replace('T', ' ')} UTC and bound to the files' checksums.",
+            *([note] if note else []),
+        ],
+        posts=[post],
+        run_id=run.id,
+    )
 
 
 def defer(core: Core, user: str, cmd: Command) -> Outcome:
@@ -72,19 +108,32 @@ def defer(core: Core, user: str, cmd: Command) -> Outcome:
     run = core.store.current()
     if run is None or run.status not in (*DECIDABLE, Status.APPROVED):
         state = run.status.value if run else "no run"
-        return Outcome.refused(f"nothing to defer ({state}): NO-GO applies to a pre-flight awaiting decision, "
-                               "an approval or a schedule")
+        return Outcome.refused(
+            f"nothing to defer ({state}): NO-GO applies to a pre-flight awaiting decision, "
+            "an approval or a schedule"
+        )
     decision = {"by": user, "at": now.isoformat(), "what": "no-go", "reason": cmd.text}
     try:
-        core.store.transition(run.id, Status.DEFERRED, actor=user, action="defer", outcome="no-go",
-                              fields={"decision": decision}, evidence=decision)
+        core.store.transition(
+            run.id,
+            Status.DEFERRED,
+            actor=user,
+            action="defer",
+            outcome="no-go",
+            fields={"decision": decision},
+            evidence=decision,
+        )
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
     from scheduling import hooks
 
     removed = hooks.cancelled(core, run.id)
-    return Outcome(OK, reply=["NO-GO recorded." + (" The scheduled start was cancelled." if removed else "")],
-                   posts=[templates.decision(core.runbook, run.id, user, "no-go", now, reason=cmd.text)], run_id=run.id)
+    return Outcome(
+        OK,
+        reply=["NO-GO recorded." + (" The scheduled start was cancelled." if removed else "")],
+        posts=[templates.decision(core.runbook, run.id, user, "no-go", now, reason=cmd.text)],
+        run_id=run.id,
+    )
 
 
 def _why_not_decidable(run, now, cmd: Command) -> str | None:

@@ -5,6 +5,7 @@ background `work` of an Outcome, holding the run lock, and reports through a Rep
 Every status line comes from a result: executor FileResults, verification Evidence,
 schema snapshots compared with pg_dump output.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ import psycopg
 from commands import facts, gates, templates
 from commands.abort import AbortWatch, lost_connection
 from commands.core import Core
-from commands.snapshots import PhaseSnapshots
 from commands.result import FAILED, OK, Progress, Reporter
+from commands.snapshots import PhaseSnapshots
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, StatementError
@@ -47,7 +48,9 @@ class PhaseRunner:
         self.executor = Executor(self.dsn, secrets=self.secrets)
         self.ledger = ledgers.for_runbook(self.rb)
         self._last_progress = 0.0
-        self._steps: dict | None = None  # step outcomes of the phase in progress, saved by its closing transition
+        self._steps: dict | None = (
+            None  # step outcomes of the phase in progress, saved by its closing transition
+        )
         self._snapshots = PhaseSnapshots(self.dsn, self.rb.defaults.lock_timeout)
 
     # ------------------------------------------------------------ entry points
@@ -69,8 +72,15 @@ class PhaseRunner:
         """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
         unapproved = why_plan_not_approved(self.rb, (self.core.store.get(self.run_id).approval or {}))
         if unapproved:  # the plan was reloaded between the command's check and this work: run nothing
-            self.reporter.post(templates.Post("error", "Not run: the plan is not the approved one", [unapproved],
-                                              run_id=self.run_id, final=True))
+            self.reporter.post(
+                templates.Post(
+                    "error",
+                    "Not run: the plan is not the approved one",
+                    [unapproved],
+                    run_id=self.run_id,
+                    final=True,
+                )
+            )
             return FAILED
         try:
             for k, number in enumerate(numbers):
@@ -97,56 +107,109 @@ class PhaseRunner:
         who = (self.core.store.get(self.run_id).meta or {}).get("abort_requested")
         why = f"Abort requested by <@{who}>" if who else "This process lost the run lock"
         not_started = [f"phase {n}" for n in rest] + (["verification"] if verify else [])
-        self.core.store.record("run stopped by abort", actor=self.actor, outcome="aborted", run_id=self.run_id,
-                               evidence={"requested_by": who, "not_started": not_started})
-        self.reporter.post(templates.Post("error", f"Run stopped: {', '.join(not_started)} not started", [
-            f"{why} after the last statement of the phase before had run: that phase completed (see above).",
-            "`/migrate status` shows where the run rests."], run_id=self.run_id, final=True))
+        self.core.store.record(
+            "run stopped by abort",
+            actor=self.actor,
+            outcome="aborted",
+            run_id=self.run_id,
+            evidence={"requested_by": who, "not_started": not_started},
+        )
+        self.reporter.post(
+            templates.Post(
+                "error",
+                f"Run stopped: {', '.join(not_started)} not started",
+                [
+                    f"{why} after the last statement of the phase before had run: that phase completed (see above).",
+                    "`/migrate status` shows where the run rests.",
+                ],
+                run_id=self.run_id,
+                final=True,
+            )
+        )
         return True
 
     # ------------------------------------------------------------ migration phases
 
     def migrate_phase(self, phase: Phase) -> bool:
         store = self.core.store
-        run = store.transition(self.run_id, Status.RUNNING, actor=self.actor, action=f"phase {phase.number} start",
-                               phase=phase.number, phase_status=PhaseStatus.RUNNING)
+        run = store.transition(
+            self.run_id,
+            Status.RUNNING,
+            actor=self.actor,
+            action=f"phase {phase.number} start",
+            phase=phase.number,
+            phase_status=PhaseStatus.RUNNING,
+        )
         self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
         started = clock.monotonic()
         done = dict((run.result or {}).get("steps", {}))
         shown = self._ledger_shows(phase)
         committed = self._committed_in_this_run(phase, run)
         for step in phase.steps:
-            if step.id in committed and not done.get(step.id, {}).get("ok"):  # a crash lost its outcome, not its commit
-                done[step.id] = {"ok": True, "file": step.file, "duration": committed[step.id]["duration_ms"] / 1000,
-                                 "attempts": 1, "error": None}
-                self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: committed earlier in this run "
-                                                  "(migrate_bot.applied_files, approved sha256), skipped", run_id=self.run_id))
+            if step.id in committed and not done.get(step.id, {}).get(
+                "ok"
+            ):  # a crash lost its outcome, not its commit
+                done[step.id] = {
+                    "ok": True,
+                    "file": step.file,
+                    "duration": committed[step.id]["duration_ms"] / 1000,
+                    "attempts": 1,
+                    "error": None,
+                }
+                self.reporter.post(
+                    templates.Post(
+                        "step_skipped",
+                        f"Step {step.id} {step.file}: committed earlier in this run "
+                        "(migrate_bot.applied_files, approved sha256), skipped",
+                        run_id=self.run_id,
+                    )
+                )
                 continue
             if step.migration in shown and not done.get(step.id, {}).get("ok"):
-                self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: {self.ledger.label} shows "
-                                                  f"{step.migration} applied, skipped", run_id=self.run_id))
+                self.reporter.post(
+                    templates.Post(
+                        "step_skipped",
+                        f"Step {step.id} {step.file}: {self.ledger.label} shows "
+                        f"{step.migration} applied, skipped",
+                        run_id=self.run_id,
+                    )
+                )
                 continue
             if done.get(step.id, {}).get("ok"):
-                self.reporter.post(templates.Post("step_skipped", f"Step {step.id} {step.file}: already applied in this run, skipped",
-                                                  run_id=self.run_id))
+                self.reporter.post(
+                    templates.Post(
+                        "step_skipped",
+                        f"Step {step.id} {step.file}: already applied in this run, skipped",
+                        run_id=self.run_id,
+                    )
+                )
                 continue
             if self._abort_requested():
                 return self._aborted(phase, step, None, started)
             before = self._before_step()
             step_started = clock.now()
-            earlier = any(done.get(s.id, {}).get("ok") for s in phase.steps[:phase.steps.index(step)])
+            earlier = any(done.get(s.id, {}).get("ok") for s in phase.steps[: phase.steps.index(step)])
             try:
                 result = self._run_step(phase, step, started)
             except FileChanged as changed:  # nothing of it ran: the run stops before it
                 self._steps = self._with_steps(done)
                 return self._file_refused(phase, step, changed, started)
-            done[step.id] = {"ok": result.ok, "file": result.file, "duration": result.duration, "attempts": result.attempts,
-                             "error": self._error_text(result), "atomic": result.atomic, "lock_held": result.lock_held}
+            done[step.id] = {
+                "ok": result.ok,
+                "file": result.file,
+                "duration": result.duration,
+                "attempts": result.attempts,
+                "error": self._error_text(result),
+                "atomic": result.atomic,
+                "lock_held": result.lock_held,
+            }
             self.reporter.post(templates.step_result(step.id, result))
             if result.ok:
                 self._save_steps(phase, step, done)
                 verified = self._verify_step(step)
-                if verified is not None and not verified.ok:  # the next step does not run on an unverified one
+                if (
+                    verified is not None and not verified.ok
+                ):  # the next step does not run on an unverified one
                     self._steps = self._with_steps(done)
                     return self._checks_failed(phase, [verified], clock.monotonic() - started)
             if not result.ok:
@@ -157,26 +220,50 @@ class PhaseRunner:
         self._steps = self._with_steps(done)
         # Everything the phase names runs right after it: its checks, its suites (a sqitch
         # verify script), its smoke tests; any failing one fails the phase.
-        evidence = run_checks(self.dsn, phase.checks) + [_as_evidence(s) for s in self._run_suites(phase.suites)] \
+        evidence = (
+            run_checks(self.dsn, phase.checks)
+            + [_as_evidence(s) for s in self._run_suites(phase.suites)]
             + [run_smoke(self.core.settings.deployment_url, s) for s in phase.smoke]
+        )
         duration = clock.monotonic() - started
         if not all(e.ok for e in evidence):
             return self._checks_failed(phase, evidence, duration)
         snapshot_problem = self._write_snapshot(phase)
-        closed = store.transition(self.run_id, Status.PHASE_DONE, actor=self.actor, action=f"phase {phase.number} complete",
-                         phase=phase.number, phase_status=PhaseStatus.SUCCEEDED,
-                         fields=self._closing_fields(evidence, str(phase.number)),
-                         evidence={"duration": round(duration, 3), "checks": [e.name for e in evidence],
-                                   **({"snapshot": snapshot_problem} if snapshot_problem else {})})
+        closed = store.transition(
+            self.run_id,
+            Status.PHASE_DONE,
+            actor=self.actor,
+            action=f"phase {phase.number} complete",
+            phase=phase.number,
+            phase_status=PhaseStatus.SUCCEEDED,
+            fields=self._closing_fields(evidence, str(phase.number)),
+            evidence={
+                "duration": round(duration, 3),
+                "checks": [e.name for e in evidence],
+                **({"snapshot": snapshot_problem} if snapshot_problem else {}),
+            },
+        )
         duration = templates.stored_duration(closed, phase.number, duration)  # the one number everywhere
-        self.reporter.post(templates.phase_complete(phase, self.run_id, duration, evidence, self._next_phase(phase),
-                                                    self.core.roster))
+        self.reporter.post(
+            templates.phase_complete(
+                phase, self.run_id, duration, evidence, self._next_phase(phase), self.core.roster
+            )
+        )
         if snapshot_problem:
-            self.reporter.post(templates.Post("warning", f"Phase {phase.number}: applied and checked, but its schema "
-                                              "snapshot could not be written", [snapshot_problem,
-                                              "The phase's files committed and its checks passed; without the snapshot, "
-                                              "later comparisons with the schema after this phase are not possible.",
-                                              "Free space in BACKUP_DIR before going on."], run_id=self.run_id))
+            self.reporter.post(
+                templates.Post(
+                    "warning",
+                    f"Phase {phase.number}: applied and checked, but its schema "
+                    "snapshot could not be written",
+                    [
+                        snapshot_problem,
+                        "The phase's files committed and its checks passed; without the snapshot, "
+                        "later comparisons with the schema after this phase are not possible.",
+                        "Free space in BACKUP_DIR before going on.",
+                    ],
+                    run_id=self.run_id,
+                )
+            )
         return True
 
     def _write_snapshot(self, phase: Phase) -> str | None:
@@ -202,28 +289,51 @@ class PhaseRunner:
             if row["run_id"] != self.run_id or row["phase"] != phase.number:
                 continue
             step = next((s for s in phase.steps if s.id == row["step"]), None)
-            if step and row["sha256"] == self.approved_sha256(step.file) and (since is None or row["started_at"] > since):
+            if (
+                step
+                and row["sha256"] == self.approved_sha256(step.file)
+                and (since is None or row["started_at"] > since)
+            ):
                 rows[step.id] = row
         return rows
 
     def _save_steps(self, phase: Phase, step: Step, done: dict) -> None:
         """The run state learns of each step as it commits, not only when the phase closes."""
         try:
-            self.core.store.update_record(self.run_id, fields={"result": self._with_steps(done)}, actor=self.actor,
-                                          action=f"step {step.id} committed", expect=(Status.RUNNING,),
-                                          evidence={"phase": phase.number, "step": step.id})
+            self.core.store.update_record(
+                self.run_id,
+                fields={"result": self._with_steps(done)},
+                actor=self.actor,
+                action=f"step {step.id} committed",
+                expect=(Status.RUNNING,),
+                evidence={"phase": phase.number, "step": step.id},
+            )
         except IllegalTransition:  # moved on (an abort): the ledger still has the step
             pass
 
     def _run_step(self, phase: Phase, step: Step, started: float) -> FileResult:
-        record = LedgerRecord(runbook=self.rb.id, run_id=self.run_id, phase=phase.number, step=step.id, actor=self.actor)
+        record = LedgerRecord(
+            runbook=self.rb.id, run_id=self.run_id, phase=phase.number, step=step.id, actor=self.actor
+        )
 
         def progress(k: int, n: int, _statement) -> None:
             now = clock.monotonic()
             if k in (1, n) or now - self._last_progress >= PROGRESS_INTERVAL:
                 self._last_progress = now
-                self.reporter.progress(Progress(self.run_id, phase.number, phase.name, step.id, step.file, k, n,
-                                                now - started, phase.estimate, Status.RUNNING.value))
+                self.reporter.progress(
+                    Progress(
+                        self.run_id,
+                        phase.number,
+                        phase.name,
+                        step.id,
+                        step.file,
+                        k,
+                        n,
+                        now - started,
+                        phase.estimate,
+                        Status.RUNNING.value,
+                    )
+                )
 
         t0 = clock.monotonic()
         try:
@@ -231,10 +341,19 @@ class PhaseRunner:
             if refused is not None:
                 return refused
             team = self._ledger_before(step)
-            result = self.executor.run_step(self.rb, step, inputs=self.inputs, record=record, on_progress=progress,
-                                            team_ledger=team, approved_sha256=self.approved_sha256(step.file),
-                                            on_wait=lambda b: self.reporter.post(templates.step_waiting(step, b, self.run_id)))
-        except psycopg.OperationalError as exc:  # the connection died mid-file: a step failure, with its real cause
+            result = self.executor.run_step(
+                self.rb,
+                step,
+                inputs=self.inputs,
+                record=record,
+                on_progress=progress,
+                team_ledger=team,
+                approved_sha256=self.approved_sha256(step.file),
+                on_wait=lambda b: self.reporter.post(templates.step_waiting(step, b, self.run_id)),
+            )
+        except (
+            psycopg.OperationalError
+        ) as exc:  # the connection died mid-file: a step failure, with its real cause
             return lost_connection(self.rb, step, exc, clock.monotonic() - t0, self.core.redact)
         if not result.ok and step.migration:
             self._ledger_failed(step)
@@ -282,8 +401,9 @@ class PhaseRunner:
     def _record_runbook_version(self) -> None:
         """A `table` ledger (006's schema_migrations) records the runbook's version once the run succeeded."""
         if self.rb.ledger.kind == "table":
-            ledger.record_version(self.dsn, self.rb.version, self.rb.summary, table=self.ledger.table,
-                                  column=self.ledger.column)
+            ledger.record_version(
+                self.dsn, self.rb.version, self.rb.summary, table=self.ledger.table, column=self.ledger.column
+            )
 
     def approved_sha256(self, name: str) -> str:
         """The sha256 the approval binds `name` to ("" when the approval does not name it):
@@ -298,10 +418,14 @@ class PhaseRunner:
 
     def _closing_fields(self, evidence=None, key: str | None = None) -> dict:
         """Fields for a phase's closing transition: step outcomes and the evidence, for status and report."""
-        result = self._steps if self._steps is not None else dict(self.core.store.get(self.run_id).result or {})
+        result = (
+            self._steps if self._steps is not None else dict(self.core.store.get(self.run_id).result or {})
+        )
         if evidence is not None and key is not None:
             result.setdefault("evidence", {})[key] = [
-                {"name": e.name, "how": e.how, "observed": e.observed, "expected": e.expected, "ok": e.ok} for e in evidence]
+                {"name": e.name, "how": e.how, "observed": e.observed, "expected": e.expected, "ok": e.ok}
+                for e in evidence
+            ]
         return {"result": result}
 
     def _with_steps(self, done: dict) -> dict:
@@ -312,8 +436,16 @@ class PhaseRunner:
 
     # ------------------------------------------------------------ failures
 
-    def _step_failed(self, phase: Phase, step: Step, result: FileResult, started: float, before: tuple | None,
-                     earlier: bool, step_started=None) -> bool:
+    def _step_failed(
+        self,
+        phase: Phase,
+        step: Step,
+        result: FileResult,
+        started: float,
+        before: tuple | None,
+        earlier: bool,
+        step_started=None,
+    ) -> bool:
         rollback_status, rolled_back = self._apply_policy(step, result, earlier)
         if rolled_back and self._steps is not None:  # the phase's applied steps were undone with it
             for undone in phase.steps:
@@ -327,13 +459,33 @@ class PhaseRunner:
             entry = self.ledger.entry(step, self.actor)
             action += f". Ledger — {self.ledger.failure_help(entry) if result.atomic else self.ledger.partial_failure_help(entry)}"
         # A phase its rollback file undid is rolled back, not failed: older phases may then roll back too.
-        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} failed",
-                                   phase=phase.number, outcome="failed",
-                                   phase_status=PhaseStatus.ROLLED_BACK if rolled_back else PhaseStatus.FAILED,
-                                   fields=self._closing_fields(), evidence={"step": step.id, "error": self._error_text(result), "rollback": rollback_status,
-                                             "database": state})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, clock.monotonic() - started), self._error_text(result)))
-        self.reporter.post(self._failure_post(phase, step, self._error_text(result), rollback_status, state, action))
+        self.core.store.transition(
+            self.run_id,
+            Status.FAILED,
+            actor=self.actor,
+            action=f"phase {phase.number} failed",
+            phase=phase.number,
+            outcome="failed",
+            phase_status=PhaseStatus.ROLLED_BACK if rolled_back else PhaseStatus.FAILED,
+            fields=self._closing_fields(),
+            evidence={
+                "step": step.id,
+                "error": self._error_text(result),
+                "rollback": rollback_status,
+                "database": state,
+            },
+        )
+        self.reporter.post(
+            templates.phase_failed(
+                phase,
+                self.run_id,
+                self._stored_duration(phase, clock.monotonic() - started),
+                self._error_text(result),
+            )
+        )
+        self.reporter.post(
+            self._failure_post(phase, step, self._error_text(result), rollback_status, state, action)
+        )
         return False
 
     def _rolled_back_step_status(self, step: Step, result: FileResult, step_started, unknown: str) -> str:
@@ -342,16 +494,23 @@ class PhaseRunner:
         written in its own transaction, is absent did not commit — the database is unchanged by
         it, whatever the comparison could not show."""
         try:
-            committed = ledger.step_committed(self.dsn, run_id=self.run_id, step=step.id,
-                                              sha256=self.approved_sha256(step.file),
-                                              since=step_started, timeout=self.rb.defaults.lock_timeout + 3)
+            committed = ledger.step_committed(
+                self.dsn,
+                run_id=self.run_id,
+                step=step.id,
+                sha256=self.approved_sha256(step.file),
+                since=step_started,
+                timeout=self.rb.defaults.lock_timeout + 3,
+            )
         except psycopg.Error:  # the ledger is unreadable too: nothing more is known
             return unknown
         if committed:
             return unknown
         reason = unknown.split(" — ", 1)[-1]
-        return (f"Unchanged by step {step.id} — its transaction was rolled back (its ledger row, written in that "
-                f"transaction, is absent); the schema could not be compared now ({reason})")
+        return (
+            f"Unchanged by step {step.id} — its transaction was rolled back (its ledger row, written in that "
+            f"transaction, is absent); the schema could not be compared now ({reason})"
+        )
 
     def _apply_policy(self, step: Step, result: FileResult, earlier: bool) -> tuple[str, bool]:
         """Carry out the step's failure policy; return (what the rollback status field says, rolled back?).
@@ -360,22 +519,35 @@ class PhaseRunner:
         would drop what someone else created (a conflicting table that made the step fail). So
         it runs only when something of the phase may be in the database: an earlier step of the
         phase committed, or the failed file ran non-atomically."""
-        tx_note = "the file's transaction was rolled back" if result.atomic else "the file ran non-atomically: partial changes possible"
+        tx_note = (
+            "the file's transaction was rolled back"
+            if result.atomic
+            else "the file ran non-atomically: partial changes possible"
+        )
         if step.on_failure == "rollback" and step.rollback and result.atomic and not earlier:
-            return (f"Not needed — the file's transaction was rolled back and no earlier step of the phase was applied, "
-                    f"so {step.rollback} was not run (it would drop objects this run did not create)"), False
+            return (
+                f"Not needed — the file's transaction was rolled back and no earlier step of the phase was applied, "
+                f"so {step.rollback} was not run (it would drop objects this run did not create)"
+            ), False
         if step.on_failure == "rollback" and step.rollback:
             try:
-                rb_result = self.executor.run_file(self.rb.file_path(step.rollback), name=step.rollback, lock_timeout=self.rb.defaults.lock_timeout,
-                                                   statement_timeout=self.rb.defaults.statement_timeout,
-                                                   lock_retries=self.rb.defaults.lock_retries,
-                                                   retry_backoff=self.rb.defaults.retry_backoff,
-                                                   approved_sha256=self.approved_sha256(step.rollback))
+                rb_result = self.executor.run_file(
+                    self.rb.file_path(step.rollback),
+                    name=step.rollback,
+                    lock_timeout=self.rb.defaults.lock_timeout,
+                    statement_timeout=self.rb.defaults.statement_timeout,
+                    lock_retries=self.rb.defaults.lock_retries,
+                    retry_backoff=self.rb.defaults.retry_backoff,
+                    approved_sha256=self.approved_sha256(step.rollback),
+                )
             except FileChanged as changed:
                 return f"Not run — {changed}", False
             self.reporter.post(templates.step_result(f"rollback of {step.id}", rb_result))
             if rb_result.ok:
-                return f"Complete — {step.rollback} ran in {templates.seconds(rb_result.duration)} ({tx_note})", True
+                return (
+                    f"Complete — {step.rollback} ran in {templates.seconds(rb_result.duration)} ({tx_note})",
+                    True,
+                )
             return f"Failed — {step.rollback}: {self._error_text(rb_result)}", False
         if step.on_failure == "retry":
             return f"Not needed — {tx_note}; step {step.id} is safe to retry", False
@@ -384,56 +556,142 @@ class PhaseRunner:
     def _file_refused(self, phase: Phase, step: Step, changed: FileChanged, started: float) -> bool:
         """A step's file is not the approved one: it did not run, the run stops before it."""
         error = f"{changed}"
-        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} refused",
-                                   phase=phase.number, outcome="refused", phase_status=PhaseStatus.FAILED,
-                                   fields=self._closing_fields(), evidence={"step": step.id, "error": error})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, clock.monotonic() - started), error))
-        self.reporter.post(self._failure_post(
-            phase, step, error, f"Not needed — {step.file} did not run", f"Unchanged by step {step.id}: it did not run",
-            f"Decision needed: restore the approved {step.file}, or a new pre-flight and approval for the new one "
-            "(with phases applied: `rollback phase <n>` newest first, then `preflight`)"))
+        self.core.store.transition(
+            self.run_id,
+            Status.FAILED,
+            actor=self.actor,
+            action=f"phase {phase.number} refused",
+            phase=phase.number,
+            outcome="refused",
+            phase_status=PhaseStatus.FAILED,
+            fields=self._closing_fields(),
+            evidence={"step": step.id, "error": error},
+        )
+        self.reporter.post(
+            templates.phase_failed(
+                phase, self.run_id, self._stored_duration(phase, clock.monotonic() - started), error
+            )
+        )
+        self.reporter.post(
+            self._failure_post(
+                phase,
+                step,
+                error,
+                f"Not needed — {step.file} did not run",
+                f"Unchanged by step {step.id}: it did not run",
+                f"Decision needed: restore the approved {step.file}, or a new pre-flight and approval for the new one "
+                "(with phases applied: `rollback phase <n>` newest first, then `preflight`)",
+            )
+        )
         return False
 
-    def _aborted(self, phase: Phase, step: Step, result: FileResult | None, started: float, before: tuple | None = None,
-                 step_started=None) -> bool:
+    def _aborted(
+        self,
+        phase: Phase,
+        step: Step,
+        result: FileResult | None,
+        started: float,
+        before: tuple | None = None,
+        step_started=None,
+    ) -> bool:
         state = self._database_status(before) if before else self._database_status(None)
         if state.startswith("Unknown") and result is not None and result.atomic and step_started is not None:
             state = self._rolled_back_step_status(step, result, step_started, state)
         unchanged = state.startswith("Unchanged")
-        rollback_status = ("Not needed — the transaction was rolled back" if unchanged
-                           else "Unknown — the database differs from its state before the step: see Database Status")
-        self.core.store.transition(self.run_id, Status.ABORTED, actor=self.actor, action=f"phase {phase.number} aborted",
-                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="aborted",
-                                   fields=self._closing_fields(), evidence={"step": step.id, "database": state})
+        rollback_status = (
+            "Not needed — the transaction was rolled back"
+            if unchanged
+            else "Unknown — the database differs from its state before the step: see Database Status"
+        )
+        self.core.store.transition(
+            self.run_id,
+            Status.ABORTED,
+            actor=self.actor,
+            action=f"phase {phase.number} aborted",
+            phase=phase.number,
+            phase_status=PhaseStatus.FAILED,
+            outcome="aborted",
+            fields=self._closing_fields(),
+            evidence={"step": step.id, "database": state},
+        )
         error = self._error_text(result) if result else f"aborted before step {step.id}"
         why = "this process lost the run lock" if self._lock_lost() else "aborted by request"
-        self.reporter.post(self._failure_post(phase, step, f"{why} ({error})", rollback_status, state,
-                                              "Decision needed: re-run the phase (`run phase "
-                                              f"{phase.number}`) or roll back applied phases"))
+        self.reporter.post(
+            self._failure_post(
+                phase,
+                step,
+                f"{why} ({error})",
+                rollback_status,
+                state,
+                f"Decision needed: re-run the phase (`run phase {phase.number}`) or roll back applied phases",
+            )
+        )
         return False
 
     def _checks_failed(self, phase: Phase, evidence, duration: float) -> bool:
         failing = [e for e in evidence if not e.ok]
         state = self._database_status(None)
-        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action=f"phase {phase.number} checks failed",
-                                   phase=phase.number, phase_status=PhaseStatus.FAILED, outcome="failed",
-                                   fields=self._closing_fields(evidence, str(phase.number)),
-                                   evidence={"failing": [f"{e.name}: {e.observed}" for e in failing]})
-        self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, duration), "verification queries failed", evidence))
-        self.reporter.post(self._failure_post(
-            phase, None, "; ".join(f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing),
-            "Not run — the files committed; their checks failed", state,
-            f"Investigation needed: roll back with `rollback phase {phase.number}` or fix forward", evidence=evidence))
+        self.core.store.transition(
+            self.run_id,
+            Status.FAILED,
+            actor=self.actor,
+            action=f"phase {phase.number} checks failed",
+            phase=phase.number,
+            phase_status=PhaseStatus.FAILED,
+            outcome="failed",
+            fields=self._closing_fields(evidence, str(phase.number)),
+            evidence={"failing": [f"{e.name}: {e.observed}" for e in failing]},
+        )
+        self.reporter.post(
+            templates.phase_failed(
+                phase,
+                self.run_id,
+                self._stored_duration(phase, duration),
+                "verification queries failed",
+                evidence,
+            )
+        )
+        self.reporter.post(
+            self._failure_post(
+                phase,
+                None,
+                "; ".join(f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing),
+                "Not run — the files committed; their checks failed",
+                state,
+                f"Investigation needed: roll back with `rollback phase {phase.number}` or fix forward",
+                evidence=evidence,
+            )
+        )
         return False
 
-    def _failure_post(self, phase: Phase | None, step: Step | None, error: str, rollback_status: str, state: str,
-                      action: str, evidence=()):
-        where = (f"Phase {phase.number} ({phase.name})" if phase else "Final checks (the runbook has no verification phase)") \
-            + (f", step {step.id} {step.file}" if step else "")
+    def _failure_post(
+        self,
+        phase: Phase | None,
+        step: Step | None,
+        error: str,
+        rollback_status: str,
+        state: str,
+        action: str,
+        evidence=(),
+    ):
+        where = (
+            f"Phase {phase.number} ({phase.name})"
+            if phase
+            else "Final checks (the runbook has no verification phase)"
+        ) + (f", step {step.id} {step.file}" if step else "")
         run = self.core.store.get(self.run_id)
-        return templates.failure(self.rb, self.run_id, failed_phase=where, error=error, rollback_status=rollback_status,
-                                 database_status=state, action_required=action, backup=self._backup(run),
-                                 roster=self.core.roster, evidence=evidence)
+        return templates.failure(
+            self.rb,
+            self.run_id,
+            failed_phase=where,
+            error=error,
+            rollback_status=rollback_status,
+            database_status=state,
+            action_required=action,
+            backup=self._backup(run),
+            roster=self.core.roster,
+            evidence=evidence,
+        )
 
     def _action_required(self, phase: Phase, step: Step, rolled_back: bool, state: str) -> str:
         if state.startswith("Unknown"):
@@ -452,10 +710,18 @@ class PhaseRunner:
         with the version in the ledger and the success template."""
         store = self.core.store
         number = phase.number if phase else None
-        store.transition(self.run_id, Status.VERIFYING, actor=self.actor, action="verification start",
-                         phase=number, phase_status=PhaseStatus.RUNNING if phase else None)
+        store.transition(
+            self.run_id,
+            Status.VERIFYING,
+            actor=self.actor,
+            action="verification start",
+            phase=number,
+            phase_status=PhaseStatus.RUNNING if phase else None,
+        )
         if phase:
-            self.reporter.post(templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster))
+            self.reporter.post(
+                templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster)
+            )
         started = clock.monotonic()
         evidence = []
         for migration in self.rb.migration_phases:
@@ -473,56 +739,126 @@ class PhaseRunner:
             return self._verification_failed(phase, checks_and_smoke + gate_results, suites, duration)
         self._record_runbook_version()
         fields = self._closing_fields(checks_and_smoke, str(number) if phase else FINAL_CHECKS)
-        fields["result"]["gates"] = [{"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok}
-                                     for g in gate_results]
-        closed = store.transition(self.run_id, Status.SUCCEEDED, actor=self.actor, action="verification passed",
-                         phase=number, phase_status=PhaseStatus.SUCCEEDED if phase else None, fields=fields,
-                         evidence={"gates": [f"{g.name}: {g.observed}" for g in gate_results], "duration": round(duration, 3)})
+        fields["result"]["gates"] = [
+            {"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok} for g in gate_results
+        ]
+        closed = store.transition(
+            self.run_id,
+            Status.SUCCEEDED,
+            actor=self.actor,
+            action="verification passed",
+            phase=number,
+            phase_status=PhaseStatus.SUCCEEDED if phase else None,
+            fields=fields,
+            evidence={
+                "gates": [f"{g.name}: {g.observed}" for g in gate_results],
+                "duration": round(duration, 3),
+            },
+        )
         if phase:
             duration = templates.stored_duration(closed, number, duration)  # the one number everywhere
-            self.reporter.post(templates.phase_complete(phase, self.run_id, duration, checks_and_smoke, None,
-                                                        self.core.roster))
-        self.reporter.post(templates.success(self.rb, self.run_id, checks_and_smoke, gate_results, self._backup(run),
-                                             self.core.roster, steps=(closed.result or {}).get("steps")))
+            self.reporter.post(
+                templates.phase_complete(
+                    phase, self.run_id, duration, checks_and_smoke, None, self.core.roster
+                )
+            )
+        self.reporter.post(
+            templates.success(
+                self.rb,
+                self.run_id,
+                checks_and_smoke,
+                gate_results,
+                self._backup(run),
+                self.core.roster,
+                steps=(closed.result or {}).get("steps"),
+            )
+        )
         from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
         followups = hooks.succeeded(self.core, self.run_id)
         if followups:
-            self.reporter.post(templates.Post("followups_scheduled", "Post-execution follow-ups scheduled",
-                                              [*followups, "(they run in the bot's `serve` process)"], run_id=self.run_id))
+            self.reporter.post(
+                templates.Post(
+                    "followups_scheduled",
+                    "Post-execution follow-ups scheduled",
+                    [*followups, "(they run in the bot's `serve` process)"],
+                    run_id=self.run_id,
+                )
+            )
         return True
 
     def _verify_step(self, step: Step) -> Evidence | None:
         """The step's own verify script, right after it (None: it names none)."""
         if not step.verify:
             return None
-        return _as_evidence(self._run_suites([Suite(name=f"verify {step.migration or step.id}", file=step.verify)])[0])
+        return _as_evidence(
+            self._run_suites([Suite(name=f"verify {step.migration or step.id}", file=step.verify)])[0]
+        )
 
     def _run_suites(self, suites) -> list:
         """Run the suites (through psql, output read), posting each result."""
-        results = [run_suite(self.dsn, self.rb.file_path(s.file), s, inputs=self.inputs, secrets=self.secrets,
-                             approved_sha256=self.approved_sha256(s.file)) for s in suites]
+        results = [
+            run_suite(
+                self.dsn,
+                self.rb.file_path(s.file),
+                s,
+                inputs=self.inputs,
+                secrets=self.secrets,
+                approved_sha256=self.approved_sha256(s.file),
+            )
+            for s in suites
+        ]
         for suite in results:
-            self.reporter.post(templates.Post("suite_result", f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
-                                              templates.evidence_lines(suite.evidence), detail=suite.output[-4000:] or None,
-                                              run_id=self.run_id))
+            self.reporter.post(
+                templates.Post(
+                    "suite_result",
+                    f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
+                    templates.evidence_lines(suite.evidence),
+                    detail=suite.output[-4000:] or None,
+                    run_id=self.run_id,
+                )
+            )
         return results
 
     def _verification_failed(self, phase: Phase | None, evidence, suites, duration: float) -> bool:
         failing = [e for e in evidence if not e.ok] + [s for s in suites if not s.ok]
-        names = "; ".join(getattr(f, "reason", None) and f"{f.name}: {f.reason}" or f"{f.name}: observed {f.observed}"
-                          for f in failing)
+        names = "; ".join(
+            getattr(f, "reason", None) and f"{f.name}: {f.reason}" or f"{f.name}: observed {f.observed}"
+            for f in failing
+        )
         state = self._database_status(None)
-        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action="verification failed",
-                                   phase=phase.number if phase else None,
-                                   phase_status=PhaseStatus.FAILED if phase else None, outcome="failed",
-                                   fields=self._closing_fields(evidence, str(phase.number) if phase else FINAL_CHECKS),
-                                   evidence={"failing": names})
+        self.core.store.transition(
+            self.run_id,
+            Status.FAILED,
+            actor=self.actor,
+            action="verification failed",
+            phase=phase.number if phase else None,
+            phase_status=PhaseStatus.FAILED if phase else None,
+            outcome="failed",
+            fields=self._closing_fields(evidence, str(phase.number) if phase else FINAL_CHECKS),
+            evidence={"failing": names},
+        )
         if phase:
-            self.reporter.post(templates.phase_failed(phase, self.run_id, self._stored_duration(phase, duration), "verification failed", evidence))
-        self.reporter.post(self._failure_post(phase, None, names, "Not run — verification does not change the database",
-                                              state, "Investigation needed: fix forward, or `rollback phase <n>` newest first",
-                                              evidence=[e for e in evidence if not e.ok]))
+            self.reporter.post(
+                templates.phase_failed(
+                    phase,
+                    self.run_id,
+                    self._stored_duration(phase, duration),
+                    "verification failed",
+                    evidence,
+                )
+            )
+        self.reporter.post(
+            self._failure_post(
+                phase,
+                None,
+                names,
+                "Not run — verification does not change the database",
+                state,
+                "Investigation needed: fix forward, or `rollback phase <n>` newest first",
+                evidence=[e for e in evidence if not e.ok],
+            )
+        )
         return False
 
     # ------------------------------------------------------------ facts
@@ -555,8 +891,10 @@ class PhaseRunner:
         time (another session's lock): the bot does not queue behind production to look."""
         wait = self.rb.defaults.lock_timeout
         try:
-            return (schema.normalize(schema.schema_dump(self.dsn, lock_wait=wait)),
-                    facts.row_counts(self.dsn, lock_timeout=wait))
+            return (
+                schema.normalize(schema.schema_dump(self.dsn, lock_wait=wait)),
+                facts.row_counts(self.dsn, lock_timeout=wait),
+            )
         except Exception:  # lock wait exceeded, database away: "unchanged" just cannot be claimed
             return None
 
@@ -589,7 +927,9 @@ class PhaseRunner:
         if result is None or result.error is None:
             return None if result is None or result.ok else ("cancelled" if result.cancelled else "failed")
         e = result.error
-        return self.core.redact(f"{e.file}:{e.line}: {e.message}" + (f" (SQLSTATE {e.sqlstate})" if e.sqlstate else ""))
+        return self.core.redact(
+            f"{e.file}:{e.line}: {e.message}" + (f" (SQLSTATE {e.sqlstate})" if e.sqlstate else "")
+        )
 
     def _next_phase(self, phase: Phase) -> Phase | None:
         later = [p for p in self.rb.phases if p.number > phase.number]
@@ -602,7 +942,9 @@ class PhaseRunner:
 
 def _as_evidence(suite) -> Evidence:
     """A suite's outcome as one line of a phase's evidence."""
-    return Evidence(f"suite {suite.name}", f"{suite.file} through psql, output read", suite.reason, "passed", suite.ok)
+    return Evidence(
+        f"suite {suite.name}", f"{suite.file} through psql, output read", suite.reason, "passed", suite.ok
+    )
 
 
 def mark_undone(result: dict, phase_number: int) -> dict:

@@ -3,6 +3,7 @@
 Schema snapshots (engine.schema) let the bot say which known state the database is in ("matches the pre-migration schema", "matches the state after phase 1", or "unknown"):
 the failure template and rollback verification state what was checked, never what was hoped.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,11 @@ def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
     """The label of the known snapshot the database's schema equals, or None."""
     current = schema.schema_dump(dsn)
     for label, path in known.items():
-        if path and Path(path).exists() and not schema.difference(Path(path).read_text(encoding="utf-8"), current):
+        if (
+            path
+            and Path(path).exists()
+            and not schema.difference(Path(path).read_text(encoding="utf-8"), current)
+        ):
             return label
     return None
 
@@ -29,13 +34,18 @@ def row_counts(dsn: str, schemas: tuple[str, ...] | None = None, lock_timeout: f
     must be readable: a health fact too). Never queues behind another session's lock longer than
     `lock_timeout` (raises instead)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms")))
+        conn.execute(
+            pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms"))
+        )
         if schemas is None:
-            tables = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname <> ALL(%s) "
-                                  "AND schemaname NOT LIKE 'pg\\_%%'",
-                                  (["information_schema", schema.BOT_SCHEMA],)).fetchall()
+            tables = conn.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname <> ALL(%s) "
+                "AND schemaname NOT LIKE 'pg\\_%%'",
+                (["information_schema", schema.BOT_SCHEMA],),
+            ).fetchall()
         else:
-            tables = conn.execute("SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
-                                  (list(schemas),)).fetchall()
+            tables = conn.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
+                (list(schemas),),
+            ).fetchall()
         return catalog.row_counts(conn, [t for (t,) in tables])
-

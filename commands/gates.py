@@ -3,10 +3,11 @@
 "Must Pass Before Declaring Success": all files executed, all suites green, zero errors,
 application healthy, database healthy, backup safe. Each gate returns Evidence.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from commands import facts
 from engine import ledger, ledgers
@@ -23,7 +24,9 @@ def quality_gates(core, run, suites: Sequence) -> list[Evidence]:
         _database_healthy(core.settings.database_url),
         _backup_safe((run.preflight or {}).get("backup")),
     ]
-    if core.runbook.preflight.deployment is not None:  # a runbook with no deployment has no application to ask
+    if (
+        core.runbook.preflight.deployment is not None
+    ):  # a runbook with no deployment has no application to ask
         gates.insert(3, _application_healthy(core.settings.deployment_url))
     return gates
 
@@ -33,17 +36,30 @@ def _files_executed(core, run) -> Evidence:
     (a row for the same name with other bytes is not the approved file)."""
     steps = [s for p in core.runbook.migration_phases for s in p.steps]
     approved = (run.approval or {}).get("checksums") or {}
-    applied = {(r["step"], r["file"], r["sha256"]) for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
-               if r.get("run_id") == run.id}
-    ran = [s for s in steps if (s.id, s.file, approved.get(s.file)) in applied]  # the ledger names files by runbook path
+    applied = {
+        (r["step"], r["file"], r["sha256"])
+        for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
+        if r.get("run_id") == run.id
+    }
+    ran = [
+        s for s in steps if (s.id, s.file, approved.get(s.file)) in applied
+    ]  # the ledger names files by runbook path
     before = _applied_before(core, [s for s in steps if s not in ran])
     done = [s for s in steps if s in ran or s.migration in before]
     missing = [s.file for s in steps if s not in done]
     how = "migrate_bot.applied_files rows of this run, sha256 = the approved one" + (
-        f"; {ledgers.for_runbook(core.runbook).label} for the {len(before)} applied before it" if before else "")
-    return Evidence("All migrations executed", how,
-                    f"{len(done)}/{len(steps)} files completed" + (f" (missing: {', '.join(missing)})" if missing else ""),
-                    f"{len(steps)}/{len(steps)}", not missing)
+        f"; {ledgers.for_runbook(core.runbook).label} for the {len(before)} applied before it"
+        if before
+        else ""
+    )
+    return Evidence(
+        "All migrations executed",
+        how,
+        f"{len(done)}/{len(steps)} files completed"
+        + (f" (missing: {', '.join(missing)})" if missing else ""),
+        f"{len(steps)}/{len(steps)}",
+        not missing,
+    )
 
 
 def _applied_before(core, not_run) -> set[str]:
@@ -57,8 +73,13 @@ def _applied_before(core, not_run) -> set[str]:
 
 def _suites_green(suites: Sequence) -> Evidence:
     green = sum(1 for s in suites if s.ok)
-    return Evidence("All tests passed", "verification suites run through psql, output read",
-                    f"{green}/{len(suites)} test suites green", f"{len(suites)}/{len(suites)}", green == len(suites))
+    return Evidence(
+        "All tests passed",
+        "verification suites run through psql, output read",
+        f"{green}/{len(suites)} test suites green",
+        f"{len(suites)}/{len(suites)}",
+        green == len(suites),
+    )
 
 
 def _zero_errors(run) -> Evidence:
@@ -68,7 +89,9 @@ def _zero_errors(run) -> Evidence:
     observed = f"{len(unresolved)} unresolved errors" + (f" ({', '.join(unresolved)})" if unresolved else "")
     if retried:
         observed += f"; {retried} lock-timeout retries"
-    return Evidence("Zero errors", "the step results of this run", observed, "0 unresolved errors", not unresolved)
+    return Evidence(
+        "Zero errors", "the step results of this run", observed, "0 unresolved errors", not unresolved
+    )
 
 
 def _application_healthy(deployment_url: str | None) -> Evidence:
@@ -80,20 +103,36 @@ def _database_healthy(dsn: str) -> Evidence:
     try:
         counts = facts.row_counts(dsn)
     except Exception as exc:  # the evidence is the failure itself
-        return Evidence("Database healthy", "SELECT count(*) from every table", f"error: {type(exc).__name__}",
-                        "every table readable", False)
-    return Evidence("Database healthy", "SELECT count(*) from every table (the bot's schema aside)",
-                    f"{len(counts)} tables readable", "every table readable", True)
+        return Evidence(
+            "Database healthy",
+            "SELECT count(*) from every table",
+            f"error: {type(exc).__name__}",
+            "every table readable",
+            False,
+        )
+    return Evidence(
+        "Database healthy",
+        "SELECT count(*) from every table (the bot's schema aside)",
+        f"{len(counts)} tables readable",
+        "every table readable",
+        True,
+    )
 
 
 def _backup_safe(backup: dict | None) -> Evidence:
     if not backup or not backup.get("path"):
-        return Evidence("Backup safe", "preflight's backup record", "no backup recorded", "verified backup present", False)
+        return Evidence(
+            "Backup safe", "preflight's backup record", "no backup recorded", "verified backup present", False
+        )
     path = Path(backup["path"])
     if not path.exists():
         return Evidence("Backup safe", f"stat {path}", "file missing", "verified backup present", False)
     _size, digest = file_sha256(path)
     same = digest == backup.get("sha256")
-    return Evidence("Backup safe", f"sha256 of {path.name}",
-                    f"present, sha256 {'matches' if same else 'DIFFERS from'} the verified one ({digest[:12]}…)",
-                    f"sha256 {str(backup.get('sha256'))[:12]}…, verified by restore", same and bool(backup.get("verified")))
+    return Evidence(
+        "Backup safe",
+        f"sha256 of {path.name}",
+        f"present, sha256 {'matches' if same else 'DIFFERS from'} the verified one ({digest[:12]}…)",
+        f"sha256 {str(backup.get('sha256'))[:12]}…, verified by restore",
+        same and bool(backup.get("verified")),
+    )

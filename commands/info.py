@@ -1,4 +1,5 @@
 """`help` and `status`: what can be done now, and the state of the run."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -50,11 +51,15 @@ def next_step(core: Core, run) -> str:
         if changed:
             return f"{changed}: `rollback phase <n>` newest first, then a new `preflight` (an approval is not renewed over changed files)"
         if clock.now() >= expires and not run.approval.get(REVOKED):
-            return (f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
-                    f"(checked again first); then {NEXT_STEP[run.status]}")
+            return (
+                f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
+                f"(checked again first); then {NEXT_STEP[run.status]}"
+            )
     if run.phase is not None and left_difference(run, run.phase):
-        return (f"phase {run.phase}'s rollback ran but left a difference (see the failure post): the TPM decides — "
-                "`rollback accept` (recorded in the audit) or `rollback restore`")
+        return (
+            f"phase {run.phase}'s rollback ran but left a difference (see the failure post): the TPM decides — "
+            "`rollback accept` (recorded in the audit) or `rollback restore`"
+        )
     return NEXT_STEP.get(run.status, "")
 
 
@@ -69,8 +74,11 @@ def help_(core: Core, user: str, cmd: Command) -> Outcome:
         if verb == "rollback":
             who += "; `restore confirm`, `accept`: tpm"
         lines.append(f"• /migrate {usage}  — {who}")
-    lines += ["", f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
-              f"Now: {status_word(run) if run else 'no run'} → next: {next_step(core, run)}"]
+    lines += [
+        "",
+        f"Your roles: {', '.join(core.roster.roles_of(user)) or 'none (not on the roster)'}",
+        f"Now: {status_word(run) if run else 'no run'} → next: {next_step(core, run)}",
+    ]
     return Outcome(OK, reply=lines)
 
 
@@ -84,26 +92,36 @@ def status_lines(core: Core) -> list[str]:
     lines = [f"{rb.title} on {redact_url(core.settings.database_url)}"]
     incident = core.store.incident()
     if incident:
-        lines.append(f"🚨 Incident declared by <@{incident.get('by')}> at {incident.get('at', '')[:16]}: {incident.get('text')}")
+        lines.append(
+            f"🚨 Incident declared by <@{incident.get('by')}> at {incident.get('at', '')[:16]}: {incident.get('text')}"
+        )
     holder = core.lock.holder()
     if holder:
         lines.append(f"Lock held by {holder.get('owner')} since {holder.get('since', '?')}")
     if run is None:
         return lines + ["No run yet. Next: " + NEXT_STEP[None]]
-    lines += [f"Run {run.id}: {status_word(run)} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
-              f"Next: {next_step(core, run)}"]
+    lines += [
+        f"Run {run.id}: {status_word(run)} (started by <@{run.created_by}> at {run.created_at:%Y-%m-%d %H:%M} UTC)",
+        f"Next: {next_step(core, run)}",
+    ]
     if run.meta.get("rebuilt"):
-        lines.append("⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required")
+        lines.append(
+            "⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required"
+        )
     from scheduling import hooks
 
-    lines += _preflight_lines(run) + _approval_lines(core, run) + _phase_lines(rb, run) + hooks.status_lines(core)
+    lines += (
+        _preflight_lines(run) + _approval_lines(core, run) + _phase_lines(rb, run) + hooks.status_lines(core)
+    )
     return lines + _signoff_lines(core, run)
 
 
 # How a status reads in `status`, `help` and App Home where its bare value misleads ("go" is
 # not an approval: the pre-flight passed and the TPM has not decided yet).
-STATUS_WORDS = {Status.GO: "pre-flight passed, awaiting the TPM's GO / NO-GO",
-                Status.NO_GO: "pre-flight NO-GO"}
+STATUS_WORDS = {
+    Status.GO: "pre-flight passed, awaiting the TPM's GO / NO-GO",
+    Status.NO_GO: "pre-flight NO-GO",
+}
 # Statuses in which the pre-flight and the approval still govern what may run next.
 BEFORE_RUN = {Status.GO, Status.APPROVED, Status.SCHEDULED}
 # Statuses after which the approval is spent or withdrawn: no "valid until".
@@ -124,8 +142,10 @@ def _preflight_lines(run) -> list[str]:
         lines.append(f"  {templates.FAIL_MARK} {reason}")
     backup = pf.get("backup") or {}
     if backup:
-        lines.append(f"Backup: {backup.get('path')} ({int(backup.get('size', 0)):,} bytes, sha256 {str(backup.get('sha256'))[:12]}…, "
-                     f"{'verified by restore' if backup.get('verified') else 'NOT verified'})")
+        lines.append(
+            f"Backup: {backup.get('path')} ({int(backup.get('size', 0)):,} bytes, sha256 {str(backup.get('sha256'))[:12]}…, "
+            f"{'verified by restore' if backup.get('verified') else 'NOT verified'})"
+        )
     return lines
 
 
@@ -138,12 +158,24 @@ def _approval_lines(core: Core, run) -> list[str]:
     if approval and run.status is Status.DEFERRED:
         return lines  # withdrawn by the NO-GO: neither the approval nor its schedule stands
     if approval and run.status in FINISHED:
-        return lines + [f"Approval: GO by <@{approval.get('by')}> at {str(approval.get('at'))[:16]} (used by this run)"]
+        return lines + [
+            f"Approval: GO by <@{approval.get('by')}> at {str(approval.get('at'))[:16]} (used by this run)"
+        ]
     if approval:
         invalid = why_approval_invalid(approval, checksums=checksums(core.runbook), now=clock.now())
-        when = f", scheduled for {str(approval.get('scheduled_for'))[:16]}" if approval.get("scheduled_for") else ""
-        lines.append(f"Approval: GO by <@{approval.get('by')}> at {str(approval.get('at'))[:16]}{when}; "
-                     + (f"{templates.FAIL_MARK} {invalid}" if invalid else f"valid until {str(approval.get('expires_at'))[:16]}"))
+        when = (
+            f", scheduled for {str(approval.get('scheduled_for'))[:16]}"
+            if approval.get("scheduled_for")
+            else ""
+        )
+        lines.append(
+            f"Approval: GO by <@{approval.get('by')}> at {str(approval.get('at'))[:16]}{when}; "
+            + (
+                f"{templates.FAIL_MARK} {invalid}"
+                if invalid
+                else f"valid until {str(approval.get('expires_at'))[:16]}"
+            )
+        )
     return lines
 
 
@@ -152,7 +184,11 @@ def _phase_lines(rb, run) -> list[str]:
     for phase in rb.phases:
         state = run.phases.get(phase.number)
         status = card.phase_status(run, phase.number)
-        took = f", {templates.versus_estimate(state.duration, phase.estimate)}" if state and state.duration is not None else ""
+        took = (
+            f", {templates.versus_estimate(state.duration, phase.estimate)}"
+            if state and state.duration is not None
+            else ""
+        )
         who = f", by <@{state.actor}>" if state and state.actor else ""
         err = f" — {state.error}" if state and state.error else ""
         lines.append(f"Phase {phase.number} {phase.name}: {status}{took}{who}{err}")
@@ -164,5 +200,7 @@ def _signoff_lines(core: Core, run) -> list[str]:
         s = signoff(core.events.events(run.id))
     except Exception:  # the PostgreSQL history may be unreachable; status still answers
         return ["Sign-off: history unavailable (PostgreSQL event log unreachable)"]
-    return [f"Sign-off: reviewed by {s.get('reviewed_by') or '—'}; approved by {s.get('approved_by') or '—'}; "
-            f"scheduled execution {s.get('scheduled_execution') or '—'}"]
+    return [
+        f"Sign-off: reviewed by {s.get('reviewed_by') or '—'}; approved by {s.get('approved_by') or '—'}; "
+        f"scheduled execution {s.get('scheduled_execution') or '—'}"
+    ]

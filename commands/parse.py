@@ -3,12 +3,13 @@
 The grammar is the contract's command table; nothing else is accepted. Parsing is pure so
 that a property-based test can throw any text at it.
 """
+
 from __future__ import annotations
 
 import difflib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 USAGE = {
     "help": "help",
@@ -57,13 +58,15 @@ def parse_time(raw: str, now: datetime) -> datetime:
     try:
         if len(raw) <= 5 and ":" in raw:
             hour, minute = (int(x) for x in raw.split(":"))
-            candidate = now.astimezone(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
+            candidate = now.astimezone(UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
             return candidate if candidate > now else candidate + timedelta(days=1)
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ParseError(f"{raw!r} is not a time: use HH:MM (UTC), e.g. `approve at 02:00`, "
-                         "or ISO 8601, e.g. `approve at 2026-11-25T02:00Z`") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        raise ParseError(
+            f"{raw!r} is not a time: use HH:MM (UTC), e.g. `approve at 02:00`, "
+            "or ISO 8601, e.g. `approve at 2026-11-25T02:00Z`"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse(text: str, now: datetime) -> Command:
@@ -93,7 +96,11 @@ def parse(text: str, now: datetime) -> Command:
             raise ParseError("`defer` needs a reason: " + _usage(verb))
         return Command("defer", text=" ".join(rest))
     if verb == "run":
-        return Command("run") if not rest else Command("run", phase=_phase_number([w.lower() for w in rest], verb))
+        return (
+            Command("run")
+            if not rest
+            else Command("run", phase=_phase_number([w.lower() for w in rest], verb))
+        )
     if verb == "rollback":
         lowered = [w.lower() for w in rest]
         if lowered == ["restore"]:

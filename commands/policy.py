@@ -1,4 +1,5 @@
 """Who may run which command: the contract's table, read against the roster."""
+
 from __future__ import annotations
 
 from commands.parse import Command
@@ -38,7 +39,11 @@ def refusal(roster: Roster, runbook: Runbook, user: str, cmd: Command) -> str | 
     if roles is None:
         return None
     if roles == ():
-        return None if roster.is_member(user) else "only people on the roster can do that: ask the coordinator to add you (MIGRATE_ROSTER)"
+        return (
+            None
+            if roster.is_member(user)
+            else "only people on the roster can do that: ask the coordinator to add you (MIGRATE_ROSTER)"
+        )
     if roster.has_role(user, *roles):
         return None
     names = " or ".join(_role_name(r) for r in roles)

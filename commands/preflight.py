@@ -1,4 +1,5 @@
 """`preflight`: every pre-flight check, a verified backup and a rehearsal; the go/no-go matrix."""
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,12 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
         handle.release()
         return Outcome.refused(core.redact(str(exc)))
     try:
-        run = core.store.create(user, rb.id, phases=[p.number for p in rb.migration_phases],
-                                verification=[p.number for p in rb.phases if p.is_verification])
+        run = core.store.create(
+            user,
+            rb.id,
+            phases=[p.number for p in rb.migration_phases],
+            verification=[p.number for p in rb.phases if p.is_verification],
+        )
     except IllegalTransition as exc:
         handle.release()
         return Outcome.refused(exc.reason)
@@ -46,16 +51,26 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
         data["expires_at"] = (clock.now() + timedelta(hours=core.settings.preflight_ttl_hours)).isoformat()
         if report.go:
             data["baseline"] = _baseline(core)
-        core.store.transition(run.id, Status.GO if report.go else Status.NO_GO, actor=user, action="preflight",
-                              outcome=data["outcome"], fields={"preflight": data},
-                              evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)})
+        core.store.transition(
+            run.id,
+            Status.GO if report.go else Status.NO_GO,
+            actor=user,
+            action="preflight",
+            outcome=data["outcome"],
+            fields={"preflight": data},
+            evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)},
+        )
         for post in templates.preflight_result(core.runbook, run.id, report, core.roster):
             reporter.post(post)
         return OK if report.go else FAILED
 
-    return Outcome(OK, reply=[f"Pre-flight started (run {run.id}); results will be posted in the channel."],
-                   posts=[templates.preflight_started(core.runbook, run.id, user)],
-                   work=guarded(core, handle, run.id, user, body), run_id=run.id)
+    return Outcome(
+        OK,
+        reply=[f"Pre-flight started (run {run.id}); results will be posted in the channel."],
+        posts=[templates.preflight_started(core.runbook, run.id, user)],
+        work=guarded(core, handle, run.id, user, body),
+        run_id=run.id,
+    )
 
 
 def _baseline(core: Core) -> dict | None:
@@ -76,6 +91,8 @@ def _why_not_replaceable(current) -> str | None:
     applied = applied_phases(current)
     if applied:
         listed = ", ".join(str(n) for n in applied)
-        return (f"run {current.id} has phase {listed} applied ({current.status.value}): finish it, or "
-                f"`rollback phase {applied[-1]}` first — a new pre-flight would lose track of it")
+        return (
+            f"run {current.id} has phase {listed} applied ({current.status.value}): finish it, or "
+            f"`rollback phase {applied[-1]}` first — a new pre-flight would lose track of it"
+        )
     return None

@@ -3,6 +3,7 @@
 Built from the recorded run (Redis) and its event history (PostgreSQL): every row is
 something that ran; nothing is copied from the seed report's example text.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -26,16 +27,28 @@ def report(core: Core, user: str, cmd: Command) -> Outcome:
         events = []
     document = core.redact(render(core, run, events))
     title = f"{core.runbook.title} report — run {run.id} ({run.status.value})"
-    return Outcome(OK, reply=[f"Report of run {run.id} posted to the run's thread ({len(document.splitlines())} lines)."],
-                   posts=[Post("report", title, detail=document, run_id=run.id)], run_id=run.id)
+    return Outcome(
+        OK,
+        reply=[f"Report of run {run.id} posted to the run's thread ({len(document.splitlines())} lines)."],
+        posts=[Post("report", title, detail=document, run_id=run.id)],
+        run_id=run.id,
+    )
 
 
 def render(core: Core, run, events: list[dict]) -> str:
     rb = core.runbook
-    out = [f"# {rb.title} - Execution Report", "",
-           f"**Run:** {run.id}  ", f"**Database:** {redact_url(core.settings.database_url)}  ",
-           f"**Status:** {run.status.value}  ", f"**Generated:** {clock.now():%Y-%m-%d %H:%M} UTC", ""]
-    out += _preflight(run) + _decision(run) + _execution(rb, run) + _evidence(run) + _gates(run) + _restore(run)
+    out = [
+        f"# {rb.title} - Execution Report",
+        "",
+        f"**Run:** {run.id}  ",
+        f"**Database:** {redact_url(core.settings.database_url)}  ",
+        f"**Status:** {run.status.value}  ",
+        f"**Generated:** {clock.now():%Y-%m-%d %H:%M} UTC",
+        "",
+    ]
+    out += (
+        _preflight(run) + _decision(run) + _execution(rb, run) + _evidence(run) + _gates(run) + _restore(run)
+    )
     out += _accepted(events)
     out += _timeline(rb, run) + _events(events) + _signoff(events)
     return "\n".join(out) + "\n"
@@ -45,7 +58,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     def cell(v) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows), ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows),
+        "",
+    ]
 
 
 def _preflight(run) -> list[str]:
@@ -53,16 +71,27 @@ def _preflight(run) -> list[str]:
     out = ["## Pre-Flight Checklist", ""]
     if not pf:
         return out + ["Pre-flight did not finish.", ""]
-    rows = [_approval_row(c, run) if c.get("key") == "approval" else
-            [c.get("title"), c.get("how"), c.get("observed"), c.get("required"),
-             {"pass": "✅", "fail": "❌"}.get(c.get("status"), "⏳")] for c in pf.get("checks", [])]
+    rows = [
+        _approval_row(c, run)
+        if c.get("key") == "approval"
+        else [
+            c.get("title"),
+            c.get("how"),
+            c.get("observed"),
+            c.get("required"),
+            {"pass": "✅", "fail": "❌"}.get(c.get("status"), "⏳"),
+        ]
+        for c in pf.get("checks", [])
+    ]
     out += _table(["Check", "How", "Observed", "Required", "Result"], rows)
     out.append(f"**Outcome:** {pf.get('outcome')}  ")
     backup = pf.get("backup") or {}
     if backup:
-        out += [f"**Backup:** `{backup.get('path')}` — {int(backup.get('size', 0)):,} bytes, sha256 `{backup.get('sha256')}`, "
-                f"{'verified by restore' if backup.get('verified') else 'NOT verified'}  ",
-                f"**Restore by hand:** `{backup.get('restore_command', '')}`  "]
+        out += [
+            f"**Backup:** `{backup.get('path')}` — {int(backup.get('size', 0)):,} bytes, sha256 `{backup.get('sha256')}`, "
+            f"{'verified by restore' if backup.get('verified') else 'NOT verified'}  ",
+            f"**Restore by hand:** `{backup.get('restore_command', '')}`  ",
+        ]
     rehearsal = pf.get("rehearsal") or {}
     if rehearsal:
         out.append(f"**Rehearsal:** {rehearsal.get('summary')}  ")
@@ -83,7 +112,11 @@ def _approval_row(check: dict, run) -> list[str]:
     """The approval row was pending at pre-flight time; the report shows what happened since."""
     approval = run.approval or {}
     if approval.get("by"):
-        when = f", scheduled for {str(approval.get('scheduled_for'))[:16]}" if approval.get("scheduled_for") else ""
+        when = (
+            f", scheduled for {str(approval.get('scheduled_for'))[:16]}"
+            if approval.get("scheduled_for")
+            else ""
+        )
         observed = f"GO by <@{approval['by']}> at {str(approval.get('at'))[:16]}{when}"
         return [check.get("title"), check.get("how"), observed, check.get("required"), "✅"]
     return [check.get("title"), check.get("how"), "not approved", check.get("required"), "⏳"]
@@ -93,8 +126,11 @@ def _decision(run) -> list[str]:
     d = run.decision or {}
     if not d:
         return ["## Go/No-Go Decision", "", "No decision recorded.", ""]
-    what = {"go": "GO (execute now)", "scheduled": f"GO (scheduled for {d.get('scheduled_for')})",
-            "no-go": f"NO-GO: {d.get('reason')}"}.get(d.get("what"), d.get("what"))
+    what = {
+        "go": "GO (execute now)",
+        "scheduled": f"GO (scheduled for {d.get('scheduled_for')})",
+        "no-go": f"NO-GO: {d.get('reason')}",
+    }.get(d.get("what"), d.get("what"))
     return ["## Go/No-Go Decision", "", f"{what} — by <@{d.get('by')}> at {str(d.get('at'))[:16]}", ""]
 
 
@@ -102,22 +138,47 @@ def _execution(rb, run) -> list[str]:
     rows = []
     for phase in rb.phases:
         s = run.phases.get(phase.number)
-        rows.append([f"{phase.number} {phase.name}", phase.owner, (s.actor if s and s.actor else "—"),
-                     templates.seconds(s.duration) if s and s.duration else "—", templates.seconds(phase.estimate),
-                     s.status.value if s else "pending"])
+        rows.append(
+            [
+                f"{phase.number} {phase.name}",
+                phase.owner,
+                (s.actor if s and s.actor else "—"),
+                templates.seconds(s.duration) if s and s.duration else "—",
+                templates.seconds(phase.estimate),
+                s.status.value if s else "pending",
+            ]
+        )
     steps = (run.result or {}).get("steps", {})
-    step_rows = [[k, v.get("file"), "✅" if v.get("ok") else "❌", templates.seconds(v.get("duration")), v.get("attempts", 1),
-                  v.get("error") or ""] for k, v in sorted(steps.items())]
-    return (["## Execution", ""] + _table(["Phase", "Owner role", "Run by", "Duration", "Estimate", "Result"], rows)
-            + (_table(["Step", "File", "Result", "Duration", "Attempts", "Error"], step_rows) if step_rows else []))
+    step_rows = [
+        [
+            k,
+            v.get("file"),
+            "✅" if v.get("ok") else "❌",
+            templates.seconds(v.get("duration")),
+            v.get("attempts", 1),
+            v.get("error") or "",
+        ]
+        for k, v in sorted(steps.items())
+    ]
+    return (
+        ["## Execution", ""]
+        + _table(["Phase", "Owner role", "Run by", "Duration", "Estimate", "Result"], rows)
+        + (
+            _table(["Step", "File", "Result", "Duration", "Attempts", "Error"], step_rows)
+            if step_rows
+            else []
+        )
+    )
 
 
 def _evidence(run) -> list[str]:
     out = ["## Verification Evidence", ""]
     for key, items in sorted(((run.result or {}).get("evidence") or {}).items()):
         out.append(f"### Phase {key}")
-        out += _table(["Check", "Observed", "Expected", "Result"],
-                      [[e["name"], e["observed"], e["expected"], "✅" if e["ok"] else "❌"] for e in items])
+        out += _table(
+            ["Check", "Observed", "Expected", "Result"],
+            [[e["name"], e["observed"], e["expected"], "✅" if e["ok"] else "❌"] for e in items],
+        )
     return out
 
 
@@ -125,20 +186,26 @@ def _gates(run) -> list[str]:
     gates = (run.result or {}).get("gates")
     if not gates:
         return ["## Quality Gates", "", "Not evaluated (verification has not passed).", ""]
-    return ["## Quality Gates", ""] + _table(["Gate", "Observed", "Required", "Result"],
-                                             [[g["name"], g["observed"], g["expected"], "✅" if g["ok"] else "❌"] for g in gates])
+    return ["## Quality Gates", ""] + _table(
+        ["Gate", "Observed", "Required", "Result"],
+        [[g["name"], g["observed"], g["expected"], "✅" if g["ok"] else "❌"] for g in gates],
+    )
 
 
 def _restore(run) -> list[str]:
     restore = (run.result or {}).get("restore")
     if not restore:
         return []
-    return ["## Restore from Backup", "",
-            f"**Database:** `{restore.get('database')}` restored from the backup "
-            f"in {templates.seconds(restore.get('recovery_seconds'))}  ",
-            f"**Replaced database kept as:** `{restore.get('replaced_by_backup_kept_as')}`  ",
-            f"**History events carried over:** {restore.get('events_carried')}  ",
-            *[f"- {line.strip()}" for line in restore.get("loss", [])], ""]
+    return [
+        "## Restore from Backup",
+        "",
+        f"**Database:** `{restore.get('database')}` restored from the backup "
+        f"in {templates.seconds(restore.get('recovery_seconds'))}  ",
+        f"**Replaced database kept as:** `{restore.get('replaced_by_backup_kept_as')}`  ",
+        f"**History events carried over:** {restore.get('events_carried')}  ",
+        *[f"- {line.strip()}" for line in restore.get("loss", [])],
+        "",
+    ]
 
 
 def _accepted(events: list[dict]) -> list[str]:
@@ -147,8 +214,11 @@ def _accepted(events: list[dict]) -> list[str]:
     out = []
     for e in accepted:
         ev = e.get("evidence") or {}
-        out += [f"**Phase {ev.get('phase')}** ({ev.get('file')}): accepted by <@{ev.get('accepted_by')}> at {str(e.get('at'))[:16]} UTC  ",
-                *[f"    {line.strip()}" for line in ev.get("difference", [])], ""]
+        out += [
+            f"**Phase {ev.get('phase')}** ({ev.get('file')}): accepted by <@{ev.get('accepted_by')}> at {str(e.get('at'))[:16]} UTC  ",
+            *[f"    {line.strip()}" for line in ev.get("difference", [])],
+            "",
+        ]
     return ["## Rollback Differences Accepted", "", *out] if out else []
 
 
@@ -159,7 +229,13 @@ def _timeline(rb, run) -> list[str]:
         actual = s.duration if s and s.duration else None
         total_est += phase.estimate
         total_act += actual or 0.0
-        rows.append([f"Phase {phase.number}: {phase.name}", templates.seconds(phase.estimate), templates.seconds(actual)])
+        rows.append(
+            [
+                f"Phase {phase.number}: {phase.name}",
+                templates.seconds(phase.estimate),
+                templates.seconds(actual),
+            ]
+        )
     rows.append(["**Total (phases)**", templates.seconds(total_est), templates.seconds(total_act)])
     return ["## Timeline vs Estimate", ""] + _table(["Phase", "Estimate", "Actual"], rows)
 
@@ -173,8 +249,12 @@ def _events(events: list[dict]) -> list[str]:
 
 def _signoff(events: list[dict]) -> list[str]:
     s = signoff(events) if events else {}
-    return ["## Sign-Off", "",
-            f"**Reviewed By:** {s.get('reviewed_by') or '—'}  ",
-            f"**Approved By (TPM):** {s.get('approved_by') or '—'}"
-            + (f" at {s.get('approved_at')}" if s.get("approved_at") else "") + "  ",
-            f"**Scheduled Execution:** {s.get('scheduled_execution') or '—'}  "]
+    return [
+        "## Sign-Off",
+        "",
+        f"**Reviewed By:** {s.get('reviewed_by') or '—'}  ",
+        f"**Approved By (TPM):** {s.get('approved_by') or '—'}"
+        + (f" at {s.get('approved_at')}" if s.get("approved_at") else "")
+        + "  ",
+        f"**Scheduled Execution:** {s.get('scheduled_execution') or '—'}  ",
+    ]

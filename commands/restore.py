@@ -16,6 +16,7 @@ result, approval, phases, this restore) are copied over from the replaced databa
 `status` and `report` keep the whole story. The file ledger (`migrate_bot.applied_files`)
 is not copied: it describes the database it is in, and the replaced one keeps its own.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,34 +63,59 @@ def _request(core: Core, user: str) -> Outcome:
     if problem:
         return Outcome.refused(f"cannot restore: {problem}")
     try:
-        run = core.store.transition(run.id, Status.RESTORE_REQUESTED, actor=user, action="restore requested",
-                                    fields={"meta": {"restore_requested_by": user,
-                                                     "restore_requested_at": clock.now().isoformat()}},
-                                    evidence={"backup": backup.get("path")})
+        run = core.store.transition(
+            run.id,
+            Status.RESTORE_REQUESTED,
+            actor=user,
+            action="restore requested",
+            fields={"meta": {"restore_requested_by": user, "restore_requested_at": clock.now().isoformat()}},
+            evidence={"backup": backup.get("path")},
+        )
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
     live = _dbname(core.settings.database_url)
-    post = Post("restore_request", f"Restore from backup requested by <@{user}>: the TPM must confirm",
-                [f"To: {core.roster.mention(TPM)} (TPM)",
-                 f"Backup: {backup.get('path')} (sha256 {str(backup.get('sha256'))[:12]}…), taken at "
-                 f"{_backup_time(run)}",
-                 f"The backup is restored into a new database and verified; only then is it swapped in. "
-                 f"The current `{live}` is renamed aside, not dropped.",
-                 f"Anything written to `{live}` since the backup will not be in the restored database."],
-                actions=[Action("restore_confirm", "Confirm restore", "rollback restore confirm", style="danger",
-                                confirm=f"Replace database {live} with the backup taken at {_backup_time(run)}? "
-                                        "Writes since then will not be in it.",
-                                allowed_role=TPM)],
-                run_id=run.id, mentions=list(core.roster.members(TPM)))
-    return Outcome(OK, reply=[f"Restore requested (run {run.id}): waiting for the TPM to confirm "
-                              "(`rollback restore confirm`)."], posts=[post], run_id=run.id)
+    post = Post(
+        "restore_request",
+        f"Restore from backup requested by <@{user}>: the TPM must confirm",
+        [
+            f"To: {core.roster.mention(TPM)} (TPM)",
+            f"Backup: {backup.get('path')} (sha256 {str(backup.get('sha256'))[:12]}…), taken at "
+            f"{_backup_time(run)}",
+            f"The backup is restored into a new database and verified; only then is it swapped in. "
+            f"The current `{live}` is renamed aside, not dropped.",
+            f"Anything written to `{live}` since the backup will not be in the restored database.",
+        ],
+        actions=[
+            Action(
+                "restore_confirm",
+                "Confirm restore",
+                "rollback restore confirm",
+                style="danger",
+                confirm=f"Replace database {live} with the backup taken at {_backup_time(run)}? "
+                "Writes since then will not be in it.",
+                allowed_role=TPM,
+            )
+        ],
+        run_id=run.id,
+        mentions=list(core.roster.members(TPM)),
+    )
+    return Outcome(
+        OK,
+        reply=[
+            f"Restore requested (run {run.id}): waiting for the TPM to confirm (`rollback restore confirm`)."
+        ],
+        posts=[post],
+        run_id=run.id,
+    )
 
 
 def _confirm(core: Core, user: str) -> Outcome:
     run = core.store.current()
     if run is None or run.status is not Status.RESTORE_REQUESTED:
-        return Outcome.refused("no restore was requested: the coordinator asks with `rollback restore` "
-                               f"({core.roster.mention(COORDINATOR)}), then the TPM confirms")
+        return Outcome.refused(
+            "no restore was requested: the coordinator asks with `rollback restore` "
+            f"({core.roster.mention(COORDINATOR)}), then the TPM confirms"
+        )
     try:
         check_transition(run, Status.RESTORING)
     except IllegalTransition as exc:
@@ -101,9 +127,15 @@ def _confirm(core: Core, user: str) -> Outcome:
     if handle is None:
         return lock_refusal(core)
     try:
-        core.store.transition(run.id, Status.RESTORING, actor=user, action="restore confirmed",
-                              expect={Status.RESTORE_REQUESTED}, fields={"meta": {"abort_requested": ""}},
-                              evidence={"backup": _backup(run).get("path")})
+        core.store.transition(
+            run.id,
+            Status.RESTORING,
+            actor=user,
+            action="restore confirmed",
+            expect={Status.RESTORE_REQUESTED},
+            fields={"meta": {"abort_requested": ""}},
+            evidence={"backup": _backup(run).get("path")},
+        )
     except IllegalTransition as exc:
         handle.release()
         return Outcome.refused(exc.reason)
@@ -111,10 +143,20 @@ def _confirm(core: Core, user: str) -> Outcome:
     def body(reporter: Reporter) -> int:
         return Restore(core, run.id, user, reporter).execute()
 
-    return Outcome(OK, reply=[f"Restore confirmed (run {run.id}); updates go to the channel."],
-                   posts=[Post("restore_started", f"Restore from backup confirmed by <@{user}>: started",
-                               [f"requested by <@{run.meta.get('restore_requested_by', '?')}>"], run_id=run.id)],
-                   work=guarded(core, handle, run.id, user, body), run_id=run.id)
+    return Outcome(
+        OK,
+        reply=[f"Restore confirmed (run {run.id}); updates go to the channel."],
+        posts=[
+            Post(
+                "restore_started",
+                f"Restore from backup confirmed by <@{user}>: started",
+                [f"requested by <@{run.meta.get('restore_requested_by', '?')}>"],
+                run_id=run.id,
+            )
+        ],
+        work=guarded(core, handle, run.id, user, body),
+        run_id=run.id,
+    )
 
 
 def _request_expired(core: Core, run) -> str | None:
@@ -130,9 +172,11 @@ def _request_expired(core: Core, run) -> str | None:
     if at is not None and clock.now() - at <= limit:
         return None
     when = f"at {clock.hhmm(at)} " if at else ""
-    return (f"the restore request {when}by <@{run.meta.get('restore_requested_by', '?')}> expired (requests are valid "
-            f"{core.settings.restore_request_minutes:g} min): the coordinator asks again with `rollback restore` "
-            f"({core.roster.mention(COORDINATOR)}), then the TPM confirms")
+    return (
+        f"the restore request {when}by <@{run.meta.get('restore_requested_by', '?')}> expired (requests are valid "
+        f"{core.settings.restore_request_minutes:g} min): the coordinator asks again with `rollback restore` "
+        f"({core.roster.mention(COORDINATOR)}), then the TPM confirms"
+    )
 
 
 # ------------------------------------------------------------------ facts about the backup
@@ -159,8 +203,10 @@ def backup_problem(backup: dict, *, hash_file: bool = True) -> str | None:
     if hash_file:
         size, digest = backups.file_sha256(path)
         if digest != backup.get("sha256"):
-            return (f"the backup file {path} changed since preflight: sha256 {digest[:12]}… "
-                    f"({size:,} bytes), recorded {str(backup.get('sha256'))[:12]}… ({int(backup.get('size', 0)):,} bytes)")
+            return (
+                f"the backup file {path} changed since preflight: sha256 {digest[:12]}… "
+                f"({size:,} bytes), recorded {str(backup.get('sha256'))[:12]}… ({int(backup.get('size', 0)):,} bytes)"
+            )
     return None
 
 
@@ -221,8 +267,9 @@ class Restore:
         except Exception as exc:  # noqa: BLE001 - before the swap committed (a driver, Redis or OS error…)
             detail = getattr(exc, "stderr", None) or str(exc)
             self._drop_copy(quiet=True)
-            return self._failed(RestoreFailed(f"{type(exc).__name__}: {self.core.redact(str(detail).strip())[:300]}"),
-                                started)
+            return self._failed(
+                RestoreFailed(f"{type(exc).__name__}: {self.core.redact(str(detail).strip())[:300]}"), started
+            )
         recovery = clock.monotonic() - started
         carried = self._carry_history()
         loss = self._loss_lines()
@@ -234,35 +281,52 @@ class Restore:
         problem = backup_problem(self.backup)
         if problem:
             raise RestoreFailed(problem)
-        self.lines.append(f"{templates.OK_MARK} Backup file {self.backup['path']}: present, sha256 equal to the one "
-                          "recorded at preflight")
+        self.lines.append(
+            f"{templates.OK_MARK} Backup file {self.backup['path']}: present, sha256 equal to the one "
+            "recorded at preflight"
+        )
 
     def _restore_copy(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            owner = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                                  (self.live,)).fetchone()
+            owner = admin.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (self.live,)
+            ).fetchone()
             create = pgsql.SQL("CREATE DATABASE {} TEMPLATE template0").format(pgsql.Identifier(self.copy))
             try:
                 admin.execute(create + pgsql.SQL(" OWNER {}").format(pgsql.Identifier(owner[0])))
             except psycopg.errors.InsufficientPrivilege:
                 admin.execute(create)  # owned by the bot's role
         self.created = True  # from here on the copy is ours to drop
-        self.reporter.post(Post("restore_progress", f"Restoring the backup into the new database `{self.copy}`",
-                                [f"pg_restore of {self.backup['path']}"], run_id=self.run_id))
+        self.reporter.post(
+            Post(
+                "restore_progress",
+                f"Restoring the backup into the new database `{self.copy}`",
+                [f"pg_restore of {self.backup['path']}"],
+                run_id=self.run_id,
+            )
+        )
         t0 = clock.monotonic()
         try:
-            error = backups.restore_file(Path(self.backup["path"]), _on_server(self.url, self.copy), self.url,
-                                         should_stop=self._abort_requested_by)
+            error = backups.restore_file(
+                Path(self.backup["path"]),
+                _on_server(self.url, self.copy),
+                self.url,
+                should_stop=self._abort_requested_by,
+            )
         except backups.RestoreStopped:
             self._drop_copy()
-            raise RestoreFailed(f"aborted by <@{self._abort_requested_by()}> during pg_restore, "
-                                f"{templates.seconds(clock.monotonic() - t0)} in (the partial copy {self.copy} "
-                                "was dropped)") from None
+            raise RestoreFailed(
+                f"aborted by <@{self._abort_requested_by()}> during pg_restore, "
+                f"{templates.seconds(clock.monotonic() - t0)} in (the partial copy {self.copy} "
+                "was dropped)"
+            ) from None
         if error:
             self._drop_copy()
             raise RestoreFailed(f"pg_restore into {self.copy} failed: {self.core.redact(error)[:400]}")
-        self.lines.append(f"{templates.OK_MARK} Restored into the new database `{self.copy}` "
-                          f"in {templates.seconds(clock.monotonic() - t0)}")
+        self.lines.append(
+            f"{templates.OK_MARK} Restored into the new database `{self.copy}` "
+            f"in {templates.seconds(clock.monotonic() - t0)}"
+        )
 
     def _abort_requested_by(self) -> str:
         """Who asked to abort (any process, through the run's meta), or ""."""
@@ -283,8 +347,11 @@ class Restore:
         self.lines += lines
         if not ok:
             self._drop_copy()
-            raise RestoreFailed(f"the restored copy {self.copy} failed verification (dropped; the live database "
-                                "was not touched)", lines)
+            raise RestoreFailed(
+                f"the restored copy {self.copy} failed verification (dropped; the live database "
+                "was not touched)",
+                lines,
+            )
 
     def _carry_database_properties(self) -> None:
         """What pg_dump of one database does not hold, taken from the live database as it is now:
@@ -292,16 +359,22 @@ class Restore:
         (CONNECT, CREATE, TEMPORARY). Without them an application that relies on a database-level
         search_path, or a role that was the only one allowed to connect, breaks after the swap."""
         carried = database_properties.carry(self.admin_url, self.live, self.copy)
-        self.lines.append(f"{templates.mark(not carried.missed)} Database properties of `{self.live}` applied to "
-                          f"`{self.copy}`: {carried.settings} setting(s), {carried.grants} grant(s)")
+        self.lines.append(
+            f"{templates.mark(not carried.missed)} Database properties of `{self.live}` applied to "
+            f"`{self.copy}`: {carried.settings} setting(s), {carried.grants} grant(s)"
+        )
         self.lines += [f"  not carried over, apply by hand: {self.core.redact(m)}" for m in carried.missed]
 
     def _swap(self) -> None:
         """In ONE transaction: the live database renamed aside, the verified copy into its place
         (ALTER DATABASE … RENAME is transactional: a crash or error in between changes nothing)."""
         self.core.events.close()  # our pooled connections to the live db would block the rename
-        aside = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(pgsql.Identifier(self.live), pgsql.Identifier(self.aside))
-        into = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(pgsql.Identifier(self.copy), pgsql.Identifier(self.live))
+        aside = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            pgsql.Identifier(self.live), pgsql.Identifier(self.aside)
+        )
+        into = pgsql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            pgsql.Identifier(self.copy), pgsql.Identifier(self.live)
+        )
         terminated = 0
         with psycopg.connect(self.admin_url, autocommit=True) as admin:
             for _ in range(SWAP_ATTEMPTS):
@@ -314,20 +387,28 @@ class Restore:
                 except psycopg.errors.ObjectInUse:
                     time.sleep(0.2)
             else:
-                raise RestoreFailed(f"sessions kept reconnecting to {self.live}: it could not be renamed (it is "
-                                    f"unchanged); the verified copy is kept as {self.copy}", terminated=True)
+                raise RestoreFailed(
+                    f"sessions kept reconnecting to {self.live}: it could not be renamed (it is "
+                    f"unchanged); the verified copy is kept as {self.copy}",
+                    terminated=True,
+                )
             # A session that connected while the swap was committing is on the replaced database.
             try:
                 terminated += self._terminate(admin, self.aside)
             except psycopg.Error as exc:
                 log.warning("after the swap, sessions on %s could not be terminated: %s", self.aside, exc)
-        self.lines.append(f"{templates.OK_MARK} Swapped in one transaction: `{self.live}` is now the restored copy "
-                          f"({terminated} session(s) of the old database terminated)")
+        self.lines.append(
+            f"{templates.OK_MARK} Swapped in one transaction: `{self.live}` is now the restored copy "
+            f"({terminated} session(s) of the old database terminated)"
+        )
 
     @staticmethod
     def _terminate(admin: psycopg.Connection, dbname: str) -> int:
-        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)).fetchall()
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchall()
         return sum(1 for r in rows if r[0])
 
     def _drop_copy(self, quiet: bool = False) -> None:
@@ -335,11 +416,15 @@ class Restore:
             return
         try:
             with psycopg.connect(self.admin_url, autocommit=True) as admin:
-                admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(self.copy)))
+                admin.execute(
+                    pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(self.copy))
+                )
         except psycopg.Error:
             if not quiet:
                 raise
-            self.lines.append(f"{templates.FAIL_MARK} The copy `{self.copy}` could not be dropped: drop it by hand")
+            self.lines.append(
+                f"{templates.FAIL_MARK} The copy `{self.copy}` could not be dropped: drop it by hand"
+            )
 
     # -------------------------------------------------------------- after the swap
 
@@ -349,14 +434,22 @@ class Restore:
         events.reset()  # the restored database may predate the event table
         try:
             before = len(events.events(None, limit=1_000_000))
-            with psycopg.connect(_on_server(self.url, self.aside), autocommit=True, row_factory=dict_row) as old:
-                if old.execute("SELECT to_regclass('migrate_bot.run_events') IS NOT NULL AS t").fetchone()["t"]:
+            with psycopg.connect(
+                _on_server(self.url, self.aside), autocommit=True, row_factory=dict_row
+            ) as old:
+                if old.execute("SELECT to_regclass('migrate_bot.run_events') IS NOT NULL AS t").fetchone()[
+                    "t"
+                ]:
                     for row in old.execute(COPY_EVENTS):
-                        events.write({**row, "at": row["at"].isoformat()})  # an event already there is kept once
+                        events.write(
+                            {**row, "at": row["at"].isoformat()}
+                        )  # an event already there is kept once
             copied = len(events.events(None, limit=1_000_000)) - before
         except Exception as exc:  # the restore itself succeeded: say the history is incomplete
-            self.lines.append(f"{templates.FAIL_MARK} History not carried over from {self.aside}: "
-                              f"{self.core.redact(str(exc))[:200]}")
+            self.lines.append(
+                f"{templates.FAIL_MARK} History not carried over from {self.aside}: "
+                f"{self.core.redact(str(exc))[:200]}"
+            )
             return -1
         self.core.store.flush_mirror()
         return copied
@@ -367,54 +460,94 @@ class Restore:
                 now = catalog.write_counters(old)
                 counts = catalog.row_counts(old, _tables(old))
         except psycopg.Error as exc:
-            return [f"Data loss: unknown, writes since {self.backup_time} are not in the backup "
-                    f"(could not read {self.aside}: {self.core.redact(str(exc))[:120]})"]
+            return [
+                f"Data loss: unknown, writes since {self.backup_time} are not in the backup "
+                f"(could not read {self.aside}: {self.core.redact(str(exc))[:120]})"
+            ]
         return loss_lines(self.backup, now, counts, self.backup_time)
 
     def _done(self, recovery: float, carried: int, loss: list[str]) -> int:
         result = dict(self.core.store.get(self.run_id).result or {})
-        result["restore"] = {"database": self.live, "replaced_by_backup_kept_as": self.aside,
-                             "recovery_seconds": round(recovery, 3), "events_carried": carried, "loss": loss}
-        self.core.store.transition(self.run_id, Status.RESTORED, actor=self.actor, action="restored from backup",
-                                   fields={"result": result},
-                                   evidence={"kept_aside": self.aside, "recovery_seconds": round(recovery, 3), "loss": loss})
+        result["restore"] = {
+            "database": self.live,
+            "replaced_by_backup_kept_as": self.aside,
+            "recovery_seconds": round(recovery, 3),
+            "events_carried": carried,
+            "loss": loss,
+        }
+        self.core.store.transition(
+            self.run_id,
+            Status.RESTORED,
+            actor=self.actor,
+            action="restored from backup",
+            fields={"result": result},
+            evidence={"kept_aside": self.aside, "recovery_seconds": round(recovery, 3), "loss": loss},
+        )
         from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
         hooks.run_undone(self.core, self.run_id)  # post-execution follow-ups no longer apply
-        history = (f"{carried} history event(s) copied over from the replaced database" if carried >= 0
-                   else "history since the backup stays in the replaced database (copy failed)")
-        self.reporter.post(Post(
-            "restored", f"Restore from backup complete: `{self.live}` is the backup of {self.backup_time} "
-                        f"(recovery time {templates.seconds(recovery)}) {templates.OK_MARK}",
-            [*self.lines, *loss, history,
-             f"The replaced database is kept as `{self.aside}`: remove it with `DROP DATABASE {self.aside};` "
-             "when you are sure nothing in it is needed.",
-             "The run is finished: a new `preflight` starts over."],
-            fields={"Recovery Time": templates.seconds(recovery), "Kept aside": self.aside},
-            run_id=self.run_id, final=True,
-            mentions=list(self.core.roster.members(TPM)) + list(self.core.roster.members(COORDINATOR))))
+        history = (
+            f"{carried} history event(s) copied over from the replaced database"
+            if carried >= 0
+            else "history since the backup stays in the replaced database (copy failed)"
+        )
+        self.reporter.post(
+            Post(
+                "restored",
+                f"Restore from backup complete: `{self.live}` is the backup of {self.backup_time} "
+                f"(recovery time {templates.seconds(recovery)}) {templates.OK_MARK}",
+                [
+                    *self.lines,
+                    *loss,
+                    history,
+                    f"The replaced database is kept as `{self.aside}`: remove it with `DROP DATABASE {self.aside};` "
+                    "when you are sure nothing in it is needed.",
+                    "The run is finished: a new `preflight` starts over.",
+                ],
+                fields={"Recovery Time": templates.seconds(recovery), "Kept aside": self.aside},
+                run_id=self.run_id,
+                final=True,
+                mentions=list(self.core.roster.members(TPM)) + list(self.core.roster.members(COORDINATOR)),
+            )
+        )
         return OK
 
     def _failed(self, failure: RestoreFailed, started: float) -> int:
-        self.core.store.transition(self.run_id, Status.FAILED, actor=self.actor, action="restore failed",
-                                   outcome="failed", evidence={"reason": failure.reason})
-        state = (f"Untouched — the restore stopped before the swap: `{self.live}` was not renamed"
-                 + (" (its sessions were terminated while trying)" if failure.terminated
-                    else " and none of its sessions were terminated"))
-        post = templates.failure(self.core.runbook, self.run_id, failed_phase="Restore from backup",
-                                 error=failure.reason, rollback_status="Not run — the restore did not complete",
-                                 database_status=state,
-                                 action_required="Investigate; `rollback restore` again once the cause is fixed, "
-                                                 "or restore by hand",
-                                 backup=self.backup, roster=self.core.roster)
+        self.core.store.transition(
+            self.run_id,
+            Status.FAILED,
+            actor=self.actor,
+            action="restore failed",
+            outcome="failed",
+            evidence={"reason": failure.reason},
+        )
+        state = f"Untouched — the restore stopped before the swap: `{self.live}` was not renamed" + (
+            " (its sessions were terminated while trying)"
+            if failure.terminated
+            else " and none of its sessions were terminated"
+        )
+        post = templates.failure(
+            self.core.runbook,
+            self.run_id,
+            failed_phase="Restore from backup",
+            error=failure.reason,
+            rollback_status="Not run — the restore did not complete",
+            database_status=state,
+            action_required="Investigate; `rollback restore` again once the cause is fixed, "
+            "or restore by hand",
+            backup=self.backup,
+            roster=self.core.roster,
+        )
         post.lines = self.lines + failure.lines + post.lines
         self.reporter.post(post)
         return FAILED
 
 
 def _tables(conn: psycopg.Connection) -> list[str]:
-    rows = conn.execute("SELECT schemaname || '.' || relname FROM pg_stat_user_tables "
-                        "WHERE schemaname <> ALL(%s)", (list(catalog.SKIP_SCHEMAS),)).fetchall()
+    rows = conn.execute(
+        "SELECT schemaname || '.' || relname FROM pg_stat_user_tables WHERE schemaname <> ALL(%s)",
+        (list(catalog.SKIP_SCHEMAS),),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -433,25 +566,37 @@ def verify_restored(url: str, backup: dict, runbook) -> tuple[list[str], bool]:
     if not expected:
         lines.append(f"{templates.FAIL_MARK} No row counts recorded with the backup: cannot compare")
     elif good:
-        lines.append(f"{templates.OK_MARK} Row counts of {len(counts)} tables equal to those recorded at the backup")
+        lines.append(
+            f"{templates.OK_MARK} Row counts of {len(counts)} tables equal to those recorded at the backup"
+        )
     else:
-        lines.append(f"{templates.FAIL_MARK} Row counts differ from the backup's: "
-                     + "; ".join(differ + [f"{t} missing" for t in missing]))
+        lines.append(
+            f"{templates.FAIL_MARK} Row counts differ from the backup's: "
+            + "; ".join(differ + [f"{t} missing" for t in missing])
+        )
     previous = max(runbook.prerequisites.applied) if runbook.prerequisites.applied else None
     latest = versions[-1] if versions else None
     good = runbook.version not in versions and (previous is None or latest == previous)
     ok &= good
-    lines.append(f"{templates.mark(good)} schema_migrations: latest {latest or 'none'} "
-                 f"(expected {previous or 'anything before ' + runbook.version}, {runbook.version} absent)")
+    lines.append(
+        f"{templates.mark(good)} schema_migrations: latest {latest or 'none'} "
+        f"(expected {previous or 'anything before ' + runbook.version}, {runbook.version} absent)"
+    )
     snapshot = backup.get("schema_snapshot")
     if snapshot and Path(snapshot).is_file():
         diff = schema.difference(Path(snapshot).read_text(encoding="utf-8"), schema.schema_dump(url))
         ok &= not diff
-        lines.append(f"{templates.OK_MARK} Schema equals the pre-migration snapshot (pg_dump compared)" if not diff else
-                     f"{templates.FAIL_MARK} Schema differs from the pre-migration snapshot: " + "; ".join(diff[:8]))
+        lines.append(
+            f"{templates.OK_MARK} Schema equals the pre-migration snapshot (pg_dump compared)"
+            if not diff
+            else f"{templates.FAIL_MARK} Schema differs from the pre-migration snapshot: "
+            + "; ".join(diff[:8])
+        )
     else:
         ok = False
-        lines.append(f"{templates.FAIL_MARK} Schema not compared: the pre-migration snapshot {snapshot} is missing")
+        lines.append(
+            f"{templates.FAIL_MARK} Schema not compared: the pre-migration snapshot {snapshot} is missing"
+        )
     return lines, ok
 
 
@@ -461,14 +606,20 @@ def loss_lines(backup: dict, counters: dict, counts: dict, since: str) -> list[s
     before = backup.get("write_counters") or {}
     keys = ("n_tup_ins", "n_tup_upd", "n_tup_del")
     if not before or any(k not in before for k in keys) or any(counters.get(k, 0) < before[k] for k in keys):
-        return [f"Data loss: unknown, writes since {since} are not in the backup "
-                "(the statistics counters were reset or not recorded at the backup)"]
+        return [
+            f"Data loss: unknown, writes since {since} are not in the backup "
+            "(the statistics counters were reset or not recorded at the backup)"
+        ]
     ins, upd, dele = (counters[k] - before[k] for k in keys)
     if not (ins or upd or dele):
-        return [f"Data loss: none measured — no row was inserted, updated or deleted since the backup ({since}), "
-                "per PostgreSQL's statistics counters"]
-    lines = [f"Data loss: {ins} row(s) inserted, {upd} updated, {dele} deleted since the backup ({since}) are not in "
-             "the restored database (PostgreSQL statistics counters; they include the migration's own writes)"]
+        return [
+            f"Data loss: none measured — no row was inserted, updated or deleted since the backup ({since}), "
+            "per PostgreSQL's statistics counters"
+        ]
+    lines = [
+        f"Data loss: {ins} row(s) inserted, {upd} updated, {dele} deleted since the backup ({since}) are not in "
+        "the restored database (PostgreSQL statistics counters; they include the migration's own writes)"
+    ]
     expected = backup.get("row_counts") or {}
     then_tables, now_tables = before.get("tables") or {}, counters.get("tables") or {}
     for table in sorted(set(counts) | set(expected)):
@@ -480,8 +631,10 @@ def loss_lines(backup: dict, counters: dict, counts: dict, since: str) -> list[s
         elif table in then_tables and table in now_tables:
             i, u, d = (a - b for a, b in zip(now_tables[table], then_tables[table]))
             if i or u or d:
-                lines.append(f"  {table}: {i} inserted, {u} updated, {d} deleted since the backup "
-                             f"({now} rows now vs {then} at the backup)")
+                lines.append(
+                    f"  {table}: {i} inserted, {u} updated, {d} deleted since the backup "
+                    f"({now} rows now vs {then} at the backup)"
+                )
         elif now != then:  # per-table counters not recorded (an older backup): the net change only
             lines.append(f"  {table}: {now} rows now vs {then} at the backup ({now - then:+d} net)")
     return lines

@@ -4,10 +4,12 @@ A command never talks to Slack or prints. It returns an `Outcome`: what to tell 
 invoker privately, what to post to the channel now, and optionally the long `work` to run
 in the background, which reports through a `Reporter` and returns the final exit code.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 # Console exit codes (CONTRACT.md): the same numbers tell the Slack adapter how it went.
 OK, FAILED, REFUSED = 0, 1, 2
@@ -85,5 +87,5 @@ class Outcome:
     run_id: str | None = None
 
     @classmethod
-    def refused(cls, message: str) -> "Outcome":
+    def refused(cls, message: str) -> Outcome:
         return cls(code=REFUSED, reply=[message])

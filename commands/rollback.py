@@ -4,6 +4,7 @@ Proof means: the schema equals the snapshot taken before the phase ran (pg_dump 
 the runbook's version is gone from schema_migrations, and row counts of every table that
 survives the rollback are unchanged ("data loss: none" only when that was checked).
 """
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -21,8 +22,14 @@ from commands.work import start_locked
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import FileChanged
-from state.machine import (ROLLBACK_DIFFERENCE, PhaseStatus, Status, applied_phases, left_difference,
-                           why_phase_cannot_roll_back)
+from state.machine import (
+    ROLLBACK_DIFFERENCE,
+    PhaseStatus,
+    Status,
+    applied_phases,
+    left_difference,
+    why_phase_cannot_roll_back,
+)
 
 
 def rollback(core: Core, user: str, cmd: Command) -> Outcome:
@@ -40,17 +47,31 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
     phase = core.runbook.phase(cmd.phase)
     nothing_left = phase is not None and left_nothing(current, cmd.phase)
     if phase is None or not (phase.undo or nothing_left):
-        return Outcome.refused(f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}"
-                               + _reverts_missing(phase))
+        return Outcome.refused(
+            f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}" + _reverts_missing(phase)
+        )
     reason = why_phase_cannot_roll_back(current, cmd.phase) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)
     if nothing_left:  # its file would drop what this run did not create
-        return start_locked(core, user, current, lambda runner: nothing_to_undo(runner, cmd.phase),
-                            f"Marking phase {cmd.phase} rolled back (nothing of it was applied)", Status.ROLLING_BACK,
-                            [cmd.phase])
-    return start_locked(core, user, current, lambda runner: PhaseRollback(runner, phase).execute(),
-                        f"Rolling back phase {cmd.phase} with {phase.undo}", Status.ROLLING_BACK, [cmd.phase])
+        return start_locked(
+            core,
+            user,
+            current,
+            lambda runner: nothing_to_undo(runner, cmd.phase),
+            f"Marking phase {cmd.phase} rolled back (nothing of it was applied)",
+            Status.ROLLING_BACK,
+            [cmd.phase],
+        )
+    return start_locked(
+        core,
+        user,
+        current,
+        lambda runner: PhaseRollback(runner, phase).execute(),
+        f"Rolling back phase {cmd.phase} with {phase.undo}",
+        Status.ROLLING_BACK,
+        [cmd.phase],
+    )
 
 
 ACCEPTED_DIFF = "accepted_rollback_diff"  # result key: schema diff lines the TPM accepted (`rollback accept`)
@@ -73,23 +94,36 @@ def rollback_all(core: Core, user: str, current) -> Outcome:
     before = applied_before(current)
     numbers = [n for n in reversed(applied_phases(current)) if n not in before]
     if not numbers:
-        return Outcome.refused(f"nothing to roll back: no phase of run {current.id} is applied"
-                               + (f" by it ({_before_text(before)})" if before else ""))
+        return Outcome.refused(
+            f"nothing to roll back: no phase of run {current.id} is applied"
+            + (f" by it ({_before_text(before)})" if before else "")
+        )
     missing = [n for n in numbers if not left_nothing(current, n) and not _rollback_file(core, n)]
     if missing:
         many = len(missing) > 1
         newer = [n for n in numbers if n > missing[0]]
-        one_by_one = (f"roll back the newer ones one by one (`rollback phase {newer[0]}` first) or " if newer else "")
-        return Outcome.refused(f"phase{'s' if many else ''} {', '.join(map(str, missing))} "
-                               f"{'have' if many else 'has'} no rollback file in runbook {core.runbook.id}: "
-                               f"`rollback all` cannot undo {'them' if many else 'it'}; {one_by_one}"
-                               "`rollback restore` returns to the verified backup")
+        one_by_one = (
+            f"roll back the newer ones one by one (`rollback phase {newer[0]}` first) or " if newer else ""
+        )
+        return Outcome.refused(
+            f"phase{'s' if many else ''} {', '.join(map(str, missing))} "
+            f"{'have' if many else 'has'} no rollback file in runbook {core.runbook.id}: "
+            f"`rollback all` cannot undo {'them' if many else 'it'}; {one_by_one}"
+            "`rollback restore` returns to the verified backup"
+        )
     reason = why_phase_cannot_roll_back(current, numbers[0]) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)
     order = ", ".join(f"phase {n}" for n in numbers)
-    return start_locked(core, user, current, lambda runner: AllRollback(runner, numbers, before).execute(),
-                        f"Rolling back {order}, newest first", Status.ROLLING_BACK, [numbers[0]])
+    return start_locked(
+        core,
+        user,
+        current,
+        lambda runner: AllRollback(runner, numbers, before).execute(),
+        f"Rolling back {order}, newest first",
+        Status.ROLLING_BACK,
+        [numbers[0]],
+    )
 
 
 def applied_before(run) -> list[int]:
@@ -98,8 +132,11 @@ def applied_before(run) -> list[int]:
     restore point, and their state before them was never snapshotted: `rollback all` undoes what
     the run applied and leaves them, as the backup does."""
     steps = (run.result or {}).get("steps") or {}
-    return [n for n in applied_phases(run) if _status_of_phase(run, n) is PhaseStatus.SUCCEEDED
-            and not any(k.startswith(f"{n}.") for k in steps)]
+    return [
+        n
+        for n in applied_phases(run)
+        if _status_of_phase(run, n) is PhaseStatus.SUCCEEDED and not any(k.startswith(f"{n}.") for k in steps)
+    ]
 
 
 def _status_of_phase(run, n: int):
@@ -108,8 +145,10 @@ def _status_of_phase(run, n: int):
 
 
 def _before_text(before: list[int]) -> str:
-    return (f"{', '.join(f'phase {m}' for m in reversed(before))} applied before this run, "
-            "as the ledger showed: not undone")
+    return (
+        f"{', '.join(f'phase {m}' for m in reversed(before))} applied before this run, "
+        "as the ledger showed: not undone"
+    )
 
 
 def _reverts_missing(phase) -> str:
@@ -117,9 +156,11 @@ def _reverts_missing(phase) -> str:
     missing = [s.id for s in (phase.steps if phase and not phase.rollback else ()) if not s.revert]
     if not phase or len(missing) == len(phase.steps):
         return ""
-    return (f" (step{'s' if len(missing) > 1 else ''} {', '.join(missing)} name{'' if len(missing) > 1 else 's'} no "
-            "`revert`: the phase is undone by the reverts of all its steps or not at all; `rollback restore` "
-            "returns to the verified backup)")
+    return (
+        f" (step{'s' if len(missing) > 1 else ''} {', '.join(missing)} name{'' if len(missing) > 1 else 's'} no "
+        "`revert`: the phase is undone by the reverts of all its steps or not at all; `rollback restore` "
+        "returns to the verified backup)"
+    )
 
 
 def _rollback_file(core: Core, n: int) -> str | None:
@@ -132,8 +173,13 @@ def left_nothing(run, n: int) -> bool:
     the database, and its rollback must not run (it would drop what this run did not create)."""
     state = run.phases.get(n)
     steps = [v for k, v in ((run.result or {}).get("steps") or {}).items() if k.startswith(f"{n}.")]
-    return (state is not None and state.status is PhaseStatus.FAILED and bool(steps)
-            and not any(v.get("ok") for v in steps) and all(v.get("atomic") is True for v in steps))
+    return (
+        state is not None
+        and state.status is PhaseStatus.FAILED
+        and bool(steps)
+        and not any(v.get("ok") for v in steps)
+        and all(v.get("atomic") is True for v in steps)
+    )
 
 
 class AllRollback:
@@ -151,18 +197,35 @@ class AllRollback:
                 nothing_to_undo(self.runner, n)
             elif PhaseRollback(self.runner, self.core.runbook.phase(n)).execute() != OK:
                 rest = [m for m in self.numbers if m not in undone and m != n]
-                self.runner.reporter.post(Post("rollback_all_stopped", f"Rollback all stopped at phase {n} {templates.FAIL_MARK}", [
-                    f"Rolled back: {', '.join(f'phase {m}' for m in undone) or 'nothing'}",
-                    f"Not rolled back: phase {n} (its rollback failed or left a difference: see above)"
-                    + (f" and {', '.join(f'phase {m}' for m in rest)}" if rest else ""),
-                    "The run is not rolled back."], run_id=self.runner.run_id, final=True))
+                self.runner.reporter.post(
+                    Post(
+                        "rollback_all_stopped",
+                        f"Rollback all stopped at phase {n} {templates.FAIL_MARK}",
+                        [
+                            f"Rolled back: {', '.join(f'phase {m}' for m in undone) or 'nothing'}",
+                            f"Not rolled back: phase {n} (its rollback failed or left a difference: see above)"
+                            + (f" and {', '.join(f'phase {m}' for m in rest)}" if rest else ""),
+                            "The run is not rolled back.",
+                        ],
+                        run_id=self.runner.run_id,
+                        final=True,
+                    )
+                )
                 return FAILED
             undone.append(n)
-        self.runner.reporter.post(Post("rollback_all_done", f"Rollback of every applied phase complete {templates.OK_MARK}",
-                                       [f"Rolled back newest first: {', '.join(f'phase {m}' for m in undone)}",
-                                        "Each phase's schema proof held (see each phase's post).",
-                                        *([_before_text(self.before).capitalize()] if self.before else [])],
-                                       run_id=self.runner.run_id, final=True))
+        self.runner.reporter.post(
+            Post(
+                "rollback_all_done",
+                f"Rollback of every applied phase complete {templates.OK_MARK}",
+                [
+                    f"Rolled back newest first: {', '.join(f'phase {m}' for m in undone)}",
+                    "Each phase's schema proof held (see each phase's post).",
+                    *([_before_text(self.before).capitalize()] if self.before else []),
+                ],
+                run_id=self.runner.run_id,
+                final=True,
+            )
+        )
         return OK
 
 
@@ -170,13 +233,28 @@ def nothing_to_undo(runner: PhaseRunner, n: int) -> int:
     """Phase `n` left nothing behind (see `left_nothing`): it is marked rolled back, its
     rollback file not run."""
     store, actor, run_id = runner.core.store, runner.actor, runner.run_id
-    store.transition(run_id, Status.ROLLING_BACK, actor=actor, action=f"rollback phase {n} start", phase=n,
-                     phase_status=PhaseStatus.ROLLING_BACK)
+    store.transition(
+        run_id,
+        Status.ROLLING_BACK,
+        actor=actor,
+        action=f"rollback phase {n} start",
+        phase=n,
+        phase_status=PhaseStatus.ROLLING_BACK,
+    )
     why = "its atomic step failed and its transaction was rolled back: nothing of it was applied"
-    store.transition(run_id, Status.ROLLED_BACK, actor=actor, action=f"rollback phase {n}", phase=n,
-                     phase_status=PhaseStatus.ROLLED_BACK, fields={"result": without_phase(store.get(run_id).result, n)},
-                     evidence={"not_run": why})
-    runner.reporter.post(Post("rollback_done", f"Phase {n}: nothing to undo, rollback file not run", [why], run_id=run_id))
+    store.transition(
+        run_id,
+        Status.ROLLED_BACK,
+        actor=actor,
+        action=f"rollback phase {n}",
+        phase=n,
+        phase_status=PhaseStatus.ROLLED_BACK,
+        fields={"result": without_phase(store.get(run_id).result, n)},
+        evidence={"not_run": why},
+    )
+    runner.reporter.post(
+        Post("rollback_done", f"Phase {n}: nothing to undo, rollback file not run", [why], run_id=run_id)
+    )
     return OK
 
 
@@ -191,7 +269,6 @@ def foreseen(run, n: int) -> str:
     return "⚠ the rehearsal did NOT show this difference (it appeared only in this database)"
 
 
-
 def accept(core: Core, user: str) -> Outcome:
     """The TPM accepts the difference the last phase rollback left: recorded in the audit with
     the diff and who accepted it, and the phase counts as rolled back."""
@@ -199,27 +276,54 @@ def accept(core: Core, user: str) -> Outcome:
     difference = (run.result or {}).get("rollback_difference") if run else None
     n = difference.get("phase") if difference else None
     if run is None or n is None or not left_difference(run, n):
-        return Outcome.refused("nothing to accept: no phase rollback left a difference that is still pending "
-                               "(`rollback accept` follows a `rollback phase <n>` / `rollback all` whose proof failed)")
+        return Outcome.refused(
+            "nothing to accept: no phase rollback left a difference that is still pending "
+            "(`rollback accept` follows a `rollback phase <n>` / `rollback all` whose proof failed)"
+        )
     result = without_phase(run.result, n)
     # Older phases' rollbacks are judged without these lines, as the rehearsal judges them.
     result[ACCEPTED_DIFF] = [*result.get(ACCEPTED_DIFF, []), *difference.get("diff", [])]
-    core.store.transition(run.id, Status.ROLLED_BACK, actor=user, action=f"rollback accept phase {n}", phase=n,
-                          phase_status=PhaseStatus.ROLLED_BACK, expect=[Status.FAILED],
-                          fields={"result": result},
-                          evidence={"accepted_by": user, "phase": n, "file": difference.get("file"),
-                                    "difference": difference.get("lines", []), "rehearsal": foreseen(run, n)})
+    core.store.transition(
+        run.id,
+        Status.ROLLED_BACK,
+        actor=user,
+        action=f"rollback accept phase {n}",
+        phase=n,
+        phase_status=PhaseStatus.ROLLED_BACK,
+        expect=[Status.FAILED],
+        fields={"result": result},
+        evidence={
+            "accepted_by": user,
+            "phase": n,
+            "file": difference.get("file"),
+            "difference": difference.get("lines", []),
+            "rehearsal": foreseen(run, n),
+        },
+    )
     from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
     hooks.run_undone(core, run.id)
     after = core.store.get(run.id)
     older = [m for m in applied_phases(after)]
-    nxt = (f"next: `rollback all` (or `rollback phase {older[-1]}`) for {', '.join(f'phase {m}' for m in older)}"
-           if older else "no phase is applied any more")
-    post = Post("rollback_accepted", f"Rollback of phase {n} accepted with a known difference by <@{user}>",
-                [*difference.get("lines", []), f"Pre-flight: {foreseen(run, n)}.",
-                 "Recorded in the audit with this difference.", nxt], run_id=run.id)
-    return Outcome(OK, reply=[f"Accepted: phase {n} counts as rolled back; {nxt}."], posts=[post], run_id=run.id)
+    nxt = (
+        f"next: `rollback all` (or `rollback phase {older[-1]}`) for {', '.join(f'phase {m}' for m in older)}"
+        if older
+        else "no phase is applied any more"
+    )
+    post = Post(
+        "rollback_accepted",
+        f"Rollback of phase {n} accepted with a known difference by <@{user}>",
+        [
+            *difference.get("lines", []),
+            f"Pre-flight: {foreseen(run, n)}.",
+            "Recorded in the audit with this difference.",
+            nxt,
+        ],
+        run_id=run.id,
+    )
+    return Outcome(
+        OK, reply=[f"Accepted: phase {n} counts as rolled back; {nxt}."], posts=[post], run_id=run.id
+    )
 
 
 class PhaseRollback:
@@ -232,26 +336,50 @@ class PhaseRollback:
 
     def execute(self) -> int:
         n, rb, store = self.phase.number, self.core.runbook, self.core.store
-        store.transition(self.runner.run_id, Status.ROLLING_BACK, actor=self.runner.actor, action=f"rollback phase {n} start",
-                         phase=n, phase_status=PhaseStatus.ROLLING_BACK)
-        self.runner.reporter.post(Post("rollback_started", f"Rollback of phase {n} started: {self.undo}",
-                                       [f"by <@{self.runner.actor}>"], run_id=self.runner.run_id))
+        store.transition(
+            self.runner.run_id,
+            Status.ROLLING_BACK,
+            actor=self.runner.actor,
+            action=f"rollback phase {n} start",
+            phase=n,
+            phase_status=PhaseStatus.ROLLING_BACK,
+        )
+        self.runner.reporter.post(
+            Post(
+                "rollback_started",
+                f"Rollback of phase {n} started: {self.undo}",
+                [f"by <@{self.runner.actor}>"],
+                run_id=self.runner.run_id,
+            )
+        )
         started = clock.monotonic()
         before = facts.row_counts(self.dsn)
         recorded = self._versions_table() and rb.version in self._versions()
-        files = [(self.phase.rollback, None, self._migrations())] if self.phase.rollback else \
-            [(s.revert, s.id, [self.runner.ledger.entry(s, self.runner.actor)] if s.migration else [])
-             for s in self._applied_steps]
+        files = (
+            [(self.phase.rollback, None, self._migrations())]
+            if self.phase.rollback
+            else [
+                (s.revert, s.id, [self.runner.ledger.entry(s, self.runner.actor)] if s.migration else [])
+                for s in self._applied_steps
+            ]
+        )
         for file, step_id, entries in files:  # each with its ledger rows' removal, in its own transaction
             try:
-                result = self.runner.executor.run_file(rb.file_path(file), name=file, lock_timeout=rb.defaults.lock_timeout,
-                                                       statement_timeout=rb.defaults.statement_timeout,
-                                                       lock_retries=rb.defaults.lock_retries, retry_backoff=rb.defaults.retry_backoff,
-                                                       approved_sha256=self.runner.approved_sha256(file),
-                                                       team_ledger=self._ledger_removal(entries, file))
+                result = self.runner.executor.run_file(
+                    rb.file_path(file),
+                    name=file,
+                    lock_timeout=rb.defaults.lock_timeout,
+                    statement_timeout=rb.defaults.statement_timeout,
+                    lock_retries=rb.defaults.lock_retries,
+                    retry_backoff=rb.defaults.retry_backoff,
+                    approved_sha256=self.runner.approved_sha256(file),
+                    team_ledger=self._ledger_removal(entries, file),
+                )
             except FileChanged as changed:  # not the approved rollback: nothing of it ran
                 return self._failed(str(changed), started)
-            self.runner.reporter.post(templates.step_result(f"revert {step_id}" if step_id else f"rollback {n}", result))
+            self.runner.reporter.post(
+                templates.step_result(f"revert {step_id}" if step_id else f"rollback {n}", result)
+            )
             if not result.ok:
                 return self._failed(f"{file} failed: {self.runner._error_text(result)}", started)
             if step_id:
@@ -259,21 +387,38 @@ class PhaseRollback:
         # Who removed the version matters to the proof: read it before the bot removes it too.
         left_by_file = self._versions_table() and rb.version in self._versions()
         if self._versions_table():
-            ledger.remove_version(self.dsn, rb.version, table=self.runner.ledger.table, column=self.runner.ledger.column)
+            ledger.remove_version(
+                self.dsn, rb.version, table=self.runner.ledger.table, column=self.runner.ledger.column
+            )
         lines, proven = self._proof(before, recorded, left_by_file)
         recovery = clock.monotonic() - started
         if not proven:
-            return self._failed("the rollback ran but the database is not in the expected state", started, lines)
+            return self._failed(
+                "the rollback ran but the database is not in the expected state", started, lines
+            )
         steps = without_phase(store.get(self.runner.run_id).result, n)
-        closed = store.transition(self.runner.run_id, Status.ROLLED_BACK, actor=self.runner.actor, action=f"rollback phase {n}",
-                         phase=n, phase_status=PhaseStatus.ROLLED_BACK, fields={"result": steps},
-                         evidence={"recovery_seconds": round(recovery, 3), "proof": lines})
+        closed = store.transition(
+            self.runner.run_id,
+            Status.ROLLED_BACK,
+            actor=self.runner.actor,
+            action=f"rollback phase {n}",
+            phase=n,
+            phase_status=PhaseStatus.ROLLED_BACK,
+            fields={"result": steps},
+            evidence={"recovery_seconds": round(recovery, 3), "proof": lines},
+        )
         recovery = templates.stored_duration(closed, n, recovery)  # the number the card and status show
         from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
 
         hooks.run_undone(self.core, self.runner.run_id)  # post-execution follow-ups no longer apply
-        self.runner.reporter.post(Post("rollback_done", f"Rollback of phase {n} complete {templates.OK_MARK}",
-                                       [f"Recovery time: {templates.seconds(recovery)}", *lines], run_id=self.runner.run_id))
+        self.runner.reporter.post(
+            Post(
+                "rollback_done",
+                f"Rollback of phase {n} complete {templates.OK_MARK}",
+                [f"Recovery time: {templates.seconds(recovery)}", *lines],
+                run_id=self.runner.run_id,
+            )
+        )
         return OK
 
     def _versions_table(self) -> bool:
@@ -281,12 +426,16 @@ class PhaseRollback:
         return self.core.runbook.ledger.kind == "table"
 
     def _versions(self) -> list[str]:
-        return ledger.applied_versions(self.dsn, table=self.runner.ledger.table, column=self.runner.ledger.column)
+        return ledger.applied_versions(
+            self.dsn, table=self.runner.ledger.table, column=self.runner.ledger.column
+        )
 
     @property
     def undo(self) -> str:
         """What undoes the phase: its rollback file, or the reverts of the steps this run applied."""
-        return self.phase.rollback or ", ".join(s.revert for s in self._applied_steps) or "nothing of it applied"
+        return (
+            self.phase.rollback or ", ".join(s.revert for s in self._applied_steps) or "nothing of it applied"
+        )
 
     @cached_property
     def _applied_steps(self) -> list:
@@ -300,15 +449,23 @@ class PhaseRollback:
         failed does not revert it twice."""
         result = dict(self.core.store.get(self.runner.run_id).result or {})
         result["steps"] = {k: v for k, v in (result.get("steps") or {}).items() if k != step_id}
-        self.core.store.update_record(self.runner.run_id, fields={"result": result}, actor=self.runner.actor,
-                                      action=f"step {step_id} reverted", expect=(Status.ROLLING_BACK,),
-                                      evidence={"phase": self.phase.number, "step": step_id})
+        self.core.store.update_record(
+            self.runner.run_id,
+            fields={"result": result},
+            actor=self.runner.actor,
+            action=f"step {step_id} reverted",
+            expect=(Status.ROLLING_BACK,),
+            evidence={"phase": self.phase.number, "step": step_id},
+        )
 
     def _migrations(self) -> list:
         """The phase's migrations the ledger tracks, newest first (the order they are undone in)."""
         steps = self.phase.steps if self.phase.rollback else self._applied_steps
-        return [self.runner.ledger.entry(s, self.runner.actor) for s in sorted(steps, key=self.phase.steps.index,
-                                                                                reverse=True) if s.migration]
+        return [
+            self.runner.ledger.entry(s, self.runner.actor)
+            for s in sorted(steps, key=self.phase.steps.index, reverse=True)
+            if s.migration
+        ]
 
     def _ledger_removal(self, entries: list, file: str):
         """The ledger's removal statements, run in `file`'s own transaction, after what the tool
@@ -326,23 +483,33 @@ class PhaseRollback:
         shown, _problem = ledgers.applied(self.dsn, self.core.runbook)
         left = [e.migration for e in entries if e.migration in shown]
         names = ", ".join(e.migration for e in entries)
-        return (f"{templates.mark(not left)} {team.label}: {names} "
-                + ("no longer applied" if not left else f"STILL APPLIED ({', '.join(left)})"), not left)
+        return (
+            f"{templates.mark(not left)} {team.label}: {names} "
+            + ("no longer applied" if not left else f"STILL APPLIED ({', '.join(left)})"),
+            not left,
+        )
 
     def _proof(self, before: dict[str, int], recorded: bool, left_by_file: bool) -> tuple[list[str], bool]:
         n = self.phase.number
         expected_path = self.runner.snapshot_path(n - 1 if n > 1 else 0)
         lines, proven = [], True
         if Path(expected_path).exists():
-            every = schema.difference(Path(expected_path).read_text(encoding="utf-8"), schema.schema_dump(self.dsn),
-                                      limit=100_000)
+            every = schema.difference(
+                Path(expected_path).read_text(encoding="utf-8"), schema.schema_dump(self.dsn), limit=100_000
+            )
             accepted = set((self.core.store.get(self.runner.run_id).result or {}).get(ACCEPTED_DIFF, []))
             diff = self.diff = [d for d in every if d not in accepted]
             label = "the pre-migration schema" if n == 1 else f"the schema after phase {n - 1}"
-            lines.append(f"{templates.mark(not diff)} Schema equals {label} (pg_dump --schema-only compared)"
-                         + (f": {len(diff)} lines differ" if diff else
-                            f", but for {len(every)} lines accepted with a newer phase's rollback (`rollback accept`)"
-                            if every else ""))
+            lines.append(
+                f"{templates.mark(not diff)} Schema equals {label} (pg_dump --schema-only compared)"
+                + (
+                    f": {len(diff)} lines differ"
+                    if diff
+                    else f", but for {len(every)} lines accepted with a newer phase's rollback (`rollback accept`)"
+                    if every
+                    else ""
+                )
+            )
             lines += [f"    {d}" for d in diff[:10]]
             proven &= not diff
         else:
@@ -351,10 +518,17 @@ class PhaseRollback:
         if self._versions_table():
             versions = self._versions()
             gone = self.core.runbook.version not in versions
-            who = ("it was not recorded" if not recorded else
-                   "the rollback file left it; the bot removed it" if left_by_file else f"removed by {self.undo}")
-            lines.append(f"{templates.mark(gone)} {self.runner.ledger.table}: latest {max(versions) if versions else 'none'}"
-                         f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})")
+            who = (
+                "it was not recorded"
+                if not recorded
+                else "the rollback file left it; the bot removed it"
+                if left_by_file
+                else f"removed by {self.undo}"
+            )
+            lines.append(
+                f"{templates.mark(gone)} {self.runner.ledger.table}: latest {max(versions) if versions else 'none'}"
+                f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})"
+            )
             proven &= gone
         if self._migrations():
             text, gone = self._ledger_line()
@@ -362,14 +536,19 @@ class PhaseRollback:
             proven &= gone
         after = facts.row_counts(self.dsn)
         kept = [t for t in before if t in after]
-        ledger_tables = {"public.schema_migrations", *self.runner.ledger.tables}  # the ledger's rows change by design
+        ledger_tables = {
+            "public.schema_migrations",
+            *self.runner.ledger.tables,
+        }  # the ledger's rows change by design
         changed = [t for t in kept if before[t] != after[t] and t not in ledger_tables]
         dropped = [f"{t} ({before[t]} rows)" for t in before if t not in after]
         if changed:
             lines.append(f"{templates.FAIL_MARK} Data loss: row counts changed in {', '.join(changed)}")
             proven = False
         else:
-            lines.append(f"{templates.OK_MARK} Data loss: none — row counts of {len(kept)} surviving tables unchanged (checked)")
+            lines.append(
+                f"{templates.OK_MARK} Data loss: none — row counts of {len(kept)} surviving tables unchanged (checked)"
+            )
         if dropped:
             lines.append(f"Dropped with the rollback (created by this migration): {', '.join(dropped)}")
         return lines, proven
@@ -378,25 +557,49 @@ class PhaseRollback:
         """The run is FAILED, not rolled back. When the file ran and only its proof failed
         (`lines`), the difference is recorded with the phase: the TPM may `rollback accept` it."""
         state = self.runner._database_status(None)
-        fields, error, action = None, None, "Investigate; restore from backup may be needed (`rollback restore`)"
+        fields, error, action = (
+            None,
+            None,
+            "Investigate; restore from backup may be needed (`rollback restore`)",
+        )
         if lines is not None:
             result = dict(self.core.store.get(self.runner.run_id).result or {})
-            result["rollback_difference"] = {"phase": self.phase.number, "file": self.undo, "lines": lines,
-                                             "diff": self.diff}
+            result["rollback_difference"] = {
+                "phase": self.phase.number,
+                "file": self.undo,
+                "lines": lines,
+                "diff": self.diff,
+            }
             fields, error = {"result": result}, ROLLBACK_DIFFERENCE
-            action = (f"Decision needed (TPM): {foreseen(self.core.store.get(self.runner.run_id), self.phase.number)}; "
-                      "`rollback accept` records this difference and moves on, "
-                      "or `rollback restore` returns to the verified backup")
-        self.core.store.transition(self.runner.run_id, Status.FAILED, actor=self.runner.actor,
-                                   action=f"rollback phase {self.phase.number} failed", phase=self.phase.number,
-                                   phase_status=PhaseStatus.FAILED, outcome="failed", fields=fields, error=error,
-                                   evidence={"reason": reason, **({"proof": lines} if lines is not None else {})})
+            action = (
+                f"Decision needed (TPM): {foreseen(self.core.store.get(self.runner.run_id), self.phase.number)}; "
+                "`rollback accept` records this difference and moves on, "
+                "or `rollback restore` returns to the verified backup"
+            )
+        self.core.store.transition(
+            self.runner.run_id,
+            Status.FAILED,
+            actor=self.runner.actor,
+            action=f"rollback phase {self.phase.number} failed",
+            phase=self.phase.number,
+            phase_status=PhaseStatus.FAILED,
+            outcome="failed",
+            fields=fields,
+            error=error,
+            evidence={"reason": reason, **({"proof": lines} if lines is not None else {})},
+        )
         run = self.core.store.get(self.runner.run_id)
-        post = templates.failure(self.core.runbook, self.runner.run_id,
-                                 failed_phase=f"Rollback of phase {self.phase.number} ({self.undo})",
-                                 error=reason, rollback_status="Failed", database_status=state,
-                                 action_required=action,
-                                 backup=(run.preflight or {}).get("backup"), roster=self.core.roster)
+        post = templates.failure(
+            self.core.runbook,
+            self.runner.run_id,
+            failed_phase=f"Rollback of phase {self.phase.number} ({self.undo})",
+            error=reason,
+            rollback_status="Failed",
+            database_status=state,
+            action_required=action,
+            backup=(run.preflight or {}).get("backup"),
+            roster=self.core.roster,
+        )
         post.lines = (lines or []) + post.lines
         self.runner.reporter.post(post)
         return FAILED

@@ -6,6 +6,7 @@ posts and the next phase's opening are written; the next step waits for it befor
 the database. The same dump (with row counts) is also the state "before" that next step, so
 an "unchanged" claim after a failure needs no second pg_dump.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,6 +60,9 @@ class PhaseSnapshots:
         except OSError as exc:  # the disk filled since start(): the evidence is missing, the phase stands
             log.warning("schema snapshot %s could not be written: %s", path, exc.strerror or exc)
         try:
-            self._fingerprint = (schema.normalize(text), facts.row_counts(self._dsn, lock_timeout=self._lock_wait))
+            self._fingerprint = (
+                schema.normalize(text),
+                facts.row_counts(self._dsn, lock_timeout=self._lock_wait),
+            )
         except Exception:  # a table locked by someone else: "unchanged" just cannot be claimed from this one
             self._fingerprint = None

@@ -3,10 +3,11 @@
 Pure functions: they take what happened (results, evidence, timings) and return `Post`s.
 Nothing here invents a value; a field whose fact is unknown says "unknown".
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 from commands.result import Action, Post
 from core.clock import hhmm
@@ -62,19 +63,34 @@ def notice_digest(notices: Sequence[str]) -> str | None:
 
 
 def preflight_started(rb: Runbook, run_id: str, actor: str) -> Post:
-    return Post("preflight_started", f"{rb.title}: pre-flight started by <@{actor}>",
-                ["Checks, backup with a verifying restore, and a rehearsal on the restored copy."], run_id=run_id)
+    return Post(
+        "preflight_started",
+        f"{rb.title}: pre-flight started by <@{actor}>",
+        ["Checks, backup with a verifying restore, and a rehearsal on the restored copy."],
+        run_id=run_id,
+    )
 
 
 def preflight_result(rb: Runbook, run_id: str, report, roster: Roster) -> list[Post]:
     """The matrix, and when GO the go/no-go request addressed to the TPM with the decision buttons."""
     # The backup and the rehearsal are check lines of their own (keys backup, rehearsal).
-    lines = [f"{mark(_line_ok(c))} {c.title}: {c.observed} (required: {c.required}; how: {c.how})" for c in report.checks]
+    lines = [
+        f"{mark(_line_ok(c))} {c.title}: {c.observed} (required: {c.required}; how: {c.how})"
+        for c in report.checks
+    ]
     lines += finding_lines(report)
     matrix = "\n".join(f"{state} {condition}" for condition, state in report.matrix())
     verdict = "GO" if report.go else "NO-GO"
-    posts = [Post("preflight_result", f"{rb.title} pre-flight: {verdict} {mark(report.go)}", lines,
-                  detail="Go/No-Go matrix\n" + matrix, run_id=run_id, final=not report.go)]
+    posts = [
+        Post(
+            "preflight_result",
+            f"{rb.title} pre-flight: {verdict} {mark(report.go)}",
+            lines,
+            detail="Go/No-Go matrix\n" + matrix,
+            run_id=run_id,
+            final=not report.go,
+        )
+    ]
     if report.nogo_reasons:  # a short list, one reason a line (was one run-on sentence)
         posts[0].lines[:0] = ["*NO-GO because:*", *[f"• {reason}" for reason in report.nogo_reasons], ""]
     if report.go:
@@ -89,23 +105,36 @@ def _line_ok(check) -> bool | None:
 def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
     tpms = roster.members(TPM)
     rehearsal = report.rehearsal.summary if report.rehearsal else "no rehearsal ran"
-    plan = [f"Phase {p.number} {p.name}: owner {roster.mention(p.owner)}, estimate {seconds(p.estimate)}, risk {p.risk}"
-            for p in rb.phases]
+    plan = [
+        f"Phase {p.number} {p.name}: owner {roster.mention(p.owner)}, estimate {seconds(p.estimate)}, risk {p.risk}"
+        for p in rb.phases
+    ]
     plan.append(atomicity_line(rb))
     plan += rollback_warning_lines(report.rehearsal)
     plan += lock_safety_lines(report)
     return Post(
         "go_no_go_request",
         f"{rb.title} ready for execution. Pre-flight passed. Requesting go/no-go decision.",
-        [f"To: {roster.mention(TPM)} (TPM)", f"Evidence: {sum(c.status == 'pass' for c in report.checks)} checks passed, "
-         f"backup verified by restore, {rehearsal}", *plan],
+        [
+            f"To: {roster.mention(TPM)} (TPM)",
+            f"Evidence: {sum(c.status == 'pass' for c in report.checks)} checks passed, "
+            f"backup verified by restore, {rehearsal}",
+            *plan,
+        ],
         actions=[
-            Action("approve_now", "GO now", "approve", style="primary", allowed_role=TPM,
-                   confirm=f"Start {rb.title} now?"),
+            Action(
+                "approve_now",
+                "GO now",
+                "approve",
+                style="primary",
+                allowed_role=TPM,
+                confirm=f"Start {rb.title} now?",
+            ),
             Action("approve_scheduled", "GO scheduled", "approve at", allowed_role=TPM),
             Action("defer", "NO-GO", "defer", style="danger", allowed_role=TPM),
         ],
-        run_id=run_id, mentions=list(tpms),
+        run_id=run_id,
+        mentions=list(tpms),
     )
 
 
@@ -114,12 +143,16 @@ def rollback_warning_lines(rehearsal) -> list[str]:
     diff: the TPM decides knowing it, not after a failed `rollback phase`."""
     lines = []
     for r in rehearsal.rollback_warnings() if rehearsal else []:
-        lines.append(f"⚠ Rollback of phase {r['phase']} ({r['file']}) does not return the schema exactly "
-                     f"(rehearsed on the copy; {len(r['diff'])} lines differ from the schema before phase {r['phase']}):")
+        lines.append(
+            f"⚠ Rollback of phase {r['phase']} ({r['file']}) does not return the schema exactly "
+            f"(rehearsed on the copy; {len(r['diff'])} lines differ from the schema before phase {r['phase']}):"
+        )
         lines += [f"    {d}" for d in r["diff"][:10]]
     if lines:
-        lines.append("If that rollback is needed in production, it stops there: the TPM can `rollback accept` this "
-                     "difference (recorded in the audit) or have the database restored (`rollback restore`).")
+        lines.append(
+            "If that rollback is needed in production, it stops there: the TPM can `rollback accept` this "
+            "difference (recorded in the audit) or have the database restored (`rollback restore`)."
+        )
     return lines
 
 
@@ -138,18 +171,24 @@ def lock_safety_lines(report) -> list[str]:
     if not lint:
         return []
     result = LintResult.from_dict(lint)
-    lines = [f"Lock safety: {result.squawk} (--pg-version {result.pg_version}) on {len(result.files)} files: "
-             f"{len(result.findings)} findings, {len(result.blocking)} blocking, "
-             f"{sum(1 for f in result.findings if f.waiver)} waived"]
+    lines = [
+        f"Lock safety: {result.squawk} (--pg-version {result.pg_version}) on {len(result.files)} files: "
+        f"{len(result.findings)} findings, {len(result.blocking)} blocking, "
+        f"{sum(1 for f in result.findings if f.waiver)} waived"
+    ]
     for w in result.waivers:
         on = f" (`{w['statement']}`)" if w.get("statement") else ""
-        lines.append(f"Waiver: {w['rule']} in {w['file']}{on}: {w['reason']} — role {w['who']}"
-                     + ("" if w.get("used") else " (no finding needed it)"))
+        lines.append(
+            f"Waiver: {w['rule']} in {w['file']}{on}: {w['reason']} — role {w['who']}"
+            + ("" if w.get("used") else " (no finding needed it)")
+        )
     for h in result.high_risk:
         size = human_size(h["bytes"] or 0)
         rows = f"~{h['rows']:,} rows, " if h.get("rows") is not None else ""
-        lines.append(f"⚠ HIGH RISK: ACCESS EXCLUSIVE on {h['table']} ({rows}{size}) at {h['file']}:{h['line']} "
-                     f"`{h['statement']}`" + (f"; rehearsal: {h['held']}" if h.get("held") else ""))
+        lines.append(
+            f"⚠ HIGH RISK: ACCESS EXCLUSIVE on {h['table']} ({rows}{size}) at {h['file']}:{h['line']} "
+            f"`{h['statement']}`" + (f"; rehearsal: {h['held']}" if h.get("held") else "")
+        )
     return lines
 
 
@@ -164,10 +203,23 @@ def atomicity_line(rb: Runbook) -> str:
     return f"⚠ Non-atomic (statements that cannot run in a transaction, partial changes possible): {', '.join(loose)}"
 
 
-def decision(rb: Runbook, run_id: str, by: str, what: str, at: datetime, *, scheduled_for: datetime | None = None,
-             reason: str | None = None) -> Post:
-    label = {"go": "GO now", "scheduled": f"GO scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC" if scheduled_for else "GO scheduled",
-             "no-go": f"NO-GO ({reason})"}[what]
+def decision(
+    rb: Runbook,
+    run_id: str,
+    by: str,
+    what: str,
+    at: datetime,
+    *,
+    scheduled_for: datetime | None = None,
+    reason: str | None = None,
+) -> Post:
+    label = {
+        "go": "GO now",
+        "scheduled": f"GO scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC"
+        if scheduled_for
+        else "GO scheduled",
+        "no-go": f"NO-GO ({reason})",
+    }[what]
     return Post("decision", f"{rb.title}: {label}", [f"decided by <@{by}> at {hhmm(at)}"], run_id=run_id)
 
 
@@ -177,18 +229,32 @@ def decision(rb: Runbook, run_id: str, by: str, what: str, at: datetime, *, sche
 def phase_started(rb: Runbook, phase: Phase, run_id: str, actor: str, roster: Roster) -> Post:
     """Phase n started / Verification started: the TPM is informed at each phase boundary."""
     files = [f"{s.id} {s.file}" for s in phase.steps] or [s.file for s in phase.suites]
-    title = (f"Verification started: phase {phase.number} {phase.name}" if phase.is_verification
-             else f"Phase {phase.number} started: {phase.name}")
-    return Post("phase_started", title,
-                [f"by <@{actor}> (owner: {roster.mention(phase.owner)}), estimate {seconds(phase.estimate)}, risk {phase.risk}",
-                 *files], run_id=run_id, informed=list(roster.members(TPM)))
+    title = (
+        f"Verification started: phase {phase.number} {phase.name}"
+        if phase.is_verification
+        else f"Phase {phase.number} started: {phase.name}"
+    )
+    return Post(
+        "phase_started",
+        title,
+        [
+            f"by <@{actor}> (owner: {roster.mention(phase.owner)}), estimate {seconds(phase.estimate)}, risk {phase.risk}",
+            *files,
+        ],
+        run_id=run_id,
+        informed=list(roster.members(TPM)),
+    )
 
 
 def step_waiting(step, blocker, run_id: str) -> Post:
     """A statement of the step waits for another session (a lock, or an older snapshot that a
     concurrent index build must outlive): who it is, while the wait goes on."""
-    return Post("step_waiting", f"Step {step.id} {step.file} is waiting for pid {blocker.pid}",
-                [blocker.describe()], run_id=run_id)
+    return Post(
+        "step_waiting",
+        f"Step {step.id} {step.file} is waiting for pid {blocker.pid}",
+        [blocker.describe()],
+        run_id=run_id,
+    )
 
 
 def step_result(step_id: str, result) -> Post:
@@ -200,37 +266,65 @@ def step_result(step_id: str, result) -> Post:
         lines.append(f"blocked by pid {b.pid} ({b.state}, {seconds(b.age)}): {b.query[:120]}")
     if result.error:
         e = result.error
-        lines.append(f"error at {e.file}:{e.line}: {e.message}" + (f" (SQLSTATE {e.sqlstate})" if e.sqlstate else ""))
+        lines.append(
+            f"error at {e.file}:{e.line}: {e.message}" + (f" (SQLSTATE {e.sqlstate})" if e.sqlstate else "")
+        )
         lines.append(f"statement: {e.statement[:200]}")
     if not result.atomic:
         lines.append("ran non-atomically (statements that cannot run in a transaction)")
     return Post("step_result", head, lines, detail=notice_digest(result.notices))
 
 
-def phase_complete(phase: Phase, run_id: str, duration: float, evidence: Sequence, next_phase: Phase | None,
-                   roster: Roster) -> Post:
-    post = Post("phase_done", f"Phase {phase.number} complete ({versus_estimate(duration, phase.estimate)}) {OK_MARK}",
-                evidence_lines(evidence), run_id=run_id, informed=list(roster.members(TPM)))
+def phase_complete(
+    phase: Phase, run_id: str, duration: float, evidence: Sequence, next_phase: Phase | None, roster: Roster
+) -> Post:
+    post = Post(
+        "phase_done",
+        f"Phase {phase.number} complete ({versus_estimate(duration, phase.estimate)}) {OK_MARK}",
+        evidence_lines(evidence),
+        run_id=run_id,
+        informed=list(roster.members(TPM)),
+    )
     if next_phase is not None:
         verb = "verify" if next_phase.is_verification else f"run phase {next_phase.number}"
-        post.lines.append(f"Next: phase {next_phase.number} {next_phase.name}, owner {roster.mention(next_phase.owner)}")
-        post.actions.append(Action("run_phase", f"Run phase {next_phase.number}", verb, style="primary",
-                                   confirm=f"Run phase {next_phase.number} ({next_phase.name}) now?",
-                                   allowed_role=next_phase.owner))
+        post.lines.append(
+            f"Next: phase {next_phase.number} {next_phase.name}, owner {roster.mention(next_phase.owner)}"
+        )
+        post.actions.append(
+            Action(
+                "run_phase",
+                f"Run phase {next_phase.number}",
+                verb,
+                style="primary",
+                confirm=f"Run phase {next_phase.number} ({next_phase.name}) now?",
+                allowed_role=next_phase.owner,
+            )
+        )
         post.mentions.extend(roster.members(next_phase.owner))
     return post
 
 
 def phase_failed(phase: Phase, run_id: str, duration: float, reason: str, evidence: Sequence = ()) -> Post:
-    return Post("phase_failed", f"Phase {phase.number} failed ({seconds(duration)}) {FAIL_MARK}",
-                [reason, *evidence_lines(evidence)], run_id=run_id)
+    return Post(
+        "phase_failed",
+        f"Phase {phase.number} failed ({seconds(duration)}) {FAIL_MARK}",
+        [reason, *evidence_lines(evidence)],
+        run_id=run_id,
+    )
 
 
 # --------------------------------------------------------------- post-execution
 
 
-def success(rb: Runbook, run_id: str, evidence: Sequence, gates: Sequence, backup: dict | None, roster: Roster,
-            steps: dict | None = None) -> Post:
+def success(
+    rb: Runbook,
+    run_id: str,
+    evidence: Sequence,
+    gates: Sequence,
+    backup: dict | None,
+    roster: Roster,
+    steps: dict | None = None,
+) -> Post:
     """The report's success template. Only built when every gate held (the caller checks).
 
     It opens with the runbook's summary lines, each shown only as far as the checks and
@@ -238,11 +332,25 @@ def success(rb: Runbook, run_id: str, evidence: Sequence, gates: Sequence, backu
     results = [f"- {e.name}: {e.observed} {mark(e.ok)}" for e in evidence]
     summary = [summary_line(line, [*evidence, *gates]) for line in rb.summary_lines]
     return Post(
-        "success", f"{rb.title} SUCCESSFUL {OK_MARK}",
-        ["*Summary:*", *summary, downtime_line(steps, rb.zero_downtime_lock), "",
-         "Checks:", *results, "", "Quality gates:", *[f"- {g.name}: {g.observed} {mark(g.ok)}" for g in gates],
-         "", "Next steps:", *[f"- {s}" for s in rb.next_steps]],
-        fields={"Backup": _backup_text(backup)}, run_id=run_id, final=True,
+        "success",
+        f"{rb.title} SUCCESSFUL {OK_MARK}",
+        [
+            "*Summary:*",
+            *summary,
+            downtime_line(steps, rb.zero_downtime_lock),
+            "",
+            "Checks:",
+            *results,
+            "",
+            "Quality gates:",
+            *[f"- {g.name}: {g.observed} {mark(g.ok)}" for g in gates],
+            "",
+            "Next steps:",
+            *[f"- {s}" for s in rb.next_steps],
+        ],
+        fields={"Backup": _backup_text(backup)},
+        run_id=run_id,
+        final=True,
         informed=list(roster.members(TPM)),  # "All complete": an update for the TPM, nothing to do
     )
 
@@ -256,7 +364,9 @@ def summary_line(line, evidence: Sequence) -> str:
         return f"- {line.label}: {WAIT_MARK} not verified (no check named {', '.join(missing)} ran)"
     failed = [found[name] for name in line.backed_by if not found[name].ok]
     if failed:
-        return f"- {line.label}: {FAIL_MARK} not shown: " + "; ".join(f"{e.name}: {e.observed}" for e in failed)
+        return f"- {line.label}: {FAIL_MARK} not shown: " + "; ".join(
+            f"{e.name}: {e.observed}" for e in failed
+        )
     proof = "; ".join(f"{name}: {found[name].observed}" for name in line.backed_by)
     return f"- {line.label}: {line.text} {OK_MARK} ({proof})"
 
@@ -272,16 +382,30 @@ def downtime_line(steps: dict | None, threshold: float) -> str:
         return f"- Downtime: not measured (step {', '.join(sorted(unmeasured))} ran through psql)"
     step, longest = max(held.items(), key=lambda kv: kv[1])
     if longest <= threshold:
-        return (f"- Downtime: Zero {OK_MARK} (the longest any statement held its locks: {seconds(longest)}, "
-                f"step {step}; under {seconds(threshold)})")
+        return (
+            f"- Downtime: Zero {OK_MARK} (the longest any statement held its locks: {seconds(longest)}, "
+            f"step {step}; under {seconds(threshold)})"
+        )
     return f"- Downtime: locks held up to {seconds(longest)} (step {step}), over {seconds(threshold)} ⚠️"
 
 
-def failure(rb: Runbook, run_id: str, *, failed_phase: str, error: str, rollback_status: str, database_status: str,
-            action_required: str, backup: dict | None, roster: Roster, evidence: Sequence = ()) -> Post:
+def failure(
+    rb: Runbook,
+    run_id: str,
+    *,
+    failed_phase: str,
+    error: str,
+    rollback_status: str,
+    database_status: str,
+    action_required: str,
+    backup: dict | None,
+    roster: Roster,
+    evidence: Sequence = (),
+) -> Post:
     """The report's failure template, each field a fact established by the caller."""
     return Post(
-        "failure", f"🚨 URGENT: {rb.title} FAILED {FAIL_MARK}",
+        "failure",
+        f"🚨 URGENT: {rb.title} FAILED {FAIL_MARK}",
         evidence_lines(evidence),
         fields={
             "Failed Phase": failed_phase,
@@ -291,7 +415,9 @@ def failure(rb: Runbook, run_id: str, *, failed_phase: str, error: str, rollback
             "Action Required": action_required,
             "Backup Available": _backup_text(backup),
         },
-        run_id=run_id, final=True, mentions=list(roster.members(TPM)) + list(roster.members(COORDINATOR)),
+        run_id=run_id,
+        final=True,
+        mentions=list(roster.members(TPM)) + list(roster.members(COORDINATOR)),
     )
 
 

@@ -1,10 +1,11 @@
 """Background work around a command: heartbeat, lock release, redaction, no stack traces."""
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from commands.lockmsg import lock_refusal
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter, Work
@@ -47,23 +48,43 @@ def guarded(core, handle, run_id: str, actor: str, body: Callable[[Reporter], in
         handle.start_heartbeat()
         core.lost_locks[run_id] = handle.lost
         done = threading.Event()
-        watcher = threading.Thread(target=_stop_when_lost, args=(core, handle, run_id, done), daemon=True,
-                                   name=f"lock-watch-{run_id}")
+        watcher = threading.Thread(
+            target=_stop_when_lost,
+            args=(core, handle, run_id, done),
+            daemon=True,
+            name=f"lock-watch-{run_id}",
+        )
         watcher.start()
         try:
             return body(reporter)
         except Exception as exc:
             if handle.lost.is_set():
-                reporter.post(Post("error", "Stopped: this bot process lost the run lock", [
-                    "Its heartbeat could not renew the lock in time (Redis unreachable, or the process stalled "
-                    "longer than the lock's TTL); the running statement was cancelled and nothing further runs here.",
-                    "Check `/migrate status`: the run is reported as interrupted."], run_id=run_id, final=True))
+                reporter.post(
+                    Post(
+                        "error",
+                        "Stopped: this bot process lost the run lock",
+                        [
+                            "Its heartbeat could not renew the lock in time (Redis unreachable, or the process stalled "
+                            "longer than the lock's TTL); the running statement was cancelled and nothing further runs here.",
+                            "Check `/migrate status`: the run is reported as interrupted.",
+                        ],
+                        run_id=run_id,
+                        final=True,
+                    )
+                )
                 return FAILED
             reason = core.redact(f"{type(exc).__name__}: {exc}")[:500]
             log.error("run %s failed unexpectedly: %s", run_id, reason)
             _mark_failed(core, run_id, actor, reason)
-            reporter.post(Post("error", "Internal error: the run stopped", [reason,
-                               "Check `/migrate status`; the database state is reported there."], run_id=run_id, final=True))
+            reporter.post(
+                Post(
+                    "error",
+                    "Internal error: the run stopped",
+                    [reason, "Check `/migrate status`; the database state is reported there."],
+                    run_id=run_id,
+                    final=True,
+                )
+            )
             return FAILED
         finally:
             done.set()
@@ -91,8 +112,9 @@ def _mark_failed(core, run_id: str, actor: str, reason: str) -> None:
         return
     target = Status.NO_GO if run.status == Status.PREFLIGHT_RUNNING else Status.FAILED
     try:
-        core.store.transition(run_id, target, actor=actor, action="internal error", outcome="error",
-                              evidence={"reason": reason})
+        core.store.transition(
+            run_id, target, actor=actor, action="internal error", outcome="error", evidence={"reason": reason}
+        )
     except IllegalTransition:
         log.error("could not mark run %s failed after an internal error", run_id)
 
@@ -117,8 +139,9 @@ def _acquire_after_epilogue(core, run_id: str, owner: str, poll: float = 0.05):
         time.sleep(poll)
 
 
-def start_locked(core, user: str, current, body: Callable, what: str, first_status: Status,
-                 numbers: list[int]) -> Outcome:
+def start_locked(
+    core, user: str, current, body: Callable, what: str, first_status: Status, numbers: list[int]
+) -> Outcome:
     """Refuse now if the run may not move to `first_status` or the lock is taken; else an
     Outcome whose work runs `body(PhaseRunner)` holding the run lock."""
     from commands.execution import PhaseRunner  # the runner needs the engine; keep this module light
@@ -140,5 +163,9 @@ def start_locked(core, user: str, current, body: Callable, what: str, first_stat
         with PhaseRunner(core, current.id, user, reporter).attached() as runner:
             return body(runner)
 
-    return Outcome(OK, reply=[f"{what} (run {current.id}); updates go to the channel."],
-                   work=guarded(core, handle, current.id, user, work), run_id=current.id)
+    return Outcome(
+        OK,
+        reply=[f"{what} (run {current.id}); updates go to the channel."],
+        work=guarded(core, handle, current.id, user, work),
+        run_id=current.id,
+    )

@@ -9,10 +9,11 @@ is why every caller waits for its child on the thread that started it. Where set
 missing the tools run as before (the README says so); the backends still end on their own,
 because every tool's session sets client_connection_check_interval.
 """
+
 from __future__ import annotations
 
 import shutil
-from typing import Sequence
+from collections.abc import Sequence
 
 SETPRIV = shutil.which("setpriv")
 # A dead client's backend notices within this many milliseconds, even while it sleeps or

@@ -1,13 +1,14 @@
 """The one source of time. Tests that need another clock patch `now` here."""
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now() -> datetime:
     """Current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def monotonic() -> float:
@@ -17,4 +18,4 @@ def monotonic() -> float:
 
 def hhmm(moment: datetime) -> str:
     """`HH:MM UTC`, the way operators read times in messages."""
-    return moment.astimezone(timezone.utc).strftime("%H:%M UTC")
+    return moment.astimezone(UTC).strftime("%H:%M UTC")

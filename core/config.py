@@ -3,13 +3,14 @@
 Everything the bot reads from `os.environ` is read here, once; the rest of the code takes
 a `Settings`. `secrets()` lists every value that must never be shown, for `core.redact`.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from core.urls import credentials_problem, url_secrets
 from sql import DEFAULT_RUNBOOK
@@ -39,7 +40,12 @@ def _number(name: str, raw: str, minimum: float, inclusive: bool) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number {bound} (got {raw[:40]!r})") from None
-    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive) or value > MAX_DURATION:
+    if (
+        not math.isfinite(value)
+        or value < minimum
+        or (value == minimum and not inclusive)
+        or value > MAX_DURATION
+    ):
         raise ConfigError(f"{name} must be a number {bound} (got {raw[:40]!r})")
     return value
 
@@ -57,7 +63,9 @@ def _floats(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tu
     try:
         return tuple(_number(name, x.strip(), 0.0, inclusive=False) for x in raw.split(",") if x.strip())
     except ConfigError:
-        raise ConfigError(f"{name} must be comma-separated positive numbers, e.g. 1,24 (got {raw[:40]!r})") from None
+        raise ConfigError(
+            f"{name} must be comma-separated positive numbers, e.g. 1,24 (got {raw[:40]!r})"
+        ) from None
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -68,7 +76,9 @@ def _redis_url(env: Mapping[str, str]) -> str:
     url = _opt(env, "REDIS_URL") or "redis://localhost:6379/0"
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in REDIS_SCHEMES:
-        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+        raise ConfigError(
+            "REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0"
+        )
     return _parseable("REDIS_URL", url)
 
 
@@ -119,7 +129,7 @@ class Settings:
     extra_secrets: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         api_url = _opt(env, "SLACK_API_URL") or "https://slack.com/api/"
         if not api_url.endswith("/"):
@@ -176,12 +186,20 @@ class Settings:
             self.encryption_key,
             self.register_mongodb_url,
             self.register_redis_url,
-            *url_secrets([self.database_url, self.redis_url, self.scratch_url, self.deployment_url,
-                          self.register_mongodb_url, self.register_redis_url]),
+            *url_secrets(
+                [
+                    self.database_url,
+                    self.redis_url,
+                    self.scratch_url,
+                    self.deployment_url,
+                    self.register_mongodb_url,
+                    self.register_redis_url,
+                ]
+            ),
             *self.extra_secrets,
         ]
         return tuple(v for v in values if v)
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         """A copy with some fields changed (tests and the console use it)."""
         return replace(self, **changes)

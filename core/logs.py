@@ -1,8 +1,9 @@
 """Logging set-up with a redacting filter: no secret reaches a log line."""
+
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from core.redact import redact
 

@@ -4,10 +4,11 @@ Three kinds of secret are masked: passwords inside URLs (`scheme://user:***@host
 tokens (`xoxb-…`, `xapp-…`), and any literal value the caller registers (the encryption
 key, connection strings taken from the environment).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 MASK = "***"
 

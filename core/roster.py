@@ -1,4 +1,5 @@
 """Who may do what: the roster file (TOML, role name -> Slack user IDs)."""
+
 from __future__ import annotations
 
 import tomllib
@@ -16,17 +17,25 @@ class Roster:
     roles: dict[str, tuple[str, ...]]
 
     @classmethod
-    def load(cls, path: Path) -> "Roster":
+    def load(cls, path: Path) -> Roster:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"roster file {path} not found: set MIGRATE_ROSTER (see README, Roster)") from None
+            raise ConfigError(
+                f"roster file {path} not found: set MIGRATE_ROSTER (see README, Roster)"
+            ) from None
         except IsADirectoryError:
-            raise ConfigError(f"roster file {path} is a directory: set MIGRATE_ROSTER to the roster's TOML file") from None
+            raise ConfigError(
+                f"roster file {path} is a directory: set MIGRATE_ROSTER to the roster's TOML file"
+            ) from None
         except UnicodeDecodeError:
-            raise ConfigError(f"roster file {path} is not UTF-8 text: set MIGRATE_ROSTER to the roster's TOML file") from None
+            raise ConfigError(
+                f"roster file {path} is not UTF-8 text: set MIGRATE_ROSTER to the roster's TOML file"
+            ) from None
         except OSError as exc:
-            raise ConfigError(f"roster file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+            raise ConfigError(
+                f"roster file {path} cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"roster file {path} is not valid TOML: {exc}") from None
         roles = data.get("roles")

@@ -8,10 +8,11 @@ of the whole password can recognise them. So the password is taken here as every
 the user's `:` and the last `@` (a host never holds `@`), both as written and percent-decoded,
 and a URL whose credentials a parser would cut is refused without quoting any part of it.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import unquote
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -23,7 +24,7 @@ def userinfo(url: str) -> str | None:
     start = url.find("://")
     if start < 0:
         return None
-    info, at, _ = url[start + 3:].rpartition("@")
+    info, at, _ = url[start + 3 :].rpartition("@")
     return info if at else None
 
 
@@ -68,8 +69,10 @@ def credentials_problem(name: str, url: str | None) -> str | None:
     if not info:
         return None
     if any(c in info for c in _CUTTERS):
-        return (f"{name}: the user or password holds an unencoded '/', '?', '#' or '@': "
-                "percent-encode it (/ as %2F, ? as %3F, # as %23, @ as %40)")
+        return (
+            f"{name}: the user or password holds an unencoded '/', '?', '#' or '@': "
+            "percent-encode it (/ as %2F, ? as %3F, # as %23, @ as %40)"
+        )
     if _BAD_ESCAPE.search(info):
         return f"{name}: the user or password holds a '%' that does not start a %-escape: write it as %25"
     return None

@@ -5,10 +5,11 @@ many statements, which is why the executor keeps pace with `psql -1 -f` (one rou
 per statement). The server answers one result per statement, in order, and stops at the
 first error, so the results say exactly which statement failed and how far the file got.
 """
+
 from __future__ import annotations
 
 import select
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import psycopg
 from psycopg import pq
@@ -31,7 +32,7 @@ class ChunkError(Exception):
 
 def chunks(items: Sequence[Statement], size: int = CHUNK) -> Iterator[list[Statement]]:
     for i in range(0, len(items), size):
-        yield list(items[i:i + size])
+        yield list(items[i : i + size])
 
 
 def run_chunk(conn: psycopg.Connection, chunk: list[Statement], done: Callable[[Statement], None]) -> None:
@@ -46,7 +47,9 @@ def run_chunk(conn: psycopg.Connection, chunk: list[Statement], done: Callable[[
     for i, res in enumerate(results):
         if res.status not in _OK:
             base = sum(len(s.sql) + len(SEPARATOR) for s in chunk[:i])
-            raise ChunkError(psycopg.errors.error_from_result(res, encoding=conn.info.encoding), chunk[i], base)
+            raise ChunkError(
+                psycopg.errors.error_from_result(res, encoding=conn.info.encoding), chunk[i], base
+            )
         done(chunk[i])
 
 

@@ -4,11 +4,12 @@ While a file runs, a watcher polls `pg_blocking_pids()` for the executor's backe
 times per lock_timeout, so that when the statement gives up (55P03) the report can name
 the backend that held the lock: its pid, query, state, age, lock mode and relation.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import psycopg
 from pglast.parser import normalize
@@ -53,9 +54,16 @@ class BlockerWatch:
     """Polls, from its own connection, which backends block ours; keeps the latest sighting
     of each. Use as a context manager around one attempt."""
 
-    def __init__(self, dsn: str, interval: float, *, pid: Callable[[], int | None] | None = None,
-                 application_name: str | None = None, secrets: Sequence[str] = (),
-                 on_new: Callable[[Blocker], None] | None = None):
+    def __init__(
+        self,
+        dsn: str,
+        interval: float,
+        *,
+        pid: Callable[[], int | None] | None = None,
+        application_name: str | None = None,
+        secrets: Sequence[str] = (),
+        on_new: Callable[[Blocker], None] | None = None,
+    ):
         """Watch the backend `pid()` returns, or the one named `application_name` (psql's);
         `on_new` hears of each blocking backend when it is first seen."""
         self._dsn, self._interval, self._secrets = dsn, max(0.02, interval), secrets
@@ -66,7 +74,7 @@ class BlockerWatch:
         self._seen: dict[int, Blocker] = {}
         self._thread = threading.Thread(target=self._run, name="blocker-watch", daemon=True)
 
-    def __enter__(self) -> "BlockerWatch":
+    def __enter__(self) -> BlockerWatch:
         self._thread.start()
         return self
 
@@ -83,7 +91,9 @@ class BlockerWatch:
         conn: psycopg.Connection | None = None
         try:
             while not self._stop.wait(self._interval):
-                conn = conn or psycopg.connect(self._dsn, autocommit=True, application_name="migrate-bot-watch")
+                conn = conn or psycopg.connect(
+                    self._dsn, autocommit=True, application_name="migrate-bot-watch"
+                )
                 self._look(conn)
         except psycopg.Error:
             pass  # the watch is evidence only: losing it must never fail the migration
@@ -134,7 +144,9 @@ def to_blocker(row, secrets: Sequence[str]) -> Blocker:
     return Blocker(pid, query, state, round(age, 3), mode, relation)
 
 
-def holders(dsn: str, relation: str, level: str, exclude_pid: int | None, secrets: Sequence[str] = ()) -> list[Blocker]:
+def holders(
+    dsn: str, relation: str, level: str, exclude_pid: int | None, secrets: Sequence[str] = ()
+) -> list[Blocker]:
     """Backends holding a lock on `relation` that conflicts with `level`, oldest first
     (looked up right after a NOWAIT lock failed, from a connection of our own)."""
     from engine.locks import holder_query
@@ -142,7 +154,9 @@ def holders(dsn: str, relation: str, level: str, exclude_pid: int | None, secret
     query, modes = holder_query(level)
     try:
         with psycopg.connect(dsn, autocommit=True, application_name="migrate-bot-watch") as conn:
-            rows = conn.execute(query, {"relation": relation, "modes": list(modes), "me": exclude_pid or 0}).fetchall()
+            rows = conn.execute(
+                query, {"relation": relation, "modes": list(modes), "me": exclude_pid or 0}
+            ).fetchall()
     except psycopg.Error:
         return []  # evidence only: never fail the migration over it
     return [to_blocker(r, secrets) for r in rows]

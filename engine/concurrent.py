@@ -8,12 +8,13 @@ timeouts (`[lock_timeouts.concurrent]`: a long wait, no blind retry) for the tim
 watches whom it waits for, and drops what a failed build left before anything runs again.
 After a file that built indexes succeeds, `[lock_safety] auto_analyze` ANALYZEs their tables.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 from pglast.parser import parse_sql_json
@@ -30,7 +31,7 @@ def _reindex_concurrently(stmt: Statement) -> dict | None:
     """The ReindexStmt of `REINDEX (…) INDEX|TABLE … CONCURRENTLY`, else None."""
     if stmt.transactional or not re.match(r"\s*REINDEX\b", stmt.sql, re.IGNORECASE):
         return None
-    (kind, body), = json.loads(parse_sql_json(stmt.sql))["stmts"][0]["stmt"].items()
+    ((kind, body),) = json.loads(parse_sql_json(stmt.sql))["stmts"][0]["stmt"].items()
     params = [p.get("DefElem", {}).get("defname") for p in body.get("params", ())]
     return body if kind == "ReindexStmt" and "concurrently" in params and body.get("relation") else None
 
@@ -64,7 +65,9 @@ def file_level(by_level: LockTimeouts, parsed: ParsedFile) -> LevelTimeouts | No
 
 
 @contextmanager
-def timeouts(conn: psycopg.Connection, level: LevelTimeouts | None, restore: dict[str, str]) -> Iterator[None]:
+def timeouts(
+    conn: psycopg.Connection, level: LevelTimeouts | None, restore: dict[str, str]
+) -> Iterator[None]:
     """The level's lock_timeout (and statement_timeout) on the session for one statement, the
     file's settings (`restore`) again afterwards."""
     if level is None:
@@ -72,7 +75,9 @@ def timeouts(conn: psycopg.Connection, level: LevelTimeouts | None, restore: dic
         return
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(level.lock_timeout * 1000)}ms",))
     if level.statement_timeout is not None:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(level.statement_timeout * 1000)}ms",))
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (f"{int(level.statement_timeout * 1000)}ms",)
+        )
     try:
         yield
     finally:
@@ -94,7 +99,9 @@ def analyze(dsn: str, tables: list[str], statement_timeout: float) -> list[str]:
     line per table saying what was done."""
     notes = []
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",))
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",)
+        )
         for table in tables:
             if conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()[0]:
                 continue  # dropped later in the same file

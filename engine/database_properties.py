@@ -10,6 +10,7 @@ Values are copied without being re-typed as SQL: each is set in a session with s
 (which parses lists such as search_path the way the server stored them) and stored with
 `SET … FROM CURRENT`, so no catalog text is ever interpolated into a statement.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,14 +65,18 @@ def carry(admin_url: str, source: str, target: str) -> Carried:
             except psycopg.Error as exc:
                 scope = f"ROLE {role} IN DATABASE {target}" if role else f"DATABASE {target}"
                 # neither the value nor the server's message (which may quote it): it may be a secret
-                done.missed.append(f"ALTER {scope} SET {name} = (its value on {source}) ({type(exc).__name__})")
+                done.missed.append(
+                    f"ALTER {scope} SET {name} = (its value on {source}) ({type(exc).__name__})"
+                )
     if has_acl and has_acl[0]:
         try:
             _copy_acl(admin_url, target, grants)
             done.grants = len(grants)
         except psycopg.Error as exc:
-            done.missed.append(f"the grants on DATABASE {source} ({first_line(exc)}): compare "
-                               f"`\\l {source}` with `\\l {target}`")
+            done.missed.append(
+                f"the grants on DATABASE {source} ({first_line(exc)}): compare "
+                f"`\\l {source}` with `\\l {target}`"
+            )
     return done
 
 
@@ -80,14 +85,19 @@ def _store_setting(target_url: str, target: str, role: str | None, name: str, va
     stored FROM CURRENT — so a setting like default_transaction_read_only cannot affect the
     statement that stores it."""
     with psycopg.connect(target_url) as conn:
-        conn.read_only = False  # BEGIN READ WRITE: a default_transaction_read_only carried already does not apply
+        conn.read_only = (
+            False  # BEGIN READ WRITE: a default_transaction_read_only carried already does not apply
+        )
         with conn.transaction():
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
             if role:
                 stmt = sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} FROM CURRENT").format(
-                    sql.Identifier(role), sql.Identifier(target), _guc(name))
+                    sql.Identifier(role), sql.Identifier(target), _guc(name)
+                )
             else:
-                stmt = sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(sql.Identifier(target), _guc(name))
+                stmt = sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(
+                    sql.Identifier(target), _guc(name)
+                )
             conn.execute(stmt)
 
 
@@ -101,4 +111,6 @@ def _copy_acl(admin_url: str, target: str, grants: list[tuple]) -> None:
                 raise psycopg.ProgrammingError(f"unexpected database privilege {privilege!r}")
             who = sql.SQL("PUBLIC") if public else sql.Identifier(grantee)
             option = sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL("")
-            conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(sql.SQL(privilege), db, who, option))
+            conn.execute(
+                sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(sql.SQL(privilege), db, who, option)
+            )

@@ -7,14 +7,15 @@ meta-commands. Every attempt runs under SET LOCAL lock_timeout / statement_timeo
 lock that cannot be taken in time rolls the attempt back, names the blocker and retries
 with back-off, so the migration never sits in the lock queue stalling production traffic.
 """
+
 from __future__ import annotations
 
 import hashlib
 import tempfile
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import psycopg
 from psycopg import sql
@@ -108,15 +109,20 @@ class _Run:
     secrets: tuple[str, ...]
     source: bytes = b""  # the file's bytes as read, hashed and parsed once: what runs
     team_ledger: TeamLedgerFn | None = None
-    concurrent: LevelTimeouts | None = None  # timeouts of a concurrent index build ([lock_timeouts.concurrent])
-    on_wait: "WaitFn | None" = None
+    concurrent: LevelTimeouts | None = (
+        None  # timeouts of a concurrent index build ([lock_timeouts.concurrent])
+    )
+    on_wait: WaitFn | None = None
     started_at: object = field(default_factory=clock.now)
     t0: float = field(default_factory=clock.monotonic)
 
     def settings(self) -> dict[str, str]:
         """Timeouts first, then the inputs: session settings for the file."""
-        return {"lock_timeout": f"{int(self.lock_timeout * 1000)}ms",
-                "statement_timeout": f"{int(self.statement_timeout * 1000)}ms", **self.inputs}
+        return {
+            "lock_timeout": f"{int(self.lock_timeout * 1000)}ms",
+            "statement_timeout": f"{int(self.statement_timeout * 1000)}ms",
+            **self.inputs,
+        }
 
     def write_team_ledger(self, conn: psycopg.Connection) -> None:
         """The team's ledger rows, in the caller's (the file's) transaction."""
@@ -127,8 +133,18 @@ class _Run:
     def ledger_values(self, statements: int) -> tuple:
         r = self.record
         duration_ms = int((clock.monotonic() - self.t0) * 1000)
-        return (r.runbook, r.run_id, r.phase, r.step, self.parsed.name, self.parsed.sha256, r.actor,
-                self.started_at, duration_ms, statements)
+        return (
+            r.runbook,
+            r.run_id,
+            r.phase,
+            r.step,
+            self.parsed.name,
+            self.parsed.sha256,
+            r.actor,
+            self.started_at,
+            duration_ms,
+            statements,
+        )
 
 
 class _Cancelled(Exception):
@@ -139,8 +155,11 @@ class FileChanged(SqlFileError):
     """The file's bytes are not the approved ones: nothing of it ran."""
 
     def __init__(self, file: str, approved: str, found: str):
-        what = (f"changed since approval (sha256 {approved[:12]}… approved, {found[:12]}… now)" if approved
-                else "is not among the approved files")
+        what = (
+            f"changed since approval (sha256 {approved[:12]}… approved, {found[:12]}… now)"
+            if approved
+            else "is not among the approved files"
+        )
         super().__init__(file, 0, f"{what}: nothing of it ran; run preflight again and get a new approval")
         self.approved, self.found = approved, found
 
@@ -186,9 +205,18 @@ class Executor:
     def reset_cancel(self) -> None:
         self._cancelled.clear()
 
-    def run_step(self, rb: Runbook, step: Step, *, inputs: Mapping[str, str], record: LedgerRecord | None = None,
-                 on_progress: ProgressFn | None = None, approved_sha256: str | None = None,
-                 team_ledger: TeamLedgerFn | None = None, on_wait: WaitFn | None = None) -> FileResult:
+    def run_step(
+        self,
+        rb: Runbook,
+        step: Step,
+        *,
+        inputs: Mapping[str, str],
+        record: LedgerRecord | None = None,
+        on_progress: ProgressFn | None = None,
+        approved_sha256: str | None = None,
+        team_ledger: TeamLedgerFn | None = None,
+        on_wait: WaitFn | None = None,
+    ) -> FileResult:
         """Run a runbook step's file with the runbook's timeouts and retries (step overrides
         first) and exactly the inputs the step declares. Refuses DO-NOT-RUN/unknown files,
         and (FileChanged) bytes other than `approved_sha256` when given."""
@@ -201,21 +229,42 @@ class Executor:
             raise ValueError(f"step {step.id} needs {', '.join(missing)}: set {envs}")
         d = rb.defaults
         return self.run_file(
-            rb.file_path(step.file), name=step.file, inputs={n: inputs[n] for n in step.inputs},
+            rb.file_path(step.file),
+            name=step.file,
+            inputs={n: inputs[n] for n in step.inputs},
             lock_timeout=step.lock_timeout if step.lock_timeout is not None else d.lock_timeout,
-            statement_timeout=step.statement_timeout if step.statement_timeout is not None else d.statement_timeout,
-            lock_retries=d.lock_retries, retry_backoff=d.retry_backoff, record=record, on_progress=on_progress,
-            approved_sha256=approved_sha256, team_ledger=team_ledger,
+            statement_timeout=step.statement_timeout
+            if step.statement_timeout is not None
+            else d.statement_timeout,
+            lock_retries=d.lock_retries,
+            retry_backoff=d.retry_backoff,
+            record=record,
+            on_progress=on_progress,
+            approved_sha256=approved_sha256,
+            team_ledger=team_ledger,
             by_level=None if step.lock_timeout is not None else rb.lock_timeouts,  # a step's own value wins
-            auto_analyze=rb.lock_safety.auto_analyze, on_wait=on_wait)
+            auto_analyze=rb.lock_safety.auto_analyze,
+            on_wait=on_wait,
+        )
 
-    def run_file(self, path: Path, *, inputs: Mapping[str, str] = {}, lock_timeout: float = 2.0,
-                 statement_timeout: float = 300.0, lock_retries: int = 3, retry_backoff: float = 2.0,
-                 record: LedgerRecord | None = None, on_progress: ProgressFn | None = None,
-                 approved_sha256: str | None = None,
-                 team_ledger: TeamLedgerFn | None = None, name: str | None = None,
-                 by_level: LockTimeouts | None = None, auto_analyze: bool = False,
-                 on_wait: WaitFn | None = None) -> FileResult:
+    def run_file(
+        self,
+        path: Path,
+        *,
+        inputs: Mapping[str, str] = {},
+        lock_timeout: float = 2.0,
+        statement_timeout: float = 300.0,
+        lock_retries: int = 3,
+        retry_backoff: float = 2.0,
+        record: LedgerRecord | None = None,
+        on_progress: ProgressFn | None = None,
+        approved_sha256: str | None = None,
+        team_ledger: TeamLedgerFn | None = None,
+        name: str | None = None,
+        by_level: LockTimeouts | None = None,
+        auto_analyze: bool = False,
+        on_wait: WaitFn | None = None,
+    ) -> FileResult:
         """Run one file; raises SqlFileError before touching the database if it does not parse.
         `name`: what results and the ledger call it (a runbook file: its path relative to the
         runbook); by default the file's base name.
@@ -240,13 +289,27 @@ class Executor:
         if level is not None:
             lock_timeout, lock_retries = level.lock_timeout, level.lock_retries
             statement_timeout = level.statement_timeout or statement_timeout
-        run = _Run(parsed, dict(inputs), lock_timeout, statement_timeout, record, on_progress,
-                   (*self._secrets, *inputs.values()), source, team_ledger,
-                   concurrent=by_level.for_level(CONCURRENT) if by_level is not None else None, on_wait=on_wait)
-        result = FileResult(parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None,
-                            False, parsed.atomic)
-        attempt_fn = self._psql_attempt if parsed.needs_psql else (
-            self._atomic_attempt if parsed.atomic else self._autocommit_attempt)
+        run = _Run(
+            parsed,
+            dict(inputs),
+            lock_timeout,
+            statement_timeout,
+            record,
+            on_progress,
+            (*self._secrets, *inputs.values()),
+            source,
+            team_ledger,
+            concurrent=by_level.for_level(CONCURRENT) if by_level is not None else None,
+            on_wait=on_wait,
+        )
+        result = FileResult(
+            parsed.name, parsed.sha256, False, len(parsed.body), 0, 0.0, [], 0, [], None, False, parsed.atomic
+        )
+        attempt_fn = (
+            self._psql_attempt
+            if parsed.needs_psql
+            else (self._atomic_attempt if parsed.atomic else self._autocommit_attempt)
+        )
         for attempt in range(1, lock_retries + 2):
             if self._cancelled.is_set():
                 result.cancelled = True
@@ -255,8 +318,9 @@ class Executor:
             try:
                 attempt_fn(run, result)
             except psycopg.OperationalError as exc:  # could not connect: nothing ran
-                result.error = self._error(parsed.name, 0, None, getattr(exc, "sqlstate", None),
-                                           first_line(exc), run.secrets)
+                result.error = self._error(
+                    parsed.name, 0, None, getattr(exc, "sqlstate", None), first_line(exc), run.secrets
+                )
             if result.ok or result.cancelled or not result.retryable or attempt > lock_retries:
                 break
             self._cancelled.wait(retry_backoff * 2 ** (attempt - 1))
@@ -272,7 +336,12 @@ class Executor:
         try:
             return concurrent.analyze(self._dsn, concurrent.indexed_tables(run.parsed), run.statement_timeout)
         except psycopg.Error as exc:
-            return [redact(f"auto_analyze: ANALYZE failed ({first_line(exc)}); autovacuum will do it later", run.secrets)]
+            return [
+                redact(
+                    f"auto_analyze: ANALYZE failed ({first_line(exc)}); autovacuum will do it later",
+                    run.secrets,
+                )
+            ]
 
     # ------------------------------------------------------------- atomic
 
@@ -305,7 +374,9 @@ class Executor:
                     result.cancelled = True
                 except locks.LocksUnavailable as busy:
                     _rollback(conn)
-                    _merge_blockers(result, holders(self._dsn, busy.relation, busy.level, self._pid, run.secrets))
+                    _merge_blockers(
+                        result, holders(self._dsn, busy.relation, busy.level, self._pid, run.secrets)
+                    )
                     self._failed(run, result, busy.error, busy.statement)
                 except locks.LockRefused as refused:  # named at the statement needing it, never file:0
                     _rollback(conn)
@@ -323,8 +394,11 @@ class Executor:
         if plan:
             locks.take(conn, plan, run.lock_timeout, self._cancelled.is_set)
 
-    def _run_chunk(self, conn: psycopg.Connection, chunk: list[Statement], run: _Run, result: FileResult) -> None:
+    def _run_chunk(
+        self, conn: psycopg.Connection, chunk: list[Statement], run: _Run, result: FileResult
+    ) -> None:
         """One chunk (engine.batch), counting and reporting each statement as it completes."""
+
         def done(stmt: Statement) -> None:
             result.executed += 1
             if run.on_progress:
@@ -343,7 +417,7 @@ class Executor:
             with self._watch(run, result):
                 try:
                     self._set(conn, run.settings(), local=False)
-                    for stmt in body[result.executed:]:
+                    for stmt in body[result.executed :]:
                         before = None  # never a previous statement's: only what this one may leave is dropped
                         self._check_cancel()
                         table = concurrent.build_table(conn, stmt)
@@ -353,8 +427,11 @@ class Executor:
                             began = clock.monotonic()
                             conn.execute(stmt.sql)
                         result.lock_held = max(result.lock_held or 0.0, round(clock.monotonic() - began, 3))
-                        if stmt.concurrent_index and stmt.concurrent_index[1] and \
-                                indexes.is_invalid(conn, stmt.concurrent_index[1]):
+                        if (
+                            stmt.concurrent_index
+                            and stmt.concurrent_index[1]
+                            and indexes.is_invalid(conn, stmt.concurrent_index[1])
+                        ):
                             raise _KeptInvalid(stmt)
                         result.executed += 1
                         if run.on_progress:
@@ -370,10 +447,16 @@ class Executor:
                     result.cancelled = True
                 except _KeptInvalid as kept:
                     name = kept.stmt.concurrent_index[1]
-                    result.error = self._error(run.parsed.name, kept.stmt.line, kept.stmt, None,
-                                               f"index {name} exists but is INVALID (left by an earlier failed "
-                                               f"concurrent build; IF NOT EXISTS kept it): run `DROP INDEX "
-                                               f"CONCURRENTLY {name};`, then run the file again", run.secrets)
+                    result.error = self._error(
+                        run.parsed.name,
+                        kept.stmt.line,
+                        kept.stmt,
+                        None,
+                        f"index {name} exists but is INVALID (left by an earlier failed "
+                        f"concurrent build; IF NOT EXISTS kept it): run `DROP INDEX "
+                        f"CONCURRENTLY {name};`, then run the file again",
+                        run.secrets,
+                    )
                 except psycopg.Error as exc:
                     failing = body[result.executed] if result.executed < len(body) else None
                     self._failed(run, result, exc, failing)
@@ -381,13 +464,17 @@ class Executor:
                         result.no_retry = run.concurrent is not None and run.concurrent.lock_retries == 0
                         self._drop_left_invalid(run, result, before[0], (before[1], before[2]))
 
-    def _drop_left_invalid(self, run: _Run, result: FileResult, table: str, before: tuple[list[int], str]) -> None:
+    def _drop_left_invalid(
+        self, run: _Run, result: FileResult, table: str, before: tuple[list[int], str]
+    ) -> None:
         """A failed concurrent build on `table`: drop the INVALID index it left (engine.indexes),
         and say so in the error the operator reads."""
         timeouts = {k: v for k, v in run.settings().items() if k in ("lock_timeout", "statement_timeout")}
         notes = indexes.drop_left_invalid(self._dsn, table, before, timeouts)
         if notes and result.error is not None:
-            result.error = replace(result.error, message=redact(f"{result.error.message}; {'; '.join(notes)}", run.secrets))
+            result.error = replace(
+                result.error, message=redact(f"{result.error.message}; {'; '.join(notes)}", run.secrets)
+            )
 
     # --------------------------------------------------------------- psql
 
@@ -408,8 +495,13 @@ class Executor:
             with self._guard:
                 self._psql = proc
             try:
-                with BlockerWatch(self._dsn, min(run.lock_timeout / 4, 1.0), application_name=app,
-                                  secrets=run.secrets, on_new=run.on_wait) as watch:
+                with BlockerWatch(
+                    self._dsn,
+                    min(run.lock_timeout / 4, 1.0),
+                    application_name=app,
+                    secrets=run.secrets,
+                    on_new=run.on_wait,
+                ) as watch:
                     out = proc.run()
                 _merge_blockers(result, watch.blockers)
             finally:
@@ -427,11 +519,19 @@ class Executor:
             return
         if inline and out.error_line:  # lines after the inserted ledger rows moved down by its lines
             at = _closing_line(run)
-            out.error_line = max(at, out.error_line - inline.count("\n")) if out.error_line > at else out.error_line
+            out.error_line = (
+                max(at, out.error_line - inline.count("\n")) if out.error_line > at else out.error_line
+            )
         stmt = _statement_at(parsed, out.error_line)
         result.cancelled = self._cancelled.is_set()
-        result.error = self._error(parsed.name, out.error_line or (stmt.line if stmt else 0), stmt,
-                                   out.error_state, out.error_message or "psql failed", run.secrets)
+        result.error = self._error(
+            parsed.name,
+            out.error_line or (stmt.line if stmt else 0),
+            stmt,
+            out.error_state,
+            out.error_message or "psql failed",
+            run.secrets,
+        )
         if stmt is not None and stmt.index in before:
             table, snapshot = before[stmt.index]
             self._drop_left_invalid(run, result, table, snapshot)
@@ -460,10 +560,10 @@ class Executor:
 
     # ------------------------------------------------------------- helpers
 
-    def _connect(self, run: _Run, result: FileResult, *, autocommit: bool) -> "_Session":
+    def _connect(self, run: _Run, result: FileResult, *, autocommit: bool) -> _Session:
         return _Session(self, run, result, autocommit)
 
-    def _watch(self, run: _Run, result: FileResult) -> "_Watch":
+    def _watch(self, run: _Run, result: FileResult) -> _Watch:
         return _Watch(self, run, result)
 
     def _check_cancel(self) -> None:
@@ -476,8 +576,16 @@ class Executor:
         for name, value in settings.items():
             conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
 
-    def _failed(self, run: _Run, result: FileResult, exc: psycopg.Error, stmt: Statement | None,
-                position_base: int = 0, *, positioned: bool = True) -> None:
+    def _failed(
+        self,
+        run: _Run,
+        result: FileResult,
+        exc: psycopg.Error,
+        stmt: Statement | None,
+        position_base: int = 0,
+        *,
+        positioned: bool = True,
+    ) -> None:
         """`positioned`: the server's error position points into `stmt` (not into a LOCK TABLE
         the executor sent for it)."""
         sqlstate = getattr(exc, "sqlstate", None)
@@ -494,8 +602,14 @@ class Executor:
         result.error = self._error(run.parsed.name, line, stmt, sqlstate, message, run.secrets)
 
     @staticmethod
-    def _error(file: str, line: int, stmt: Statement | None, sqlstate: str | None, message: str,
-               secrets: Sequence[str]) -> StatementError:
+    def _error(
+        file: str,
+        line: int,
+        stmt: Statement | None,
+        sqlstate: str | None,
+        message: str,
+        secrets: Sequence[str],
+    ) -> StatementError:
         text = " ".join(stmt.sql.split()) if stmt else ""
         text = redact(text, secrets)
         if len(text) > STATEMENT_CHARS:
@@ -521,8 +635,13 @@ class _Session:
         # client_connection_check_interval: if the bot dies mid-statement, PostgreSQL notices the
         # dead client within a second and rolls back, instead of holding the locks until the
         # statement ends by itself (pg_sleep, a long DDL).
-        conn = psycopg.connect(self._ex._dsn, autocommit=self._autocommit, prepare_threshold=None,
-                               application_name=self._ex._app, options="-c client_connection_check_interval=1000")
+        conn = psycopg.connect(
+            self._ex._dsn,
+            autocommit=self._autocommit,
+            prepare_threshold=None,
+            application_name=self._ex._app,
+            options="-c client_connection_check_interval=1000",
+        )
         conn.add_notice_handler(self._notice)
         with self._ex._guard:
             self._ex._conn, self._ex._pid = conn, conn.info.backend_pid
@@ -544,8 +663,13 @@ class _Watch:
     def __init__(self, ex: Executor, run: _Run, result: FileResult):
         self._result = result
         # At most a second apart: a concurrent build may wait minutes, and who it waits for is news.
-        self._watch = BlockerWatch(ex._dsn, min(run.lock_timeout / 4, 1.0), pid=lambda: ex._pid, secrets=run.secrets,
-                                   on_new=run.on_wait)
+        self._watch = BlockerWatch(
+            ex._dsn,
+            min(run.lock_timeout / 4, 1.0),
+            pid=lambda: ex._pid,
+            secrets=run.secrets,
+            on_new=run.on_wait,
+        )
 
     def __enter__(self) -> BlockerWatch:
         return self._watch.__enter__()
@@ -623,7 +747,7 @@ def _inline_ledger(run: _Run, statements: int) -> str:
 
 def _closing_line(run: _Run) -> int:
     text = run.source.decode("utf-8")
-    return text[:closing_commit_offset(text)].count("\n") + 1
+    return text[: closing_commit_offset(text)].count("\n") + 1
 
 
 def _ledger_file(tmp: Path, run: _Run, statements: int) -> Path:

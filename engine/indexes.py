@@ -7,9 +7,10 @@ exists"), or silently accepted by `IF NOT EXISTS`. PostgreSQL's advice is to dro
 again; the executor does exactly that for the indexes the failed statement itself left (those
 that did not exist before it ran), and refuses an `IF NOT EXISTS` that kept an INVALID one.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import psycopg
 from psycopg import sql as pgsql
@@ -30,11 +31,15 @@ def before_build(conn: psycopg.Connection, table: str) -> tuple[list[int], str]:
 
 
 def is_invalid(conn: psycopg.Connection, index: str) -> bool:
-    row = conn.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (index,)).fetchone()
+    row = conn.execute(
+        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (index,)
+    ).fetchone()
     return bool(row and row[0])
 
 
-def drop_left_invalid(dsn: str, table: str, before: tuple[list[int], str], settings: Mapping[str, str]) -> list[str]:
+def drop_left_invalid(
+    dsn: str, table: str, before: tuple[list[int], str], settings: Mapping[str, str]
+) -> list[str]:
     """Drop (concurrently) the INVALID indexes on `table` that are not in `before`; one line per
     index saying what was done or what the operator must do. A fresh connection: the failed
     statement's own may have been cancelled or terminated."""
@@ -48,14 +53,22 @@ def drop_left_invalid(dsn: str, table: str, before: tuple[list[int], str], setti
             for schema, index in conn.execute(_NEW_INVALID, (table, oids)).fetchall():
                 qualified = f"{schema}.{index}"
                 try:
-                    conn.execute(pgsql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(pgsql.Identifier(schema, index)))
+                    conn.execute(
+                        pgsql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                            pgsql.Identifier(schema, index)
+                        )
+                    )
                     notes.append(f"the INVALID index {qualified} the failed build left was dropped")
                 except psycopg.Error as exc:
-                    notes.append(f"the INVALID index {qualified} the failed build left could not be dropped "
-                                 f"({first_line(exc)}): run `DROP INDEX CONCURRENTLY {qualified};` "
-                                 "before running the file again")
+                    notes.append(
+                        f"the INVALID index {qualified} the failed build left could not be dropped "
+                        f"({first_line(exc)}): run `DROP INDEX CONCURRENTLY {qualified};` "
+                        "before running the file again"
+                    )
     except psycopg.Error as exc:
-        notes.append(f"INVALID indexes the failed build may have left on {table} were not checked "
-                     f"({first_line(exc)}): look for them with "
-                     f"`SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid`")
+        notes.append(
+            f"INVALID indexes the failed build may have left on {table} were not checked "
+            f"({first_line(exc)}): look for them with "
+            f"`SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid`"
+        )
     return notes

@@ -4,6 +4,7 @@ application's own `schema_migrations` versions.
 Each applied file gets a row in `migrate_bot.applied_files` written in the same transaction
 as the file itself, so "applied but not recorded" cannot happen (the alembic way).
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -55,7 +56,9 @@ def applied_files(dsn: str, runbook: str) -> list[dict]:
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
         if not _exists(conn, "migrate_bot.applied_files"):
             return []
-        return conn.execute("SELECT * FROM migrate_bot.applied_files WHERE runbook = %s ORDER BY id", (runbook,)).fetchall()
+        return conn.execute(
+            "SELECT * FROM migrate_bot.applied_files WHERE runbook = %s ORDER BY id", (runbook,)
+        ).fetchall()
 
 
 def step_committed(dsn: str, *, run_id: str, step: str, sha256: str, since, timeout: float = 5.0) -> bool:
@@ -64,17 +67,31 @@ def step_committed(dsn: str, *, run_id: str, step: str, sha256: str, since, time
     transaction did not commit. Reads only the ledger table, under lock and statement
     timeouts: never queued behind the lock that stalled the step."""
     ms = int(timeout * 1000)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(timeout)),
-                         options=f"-c lock_timeout={ms} -c statement_timeout={ms}") as conn:
+    with psycopg.connect(
+        dsn,
+        autocommit=True,
+        connect_timeout=max(1, int(timeout)),
+        options=f"-c lock_timeout={ms} -c statement_timeout={ms}",
+    ) as conn:
         if not _exists(conn, "migrate_bot.applied_files"):
             return False
-        return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM migrate_bot.applied_files WHERE run_id = %s "
-                                 "AND step = %s AND sha256 = %s AND started_at >= %s)",
-                                 (run_id, step, sha256, since)).fetchone()[0])
+        return bool(
+            conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM migrate_bot.applied_files WHERE run_id = %s "
+                "AND step = %s AND sha256 = %s AND started_at >= %s)",
+                (run_id, step, sha256, since),
+            ).fetchone()[0]
+        )
 
 
-def record_version(dsn: str, version: str, description: str = "", *, table: str = "schema_migrations",
-                   column: str = "version") -> None:
+def record_version(
+    dsn: str,
+    version: str,
+    description: str = "",
+    *,
+    table: str = "schema_migrations",
+    column: str = "version",
+) -> None:
     """Add `version` to the runbook's `table` ledger (idempotent: an existing row is left as is)."""
     with psycopg.connect(dsn) as conn:
         columns = _columns(conn, table)
@@ -86,24 +103,40 @@ def record_version(dsn: str, version: str, description: str = "", *, table: str 
                 break
         placeholders = sql.SQL(", ").join([sql.Placeholder()] * len(values))
         conn.execute(
-            sql.SQL("INSERT INTO {t} ({names}) SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {c}::text = %s)")
-            .format(t=_table(table), names=sql.SQL(", ").join(names), values=placeholders, c=sql.Identifier(column)),
+            sql.SQL(
+                "INSERT INTO {t} ({names}) SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {c}::text = %s)"
+            ).format(
+                t=_table(table),
+                names=sql.SQL(", ").join(names),
+                values=placeholders,
+                c=sql.Identifier(column),
+            ),
             (*values, version),
         )
 
 
-def remove_version(dsn: str, version: str, *, table: str = "schema_migrations", column: str = "version") -> None:
+def remove_version(
+    dsn: str, version: str, *, table: str = "schema_migrations", column: str = "version"
+) -> None:
     """Remove `version` from the `table` ledger (a rolled-back migration is not applied)."""
     with psycopg.connect(dsn) as conn:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE {}::text = %s").format(_table(table), sql.Identifier(column)),
-                     (version,))
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE {}::text = %s").format(_table(table), sql.Identifier(column)),
+            (version,),
+        )
 
 
 def applied_versions(dsn: str, *, table: str = "schema_migrations", column: str = "version") -> list[str]:
     """Versions in the `table` ledger, in order."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return [r[0] for r in conn.execute(sql.SQL("SELECT {c}::text FROM {t} ORDER BY 1").format(
-            c=sql.Identifier(column), t=_table(table)))]
+        return [
+            r[0]
+            for r in conn.execute(
+                sql.SQL("SELECT {c}::text FROM {t} ORDER BY 1").format(
+                    c=sql.Identifier(column), t=_table(table)
+                )
+            )
+        ]
 
 
 def _table(name: str) -> sql.Identifier:
@@ -116,6 +149,9 @@ def _exists(conn, relation: str) -> bool:
 
 
 def _columns(conn, table: str) -> set[str]:
-    rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                        "AND NOT attisdropped", (table,))
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+        "AND NOT attisdropped",
+        (table,),
+    )
     return {r[0] for r in rows}

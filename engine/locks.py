@@ -8,10 +8,12 @@ inside a savepoint, polling until lock_timeout. NOWAIT never enters the queue, s
 is never stalled by the waiting; when the time is up the holders are looked up and the
 attempt fails with 55P03 like any lock timeout.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import psycopg
 from psycopg import sql as pgsql
@@ -24,16 +26,47 @@ POLL = 0.05  # seconds between two NOWAIT tries
 # Which held modes conflict with a requested level (PostgreSQL docs, table 13.2).
 _CONFLICTS = {
     "ROW EXCLUSIVE": ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"),
-    "SHARE UPDATE EXCLUSIVE": ("ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock",
-                               "AccessExclusiveLock"),
-    "SHARE": ("RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock",
-              "AccessExclusiveLock"),
-    "SHARE ROW EXCLUSIVE": ("RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock", "ShareRowExclusiveLock",
-                            "ExclusiveLock", "AccessExclusiveLock"),
-    "EXCLUSIVE": ("RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
-                  "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"),
-    "ACCESS EXCLUSIVE": ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-                         "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"),
+    "SHARE UPDATE EXCLUSIVE": (
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    ),
+    "SHARE": (
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    ),
+    "SHARE ROW EXCLUSIVE": (
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    ),
+    "EXCLUSIVE": (
+        "RowShareLock",
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    ),
+    "ACCESS EXCLUSIVE": (
+        "AccessShareLock",
+        "RowShareLock",
+        "RowExclusiveLock",
+        "ShareUpdateExclusiveLock",
+        "ShareLock",
+        "ShareRowExclusiveLock",
+        "ExclusiveLock",
+        "AccessExclusiveLock",
+    ),
 }
 
 
@@ -139,13 +172,16 @@ def take(conn: psycopg.Connection, plan: list[Lock], timeout: float, cancelled: 
             if clock.monotonic() + POLL >= deadline or cancelled():
                 raise busy
             # The contested table first next time: a try that fails then holds nothing at all.
-            plan.sort(key=lambda p: p.relation != busy.relation)
+            contested = busy.relation
+            plan.sort(key=lambda p: p.relation != contested)
             time.sleep(POLL)
 
 
 def _lock(conn: psycopg.Connection, lock: Lock) -> None:
     # `relation` is the server's own regclass text (existing), already quoted where needed.
-    query = pgsql.SQL("LOCK TABLE {} IN {} MODE NOWAIT").format(pgsql.SQL(lock.relation), pgsql.SQL(lock.level))
+    query = pgsql.SQL("LOCK TABLE {} IN {} MODE NOWAIT").format(
+        pgsql.SQL(lock.relation), pgsql.SQL(lock.level)
+    )
     try:
         conn.execute(query)
     except psycopg.errors.LockNotAvailable as exc:

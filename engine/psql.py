@@ -4,6 +4,7 @@ The password travels in PGPASSWORD and the inputs in PGOPTIONS (`-c name=value`)
 the child's environment, never on its command line (visible in `ps`). Output is captured
 and parsed: NOTICEs and the error (with its line and SQLSTATE) come from psql's stderr.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,16 +12,18 @@ import re
 import signal
 import subprocess
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from core import children
 
 # psql:/path/file.sql:12: ERROR:  42P01: relation "x" does not exist   (VERBOSITY=verbose)
-_MESSAGE = re.compile(r"^psql:(?P<file>.*?):(?P<line>\d+): (?P<severity>[A-Z]+):\s+(?:(?P<state>[0-9A-Z]{5}): )?(?P<text>.*)$")
+_MESSAGE = re.compile(
+    r"^psql:(?P<file>.*?):(?P<line>\d+): (?P<severity>[A-Z]+):\s+(?:(?P<state>[0-9A-Z]{5}): )?(?P<text>.*)$"
+)
 _SEVERITIES = {"NOTICE", "WARNING", "INFO", "DEBUG", "LOG"}
 
 
@@ -37,6 +40,7 @@ class PsqlRun:
 
 def pgoptions(settings: Mapping[str, str]) -> str:
     """PGOPTIONS value setting each name=value; spaces and backslashes escaped per libpq."""
+
     def esc(text: str) -> str:
         return text.replace("\\", "\\\\").replace(" ", "\\ ")
 
@@ -59,7 +63,17 @@ def child_env(dsn: str, settings: Mapping[str, str], application_name: str) -> t
 
 
 def command(conninfo: str, files: Sequence[Path], single_transaction: bool) -> list[str]:
-    args = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-v", "SHOW_CONTEXT=never"]
+    args = [
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-v",
+        "VERBOSITY=verbose",
+        "-v",
+        "SHOW_CONTEXT=never",
+    ]
     if single_transaction:
         args.append("-1")
     for path in files:
@@ -81,8 +95,15 @@ class PsqlProcess:
         with self._lock:
             if self._interrupted:
                 return PsqlRun(3, "", "cancelled before start")
-            self._proc = subprocess.Popen(children.dying_with_parent(self._args), env=self._env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True, encoding="utf-8", errors="replace")
+            self._proc = subprocess.Popen(
+                children.dying_with_parent(self._args),
+                env=self._env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+            )
         try:
             out, err = self._proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -108,7 +129,13 @@ def parse_output(returncode: int, stdout: str, stderr: str) -> PsqlRun:
         if severity in _SEVERITIES:
             run.notices.append(f"{severity}: {text}")
         elif severity in ("ERROR", "FATAL") and run.error_message is None:
-            run.error_line, run.error_state, run.error_message = int(match.group("line")), match.group("state"), text
+            run.error_line, run.error_state, run.error_message = (
+                int(match.group("line")),
+                match.group("state"),
+                text,
+            )
     if returncode != 0 and run.error_message is None:
-        run.error_message = stderr.strip().splitlines()[-1] if stderr.strip() else f"psql exited with {returncode}"
+        run.error_message = (
+            stderr.strip().splitlines()[-1] if stderr.strip() else f"psql exited with {returncode}"
+        )
     return run

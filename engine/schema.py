@@ -4,6 +4,7 @@ One definition for everyone who asks "is the schema what it was?": pre-migration
 at preflight, the rehearsal's rollback check, rollback verification, the failure template's
 "database status". The bot's own schema `migrate_bot` and the ledgers' tables are never part of it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -16,12 +17,21 @@ from engine.psql import child_env
 BOT_SCHEMA = "migrate_bot"
 # The ledgers' own objects (engine/ledgers): created by the first migration a tool records and
 # kept when it is undone, as the tools themselves do, so never part of "is the schema what it was?".
-LEDGER_EXCLUDES = ("--exclude-schema=sqitch", "--exclude-table=*.flyway_schema_history",
-                   "--exclude-table=*.schema_migrations")
+LEDGER_EXCLUDES = (
+    "--exclude-schema=sqitch",
+    "--exclude-table=*.flyway_schema_history",
+    "--exclude-table=*.schema_migrations",
+)
 
 
-def dump_command(dsn: str, *, pg_dump: str = "pg_dump", snapshot: str | None = None, file: Path | None = None,
-                 lock_wait: float | None = None) -> list[str]:
+def dump_command(
+    dsn: str,
+    *,
+    pg_dump: str = "pg_dump",
+    snapshot: str | None = None,
+    file: Path | None = None,
+    lock_wait: float | None = None,
+) -> list[str]:
     """The pg_dump invocation every snapshot uses (an exported `snapshot` makes it consistent with a
     backup; `lock_wait` seconds bounds its wait for another session's lock)."""
     cmd = [pg_dump, "--schema-only", f"--exclude-schema={BOT_SCHEMA}", *LEDGER_EXCLUDES]
@@ -40,9 +50,14 @@ def schema_dump(dsn: str, *, pg_dump: str = "pg_dump", lock_wait: float = 5.0, t
     queues behind production traffic just to look. The password travels in PGPASSWORD, never
     on the command line (visible in `ps`)."""
     conninfo, env = child_env(dsn, {}, "migrate-bot-schema")
-    return subprocess.run(children.dying_with_parent(dump_command(conninfo, pg_dump=pg_dump, lock_wait=lock_wait)),
-                          capture_output=True,
-                          text=True, check=True, env=env, timeout=timeout).stdout
+    return subprocess.run(
+        children.dying_with_parent(dump_command(conninfo, pg_dump=pg_dump, lock_wait=lock_wait)),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=timeout,
+    ).stdout
 
 
 def write_snapshot(dsn: str, path: Path) -> Path:
@@ -54,9 +69,13 @@ def write_snapshot(dsn: str, path: Path) -> Path:
 def normalize(text: str) -> list[str]:
     """The lines that make up the schema: without comments, blank lines, pg_dump's per-run
     `\\restrict` key, and ownership (a copy restored with --no-owner has the same schema)."""
-    return [line for line in text.splitlines()
-            if line.strip() and not line.startswith(("--", "\\restrict", "\\unrestrict"))
-            and " OWNER TO " not in line]
+    return [
+        line
+        for line in text.splitlines()
+        if line.strip()
+        and not line.startswith(("--", "\\restrict", "\\unrestrict"))
+        and " OWNER TO " not in line
+    ]
 
 
 def difference(expected: str, actual: str, limit: int = 40) -> list[str]:

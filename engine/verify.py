@@ -5,15 +5,17 @@ Suites are SQL test files run through psql; a suite fails on a non-zero exit, on
 line matching its fail pattern, or when its expected pattern is missing: a script that
 prints FAIL and exits 0 is a failed verification.
 """
+
 from __future__ import annotations
 
 import re
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -51,6 +53,7 @@ class SuiteResult:
 
 # ------------------------------------------------------------------ checks
 
+
 def run_checks(dsn: str, checks: Sequence[Check]) -> list[Evidence]:
     """Run each check's query in a read-only transaction and compare its single value."""
     evidence = []
@@ -72,7 +75,9 @@ def _one_check(conn: psycopg.Connection, check: Check) -> Evidence:
         message = exc.diag.message_primary if exc.diag.message_primary else str(exc)
         return Evidence(check.name, check.sql, f"error: {message}", expected, False)
     value = row[0] if row else None
-    return Evidence(check.name, check.sql, _show(value), expected, compare(value, check.expect, check.compare))
+    return Evidence(
+        check.name, check.sql, _show(value), expected, compare(value, check.expect, check.compare)
+    )
 
 
 def one_statement(conn: psycopg.Connection, sql: str) -> psycopg.Cursor:
@@ -85,8 +90,10 @@ def one_statement(conn: psycopg.Connection, sql: str) -> psycopg.Cursor:
     through another connection, `pg_terminate_backend()` or `pg_advisory_lock()`."""
     volatile = volatile_calls(conn, sql)
     if volatile:
-        raise SideEffects(f"the query calls the volatile function {', '.join(volatile)}(), which can act outside its "
-                          "read-only transaction: a check may call only stable or immutable functions")
+        raise SideEffects(
+            f"the query calls the volatile function {', '.join(volatile)}(), which can act outside its "
+            "read-only transaction: a check may call only stable or immutable functions"
+        )
     return conn.execute(sql, prepare=True)
 
 
@@ -95,10 +102,22 @@ class SideEffects(psycopg.ProgrammingError):
 
 
 # Volatile because their value changes between calls, not because they act: a check may call them.
-_READ_ONLY_VOLATILE = frozenset({
-    "pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_database_size",
-    "pg_tablespace_size", "clock_timestamp", "timeofday", "random", "gen_random_uuid", "statement_timestamp", "pg_sleep",
-})
+_READ_ONLY_VOLATILE = frozenset(
+    {
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+        "pg_database_size",
+        "pg_tablespace_size",
+        "clock_timestamp",
+        "timeofday",
+        "random",
+        "gen_random_uuid",
+        "statement_timestamp",
+        "pg_sleep",
+    }
+)
 
 
 def volatile_calls(conn: psycopg.Connection, sql: str) -> list[str]:
@@ -113,8 +132,10 @@ def volatile_calls(conn: psycopg.Connection, sql: str) -> list[str]:
         "SELECT DISTINCT CASE WHEN n.nspname || '.' || p.proname = ANY(%s) THEN n.nspname || '.' ELSE '' END"
         " || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'"
         " AND (n.nspname || '.' || p.proname = ANY(%s) OR (p.proname = ANY(%s) AND pg_function_is_visible(p.oid)))"
-        " ORDER BY 1", (qualified, qualified, bare)).fetchall()
-    return [name for name, in rows if name not in {f"pg_catalog.{f}" for f in _READ_ONLY_VOLATILE}]
+        " ORDER BY 1",
+        (qualified, qualified, bare),
+    ).fetchall()
+    return [name for (name,) in rows if name not in {f"pg_catalog.{f}" for f in _READ_ONLY_VOLATILE}]
 
 
 def compare(value: Any, expect: Any, how: str = "eq") -> bool:
@@ -143,8 +164,16 @@ def _show(value: Any) -> str:
 
 # ------------------------------------------------------------------ suites
 
-def run_suite(dsn: str, path: Path, suite: Suite, *, inputs: Mapping[str, str] = {},
-              secrets: Sequence[str] = (), approved_sha256: str | None = None) -> SuiteResult:
+
+def run_suite(
+    dsn: str,
+    path: Path,
+    suite: Suite,
+    *,
+    inputs: Mapping[str, str] = {},
+    secrets: Sequence[str] = (),
+    approved_sha256: str | None = None,
+) -> SuiteResult:
     """Run a suite file through psql (inputs via PGOPTIONS) and judge it by its output.
 
     With `approved_sha256`, the file is read once and psql runs a private copy of exactly
@@ -153,9 +182,18 @@ def run_suite(dsn: str, path: Path, suite: Suite, *, inputs: Mapping[str, str] =
     try:
         source = read_verified(Path(path), approved_sha256)
     except SqlFileError as exc:  # changed since approval, or unreadable: nothing ran
-        return SuiteResult(name=suite.name, file=suite.file, ok=False, exit_code=-1, output="", notices=[],
-                           evidence=[Evidence("file approved", "sha256 of the file", exc.message, "the approved bytes",
-                                              False)], reason=f"not run: {exc}")
+        return SuiteResult(
+            name=suite.name,
+            file=suite.file,
+            ok=False,
+            exit_code=-1,
+            output="",
+            notices=[],
+            evidence=[
+                Evidence("file approved", "sha256 of the file", exc.message, "the approved bytes", False)
+            ],
+            reason=f"not run: {exc}",
+        )
     conninfo, env = child_env(dsn, dict(inputs), "migrate-bot-verify")
     with tempfile.TemporaryDirectory(prefix="migrate-bot-suite-") as tmp:
         copy = Path(tmp) / Path(path).name
@@ -165,8 +203,13 @@ def run_suite(dsn: str, path: Path, suite: Suite, *, inputs: Mapping[str, str] =
     evidence = _suite_evidence(suite, out.returncode, text)
     failed = next((e for e in evidence if not e.ok), None)
     return SuiteResult(
-        name=suite.name, file=suite.file, ok=failed is None, exit_code=out.returncode, output=text,
-        notices=[redact(n, secrets) for n in out.notices], evidence=evidence,
+        name=suite.name,
+        file=suite.file,
+        ok=failed is None,
+        exit_code=out.returncode,
+        output=text,
+        notices=[redact(n, secrets) for n in out.notices],
+        evidence=evidence,
         reason="passed" if failed is None else f"{failed.name}: {failed.observed}",
     )
 
@@ -175,22 +218,45 @@ def _suite_evidence(suite: Suite, code: int, text: str) -> list[Evidence]:
     evidence = [Evidence("exit code", "psql -X -v ON_ERROR_STOP=1 -f", str(code), "= 0", code == 0)]
     if suite.fail_pattern:
         bad = [line for line in text.splitlines() if re.search(suite.fail_pattern, line)]
-        evidence.append(Evidence("no failure reported", f"lines matching /{suite.fail_pattern}/",
-                                 bad[0].strip() if bad else "none", "none", not bad))
+        evidence.append(
+            Evidence(
+                "no failure reported",
+                f"lines matching /{suite.fail_pattern}/",
+                bad[0].strip() if bad else "none",
+                "none",
+                not bad,
+            )
+        )
     if suite.expect_pattern:
         found = re.search(suite.expect_pattern, text)
-        evidence.append(Evidence("success reported", f"output contains /{suite.expect_pattern}/",
-                                 found.group(0) if found else "absent", "present", bool(found)))
+        evidence.append(
+            Evidence(
+                "success reported",
+                f"output contains /{suite.expect_pattern}/",
+                found.group(0) if found else "absent",
+                "present",
+                bool(found),
+            )
+        )
     return evidence
 
 
 # ------------------------------------------------------------------ smoke tests
 
+
 def run_smoke(base_url: str | None, smoke: Smoke, timeout: float = 5.0) -> Evidence:
     """One HTTP request under DEPLOYMENT_URL; status (and body, when given) must match."""
-    expected = " or ".join(str(s) for s in smoke.expect_status) + (f" {smoke.expect_body}" if smoke.expect_body else "")
+    expected = " or ".join(str(s) for s in smoke.expect_status) + (
+        f" {smoke.expect_body}" if smoke.expect_body else ""
+    )
     if not base_url:
-        return Evidence(smoke.name, f"{smoke.method} {smoke.path}", "not configured (DEPLOYMENT_URL unset)", expected, False)
+        return Evidence(
+            smoke.name,
+            f"{smoke.method} {smoke.path}",
+            "not configured (DEPLOYMENT_URL unset)",
+            expected,
+            False,
+        )
     url = base_url.rstrip("/") + "/" + smoke.path.lstrip("/")
     how = f"{smoke.method} {redact(url)}"
     status, body = _request(url, smoke.method, timeout)

@@ -8,11 +8,21 @@ runbook declares ([preflight.*]) are run by preflight.quick; squawk lint by pref
 
 May import: core, runbook, engine. Never commands, scheduling, state or bot.
 """
+
 from preflight.inputs import step_inputs
 from preflight.quick import Timeouts
 from preflight.report import BackupInfo, CheckLine, PreflightReport, RehearsalResult
 from preflight.runner import fast_checks, run_preflight
 from preflight.window import window_check
 
-__all__ = ["run_preflight", "fast_checks", "window_check", "step_inputs", "Timeouts",
-           "PreflightReport", "CheckLine", "BackupInfo", "RehearsalResult"]
+__all__ = [
+    "run_preflight",
+    "fast_checks",
+    "window_check",
+    "step_inputs",
+    "Timeouts",
+    "PreflightReport",
+    "CheckLine",
+    "BackupInfo",
+    "RehearsalResult",
+]

@@ -20,6 +20,7 @@ tick as the recorded stat would go unseen; the sha256 printed is that of the byt
 
 The file is an ordinary custom-format archive: restorable by hand with `pg_restore -d`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -54,8 +55,10 @@ COMPRESS = 0
 CHUNK = 1 << 20
 LOCK_WAIT = "30s"  # pg_dump gives up rather than queue behind a long exclusive lock
 # Session settings of the verifying restore (a throw-away copy: speed over durability).
-RESTORE_OPTIONS = ("-c maintenance_work_mem=256MB -c synchronous_commit=off -c work_mem=64MB "
-                   f"-c client_connection_check_interval={children.CLIENT_CHECK_MS}")
+RESTORE_OPTIONS = (
+    "-c maintenance_work_mem=256MB -c synchronous_commit=off -c work_mem=64MB "
+    f"-c client_connection_check_interval={children.CLIENT_CHECK_MS}"
+)
 
 
 # The dump's size is estimated from the tables' on-disk size (heap + TOAST, no indexes): text
@@ -81,8 +84,10 @@ def space_problem(directory: Path, free: int, tables_bytes: int) -> str | None:
     needed = space_needed(tables_bytes)
     if free >= needed:
         return None
-    return (f"{directory} has {_size(free)} free; the dump needs about {_size(needed)} ({SPACE_FACTOR:g} × the "
-            f"tables' {_size(tables_bytes)} + {_size(SPACE_MARGIN)}): free space there or point BACKUP_DIR elsewhere")
+    return (
+        f"{directory} has {_size(free)} free; the dump needs about {_size(needed)} ({SPACE_FACTOR:g} × the "
+        f"tables' {_size(tables_bytes)} + {_size(SPACE_MARGIN)}): free space there or point BACKUP_DIR elsewhere"
+    )
 
 
 def _size(n: int) -> str:
@@ -117,7 +122,7 @@ class Dump:
 
 
 def file_name(prefix: str, at: datetime) -> str:
-    return f"{prefix}_{at.astimezone(timezone.utc):%Y%m%d_%H%M%S}.dump"
+    return f"{prefix}_{at.astimezone(UTC):%Y%m%d_%H%M%S}.dump"
 
 
 def restore_command(path: Path) -> str:
@@ -178,13 +183,16 @@ def tool(name: str, server_version_num: int | None = None) -> str:
     match = re.search(r"(\d+)(?:\.(\d+))?", out)
     major = int(match.group(1)) if match else 0
     if server_version_num and major < server_version_num // 10000:
-        raise BackupError(f"{name} is version {major}, older than the server ({server_version_num // 10000}): "
-                          "it cannot dump it; install a newer client")
+        raise BackupError(
+            f"{name} is version {major}, older than the server ({server_version_num // 10000}): "
+            "it cannot dump it; install a newer client"
+        )
     return path
 
 
-def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None = None,
-         compress: int = COMPRESS) -> Dump:
+def dump(
+    settings: Settings, prefix: str, at: datetime, restore_into: str | None = None, compress: int = COMPRESS
+) -> Dump:
     """Write the backup of DATABASE_URL to BACKUP_DIR; with `restore_into`, restore the
     same bytes into that (empty) database while they are written. `compress`: the -Z level
     (bench/preflight.py compares them)."""
@@ -224,19 +232,38 @@ def dump(settings: Settings, prefix: str, at: datetime, restore_into: str | None
         raise BackupError(f"pg_dump failed: {result.dump_error}")
     if schema.error:
         raise BackupError(f"pg_dump --schema-only failed: {schema.error}")
-    return Dump(path=path, size=result.size, sha256=result.sha256, seconds=seconds, schema_snapshot=schema.path,
-                objects=objects, row_counts=counts, write_counters=counters, identity=result.identity, space=space,
-                restored_into=restore_into,
-                restore_error=result.restore_error, restore_seconds=result.restore_seconds,
-                format=f"{FORMAT} -Z{compress}")
+    return Dump(
+        path=path,
+        size=result.size,
+        sha256=result.sha256,
+        seconds=seconds,
+        schema_snapshot=schema.path,
+        objects=objects,
+        row_counts=counts,
+        write_counters=counters,
+        identity=result.identity,
+        space=space,
+        restored_into=restore_into,
+        restore_error=result.restore_error,
+        restore_seconds=result.restore_seconds,
+        format=f"{FORMAT} -Z{compress}",
+    )
 
 
 class _Stream(threading.Thread):
     """pg_dump → (file, sha256, pg_restore stdin), in a thread so the caller can count rows."""
 
-    def __init__(self, dump_cmd: list[str], dump_env: dict, path: Path, restore_cmd: list[str] | None, env: dict):
+    def __init__(
+        self, dump_cmd: list[str], dump_env: dict, path: Path, restore_cmd: list[str] | None, env: dict
+    ):
         super().__init__(daemon=True)
-        self.dump_cmd, self.dump_env, self.path, self.restore_cmd, self.env = dump_cmd, dump_env, path, restore_cmd, env
+        self.dump_cmd, self.dump_env, self.path, self.restore_cmd, self.env = (
+            dump_cmd,
+            dump_env,
+            path,
+            restore_cmd,
+            env,
+        )
         self.size, self.sha256 = 0, ""
         self.identity: tuple[int, ...] | None = None
         self.dump_error: str | None = None
@@ -254,11 +281,21 @@ class _Stream(threading.Thread):
     def _pump(self) -> None:
         # stderr goes to files, not pipes: a chatty tool cannot block on a full pipe.
         with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
-            dumper = subprocess.Popen(children.dying_with_parent(self.dump_cmd), stdout=subprocess.PIPE, stderr=dump_err, env=self.dump_env)
+            dumper = subprocess.Popen(
+                children.dying_with_parent(self.dump_cmd),
+                stdout=subprocess.PIPE,
+                stderr=dump_err,
+                env=self.dump_env,
+            )
             restorer = None
             if self.restore_cmd:
-                restorer = subprocess.Popen(children.dying_with_parent(self.restore_cmd), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=restore_err, env=self.env)
+                restorer = subprocess.Popen(
+                    children.dying_with_parent(self.restore_cmd),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=restore_err,
+                    env=self.env,
+                )
             self._write(dumper, restorer, restore_err)
             if dumper.wait() != 0:
                 self.dump_error = _text(dump_err) or f"exit code {dumper.returncode}"
@@ -305,10 +342,19 @@ def _text(f) -> str:
     return f.read().decode(errors="replace").strip()
 
 
-def _stream(pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None, compress: int) -> _Stream:
+def _stream(
+    pg_dump: str, url: str, snapshot: str, path: Path, restore_into: str | None, compress: int
+) -> _Stream:
     conninfo, dump_env = child_env(url, {}, "migrate-bot-backup")
-    cmd = [pg_dump, "--format=custom", f"--compress={compress}", f"--snapshot={snapshot}",
-           f"--lock-wait-timeout={LOCK_WAIT}", "--dbname", conninfo]
+    cmd = [
+        pg_dump,
+        "--format=custom",
+        f"--compress={compress}",
+        f"--snapshot={snapshot}",
+        f"--lock-wait-timeout={LOCK_WAIT}",
+        "--dbname",
+        conninfo,
+    ]
     restore, env = _restore_cmd(restore_into, url) if restore_into else (None, {})
     stream = _Stream(cmd, dump_env, path, restore, env)
     stream.start()
@@ -336,7 +382,9 @@ class _SchemaDump(threading.Thread):
         self.cmd, self.env, self.path, self.error = cmd, env, path, None
 
     def run(self) -> None:
-        result = subprocess.run(children.dying_with_parent(self.cmd), capture_output=True, text=True, env=self.env)
+        result = subprocess.run(
+            children.dying_with_parent(self.cmd), capture_output=True, text=True, env=self.env
+        )
         if result.returncode != 0:
             self.error = result.stderr.strip() or f"exit code {result.returncode}"
 
@@ -364,7 +412,9 @@ def restore_file(path: Path, target: str, source: str, should_stop=None, poll: f
     is raised; the caller drops the half-restored target."""
     cmd, env = _restore_cmd(target, source, path)
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: pg_restore never blocks on it
-        proc = subprocess.Popen(children.dying_with_parent(cmd), stdout=subprocess.DEVNULL, stderr=err, env=env)
+        proc = subprocess.Popen(
+            children.dying_with_parent(cmd), stdout=subprocess.DEVNULL, stderr=err, env=env
+        )
         try:
             while True:
                 try:
@@ -416,10 +466,19 @@ def file_sha256(path: Path) -> tuple[int, str]:
 
 def info(d: Dump, comparisons: list, verify_seconds: float, problem: str | None) -> BackupInfo:
     """The BackupInfo a report carries."""
-    return BackupInfo(path=str(d.path.resolve()), size=d.size, sha256=d.sha256, format=d.format,
-                      verified=problem is None and bool(comparisons) and all(c.ok for c in comparisons),
-                      comparisons=comparisons, restore_command=restore_command(d.path),
-                      dump_seconds=round(d.seconds, 3), verify_seconds=round(verify_seconds, 3),
-                      schema_snapshot=str(d.schema_snapshot.resolve()), row_counts=d.row_counts,
-                      write_counters=d.write_counters, problem=problem, space=d.space)
-
+    return BackupInfo(
+        path=str(d.path.resolve()),
+        size=d.size,
+        sha256=d.sha256,
+        format=d.format,
+        verified=problem is None and bool(comparisons) and all(c.ok for c in comparisons),
+        comparisons=comparisons,
+        restore_command=restore_command(d.path),
+        dump_seconds=round(d.seconds, 3),
+        verify_seconds=round(verify_seconds, 3),
+        schema_snapshot=str(d.schema_snapshot.resolve()),
+        row_counts=d.row_counts,
+        write_counters=d.write_counters,
+        problem=problem,
+        space=d.space,
+    )

@@ -5,6 +5,7 @@ same functions, views, policies, extensions, triggers, indexes, schema_migration
 a rehearsed rollback returns the schema to where it was. The bot's own bookkeeping schema
 (`migrate_bot`) is excluded everywhere: it legitimately differs.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -43,7 +44,10 @@ KINDS = (*QUERIES, "schema_migrations")
 
 def objects(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
     """Kind -> {identity: definition} for every kind in QUERIES, plus schema_migrations rows."""
-    found = {kind: dict(conn.execute(query, {"skip": list(SKIP_SCHEMAS)}).fetchall()) for kind, query in QUERIES.items()}
+    found = {
+        kind: dict(conn.execute(query, {"skip": list(SKIP_SCHEMAS)}).fetchall())
+        for kind, query in QUERIES.items()
+    }
     found["schema_migrations"] = _schema_migrations(conn)
     return found
 
@@ -69,12 +73,18 @@ def write_counters(conn: psycopg.Connection) -> dict:
     """Rows inserted/updated/deleted since stats reset, outside `migrate_bot`, in total and per
     table (`tables`: {schema.table: [ins, upd, del]}): a later restore compares them to say
     what was written since the backup, table by table."""
-    rows = conn.execute("""SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del
+    rows = conn.execute(
+        """SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del
                            FROM pg_stat_user_tables WHERE schemaname <> ALL(%(skip)s)""",
-                        {"skip": list(SKIP_SCHEMAS)}).fetchall()
+        {"skip": list(SKIP_SCHEMAS)},
+    ).fetchall()
     tables = {name: [int(i), int(u), int(d)] for name, i, u, d in rows}
-    return {"n_tup_ins": sum(t[0] for t in tables.values()), "n_tup_upd": sum(t[1] for t in tables.values()),
-            "n_tup_del": sum(t[2] for t in tables.values()), "tables": tables}
+    return {
+        "n_tup_ins": sum(t[0] for t in tables.values()),
+        "n_tup_upd": sum(t[1] for t in tables.values()),
+        "n_tup_del": sum(t[2] for t in tables.values()),
+        "tables": tables,
+    }
 
 
 def differences(source: dict[str, str], copy: dict[str, str]) -> list[str]:
@@ -82,5 +92,9 @@ def differences(source: dict[str, str], copy: dict[str, str]) -> list[str]:
     missing = sorted(set(source) - set(copy))
     extra = sorted(set(copy) - set(source))
     changed = sorted(k for k in set(source) & set(copy) if source[k] != copy[k])
-    out = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in extra] + [f"differs {k}" for k in changed]
+    out = (
+        [f"missing {k}" for k in missing]
+        + [f"unexpected {k}" for k in extra]
+        + [f"differs {k}" for k in changed]
+    )
     return out

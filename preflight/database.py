@@ -7,15 +7,16 @@ and extensions lines exist only when the runbook's [prerequisites] ask for somet
 migrations line) when its steps name ledger migrations, whose ledger can forbid running (a dirty
 golang-migrate version): a runbook that requires nothing never has a ledger table looked for.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import psycopg
 
 from core.redact import redact_url
-from engine.verify import compare, one_statement
 from engine import ledgers
+from engine.verify import compare, one_statement
 from preflight.lines import Spec, line, run_probe
 from preflight.report import CheckLine
 from runbook.model import Check, Runbook
@@ -24,8 +25,12 @@ from runbook.model import Check, Runbook
 def connect(url: str, timeout: float) -> psycopg.Connection:
     """A read-only autocommit connection that gives up after `timeout` seconds."""
     ms = int(timeout * 1000)
-    return psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
-                           options=f"-c statement_timeout={ms} -c default_transaction_read_only=on")
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=max(1, int(timeout)),
+        options=f"-c statement_timeout={ms} -c default_transaction_read_only=on",
+    )
 
 
 def specs(url: str | None, runbook: Runbook) -> dict[str, Spec]:
@@ -36,26 +41,49 @@ def specs(url: str | None, runbook: Runbook) -> dict[str, Spec]:
     label = ledgers.for_runbook(runbook).label
     title = f"Migrations {wanted}" if pre.applied or pre.not_applied else f"Ledger {label} consistent"
     return {
-        "database": Spec("database", "DATABASE_URL reachable", f"connect {redact_url(url) or '(unset)'}; SHOW server_version",
-                         "a connection"),
-        "server_version": Spec("server_version", f"PostgreSQL {pre.server_version_num // 10000}+",
-                               "SHOW server_version_num", f"≥ {pre.server_version_num}"),
-        "migrations": Spec("migrations", title, f"read {label}", wanted if pre.applied or pre.not_applied
-                           else "readable, not dirty, no failed migration"),
-        "extensions": Spec("extensions", f"Extensions installed: {', '.join(pre.extensions) or '(none)'}",
-                           "SELECT extname, extversion FROM pg_extension", ", ".join(pre.extensions) or "(none)"),
+        "database": Spec(
+            "database",
+            "DATABASE_URL reachable",
+            f"connect {redact_url(url) or '(unset)'}; SHOW server_version",
+            "a connection",
+        ),
+        "server_version": Spec(
+            "server_version",
+            f"PostgreSQL {pre.server_version_num // 10000}+",
+            "SHOW server_version_num",
+            f"≥ {pre.server_version_num}",
+        ),
+        "migrations": Spec(
+            "migrations",
+            title,
+            f"read {label}",
+            wanted if pre.applied or pre.not_applied else "readable, not dirty, no failed migration",
+        ),
+        "extensions": Spec(
+            "extensions",
+            f"Extensions installed: {', '.join(pre.extensions) or '(none)'}",
+            "SELECT extname, extversion FROM pg_extension",
+            ", ".join(pre.extensions) or "(none)",
+        ),
     }
 
 
 def keys(runbook: Runbook) -> tuple[str, ...]:
     """The keys of the lines `database_lines` returns for this runbook, in order."""
     pre = runbook.prerequisites
-    tracked = any(s.migration for p in runbook.phases for s in p.steps)  # the ledger can forbid running (dirty)
-    return ("database", "server_version") + (("migrations",) if pre.applied or pre.not_applied or tracked else ()) \
+    tracked = any(
+        s.migration for p in runbook.phases for s in p.steps
+    )  # the ledger can forbid running (dirty)
+    return (
+        ("database", "server_version")
+        + (("migrations",) if pre.applied or pre.not_applied or tracked else ())
         + (("extensions",) if pre.extensions else ())
+    )
 
 
-def database_lines(url: str | None, runbook: Runbook, timeout: float, secrets: Iterable[str] = ()) -> list[CheckLine]:
+def database_lines(
+    url: str | None, runbook: Runbook, timeout: float, secrets: Iterable[str] = ()
+) -> list[CheckLine]:
     """The database and server_version lines, plus migrations and extensions when required."""
     wanted = keys(runbook)
     s = {k: spec for k, spec in specs(url, runbook).items() if k in wanted}
@@ -66,7 +94,9 @@ def database_lines(url: str | None, runbook: Runbook, timeout: float, secrets: I
     def reach() -> tuple[bool, str]:
         with connect(url, timeout) as conn:
             facts["version"] = conn.execute("SHOW server_version_num").fetchone()[0]
-            facts["extensions"] = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+            facts["extensions"] = dict(
+                conn.execute("SELECT extname, extversion FROM pg_extension").fetchall()
+            )
             if "migrations" in s:
                 facts["migrations"] = applied_versions(conn, runbook)
             # the version alone: version()'s compiler banner is not evidence of anything
@@ -74,7 +104,9 @@ def database_lines(url: str | None, runbook: Runbook, timeout: float, secrets: I
 
     first = run_probe(s["database"], reach, secrets)
     if not first.ok:
-        return [first] + [line(spec, False, "not checked: database unreachable") for k, spec in s.items() if k != "database"]
+        return [first] + [
+            line(spec, False, "not checked: database unreachable") for k, spec in s.items() if k != "database"
+        ]
     found = [first, _version_line(s["server_version"], runbook, facts["version"])]
     if "migrations" in s:
         found.append(_migrations_line(s["migrations"], runbook, facts["migrations"]))
@@ -95,11 +127,15 @@ def applied_versions(conn: psycopg.Connection, runbook: Runbook) -> list[str] | 
     return sorted(ledger.applied(conn))
 
 
-def precondition_line(url: str | None, check: Check, timeout: float, secrets: Iterable[str] = ()) -> CheckLine:
+def precondition_line(
+    url: str | None, check: Check, timeout: float, secrets: Iterable[str] = ()
+) -> CheckLine:
     """A declared SQL precondition: its single value, read in a read-only transaction,
     compared with what the runbook expects."""
     expected = f"{_COMPARE.get(check.compare, check.compare)} {check.expect}"
-    spec = Spec(f"sql:{check.name}", check.name, f"SQL (read-only): {' '.join(check.sql.split())[:200]}", expected)
+    spec = Spec(
+        f"sql:{check.name}", check.name, f"SQL (read-only): {' '.join(check.sql.split())[:200]}", expected
+    )
     if not url:
         return line(spec, False, "not checked: DATABASE_URL is not set")
 
@@ -126,7 +162,9 @@ def _migrations_line(spec: Spec, runbook: Runbook, found: list[str] | str) -> Ch
     pre = runbook.prerequisites
     missing = [v for v in pre.applied if v not in found]
     present = [v for v in pre.not_applied if v in found]
-    problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"already applied {', '.join(present)}"] if present else [])
+    problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"already applied {', '.join(present)}"] if present else []
+    )
     observed = f"applied: {', '.join(found) or '(none)'}"
     return line(spec, not problems, observed + (f" ({'; '.join(problems)})" if problems else ""))
 

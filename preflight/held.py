@@ -5,6 +5,7 @@ A file run in one transaction takes its locks up front and keeps them until it c
 of its statements holds them for the whole transaction. In autocommit a statement holds its lock
 for its own duration (the time since the previous statement completed).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,16 +44,23 @@ class TimedExecutor:
         except SqlFileError:
             return
         if parsed.atomic or parsed.needs_psql:
-            how = "its file's transaction: locks are held until commit" if parsed.atomic else "its file, run through psql"
+            how = (
+                "its file's transaction: locks are held until commit"
+                if parsed.atomic
+                else "its file, run through psql"
+            )
             # the transaction from its up-front locks to COMMIT, when the executor measured it
             seconds = result.lock_held if parsed.atomic and result.lock_held is not None else result.duration
             for stmt in parsed.body:
                 if stmt.locks:
-                    self.held[f"{parsed.name}:{stmt.line}"] = f"held {seconds * 1000:.0f} ms on the copy ({how})"
+                    self.held[f"{parsed.name}:{stmt.line}"] = (
+                        f"held {seconds * 1000:.0f} ms on the copy ({how})"
+                    )
             return
         previous = start
         for stmt, at in marks:
             if stmt.locks:
-                self.held[f"{parsed.name}:{stmt.line}"] = (f"held {(at - previous) * 1000:.0f} ms on the copy "
-                                                           "(the statement, autocommit)")
+                self.held[f"{parsed.name}:{stmt.line}"] = (
+                    f"held {(at - previous) * 1000:.0f} ms on the copy (the statement, autocommit)"
+                )
             previous = at

@@ -7,6 +7,7 @@ missing or placeholder values. What else an input must be comes from the runbook
 schemes it accepts (`schemes`), the shortest key (`min_length`). Values are never shown:
 only which part is wrong.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,10 +3,11 @@
 A probe returns `(ok, observed)`; anything it raises becomes a failed line whose text is
 redacted, so a password inside a driver's error message never reaches a post.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from core import clock
 from core.redact import redact
@@ -35,12 +36,20 @@ def run_probe(spec: Spec, probe: Probe, secrets: Iterable[str] = ()) -> CheckLin
     return line(spec, ok, observed, secrets, clock.monotonic() - start)
 
 
-def line(spec: Spec, ok: bool, observed: str, secrets: Iterable[str] = (), duration: float = 0.0) -> CheckLine:
+def line(
+    spec: Spec, ok: bool, observed: str, secrets: Iterable[str] = (), duration: float = 0.0
+) -> CheckLine:
     """A finished line, observed value redacted."""
     secrets = tuple(secrets)
-    return CheckLine(key=spec.key, title=spec.title, how=redact(spec.how, secrets),
-                     observed=redact(_one_line(observed), secrets), required=spec.required,
-                     status=PASS if ok else FAIL, duration=round(duration, 4))
+    return CheckLine(
+        key=spec.key,
+        title=spec.title,
+        how=redact(spec.how, secrets),
+        observed=redact(_one_line(observed), secrets),
+        required=spec.required,
+        status=PASS if ok else FAIL,
+        duration=round(duration, 4),
+    )
 
 
 def _one_line(text: str) -> str:

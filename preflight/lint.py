@@ -12,6 +12,7 @@ when squawk rates it an error or when its statement touches an existing table at
 runbook's threshold (`[lock_safety]` block_bytes / block_rows). A statement that takes ACCESS
 EXCLUSIVE on a table above `high_risk_bytes` is listed as high risk whatever squawk says.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_file, par
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
 STATEMENT_CHARS = 160
 SQUAWK_SECONDS = 60.0
-SPEC = Spec("lock_safety", "Lock safety: no unwaived blocking finding (squawk, table sizes on the target)", "",
-            "no squawk error and no finding on an existing table above the threshold, unless waived")
+SPEC = Spec(
+    "lock_safety",
+    "Lock safety: no unwaived blocking finding (squawk, table sizes on the target)",
+    "",
+    "no squawk error and no finding on an existing table above the threshold, unless waived",
+)
 _SIZES_SQL = """SELECT r, c.oid IS NOT NULL, c.reltuples::bigint, pg_total_relation_size(c.oid)
 FROM unnest(%s::text[]) AS r LEFT JOIN pg_class c ON c.oid = to_regclass(r)"""
 # DROP INDEX / REINDEX INDEX lock the index's table too: which table, only the catalog knows.
@@ -86,11 +91,18 @@ class Finding:
     def text(self) -> str:
         lock = ", ".join(self.locks) or "no lock on an existing table"
         sizes = "; ".join(Table(**t).describe() for t in self.tables) or "no table"
-        verdict = ("BLOCKS" if self.blocks else f"waived ({self.waiver['reason']} — {self.waiver['who']})"
-                   if self.waiver else "does not block")
+        verdict = (
+            "BLOCKS"
+            if self.blocks
+            else f"waived ({self.waiver['reason']} — {self.waiver['who']})"
+            if self.waiver
+            else "does not block"
+        )
         held = f"; rehearsal: {self.held}" if self.held else ""
-        return (f"{self.rule} ({self.level}) at {self.file}:{self.line} `{self.statement}` — lock {lock}; {sizes}; "
-                f"{verdict}: {self.why}{held}")
+        return (
+            f"{self.rule} ({self.level}) at {self.file}:{self.line} `{self.statement}` — lock {lock}; {sizes}; "
+            f"{verdict}: {self.why}{held}"
+        )
 
 
 @dataclass
@@ -111,13 +123,14 @@ class LintResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LintResult":
+    def from_dict(cls, d: dict) -> LintResult:
         d = dict(d)
         d["findings"] = [Finding(**f) for f in d.get("findings", [])]
         return cls(**d)
 
 
 # ------------------------------------------------------------------ squawk
+
 
 def squawk_binary() -> str | None:
     """The squawk installed with the bot (beside its Python), else one on PATH."""
@@ -130,11 +143,29 @@ def squawk_version(binary: str) -> str:
     return out.stdout.strip() or f"squawk (version unknown: {out.stderr.strip()[:80]})"
 
 
-def run_squawk(binary: str, name: str, text: str, *, pg_version: str, in_transaction: bool,
-               exclude: tuple[str, ...], include: tuple[str, ...]) -> list[dict]:
+def run_squawk(
+    binary: str,
+    name: str,
+    text: str,
+    *,
+    pg_version: str,
+    in_transaction: bool,
+    exclude: tuple[str, ...],
+    include: tuple[str, ...],
+) -> list[dict]:
     """squawk's JSON findings for one file's text (read from stdin, reported under `name`).
     `-c /dev/null`: no .squawk.toml found on disk changes the rules behind the approval's back."""
-    args = [binary, "--reporter", "json", "--pg-version", pg_version, "-c", "/dev/null", "--stdin-filepath", name]
+    args = [
+        binary,
+        "--reporter",
+        "json",
+        "--pg-version",
+        pg_version,
+        "-c",
+        "/dev/null",
+        "--stdin-filepath",
+        name,
+    ]
     args += ["--assume-in-transaction"] if in_transaction else ["--no-assume-in-transaction"]
     if exclude:
         args.append("--exclude=" + ",".join(exclude))
@@ -147,13 +178,16 @@ def run_squawk(binary: str, name: str, text: str, *, pg_version: str, in_transac
     try:
         found = json.loads(out.stdout or "[]")
     except json.JSONDecodeError:
-        raise LintError(f"squawk failed on {name} (exit {out.returncode}): {out.stderr.strip()[:200]}") from None
+        raise LintError(
+            f"squawk failed on {name} (exit {out.returncode}): {out.stderr.strip()[:200]}"
+        ) from None
     if not isinstance(found, list):
         raise LintError(f"squawk answered something else than a list of findings on {name}")
     return found
 
 
 # ------------------------------------------------------------------ the files and the target
+
 
 def lint_files(rb: Runbook) -> list[str]:
     """Every file the run would execute, in order, each once: the chosen option of each step
@@ -182,8 +216,9 @@ def _quoted(relation: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in relation.split("."))
 
 
-def target_facts(url: str, relations: list[str], indexes: list[str],
-                 timeout: float) -> tuple[str, dict[str, Table], dict[str, str]]:
+def target_facts(
+    url: str, relations: list[str], indexes: list[str], timeout: float
+) -> tuple[str, dict[str, Table], dict[str, str]]:
     """(major.minor server version, relation -> Table, index -> its table) from the target's catalog."""
     with psycopg.connect(url, autocommit=True, connect_timeout=int(max(1, timeout))) as conn:
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
@@ -194,32 +229,47 @@ def target_facts(url: str, relations: list[str], indexes: list[str],
         relations = sorted(set(relations) | set(index_tables.values()))
         quoted = {_quoted(r): r for r in relations}
         rows = conn.execute(_SIZES_SQL, (list(quoted),)).fetchall() if relations else []
-    tables = {quoted[q]: Table(quoted[q], bool(exists), (n if n is not None and n >= 0 else None), size)
-              for q, exists, n, size in rows}
+    tables = {
+        quoted[q]: Table(quoted[q], bool(exists), (n if n is not None and n >= 0 else None), size)
+        for q, exists, n, size in rows
+    }
     match = re.match(r"(\d+)(?:\.(\d+))?", version)
     return (f"{match.group(1)}.{match.group(2) or 0}" if match else version), tables, index_tables
 
 
 # ------------------------------------------------------------------ judging
 
+
 def lint(settings: Settings, rb: Runbook, timeout: float = 10.0) -> LintResult:
     """squawk on every file the run would execute, each finding judged (see the module doc)."""
     names = lint_files(rb)
     binary = squawk_binary()
     if binary is None:
-        return LintResult("squawk not installed", "", names, problem="squawk is not installed: `pip install .` installs "
-                          "it (PyPI squawk-cli)")
+        return LintResult(
+            "squawk not installed",
+            "",
+            names,
+            problem="squawk is not installed: `pip install .` installs it (PyPI squawk-cli)",
+        )
     parsed = _parsed(rb, names)
     relations = sorted({rel for p in parsed.values() for s in p.sql_statements for _, rel in s.locks})
-    index_names = sorted({i for p in parsed.values() for s in p.sql_statements for _, i in s.index_table_locks})
+    index_names = sorted(
+        {i for p in parsed.values() for s in p.sql_statements for _, i in s.index_table_locks}
+    )
     pg_version, tables, index_tables = target_facts(settings.database_url, relations, index_names, timeout)
     result = LintResult(squawk_version(binary), pg_version, names)
     config = rb.lock_safety
     for name, file in parsed.items():
         text = file.path.read_text(encoding="utf-8")
-        found = run_squawk(binary, name, parser_text(text) if file.needs_psql else text, pg_version=pg_version,
-                           in_transaction=file.atomic and not file.manages_transaction,
-                           exclude=config.exclude, include=config.include)
+        found = run_squawk(
+            binary,
+            name,
+            parser_text(text) if file.needs_psql else text,
+            pg_version=pg_version,
+            in_transaction=file.atomic and not file.manages_transaction,
+            exclude=config.exclude,
+            include=config.include,
+        )
         result.findings += [_judge(rb, file, raw, tables, index_tables) for raw in found]
         result.high_risk += _high_risk(rb, file, tables, index_tables)
     result.waivers = _waivers(rb, result.findings)
@@ -241,7 +291,9 @@ def _statement_at(file: ParsedFile, line: int) -> Statement | None:
     return candidates[-1] if candidates else None
 
 
-def _judge(rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table], index_tables: dict[str, str]) -> Finding:
+def _judge(
+    rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table], index_tables: dict[str, str]
+) -> Finding:
     line_no = int(raw.get("line", 0)) + 1  # squawk counts lines from 0
     stmt = _statement_at(file, line_no)
     sql = stmt.sql if stmt else ""
@@ -252,11 +304,20 @@ def _judge(rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table], i
     error = str(raw.get("level", "")).lower() == "error"
     blocking, why = _verdict(rb.lock_safety, existing, error)
     waiver = next((w for w in rb.waivers if w.covers(raw.get("rule_name", ""), file.name, sql)), None)
-    return Finding(rule=str(raw.get("rule_name", "?")), level="error" if error else "warning", file=file.name,
-                   line=line_no, message=str(raw.get("message", "")), statement=_one_line(sql),
-                   locks=[f"{level} on {rel}" for level, rel in locks],
-                   tables=[asdict(t) for t in touched], blocking=blocking, why=why,
-                   waiver=_waiver_dict(waiver) if waiver else None, statement_line=stmt.line if stmt else 0)
+    return Finding(
+        rule=str(raw.get("rule_name", "?")),
+        level="error" if error else "warning",
+        file=file.name,
+        line=line_no,
+        message=str(raw.get("message", "")),
+        statement=_one_line(sql),
+        locks=[f"{level} on {rel}" for level, rel in locks],
+        tables=[asdict(t) for t in touched],
+        blocking=blocking,
+        why=why,
+        waiver=_waiver_dict(waiver) if waiver else None,
+        statement_line=stmt.line if stmt else 0,
+    )
 
 
 def _verdict(config, existing: list[Table], error: bool) -> tuple[bool, str]:
@@ -272,15 +333,31 @@ def _verdict(config, existing: list[Table], error: bool) -> tuple[bool, str]:
     return False, "it touches no existing table (below the threshold)"
 
 
-def _high_risk(rb: Runbook, file: ParsedFile, tables: dict[str, Table], index_tables: dict[str, str]) -> list[dict]:
+def _high_risk(
+    rb: Runbook, file: ParsedFile, tables: dict[str, Table], index_tables: dict[str, str]
+) -> list[dict]:
     """Statements taking ACCESS EXCLUSIVE on an existing table at or above high_risk_bytes."""
     out = []
     for stmt in file.sql_statements:
         for level, rel in statement_locks(stmt, index_tables):
             t = tables.get(rel)
-            if level == ACCESS_EXCLUSIVE and t and t.exists and (t.bytes or 0) >= rb.lock_safety.high_risk_bytes:
-                out.append({"file": file.name, "line": stmt.line, "statement": _one_line(stmt.sql), "table": rel,
-                            "rows": t.rows, "bytes": t.bytes, "held": ""})
+            if (
+                level == ACCESS_EXCLUSIVE
+                and t
+                and t.exists
+                and (t.bytes or 0) >= rb.lock_safety.high_risk_bytes
+            ):
+                out.append(
+                    {
+                        "file": file.name,
+                        "line": stmt.line,
+                        "statement": _one_line(stmt.sql),
+                        "table": rel,
+                        "rows": t.rows,
+                        "bytes": t.bytes,
+                        "held": "",
+                    }
+                )
     return out
 
 
@@ -308,6 +385,7 @@ def _unknown_roles(settings: Settings, rb: Runbook) -> str | None:
 
 # ------------------------------------------------------------------ the rehearsal's timings
 
+
 def attach_timings(result: LintResult, held: dict[str, str]) -> None:
     """Put the rehearsal's lock-holding time ("file:line" -> text) next to each finding."""
     for f in result.findings:
@@ -317,6 +395,7 @@ def attach_timings(result: LintResult, held: dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------ the report line
+
 
 class Held:
     """The result of one pre-flight's lint, kept by the check that ran it for the report."""
@@ -331,14 +410,24 @@ class Held:
 
 def check_line(settings: Settings, rb: Runbook, timeout: float = 10.0) -> tuple[CheckLine, LintResult | None]:
     """The pre-flight line and the result behind it; a lint that cannot run is NO-GO."""
-    spec = Spec(SPEC.key, SPEC.title, f"squawk on the {len(lint_files(rb))} files the run executes, table sizes from "
-                f"pg_class on the target", SPEC.required)
+    spec = Spec(
+        SPEC.key,
+        SPEC.title,
+        f"squawk on the {len(lint_files(rb))} files the run executes, table sizes from "
+        f"pg_class on the target",
+        SPEC.required,
+    )
     try:
         result = lint(settings, rb, timeout)
     except (LintError, psycopg.Error, OSError, subprocess.SubprocessError) as exc:
         return line(spec, False, f"lock safety not judged: {exc}", settings.secrets()), None
-    spec = Spec(spec.key, spec.title, f"{result.squawk} --pg-version {result.pg_version} on {len(result.files)} files, "
-                f"table sizes from pg_class on the target", spec.required)
+    spec = Spec(
+        spec.key,
+        spec.title,
+        f"{result.squawk} --pg-version {result.pg_version} on {len(result.files)} files, "
+        f"table sizes from pg_class on the target",
+        spec.required,
+    )
     return line(spec, not result.blocking and not result.problem, summary(result), settings.secrets()), result
 
 

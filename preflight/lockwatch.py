@@ -4,6 +4,7 @@ The parse tree says which lock each statement asks for; sampling `pg_locks` of t
 rehearsal's own sessions shows which the server actually granted. Sampling can miss a lock
 held for less than an interval, so a lock not seen is "not observed", never "not taken".
 """
+
 from __future__ import annotations
 
 import re
@@ -52,7 +53,7 @@ class LockWatch(threading.Thread):
         self.join(timeout=5)
         return self.seen
 
-    def __enter__(self) -> "LockWatch":
+    def __enter__(self) -> LockWatch:
         self.start()
         return self
 

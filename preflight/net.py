@@ -12,6 +12,7 @@ credentials tells the two apart, and the line says which: "PONG (AUTH accepted)"
 "PONG (AUTH accepted; the server also answers without a password, so it was not checked)"
 or "PONG (no AUTH sent)". Reachability is what GO needs, so all three pass.
 """
+
 from __future__ import annotations
 
 import socket
@@ -24,8 +25,18 @@ import redis as redis_lib
 
 from core.urls import credentials_problem
 
-DEFAULT_PORTS = {"mongodb": 27017, "mongodb+srv": 27017, "redis": 6379, "rediss": 6379,
-                 "postgresql": 5432, "postgres": 5432, "mysql": 3306, "amqp": 5672, "http": 80, "https": 443}
+DEFAULT_PORTS = {
+    "mongodb": 27017,
+    "mongodb+srv": 27017,
+    "redis": 6379,
+    "rediss": 6379,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "mysql": 3306,
+    "amqp": 5672,
+    "http": 80,
+    "https": 443,
+}
 REDIS_SCHEMES = ("redis", "rediss")  # a reach check of such a URL also sends a real PING
 
 
@@ -73,7 +84,7 @@ def tcp_probe(host: str, port: int, timeout: float) -> tuple[bool, str]:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
-    except socket.timeout:
+    except TimeoutError:
         return False, f"TCP {host}:{port}: no answer within {timeout:g} s"
     except OSError as exc:
         return False, f"TCP {host}:{port}: {exc.strerror or exc}"

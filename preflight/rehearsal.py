@@ -15,10 +15,11 @@ Locks come from the parse tree of each statement (`Statement.locks`), each marke
 held is bounded by the duration of the transaction that took it (locks are released at
 commit), so "longest" is the longest rehearsed transaction that took ACCESS EXCLUSIVE.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from core import clock
 from core.config import Settings
@@ -52,7 +53,9 @@ class _Applied:
     phase: Phase
     expected: str  # pg_dump --schema-only before the phase
     left: bool = False
-    committed: list = field(default_factory=list)  # its steps that committed, in order (their reverts undo them)
+    committed: list = field(
+        default_factory=list
+    )  # its steps that committed, in order (their reverts undo them)
 
 
 def rehearse(settings: Settings, runbook: Runbook, copy: str, inputs: Mapping[str, str]) -> RehearsalResult:
@@ -75,8 +78,13 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, inputs: Mapping[st
                     continue  # the ledger shows every migration of the phase applied: `run` skips it
                 else:
                     applied.append(_Applied(phase, expected))
-                    _timed(phases, phase, lambda a=applied[-1]: _migrate(executor, runbook, a, copy, inputs, results, shown,
-                                                                                settings))
+                    _timed(
+                        phases,
+                        phase,
+                        lambda a=applied[-1]: _migrate(
+                            executor, runbook, a, copy, inputs, results, shown, settings
+                        ),
+                    )
                     expected = _dump(copy)
         verification_ok = True
     except _Failed as exc:
@@ -102,8 +110,16 @@ def _timed(phases: list[dict], phase: Phase, body) -> None:
         entry["seconds"] = round(clock.monotonic() - start, 3)
 
 
-def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inputs: Mapping[str, str],
-             results: list[FileResult], shown: set[str], settings: Settings) -> None:
+def _migrate(
+    executor: Executor,
+    rb: Runbook,
+    applied: _Applied,
+    copy: str,
+    inputs: Mapping[str, str],
+    results: list[FileResult],
+    shown: set[str],
+    settings: Settings,
+) -> None:
     phase = applied.phase
     for step in phase.steps:
         if step.migration in shown:
@@ -118,7 +134,9 @@ def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inpu
             raise _Failed(result.error.describe() if result.error else f"{step.file}: failed")
         applied.committed.append(step)
         if step.verify:  # right after its step, as `run` runs it
-            _run_suites(rb, [Suite(f"verify {step.migration or step.id}", step.verify)], copy, inputs, settings)
+            _run_suites(
+                rb, [Suite(f"verify {step.migration or step.id}", step.verify)], copy, inputs, settings
+            )
     _checks(phase, copy)
     _suites(rb, phase, copy, inputs, settings)  # a migration phase's own suites, as `run` runs them
 
@@ -126,7 +144,9 @@ def _migrate(executor: Executor, rb: Runbook, applied: _Applied, copy: str, inpu
 def _checks(phase: Phase, copy: str) -> None:
     for evidence in run_checks(copy, phase.checks):
         if not evidence.ok:
-            raise _Failed(f"phase {phase.number} check “{evidence.name}”: observed {evidence.observed}, expected {evidence.expected}")
+            raise _Failed(
+                f"phase {phase.number} check “{evidence.name}”: observed {evidence.observed}, expected {evidence.expected}"
+            )
 
 
 def _verify(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], settings: Settings) -> None:
@@ -154,8 +174,20 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
     out: list[dict] = []
     carried: set[str] = set()
     for a in reversed(applied):
-        undo = [a.phase.rollback] if a.phase.rollback else [s.revert for s in reversed(a.committed)] if a.phase.reverts else []
-        entry = {"phase": a.phase.number, "file": ", ".join(undo) or None, "status": "exact", "diff": [], "error": None}
+        undo = (
+            [a.phase.rollback]
+            if a.phase.rollback
+            else [s.revert for s in reversed(a.committed)]
+            if a.phase.reverts
+            else []
+        )
+        entry = {
+            "phase": a.phase.number,
+            "file": ", ".join(undo) or None,
+            "status": "exact",
+            "diff": [],
+            "error": None,
+        }
         out.append(entry)
         if not a.left:
             entry["status"] = "skipped"  # its atomic step failed: nothing of it is in the copy
@@ -178,9 +210,14 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
 def _run_rollback(executor: Executor, rb: Runbook, file: str) -> str | None:
     d = rb.defaults
     try:
-        result = executor.run_file(rb.file_path(file), name=file, lock_timeout=d.lock_timeout,
-                                   statement_timeout=d.statement_timeout, lock_retries=d.lock_retries,
-                                   retry_backoff=d.retry_backoff)
+        result = executor.run_file(
+            rb.file_path(file),
+            name=file,
+            lock_timeout=d.lock_timeout,
+            statement_timeout=d.statement_timeout,
+            lock_retries=d.lock_retries,
+            retry_backoff=d.retry_backoff,
+        )
     except SqlFileError as exc:
         return str(exc)
     if result.ok:
@@ -198,14 +235,29 @@ def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
                 parsed = parse_file(rb.file_path(step.file), step.file)
             except SqlFileError:
                 continue
-            found += [{"level": level, "relation": rel, "statement_line": s.line, "file": parsed.name,
-                       "observed": (level, rel) in seen}
-                      for s in parsed.statements for level, rel in s.locks]
+            found += [
+                {
+                    "level": level,
+                    "relation": rel,
+                    "statement_line": s.line,
+                    "file": parsed.name,
+                    "observed": (level, rel) in seen,
+                }
+                for s in parsed.statements
+                for level, rel in s.locks
+            ]
     return found
 
 
-def _result(rb: Runbook, phases: list[dict], results: list[FileResult], failure: str | None,
-            verification_ok: bool, rollbacks: list[dict], seen: set[tuple[str, str]]) -> RehearsalResult:
+def _result(
+    rb: Runbook,
+    phases: list[dict],
+    results: list[FileResult],
+    failure: str | None,
+    verification_ok: bool,
+    rollbacks: list[dict],
+    seen: set[tuple[str, str]],
+) -> RehearsalResult:
     taken = locks(rb, seen)
     exclusive_files = {l["file"] for l in taken if l["level"] == ACCESS_EXCLUSIVE}
     held = [r.duration * 1000 for r in results if r.ok and r.file in exclusive_files]
@@ -215,20 +267,31 @@ def _result(rb: Runbook, phases: list[dict], results: list[FileResult], failure:
     ok = failure is None and verification_ok and broken is None
     if failure is None and broken is not None:
         failure = f"rollback of phase {broken['phase']}: {broken['error']}"
-    return RehearsalResult(ok=ok, phases=phases, verification_ok=verification_ok, rollback_clean=rollback_clean,
-                           locks=taken, longest_lock_ms=longest, failure=failure,
-                           summary=_summary(phases, failure, verification_ok, rollbacks, taken, longest),
-                           rollbacks=rollbacks)
+    return RehearsalResult(
+        ok=ok,
+        phases=phases,
+        verification_ok=verification_ok,
+        rollback_clean=rollback_clean,
+        locks=taken,
+        longest_lock_ms=longest,
+        failure=failure,
+        summary=_summary(phases, failure, verification_ok, rollbacks, taken, longest),
+        rollbacks=rollbacks,
+    )
 
 
 def _summary(phases, failure, verification_ok, rollbacks, taken, longest) -> str:
-    timings = ", ".join(f"phase {p['number']} {p['seconds']:.1f} s{'' if p['ok'] else ' FAILED'}" for p in phases)
+    timings = ", ".join(
+        f"phase {p['number']} {p['seconds']:.1f} s{'' if p['ok'] else ' FAILED'}" for p in phases
+    )
     parts = [f"rehearsed on a copy: {timings or 'no phase ran'}"]
     parts.append("verification passed" if verification_ok else f"failed at {failure}")
     parts.append(rollback_text(rollbacks))
     tables = {l["relation"] for l in taken if l["level"] == ACCESS_EXCLUSIVE}
     observed = {l["relation"] for l in taken if l["level"] == ACCESS_EXCLUSIVE and l["observed"]}
-    lock_text = f"ACCESS EXCLUSIVE on {len(tables)} tables" + (f", longest {longest:.0f} ms" if longest is not None else "")
+    lock_text = f"ACCESS EXCLUSIVE on {len(tables)} tables" + (
+        f", longest {longest:.0f} ms" if longest is not None else ""
+    )
     if tables:
         lock_text += f" ({len(observed)} of {len(tables)} seen in pg_locks)"
     return ", ".join(parts) + "; " + lock_text
@@ -243,8 +306,10 @@ def rollback_text(rollbacks: list[dict]) -> str:
         if r["status"] == "failed":
             problems.append(f"phase {r['phase']} {r['file']} failed: {r['error']}")
         elif r["status"] == "differs":
-            problems.append(f"phase {r['phase']} {r['file']} leaves {len(r['diff'])} schema lines different "
-                            f"({'; '.join(d.strip() for d in r['diff'][:3])[:240]})")
+            problems.append(
+                f"phase {r['phase']} {r['file']} leaves {len(r['diff'])} schema lines different "
+                f"({'; '.join(d.strip() for d in r['diff'][:3])[:240]})"
+            )
         elif r["status"] == "none":
             problems.append(f"phase {r['phase']} has no rollback file")
     order = ", ".join(f"phase {r['phase']}" for r in rollbacks if r["status"] != "skipped")

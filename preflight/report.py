@@ -4,6 +4,7 @@ Every line carries its evidence (what ran, what was observed, what was required)
 TPM decides on facts. The report round-trips through JSON (`to_dict` / `from_dict`): the
 caller stores it in Redis and the approval binds to it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -49,13 +50,15 @@ class BackupInfo:
     dump_seconds: float
     verify_seconds: float
     schema_snapshot: str  # schema-only dump of the pre-migration db (rollback verification)
-    row_counts: dict[str, int] = field(default_factory=dict)  # schema.table -> exact count at the dump's snapshot
+    row_counts: dict[str, int] = field(
+        default_factory=dict
+    )  # schema.table -> exact count at the dump's snapshot
     write_counters: dict[str, int] = field(default_factory=dict)  # n_tup_ins/upd/del totals at backup time
     problem: str | None = None  # why the backup is not usable, when it is not
     space: str = ""  # BACKUP_DIR's free space against the dump's estimated size, as checked before it
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BackupInfo":
+    def from_dict(cls, d: dict) -> BackupInfo:
         d = dict(d)
         d["comparisons"] = [CheckLine(**c) for c in d.get("comparisons", [])]
         return cls(**_known(cls, d))
@@ -74,14 +77,16 @@ class RehearsalResult:
     # each rehearsed phase rollback, newest first: {phase, file, status, diff, error};
     # status exact | differs (diff: schema lines it did not return) | failed | skipped | none
     rollbacks: list[dict] = field(default_factory=list)
-    held: dict[str, str] = field(default_factory=dict)  # "file:line" -> how long that statement held its locks
+    held: dict[str, str] = field(
+        default_factory=dict
+    )  # "file:line" -> how long that statement held its locks
 
     def rollback_warnings(self) -> list[dict]:
         """The rehearsed rollbacks that ran but did not return the schema exactly."""
         return [r for r in self.rollbacks if r.get("status") == "differs"]
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RehearsalResult":
+    def from_dict(cls, d: dict) -> RehearsalResult:
         return cls(**_known(cls, d))
 
 
@@ -112,7 +117,10 @@ NOGO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Declared preconditions failing (SQL, HTTP)", ("sql:", "http:")),
     ("Critical production incident ongoing", ("incident",)),
     ("Insufficient time for safe execution", ("window",)),
-    ("Runbook not safe to run (files, inputs, rehearsal)", ("runbook_files", "inputs", "extensions", "rehearsal")),
+    (
+        "Runbook not safe to run (files, inputs, rehearsal)",
+        ("runbook_files", "inputs", "extensions", "rehearsal"),
+    ),
     ("Dangerous locks on big tables not waived (squawk)", ("lock_safety",)),
     ("TPM approval not obtained", ("approval",)),
 )
@@ -121,16 +129,31 @@ NOGO_CONDITIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 NOGO_READS: dict[str, tuple[str, str]] = {
     "Database backup failed or unverified": ("backup created and verified", "backup failed or unverified"),
     "Previous migrations not applied": ("previous migrations applied", "previous migrations not applied"),
-    "Services unhealthy (database, deployment)": ("services healthy (database, deployment)",
-                                                  "services unhealthy (database, deployment)"),
-    "Private network connectivity failing": ("private network reachable", "private network connectivity failing"),
-    "Declared preconditions failing (SQL, HTTP)": ("declared preconditions hold", "declared preconditions failing"),
+    "Services unhealthy (database, deployment)": (
+        "services healthy (database, deployment)",
+        "services unhealthy (database, deployment)",
+    ),
+    "Private network connectivity failing": (
+        "private network reachable",
+        "private network connectivity failing",
+    ),
+    "Declared preconditions failing (SQL, HTTP)": (
+        "declared preconditions hold",
+        "declared preconditions failing",
+    ),
     "Critical production incident ongoing": ("no incident", "incident declared"),
-    "Insufficient time for safe execution": ("enough time for safe execution", "insufficient time for safe execution"),
-    "Runbook not safe to run (files, inputs, rehearsal)": ("runbook safe to run (files, inputs, rehearsal)",
-                                                           "runbook not safe to run (files, inputs, rehearsal)"),
-    "Dangerous locks on big tables not waived (squawk)": ("no unwaived dangerous lock (squawk)",
-                                                          "dangerous locks on big tables not waived (squawk)"),
+    "Insufficient time for safe execution": (
+        "enough time for safe execution",
+        "insufficient time for safe execution",
+    ),
+    "Runbook not safe to run (files, inputs, rehearsal)": (
+        "runbook safe to run (files, inputs, rehearsal)",
+        "runbook not safe to run (files, inputs, rehearsal)",
+    ),
+    "Dangerous locks on big tables not waived (squawk)": (
+        "no unwaived dangerous lock (squawk)",
+        "dangerous locks on big tables not waived (squawk)",
+    ),
     "TPM approval not obtained": ("TPM approval obtained", "TPM approval not obtained"),
 }
 
@@ -149,21 +172,42 @@ class PreflightReport:
     lint: dict | None = None  # preflight.lint.LintResult as a dict: squawk findings, waivers, high-risk locks
 
     @classmethod
-    def build(cls, runbook: str, started_at: datetime, finished_at: datetime, checks: list[CheckLine],
-              backup: BackupInfo | None = None, rehearsal: RehearsalResult | None = None,
-              checksums: dict[str, str] | None = None, lint: dict | None = None) -> "PreflightReport":
+    def build(
+        cls,
+        runbook: str,
+        started_at: datetime,
+        finished_at: datetime,
+        checks: list[CheckLine],
+        backup: BackupInfo | None = None,
+        rehearsal: RehearsalResult | None = None,
+        checksums: dict[str, str] | None = None,
+        lint: dict | None = None,
+    ) -> PreflightReport:
         """A report whose `go` and `nogo_reasons` are derived from its lines, never set by hand."""
         # Only the TPM's approval may be pending: it is what a GO report asks for.
         failed = [c for c in checks if c.status != PASS and not (c.status == PENDING and c.key == APPROVAL)]
-        return cls(runbook=runbook, started_at=started_at, finished_at=finished_at, checks=checks,
-                   backup=backup, rehearsal=rehearsal, checksums=dict(checksums or {}),
-                   go=bool(checks) and not failed, nogo_reasons=[f"{c.title}: {c.observed}" for c in failed], lint=lint)
+        return cls(
+            runbook=runbook,
+            started_at=started_at,
+            finished_at=finished_at,
+            checks=checks,
+            backup=backup,
+            rehearsal=rehearsal,
+            checksums=dict(checksums or {}),
+            go=bool(checks) and not failed,
+            nogo_reasons=[f"{c.title}: {c.observed}" for c in failed],
+            lint=lint,
+        )
 
     def line(self, key: str) -> CheckLine | None:
         return next((c for c in self.checks if c.key == key), None)
 
     def _state(self, keys: tuple[str, ...]) -> str | None:
-        lines = [c for c in self.checks if c.key in keys or any(k.endswith(":") and c.key.startswith(k) for k in keys)]
+        lines = [
+            c
+            for c in self.checks
+            if c.key in keys or any(k.endswith(":") and c.key.startswith(k) for k in keys)
+        ]
         if not lines:
             return None
         if any(c.status == FAIL for c in lines):
@@ -202,7 +246,7 @@ class PreflightReport:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreflightReport":
+    def from_dict(cls, d: dict) -> PreflightReport:
         return cls(
             runbook=d["runbook"],
             started_at=datetime.fromisoformat(d["started_at"]),

@@ -5,12 +5,14 @@ rehearsal runs on the backup's restored copy as soon as the backup is proven, an
 is dropped in every case. `fast_checks` is the same without backup and rehearsal, for the
 moment a scheduled GO comes due.
 """
+
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Callable, Mapping
 
 import psycopg
 
@@ -27,26 +29,47 @@ from runbook.validate import checksums
 
 log = logging.getLogger(__name__)
 OnCheck = Callable[[CheckLine], None]
-BACKUP_SPEC = Spec("backup", "Full database backup created and verified", "", "restores without error, equal to the source")
-REHEARSAL_SPEC = Spec("rehearsal", "Rehearsal on a copy passed (phases, verification, rollback)",
-                      "every migration phase, its checks, the verification suites and the rollbacks on the restored copy",
-                      "all pass, schema back to the snapshot")
+BACKUP_SPEC = Spec(
+    "backup", "Full database backup created and verified", "", "restores without error, equal to the source"
+)
+REHEARSAL_SPEC = Spec(
+    "rehearsal",
+    "Rehearsal on a copy passed (phases, verification, rollback)",
+    "every migration phase, its checks, the verification suites and the rollbacks on the restored copy",
+    "all pass, schema back to the snapshot",
+)
 
 
-def fast_checks(settings: Settings, runbook: Runbook, *, incident: Mapping | None, now: datetime | None = None,
-                at: datetime | None = None, on_check: OnCheck | None = None,
-                timeouts: Timeouts | None = None) -> PreflightReport:
+def fast_checks(
+    settings: Settings,
+    runbook: Runbook,
+    *,
+    incident: Mapping | None,
+    now: datetime | None = None,
+    at: datetime | None = None,
+    on_check: OnCheck | None = None,
+    timeouts: Timeouts | None = None,
+) -> PreflightReport:
     """The quick checks only (no backup, no rehearsal); the window is judged at `at`."""
     started = now or clock.now()
     held = lint.Held()
     lines = _quick(settings, runbook, incident, at or started, timeouts or Timeouts(), on_check, held)
-    return PreflightReport.build(runbook.id, started, clock.now(), lines, checksums=checksums(runbook),
-                                 lint=_lint(held, None))
+    return PreflightReport.build(
+        runbook.id, started, clock.now(), lines, checksums=checksums(runbook), lint=_lint(held, None)
+    )
 
 
-def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | None, now: datetime | None = None,
-                  on_check: OnCheck | None = None, rehearse: bool = True, backup: bool = True,
-                  timeouts: Timeouts | None = None) -> PreflightReport:
+def run_preflight(
+    settings: Settings,
+    runbook: Runbook,
+    *,
+    incident: Mapping | None,
+    now: datetime | None = None,
+    on_check: OnCheck | None = None,
+    rehearse: bool = True,
+    backup: bool = True,
+    timeouts: Timeouts | None = None,
+) -> PreflightReport:
     """Every check, the verified backup and the rehearsal; GO only when every line holds."""
     started = now or clock.now()
     held = lint.Held()
@@ -64,8 +87,16 @@ def run_preflight(settings: Settings, runbook: Runbook, *, incident: Mapping | N
                 lines.append(l)
                 if on_check:
                     on_check(l)
-    return PreflightReport.build(runbook.id, started, clock.now(), lines, backup=info, rehearsal=rehearsed,
-                                 checksums=checksums(runbook), lint=_lint(held, rehearsed))
+    return PreflightReport.build(
+        runbook.id,
+        started,
+        clock.now(),
+        lines,
+        backup=info,
+        rehearsal=rehearsed,
+        checksums=checksums(runbook),
+        lint=_lint(held, rehearsed),
+    )
 
 
 def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict | None:
@@ -77,11 +108,20 @@ def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict | None:
     return held.result.to_dict()
 
 
-def _quick(settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime, timeouts: Timeouts,
-           on_check: OnCheck | None, held: lint.Held) -> list[CheckLine]:
+def _quick(
+    settings: Settings,
+    runbook: Runbook,
+    incident: Mapping | None,
+    at: datetime,
+    timeouts: Timeouts,
+    on_check: OnCheck | None,
+    held: lint.Held,
+) -> list[CheckLine]:
     """Run the quick checks concurrently; a check past its deadline is a failed line."""
     todo = checks(settings, runbook, incident, at, timeouts)
-    todo.append((("lock_safety",), timeouts.database * 2, lambda: held.check(settings, runbook, timeouts.database)))
+    todo.append(
+        (("lock_safety",), timeouts.database * 2, lambda: held.check(settings, runbook, timeouts.database))
+    )
     pool = ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="preflight")
     try:
         start = clock.monotonic()
@@ -123,7 +163,12 @@ def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, reh
         if not rehearse:
             return proven, info, None, None
         if info is None or not info.verified or copy is None:
-            return proven, info, _not_rehearsed(True, "the backup is not verified" if info else "no backup"), None
+            return (
+                proven,
+                info,
+                _not_rehearsed(True, "the backup is not verified" if info else "no backup"),
+                None,
+            )
         result = _rehearse(settings, runbook, copy, info)
         return proven, info, _rehearsal_line(result, settings.secrets()), result
     finally:
@@ -131,8 +176,9 @@ def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, reh
             _drop(settings, copy)
 
 
-def _backup(settings: Settings, runbook: Runbook, at: datetime, copy: str | None,
-            problem: str | None) -> tuple[CheckLine, BackupInfo | None]:
+def _backup(
+    settings: Settings, runbook: Runbook, at: datetime, copy: str | None, problem: str | None
+) -> tuple[CheckLine, BackupInfo | None]:
     """Dump (streamed into `copy` when there is one) and prove it: the backup line and info."""
     start = clock.monotonic()
     try:
@@ -160,16 +206,28 @@ def _rehearse(settings: Settings, runbook: Runbook, copy: str, info: BackupInfo)
 
 def backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds: float) -> CheckLine:
     """The report's backup line from a verified (or not) BackupInfo."""
-    how = f"pg_dump ({info.format}) in one snapshot → {info.path}" + (f" ({info.space})" if info.space else "")
+    how = f"pg_dump ({info.format}) in one snapshot → {info.path}" + (
+        f" ({info.space})" if info.space else ""
+    )
     if copy:
-        how += (f", streamed into pg_restore --exit-on-error of a scratch database on {scratch.server_url(settings)[1]}; "
-                f"{len(info.comparisons)} comparisons")
+        how += (
+            f", streamed into pg_restore --exit-on-error of a scratch database on {scratch.server_url(settings)[1]}; "
+            f"{len(info.comparisons)} comparisons"
+        )
     spec = Spec(BACKUP_SPEC.key, BACKUP_SPEC.title, how, BACKUP_SPEC.required)
     if not info.verified:
-        return line(spec, False, f"{info.path.rsplit('/', 1)[-1]} NOT verified: {info.problem}", settings.secrets(), seconds)
+        return line(
+            spec,
+            False,
+            f"{info.path.rsplit('/', 1)[-1]} NOT verified: {info.problem}",
+            settings.secrets(),
+            seconds,
+        )
     rows = sum(info.row_counts.values())
-    observed = (f"{info.path.rsplit('/', 1)[-1]}: {info.size / 1e6:.1f} MB, sha256 {info.sha256[:12]}…; restored and equal "
-                f"({len(info.row_counts)} tables, {rows} rows); dump {info.dump_seconds:.1f} s, verify {info.verify_seconds:.1f} s")
+    observed = (
+        f"{info.path.rsplit('/', 1)[-1]}: {info.size / 1e6:.1f} MB, sha256 {info.sha256[:12]}…; restored and equal "
+        f"({len(info.row_counts)} tables, {rows} rows); dump {info.dump_seconds:.1f} s, verify {info.verify_seconds:.1f} s"
+    )
     return line(spec, True, observed, settings.secrets(), seconds)
 
 

@@ -4,11 +4,12 @@ Created on `MIGRATE_SCRATCH_URL`'s server when set (production roles often lack 
 else on the server of `DATABASE_URL`; always dropped afterwards (`WITH (FORCE)`, so a
 connection left open by a failed step cannot keep it alive).
 """
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 from psycopg import sql
@@ -52,7 +53,9 @@ def create(settings: Settings, prefix: str = "migrate_scratch") -> str:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
     except psycopg.errors.InsufficientPrivilege as exc:
         hint = "" if settings.scratch_url else " (set MIGRATE_SCRATCH_URL to a server where it may)"
-        raise ScratchError(f"cannot create a scratch database on {origin}: {exc.diag.message_primary}{hint}") from None
+        raise ScratchError(
+            f"cannot create a scratch database on {origin}: {exc.diag.message_primary}{hint}"
+        ) from None
     except psycopg.Error as exc:
         raise ScratchError(f"cannot create a scratch database on {origin}: {exc}") from None
     return with_dbname(url, name)

@@ -4,10 +4,11 @@ The report asks for "2+ hours for troubleshooting": GO needs at least `min_hours
 window left at the moment the run would start. The same check validates a scheduled GO
 time (`approve at <time>`).
 """
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 from preflight.lines import Spec, line
 from preflight.report import CheckLine
@@ -36,11 +37,11 @@ def remaining(window: str, at: datetime) -> timedelta | None:
     crosses midnight and `at` is in its early-morning part). Equal ends mean all day.
     """
     start, end = parse_window(window)
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     length = (datetime.combine(at.date(), end) - datetime.combine(at.date(), start)) % timedelta(days=1)
     length = length or timedelta(days=1)
     for day in (at.date(), at.date() - timedelta(days=1)):
-        opens = datetime.combine(day, start, tzinfo=timezone.utc)
+        opens = datetime.combine(day, start, tzinfo=UTC)
         if opens <= at < opens + length:
             return opens + length - at
     return None
@@ -48,9 +49,12 @@ def remaining(window: str, at: datetime) -> timedelta | None:
 
 def window_check(window: str | None, min_hours: float, at: datetime) -> CheckLine:
     """The window line: pass when no window is configured or enough of it is left at `at`."""
-    spec = Spec("window", f"Execution window allows {min_hours:g}+ h for troubleshooting",
-                f"MIGRATE_WINDOW {window or '(unset)'} evaluated at {at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
-                f"≥ {min_hours:g} h of the window left")
+    spec = Spec(
+        "window",
+        f"Execution window allows {min_hours:g}+ h for troubleshooting",
+        f"MIGRATE_WINDOW {window or '(unset)'} evaluated at {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+        f"≥ {min_hours:g} h of the window left",
+    )
     if not window:
         return line(spec, True, "no window configured")
     try:
@@ -58,6 +62,6 @@ def window_check(window: str | None, min_hours: float, at: datetime) -> CheckLin
     except WindowError as exc:
         return line(spec, False, str(exc))
     if left is None:
-        return line(spec, False, f"{at.astimezone(timezone.utc):%H:%M} UTC is outside the window {window} UTC")
+        return line(spec, False, f"{at.astimezone(UTC):%H:%M} UTC is outside the window {window} UTC")
     hours = left.total_seconds() / 3600
     return line(spec, hours >= min_hours, f"{hours:.2f} h of the window left")

@@ -1,4 +1,5 @@
 """Flyway's script names, read as Flyway reads them (pure: the importer and the Flyway ledger share it)."""
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 Loaded once from a TOML file (format: sql/README.md) and never touches a database. The
 executor, preflight and the commands read it; nothing writes it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ def parse_duration(value: Any, where: str = "duration") -> float:
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise RunbookError(f"{where}: {value!r} is not a duration (use e.g. \"2s\", \"5m\", \"1h\")")
+        raise RunbookError(f'{where}: {value!r} is not a duration (use e.g. "2s", "5m", "1h")')
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -57,7 +58,9 @@ class Step:
     chosen: str | None = None  # key of `options` that `file` is
     lock_timeout: float | None = None  # None: the runbook default
     statement_timeout: float | None = None
-    migration: str | None = None  # the ledger's name for this file (a version, a sqitch change); None: not tracked
+    migration: str | None = (
+        None  # the ledger's name for this file (a version, a sqitch change); None: not tracked
+    )
     revert: str | None = None  # the file that undoes this step alone (a phase of several migrations)
     verify: str | None = None  # a verify script run right after this step; failing, it stops the phase
 
@@ -73,7 +76,9 @@ class Ledger:
     that tool's own ledger, written as the tool writes it."""
 
     kind: str = "bot"
-    table: str | None = None  # table: "schema_migrations"; flyway: "flyway_schema_history"; golang-migrate: "schema_migrations"
+    table: str | None = (
+        None  # table: "schema_migrations"; flyway: "flyway_schema_history"; golang-migrate: "schema_migrations"
+    )
     column: str = "version"  # table kind: the version column
     plan: str | None = None  # sqitch: the plan file, relative to the runbook
 
@@ -220,13 +225,17 @@ class Runbook:
     timeline: dict[str, float]  # the report's other estimates (preflight, documentation, window)
     next_steps: tuple[str, ...] = ()
     summary_lines: tuple[SummaryLine, ...] = ()  # [[success.summary]]: the success post's first lines
-    zero_downtime_lock: float = 1.0  # [success] zero_downtime_lock: the longest lock that is still "zero downtime"
+    zero_downtime_lock: float = (
+        1.0  # [success] zero_downtime_lock: the longest lock that is still "zero downtime"
+    )
     preflight: PreflightChecks = PreflightChecks()  # declared pre-flight checks ([preflight.*])
     ledger: Ledger = field(default_factory=Ledger)
     # sha256 of the bytes this plan was built from (read once): the approval binds it, and a
     # runner holding another plan than the approved one refuses to run it.
     sha256: str = ""
-    lock_safety: safety.LockSafety = field(default_factory=safety.LockSafety)  # squawk settings and thresholds
+    lock_safety: safety.LockSafety = field(
+        default_factory=safety.LockSafety
+    )  # squawk settings and thresholds
     waivers: tuple[safety.Waiver, ...] = ()  # squawk findings accepted, with reason and role
     lock_timeouts: safety.LockTimeouts = field(default_factory=safety.LockTimeouts)  # per lock level
 
@@ -284,10 +293,16 @@ def _refuse_outside(rb: Runbook) -> Runbook:
     home = rb.directory.resolve()
     for name in [*rb.files(), *rb.do_not_run]:
         path = PurePosixPath(name)
-        if path.is_absolute() or ".." in path.parts or "\\" in name or \
-                not (rb.directory / name).resolve().is_relative_to(home):
-            raise RunbookError(f"{rb.path}: file {name!r} is outside the runbook's folder: name each file by its "
-                               f"path relative to {rb.directory} (e.g. \"deploy/{path.name}\")")
+        if (
+            path.is_absolute()
+            or ".." in path.parts
+            or "\\" in name
+            or not (rb.directory / name).resolve().is_relative_to(home)
+        ):
+            raise RunbookError(
+                f"{rb.path}: file {name!r} is outside the runbook's folder: name each file by its "
+                f'path relative to {rb.directory} (e.g. "deploy/{path.name}")'
+            )
     return rb
 
 
@@ -301,7 +316,11 @@ def _summary_lines(success: dict, where: str) -> tuple[SummaryLine, ...]:
         backed = entry.get("backed_by", ())
         if not backed or isinstance(backed, str):
             raise RunbookError(f"{here}: backed_by must list the checks or gates that prove the line")
-        lines.append(SummaryLine(str(_req(entry, "label", here)), str(_req(entry, "text", here)), tuple(map(str, backed))))
+        lines.append(
+            SummaryLine(
+                str(_req(entry, "label", here)), str(_req(entry, "text", here)), tuple(map(str, backed))
+            )
+        )
     return tuple(lines)
 
 
@@ -314,7 +333,9 @@ def load_runbook(path: Path | str) -> Runbook:
     except FileNotFoundError:
         raise RunbookError(f"runbook {path} not found (MIGRATE_RUNBOOK)") from None
     except IsADirectoryError:
-        raise RunbookError(f"runbook {path} is a directory: MIGRATE_RUNBOOK names its runbook.toml file") from None
+        raise RunbookError(
+            f"runbook {path} is a directory: MIGRATE_RUNBOOK names its runbook.toml file"
+        ) from None
     except OSError as exc:  # unreadable (permissions, a broken mount): what, not a traceback
         raise RunbookError(f"runbook {path} cannot be read: {exc.strerror or type(exc).__name__}") from None
     except UnicodeDecodeError:
@@ -334,9 +355,13 @@ def _build(data: dict, path: Path) -> Runbook:
     where = str(path)
     head = _req(data, "runbook", where)
     defaults = data.get("defaults", {})
-    inputs = {name: _input(name, spec, f"{where} [inputs.{name}]") for name, spec in data.get("inputs", {}).items()}
+    inputs = {
+        name: _input(name, spec, f"{where} [inputs.{name}]") for name, spec in data.get("inputs", {}).items()
+    }
     prereq = data.get("prerequisites", {})
-    phases = tuple(_phase(p, inputs, f"{where} phase #{i + 1}") for i, p in enumerate(_req(data, "phases", where)))
+    phases = tuple(
+        _phase(p, inputs, f"{where} phase #{i + 1}") for i, p in enumerate(_req(data, "phases", where))
+    )
     numbers = [p.number for p in phases]
     if numbers != sorted(set(numbers)):
         raise RunbookError(f"{where}: phase numbers must be unique and ascending (got {numbers})")
@@ -356,9 +381,13 @@ def _build(data: dict, path: Path) -> Runbook:
         ),
         defaults=Defaults(
             lock_timeout=parse_duration(defaults.get("lock_timeout", "2s"), f"{where} defaults.lock_timeout"),
-            statement_timeout=parse_duration(defaults.get("statement_timeout", "5m"), f"{where} defaults.statement_timeout"),
+            statement_timeout=parse_duration(
+                defaults.get("statement_timeout", "5m"), f"{where} defaults.statement_timeout"
+            ),
             lock_retries=int(defaults.get("lock_retries", 3)),
-            retry_backoff=parse_duration(defaults.get("retry_backoff", "2s"), f"{where} defaults.retry_backoff"),
+            retry_backoff=parse_duration(
+                defaults.get("retry_backoff", "2s"), f"{where} defaults.retry_backoff"
+            ),
         ),
         inputs=inputs,
         phases=phases,
@@ -366,8 +395,9 @@ def _build(data: dict, path: Path) -> Runbook:
         timeline={k: parse_duration(v, f"{where} timeline.{k}") for k, v in data.get("timeline", {}).items()},
         next_steps=tuple(data.get("success", {}).get("next_steps", ())),
         summary_lines=_summary_lines(data.get("success", {}), f"{where} [success]"),
-        zero_downtime_lock=parse_duration(data.get("success", {}).get("zero_downtime_lock", "1s"),
-                                          f"{where} success.zero_downtime_lock"),
+        zero_downtime_lock=parse_duration(
+            data.get("success", {}).get("zero_downtime_lock", "1s"), f"{where} success.zero_downtime_lock"
+        ),
         preflight=_preflight(data.get("preflight", {}), f"{where} [preflight]"),
         ledger=_ledger(data.get("ledger", {}), f"{where} [ledger]"),
     )
@@ -383,15 +413,24 @@ def _ledger(raw: dict, where: str) -> Ledger:
     if kind not in LEDGER_KINDS:
         raise RunbookError(f"{where}: kind must be one of {', '.join(LEDGER_KINDS)} (got {kind!r})")
     if kind == "sqitch" and not raw.get("plan"):
-        raise RunbookError(f"{where}: kind = \"sqitch\" needs `plan = \"sqitch.plan\"`")
+        raise RunbookError(f'{where}: kind = "sqitch" needs `plan = "sqitch.plan"`')
     table = raw.get("table")
-    return Ledger(kind=kind, table=str(table) if table else None, column=str(raw.get("column", "version")),
-                  plan=raw.get("plan"))
+    return Ledger(
+        kind=kind,
+        table=str(table) if table else None,
+        column=str(raw.get("column", "version")),
+        plan=raw.get("plan"),
+    )
 
 
 def _input(name: str, spec: dict, where: str) -> Input:
-    return Input(name=name, env=str(_req(spec, "env", where)), secret=bool(spec.get("secret", True)),
-                 schemes=tuple(str(s) for s in spec.get("schemes", ())), min_length=int(spec.get("min_length", 0)))
+    return Input(
+        name=name,
+        env=str(_req(spec, "env", where)),
+        secret=bool(spec.get("secret", True)),
+        schemes=tuple(str(s) for s in spec.get("schemes", ())),
+        min_length=int(spec.get("min_length", 0)),
+    )
 
 
 def _preflight(raw: dict, where: str) -> PreflightChecks:
@@ -401,9 +440,13 @@ def _preflight(raw: dict, where: str) -> PreflightChecks:
         raise RunbookError(f"{where}: unknown check kind(s) {unknown} (use deployment, reach, sql, http)")
     deployment = raw.get("deployment")
     return PreflightChecks(
-        deployment=_http_probe({"name": "deployment", **deployment}, f"{where}.deployment") if deployment else None,
-        reach=tuple(Reach(str(_req(r, "name", f"{where}.reach")), str(_req(r, "url_env", f"{where}.reach")))
-                    for r in raw.get("reach", ())),
+        deployment=_http_probe({"name": "deployment", **deployment}, f"{where}.deployment")
+        if deployment
+        else None,
+        reach=tuple(
+            Reach(str(_req(r, "name", f"{where}.reach")), str(_req(r, "url_env", f"{where}.reach")))
+            for r in raw.get("reach", ())
+        ),
         sql=tuple(_check(c, f"{where}.sql") for c in raw.get("sql", ())),
         http=tuple(_http_probe(h, f"{where}.http") for h in raw.get("http", ())),
     )
@@ -411,9 +454,14 @@ def _preflight(raw: dict, where: str) -> PreflightChecks:
 
 def _http_probe(raw: dict, where: str) -> HttpProbe:
     status = raw.get("expect_status", 200)
-    return HttpProbe(name=str(_req(raw, "name", where)), url_env=str(_req(raw, "url_env", where)),
-                     path=str(raw.get("path", "")), expect_status=tuple(int(x) for x in (status if isinstance(status, list) else [status])),
-                     expect_body=raw.get("expect_body"), method=str(raw.get("method", "GET")))
+    return HttpProbe(
+        name=str(_req(raw, "name", where)),
+        url_env=str(_req(raw, "url_env", where)),
+        path=str(raw.get("path", "")),
+        expect_status=tuple(int(x) for x in (status if isinstance(status, list) else [status])),
+        expect_body=raw.get("expect_body"),
+        method=str(raw.get("method", "GET")),
+    )
 
 
 def _check(raw: dict, where: str) -> Check:
@@ -439,7 +487,9 @@ def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
     if kind == "migration" and not steps:
         raise RunbookError(f"{where}: a migration phase needs at least one [[phases.steps]]")
     if raw.get("rollback") and any(s.revert for s in steps):
-        raise RunbookError(f"{where}: name either the phase's `rollback` file or each step's `revert`, not both")
+        raise RunbookError(
+            f"{where}: name either the phase's `rollback` file or each step's `revert`, not both"
+        )
     return Phase(
         number=number,
         name=str(_req(raw, "name", where)),
@@ -451,14 +501,29 @@ def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
         steps=steps,
         checks=tuple(_check(c, f"{where} check") for c in raw.get("checks", ())),
         suites=tuple(
-            Suite(name=str(s.get("name", s.get("file"))), file=str(_req(s, "file", where)),
-                  fail_pattern=s.get("fail_pattern"), expect_pattern=s.get("expect_pattern"))
+            Suite(
+                name=str(s.get("name", s.get("file"))),
+                file=str(_req(s, "file", where)),
+                fail_pattern=s.get("fail_pattern"),
+                expect_pattern=s.get("expect_pattern"),
+            )
             for s in raw.get("suites", ())
         ),
         smoke=tuple(
-            Smoke(name=str(s.get("name", s.get("path"))), path=str(_req(s, "path", where)),
-                  expect_status=tuple(int(x) for x in (s["expect_status"] if isinstance(s.get("expect_status"), list) else [s.get("expect_status", 200)])),
-                  expect_body=s.get("expect_body"), method=str(s.get("method", "GET")))
+            Smoke(
+                name=str(s.get("name", s.get("path"))),
+                path=str(_req(s, "path", where)),
+                expect_status=tuple(
+                    int(x)
+                    for x in (
+                        s["expect_status"]
+                        if isinstance(s.get("expect_status"), list)
+                        else [s.get("expect_status", 200)]
+                    )
+                ),
+                expect_body=s.get("expect_body"),
+                method=str(s.get("method", "GET")),
+            )
             for s in raw.get("smoke", ())
         ),
     )
@@ -471,7 +536,9 @@ def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
     chosen = raw.get("choose")
     if options:
         if chosen not in options:
-            raise RunbookError(f"{where}: `choose` must name one of the options {sorted(options)} (got {chosen!r})")
+            raise RunbookError(
+                f"{where}: `choose` must name one of the options {sorted(options)} (got {chosen!r})"
+            )
         file = options[chosen]
     else:
         file = str(_req(raw, "file", where))
@@ -479,7 +546,7 @@ def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
     if on_failure not in FAILURE_ACTIONS:
         raise RunbookError(f"{where}: on_failure must be one of {FAILURE_ACTIONS} (got {on_failure!r})")
     if on_failure == "rollback" and not raw.get("rollback"):
-        raise RunbookError(f"{where}: on_failure = \"rollback\" needs `rollback = \"<file>\"`")
+        raise RunbookError(f'{where}: on_failure = "rollback" needs `rollback = "<file>"`')
     step_inputs = tuple(raw.get("inputs", ()))
     unknown = [n for n in step_inputs if n not in inputs]
     if unknown:
@@ -493,8 +560,12 @@ def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
         inputs=step_inputs,
         options=options,
         chosen=chosen,
-        lock_timeout=parse_duration(raw["lock_timeout"], f"{where} lock_timeout") if "lock_timeout" in raw else None,
-        statement_timeout=parse_duration(raw["statement_timeout"], f"{where} statement_timeout") if "statement_timeout" in raw else None,
+        lock_timeout=parse_duration(raw["lock_timeout"], f"{where} lock_timeout")
+        if "lock_timeout" in raw
+        else None,
+        statement_timeout=parse_duration(raw["statement_timeout"], f"{where} statement_timeout")
+        if "statement_timeout" in raw
+        else None,
         migration=str(raw["migration"]) if "migration" in raw else None,
         revert=str(raw["revert"]) if raw.get("revert") else None,
         verify=str(raw["verify"]) if raw.get("verify") else None,

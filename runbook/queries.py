@@ -4,6 +4,7 @@ read-only statement, judged by PostgreSQL's own parser before anything runs.
 They run in READ ONLY transactions as well; refusing at load time means a runbook that asks
 to write from a check is rejected when it is read, with the reason, not half-way through a run.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ def read_only_problem(sql: str) -> str | None:
         return f"the query does not parse: {exc.args[0]}"
     if len(statements) != 1:
         return f"the query must be exactly one statement (found {len(statements)})"
-    (kind, body), = statements[0]["stmt"].items()
+    ((kind, body),) = statements[0]["stmt"].items()
     if kind != "SelectStmt":
         return f"the query must be a read-only SELECT (found {kind.removesuffix('Stmt').upper()})"
     return _select_problem(body)
@@ -32,7 +33,7 @@ def _select_problem(select: dict) -> str | None:
     if _anywhere(select, "lockingClause"):  # a subquery's FOR UPDATE too: PostgreSQL refuses it when it runs
         return "the query must be a read-only SELECT (FOR UPDATE/SHARE takes row locks)"
     for cte in (select.get("withClause") or {}).get("ctes", []):
-        (kind, body), = cte["CommonTableExpr"]["ctequery"].items()
+        ((kind, body),) = cte["CommonTableExpr"]["ctequery"].items()
         if kind != "SelectStmt":
             return f"the query must be read-only (its WITH runs {kind.removesuffix('Stmt').upper()})"
         problem = _select_problem(body)

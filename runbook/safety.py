@@ -5,11 +5,13 @@ Pure data, read with the rest of the runbook. Pre-flight (preflight/lint.py) jud
 findings with these thresholds and waivers; the executor takes each file's lock_timeout and
 retries from the level of the strongest lock it needs.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from runbook.sqlfile import LOCK_STRENGTH, ParsedFile
 
@@ -19,7 +21,7 @@ LEVELS = (*LOCK_STRENGTH, CONCURRENT)
 # squawk's rules asking the file to SET them would flag every file.
 DEFAULT_EXCLUDE = ("require-lock-timeout", "require-statement-timeout")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3, "tb": 1024 ** 4}
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
 
 class SafetyError(ValueError):
@@ -32,7 +34,7 @@ def parse_size(value: Any, where: str) -> int:
         return value
     match = _SIZE.match(str(value))
     if not match:
-        raise SafetyError(f"{where}: {value!r} is not a size (use e.g. \"10MB\", \"300MB\", \"1GB\")")
+        raise SafetyError(f'{where}: {value!r} is not a size (use e.g. "10MB", "300MB", "1GB")')
     return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower() or None])
 
 
@@ -60,9 +62,9 @@ class Waiver:
 class LockSafety:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE  # squawk rules not run
     include: tuple[str, ...] = ()  # squawk's opt-in rules to run
-    block_bytes: int = 10 * 1024 ** 2  # an existing table at least this big makes any finding block
+    block_bytes: int = 10 * 1024**2  # an existing table at least this big makes any finding block
     block_rows: int = 100_000  # … or with at least this many rows (estimate)
-    high_risk_bytes: int = 300 * 1024 ** 2  # ACCESS EXCLUSIVE on a table this big: high risk
+    high_risk_bytes: int = 300 * 1024**2  # ACCESS EXCLUSIVE on a table this big: high risk
     auto_analyze: bool = False  # ANALYZE a table after an index was built on it
 
 
@@ -92,12 +94,22 @@ class LockTimeouts:
         return self.levels[max(listed, key=LOCK_STRENGTH.__getitem__)]
 
 
-def load(data: dict, where: str, known_files: Callable[[], list[str]],
-         parse_duration: Callable[[Any, str], float]) -> tuple[LockSafety, tuple[Waiver, ...], LockTimeouts]:
+def load(
+    data: dict, where: str, known_files: Callable[[], list[str]], parse_duration: Callable[[Any, str], float]
+) -> tuple[LockSafety, tuple[Waiver, ...], LockTimeouts]:
     """The `[lock_safety]`, `[[waivers]]` and `[lock_timeouts]` tables of a runbook."""
-    return (_lock_safety(data.get("lock_safety", {}), f"{where} [lock_safety]"),
-            tuple(_waiver(w, f"{where} waiver #{i + 1}", known_files) for i, w in enumerate(data.get("waivers", ()))),
-            _timeouts(data.get("lock_timeouts", {}), data.get("defaults", {}), f"{where} [lock_timeouts]", parse_duration))
+    return (
+        _lock_safety(data.get("lock_safety", {}), f"{where} [lock_safety]"),
+        tuple(
+            _waiver(w, f"{where} waiver #{i + 1}", known_files) for i, w in enumerate(data.get("waivers", ()))
+        ),
+        _timeouts(
+            data.get("lock_timeouts", {}),
+            data.get("defaults", {}),
+            f"{where} [lock_timeouts]",
+            parse_duration,
+        ),
+    )
 
 
 def _lock_safety(raw: dict, where: str) -> LockSafety:
@@ -115,13 +127,20 @@ def _lock_safety(raw: dict, where: str) -> LockSafety:
 def _waiver(raw: dict, where: str, known_files: Callable[[], list[str]]) -> Waiver:
     missing = [k for k in ("rule", "file", "reason", "who") if not str(raw.get(k, "")).strip()]
     if missing:
-        raise SafetyError(f"{where}: missing {', '.join(f'`{k}`' for k in missing)} (a waiver names the rule, the "
-                          "file, the reason and who answers for it, a roster role)")
+        raise SafetyError(
+            f"{where}: missing {', '.join(f'`{k}`' for k in missing)} (a waiver names the rule, the "
+            "file, the reason and who answers for it, a roster role)"
+        )
     if raw["file"] not in known_files():
         raise SafetyError(f"{where}: file {raw['file']!r} is not a file of this runbook")
     statement = raw.get("statement")
-    return Waiver(rule=str(raw["rule"]), file=str(raw["file"]), reason=str(raw["reason"]).strip(),
-                  who=str(raw["who"]), statement=str(statement) if statement else None)
+    return Waiver(
+        rule=str(raw["rule"]),
+        file=str(raw["file"]),
+        reason=str(raw["reason"]).strip(),
+        who=str(raw["who"]),
+        statement=str(statement) if statement else None,
+    )
 
 
 def _timeouts(raw: dict, defaults: dict, where: str, parse_duration) -> LockTimeouts:
@@ -130,10 +149,18 @@ def _timeouts(raw: dict, defaults: dict, where: str, parse_duration) -> LockTime
         if level not in LEVELS:
             raise SafetyError(f"{where}: {level!r} is not a lock level ({', '.join(LEVELS)})")
         levels[level] = LevelTimeouts(
-            lock_timeout=parse_duration(spec.get("lock_timeout", defaults.get("lock_timeout", "2s")), f"{where}.{level}"),
-            lock_retries=int(spec.get("lock_retries", 0 if level == CONCURRENT else defaults.get("lock_retries", 3))),
-            statement_timeout=(parse_duration(spec["statement_timeout"], f"{where}.{level}")
-                               if "statement_timeout" in spec else None))
+            lock_timeout=parse_duration(
+                spec.get("lock_timeout", defaults.get("lock_timeout", "2s")), f"{where}.{level}"
+            ),
+            lock_retries=int(
+                spec.get("lock_retries", 0 if level == CONCURRENT else defaults.get("lock_retries", 3))
+            ),
+            statement_timeout=(
+                parse_duration(spec["statement_timeout"], f"{where}.{level}")
+                if "statement_timeout" in spec
+                else None
+            ),
+        )
     if CONCURRENT not in levels:  # a short lock_timeout cancels a concurrent build half-way
         levels[CONCURRENT] = LevelTimeouts(lock_timeout=600.0, lock_retries=0, statement_timeout=3600.0)
     return LockTimeouts(levels)

@@ -4,6 +4,7 @@ sqitch computes them (App::Sqitch::Plan, ::Plan::Change, ::Plan::Tag, sqitch 1.3
 Pure: reads the plan file and checks which scripts exist; never touches a database. The
 importer orders a runbook by it; engine/ledgers/sqitch.py writes sqitch's registry from it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _TS = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
-_LINE = re.compile(rf"^\s*(?P<tag>@)?(?:\s*[+-]\s*)?(?P<name>[^\s:@#\\\[\]]+)\s*(?:\[(?P<deps>[^\]]+)\]\s*)?"
-                   rf"(?P<ts>{_TS})\s+(?P<planner>[^<]+?)\s+<(?P<email>[^>]+)>\s*$")
+_LINE = re.compile(
+    rf"^\s*(?P<tag>@)?(?:\s*[+-]\s*)?(?P<name>[^\s:@#\\\[\]]+)\s*(?:\[(?P<deps>[^\]]+)\]\s*)?"
+    rf"(?P<ts>{_TS})\s+(?P<planner>[^<]+?)\s+<(?P<email>[^>]+)>\s*$"
+)
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r"}
 
 
@@ -28,7 +31,7 @@ class Tag:
     planner_name: str
     planner_email: str
     note: str
-    change: "Change | None" = None
+    change: Change | None = None
     id: str = ""
 
 
@@ -41,9 +44,11 @@ class Change:
     note: str
     requires: list[str]
     conflicts: list[str]
-    parent: "Change | None" = None
+    parent: Change | None = None
     tags: list[Tag] = field(default_factory=list)
-    rework_tags: list[Tag] = field(default_factory=list)  # set when a later change of the same name reworks it
+    rework_tags: list[Tag] = field(
+        default_factory=list
+    )  # set when a later change of the same name reworks it
     script: str = ""  # e.g. "users.sql" or "users@v1.0.sql" (sqitch's path_segments)
     id: str = ""
     resolved: dict[str, str] = field(default_factory=dict)  # requires -> the change id it names
@@ -82,11 +87,15 @@ def load_plan(path: Path | str) -> Plan:
             continue
         match = _LINE.match(body)
         if not match:
-            raise PlanError(f"{path.name}:{number}: expected `name [deps] YYYY-MM-DDTHH:MM:SSZ planner <email> # note`")
+            raise PlanError(
+                f"{path.name}:{number}: expected `name [deps] YYYY-MM-DDTHH:MM:SSZ planner <email> # note`"
+            )
         who = (match["ts"], match["planner"].strip(), match["email"].strip(), note)
         if match["tag"]:
             if not changes:
-                raise PlanError(f"{path.name}:{number}: tag @{match['name']} before any change — expected a change line above it")
+                raise PlanError(
+                    f"{path.name}:{number}: tag @{match['name']} before any change — expected a change line above it"
+                )
             tag = Tag(match["name"], *who, change=changes[-1])
             changes[-1].tags.append(tag)
             continue
@@ -94,7 +103,7 @@ def load_plan(path: Path | str) -> Plan:
         change = Change(match["name"], *who, requires, conflicts, parent=changes[-1] if changes else None)
         if change.name in by_name:  # a rework: the earlier one's scripts carry a tag in their name
             earlier = by_name[change.name]
-            since = changes[changes.index(earlier) + 1:]
+            since = changes[changes.index(earlier) + 1 :]
             earlier.rework_tags = [t for c in reversed(since) for t in c.tags] + earlier.tags
         by_name[change.name] = change
         changes.append(change)
@@ -131,8 +140,10 @@ def _finish(plan: Plan) -> None:
         for dep in change.requires:
             target = _resolve(plan, seen, dep)
             if target is None:
-                raise PlanError(f"{plan.path.name}: {change.name} requires {dep}, which is not earlier in the plan — expected "
-                                f"`requires` to name a change above it")
+                raise PlanError(
+                    f"{plan.path.name}: {change.name} requires {dep}, which is not earlier in the plan — expected "
+                    f"`requires` to name a change above it"
+                )
             change.resolved[dep] = target.id
         change.id = _sha1("change", change_info(plan, change))
         for tag in change.tags:
@@ -157,12 +168,16 @@ def _check_conflicts(plan: Plan) -> None:
                 continue  # another project's change: not knowable from this plan
             name = key.partition("@")[0]
             if name not in position:
-                raise PlanError(f"{plan.path.name}: {change.name} conflicts with {dep}, which the plan does not name — "
-                                "sqitch refuses to deploy it (expected `!name` of a change in the plan)")
+                raise PlanError(
+                    f"{plan.path.name}: {change.name} conflicts with {dep}, which the plan does not name — "
+                    "sqitch refuses to deploy it (expected `!name` of a change in the plan)"
+                )
             if position[name] < index:
-                raise PlanError(f"{plan.path.name}: {change.name} conflicts with {dep}, which is deployed before it — "
-                                f"sqitch refuses to deploy {change.name} while {name} is deployed (expected a conflict "
-                                "with a change that comes later in the plan, or revert it first)")
+                raise PlanError(
+                    f"{plan.path.name}: {change.name} conflicts with {dep}, which is deployed before it — "
+                    f"sqitch refuses to deploy {change.name} while {name} is deployed (expected a conflict "
+                    "with a change that comes later in the plan, or revert it first)"
+                )
 
 
 def _script(change: Change, deploy: Path) -> str:
@@ -181,9 +196,14 @@ def _resolve(plan: Plan, seen: dict[str, Change], dep: str) -> Change | None:
 
 def change_info(plan: Plan, change: Change) -> str:
     """The text sqitch hashes into a change id (Plan/Change.pm `info`)."""
-    lines = [f"project {plan.project}", *([f"uri {plan.uri}"] if plan.uri else []), f"change {change.name}",
-             *([f"parent {change.parent.id}"] if change.parent else []),
-             f"planner {change.planner_name} <{change.planner_email}>", f"date {change.planned_at}"]
+    lines = [
+        f"project {plan.project}",
+        *([f"uri {plan.uri}"] if plan.uri else []),
+        f"change {change.name}",
+        *([f"parent {change.parent.id}"] if change.parent else []),
+        f"planner {change.planner_name} <{change.planner_email}>",
+        f"date {change.planned_at}",
+    ]
     if change.requires:
         lines.append("requires\n  + " + "\n  + ".join(change.requires))
     if change.conflicts:
@@ -195,8 +215,14 @@ def change_info(plan: Plan, change: Change) -> str:
 
 def tag_info(plan: Plan, tag: Tag) -> str:
     """The text sqitch hashes into a tag id (Plan/Tag.pm `info`)."""
-    lines = [f"project {plan.project}", *([f"uri {plan.uri}"] if plan.uri else []), f"tag @{tag.name}",
-             f"change {tag.change.id}", f"planner {tag.planner_name} <{tag.planner_email}>", f"date {tag.planned_at}"]
+    lines = [
+        f"project {plan.project}",
+        *([f"uri {plan.uri}"] if plan.uri else []),
+        f"tag @{tag.name}",
+        f"change {tag.change.id}",
+        f"planner {tag.planner_name} <{tag.planner_email}>",
+        f"date {tag.planned_at}",
+    ]
     if tag.note:
         lines += ["", tag.note]
     return "\n".join(lines)

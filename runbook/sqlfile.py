@@ -6,6 +6,7 @@ and the table locks each statement takes. A file that does not parse is refused 
 the parser's message and line, so a half-applied migration can never start (the stray
 `RAISE NOTICE` outside a `DO` block that `psql -f` happily applies halfway).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -113,7 +114,9 @@ def closing_commit_offset(text: str) -> int | None:
     return start + tokens[0].start if tokens else None
 
 
-def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha256: str | None = None) -> ParsedFile:
+def parse_text(
+    text: str, *, name: str = "<sql>", path: Path | None = None, sha256: str | None = None
+) -> ParsedFile:
     """Parse SQL text (see parse_file)."""
     sql_text, metas = _blank_meta(text)
     _refuse_unseen_effects(metas, name)
@@ -121,12 +124,17 @@ def parse_text(text: str, *, name: str = "<sql>", path: Path | None = None, sha2
     line_of = _line_index(text)
     for sl, (kind, body) in zip(slices, nodes):
         if kind == "CopyStmt" and body.get("is_program"):
-            raise SqlFileError(name, line_of(sl.start), "COPY … PROGRAM runs a shell command on the database server: "
-                                                         "migrations run SQL only")
+            raise SqlFileError(
+                name,
+                line_of(sl.start),
+                "COPY … PROGRAM runs a shell command on the database server: migrations run SQL only",
+            )
     needs_psql = bool(metas) or has_vars or any(_copies_stdio(node) for node in nodes)
     if needs_psql:
         _refuse_psql_rereads(sql_text, name, line_of)
-    statements = _in_search_path([_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)], nodes)
+    statements = _in_search_path(
+        [_sql_statement(text, sl, node, line_of) for sl, node in zip(slices, nodes)], nodes
+    )
     statements += [Statement(0, cmd, line, "meta", True, False) for line, cmd in metas]
     statements.sort(key=lambda s: (s.line, s.kind == "meta"))
     statements = [_renumber(s, i) for i, s in enumerate(statements, 1)]
@@ -157,7 +165,9 @@ def _renumber(s: Statement, index: int) -> Statement:
 _META_LINE = re.compile(r"^[ \t]*\\")
 # A query sent by a trailing meta-command instead of a semicolon: `SELECT … \gset`.
 _TRAILING_META = re.compile(r"\\(?:gset|gexec|gdesc|gx|g|crosstabview|watch)\b.*$")
-_VARIABLE = re.compile(r""":'[A-Za-z_][A-Za-z0-9_]*'|:"[A-Za-z_][A-Za-z0-9_]*"|(?<![:\w\]\)]):[A-Za-z_][A-Za-z0-9_]*""")
+_VARIABLE = re.compile(
+    r""":'[A-Za-z_][A-Za-z0-9_]*'|:"[A-Za-z_][A-Za-z0-9_]*"|(?<![:\w\]\)]):[A-Za-z_][A-Za-z0-9_]*"""
+)
 
 
 def _blank_meta(text: str) -> tuple[str, list[tuple[int, str]]]:
@@ -183,15 +193,43 @@ def _blank_meta(text: str) -> tuple[str, list[tuple[int, str]]]:
 # The psql meta-commands a runbook file may use: variables, conditionals, output formatting,
 # \gset, and \copy to or from a file. Everything else is refused, because its effect is one
 # that neither the parse nor the approval (which binds to this file's bytes) can see.
-_ALLOWED_META = frozenset({"set", "unset", "echo", "qecho", "warn", "if", "elif", "else", "endif", "pset", "gset",
-                           "g", "gx", "gdesc", "crosstabview", "copy", "timing", "x", "t", "a", "f", "C"})
-_INCLUDES = ("includes another file, which the bot cannot parse before running nor bind the approval to: "
-             "put its statements in this file (or make it a step of its own)")
+_ALLOWED_META = frozenset(
+    {
+        "set",
+        "unset",
+        "echo",
+        "qecho",
+        "warn",
+        "if",
+        "elif",
+        "else",
+        "endif",
+        "pset",
+        "gset",
+        "g",
+        "gx",
+        "gdesc",
+        "crosstabview",
+        "copy",
+        "timing",
+        "x",
+        "t",
+        "a",
+        "f",
+        "C",
+    }
+)
+_INCLUDES = (
+    "includes another file, which the bot cannot parse before running nor bind the approval to: "
+    "put its statements in this file (or make it a step of its own)"
+)
 _SHELL = "runs a shell command: migrations run SQL only"
 _WHY_NOT = {
     **dict.fromkeys(("i", "ir", "include", "include_relative"), _INCLUDES),
     "!": _SHELL,
-    **dict.fromkeys(("c", "connect"), "switches to another database than the one the runbook was approved for"),
+    **dict.fromkeys(
+        ("c", "connect"), "switches to another database than the one the runbook was approved for"
+    ),
     "gexec": "runs SQL built while the file runs, which nobody saw before approving it",
     **dict.fromkeys(("o", "out", "w", "write"), "writes to a file or a shell command"),
 }
@@ -203,28 +241,48 @@ def _refuse_unseen_effects(metas: list[tuple[int, str]], name: str) -> None:
         match = _META_NAME.match(command)
         meta = match.group(1) if match else command[:12]
         meta = "copy" if meta.lower() == "copy" else meta  # psql takes \COPY too
-        rest = command[match.end():] if match else ""
+        rest = command[match.end() :] if match else ""
         if meta not in _ALLOWED_META:
-            why = _WHY_NOT.get(meta) or f"is not a meta-command a runbook file may use ({', '.join(sorted(_ALLOWED_META))})"
+            why = (
+                _WHY_NOT.get(meta)
+                or f"is not a meta-command a runbook file may use ({', '.join(sorted(_ALLOWED_META))})"
+            )
             raise SqlFileError(name, line, f"`\\{meta}` {why}")
         # psql reads quotes, double quotes and backticks in arguments its own way: rather than
         # second-guess it, an argument may hold neither a backslash nor a backtick.
         if "`" in rest:
-            raise SqlFileError(name, line, f"backticks in `\\{meta}` run a shell command: migrations run SQL only")
+            raise SqlFileError(
+                name, line, f"backticks in `\\{meta}` run a shell command: migrations run SQL only"
+            )
         if "\\" in rest:
-            raise SqlFileError(name, line, f"a backslash in the arguments of `\\{meta}` (psql could read a second "
-                                           "meta-command there): one meta-command per line, no backslashes")
+            raise SqlFileError(
+                name,
+                line,
+                f"a backslash in the arguments of `\\{meta}` (psql could read a second "
+                "meta-command there): one meta-command per line, no backslashes",
+            )
         if meta in ("g", "gx") and rest.strip():
-            raise SqlFileError(name, line, f"`\\{meta} {rest.strip()[:20]}` writes to a file or a shell command: "
-                                           "end the query with `;`")
+            raise SqlFileError(
+                name,
+                line,
+                f"`\\{meta} {rest.strip()[:20]}` writes to a file or a shell command: end the query with `;`",
+            )
         if meta == "set" and re.match(r"\s*(AUTOCOMMIT|ON_ERROR_ROLLBACK)\b", rest, re.IGNORECASE):
-            raise SqlFileError(name, line, f"`\\set {rest.split()[0]}` changes how psql commits: a file the bot runs "
-                                           "as one transaction could commit part of itself")
+            raise SqlFileError(
+                name,
+                line,
+                f"`\\set {rest.split()[0]}` changes how psql commits: a file the bot runs "
+                "as one transaction could commit part of itself",
+            )
         if meta == "copy":
             target = _copy_target(rest)
             if target is None or target.lower() not in ("stdin", "stdout", "pstdin", "pstdout"):
-                raise SqlFileError(name, line, "`\\copy` may only use stdin/stdout: a file or PROGRAM is outside the "
-                                               "runbook, which the approval does not cover")
+                raise SqlFileError(
+                    name,
+                    line,
+                    "`\\copy` may only use stdin/stdout: a file or PROGRAM is outside the "
+                    "runbook, which the approval does not cover",
+                )
 
 
 def _copy_target(args: str) -> str | None:
@@ -233,7 +291,7 @@ def _copy_target(args: str) -> str | None:
     rest = args.strip()
     if rest.startswith("("):  # a query: skip to its closing parenthesis, outside quotes
         depth, quote, i = 0, None, 0
-        for i, ch in enumerate(rest):
+        for i, ch in enumerate(rest):  # noqa: B007 - i is read after the loop
             if quote:
                 quote = None if ch == quote else quote
             elif ch in "'\"":
@@ -244,12 +302,12 @@ def _copy_target(args: str) -> str | None:
                 depth -= 1
                 if depth == 0:
                     break
-        rest = rest[i + 1:]
+        rest = rest[i + 1 :]
     else:
         match = re.match(r'(?:"[^"]*"|[\w.$])+\s*(\([^)]*\))?', rest)
         if not match:
             return None
-        rest = rest[match.end():]
+        rest = rest[match.end() :]
     match = re.match(r"\s*(?:from|to)\s+(\S+)", rest, re.IGNORECASE)
     return match.group(1).rstrip(";") if match else None
 
@@ -266,19 +324,29 @@ def _refuse_psql_rereads(sql_text: str, name: str, line_of) -> None:
       and $$…$$ are read the same way whatever that setting is."""
     tokens = scan(sql_text)
     for colon, after in zip(tokens, tokens[1:]):
-        if colon.name == "ASCII_58" and after.start == colon.end + 1 and re.match(r"[A-Za-z_]", sql_text[after.start]):
-            variable = sql_text[after.start:after.end + 1]
-            raise SqlFileError(name, line_of(colon.start),
-                               f"`:{variable}` is pasted unquoted and read again by psql: a backslash in its value would "
-                               f"run a meta-command; write :'{variable}' (a literal) or :\"{variable}\" (an identifier)"
-                               " (an array slice: `[1 : n]`)")
+        if (
+            colon.name == "ASCII_58"
+            and after.start == colon.end + 1
+            and re.match(r"[A-Za-z_]", sql_text[after.start])
+        ):
+            variable = sql_text[after.start : after.end + 1]
+            raise SqlFileError(
+                name,
+                line_of(colon.start),
+                f"`:{variable}` is pasted unquoted and read again by psql: a backslash in its value would "
+                f"run a meta-command; write :'{variable}' (a literal) or :\"{variable}\" (an identifier)"
+                " (an array slice: `[1 : n]`)",
+            )
     for token in tokens:
-        text = sql_text[token.start:token.end + 1]
+        text = sql_text[token.start : token.end + 1]
         if token.name in ("SCONST", "USCONST") and "\\" in text and not re.match(r"[Ee]'|\$", text):
-            raise SqlFileError(name, line_of(token.start),
-                               "a backslash in a '…' string of a file run through psql: psql finds where such a "
-                               "string ends by standard_conforming_strings, which a file can change; write E'…' "
-                               "(or chr(92))")
+            raise SqlFileError(
+                name,
+                line_of(token.start),
+                "a backslash in a '…' string of a file run through psql: psql finds where such a "
+                "string ends by standard_conforming_strings, which a file can change; write E'…' "
+                "(or chr(92))",
+            )
 
 
 def parser_text(text: str) -> str:
@@ -345,11 +413,12 @@ def _node(sql: str) -> tuple[str, dict]:
 
 def _unwrap(wrapped: dict) -> tuple[str, dict]:
     """{"CreateStmt": {...}} -> ("CreateStmt", {...})."""
-    (kind, body), = wrapped.items()
+    ((kind, body),) = wrapped.items()
     return kind, body
 
 
 # ------------------------------------------------------------------ statement facts
+
 
 def _sql_statement(text: str, sl: slice, node: tuple[str, dict], line_of) -> Statement:
     return Statement(
@@ -389,10 +458,18 @@ def _in_search_path(statements: list[Statement], nodes) -> list[Statement]:
         if chosen is not _SET_PATH:
             schema = chosen
         if schema and (stmt.locks or stmt.index_table_locks):
-            qualify = lambda pairs: tuple((level, rel if "." in rel else f"{schema}.{rel}") for level, rel in pairs)
-            stmt = replace(stmt, locks=qualify(stmt.locks), index_table_locks=qualify(stmt.index_table_locks))
+            stmt = replace(
+                stmt,
+                locks=_qualified(stmt.locks, schema),
+                index_table_locks=_qualified(stmt.index_table_locks, schema),
+            )
         out.append(stmt)
     return out
+
+
+def _qualified(pairs, schema: str):
+    """(level, relation) pairs with each unqualified relation put in `schema`."""
+    return tuple((level, rel if "." in rel else f"{schema}.{rel}") for level, rel in pairs)
 
 
 def _concurrent_index(node: tuple[str, dict]) -> tuple[str, str | None] | None:
@@ -405,8 +482,15 @@ def _concurrent_index(node: tuple[str, dict]) -> tuple[str, str | None] | None:
     return _rel(body["relation"]), (f"{rv['schemaname']}.{name}" if name and rv.get("schemaname") else name)
 
 
-_TX_CONTROL = {"TRANS_STMT_BEGIN", "TRANS_STMT_START", "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK",
-               "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED"}
+_TX_CONTROL = {
+    "TRANS_STMT_BEGIN",
+    "TRANS_STMT_START",
+    "TRANS_STMT_COMMIT",
+    "TRANS_STMT_ROLLBACK",
+    "TRANS_STMT_PREPARE",
+    "TRANS_STMT_COMMIT_PREPARED",
+    "TRANS_STMT_ROLLBACK_PREPARED",
+}
 _BEGINS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
 _ENDS = {"TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK"}
 
@@ -433,14 +517,18 @@ def _transactional(node: tuple[str, dict]) -> bool:
     if kind in ("IndexStmt", "DropStmt"):
         return not body.get("concurrent")
     if kind == "ReindexStmt":  # REINDEX SCHEMA/SYSTEM/DATABASE commit per table
-        return "concurrently" not in _defnames(body.get("params")) and \
-            body.get("kind") in ("REINDEX_OBJECT_INDEX", "REINDEX_OBJECT_TABLE")
+        return "concurrently" not in _defnames(body.get("params")) and body.get("kind") in (
+            "REINDEX_OBJECT_INDEX",
+            "REINDEX_OBJECT_TABLE",
+        )
     if kind == "ClusterStmt":
         return "relation" in body
     if kind == "AlterTableStmt":
-        return not any(_unwrap(c)[1].get("subtype") == "AT_DetachPartition"
-                       and _unwrap(c)[1].get("def", {}).get("PartitionCmd", {}).get("concurrent")
-                       for c in body.get("cmds", ()))
+        return not any(
+            _unwrap(c)[1].get("subtype") == "AT_DetachPartition"
+            and _unwrap(c)[1].get("def", {}).get("PartitionCmd", {}).get("concurrent")
+            for c in body.get("cmds", ())
+        )
     if kind == "AlterDatabaseStmt":
         return "tablespace" not in _defnames(body.get("options"))
     return True
@@ -448,18 +536,53 @@ def _transactional(node: tuple[str, dict]) -> bool:
 
 # -------------------------------------------------------------------------- locks
 
-AE, SRE, SUE, SHARE, RE = "ACCESS EXCLUSIVE", "SHARE ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE", "ROW EXCLUSIVE"
+AE, SRE, SUE, SHARE, RE = (
+    "ACCESS EXCLUSIVE",
+    "SHARE ROW EXCLUSIVE",
+    "SHARE UPDATE EXCLUSIVE",
+    "SHARE",
+    "ROW EXCLUSIVE",
+)
 LOCK_STRENGTH = {"ACCESS SHARE": 1, "ROW SHARE": 2, RE: 3, SUE: 4, SHARE: 5, SRE: 6, "EXCLUSIVE": 7, AE: 8}
 _LOCK_MODES = {v: k for k, v in LOCK_STRENGTH.items()}  # LOCK TABLE's numeric mode
 # ALTER TABLE sub-commands lighter than ACCESS EXCLUSIVE (PostgreSQL docs, ALTER TABLE).
 _ALTER_LEVEL = {
-    **dict.fromkeys(["AT_EnableTrig", "AT_DisableTrig", "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser",
-                     "AT_DisableTrigUser", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig"], SRE),
-    **dict.fromkeys(["AT_ValidateConstraint", "AT_SetStatistics", "AT_ClusterOn", "AT_DropCluster",
-                     "AT_AttachPartition", "AT_SetRelOptions", "AT_ResetRelOptions"], SUE),
+    **dict.fromkeys(
+        [
+            "AT_EnableTrig",
+            "AT_DisableTrig",
+            "AT_EnableTrigAll",
+            "AT_DisableTrigAll",
+            "AT_EnableTrigUser",
+            "AT_DisableTrigUser",
+            "AT_EnableAlwaysTrig",
+            "AT_EnableReplicaTrig",
+        ],
+        SRE,
+    ),
+    **dict.fromkeys(
+        [
+            "AT_ValidateConstraint",
+            "AT_SetStatistics",
+            "AT_ClusterOn",
+            "AT_DropCluster",
+            "AT_AttachPartition",
+            "AT_SetRelOptions",
+            "AT_ResetRelOptions",
+        ],
+        SUE,
+    ),
 }
-_DROPPED_RELATIONS = {"OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE",
-                      "OBJECT_FOREIGN_TABLE", "OBJECT_POLICY", "OBJECT_TRIGGER"}
+_DROPPED_RELATIONS = {
+    "OBJECT_TABLE",
+    "OBJECT_INDEX",
+    "OBJECT_VIEW",
+    "OBJECT_MATVIEW",
+    "OBJECT_SEQUENCE",
+    "OBJECT_FOREIGN_TABLE",
+    "OBJECT_POLICY",
+    "OBJECT_TRIGGER",
+}
 
 
 def _alter_level(cmd: dict) -> str:
@@ -512,7 +635,9 @@ def _locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
     if kind == "DropStmt" and body.get("removeType") in _DROPPED_RELATIONS:
         level = SUE if body.get("concurrent") else AE
         return [(level, _drop_target(body["removeType"], obj)) for obj in body.get("objects", ())]
-    if kind == "RenameStmt" and "relation" in body:  # ALTER INDEX … RENAME: SHARE UPDATE EXCLUSIVE on the index
+    if (
+        kind == "RenameStmt" and "relation" in body
+    ):  # ALTER INDEX … RENAME: SHARE UPDATE EXCLUSIVE on the index
         return [(SUE if body.get("renameType") == "OBJECT_INDEX" else AE, _rel(body["relation"]))]
     if kind == "RefreshMatViewStmt":
         return [("EXCLUSIVE" if body.get("concurrent") else AE, _rel(body["relation"]))]
@@ -554,6 +679,7 @@ def _drop_target(kind: str, obj: dict) -> str:
 
 # ------------------------------------------------------------------ transaction control
 
+
 def _read_only(stmt: Statement) -> bool:
     """A plain SELECT: no INTO, no FOR UPDATE/SHARE (functions it calls are the file's code)."""
     kind, body = _node(stmt.sql)
@@ -564,9 +690,13 @@ def _refuse_after_end(after: list[Statement], closing: Statement, name: str, nee
     """Read-only SELECTs after the file's final COMMIT/ROLLBACK: see _check_transaction_control."""
     end = closing.sql.strip().rstrip(";")
     if after and needs_psql:
-        raise SqlFileError(name, after[0].line, f"`{_short(after[0].sql)}` comes after the file's final `{end}`: psql "
-                           "runs it after the migration committed, so if it failed a committed migration would be "
-                           "reported failed; move it before the COMMIT")
+        raise SqlFileError(
+            name,
+            after[0].line,
+            f"`{_short(after[0].sql)}` comes after the file's final `{end}`: psql "
+            "runs it after the migration committed, so if it failed a committed migration would be "
+            "reported failed; move it before the COMMIT",
+        )
 
 
 def _short(sql: str) -> str:
@@ -589,11 +719,15 @@ def _check_transaction_control(statements: list[Statement], name: str, needs_psq
     first, closing = sql[0], control[-1]
     begins = _tx_kind(_node(first.sql)) in _BEGINS
     if len(control) == 2 and control[0] is first and begins and _tx_kind(_node(closing.sql)) in _ENDS:
-        after = sql[sql.index(closing) + 1:]
+        after = sql[sql.index(closing) + 1 :]
         if all(_read_only(s) for s in after):
             _refuse_after_end(after, closing, name, needs_psql)
             return True
     bad = next((s for s in control if s is not first or not begins), control[0])
-    raise SqlFileError(name, bad.line, f"transaction control `{bad.sql.strip()}` is not allowed here: a file may "
-                       "only wrap its whole body in one BEGIN … COMMIT (a COMMIT half-way or a ROLLBACK would "
-                       "leave the migration half-applied)")
+    raise SqlFileError(
+        name,
+        bad.line,
+        f"transaction control `{bad.sql.strip()}` is not allowed here: a file may "
+        "only wrap its whole body in one BEGIN … COMMIT (a COMMIT half-way or a ROLLBACK would "
+        "leave the migration half-applied)",
+    )

@@ -3,6 +3,7 @@
 The plan, the approval request and the executor all read these checks: a run starts only
 when every file the runbook may execute is present and parses with PostgreSQL's parser.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,9 @@ def check_file(rb: Runbook, name: str) -> FileCheck:
         parsed = parse_file(path, name)
     except SqlFileError as exc:
         return FileCheck(name, False, sha256_of(path), str(exc), True, False, 0)
-    return FileCheck(name, True, parsed.sha256, None, parsed.atomic, parsed.needs_psql, len(parsed.sql_statements))
+    return FileCheck(
+        name, True, parsed.sha256, None, parsed.atomic, parsed.needs_psql, len(parsed.sql_statements)
+    )
 
 
 def validate_runbook(rb: Runbook) -> list[FileCheck]:
@@ -50,7 +53,9 @@ def checksums(rb: Runbook) -> dict[str, str]:
     sums = {name: sha256_of(rb.file_path(name)) for name in rb.files() if rb.file_path(name).is_file()}
     if rb.path.is_file():
         sums[rb.path.name] = sha256_of(rb.path)
-    if rb.ledger.plan and rb.file_path(rb.ledger.plan).is_file():  # sqitch's plan: the ledger rows come from it
+    if (
+        rb.ledger.plan and rb.file_path(rb.ledger.plan).is_file()
+    ):  # sqitch's plan: the ledger rows come from it
         sums[rb.ledger.plan] = sha256_of(rb.file_path(rb.ledger.plan))
     return sums
 
@@ -61,22 +66,45 @@ def plan(rb: Runbook) -> dict[str, str]:
     entries: dict[str, str] = {"defaults": _show(rb.defaults), "version": _show(rb.version)}
     entries.update({f"input {name}": _show(spec) for name, spec in rb.inputs.items()})
     entries.update({f"do_not_run {name}": _show(reason) for name, reason in rb.do_not_run.items()})
-    entries.update({f"preflight {what}": _show(getattr(rb.preflight, what))
-                    for what in ("deployment", "reach", "sql", "http")})
+    entries.update(
+        {
+            f"preflight {what}": _show(getattr(rb.preflight, what))
+            for what in ("deployment", "reach", "sql", "http")
+        }
+    )
     entries["ledger"] = _show(rb.ledger)
     entries["lock_safety"] = _show(rb.lock_safety)
     entries["lock_timeouts"] = _show(rb.lock_timeouts)
-    entries.update({f"waiver {w.rule} {w.file}" + (f" '{w.statement}'" if w.statement else ""): _show(w)
-                    for w in rb.waivers})
+    entries.update(
+        {
+            f"waiver {w.rule} {w.file}" + (f" '{w.statement}'" if w.statement else ""): _show(w)
+            for w in rb.waivers
+        }
+    )
     for phase in rb.phases:
-        entries[f"phase {phase.number}"] = _show((phase.name, phase.owner, phase.kind, phase.rollback, phase.estimate))
+        entries[f"phase {phase.number}"] = _show(
+            (phase.name, phase.owner, phase.kind, phase.rollback, phase.estimate)
+        )
         for step in phase.steps:
-            for what in ("file", "chosen", "options", "on_failure", "rollback", "inputs", "lock_timeout", "statement_timeout",
-                         "migration", "revert", "verify"):
+            for what in (
+                "file",
+                "chosen",
+                "options",
+                "on_failure",
+                "rollback",
+                "inputs",
+                "lock_timeout",
+                "statement_timeout",
+                "migration",
+                "revert",
+                "verify",
+            ):
                 label = "choose" if what == "chosen" else what
                 entries[f"step {step.id} {label}"] = _show(getattr(step, what))
         for check in phase.checks:
-            entries[f"phase {phase.number} check '{check.name}'"] = _show((check.sql, check.expect, check.compare))
+            entries[f"phase {phase.number} check '{check.name}'"] = _show(
+                (check.sql, check.expect, check.compare)
+            )
         for suite in phase.suites:
             entries[f"phase {phase.number} suite '{suite.name}'"] = _show(suite)
         for smoke in phase.smoke:
@@ -97,8 +125,12 @@ def plan_on_disk(rb: Runbook) -> dict[str, str] | None:
 
 
 def _show(value) -> str:
-    return json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value, default=str,
-                      ensure_ascii=False, sort_keys=True)
+    return json.dumps(
+        dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value,
+        default=str,
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 def refuse_file(rb: Runbook, name: str) -> str | None:

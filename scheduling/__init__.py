@@ -13,6 +13,7 @@ Known violations (next session's work, issue 17): scheduling.go runs the `run` v
 commands.templates: imports upwards, closing a cycle with the command core's lazy imports
 of scheduling; scheduling/__main__.py imports bot.console (an adapter) inside a function.
 """
+
 from scheduling.baseline import baseline_of, capture_baseline, store_baseline
 from scheduling.scheduler import Scheduler, label_of, schedule_lines
 

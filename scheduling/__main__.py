@@ -4,6 +4,7 @@ For deployments (and tests) where the jobs must fire without the Slack server: i
 same environment as `python -m bot`, runs until SIGTERM or SIGINT, and prints what it would
 post to the channel.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ from core.config import Settings
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scheduling")
-    parser.add_argument("--poll", type=float, default=5.0, help="seconds between looks for jobs added elsewhere")
-    parser.add_argument("--health-every", type=float, default=None, help="also run the health checks every N seconds")
+    parser.add_argument(
+        "--poll", type=float, default=5.0, help="seconds between looks for jobs added elsewhere"
+    )
+    parser.add_argument(
+        "--health-every", type=float, default=None, help="also run the health checks every N seconds"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logs.configure(settings.secrets())

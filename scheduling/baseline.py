@@ -7,6 +7,7 @@ of several runs after warm-up. Timings of a few hundredths of a millisecond move
 than 10% from run to run, so a change smaller than `NOISE_FLOOR_MS` in absolute terms is
 reported as within budget, and the evidence says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,17 +26,25 @@ RUNS, WARMUP = 15, 3
 # Read-only queries on the tables of version 005 (so they can be timed before 006 runs).
 QUERIES: tuple[tuple[str, str], ...] = (
     ("organization by slug", "SELECT * FROM platform.organizations WHERE slug = 'lancio'"),
-    ("projects of an organization",
-     "SELECT p.* FROM platform.projects p JOIN platform.organizations o ON o.id = p.organization_id "
-     "WHERE o.slug = 'lancio' ORDER BY p.created_at"),
-    ("members with their users",
-     "SELECT u.email, m.role FROM platform.organization_members m JOIN platform.users u ON u.id = m.user_id "
-     "JOIN platform.organizations o ON o.id = m.organization_id WHERE o.slug = 'lancio'"),
-    ("recent audit log of an organization",
-     "SELECT a.* FROM platform.audit_logs a JOIN platform.organizations o ON o.id = a.organization_id "
-     "WHERE o.slug = 'lancio' ORDER BY a.occurred_at DESC LIMIT 50"),
-    ("active sessions per user",
-     "SELECT user_id, count(*) FROM platform.user_sessions WHERE expires_at > now() GROUP BY user_id"),
+    (
+        "projects of an organization",
+        "SELECT p.* FROM platform.projects p JOIN platform.organizations o ON o.id = p.organization_id "
+        "WHERE o.slug = 'lancio' ORDER BY p.created_at",
+    ),
+    (
+        "members with their users",
+        "SELECT u.email, m.role FROM platform.organization_members m JOIN platform.users u ON u.id = m.user_id "
+        "JOIN platform.organizations o ON o.id = m.organization_id WHERE o.slug = 'lancio'",
+    ),
+    (
+        "recent audit log of an organization",
+        "SELECT a.* FROM platform.audit_logs a JOIN platform.organizations o ON o.id = a.organization_id "
+        "WHERE o.slug = 'lancio' ORDER BY a.occurred_at DESC LIMIT 50",
+    ),
+    (
+        "active sessions per user",
+        "SELECT user_id, count(*) FROM platform.user_sessions WHERE expires_at > now() GROUP BY user_id",
+    ),
 )
 
 
@@ -63,8 +72,13 @@ class Comparison:
             return f"{self.name}: {self.error}"
         if self.change is None:
             return f"{self.name}: no baseline timing to compare with (now {self.after_ms:.3f} ms)"
-        within = ("within the 10% budget" if self.change <= BUDGET else
-                  f"over 10% but under the {NOISE_FLOOR_MS} ms noise floor" if self.ok else "OVER the 10% budget")
+        within = (
+            "within the 10% budget"
+            if self.change <= BUDGET
+            else f"over 10% but under the {NOISE_FLOOR_MS} ms noise floor"
+            if self.ok
+            else "OVER the 10% budget"
+        )
         return f"{self.name}: {self.change:+.1%} ({self.before_ms:.3f} → {self.after_ms:.3f} ms), {within}"
 
 
@@ -73,8 +87,12 @@ def capture_baseline(dsn: str, *, runs: int = RUNS) -> dict:
 
     Call it at preflight (or at the start of the run when the preflight has none) and store
     the result with the run (`store_baseline`); the follow-ups compare against it."""
-    return {"captured_at": clock.now().isoformat(), "method": method(runs), "role": role_note(dsn),
-            "queries": measure(dsn, runs=runs)}
+    return {
+        "captured_at": clock.now().isoformat(),
+        "method": method(runs),
+        "role": role_note(dsn),
+        "queries": measure(dsn, runs=runs),
+    }
 
 
 def role_note(dsn: str) -> str:
@@ -82,7 +100,8 @@ def role_note(dsn: str) -> str:
     with BYPASSRLS or the tables' owner does not see the policies' cost)."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         user, superuser, bypass = conn.execute(
-            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
+            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
     if superuser or bypass:
         return f"measured as {user}, which bypasses RLS ({'superuser' if superuser else 'BYPASSRLS'}): RLS overhead not included"
     return f"measured as {user} (RLS applies unless {user} owns the tables)"

@@ -7,12 +7,14 @@ thread initializer); a job function asks `current()` for the context of the thre
 in. A thread with no context (a job run outside a Scheduler) builds one from the
 environment, the way `python -m bot` does.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from commands.result import Post, Progress, Reporter
 

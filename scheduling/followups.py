@@ -9,6 +9,7 @@ of the medium-term items with their owners. A check with no evidence at all is �
 "0/0 ✅". Every follow-up first checks the run: unless it is still SUCCEEDED (rolled back,
 restored...) nothing is posted (scheduling.hooks.run_undone also removes the jobs).
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,9 +54,16 @@ def post_followup(core, reporter: Reporter, run_id: str, label: str) -> list[Che
     results = run_followup(core, run)
     for r in results:
         reporter.post(posts.followup_check(label, run_id, r.name, r.ok, r.summary, r.evidence, core.roster))
-    reporter.post(posts.followup_summary(core.runbook, label, run_id, [(r.name, r.ok) for r in results], core.roster))
-    core.store.record(f"follow-up {label}", actor=ACTOR, outcome="ok" if all(r.ok for r in results) else "failed",
-                      run_id=run_id, evidence={r.name: {"ok": r.ok, "summary": r.summary} for r in results})
+    reporter.post(
+        posts.followup_summary(core.runbook, label, run_id, [(r.name, r.ok) for r in results], core.roster)
+    )
+    core.store.record(
+        f"follow-up {label}",
+        actor=ACTOR,
+        outcome="ok" if all(r.ok for r in results) else "failed",
+        run_id=run_id,
+        evidence={r.name: {"ok": r.ok, "summary": r.summary} for r in results},
+    )
     return results
 
 
@@ -63,7 +71,9 @@ def post_week_reminder(core, reporter: Reporter, run_id: str, label: str) -> boo
     """The medium-term checklist of a run still SUCCEEDED; False (nothing posted) otherwise."""
     if _undone(core.store.get(run_id), run_id, f"{label} reminder"):
         return False
-    RedactingReporter(reporter, core.redact).post(posts.week_reminder(core.runbook, label, run_id, core.roster))
+    RedactingReporter(reporter, core.redact).post(
+        posts.week_reminder(core.runbook, label, run_id, core.roster)
+    )
     return True
 
 
@@ -84,15 +94,23 @@ def verification(core) -> CheckResult:
     """Every migration phase's verification queries (engine.verify.run_checks), again."""
     name = "verification queries"
     try:
-        evidence = [e for phase in core.runbook.migration_phases for e in run_checks(core.settings.database_url, phase.checks)]
+        evidence = [
+            e
+            for phase in core.runbook.migration_phases
+            for e in run_checks(core.settings.database_url, phase.checks)
+        ]
     except psycopg.Error as exc:
         return _unreachable(core, name, exc)
     if not evidence:
-        return CheckResult(name, False, "no verification query in the runbook's migration phases: nothing was checked")
+        return CheckResult(
+            name, False, "no verification query in the runbook's migration phases: nothing was checked"
+        )
     failing = [e for e in evidence if not e.ok]
     summary = f"{len(evidence) - len(failing)}/{len(evidence)} hold"
     if failing:
-        summary += " — " + "; ".join(f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing)
+        summary += " — " + "; ".join(
+            f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing
+        )
     errors = [e.observed for e in evidence if e.observed.startswith("error:")]
     return CheckResult(name, not failing, summary, evidence_lines(evidence), errors)
 
@@ -116,12 +134,18 @@ def schema_drift(core, run_id: str) -> CheckResult:
         return CheckResult(name, False, f"pg_dump failed: {text}", errors=[text])
     diff = schema.difference(snapshot.read_text(encoding="utf-8"), now)
     if not diff:
-        return CheckResult(name, True, f"equal to the snapshot after phase {snapshot.stem.rsplit('_', 1)[-1]}",
-                           [f"pg_dump --schema-only compared with {snapshot.name}"])
+        return CheckResult(
+            name,
+            True,
+            f"equal to the snapshot after phase {snapshot.stem.rsplit('_', 1)[-1]}",
+            [f"pg_dump --schema-only compared with {snapshot.name}"],
+        )
     missing = [line[1:].strip() for line in diff if line.startswith("-")]
     added = [line[1:].strip() for line in diff if line.startswith("+")]
     evidence = [f"missing now: {line}" for line in missing] + [f"new since the run: {line}" for line in added]
-    summary = f"{len(missing)} line(s) gone, {len(added)} new since the run" + (f" — first gone: {missing[0][:160]}" if missing else "")
+    summary = f"{len(missing)} line(s) gone, {len(added)} new since the run" + (
+        f" — first gone: {missing[0][:160]}" if missing else ""
+    )
     return CheckResult(name, False, summary, evidence)
 
 
@@ -130,7 +154,9 @@ def performance(core, run) -> CheckResult:
     name = "query performance vs baseline"
     base = baseline.baseline_of(run)
     if not base:
-        return CheckResult(name, False, "no baseline was captured (neither at preflight nor at the start of the run)")
+        return CheckResult(
+            name, False, "no baseline was captured (neither at preflight nor at the start of the run)"
+        )
     try:
         rows = baseline.compare(base, baseline.measure(core.settings.database_url))
         measured_as = baseline.role_note(core.settings.database_url)
@@ -167,7 +193,9 @@ def reachability(core) -> CheckResult:
     probes = [(r, *net.tcp_probe(r["host"], int(r["port"]), PROBE_TIMEOUT)) for r in rows]
     down = [r["name"] for r, ok, _ in probes if not ok]
     evidence = [f"{'✅' if ok else '❌'} {r['name']} ({r['type']}): {observed}" for r, ok, observed in probes]
-    summary = f"{len(rows) - len(down)}/{len(rows)} reachable" + (f" — down: {', '.join(down)}" if down else "")
+    summary = f"{len(rows) - len(down)}/{len(rows)} reachable" + (
+        f" — down: {', '.join(down)}" if down else ""
+    )
     return CheckResult(name, bool(rows) and not down, summary if rows else "no database registered", evidence)
 
 

@@ -5,6 +5,7 @@ At the scheduled time the fast pre-flight checks run again (not the backup). Any
 with the reason, and the reason is posted. Otherwise the runbook runs exactly as `run`
 would (`commands.run.run(..., scheduled=True)` and its work), with the same posts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,9 @@ LATE_AFTER = timedelta(minutes=10)  # a start found later than this (the bot was
 
 def late_tolerance(settings) -> timedelta:
     """How late a start may still run (setting `schedule_late_minutes` once core.config has it)."""
-    return timedelta(minutes=float(getattr(settings, "schedule_late_minutes", None) or LATE_AFTER.total_seconds() / 60))
+    return timedelta(
+        minutes=float(getattr(settings, "schedule_late_minutes", None) or LATE_AFTER.total_seconds() / 60)
+    )
 
 
 def why_stale(core, run, at: datetime) -> str | None:
@@ -52,7 +55,9 @@ def remind(core, reporter: Reporter, run_id: str, at: datetime) -> bool:
     if stale:
         log.info("reminder for run %s skipped: %s", run_id, stale)
         return False
-    RedactingReporter(reporter, core.redact).post(posts.reminder(core.runbook, run_id, at, clock.now(), core.roster))
+    RedactingReporter(reporter, core.redact).post(
+        posts.reminder(core.runbook, run_id, at, clock.now(), core.roster)
+    )
     return True
 
 
@@ -86,7 +91,9 @@ def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: ti
             raise  # it ran (its own failure handling reported) or was decided otherwise
         error = core.redact(f"{type(exc).__name__}: {exc}")[:300]
         log.error("scheduled start of run %s failed before it began: %s", run_id, error)
-        return _cancel(core, reporter, run_id, at, [f"the scheduled start failed before the run began ({error})"], [])
+        return _cancel(
+            core, reporter, run_id, at, [f"the scheduled start failed before the run began ({error})"], []
+        )
 
 
 def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: timedelta) -> int:
@@ -94,26 +101,52 @@ def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: time
     stale = why_stale(core, run, at)
     if stale:
         log.info("scheduled start of run %s skipped: %s", run_id, stale)
-        core.store.record("scheduled start skipped", actor=ACTOR, outcome="skipped", run_id=run_id,
-                          evidence={"reason": stale, "scheduled_for": at.isoformat()})
+        core.store.record(
+            "scheduled start skipped",
+            actor=ACTOR,
+            outcome="skipped",
+            run_id=run_id,
+            evidence={"reason": stale, "scheduled_for": at.isoformat()},
+        )
         return REFUSED
     now = clock.now()
     if now - at > late_after:
         late = f"the bot was not running at {at:%Y-%m-%d %H:%M} UTC: found {int((now - at).total_seconds() // 60)} min late"
-        return _cancel(core, reporter, run_id, at, [late + f" (tolerance {int(late_after.total_seconds() // 60)} min)"], [])
+        return _cancel(
+            core,
+            reporter,
+            run_id,
+            at,
+            [late + f" (tolerance {int(late_after.total_seconds() // 60)} min)"],
+            [],
+        )
     report = fast_checks(core.settings, core.runbook, incident=core.store.incident(), at=now)
     lines = [c.text() for c in report.checks]
-    core.store.record("scheduled start checks", actor=ACTOR, outcome="GO" if report.go else "NO-GO", run_id=run_id,
-                      evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)})
+    core.store.record(
+        "scheduled start checks",
+        actor=ACTOR,
+        outcome="GO" if report.go else "NO-GO",
+        run_id=run_id,
+        evidence={"nogo": report.nogo_reasons, "checks": len(report.checks)},
+    )
     if not report.go:
-        return _cancel(core, reporter, run_id, at, report.nogo_reasons, [c.text() for c in report.checks if c.status == "fail"])
+        return _cancel(
+            core,
+            reporter,
+            run_id,
+            at,
+            report.nogo_reasons,
+            [c.text() for c in report.checks if c.status == "fail"],
+        )
     coordinator = next(iter(core.roster.members(COORDINATOR)), None)
     if coordinator is None:
         return _cancel(core, reporter, run_id, at, ["no coordinator in the roster to run it as"], [])
     _ensure_baseline(core, run)
     outcome = run_verb(core, coordinator, Command("run"), scheduled=True)
     if outcome.work is None:  # refused: approval expired, lock held, incident declared meanwhile...
-        return _cancel(core, reporter, run_id, at, [core.redact(" ".join(outcome.reply)) or "`run` refused"], [])
+        return _cancel(
+            core, reporter, run_id, at, [core.redact(" ".join(outcome.reply)) or "`run` refused"], []
+        )
     reporter.post(posts.start_go(core.runbook, run_id, at, lines))
     for post in outcome.posts:
         reporter.post(post)
@@ -131,12 +164,23 @@ def _ensure_baseline(core, run) -> None:
 
 
 def _cancel(core, reporter, run_id: str, at: datetime, reasons: list[str], lines: list[str]) -> int:
-    decision = {"by": ACTOR, "at": clock.now().isoformat(), "what": "no-go",
-                "reason": "scheduled start cancelled: " + "; ".join(reasons)}
+    decision = {
+        "by": ACTOR,
+        "at": clock.now().isoformat(),
+        "what": "no-go",
+        "reason": "scheduled start cancelled: " + "; ".join(reasons),
+    }
     deferred = True
     try:
-        core.store.transition(run_id, Status.DEFERRED, actor=ACTOR, action="scheduled start cancelled", outcome="no-go",
-                              fields={"decision": decision}, evidence=decision)
+        core.store.transition(
+            run_id,
+            Status.DEFERRED,
+            actor=ACTOR,
+            action="scheduled start cancelled",
+            outcome="no-go",
+            fields={"decision": decision},
+            evidence=decision,
+        )
     except IllegalTransition as exc:
         deferred = False
         log.warning("run %s could not be deferred after a cancelled start: %s", run_id, exc.reason)

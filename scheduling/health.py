@@ -7,6 +7,7 @@ PING, PostgreSQL a `SELECT 1`, the others a TCP connect to every host. The resul
 with `platform.update_database_health()`; the last state is kept in Redis (state.keys.health)
 and the channel hears about a change once: when a database turns unhealthy, when it recovers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,14 +50,17 @@ def check_all(core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> li
         if conn.execute("SELECT to_regclass('platform.databases')").fetchone()[0] is None:
             log.debug("health checks: platform.databases does not exist yet")
             return []
-        rows = conn.execute("SELECT id::text, name, type, host, port FROM platform.databases ORDER BY name").fetchall()
+        rows = conn.execute(
+            "SELECT id::text, name, type, host, port FROM platform.databases ORDER BY name"
+        ).fetchall()
         probes = []
         for db_id, name, kind, host, port in rows:
             url, problem = _decrypt(conn, db_id, core.settings.encryption_key)
             probe = _probe(db_id, name, kind, host, int(port), url, problem, timeout, core.settings.secrets())
-            recorded = conn.execute("SELECT platform.update_database_health(%s::uuid, %s, %s)",
-                                    (db_id, HEALTHY if probe.healthy else UNHEALTHY,
-                                     None if probe.healthy else probe.message)).fetchone()[0]
+            recorded = conn.execute(
+                "SELECT platform.update_database_health(%s::uuid, %s, %s)",
+                (db_id, HEALTHY if probe.healthy else UNHEALTHY, None if probe.healthy else probe.message),
+            ).fetchone()[0]
             if not recorded:  # e.g. RLS: 006's permissive policies cover SELECT and INSERT, not UPDATE
                 log.warning("health of %s not recorded: update_database_health() updated no row", name)
             probes.append(_remember_and_announce(core, reporter, replace(probe, recorded=bool(recorded))))
@@ -70,14 +74,25 @@ def _decrypt(conn: psycopg.Connection, db_id: str, key: str | None) -> tuple[str
     try:
         with conn.transaction():
             conn.execute("SELECT set_config('app.encryption_key', %s, true)", (key,))
-            url = conn.execute("SELECT platform.decrypt_database_connection_string(%s::uuid)", (db_id,)).fetchone()[0]
+            url = conn.execute(
+                "SELECT platform.decrypt_database_connection_string(%s::uuid)", (db_id,)
+            ).fetchone()[0]
     except psycopg.Error as exc:
         return None, f"connection string not decrypted: {exc.diag.message_primary or type(exc).__name__}"
     return (url, None) if url else (None, "no connection string stored")
 
 
-def _probe(db_id: str, name: str, kind: str, host: str, port: int, url: str | None, problem: str | None,
-           timeout: float, secrets: tuple[str, ...]) -> Probe:
+def _probe(
+    db_id: str,
+    name: str,
+    kind: str,
+    host: str,
+    port: int,
+    url: str | None,
+    problem: str | None,
+    timeout: float,
+    secrets: tuple[str, ...],
+) -> Probe:
     where = f"{host}:{port}"
     secrets = (*secrets, *([url, *url_secrets([url])] if url else []))
     try:
@@ -116,8 +131,16 @@ def _remember_and_announce(core, reporter: Reporter, probe: Probe) -> Probe:
         before = _s(previous.get(b"status")) if previous else None
         since = _s(previous.get(b"since")) if previous else None
         pipe.multi()
-        pipe.hset(key, mapping={"status": status, "at": now, "name": probe.name, "message": probe.message,
-                                "since": since if before == status and since else now})
+        pipe.hset(
+            key,
+            mapping={
+                "status": status,
+                "at": now,
+                "name": probe.name,
+                "message": probe.message,
+                "since": since if before == status and since else now,
+            },
+        )
         return before, since
 
     before, since = core.redis.transaction(txn, key, value_from_callable=True)
@@ -125,11 +148,30 @@ def _remember_and_announce(core, reporter: Reporter, probe: Probe) -> Probe:
     recovered = probe.healthy and before == UNHEALTHY
     if not (turned_bad or recovered):
         return probe
-    reporter.post(posts.health_change(probe.name, probe.type, probe.where, probe.healthy, probe.message,
-                                      since if recovered else None, core.roster))
-    core.store.record("database health changed", actor="bot", outcome=status,
-                      evidence={"database": probe.name, "type": probe.type, "where": probe.where,
-                                "from": before, "to": status, "observed": probe.message})
+    reporter.post(
+        posts.health_change(
+            probe.name,
+            probe.type,
+            probe.where,
+            probe.healthy,
+            probe.message,
+            since if recovered else None,
+            core.roster,
+        )
+    )
+    core.store.record(
+        "database health changed",
+        actor="bot",
+        outcome=status,
+        evidence={
+            "database": probe.name,
+            "type": probe.type,
+            "where": probe.where,
+            "from": before,
+            "to": status,
+            "observed": probe.message,
+        },
+    )
     return replace(probe, changed_from=before or "unknown", announced=True)
 
 

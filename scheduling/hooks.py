@@ -3,11 +3,12 @@
 The commands call these after their own transition succeeded; a scheduling failure (Redis
 away) never undoes a decision or fails a run: it comes back as a sentence to show.
 """
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 
 from commands.result import Reporter
 from core import clock
@@ -23,14 +24,14 @@ def suggested_start(settings, now: datetime | None = None) -> datetime:
     the next 02:00 UTC (the report's low-traffic period)."""
     from preflight.window import WindowError, parse_window
 
-    now = (now or clock.now()).astimezone(timezone.utc)
+    now = (now or clock.now()).astimezone(UTC)
     opens = LOW_TRAFFIC
     if settings.window:
         try:
             opens = parse_window(settings.window)[0]
         except WindowError:
             pass
-    candidate = datetime.combine(now.date(), opens, tzinfo=timezone.utc)
+    candidate = datetime.combine(now.date(), opens, tzinfo=UTC)
     return candidate if candidate > now else candidate + timedelta(days=1)
 
 
@@ -91,4 +92,13 @@ def serve(core, reporter_factory: Callable[[], Reporter]) -> Scheduler:
     return sched
 
 
-__all__ = ["scheduled", "cancelled", "succeeded", "run_undone", "status_lines", "serve", "suggested_start", "label_of"]
+__all__ = [
+    "scheduled",
+    "cancelled",
+    "succeeded",
+    "run_undone",
+    "status_lines",
+    "serve",
+    "suggested_start",
+    "label_of",
+]

@@ -4,14 +4,14 @@ Every job first claims its firing (scheduling.once), so with several bot process
 Redis exactly one does the work; then it runs with the context of the process it landed in
 (scheduling.context). A job never raises into APScheduler without a log line saying why.
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from core import clock
-
 from scheduling import context, followups, go, health, once
 
 log = logging.getLogger("migrate.scheduling")
@@ -21,7 +21,12 @@ def _claimed(ctx, job_id: str, due: str) -> bool:
     who = getattr(ctx.scheduler, "name", "")
     if once.claim(ctx.core, job_id, due, who=who):
         return True
-    log.info("job %s due %s already fired by another process (%s)", job_id, due, once.claimed_by(ctx.core, job_id, due))
+    log.info(
+        "job %s due %s already fired by another process (%s)",
+        job_id,
+        due,
+        once.claimed_by(ctx.core, job_id, due),
+    )
     return False
 
 
@@ -40,8 +45,12 @@ def start_run(run_id: str, at: str, due: str) -> None:
     ctx = context.current()
     held = once.hold(ctx.core, job_id, due, who=getattr(ctx.scheduler, "name", ""))
     if held is None:
-        log.info("job %s due %s already fired by another process (%s)", job_id, due,
-                 once.claimed_by(ctx.core, job_id, due))
+        log.info(
+            "job %s due %s already fired by another process (%s)",
+            job_id,
+            due,
+            once.claimed_by(ctx.core, job_id, due),
+        )
         return
     with held:
         _guarded(job_id, lambda: go.start(ctx.core, ctx.reporter(), run_id, datetime.fromisoformat(at)))
@@ -81,7 +90,13 @@ def health_check(every: float, fired_for: str | None = None) -> None:
     ctx = context.current()
     if fired_for is None:
         fired_for = grid_point(clock.now(), every).isoformat()
-    if once.claim(ctx.core, HEALTH_ID, fired_for, ttl=int(max(every, 1.0) * 3) + 1, who=getattr(ctx.scheduler, "name", "")):
+    if once.claim(
+        ctx.core,
+        HEALTH_ID,
+        fired_for,
+        ttl=int(max(every, 1.0) * 3) + 1,
+        who=getattr(ctx.scheduler, "name", ""),
+    ):
         _guarded(HEALTH_ID, lambda: health.check_all(ctx.core, ctx.reporter()))
     else:
         log.debug("health check for %s already done by another process", fired_for)
@@ -92,7 +107,7 @@ def grid_point(moment: datetime, every: float, *, after: bool = False) -> dateti
     every = max(float(every), 1e-3)
     ts = moment.timestamp() / every
     n = math.ceil(ts) if after else math.floor(ts)
-    return datetime.fromtimestamp(n * every, timezone.utc)
+    return datetime.fromtimestamp(n * every, UTC)
 
 
 # --------------------------------------------------------------- job ids

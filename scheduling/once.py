@@ -11,6 +11,7 @@ after APScheduler already deleted the date job) stops renewing and its claim lap
 scheduler's recovery (Scheduler.recover_start) then re-adds the job and another process
 may claim it. When the start is over, the claim is kept `CLAIM_TTL` as evidence.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,13 @@ class Held:
         self.value = value
         self.live_ttl = live_ttl
         self._owned = OwnedKey(core.redis, key, value)
-        self._renewal = self._owned.renewal(max(int(live_ttl), 1), every=max(live_ttl / 3, 0.2), on_lost=self._lapsed,
-                                            on_error=self._not_renewed, name="migrate-claim-renew")
+        self._renewal = self._owned.renewal(
+            max(int(live_ttl), 1),
+            every=max(live_ttl / 3, 0.2),
+            on_lost=self._lapsed,
+            on_error=self._not_renewed,
+            name="migrate-claim-renew",
+        )
 
     def claim(self) -> bool:
         """SET NX with the live TTL: True when this firing was not claimed yet."""
@@ -69,7 +75,7 @@ class Held:
     def renew(self, ttl: int) -> bool:
         return self._owned.extend(max(int(ttl), 1))
 
-    def __enter__(self) -> "Held":
+    def __enter__(self) -> Held:
         self._renewal.start()
         return self
 

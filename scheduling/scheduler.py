@@ -12,18 +12,19 @@ not coordinate processes sharing a store, so:
   a SCHEDULED current run whose start job is missing and whose firing nobody (alive) holds
   gets its start job back (`recover_start`), and the late rule of scheduling.go applies.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import redis as redis_lib
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
 from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.redis import RedisJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -100,7 +101,7 @@ class _Executor(ThreadPoolExecutor):
             copy = Job.__new__(Job)
             copy.__setstate__(job.__getstate__())  # a copy: the stored job keeps its own kwargs
             copy._scheduler, copy._jobstore_alias = job._scheduler, job._jobstore_alias
-            copy.kwargs = {**job.kwargs, "fired_for": run_times[-1].astimezone(timezone.utc).isoformat()}
+            copy.kwargs = {**job.kwargs, "fired_for": run_times[-1].astimezone(UTC).isoformat()}
             job = copy
         return super()._do_submit_job(job, run_times)
 
@@ -115,7 +116,11 @@ class _Background(BackgroundScheduler):
         try:
             return super()._process_jobs()
         except Exception as exc:  # noqa: BLE001 - APScheduler's thread would end silently
-            log.error("scheduler pass failed, retrying in %s s: %s", self.jobstore_retry_interval, type(exc).__name__)
+            log.error(
+                "scheduler pass failed, retrying in %s s: %s",
+                self.jobstore_retry_interval,
+                type(exc).__name__,
+            )
             return self.jobstore_retry_interval
 
 
@@ -126,23 +131,45 @@ class Scheduler:
     one). With `start=False` the scheduler only reads and writes the job store and runs
     nothing (a console process that schedules for the serving process to run)."""
 
-    def __init__(self, core, reporter_factory: Callable[[], Reporter], *, start: bool = True,
-                 poll: float = POLL_SECONDS, workers: int = WORKERS):
+    def __init__(
+        self,
+        core,
+        reporter_factory: Callable[[], Reporter],
+        *,
+        start: bool = True,
+        poll: float = POLL_SECONDS,
+        workers: int = WORKERS,
+    ):
         self.core = core
         self.name = f"{core.keys.target}#{uuid.uuid4().hex[:8]}"
         self.running = start
         context.register(self.name, context.JobContext(core, reporter_factory, self))
-        store = SharedRedisJobStore(jobs_key=core.keys.schedule_jobs(), run_times_key=core.keys.schedule_run_times(),
-                                    connection_pool=redis_lib.ConnectionPool.from_url(core.settings.redis_url))
-        self._executor = executor = _Executor(workers, pool_kwargs={"initializer": context.bind, "initargs": (self.name,),
-                                                              "thread_name_prefix": "migrate-job"})
-        self._aps = _Background(timezone=timezone.utc, jobstores={"default": store}, executors={"default": executor},
-                                job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1})
+        store = SharedRedisJobStore(
+            jobs_key=core.keys.schedule_jobs(),
+            run_times_key=core.keys.schedule_run_times(),
+            connection_pool=redis_lib.ConnectionPool.from_url(core.settings.redis_url),
+        )
+        self._executor = executor = _Executor(
+            workers,
+            pool_kwargs={
+                "initializer": context.bind,
+                "initargs": (self.name,),
+                "thread_name_prefix": "migrate-job",
+            },
+        )
+        self._aps = _Background(
+            timezone=UTC,
+            jobstores={"default": store},
+            executors={"default": executor},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+        )
         self._aps.start(paused=not start)
         self._stop = threading.Event()
         self._poller = None
         if start:
-            self._poller = threading.Thread(target=self._poll, args=(poll,), name="migrate-scheduler-poll", daemon=True)
+            self._poller = threading.Thread(
+                target=self._poll, args=(poll,), name="migrate-scheduler-poll", daemon=True
+            )
             self._poller.start()
 
     # ------------------------------------------------------------ scheduled GO
@@ -150,16 +177,28 @@ class Scheduler:
     def schedule_run(self, run_id: str, at: datetime, *, reminder_before: timedelta | None = None) -> None:
         """The start of `run_id` at `at` (replacing any earlier time), and its reminder
         (default: 15 min before, or the `reminder_minutes` setting)."""
-        at = at.astimezone(timezone.utc)
+        at = at.astimezone(UTC)
         if reminder_before is None:
             reminder_before = default_reminder(self.core.settings)
         title = self.core.runbook.title
-        self._at(jobs.start_run, jobs.start_id(run_id), at, f"{title}: scheduled start of run {run_id}",
-                 run_id=run_id, at=at.isoformat())
+        self._at(
+            jobs.start_run,
+            jobs.start_id(run_id),
+            at,
+            f"{title}: scheduled start of run {run_id}",
+            run_id=run_id,
+            at=at.isoformat(),
+        )
         remind_at = max(at - reminder_before, clock.now())
         if reminder_before > timedelta(0) and remind_at < at:
-            self._at(jobs.remind, jobs.reminder_id(run_id), remind_at, f"{title}: reminder before run {run_id}",
-                     run_id=run_id, at=at.isoformat())
+            self._at(
+                jobs.remind,
+                jobs.reminder_id(run_id),
+                remind_at,
+                f"{title}: reminder before run {run_id}",
+                run_id=run_id,
+                at=at.isoformat(),
+            )
         else:
             self._remove(jobs.reminder_id(run_id))
 
@@ -174,13 +213,22 @@ class Scheduler:
         job_id = jobs.start_id(run.id)
         if self._aps.get_job(job_id) is not None:
             return False
-        at = datetime.fromisoformat(planned).astimezone(timezone.utc)
+        at = datetime.fromisoformat(planned).astimezone(UTC)
         if once.claimed_by(self.core, job_id, at.isoformat()) is not None:
             return False  # being started by a live process, or already done
-        log.warning("run %s is scheduled for %s but its start job is missing (its process died?): re-added",
-                    run.id, at.isoformat())
-        self._at(jobs.start_run, job_id, at, f"{self.core.runbook.title}: scheduled start of run {run.id}",
-                 run_id=run.id, at=at.isoformat())
+        log.warning(
+            "run %s is scheduled for %s but its start job is missing (its process died?): re-added",
+            run.id,
+            at.isoformat(),
+        )
+        self._at(
+            jobs.start_run,
+            job_id,
+            at,
+            f"{self.core.runbook.title}: scheduled start of run {run.id}",
+            run_id=run.id,
+            at=at.isoformat(),
+        )
         return True
 
     def cancel_run(self, run_id: str) -> bool:
@@ -190,7 +238,9 @@ class Scheduler:
 
     # ------------------------------------------------------------ after the run
 
-    def schedule_followups(self, run_id: str, offsets: Sequence[timedelta] | None = None, *, week=_DEFAULT) -> None:
+    def schedule_followups(
+        self, run_id: str, offsets: Sequence[timedelta] | None = None, *, week=_DEFAULT
+    ) -> None:
         """The post-execution checks at each offset from now (default +1 h, +24 h, or the
         `followup_hours` setting) and the medium-term reminder after `week` (default 7 days;
         None: no reminder)."""
@@ -199,12 +249,25 @@ class Scheduler:
         week = default_week(self.core.settings) if week is _DEFAULT else week
         for n, offset in enumerate(offsets, start=1):
             label = label_of(offset)
-            self._at(jobs.followup, jobs.followup_id(run_id, n), now + offset, f"{label} follow-up of run {run_id}",
-                     run_id=run_id, label=label, n=n)
+            self._at(
+                jobs.followup,
+                jobs.followup_id(run_id, n),
+                now + offset,
+                f"{label} follow-up of run {run_id}",
+                run_id=run_id,
+                label=label,
+                n=n,
+            )
         if week is not None:
             label = label_of(week)
-            self._at(jobs.week_reminder, jobs.followup_id(run_id, "week"), now + week,
-                     f"{label} reminder of run {run_id}", run_id=run_id, label=label)
+            self._at(
+                jobs.week_reminder,
+                jobs.followup_id(run_id, "week"),
+                now + week,
+                f"{label} reminder of run {run_id}",
+                run_id=run_id,
+                label=label,
+            )
 
     def cancel_followups(self, run_id: str) -> int:
         ids = [j.id for j in self._aps.get_jobs() if j.id.startswith(f"followup:{run_id}:")]
@@ -221,10 +284,14 @@ class Scheduler:
             return False
         seconds = every.total_seconds()
         start = jobs.grid_point(clock.now(), seconds, after=True)  # fire times: multiples of the interval
-        self._aps.add_job(jobs.health_check, IntervalTrigger(seconds=seconds, start_date=start, timezone=timezone.utc),
-                          id=jobs.HEALTH_ID,
-                          name=f"health check of the registered databases every {label_of(every)[1:]}",
-                          kwargs={"every": seconds}, replace_existing=True)
+        self._aps.add_job(
+            jobs.health_check,
+            IntervalTrigger(seconds=seconds, start_date=start, timezone=UTC),
+            id=jobs.HEALTH_ID,
+            name=f"health check of the registered databases every {label_of(every)[1:]}",
+            kwargs={"every": seconds},
+            replace_existing=True,
+        )
         return True
 
     def stop_health_checks(self) -> bool:
@@ -236,9 +303,15 @@ class Scheduler:
         """Every job of this target, soonest first: {id, kind, run_id, next_run_at, name}."""
         out = []
         for job in self._aps.get_jobs():
-            out.append({"id": job.id, "kind": job.id.split(":", 1)[0], "run_id": job.kwargs.get("run_id"),
-                        "next_run_at": job.next_run_time.astimezone(timezone.utc) if job.next_run_time else None,
-                        "name": job.name})
+            out.append(
+                {
+                    "id": job.id,
+                    "kind": job.id.split(":", 1)[0],
+                    "run_id": job.kwargs.get("run_id"),
+                    "next_run_at": job.next_run_time.astimezone(UTC) if job.next_run_time else None,
+                    "name": job.name,
+                }
+            )
         return out
 
     def shutdown(self, wait: bool = True) -> None:
@@ -261,9 +334,15 @@ class Scheduler:
     # ------------------------------------------------------------ internals
 
     def _at(self, func, job_id: str, when: datetime, name: str, **kwargs) -> None:
-        when = when.astimezone(timezone.utc)
-        self._aps.add_job(func, DateTrigger(run_date=when, timezone=timezone.utc), id=job_id, name=name,
-                          kwargs={**kwargs, "due": when.isoformat()}, replace_existing=True)
+        when = when.astimezone(UTC)
+        self._aps.add_job(
+            func,
+            DateTrigger(run_date=when, timezone=UTC),
+            id=job_id,
+            name=name,
+            kwargs={**kwargs, "due": when.isoformat()},
+            replace_existing=True,
+        )
 
     def _remove(self, job_id: str) -> bool:
         if self._aps.get_job(job_id) is None:
@@ -301,8 +380,12 @@ def label_of(offset: timedelta) -> str:
 
 def schedule_lines(jobs_: list[dict]) -> list[str]:
     """Lines for `status`: what is scheduled, when."""
-    return [f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M:%S} UTC" if j["next_run_at"] else f"⏱ {j['name']}: paused"
-            for j in jobs_]
+    return [
+        f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M:%S} UTC"
+        if j["next_run_at"]
+        else f"⏱ {j['name']}: paused"
+        for j in jobs_
+    ]
 
 
 _clients: dict[str, Scheduler] = {}

@@ -7,6 +7,7 @@ docs/gallery/index.html (each message laid out the way Slack shows it: header, s
 context, buttons, the thread under its parent) plus one page and one PNG screenshot per
 scene, taken with headless Chromium. Called by scripts/gallery.
 """
+
 from __future__ import annotations
 
 import html
@@ -19,13 +20,11 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import clock  # noqa: E402
 from core.config import Settings  # noqa: E402
 from tests.support import pg  # noqa: E402
 from tests.support.deployment import Deployment, TcpListener  # noqa: E402
@@ -33,8 +32,13 @@ from tests.support.slack_standin import RunningBot, SlackStandIn, find_button  #
 
 OUT = ROOT / "docs" / "gallery"
 CHANNEL = "C0MIGRATE"
-NAMES = {"U0RAFAEL": "Rafael (coordinator)", "U0DYLAN": "Dylan Torres (TPM)", "U0LIU": "Liu (database engineer)",
-         "U0SERGEI": "Sergei (security)", "U0YASMIN": "Yasmin (integration)"}
+NAMES = {
+    "U0RAFAEL": "Rafael (coordinator)",
+    "U0DYLAN": "Dylan Torres (TPM)",
+    "U0LIU": "Liu (database engineer)",
+    "U0SERGEI": "Sergei (security)",
+    "U0YASMIN": "Yasmin (integration)",
+}
 COORDINATOR, TPM, LIU, SERGEI = "U0RAFAEL", "U0DYLAN", "U0LIU", "U0SERGEI"
 REDIS_URL = os.environ.get("MIGRATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -57,7 +61,9 @@ class Demo:
         self.bot.bridge.worker.drain(timeout=60)
 
     def posted(self, needle: str) -> dict:
-        call = self.standin.wait_method("chat.postMessage", where=lambda b: needle in b.get("text", ""), timeout=600)[-1]
+        call = self.standin.wait_method(
+            "chat.postMessage", where=lambda b: needle in b.get("text", ""), timeout=600
+        )[-1]
         return self.standin.messages[(CHANNEL, call.answer["ts"])]
 
     def click(self, user: str, message: dict, action: str) -> None:
@@ -83,32 +89,60 @@ def run_demo(bot: RunningBot, standin: SlackStandIn) -> list[dict]:
     demo.click(SERGEI, demo.posted("Phase 1 complete"), "run_phase")
     demo.click(COORDINATOR, demo.posted("Phase 2 complete"), "run_phase")
     first = demo.parent()
-    scenes.append({"id": "success", "title": "A successful run",
-                   "what": "pre-flight → GO now (button) → phase 1 (slash) → phase 2 and verification (buttons)",
-                   "parent": first, "from": start})
+    scenes.append(
+        {
+            "id": "success",
+            "title": "A successful run",
+            "what": "pre-flight → GO now (button) → phase 1 (slash) → phase 2 and verification (buttons)",
+            "parent": first,
+            "from": start,
+        }
+    )
 
     start = len(standin.calls)
     demo.slash(COORDINATOR, "rollback phase 2")
     demo.slash(COORDINATOR, "rollback phase 1")
-    scenes.append({"id": "rollback", "title": "Its rollback",
-                   "what": "rollback phase 2, then phase 1: the same card says so", "parent": first, "from": start})
+    scenes.append(
+        {
+            "id": "rollback",
+            "title": "Its rollback",
+            "what": "rollback phase 2, then phase 1: the same card says so",
+            "parent": first,
+            "from": start,
+        }
+    )
 
     start = len(standin.calls)
     demo.slash(COORDINATOR, "preflight")
     demo.slash(TPM, "approve")
-    pg.scalar(bot.core.settings.database_url,
-              "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1")
+    pg.scalar(
+        bot.core.settings.database_url,
+        "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1",
+    )
     demo.slash(LIU, "run phase 1")
     failed = demo.parent()
-    scenes.append({"id": "failure", "title": "A failed run",
-                   "what": "the live database changed after approval: step 1.2 fails, URGENT to the TPM and coordinator",
-                   "parent": failed, "from": start})
+    scenes.append(
+        {
+            "id": "failure",
+            "title": "A failed run",
+            "what": "the live database changed after approval: step 1.2 fails, URGENT to the TPM and coordinator",
+            "parent": failed,
+            "from": start,
+        }
+    )
 
     start = len(standin.calls)
     demo.slash(COORDINATOR, "rollback restore")
     demo.click(TPM, demo.posted("Restore from backup requested"), "restore_confirm")
-    scenes.append({"id": "restore", "title": "A restore from backup",
-                   "what": "rollback restore, confirmed by the TPM's button", "parent": failed, "from": start})
+    scenes.append(
+        {
+            "id": "restore",
+            "title": "A restore from backup",
+            "what": "rollback restore, confirmed by the TPM's button",
+            "parent": failed,
+            "from": start,
+        }
+    )
     return scenes
 
 
@@ -125,7 +159,11 @@ def mrkdwn(text: str) -> str:
         part = re.sub(r"`([^`\n]+)`", r"<code>\1</code>", part)
         part = re.sub(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", r"<b>\1</b>", part)
         part = re.sub(r"(?<![\w_])_([^_\n]+)_(?![\w_])", r"<i>\1</i>", part)
-        part = re.sub(r"<@([A-Z0-9]+)>", lambda m: f'<span class="mention">@{html.escape(NAMES.get(m[1], m[1]))}</span>', part)
+        part = re.sub(
+            r"<@([A-Z0-9]+)>",
+            lambda m: f'<span class="mention">@{html.escape(NAMES.get(m[1], m[1]))}</span>',
+            part,
+        )
         out.append(part.replace("\n", "<br>"))
     return "".join(out)
 
@@ -141,12 +179,18 @@ def block_html(block: dict) -> str:
     if kind == "section":
         return f'<div class="section">{mrkdwn(block["text"]["text"])}</div>'
     if kind == "context":
-        return '<div class="context">' + " ".join(mrkdwn(e.get("text", "")) for e in block["elements"]) + "</div>"
+        return (
+            '<div class="context">'
+            + " ".join(mrkdwn(e.get("text", "")) for e in block["elements"])
+            + "</div>"
+        )
     if kind == "divider":
         return "<hr>"
     if kind == "actions":
-        buttons = "".join(f'<span class="button {el.get("style", "")}">{plain(el["text"]["text"])}</span>'
-                          for el in block["elements"])
+        buttons = "".join(
+            f'<span class="button {el.get("style", "")}">{plain(el["text"]["text"])}</span>'
+            for el in block["elements"]
+        )
         return f'<div class="actions">{buttons}</div>'
     return ""
 
@@ -154,25 +198,46 @@ def block_html(block: dict) -> str:
 def message_html(message: dict, *, reply: bool = False, broadcast: bool = False) -> str:
     blocks = message.get("blocks") or []
     blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
-    body = "".join(block_html(b) for b in blocks) or f'<div class="section">{mrkdwn(message.get("text", ""))}</div>'
-    note = f'<div class="broadcast">{"Replied to a thread — " if not reply else ""}Also sent to the channel</div>' if broadcast else ""
-    return (f'<div class="message{" reply" if reply else ""}"><div class="avatar">🛠️</div><div class="content">'
-            f'<div class="who">migrate-bot <span class="app">APP</span></div>{note}<div class="body">{body}</div></div></div>')
+    body = (
+        "".join(block_html(b) for b in blocks)
+        or f'<div class="section">{mrkdwn(message.get("text", ""))}</div>'
+    )
+    note = (
+        f'<div class="broadcast">{"Replied to a thread — " if not reply else ""}Also sent to the channel</div>'
+        if broadcast
+        else ""
+    )
+    return (
+        f'<div class="message{" reply" if reply else ""}"><div class="avatar">🛠️</div><div class="content">'
+        f'<div class="who">migrate-bot <span class="app">APP</span></div>{note}<div class="body">{body}</div></div></div>'
+    )
 
 
 def scene_html(scene: dict, standin: SlackStandIn) -> str:
-    calls = standin.calls[scene["from"]:scene.get("to")]
+    calls = standin.calls[scene["from"] : scene.get("to")]
     edits = [c.body for c in calls if c.method == "chat.update" and c.body.get("ts") == scene["parent"]]
-    parent = edits[-1] if edits else standin.messages[(CHANNEL, scene["parent"])]  # the card as this scene left it
-    replies = [c for c in calls if c.method == "chat.postMessage" and c.body.get("thread_ts") == scene["parent"]]
-    thread = "".join(message_html(standin.messages[(CHANNEL, c.answer["ts"])], reply=True,
-                                  broadcast=bool(c.body.get("reply_broadcast"))) for c in replies)
+    parent = (
+        edits[-1] if edits else standin.messages[(CHANNEL, scene["parent"])]
+    )  # the card as this scene left it
+    replies = [
+        c for c in calls if c.method == "chat.postMessage" and c.body.get("thread_ts") == scene["parent"]
+    ]
+    thread = "".join(
+        message_html(
+            standin.messages[(CHANNEL, c.answer["ts"])],
+            reply=True,
+            broadcast=bool(c.body.get("reply_broadcast")),
+        )
+        for c in replies
+    )
     cards = [c for c in calls if c.method == "chat.update" and c.body.get("ts") == scene["parent"]]
     steps = "".join(f"<li>{mrkdwn(c.body['text'])}</li>" for c in cards)
-    return (f'<section id="{scene["id"]}"><h2>{html.escape(scene["title"])}</h2><p class="what">{html.escape(scene["what"])}</p>'
-            f'<div class="channel"><div class="label"># migrations — the run\'s parent message (its live card)</div>'
-            f'{message_html(parent)}<div class="thread"><div class="label">Thread: {len(replies)} replies</div>{thread}</div></div>'
-            f'<details><summary>The card over this scene ({len(cards)} edits)</summary><ol>{steps}</ol></details></section>')
+    return (
+        f'<section id="{scene["id"]}"><h2>{html.escape(scene["title"])}</h2><p class="what">{html.escape(scene["what"])}</p>'
+        f'<div class="channel"><div class="label"># migrations — the run\'s parent message (its live card)</div>'
+        f'{message_html(parent)}<div class="thread"><div class="label">Thread: {len(replies)} replies</div>{thread}</div></div>'
+        f"<details><summary>The card over this scene ({len(cards)} edits)</summary><ol>{steps}</ol></details></section>"
+    )
 
 
 CSS = """
@@ -207,20 +272,34 @@ document.querySelectorAll('.body').forEach(function (b) {
 
 
 def page(title: str, body: str) -> str:
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>{body}{FOLD}</body></html>")
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>{body}{FOLD}</body></html>"
+    )
 
 
 def channel_html(standin: SlackStandIn) -> str:
     """What the channel shows without opening a thread: the parents (as they are now) and the
     replies also sent to the channel."""
-    shown = [c for c in standin.calls if c.method == "chat.postMessage" and c.status == 200 and c.answer.get("ok")
-             and ("thread_ts" not in c.body or c.body.get("reply_broadcast"))]
-    items = "".join(message_html(standin.messages[(CHANNEL, c.answer["ts"])], broadcast=bool(c.body.get("reply_broadcast")))
-                    for c in shown)
-    return ('<section id="channel"><h2>The channel</h2><p class="what">What people see without opening a thread: '
-            'one parent message per run, edited in place, and the phase boundaries and outcomes also sent to the '
-            f'channel.</p><div class="channel"><div class="label"># migrations</div>{items}</div></section>')
+    shown = [
+        c
+        for c in standin.calls
+        if c.method == "chat.postMessage"
+        and c.status == 200
+        and c.answer.get("ok")
+        and ("thread_ts" not in c.body or c.body.get("reply_broadcast"))
+    ]
+    items = "".join(
+        message_html(
+            standin.messages[(CHANNEL, c.answer["ts"])], broadcast=bool(c.body.get("reply_broadcast"))
+        )
+        for c in shown
+    )
+    return (
+        '<section id="channel"><h2>The channel</h2><p class="what">What people see without opening a thread: '
+        "one parent message per run, edited in place, and the phase boundaries and outcomes also sent to the "
+        f'channel.</p><div class="channel"><div class="label"># migrations</div>{items}</div></section>'
+    )
 
 
 def write_pages(scenes: list[dict], standin: SlackStandIn) -> list[Path]:
@@ -229,9 +308,11 @@ def write_pages(scenes: list[dict], standin: SlackStandIn) -> list[Path]:
         scene["to"] = scenes[i + 1]["from"]
     scenes = [{"id": "channel", "title": "The channel"}, *scenes]
     sections = [channel_html(standin)] + [scene_html(s, standin) for s in scenes[1:]]
-    intro = ("<h1>migrate-bot in the channel</h1><p>Generated by <code>scripts/gallery</code>: the real bot against "
-             "the Slack stand-in, each message as Slack lays it out (header, sections, context, buttons, the thread "
-             "under the run's parent message).</p>")
+    intro = (
+        "<h1>migrate-bot in the channel</h1><p>Generated by <code>scripts/gallery</code>: the real bot against "
+        "the Slack stand-in, each message as Slack lays it out (header, sections, context, buttons, the thread "
+        "under the run's parent message).</p>"
+    )
     (OUT / "index.html").write_text(page("migrate-bot gallery", intro + "".join(sections)))
     pages = []
     for scene, section in zip(scenes, sections):
@@ -242,15 +323,31 @@ def write_pages(scenes: list[dict], standin: SlackStandIn) -> list[Path]:
 
 
 def chromium() -> str | None:
-    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    return next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
+    )
 
 
 def screenshot(browser: str, page_path: Path, png: Path, height: int = 6000) -> None:
     """A PNG of `page_path` (headless Chromium, 900 px wide), cropped to its content."""
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={profile}", "--force-device-scale-factor=1", f"--window-size=900,{height}",
-                        f"--screenshot={png}", page_path.as_uri()], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                "--force-device-scale-factor=1",
+                f"--window-size=900,{height}",
+                f"--screenshot={png}",
+                page_path.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     crop(png)
 
 
@@ -275,10 +372,18 @@ def settings_for(workdir: Path, deployment: Deployment, mongo: TcpListener) -> t
     roster = workdir / "roster.toml"
     roster.write_text((ROOT / "roster.toml").read_text())
     return Settings(
-        database_url=url, redis_url=REDIS_URL, slack_bot_token="xoxb-gallery-token", slack_signing_secret="gallery-signing",
-        channel=CHANNEL, roster_path=roster, register_mongodb_url=f"mongodb://lancio:Gallery-Mongo-Pw-7@127.0.0.1:{mongo.port}/lancio",
-        register_redis_url=REDIS_URL, encryption_key="gallery-key-local-only", backup_dir=workdir / "backups",
-        redis_prefix=f"gallery:{uuid.uuid4().hex[:8]}", deployment_url=deployment.url,
+        database_url=url,
+        redis_url=REDIS_URL,
+        slack_bot_token="xoxb-gallery-token",
+        slack_signing_secret="gallery-signing",
+        channel=CHANNEL,
+        roster_path=roster,
+        register_mongodb_url=f"mongodb://lancio:Gallery-Mongo-Pw-7@127.0.0.1:{mongo.port}/lancio",
+        register_redis_url=REDIS_URL,
+        encryption_key="gallery-key-local-only",
+        backup_dir=workdir / "backups",
+        redis_prefix=f"gallery:{uuid.uuid4().hex[:8]}",
+        deployment_url=deployment.url,
     ), name
 
 
@@ -303,8 +408,12 @@ def main() -> int:
             if keys:
                 client.delete(*keys)
             with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
-                names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                                    (f"{dbname}%",)).fetchall()]
+                names = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{dbname}%",)
+                    ).fetchall()
+                ]
             for name in names:
                 pg.drop_database(name)
             deployment.close()
@@ -312,7 +421,10 @@ def main() -> int:
     print(f"wrote {OUT / 'index.html'}")
     browser = chromium()
     if browser is None:
-        print("chromium not found: no screenshots (scripts/gallery installs it when run as root)", file=sys.stderr)
+        print(
+            "chromium not found: no screenshots (scripts/gallery installs it when run as root)",
+            file=sys.stderr,
+        )
         return 1
     for path in pages:
         png = path.with_suffix(".png")

@@ -8,6 +8,7 @@ that cannot alter behaviour) are listed in README.md ("Mutation testing") with t
 
 Usage: scripts/mutate [--only NAME[,NAME]] [--sample N] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,36 +34,74 @@ class Target:
     timeout: float = 300.0  # per mutant: a mutant that hangs the tests counts as killed
 
 
-R, U, H, C = "tests/test_redact.py::", "tests/test_url_secrets.py::", "tests/test_slack_http.py::", "tests/test_bad_config.py::"
+R, U, H, C = (
+    "tests/test_redact.py::",
+    "tests/test_url_secrets.py::",
+    "tests/test_slack_http.py::",
+    "tests/test_bad_config.py::",
+)
 # Tests in the order they run: the quick ones first, so that most mutants die in seconds (-x).
 TARGETS = (
-    Target("rollback-proof", "commands/rollback.py", (
-        "tests/test_rollback_proof.py::test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_function",
-        "tests/test_rollback_proof.py::test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table",
-        "tests/test_rollback_all.py::test_rollback_all_undoes_every_applied_phase_newest_first",
-        "tests/test_tryout_folders.py::test_an_accepted_rollback_difference_does_not_fail_every_older_rollback"),
-           functions=("_proof",)),
+    Target(
+        "rollback-proof",
+        "commands/rollback.py",
+        (
+            "tests/test_rollback_proof.py::test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_function",
+            "tests/test_rollback_proof.py::test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table",
+            "tests/test_rollback_all.py::test_rollback_all_undoes_every_applied_phase_newest_first",
+            "tests/test_tryout_folders.py::test_an_accepted_rollback_difference_does_not_fail_every_older_rollback",
+        ),
+        functions=("_proof",),
+    ),
     Target("policy", "commands/policy.py", ("tests/test_policy.py",)),
     Target("approval", "state/approval.py", ("tests/test_state_approval.py", "tests/test_approval_plan.py")),
-    Target("redact", "core/redact.py", (
-        "tests/test_redact_edges.py", R + "test_url_passwords_are_masked_up_to_the_last_at_of_the_word", R + "test_keyword_passwords_and_tokens_are_masked",
-        R + "test_a_secret_at_the_cut_is_masked_before_the_cut", U + "test_every_url_password_is_a_secret_as_written_and_decoded_without_parsing",
-        U + "test_a_credentials_problem_names_the_rule_not_the_url", R + "test_redaction_time_grows_linearly_on_adversarial_input")),
+    Target(
+        "redact",
+        "core/redact.py",
+        (
+            "tests/test_redact_edges.py",
+            R + "test_url_passwords_are_masked_up_to_the_last_at_of_the_word",
+            R + "test_keyword_passwords_and_tokens_are_masked",
+            R + "test_a_secret_at_the_cut_is_masked_before_the_cut",
+            U + "test_every_url_password_is_a_secret_as_written_and_decoded_without_parsing",
+            U + "test_a_credentials_problem_names_the_rule_not_the_url",
+            R + "test_redaction_time_grows_linearly_on_adversarial_input",
+        ),
+    ),
     Target("lock", "state/lock.py", ("tests/test_state_lock.py",)),
     # The lock's guard (renew every ttl/3, give up after the TTL, only the owner extends) lives here.
     Target("owned", "state/owned.py", ("tests/test_state_owned.py", "tests/test_state_lock.py")),
-    Target("slack-verification", "bot/slack/app.py", (
-        C + "test_the_slack_app_cannot_be_built_with_an_empty_signing_secret",
-        C + "test_in_socket_mode_the_app_still_checks_signatures_with_a_secret_nobody_knows",
-        C + "test_the_built_app_itself_refuses_an_unsigned_request", H + "test_a_bad_signature_is_rejected_with_401_and_runs_nothing",
-        H + "test_help_is_acked_and_answered_privately_through_the_response_url", "tests/test_slack_app_settings.py")),
-    Target("slack-server", "bot/slack/server.py", (
-        H + "test_a_bad_signature_is_rejected_with_401_and_runs_nothing", H + "test_a_stale_timestamp_is_rejected_with_401_and_runs_nothing",
-        H + "test_a_timestamp_that_is_not_a_number_is_refused_with_401", H + "test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run",
-        H + "test_a_body_that_is_not_utf8_is_refused_with_400_signed_or_not",
-        H + "test_help_is_acked_and_answered_privately_through_the_response_url"), functions=("_unverified",)),
-    Target("config", "core/config.py", ("tests/test_config_checks.py", "tests/test_bad_config.py", "tests/test_url_secrets.py"),
-           functions=("_number", "_redis_url", "_parseable", "env_secrets", "require", "secrets")),
+    Target(
+        "slack-verification",
+        "bot/slack/app.py",
+        (
+            C + "test_the_slack_app_cannot_be_built_with_an_empty_signing_secret",
+            C + "test_in_socket_mode_the_app_still_checks_signatures_with_a_secret_nobody_knows",
+            C + "test_the_built_app_itself_refuses_an_unsigned_request",
+            H + "test_a_bad_signature_is_rejected_with_401_and_runs_nothing",
+            H + "test_help_is_acked_and_answered_privately_through_the_response_url",
+            "tests/test_slack_app_settings.py",
+        ),
+    ),
+    Target(
+        "slack-server",
+        "bot/slack/server.py",
+        (
+            H + "test_a_bad_signature_is_rejected_with_401_and_runs_nothing",
+            H + "test_a_stale_timestamp_is_rejected_with_401_and_runs_nothing",
+            H + "test_a_timestamp_that_is_not_a_number_is_refused_with_401",
+            H + "test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run",
+            H + "test_a_body_that_is_not_utf8_is_refused_with_400_signed_or_not",
+            H + "test_help_is_acked_and_answered_privately_through_the_response_url",
+        ),
+        functions=("_unverified",),
+    ),
+    Target(
+        "config",
+        "core/config.py",
+        ("tests/test_config_checks.py", "tests/test_bad_config.py", "tests/test_url_secrets.py"),
+        functions=("_number", "_redis_url", "_parseable", "env_secrets", "require", "secrets"),
+    ),
 )
 
 
@@ -79,8 +118,9 @@ class Tally:
 
 def copy_tree(dest: Path) -> Path:
     """The project without .git, .venv and caches: mutants are written into this copy only."""
-    ignore = shutil.ignore_patterns(".git", ".venv", ".local", "backups", "__pycache__", ".pytest_cache", "*.egg-info",
-                                    ".mutate")
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", ".local", "backups", "__pycache__", ".pytest_cache", "*.egg-info", ".mutate"
+    )
     shutil.copytree(ROOT, dest, ignore=ignore)
     return dest
 
@@ -109,16 +149,22 @@ def run_target(target: Target, tree: Path, python: str, sample: int | None, dry:
     annotations = annotation_spans(tree / target.module)
     with use_db(str(session), WorkDB.Mode.open) as db:
         items = list(db.pending_work_items)
-        outside = [i for i in items if (target.functions and not _inside(i, target.functions))
-                   or _within(i, annotations)]
+        outside = [
+            i
+            for i in items
+            if (target.functions and not _inside(i, target.functions)) or _within(i, annotations)
+        ]
         kept = [i for i in items if i not in outside]
         outside += redundant(kept)
         kept = [i for i in kept if i not in outside]
         if sample is not None and len(kept) > sample:
             outside += random.Random(12).sample(kept, len(kept) - sample)
         db.set_multiple_results([i.job_id for i in outside], WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
-        print(f"[{target.name}] {len(items) - len(outside)} mutants of {target.module} "
-              f"against {' '.join(target.tests)}", flush=True)
+        print(
+            f"[{target.name}] {len(items) - len(outside)} mutants of {target.module} "
+            f"against {' '.join(target.tests)}",
+            flush=True,
+        )
     if dry:
         return Tally()
     started = time.monotonic()
@@ -132,20 +178,43 @@ def run_target(target: Target, tree: Path, python: str, sample: int | None, dry:
                 tally.killed += 1
             elif result.test_outcome is TestOutcome.SURVIVED:
                 m = item.mutations[0]
-                tally.survived.append((str(m.module_path), m.start_pos[0], m.operator_name, _diff_line(result.diff)))
+                tally.survived.append(
+                    (str(m.module_path), m.start_pos[0], m.operator_name, _diff_line(result.diff))
+                )
             else:
                 tally.other += 1
-    print(f"[{target.name}] killed {tally.killed}/{tally.total} in {time.monotonic() - started:.0f} s"
-          + (f" ({tally.other} incompetent)" if tally.other else ""), flush=True)
+    print(
+        f"[{target.name}] killed {tally.killed}/{tally.total} in {time.monotonic() - started:.0f} s"
+        + (f" ({tally.other} incompetent)" if tally.other else ""),
+        flush=True,
+    )
     return tally
 
 
 # One mutant per operator site (selective mutation): of cosmic-ray's replacements of a binary
 # operator, a comparison or a number, the one that flips the meaning; the others rarely
 # survive when it is killed, and each costs a whole test run.
-PREFERRED = {"Eq": "NotEq", "NotEq": "Eq", "Lt": "GtE", "LtE": "Gt", "Gt": "LtE", "GtE": "Lt", "In": "NotIn",
-             "NotIn": "In", "Is": "IsNot", "IsNot": "Is", "Add": "Sub", "Sub": "Add", "Mul": "Div", "Div": "Mul",
-             "BitOr": "BitAnd", "BitAnd": "BitOr", "Mod": "Mul", "FloorDiv": "Mul", "Pow": "Mul"}
+PREFERRED = {
+    "Eq": "NotEq",
+    "NotEq": "Eq",
+    "Lt": "GtE",
+    "LtE": "Gt",
+    "Gt": "LtE",
+    "GtE": "Lt",
+    "In": "NotIn",
+    "NotIn": "In",
+    "Is": "IsNot",
+    "IsNot": "Is",
+    "Add": "Sub",
+    "Sub": "Add",
+    "Mul": "Div",
+    "Div": "Mul",
+    "BitOr": "BitAnd",
+    "BitAnd": "BitOr",
+    "Mod": "Mul",
+    "FloorDiv": "Mul",
+    "Pow": "Mul",
+}
 
 
 def redundant(items: list) -> list:
@@ -153,15 +222,23 @@ def redundant(items: list) -> list:
     groups: dict[tuple, list] = {}
     for item in items:
         m = item.mutations[0]
-        family = m.operator_name if m.operator_name == "core/NumberReplacer" else m.operator_name.rpartition("_")[0]
-        if not family.startswith(("core/ReplaceBinaryOperator", "core/ReplaceComparisonOperator", "core/NumberReplacer")):
+        family = (
+            m.operator_name
+            if m.operator_name == "core/NumberReplacer"
+            else m.operator_name.rpartition("_")[0]
+        )
+        if not family.startswith(
+            ("core/ReplaceBinaryOperator", "core/ReplaceComparisonOperator", "core/NumberReplacer")
+        ):
             continue
         groups.setdefault((family, tuple(m.start_pos)), []).append(item)
     extra = []
     for (family, _), members in groups.items():
         original = family.rsplit("_", 1)[-1]
-        keep = next((i for i in members if i.mutations[0].operator_name.endswith("_" + PREFERRED.get(original, ""))),
-                    members[0])
+        keep = next(
+            (i for i in members if i.mutations[0].operator_name.endswith("_" + PREFERRED.get(original, ""))),
+            members[0],
+        )
         extra += [i for i in members if i is not keep]
     return extra
 
@@ -170,8 +247,12 @@ def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]
     """(start, end) of every type annotation of a module that has `from __future__ import
     annotations`: they are never evaluated, so a mutant inside one is equivalent by construction."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    lazy = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
-               for n in tree.body)
+    lazy = any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == "__future__"
+        and any(a.name == "annotations" for a in n.names)
+        for n in tree.body
+    )
     if not lazy:
         return []
     found = []
@@ -208,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated target names: " + ", ".join(t.name for t in TARGETS))
     parser.add_argument("--sample", type=int, help="at most N mutants per target (calibration)")
     parser.add_argument("--dry", action="store_true", help="count the mutants of each target, run none")
-    parser.add_argument("--keep", type=Path, help="work in DIR and keep it (default: a temporary copy, removed)")
+    parser.add_argument(
+        "--keep", type=Path, help="work in DIR and keep it (default: a temporary copy, removed)"
+    )
     args = parser.parse_args(argv)
     chosen = [t for t in TARGETS if not args.only or t.name in args.only.split(",")]
     work = args.keep or Path(tempfile.mkdtemp(prefix="mutate-"))
@@ -236,8 +319,10 @@ def report(totals: dict[str, Tally], seconds: float) -> int:
     if not total:
         print("  (no mutant ran)")
         return 1
-    print(f"\nKill ratio: {killed}/{total} = {killed / total:.1%} in {seconds / 60:.1f} min "
-          f"({', '.join(f'{n} {t.killed}/{t.total}' for n, t in totals.items())})")
+    print(
+        f"\nKill ratio: {killed}/{total} = {killed / total:.1%} in {seconds / 60:.1f} min "
+        f"({', '.join(f'{n} {t.killed}/{t.total}' for n, t in totals.items())})"
+    )
     return 0 if killed == total else 1
 
 

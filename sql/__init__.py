@@ -4,6 +4,7 @@ A package only so that `pip install .` carries the files; `RUNBOOKS_DIR` is wher
 
 Data, not code: imports nothing of the project. core.config reads DEFAULT_RUNBOOK.
 """
+
 from pathlib import Path
 
 RUNBOOKS_DIR = Path(__file__).resolve().parent

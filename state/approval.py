@@ -4,18 +4,28 @@ every runbook file. Pure functions over plain dicts (stored in `Run.approval`).
 Every `why_*` function returns None when all is well, else one sentence saying why not and,
 where it helps, what to do.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Mapping
 
 from core.clock import hhmm
 
 REVOKED = "revoked"  # key set on an approval or preflight that must not be used any more
 
 
-def bind_approval(*, by: str, at: datetime, ttl_hours: float, preflight: Mapping, checksums: Mapping[str, str],
-                  mode: str = "now", scheduled_for: datetime | None = None, plan: Mapping[str, str] | None = None) -> dict:
+def bind_approval(
+    *,
+    by: str,
+    at: datetime,
+    ttl_hours: float,
+    preflight: Mapping,
+    checksums: Mapping[str, str],
+    mode: str = "now",
+    scheduled_for: datetime | None = None,
+    plan: Mapping[str, str] | None = None,
+) -> dict:
     """The approval record. It expires `ttl_hours` after the moment it applies to (now, or
     the scheduled time), and carries the checksums (runbook file included) and backup it was
     given for, and the resolved plan's entries, which name what changed in the runbook later."""
@@ -39,8 +49,13 @@ def bind_approval(*, by: str, at: datetime, ttl_hours: float, preflight: Mapping
     }
 
 
-def why_approval_invalid(approval: Mapping | None, *, checksums: Mapping[str, str], now: datetime,
-                         plan: Mapping[str, str] | None = None) -> str | None:
+def why_approval_invalid(
+    approval: Mapping | None,
+    *,
+    checksums: Mapping[str, str],
+    now: datetime,
+    plan: Mapping[str, str] | None = None,
+) -> str | None:
     """Why `run` must not use this approval now: missing, revoked, expired, or a runbook file
     changed (named, with old and new sha256 prefixes; with `plan`, the runbook's current
     plan entries, also which of them changed)."""
@@ -64,11 +79,15 @@ def why_plan_not_approved(runbook, approval: Mapping | None) -> str | None:
     approved = ((approval or {}).get("checksums") or {}).get(runbook.path.name)
     if approved == runbook.sha256:
         return None
-    return (f"this bot process holds {runbook.path.name} as loaded before the approval (sha256 {runbook.sha256[:6]}…, "
-            f"approved {str(approved)[:6]}…): run preflight again (it reloads the runbook)")
+    return (
+        f"this bot process holds {runbook.path.name} as loaded before the approval (sha256 {runbook.sha256[:6]}…, "
+        f"approved {str(approved)[:6]}…): run preflight again (it reloads the runbook)"
+    )
 
 
-def why_plan_changed(before: Mapping[str, str], after: Mapping[str, str] | None, limit: int = 5) -> str | None:
+def why_plan_changed(
+    before: Mapping[str, str], after: Mapping[str, str] | None, limit: int = 5
+) -> str | None:
     """Which entries of a resolved plan differ (`step 2.1 choose "A" → "B"`), the first `limit`."""
     if after is None:
         return "the runbook no longer loads"
@@ -120,7 +139,9 @@ def why_preflight_stale(preflight: Mapping | None, *, now: datetime) -> str | No
     return None
 
 
-def why_cannot_approve(preflight: Mapping | None, *, checksums: Mapping[str, str], now: datetime) -> str | None:
+def why_cannot_approve(
+    preflight: Mapping | None, *, checksums: Mapping[str, str], now: datetime
+) -> str | None:
     """Why the TPM cannot approve on this preflight: stale, NO-GO, or files changed since."""
     stale = why_preflight_stale(preflight, now=now)
     if stale:

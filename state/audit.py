@@ -5,16 +5,29 @@ it records, and queues it for `EventLog`, which writes it to `migrate_bot.run_ev
 (SQLAlchemy Core, psycopg 3). Redis can lose its data; the PostgreSQL copy is what
 `status`, the report's sign-off and `state.recovery` read back.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from redis import Redis
-from sqlalchemy import (BigInteger, Column, DateTime, Index, MetaData, Table, Text, create_engine,
-                        func, select, text)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Engine, make_url
 
@@ -25,7 +38,8 @@ from state.keys import Keys
 SCHEMA = "migrate_bot"
 _metadata = MetaData(schema=SCHEMA)
 run_events = Table(
-    "run_events", _metadata,
+    "run_events",
+    _metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),  # bigserial
     Column("event_id", Text, unique=True),  # set by the writer: a replayed mirror write is a no-op
     Column("at", DateTime(timezone=True), nullable=False),
@@ -39,8 +53,15 @@ run_events = Table(
 )
 
 
-def make_event(*, target: str, action: str, actor: str, outcome: str, run_id: str | None,
-               evidence: Mapping[str, Any] | None) -> dict[str, Any]:
+def make_event(
+    *,
+    target: str,
+    action: str,
+    actor: str,
+    outcome: str,
+    run_id: str | None,
+    evidence: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """One audit event as plain JSON-able data (the caller has redacted `evidence`)."""
     return {
         "event_id": uuid.uuid4().hex,
@@ -106,8 +127,13 @@ class EventLog:
             # cost more than the phase's own SQL. An idle pooled connection holds no lock; a
             # restore closes the pool before its rename (and terminates what is left), and
             # pre-ping replaces a connection that was terminated meanwhile.
-            self._engine = create_engine(sqlalchemy_url(self.database_url), pool_size=1, max_overflow=4,
-                                         pool_pre_ping=True, connect_args={"connect_timeout": 5})
+            self._engine = create_engine(
+                sqlalchemy_url(self.database_url),
+                pool_size=1,
+                max_overflow=4,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
         return self._engine
 
     def _ensure_table(self) -> None:
@@ -158,9 +184,13 @@ class EventLog:
         """Ids of the most recently created runs of this target, newest first."""
         self._ensure_table()
         started = func.min(run_events.c.at)
-        query = (select(run_events.c.run_id).where(run_events.c.target == self.target,
-                                                   run_events.c.run_id.is_not(None))
-                 .group_by(run_events.c.run_id).order_by(started.desc()).limit(limit))
+        query = (
+            select(run_events.c.run_id)
+            .where(run_events.c.target == self.target, run_events.c.run_id.is_not(None))
+            .group_by(run_events.c.run_id)
+            .order_by(started.desc())
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(query)]
 
@@ -188,8 +218,16 @@ def _transition(event: Mapping) -> Mapping:
 def signoff(events: Sequence[Mapping]) -> dict:
     """The report's sign-off, derived from what happened: who ran preflight (reviewed by),
     who approved and when, and the scheduled execution time if the GO was scheduled."""
-    out: dict[str, Any] = {"reviewed_by": None, "reviewed_at": None, "approved_by": None, "approved_at": None,
-                           "scheduled_execution": None, "mode": None, "deferred_by": None, "deferred_reason": None}
+    out: dict[str, Any] = {
+        "reviewed_by": None,
+        "reviewed_at": None,
+        "approved_by": None,
+        "approved_at": None,
+        "scheduled_execution": None,
+        "mode": None,
+        "deferred_by": None,
+        "deferred_reason": None,
+    }
     for event in events:
         move = _transition(event)
         to = move.get("to")

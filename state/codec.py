@@ -1,12 +1,14 @@
 """How `state` writes values: one JSON encoding for Redis and PostgreSQL, and text from
 Redis's bytes. In one place so that what is stored, mirrored and read back always agrees."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import Enum
 from pathlib import PurePath
-from typing import Any, Mapping
+from typing import Any
 
 
 def dumps(value: Any) -> str:

@@ -5,6 +5,7 @@ runs) never share state, and a run's lock is per target database. The target is 
 database's identity as its server reports it (`database_identity`), never how DATABASE_URL
 spells the way there, and never a password.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -24,7 +25,9 @@ def database_identity(dsn: str) -> str:
     name per cluster. Asked once per process and DSN (cached); an unreachable server raises
     psycopg.OperationalError, and nothing is cached."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=IDENTITY_CONNECT_TIMEOUT) as conn:
-        system, name = conn.execute("SELECT system_identifier, current_database() FROM pg_control_system()").fetchone()
+        system, name = conn.execute(
+            "SELECT system_identifier, current_database() FROM pg_control_system()"
+        ).fetchone()
     return f"{system}/{name}"
 
 

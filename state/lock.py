@@ -6,6 +6,7 @@ renews or releases it, so a holder whose lock expired and was taken by someone e
 neither extend nor delete the new holder's lock. While work runs, a heartbeat thread renews
 it every ttl/3; a holder that dies stops renewing, and the lock expires.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class LockHandle:
     """A held run lock. `lost` is set when a renewal finds the lock no longer ours."""
 
-    def __init__(self, lock: "RunLock", token: str, owner: str):
+    def __init__(self, lock: RunLock, token: str, owner: str):
         self.token = token
         self.owner = owner
         self.lost = threading.Event()
@@ -51,9 +52,14 @@ class LockHandle:
         if self._renewal is not None:
             return
         # Redis briefly unreachable: keep trying until the TTL would have run out.
-        self._renewal = self._owned.renewal(self._lock.ttl, every=interval, give_up_after=self._lock.ttl,
-                                            on_lost=self._on_lost, name=f"lock-heartbeat-{self.owner}",
-                                            lost=self.lost)
+        self._renewal = self._owned.renewal(
+            self._lock.ttl,
+            every=interval,
+            give_up_after=self._lock.ttl,
+            on_lost=self._on_lost,
+            name=f"lock-heartbeat-{self.owner}",
+            lost=self.lost,
+        )
         self._renewal.start()
 
     def stop_heartbeat(self) -> None:
@@ -67,7 +73,7 @@ class LockHandle:
         else:
             log.warning("run lock of %s could not be renewed within its TTL: %s", self.owner, cause)
 
-    def __enter__(self) -> "LockHandle":
+    def __enter__(self) -> LockHandle:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,10 +7,12 @@ The guards read a run through `Run` below, a Protocol of the few fields they nee
 state/record.py (the run as data) builds on this module's statuses, and this module
 imports nothing from it, so the two do not import each other.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 
 class Status(StrEnum):
@@ -63,7 +65,9 @@ class Run(Protocol):
 
 S = Status
 # Statuses during which work is in progress and holds the run lock.
-ACTIVE: frozenset[Status] = frozenset({S.PREFLIGHT_RUNNING, S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORING})
+ACTIVE: frozenset[Status] = frozenset(
+    {S.PREFLIGHT_RUNNING, S.RUNNING, S.VERIFYING, S.ROLLING_BACK, S.RESTORING}
+)
 
 # Resting statuses after work touched the database (PHASE_DONE, SUCCEEDED, FAILED, ABORTED,
 # INTERRUPTED, ROLLED_BACK) lead to a roll back, a restore, a re-verification or a phase run
@@ -97,7 +101,9 @@ FINAL: frozenset[Status] = frozenset(s for s, nxt in TRANSITIONS.items() if not 
 
 # Transitions that concern one phase, and so need `phase=`.
 _PHASE_TARGETS = frozenset({S.RUNNING, S.PHASE_DONE, S.ROLLING_BACK, S.ROLLED_BACK})
-_APPLIED = frozenset({PhaseStatus.SUCCEEDED, PhaseStatus.FAILED, PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
+_APPLIED = frozenset(
+    {PhaseStatus.SUCCEEDED, PhaseStatus.FAILED, PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK}
+)
 # Phase statuses during which work on that phase is in progress.
 PHASE_BUSY = frozenset({PhaseStatus.RUNNING, PhaseStatus.ROLLING_BACK})
 # Statuses that end the work on a phase: the phase named must be the one in progress.
@@ -112,7 +118,7 @@ class IllegalTransition(Exception):
         self.reason = reason
 
 
-def check_transition(run: "Run", to: Status, *, phase: int | None = None) -> None:
+def check_transition(run: Run, to: Status, *, phase: int | None = None) -> None:
     """Raise IllegalTransition unless `run` may move to `to` (for `phase`, where it matters)."""
     to = Status(to)
     allowed = TRANSITIONS[run.status]
@@ -127,12 +133,14 @@ def check_transition(run: "Run", to: Status, *, phase: int | None = None) -> Non
 
 def _table_reason(current: Status, to: Status, allowed: frozenset[Status]) -> str:
     if not allowed:
-        return f"the run is {current}, which is final: run preflight to start a new run (it cannot become {to})"
+        return (
+            f"the run is {current}, which is final: run preflight to start a new run (it cannot become {to})"
+        )
     options = ", ".join(sorted(allowed))
     return f"the run is {current}: it cannot become {to} (from {current} it can become: {options})"
 
 
-def _approval_reason(run: "Run", to: Status) -> str | None:
+def _approval_reason(run: Run, to: Status) -> str | None:
     """An approval stands on a GO preflight (e.g. not on a preflight that was interrupted)."""
     if to in (S.APPROVED, S.SCHEDULED):
         outcome = str((run.preflight or {}).get("outcome", "")).lower()
@@ -141,14 +149,16 @@ def _approval_reason(run: "Run", to: Status) -> str | None:
     return None
 
 
-def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
+def _phase_reason(run: Run, to: Status, phase: int | None) -> str | None:
     if phase is None:
         return None
     numbers = sorted(set(run.phases) | {phase})
     if to is S.RUNNING:
         if not run.approval:
             # e.g. a run interrupted during its preflight: it was never approved
-            return f"phase {phase} cannot start: the run has no approval (the TPM approves after a GO preflight)"
+            return (
+                f"phase {phase} cannot start: the run has no approval (the TPM approves after a GO preflight)"
+            )
         return why_phase_cannot_start(run, phase, numbers)
     if to is S.ROLLING_BACK:
         if run.status is S.RUNNING and run.phase == phase:
@@ -163,24 +173,29 @@ def _phase_reason(run: "Run", to: Status, phase: int | None) -> str | None:
     if to is S.PHASE_DONE and current is not PhaseStatus.RUNNING:
         return f"phase {phase} is {current}, not running: it cannot be marked done"
     if to is S.ROLLED_BACK and run.status is S.FAILED:
-        return None if left_difference(run, phase) else (
-            f"phase {phase} has no rollback difference to accept: roll it back (`rollback phase {phase}`) or restore")
+        return (
+            None
+            if left_difference(run, phase)
+            else (
+                f"phase {phase} has no rollback difference to accept: roll it back (`rollback phase {phase}`) or restore"
+            )
+        )
     if to is S.ROLLED_BACK and current is not PhaseStatus.ROLLING_BACK:
         return f"phase {phase} is {current}, not rolling back: it cannot be marked rolled back"
     return None
 
 
-def _is_check(run: "Run", n: int) -> bool:
+def _is_check(run: Run, n: int) -> bool:
     state = run.phases.get(n)
     return state is not None and state.kind == "verification"
 
 
-def _status_of(run: "Run", n: int) -> PhaseStatus:
+def _status_of(run: Run, n: int) -> PhaseStatus:
     state = run.phases.get(n)
     return state.status if state else PhaseStatus.PENDING
 
 
-def why_phase_cannot_start(run: "Run", n: int, phase_numbers: Sequence[int]) -> str | None:
+def why_phase_cannot_start(run: Run, n: int, phase_numbers: Sequence[int]) -> str | None:
     """Why phase `n` may not run now, or None. Phases run in order; a phase that succeeded
     runs again only after it was rolled back."""
     if n not in phase_numbers:
@@ -195,14 +210,14 @@ def why_phase_cannot_start(run: "Run", n: int, phase_numbers: Sequence[int]) -> 
     return _lower_not_succeeded(run, n, f"phase {n}", phase_numbers)
 
 
-def _lower_not_succeeded(run: "Run", n: int, what: str, numbers: Sequence[int] | None = None) -> str | None:
+def _lower_not_succeeded(run: Run, n: int, what: str, numbers: Sequence[int] | None = None) -> str | None:
     for m in sorted(run.phases if numbers is None else numbers):
         if m < n and _status_of(run, m) is not PhaseStatus.SUCCEEDED:
             return f"{what} cannot start: phase {m} has not succeeded"
     return None
 
 
-def why_phase_cannot_roll_back(run: "Run", n: int) -> str | None:
+def why_phase_cannot_roll_back(run: Run, n: int) -> str | None:
     """Why phase `n` may not be rolled back now, or None. Newest applied phase first."""
     if _is_check(run, n):
         return f"phase {n} only verifies: there is nothing to roll back"
@@ -216,7 +231,7 @@ def why_phase_cannot_roll_back(run: "Run", n: int) -> str | None:
     return _newer_applied(run, n)
 
 
-def _newer_applied(run: "Run", n: int) -> str | None:
+def _newer_applied(run: Run, n: int) -> str | None:
     for m in sorted(run.phases, reverse=True):
         status = _status_of(run, m)
         if m > n and status in _APPLIED and not _is_check(run, m):
@@ -231,14 +246,18 @@ def _newer_applied(run: "Run", n: int) -> str | None:
 ROLLBACK_DIFFERENCE = "rollback left a difference"
 
 
-def left_difference(run: "Run", n: int) -> bool:
+def left_difference(run: Run, n: int) -> bool:
     """Phase `n` failed because its rollback ran and left a difference, and nothing happened to
     it since (a new attempt replaces the phase's state and its error)."""
     state = run.phases.get(n)
-    return (run.status is S.FAILED and state is not None and state.status is PhaseStatus.FAILED
-            and state.error == ROLLBACK_DIFFERENCE)
+    return (
+        run.status is S.FAILED
+        and state is not None
+        and state.status is PhaseStatus.FAILED
+        and state.error == ROLLBACK_DIFFERENCE
+    )
 
 
-def applied_phases(run: "Run") -> list[int]:
+def applied_phases(run: Run) -> list[int]:
     """Migration phases whose changes may be in the database (succeeded, failed part-way, or busy)."""
     return [n for n in sorted(run.phases) if _status_of(run, n) in _APPLIED and not _is_check(run, n)]

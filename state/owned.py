@@ -11,11 +11,12 @@ is a JSON object and `value[field]` is the token (the run lock keeps owner and s
 TTLs are given in seconds (floats allowed) and written in milliseconds (PEXPIRE / SET PX), so
 a 1.5 s TTL is 1500 ms and a 15 s one 15000 ms; nothing is rounded down to zero.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -34,14 +35,20 @@ local function ours(key, token, field)
   return ok and type(data) == 'table' and data[field] == token
 end
 """
-_EXTEND = _OURS + """
+_EXTEND = (
+    _OURS
+    + """
 if ours(KEYS[1], ARGV[1], ARGV[2]) then return redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 0
 """
-_DELETE = _OURS + """
+)
+_DELETE = (
+    _OURS
+    + """
 if ours(KEYS[1], ARGV[1], ARGV[2]) then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+)
 # Whole-value keys only: take the key if it is free, else extend it if it is already ours.
 _TAKE_OR_EXTEND = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
@@ -86,7 +93,7 @@ class OwnedKey:
         """Delete the key if it is still ours; False (and nothing deleted) otherwise."""
         return bool(self._delete(keys=[self.key], args=[self.token, self.field]))
 
-    def renewal(self, ttl: float | Callable[[], float], **options) -> "Renewal":
+    def renewal(self, ttl: float | Callable[[], float], **options) -> Renewal:
         return Renewal(self, ttl, **options)
 
 
@@ -101,10 +108,18 @@ class Renewal:
     `ttl` may be a callable, read at each beat (a setting that can change while running).
     """
 
-    def __init__(self, owned: OwnedKey, ttl: float | Callable[[], float], *, every: float | None = None,
-                 give_up_after: float | None = None, on_lost: Callable[[Exception | None], None] | None = None,
-                 on_error: Callable[[Exception], None] | None = None, name: str = "owned-key-renewal",
-                 lost: threading.Event | None = None):
+    def __init__(
+        self,
+        owned: OwnedKey,
+        ttl: float | Callable[[], float],
+        *,
+        every: float | None = None,
+        give_up_after: float | None = None,
+        on_lost: Callable[[Exception | None], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+        name: str = "owned-key-renewal",
+        lost: threading.Event | None = None,
+    ):
         self.owned = owned
         self._ttl = ttl if callable(ttl) else (lambda: ttl)
         self._every = every
@@ -120,7 +135,7 @@ class Renewal:
     def every(self) -> float:
         return self._every if self._every is not None else self._ttl() / 3
 
-    def start(self) -> "Renewal":
+    def start(self) -> Renewal:
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._beat, name=self.name, daemon=True)
@@ -135,7 +150,7 @@ class Renewal:
                 self._thread.join()
             self._thread = None
 
-    def __enter__(self) -> "Renewal":
+    def __enter__(self) -> Renewal:
         return self.start()
 
     def __exit__(self, *_exc) -> None:

@@ -3,12 +3,14 @@
 Pure (no Redis): `state.runs.RunStore` reads and writes these records; `apply_transition`
 is the one place that says what a status change does to a run's phases.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from core import clock
 from state.codec import as_text, dumps
@@ -48,10 +50,17 @@ class PhaseState:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "PhaseState":
-        return cls(status=PhaseStatus(data.get("status", "pending")), started_at=_dt(data.get("started_at")),
-                   finished_at=_dt(data.get("finished_at")), actor=data.get("actor"), error=data.get("error"),
-                   file=data.get("file"), duration=data.get("duration"), kind=data.get("kind", "migration"))
+    def from_dict(cls, data: Mapping) -> PhaseState:
+        return cls(
+            status=PhaseStatus(data.get("status", "pending")),
+            started_at=_dt(data.get("started_at")),
+            finished_at=_dt(data.get("finished_at")),
+            actor=data.get("actor"),
+            error=data.get("error"),
+            file=data.get("file"),
+            duration=data.get("duration"),
+            kind=data.get("kind", "migration"),
+        )
 
 
 @dataclass
@@ -65,7 +74,9 @@ class Run:
     updated_at: datetime
     phase: int | None = None  # current/last phase touched
     phases: dict[int, PhaseState] = field(default_factory=dict)
-    preflight: dict | None = None  # the preflight report: outcome, at, expires_at, checksums, backup{path,sha256,size}
+    preflight: dict | None = (
+        None  # the preflight report: outcome, at, expires_at, checksums, backup{path,sha256,size}
+    )
     approval: dict | None = None  # see state.approval.bind_approval
     decision: dict | None = None  # {by, at, what: go|scheduled|no-go, reason}
     result: dict | None = None  # the run's outcome facts (template fields, gates)
@@ -78,9 +89,14 @@ class Run:
     def to_hash(self) -> dict[str, str]:
         """The run hash's fields (phases excluded: they live in their own hash)."""
         data = {
-            "id": self.id, "target": self.target, "runbook": self.runbook, "status": str(self.status),
-            "created_at": _iso(self.created_at), "created_by": self.created_by,
-            "updated_at": _iso(self.updated_at), "phase": self.phase,
+            "id": self.id,
+            "target": self.target,
+            "runbook": self.runbook,
+            "status": str(self.status),
+            "created_at": _iso(self.created_at),
+            "created_by": self.created_by,
+            "updated_at": _iso(self.updated_at),
+            "phase": self.phase,
             **{name: getattr(self, name) for name in WRITABLE},
         }
         return {k: dumps(v) for k, v in data.items()}
@@ -89,15 +105,26 @@ class Run:
         return {str(n): json.dumps(p.to_dict()) for n, p in self.phases.items()}
 
     @classmethod
-    def from_hashes(cls, run: Mapping, phases: Mapping) -> "Run":
+    def from_hashes(cls, run: Mapping, phases: Mapping) -> Run:
         data = {as_text(k): json.loads(v) for k, v in run.items()}
         return cls(
-            id=data["id"], target=data["target"], runbook=data["runbook"], status=Status(data["status"]),
-            created_at=_dt(data["created_at"]), created_by=data["created_by"], updated_at=_dt(data["updated_at"]),
+            id=data["id"],
+            target=data["target"],
+            runbook=data["runbook"],
+            status=Status(data["status"]),
+            created_at=_dt(data["created_at"]),
+            created_by=data["created_by"],
+            updated_at=_dt(data["updated_at"]),
             phase=data.get("phase"),
-            phases={int(as_text(n)): PhaseState.from_dict(json.loads(v)) for n, v in sorted(phases.items(), key=lambda kv: int(kv[0]))},
-            preflight=data.get("preflight"), approval=data.get("approval"), decision=data.get("decision"),
-            result=data.get("result"), meta=data.get("meta") or {},
+            phases={
+                int(as_text(n)): PhaseState.from_dict(json.loads(v))
+                for n, v in sorted(phases.items(), key=lambda kv: int(kv[0]))
+            },
+            preflight=data.get("preflight"),
+            approval=data.get("approval"),
+            decision=data.get("decision"),
+            result=data.get("result"),
+            meta=data.get("meta") or {},
         )
 
 
@@ -109,9 +136,17 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = None,
-                     phase_status: PhaseStatus | None = None, fields: Mapping[str, Any] | None = None,
-                     error: str | None = None, file: str | None = None) -> list[int]:
+def apply_transition(
+    run: Run,
+    to: Status,
+    *,
+    actor: str,
+    phase: int | None = None,
+    phase_status: PhaseStatus | None = None,
+    fields: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    file: str | None = None,
+) -> list[int]:
     """Change `run` in memory for a transition already checked (pure: the store writes the
     result); return the phase numbers whose state changed."""
     now = clock.now()
@@ -132,7 +167,11 @@ def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = No
         # Durations are kept as they were measured: a phase already rolled back keeps its
         # rollback's, a phase the restore undid keeps its own run's (the restore is not its rollback).
         for n, state in run.phases.items():
-            if state.status not in (PhaseStatus.PENDING, PhaseStatus.ROLLED_BACK) and state.kind == "migration" and n not in changed:
+            if (
+                state.status not in (PhaseStatus.PENDING, PhaseStatus.ROLLED_BACK)
+                and state.kind == "migration"
+                and n not in changed
+            ):
                 state.status, state.finished_at, state.error = PhaseStatus.ROLLED_BACK, now, None
                 changed.append(n)
     if to not in ACTIVE:
@@ -144,8 +183,9 @@ def apply_transition(run: Run, to: Status, *, actor: str, phase: int | None = No
     return changed
 
 
-def _set_phase(run: Run, n: int, status: PhaseStatus, now: datetime, actor: str,
-               error: str | None, file: str | None) -> None:
+def _set_phase(
+    run: Run, n: int, status: PhaseStatus, now: datetime, actor: str, error: str | None, file: str | None
+) -> None:
     state = run.phases.setdefault(n, PhaseState())
     if status in PHASE_BUSY:
         run.phases[n] = PhaseState(status=status, started_at=now, actor=actor, file=file, kind=state.kind)

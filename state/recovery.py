@@ -5,11 +5,12 @@ last run can be replayed from `migrate_bot.run_events`. What the history never h
 listed, not invented; the rebuilt run's approval and preflight are revoked, so nothing runs
 until a fresh preflight (and a new approval).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,7 +37,9 @@ class RecoveryReport:
     events: int = 0  # how many events the rebuild replayed
 
 
-def rebuild_from_history(store: RunStore, events: EventLog, *, ledger: Sequence[Mapping] = ()) -> RecoveryReport:
+def rebuild_from_history(
+    store: RunStore, events: EventLog, *, ledger: Sequence[Mapping] = ()
+) -> RecoveryReport:
     """If Redis has no current run but PostgreSQL has history, rebuild the last run (and the
     incident flag) from its events, mark it rebuilt, and say what could not be rebuilt.
 
@@ -51,7 +54,9 @@ def rebuild_from_history(store: RunStore, events: EventLog, *, ledger: Sequence[
         history = events.events(run_ids[0], limit=100_000) if run_ids else []
         incident = _last_incident(events.events(None, limit=1000))
     except SQLAlchemyError as exc:
-        return RecoveryReport(False, None, message=f"the event history in PostgreSQL is unreachable ({type(exc).__name__})")
+        return RecoveryReport(
+            False, None, message=f"the event history in PostgreSQL is unreachable ({type(exc).__name__})"
+        )
     if not history:
         return RecoveryReport(False, None, message="no run in the event history: nothing to rebuild")
     run, missing = replay(history)
@@ -59,8 +64,12 @@ def rebuild_from_history(store: RunStore, events: EventLog, *, ledger: Sequence[
     _make_safe(run, missing)
     missing.extend(_committed_in_unfinished(run, unfinished, ledger))
     try:
-        store.restore(run, actor="bot", incident=incident,
-                      evidence={"events": len(history), "status": str(run.status), "missing": missing})
+        store.restore(
+            run,
+            actor="bot",
+            incident=incident,
+            evidence={"events": len(history), "status": str(run.status), "missing": missing},
+        )
     except IllegalTransition:
         return RecoveryReport(False, store.current(), message="another process rebuilt the run state first")
     return RecoveryReport(True, run, missing, _message(run, len(history), missing), len(history))
@@ -74,10 +83,16 @@ def replay(history: Sequence[Mapping]) -> tuple[Run, list[str]]:
     if created is None:
         missing.append("who started the run and its runbook's phases (its first event is not in the history)")
     origin = created or first
-    run = Run(id=first["run_id"], target=first.get("target") or "", runbook=_move(origin).get("runbook") or "unknown",
-              status=Status(_move(origin).get("to") or Status.PREFLIGHT_RUNNING),
-              created_at=_at(origin), created_by=origin["actor"] if created else "unknown", updated_at=_at(origin),
-              phases=_initial_phases(_move(origin)))
+    run = Run(
+        id=first["run_id"],
+        target=first.get("target") or "",
+        runbook=_move(origin).get("runbook") or "unknown",
+        status=Status(_move(origin).get("to") or Status.PREFLIGHT_RUNNING),
+        created_at=_at(origin),
+        created_by=origin["actor"] if created else "unknown",
+        updated_at=_at(origin),
+        phases=_initial_phases(_move(origin)),
+    )
     for event in history:
         move = _move(event)
         if move.get("from") is None:
@@ -89,8 +104,10 @@ def replay(history: Sequence[Mapping]) -> tuple[Run, list[str]]:
 
 def _initial_phases(created: Mapping) -> dict[int, PhaseState]:
     checks = set(created.get("verification") or ())
-    return {int(n): PhaseState(kind="verification" if n in checks else "migration")
-            for n in created.get("phases") or ()}
+    return {
+        int(n): PhaseState(kind="verification" if n in checks else "migration")
+        for n in created.get("phases") or ()
+    }
 
 
 def _apply_event(run: Run, event: Mapping, move: Mapping) -> None:
@@ -128,7 +145,9 @@ def _unfinished_phases(run: Run) -> dict[int, PhaseStatus]:
     return {n: state.status for n, state in run.phases.items() if state.status in unfinished}
 
 
-def _committed_in_unfinished(run: Run, phases: Mapping[int, PhaseStatus], ledger: Sequence[Mapping]) -> list[str]:
+def _committed_in_unfinished(
+    run: Run, phases: Mapping[int, PhaseStatus], ledger: Sequence[Mapping]
+) -> list[str]:
     notes = []
     for row in ledger:
         state = run.phases.get(row.get("phase"))
@@ -137,8 +156,10 @@ def _committed_in_unfinished(run: Run, phases: Mapping[int, PhaseStatus], ledger
         committed = row.get("started_at")
         if state.started_at and committed and committed < state.started_at:
             continue  # from an earlier attempt of the phase
-        notes.append(f"whether phase {row['phase']} is applied: the ledger shows {row['file']} (step {row['step']}) "
-                     f"committed while the history ends with the phase {phases[row['phase']]}: check the database")
+        notes.append(
+            f"whether phase {row['phase']} is applied: the ledger shows {row['file']} (step {row['step']}) "
+            f"committed while the history ends with the phase {phases[row['phase']]}: check the database"
+        )
     return notes
 
 
@@ -153,9 +174,11 @@ def _last_incident(history: Sequence[Mapping]) -> dict | None:
 
 
 def _message(run: Run, count: int, missing: list[str]) -> str:
-    return (f"Redis had lost the run state. Rebuilt run {run.id} ({run.status}) from {count} events "
-            f"in PostgreSQL. Could not rebuild: {'; '.join(missing)}. "
-            "Nothing will run until a fresh preflight.")
+    return (
+        f"Redis had lost the run state. Rebuilt run {run.id} ({run.status}) from {count} events "
+        f"in PostgreSQL. Could not rebuild: {'; '.join(missing)}. "
+        "Nothing will run until a fresh preflight."
+    )
 
 
 def _move(event: Mapping) -> Mapping:

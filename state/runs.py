@@ -6,12 +6,14 @@ phase states, the id of the current run, an index of runs by creation time, and 
 stream. A transition re-reads the run under WATCH, checks the transition table, and writes
 the status, the phase state, the fields and the audit event in one MULTI/EXEC.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Collection, Iterable, Mapping
 from secrets import token_hex
-from typing import Any, Callable, Collection, Iterable, Mapping
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -20,9 +22,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from core import clock
 from core.redact import first_line, redact
 from state.audit import EventLog, make_event, stream_fields
+from state.codec import as_text, dumps
 from state.keys import Keys
 from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status, check_transition
-from state.codec import as_text, dumps
 from state.record import WRITABLE, PhaseState, Run, apply_transition
 
 __all__ = ["PhaseState", "Run", "RunStore", "WRITABLE", "apply_transition"]
@@ -41,8 +43,9 @@ def _as_stored(fields: Mapping[str, Any] | None, writer: str) -> dict:
 class RunStore:
     """Runs of one target database, in Redis; the audit trail mirrored to `events`."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, events: EventLog | None = None,
-                 secrets: Iterable[str] = ()):
+    def __init__(
+        self, redis: Redis, keys: Keys, *, events: EventLog | None = None, secrets: Iterable[str] = ()
+    ):
         self.redis = redis
         self.keys = keys
         self.events = events
@@ -79,28 +82,59 @@ class RunStore:
 
     # ------------------------------------------------------------ creating
 
-    def create(self, actor: str, runbook: str, *, phases: Iterable[int] = (),
-               verification: Iterable[int] = (), meta: Mapping[str, str] | None = None) -> Run:
+    def create(
+        self,
+        actor: str,
+        runbook: str,
+        *,
+        phases: Iterable[int] = (),
+        verification: Iterable[int] = (),
+        meta: Mapping[str, str] | None = None,
+    ) -> Run:
         """A new run in PREFLIGHT_RUNNING that becomes the current one. Refused while the
         current run is active (its work holds the lock). `phases`: the runbook's phase
         numbers, recorded as pending so that the phase guards know them; `verification`:
         those that only check (run by VERIFYING, never rolled back)."""
         now = clock.now()
         checks = set(verification)
-        states = {n: PhaseState(kind="verification" if n in checks else "migration") for n in sorted({*phases, *checks})}
-        run = Run(id=f"{runbook}-{now:%Y%m%d-%H%M%S}-{token_hex(2)}", target=self.keys.target,
-                  runbook=runbook, status=Status.PREFLIGHT_RUNNING, created_at=now, created_by=actor,
-                  updated_at=now, phases=states, meta=dict(meta or {}))
-        move = {"from": None, "to": str(run.status), "runbook": runbook, "phases": sorted(run.phases),
-                "verification": sorted(checks), "fields": {"meta": run.meta}}
+        states = {
+            n: PhaseState(kind="verification" if n in checks else "migration")
+            for n in sorted({*phases, *checks})
+        }
+        run = Run(
+            id=f"{runbook}-{now:%Y%m%d-%H%M%S}-{token_hex(2)}",
+            target=self.keys.target,
+            runbook=runbook,
+            status=Status.PREFLIGHT_RUNNING,
+            created_at=now,
+            created_by=actor,
+            updated_at=now,
+            phases=states,
+            meta=dict(meta or {}),
+        )
+        move = {
+            "from": None,
+            "to": str(run.status),
+            "runbook": runbook,
+            "phases": sorted(run.phases),
+            "verification": sorted(checks),
+            "fields": {"meta": run.meta},
+        }
 
         def txn(pipe: Pipeline) -> None:
             previous = self._watch_current(pipe)
             if previous is not None and previous.active:
-                raise IllegalTransition(f"run {previous.id} is {previous.status}: wait for it to finish "
-                                        "(or abort it) before starting a new preflight")
-            event = self._event("run created", actor, "ok", run.id, {"transition": move,
-                                                                      "replaces": previous.id if previous else None})
+                raise IllegalTransition(
+                    f"run {previous.id} is {previous.status}: wait for it to finish "
+                    "(or abort it) before starting a new preflight"
+                )
+            event = self._event(
+                "run created",
+                actor,
+                "ok",
+                run.id,
+                {"transition": move, "replaces": previous.id if previous else None},
+            )
             pipe.multi()
             self._write(pipe, run)
             pipe.set(self.keys.current(), run.id)
@@ -127,26 +161,61 @@ class RunStore:
 
     # ------------------------------------------------------------ the one status writer
 
-    def transition(self, run_id: str, to: Status, *, actor: str, action: str,
-                   phase: int | None = None, phase_status: PhaseStatus | None = None,
-                   fields: Mapping[str, Any] | None = None, evidence: Mapping[str, Any] | None = None,
-                   outcome: str = "ok", expect: Collection[Status] | None = None,
-                   error: str | None = None, file: str | None = None) -> Run:
+    def transition(
+        self,
+        run_id: str,
+        to: Status,
+        *,
+        actor: str,
+        action: str,
+        phase: int | None = None,
+        phase_status: PhaseStatus | None = None,
+        fields: Mapping[str, Any] | None = None,
+        evidence: Mapping[str, Any] | None = None,
+        outcome: str = "ok",
+        expect: Collection[Status] | None = None,
+        error: str | None = None,
+        file: str | None = None,
+    ) -> Run:
         """Move run `run_id` to `to`, atomically with its phase state, `fields` and the audit
         event; raise IllegalTransition (with a reason) when the lifecycle refuses the move.
 
         `expect`: statuses the run must be in (guards against a command acting on a state
         that changed since it looked). `phase_status` defaults from `to` (RUNNING -> running,
         PHASE_DONE -> succeeded, ...). `error`/`file`: recorded on the phase state."""
-        return self._transition(run_id, Status(to), actor=actor, action=action, phase=phase,
-                                phase_status=phase_status, fields=fields, evidence=evidence,
-                                outcome=outcome, expect=expect, error=error, file=file)
+        return self._transition(
+            run_id,
+            Status(to),
+            actor=actor,
+            action=action,
+            phase=phase,
+            phase_status=phase_status,
+            fields=fields,
+            evidence=evidence,
+            outcome=outcome,
+            expect=expect,
+            error=error,
+            file=file,
+        )
 
-    def _transition(self, run_id: str, to: Status, *, actor: str, action: str, phase: int | None,
-                    phase_status: PhaseStatus | None, fields: Mapping[str, Any] | None,
-                    evidence: Mapping[str, Any] | None, outcome: str, expect: Collection[Status] | None,
-                    error: str | None, file: str | None, watch: tuple[str, ...] = (),
-                    guard: Callable[[Pipeline, Run], None] | None = None) -> Run:
+    def _transition(
+        self,
+        run_id: str,
+        to: Status,
+        *,
+        actor: str,
+        action: str,
+        phase: int | None,
+        phase_status: PhaseStatus | None,
+        fields: Mapping[str, Any] | None,
+        evidence: Mapping[str, Any] | None,
+        outcome: str,
+        expect: Collection[Status] | None,
+        error: str | None,
+        file: str | None,
+        watch: tuple[str, ...] = (),
+        guard: Callable[[Pipeline, Run], None] | None = None,
+    ) -> Run:
         fields = _as_stored(fields, "transition")
 
         def move(pipe: Pipeline, run: Run) -> dict:
@@ -155,36 +224,71 @@ class RunStore:
             if guard:
                 guard(pipe, run)
             before = run.status
-            changed = apply_transition(run, to, actor=actor, phase=phase, phase_status=phase_status,
-                                       fields=fields, error=error, file=file)
+            changed = apply_transition(
+                run,
+                to,
+                actor=actor,
+                phase=phase,
+                phase_status=phase_status,
+                fields=fields,
+                error=error,
+                file=file,
+            )
             # what the move wrote, so that state.recovery can replay it from the history
-            return {**(evidence or {}), "transition": {
-                "from": str(before), "to": str(to), "phase": phase,
-                "phases": {str(n): run.phases[n].to_dict() for n in changed}, "fields": fields}}
+            return {
+                **(evidence or {}),
+                "transition": {
+                    "from": str(before),
+                    "to": str(to),
+                    "phase": phase,
+                    "phases": {str(n): run.phases[n].to_dict() for n in changed},
+                    "fields": fields,
+                },
+            }
 
-        return self._update(run_id, move, actor=actor, action=action, outcome=outcome, expect=expect,
-                            watch=(self.keys.current(), *watch))
+        return self._update(
+            run_id,
+            move,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            expect=expect,
+            watch=(self.keys.current(), *watch),
+        )
 
-    def _update(self, run_id: str, change: Callable[[Pipeline, Run], dict], *, actor: str, action: str,
-                outcome: str, expect: Collection[Status] | None, watch: tuple[str, ...] = ()) -> Run:
+    def _update(
+        self,
+        run_id: str,
+        change: Callable[[Pipeline, Run], dict],
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        expect: Collection[Status] | None,
+        watch: tuple[str, ...] = (),
+    ) -> Run:
         """The one read-check-write of a run: in a WATCH/MULTI transaction, load the run, check
         it is in an `expect`ed status, let `change` check and change it (returning the audit
         evidence), and write it together with its audit event."""
+
         def txn(pipe: Pipeline) -> Run:
             run = self._load(pipe, run_id)
             if run is None:
                 raise IllegalTransition(f"there is no run {run_id}")
             if expect is not None and run.status not in expect:
-                raise IllegalTransition(f"the run is {run.status}; this needs it to be "
-                                        + " or ".join(str(Status(s)) for s in expect))
+                raise IllegalTransition(
+                    f"the run is {run.status}; this needs it to be "
+                    + " or ".join(str(Status(s)) for s in expect)
+                )
             event = self._event(action, actor, outcome, run.id, change(pipe, run))
             pipe.multi()
             self._write(pipe, run)
             self._append(pipe, event)
             return run
 
-        run = self.redis.transaction(txn, self.keys.run(run_id), self.keys.run_phases(run_id), *watch,
-                                     value_from_callable=True)
+        run = self.redis.transaction(
+            txn, self.keys.run(run_id), self.keys.run_phases(run_id), *watch, value_from_callable=True
+        )
         self.flush_mirror()
         return run
 
@@ -198,9 +302,17 @@ class RunStore:
 
     # ------------------------------------------------------------ other writes
 
-    def update_record(self, run_id: str, *, fields: Mapping[str, Any], actor: str, action: str,
-                      expect: Collection[Status], evidence: Mapping[str, Any] | None = None,
-                      unchanged_since: Any = None) -> Run:
+    def update_record(
+        self,
+        run_id: str,
+        *,
+        fields: Mapping[str, Any],
+        actor: str,
+        action: str,
+        expect: Collection[Status],
+        evidence: Mapping[str, Any] | None = None,
+        unchanged_since: Any = None,
+    ) -> Run:
         """Write `fields` of a run that stays in its status (e.g. an approval renewed mid-run),
         atomically with the audit event; IllegalTransition when the run is no longer in one of
         the `expect`ed statuses, or (with `unchanged_since`, its updated_at as the caller read
@@ -231,8 +343,15 @@ class RunStore:
 
         self.redis.transaction(txn, key)
 
-    def record(self, action: str, *, actor: str, outcome: str, run_id: str | None = None,
-               evidence: Mapping[str, Any] | None = None) -> None:
+    def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        outcome: str,
+        run_id: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> None:
         """An audit event without a status change (refusals, commands, checks)."""
         pipe = self.redis.pipeline(transaction=True)
         self._append(pipe, self._event(action, actor, outcome, run_id, evidence))
@@ -267,7 +386,9 @@ class RunStore:
     def first_delivery(self, request_id: str, ttl: int = 3600) -> bool:
         """True the first time `request_id` is seen (within `ttl` seconds), False after:
         a retried or double-clicked request is executed once."""
-        return bool(self.redis.set(self.keys.request_seen(request_id), clock.now().isoformat(), nx=True, ex=ttl))
+        return bool(
+            self.redis.set(self.keys.request_seen(request_id), clock.now().isoformat(), nx=True, ex=ttl)
+        )
 
     def detect_interrupted(self, lock) -> Run | None:
         """If the current run is active but nobody holds the run lock (its owner died and the
@@ -283,15 +404,31 @@ class RunStore:
 
         try:
             return self._transition(
-                run.id, Status.INTERRUPTED, actor="bot", action="interrupted", phase=None, phase_status=None,
-                fields=None, evidence={"status_before": str(run.status), "phase": run.phase,
-                                       "reason": "the process doing this run stopped renewing the run lock"},
-                outcome="interrupted", expect=ACTIVE, error="interrupted", file=None,
-                watch=(self.keys.lock(),), guard=lock_still_free)
+                run.id,
+                Status.INTERRUPTED,
+                actor="bot",
+                action="interrupted",
+                phase=None,
+                phase_status=None,
+                fields=None,
+                evidence={
+                    "status_before": str(run.status),
+                    "phase": run.phase,
+                    "reason": "the process doing this run stopped renewing the run lock",
+                },
+                outcome="interrupted",
+                expect=ACTIVE,
+                error="interrupted",
+                file=None,
+                watch=(self.keys.lock(),),
+                guard=lock_still_free,
+            )
         except IllegalTransition:
             return None  # it finished, or a live owner holds the lock after all
 
-    def restore(self, run: Run, *, actor: str, evidence: Mapping[str, Any], incident: dict | None = None) -> None:
+    def restore(
+        self, run: Run, *, actor: str, evidence: Mapping[str, Any], incident: dict | None = None
+    ) -> None:
         """Write a run rebuilt from history (state.recovery) and make it current, unless a
         current run appeared meanwhile; restore the incident flag with it. Audited as "run rebuilt"."""
 
@@ -311,10 +448,17 @@ class RunStore:
 
     # ------------------------------------------------------------ audit
 
-    def _event(self, action: str, actor: str, outcome: str, run_id: str | None,
-               evidence: Mapping[str, Any] | None) -> dict:
-        return make_event(target=self.keys.target, action=action, actor=actor, outcome=outcome,
-                          run_id=run_id, evidence=evidence)
+    def _event(
+        self, action: str, actor: str, outcome: str, run_id: str | None, evidence: Mapping[str, Any] | None
+    ) -> dict:
+        return make_event(
+            target=self.keys.target,
+            action=action,
+            actor=actor,
+            outcome=outcome,
+            run_id=run_id,
+            evidence=evidence,
+        )
 
     def _append(self, pipe: Pipeline, event: Mapping[str, Any]) -> None:
         """Queue the event into the stream and, when PostgreSQL mirrors it, the pending list
@@ -366,7 +510,9 @@ class RunStore:
     def _mirror_unreachable(self, key: str, exc: BaseException) -> int:
         # PostgreSQL unreachable: keep everything pending, in order, for the next write.
         pending = self.redis.llen(key)
-        log.warning("audit mirror to PostgreSQL failed, %d event(s) pending: %s", pending, self._first_line(exc))
+        log.warning(
+            "audit mirror to PostgreSQL failed, %d event(s) pending: %s", pending, self._first_line(exc)
+        )
         return pending
 
     def _first_line(self, exc: Exception) -> str:

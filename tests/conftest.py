@@ -4,6 +4,7 @@ Nothing here mocks PostgreSQL or Redis; each test gets its own database (cloned 
 version-005 template built once per session from sql/baseline/) and its own Redis key
 prefix, both removed afterwards.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 waiting for the lock, its transaction rolls back, the database is unchanged (checked by the
 bot and by the test), the failure template says so; from the same process and from another.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,7 +38,9 @@ def _assert_unchanged(url: str, schema_before: str) -> None:
     assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
 
 
-def _abort_while_blocked(core: Core, user: str, text: str, table: str = rbs.BLOCKING_TABLE) -> tuple[int, str]:
+def _abort_while_blocked(
+    core: Core, user: str, text: str, table: str = rbs.BLOCKING_TABLE
+) -> tuple[int, str]:
     """Run `text` in a thread while the test holds a lock it needs; abort it from this process;
     it must stop while the lock is still held (the abort stopped it, not the lock's release)."""
     out, result = io.StringIO(), {}
@@ -121,8 +124,15 @@ def test_abort_from_another_process_cancels_a_running_statement(sleeping):
     proc = rbs.start_console(sleeping, LIU, "run phase 1")
     try:
         pid = rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
-        rbs.wait_until(lambda: pg.scalar(sleeping.database_url, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
-                                         (pid,)) == "PgSleep", what="the step sleeping")
+        rbs.wait_until(
+            lambda: (
+                pg.scalar(
+                    sleeping.database_url, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)
+                )
+                == "PgSleep"
+            ),
+            what="the step sleeping",
+        )
         abort_out = io.StringIO()
         assert run_command(core, COORDINATOR, "abort", abort_out) == 0, abort_out.getvalue()
         output, _ = proc.communicate(timeout=60)  # long before the 240 s sleep would end
@@ -161,7 +171,9 @@ def test_work_that_loses_its_run_lock_stops_at_once(blocking, redis_client):
     schema_before = pg.schema_dump(settings.database_url)
     out, result = io.StringIO(), {}
     with rbs.TableLock(settings.database_url):
-        worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "run phase 1", out)))
+        worker = threading.Thread(
+            target=lambda: result.update(code=run_command(core, LIU, "run phase 1", out))
+        )
         worker.start()
         rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
         redis_client.set(core.keys.lock(), '{"token": "someone-else", "owner": "another bot"}', px=60_000)

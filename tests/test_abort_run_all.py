@@ -3,6 +3,7 @@ event in the audit (Redis stream and migrate_bot.run_events), no "Phase 2 starte
 phase-2 row in the file ledger (migrate_bot.applied_files) — whether the abort reaches a
 statement of phase 1 or arrives while phase 1's checks run, after its last step committed.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,16 +36,22 @@ def _with_slow_phase_1_check(runbook: Path, live: str, seconds: int) -> Path:
     text = runbook.read_text(encoding="utf-8")
     anchor = "# ---------------------------------------------------------------- Phase 2"
     assert anchor in text
-    runbook.write_text(text.replace(anchor, SLOW_CHECK.format(live=live, seconds=seconds) + "\n" + anchor, 1),
-                       encoding="utf-8")
+    runbook.write_text(
+        text.replace(anchor, SLOW_CHECK.format(live=live, seconds=seconds) + "\n" + anchor, 1),
+        encoding="utf-8",
+    )
     return runbook
 
 
 def _sleeping_backend(url: str, where: str, value: str) -> int | None:
     """A backend of the live database sleeping in pg_sleep, found by `where` (a column
     compared with LIKE `value`; a long statement's text may be cut off in pg_stat_activity)."""
-    return pg.scalar(url, f"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' "
-                          f"AND {where} LIKE %s AND pid <> pg_backend_pid()", (value,))
+    return pg.scalar(
+        url,
+        f"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' "
+        f"AND {where} LIKE %s AND pid <> pg_backend_pid()",
+        (value,),
+    )
 
 
 def _run_and_abort_when(core: Core, ready_to_abort) -> tuple[int, str, str]:
@@ -73,8 +80,12 @@ def _assert_phase_2_never_started(core: Core, out: str) -> None:
     rows = ledger.applied_files(core.settings.database_url, core.runbook.id)
     assert [r["phase"] for r in rows if r["phase"] != 1] == []
     assert run.phases[2].status is PhaseStatus.PENDING and run.phases[2].started_at is None
-    assert pg.scalar(core.settings.database_url,
-                     "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform'") == 0  # nothing of phase 2 ran
+    assert (
+        pg.scalar(
+            core.settings.database_url, "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform'"
+        )
+        == 0
+    )  # nothing of phase 2 ran
 
 
 def test_abort_while_phase_1_runs_a_statement_stops_the_whole_run(ready, tmp_path):
@@ -82,7 +93,9 @@ def test_abort_while_phase_1_runs_a_statement_stops_the_whole_run(ready, tmp_pat
     console = Console(Core.from_settings(settings))
     console.approved()
 
-    code, out, _ = _run_and_abort_when(console.core, lambda: _sleeping_backend(settings.database_url, "application_name", "migrate-bot"))
+    code, out, _ = _run_and_abort_when(
+        console.core, lambda: _sleeping_backend(settings.database_url, "application_name", "migrate-bot")
+    )
 
     assert code == 1, out
     assert "aborted by request" in out
@@ -98,7 +111,9 @@ def test_abort_while_phase_1_checks_run_lets_phase_1_finish_and_never_starts_pha
     console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
     console.approved()
 
-    code, out, aborted = _run_and_abort_when(console.core, lambda: _sleeping_backend(ready.database_url, "query", "%pg_sleep(CASE%"))
+    code, out, aborted = _run_and_abort_when(
+        console.core, lambda: _sleeping_backend(ready.database_url, "query", "%pg_sleep(CASE%")
+    )
 
     assert code == 1, out  # `run` did not do what it was asked: the rest was aborted
     assert "Phase 1 complete" in out

@@ -1,6 +1,7 @@
 """Advice that can be followed (issue 11 defect 8): a failure says what is known — never a
 restore when the step's transaction rolled back — and the TPM's `approve` turns a scheduled
 GO into GO now, which is what `run` tells people to ask for."""
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,9 @@ def test_a_step_stopped_while_waiting_on_a_lock_is_reported_rolled_back_not_rest
     """Fails without the fix: the state check queued behind the same lock, could not compare,
     and the failure said both "safe to retry" and "Restore from backup may be needed" (killed),
     or "Unknown — the database differs from its state before the step" (aborted)."""
-    toml = rbs.append_to_file(rbs.copy_runbook(tmp_path), STEP_1_2, f"LOCK TABLE {UNRELATED_TABLE} IN SHARE MODE;")
+    toml = rbs.append_to_file(
+        rbs.copy_runbook(tmp_path), STEP_1_2, f"LOCK TABLE {UNRELATED_TABLE} IN SHARE MODE;"
+    )
     rbs.set_step_option(toml, "1.2", 'lock_timeout = "10m"')
     settings = ready.with_(runbook_path=toml)
     core = Core.from_settings(settings)
@@ -47,8 +50,14 @@ def test_a_step_stopped_while_waiting_on_a_lock_is_reported_rolled_back_not_rest
     worker = threading.Thread(target=lambda: result.update(code=run_command(core, LIU, "run phase 1", out)))
     worker.start()
     try:
-        pid = rbs.wait_until(lambda: pg.scalar(url, "SELECT to_regclass('migrate_bot.applied_files') IS NOT NULL")
-                             and rbs.step_backend(core), timeout=120, what="step 1.2 waiting for the lock")
+        pid = rbs.wait_until(
+            lambda: (
+                pg.scalar(url, "SELECT to_regclass('migrate_bot.applied_files') IS NOT NULL")
+                and rbs.step_backend(core)
+            ),
+            timeout=120,
+            what="step 1.2 waiting for the lock",
+        )
         if how == "killed":
             assert pg.scalar(url, "SELECT pg_terminate_backend(%s)", (pid,))
         else:

@@ -1,4 +1,5 @@
 """Runbooks nobody here wrote (issue 13): what the runbook names runs, whatever its shape."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,13 @@ from tests.support.migration_folders import Folder, Migration, generated
 @pytest.fixture
 def bare(settings, scratch_db):
     """An empty database and none of 006's settings (no deployment, no inputs)."""
-    return settings.with_(database_url=scratch_db(), deployment_url=None, register_mongodb_url=None,
-                          register_redis_url=None, encryption_key=None)
+    return settings.with_(
+        database_url=scratch_db(),
+        deployment_url=None,
+        register_mongodb_url=None,
+        register_redis_url=None,
+        encryption_key=None,
+    )
 
 
 def with_ledger_table(url: str) -> None:
@@ -26,8 +32,12 @@ def with_ledger_table(url: str) -> None:
         conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY)")
 
 
-TWO = [Migration("001_items", "CREATE TABLE items (id int PRIMARY KEY);\n", "DROP TABLE items;\n"),
-       Migration("002_label", "ALTER TABLE items ADD COLUMN label text;\n", "ALTER TABLE items DROP COLUMN label;\n")]
+TWO = [
+    Migration("001_items", "CREATE TABLE items (id int PRIMARY KEY);\n", "DROP TABLE items;\n"),
+    Migration(
+        "002_label", "ALTER TABLE items ADD COLUMN label text;\n", "ALTER TABLE items DROP COLUMN label;\n"
+    ),
+]
 
 
 def test_a_runbook_without_a_verification_phase_runs_to_success_and_records_its_version(bare, tmp_path):
@@ -42,7 +52,9 @@ def test_a_runbook_without_a_verification_phase_runs_to_success_and_records_its_
     assert code == 0, out
     assert "SUCCESSFUL" in out
     assert str(core.store.current().status) == "succeeded"
-    assert pg.scalar(bare.database_url, "SELECT count(*) FROM schema_migrations WHERE version = '20260102'") == 1
+    assert (
+        pg.scalar(bare.database_url, "SELECT count(*) FROM schema_migrations WHERE version = '20260102'") == 1
+    )
 
     code, out = console(COORDINATOR, "verify")
     assert code == 0, out
@@ -63,8 +75,14 @@ def test_files_in_subfolders_run_by_their_path_relative_to_the_runbook(bare, tmp
     assert files == {("1.1", "deploy/001_items.sql"), ("2.1", "deploy/002_label.sql")}
     code, out = console(COORDINATOR, "rollback phase 2")
     assert code == 0, out
-    assert pg.scalar(bare.database_url, "SELECT count(*) FROM information_schema.columns "
-                                        "WHERE table_name = 'items' AND column_name = 'label'") == 0
+    assert (
+        pg.scalar(
+            bare.database_url,
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'items' AND column_name = 'label'",
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize("path", ["../elsewhere.sql", "/etc/passwd", "deploy/../../x.sql", "link/x.sql"])
@@ -77,7 +95,8 @@ def test_a_file_outside_the_runbook_folder_is_refused_at_load(tmp_path, path):
     (folder / "link").symlink_to(tmp_path / "outside")
     (folder / "runbook.toml").write_text(
         f'[runbook]\nid = "x"\nversion = "1"\n\n[[phases]]\nnumber = 1\nname = "a"\nowner = "coordinator"\n\n'
-        f'[[phases.steps]]\nid = "1.1"\nfile = "{path}"\n')
+        f'[[phases.steps]]\nid = "1.1"\nfile = "{path}"\n'
+    )
     with pytest.raises(RunbookError, match="outside the runbook's folder"):
         load_runbook(folder / "runbook.toml")
 
@@ -87,7 +106,9 @@ SUITE = """\
 SELECT CASE WHEN to_regclass('public.breaks_the_suite') IS NULL THEN 'ok: items usable'
             ELSE 'FAIL: breaks_the_suite exists' END AS result;
 """
-WITH_SUITE = '[[phases.suites]]\nname = "items usable"\nfile = "verify/001_items.sql"\nfail_pattern = "^\\\\s*FAIL:"'
+WITH_SUITE = (
+    '[[phases.suites]]\nname = "items usable"\nfile = "verify/001_items.sql"\nfail_pattern = "^\\\\s*FAIL:"'
+)
 
 
 def suite_runbook(tmp_path: Path) -> Path:
@@ -124,6 +145,7 @@ def test_the_rehearsal_runs_a_migration_phase_suite_too(bare, tmp_path):
 
 
 # ------------------------------------------------------------------ generality ("Must show")
+
 
 def empty_schema(scratch_db) -> str:
     return pg.schema_dump(scratch_db())

@@ -4,6 +4,7 @@ A file changed while a run is under way is refused before it executes and nothin
 reported ✅; `runbook.toml` (the chosen option, failure policies, inputs, checks) is bound
 like the SQL files it names.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,15 +47,18 @@ def test_a_phase_2_file_changed_while_phase_1_runs_is_refused_before_it_executes
     assert "SUCCESSFUL" not in text and "✅ Step 2.1" not in text
     url = settings.database_url
     assert pg.scalar(url, "SELECT to_regclass('public.unapproved_by_the_tpm') IS NULL")
-    assert pg.scalar(url, "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform'") == 0  # 2.1 did not run
+    assert (
+        pg.scalar(url, "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform'") == 0
+    )  # 2.1 did not run
     rows = ledger.applied_files(url, "006")
     assert [r["step"] for r in rows] == ["1.1", "1.2"]
     assert all(r["sha256"] == core.store.current().approval["checksums"][r["file"]] for r in rows)
     assert approved != hashlib.sha256((settings.runbook_path.parent / PHASE_2_FILE).read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("body", ["CREATE TABLE public.t1 (id int);\n",
-                                  "\\echo through psql\nCREATE TABLE public.t1 (id int);\n"])
+@pytest.mark.parametrize(
+    "body", ["CREATE TABLE public.t1 (id int);\n", "\\echo through psql\nCREATE TABLE public.t1 (id int);\n"]
+)
 def test_the_executor_runs_only_the_approved_bytes(db_005, tmp_path, body):
     """Directly and through psql: bytes other than the approved ones never reach the database."""
     from engine.executor import Executor, FileChanged
@@ -69,10 +73,13 @@ def test_the_executor_runs_only_the_approved_bytes(db_005, tmp_path, body):
     path.write_text(body)
     result = Executor(db_005).run_file(path, approved_sha256=approved)
     assert result.ok and result.sha256 == approved, result.error
-    assert pg.scalar(db_005, "SELECT to_regclass('public.t1') IS NOT NULL AND to_regclass('public.t2') IS NULL")
+    assert pg.scalar(
+        db_005, "SELECT to_regclass('public.t1') IS NOT NULL AND to_regclass('public.t2') IS NULL"
+    )
 
 
 # ------------------------------------------------------------------ runbook.toml is bound too
+
 
 def _edit(toml, old: str, new: str) -> None:
     text = toml.read_text(encoding="utf-8")
@@ -83,12 +90,16 @@ def _edit(toml, old: str, new: str) -> None:
 CHANGES = {
     "choose": ('choose = "A"', 'choose = "B"', 'step 2.1 choose "A" → "B"'),
     "on_failure": ('on_failure = "retry"', 'on_failure = "stop" ', 'step 1.2 on_failure "retry" → "stop"'),
-    "inputs": ('inputs = ["migrate.register_mongodb_url", "migrate.register_redis_url", "app.encryption_key"]',
-               'inputs = ["app.encryption_key", "migrate.register_mongodb_url", "migrate.register_redis_url"]',
-               "step 1.2 inputs changed"),
-    "check sql": ("tgrelid = 'platform.databases'::regclass AND NOT tgisinternal",
-                  "tgrelid = 'platform.databases'::regclass AND NOT tgisinternal AND true",
-                  "phase 1 check '2 triggers on platform.databases' changed"),
+    "inputs": (
+        'inputs = ["migrate.register_mongodb_url", "migrate.register_redis_url", "app.encryption_key"]',
+        'inputs = ["app.encryption_key", "migrate.register_mongodb_url", "migrate.register_redis_url"]',
+        "step 1.2 inputs changed",
+    ),
+    "check sql": (
+        "tgrelid = 'platform.databases'::regclass AND NOT tgisinternal",
+        "tgrelid = 'platform.databases'::regclass AND NOT tgisinternal AND true",
+        "phase 1 check '2 triggers on platform.databases' changed",
+    ),
 }
 
 
@@ -103,8 +114,11 @@ def test_runbook_toml_changed_after_go_makes_run_refuse_naming_the_change(ready,
     _edit(toml, old, new)
 
     for process in ("same", "fresh"):  # a serve process holding the old plan, a new console process
-        code, out = Console(Core.from_settings(settings))(COORDINATOR, "run") if process == "fresh" \
+        code, out = (
+            Console(Core.from_settings(settings))(COORDINATOR, "run")
+            if process == "fresh"
             else console(COORDINATOR, "run")
+        )
         assert code == 2, out
         assert "runbook.toml changed since approval" in out and named in out, out
     assert pg.scalar(settings.database_url, "SELECT to_regclass('platform.databases') IS NULL")
@@ -142,8 +156,10 @@ def test_report_gate_compares_checksums_not_names(ready):
     assert code == 0, out
     run = core.store.current()
     assert gates._files_executed(core, run).ok
-    pg.scalar(ready.database_url, "UPDATE migrate_bot.applied_files SET sha256 = repeat('0', 64) WHERE step = '2.1' "
-                                  "RETURNING 1")
+    pg.scalar(
+        ready.database_url,
+        "UPDATE migrate_bot.applied_files SET sha256 = repeat('0', 64) WHERE step = '2.1' RETURNING 1",
+    )
     evidence = gates._files_executed(core, run)
     assert not evidence.ok and "missing: 006_enable_rls_IMPROVED.sql" in evidence.observed
 
@@ -157,14 +173,21 @@ def test_a_check_that_writes_is_refused_when_the_runbook_loads(tmp_path):
     from runbook.model import RunbookError, load_runbook
 
     toml = rbs.copy_runbook(tmp_path)
-    _edit(toml, "sql = \"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'platform.databases'::regclass AND NOT tgisinternal\"",
-          f'sql = "{ATTACK}"')
-    with pytest.raises(RunbookError, match=r"phase 1 .*2 triggers on platform.databases.*exactly one statement"):
+    _edit(
+        toml,
+        "sql = \"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'platform.databases'::regclass AND NOT tgisinternal\"",
+        f'sql = "{ATTACK}"',
+    )
+    with pytest.raises(
+        RunbookError, match=r"phase 1 .*2 triggers on platform.databases.*exactly one statement"
+    ):
         load_runbook(toml)
 
 
-@pytest.mark.parametrize("sql", [ATTACK, "SELECT 1; SET default_transaction_read_only = off; "
-                                         "DROP TABLE platform.organizations CASCADE"])
+@pytest.mark.parametrize(
+    "sql",
+    [ATTACK, "SELECT 1; SET default_transaction_read_only = off; DROP TABLE platform.organizations CASCADE"],
+)
 def test_even_past_the_load_check_the_engine_cannot_run_a_second_statement(db_005, sql):
     """Fails without the fix: the check ran as a simple query, whose COMMIT ended the READ ONLY
     transaction and whose DROP TABLE then dropped a production table."""
@@ -173,8 +196,10 @@ def test_even_past_the_load_check_the_engine_cannot_run_a_second_statement(db_00
     from runbook.model import Check
 
     check = Check(name="attack", sql=sql, expect=1)
-    evidence, = run_checks(db_005, [check])
-    assert not evidence.ok and "cannot insert multiple commands into a prepared statement" in evidence.observed
+    (evidence,) = run_checks(db_005, [check])
+    assert (
+        not evidence.ok and "cannot insert multiple commands into a prepared statement" in evidence.observed
+    )
     line = precondition_line(db_005, check, timeout=10)
     assert line.status == "fail"
     assert pg.scalar(db_005, "SELECT to_regclass('platform.organizations') IS NOT NULL")
@@ -200,13 +225,18 @@ def test_renewal_of_an_expired_approval_compares_runbook_toml_too(ready, tmp_pat
     code, out = console("U0DYLAN", "approve")
 
     assert code == 2, out
-    assert 'runbook.toml changed since approval' in out and 'step 2.1 choose "A" → "B"' in out
+    assert "runbook.toml changed since approval" in out and 'step 2.1 choose "A" → "B"' in out
     assert "not renewed over changed files" in out
 
 
-@pytest.mark.parametrize("sql", ["SELECT lo_import('/etc/hostname') > 0",
-                                 "SELECT pg_catalog.lo_from_bytea(0, 'written') > 0 FROM (SELECT 1) AS one",
-                                 "WITH x AS (SELECT pg_advisory_lock(4711)) SELECT count(*) FROM x"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT lo_import('/etc/hostname') > 0",
+        "SELECT pg_catalog.lo_from_bytea(0, 'written') > 0 FROM (SELECT 1) AS one",
+        "WITH x AS (SELECT pg_advisory_lock(4711)) SELECT count(*) FROM x",
+    ],
+)
 def test_a_check_calling_a_volatile_function_that_acts_outside_the_transaction_is_refused(db_005, sql):
     """Fails without the fix: READ ONLY does not stop lo_import()/lo_from_bytea() — each check
     left a large object in the database and passed — nor an advisory lock, dblink_exec() or
@@ -217,7 +247,7 @@ def test_a_check_calling_a_volatile_function_that_acts_outside_the_transaction_i
     from runbook.model import Check
 
     check = Check(name="side effect", sql=sql, expect=True if "count" not in sql else 1)
-    evidence, = run_checks(db_005, [check])
+    (evidence,) = run_checks(db_005, [check])
     assert not evidence.ok and "volatile function" in evidence.observed, evidence.observed
     line = precondition_line(db_005, check, timeout=10)
     assert line.status == "fail" and "volatile function" in line.observed
@@ -228,7 +258,9 @@ def test_a_check_may_call_stable_functions_and_read_only_volatile_ones(db_005):
     from engine.verify import run_checks
     from runbook.model import Check
 
-    sql = ("SELECT count(*) FROM pg_class WHERE pg_relation_size(oid) >= 0 AND to_regclass('platform.organizations')"
-           " IS NOT NULL AND clock_timestamp() > now() - interval '1 day' AND relname = 'organizations'")
-    evidence, = run_checks(db_005, [Check(name="reads", sql=sql, expect=1)])
+    sql = (
+        "SELECT count(*) FROM pg_class WHERE pg_relation_size(oid) >= 0 AND to_regclass('platform.organizations')"
+        " IS NOT NULL AND clock_timestamp() > now() - interval '1 day' AND relname = 'organizations'"
+    )
+    (evidence,) = run_checks(db_005, [Check(name="reads", sql=sql, expect=1)])
     assert evidence.ok, evidence.observed

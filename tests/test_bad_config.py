@@ -1,5 +1,6 @@
 """A setting the bot cannot use stops `python -m bot console …` and `serve` with one line on
 stderr and exit 2 (refused), never a traceback; HTTP mode never runs without request signing."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,8 +18,9 @@ CONSOLE = ["console", "--user", "U0RAFAEL", "status"]
 
 
 def run_bot(env: dict, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def assert_refused_in_one_line(p: subprocess.CompletedProcess, *expected: str) -> None:
@@ -43,19 +45,42 @@ def _roster_binary(tmp_path: Path) -> str:
 BAD = [
     ("MIGRATE_ROSTER", _roster_directory, "is a directory"),
     ("MIGRATE_ROSTER", _roster_binary, "is not UTF-8 text"),
-    ("MIGRATE_RUNBOOK", _roster_directory, "is a directory: MIGRATE_RUNBOOK names its runbook.toml"),  # was a traceback
+    (
+        "MIGRATE_RUNBOOK",
+        _roster_directory,
+        "is a directory: MIGRATE_RUNBOOK names its runbook.toml",
+    ),  # was a traceback
     ("MIGRATE_RUNBOOK", _roster_binary, "not valid UTF-8"),
     ("REDIS_URL", lambda _: "notaurl", "REDIS_URL must be a redis://"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "nan", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "inf", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "-5", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
     ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "0", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0"),
-    ("MIGRATE_LOCK_TTL_SECONDS", lambda _: "1e308", "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0 and at "
-                                                    "most 1,000,000"),  # was OverflowError at preflight
-    ("MIGRATE_APPROVAL_TTL_HOURS", lambda _: "1e300", "MIGRATE_APPROVAL_TTL_HOURS must be a number greater than 0"),
-    ("MIGRATE_APPROVAL_TTL_HOURS", lambda _: "-inf", "MIGRATE_APPROVAL_TTL_HOURS must be a number greater than 0"),
-    ("MIGRATE_HEALTH_INTERVAL_SECONDS", lambda _: "NaN", "MIGRATE_HEALTH_INTERVAL_SECONDS must be a number at least 0"),
-    ("MIGRATE_FOLLOWUP_HOURS", lambda _: "1,nan", "MIGRATE_FOLLOWUP_HOURS must be comma-separated positive numbers"),
+    (
+        "MIGRATE_LOCK_TTL_SECONDS",
+        lambda _: "1e308",
+        "MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0 and at most 1,000,000",
+    ),  # was OverflowError at preflight
+    (
+        "MIGRATE_APPROVAL_TTL_HOURS",
+        lambda _: "1e300",
+        "MIGRATE_APPROVAL_TTL_HOURS must be a number greater than 0",
+    ),
+    (
+        "MIGRATE_APPROVAL_TTL_HOURS",
+        lambda _: "-inf",
+        "MIGRATE_APPROVAL_TTL_HOURS must be a number greater than 0",
+    ),
+    (
+        "MIGRATE_HEALTH_INTERVAL_SECONDS",
+        lambda _: "NaN",
+        "MIGRATE_HEALTH_INTERVAL_SECONDS must be a number at least 0",
+    ),
+    (
+        "MIGRATE_FOLLOWUP_HOURS",
+        lambda _: "1,nan",
+        "MIGRATE_FOLLOWUP_HOURS must be comma-separated positive numbers",
+    ),
 ]
 
 
@@ -123,10 +148,21 @@ def test_the_built_app_itself_refuses_an_unsigned_request(settings, standin, cap
     bridge = Bridge.create(core)
     try:
         app = build_app(bridge)
-        body = urllib.parse.urlencode({"command": "/migrate", "text": "approve BODYMARKER", "user_id": "U0DYLAN",
-                                       "team_id": "T0TEAM", "trigger_id": "1.1.t", "response_url": standin.response_url()})
-        headers = {"content-type": ["application/x-www-form-urlencoded"], "x-slack-signature": ["v0=" + "0" * 64],
-                   "x-slack-request-timestamp": [str(int(time.time()))]}
+        body = urllib.parse.urlencode(
+            {
+                "command": "/migrate",
+                "text": "approve BODYMARKER",
+                "user_id": "U0DYLAN",
+                "team_id": "T0TEAM",
+                "trigger_id": "1.1.t",
+                "response_url": standin.response_url(),
+            }
+        )
+        headers = {
+            "content-type": ["application/x-www-form-urlencoded"],
+            "x-slack-signature": ["v0=" + "0" * 64],
+            "x-slack-request-timestamp": [str(int(time.time()))],
+        }
         response = app.dispatch(BoltRequest(body=body, headers=headers))
         assert bridge.wait_work(10)
     finally:

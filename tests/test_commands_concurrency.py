@@ -3,6 +3,7 @@
 Threads share one process (two Slack requests served concurrently); processes are two
 console invocations on two machines' worth of bot, sharing only Redis and PostgreSQL.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,22 +56,38 @@ def test_two_threads_run_at_once_one_executes_one_is_refused(ready):
 def env_for(settings) -> dict:
     """The environment a console process gets for `settings` (the contract's variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_"))}
-    env.update({
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path),
-        "MIGRATE_RUNBOOK": str(settings.runbook_path), "DEPLOYMENT_URL": settings.deployment_url or "",
-        "REGISTER_MONGODB_URL": settings.register_mongodb_url or "", "REGISTER_REDIS_URL": settings.register_redis_url or "",
-        "MIGRATE_ENCRYPTION_KEY": settings.encryption_key or "", "BACKUP_DIR": str(settings.backup_dir),
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "MIGRATE_REDIS_PREFIX": settings.redis_prefix,
+            "MIGRATE_ROSTER": str(settings.roster_path),
+            "MIGRATE_RUNBOOK": str(settings.runbook_path),
+            "DEPLOYMENT_URL": settings.deployment_url or "",
+            "REGISTER_MONGODB_URL": settings.register_mongodb_url or "",
+            "REGISTER_REDIS_URL": settings.register_redis_url or "",
+            "MIGRATE_ENCRYPTION_KEY": settings.encryption_key or "",
+            "BACKUP_DIR": str(settings.backup_dir),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
 def test_two_console_processes_run_at_once_one_executes_one_is_refused(ready):
     Console(Core.from_settings(ready)).approved()
     env = env_for(ready)
-    procs = [subprocess.Popen([sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "run"], env=env,
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "run"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=120), p.stdout.read()) for p in procs]
 
     codes = sorted(code for code, _ in results)
@@ -89,13 +106,25 @@ def test_console_process_exit_codes_and_no_secret_in_its_output(ready):
     env = env_for(ready.with_(database_url=url))
 
     def console(user, text):
-        p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", user, text], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "bot", "console", "--user", user, text],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return p.returncode, p.stdout + p.stderr
 
     outputs = []
-    for user, text, expected in [("U0LIU", "approve", 2), ("U0RAFAEL", "run", 2), ("U0RAFAEL", "bogus", 2),
-                                 ("U0RAFAEL", "preflight", 0), ("U0DYLAN", "approve", 0), ("U0RAFAEL", "status", 0)]:
+    for user, text, expected in [
+        ("U0LIU", "approve", 2),
+        ("U0RAFAEL", "run", 2),
+        ("U0RAFAEL", "bogus", 2),
+        ("U0RAFAEL", "preflight", 0),
+        ("U0DYLAN", "approve", 0),
+        ("U0RAFAEL", "status", 0),
+    ]:
         code, out = console(user, text)
         outputs.append(out)
         assert code == expected, (text, out)
@@ -125,8 +154,14 @@ def test_redis_unreachable_is_a_short_answer_not_a_trace(ready):
     """Exit 1 with one line naming what is down; no traceback, no password."""
     env = env_for(ready)
     env["REDIS_URL"] = "redis://:S3cretRedisPw42@127.0.0.1:1/0"
-    p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 1
     assert "Redis (the bot's state) is unreachable" in p.stdout
     assert "Traceback" not in p.stdout + p.stderr and "S3cretRedisPw42" not in p.stdout + p.stderr
@@ -135,8 +170,14 @@ def test_redis_unreachable_is_a_short_answer_not_a_trace(ready):
 def test_a_malformed_setting_is_a_configuration_error_exit_2(ready):
     env = env_for(ready)
     env["MIGRATE_LOCK_TTL_SECONDS"] = "fifteen"
-    p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2 and "MIGRATE_LOCK_TTL_SECONDS must be a number" in p.stderr
     assert "Traceback" not in p.stderr
 

@@ -4,6 +4,7 @@ Files cannot change after approval (the approval binds to their checksums), and 
 rehearsal would catch a file that fails on a copy; what fails at run time is the live
 database changing under the plan. These tests change it, for real, after approval.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ def test_step_1_2_failure_is_safe_to_retry_and_the_database_is_unchanged(ready):
     assert "step 1.2 006_register_railway_databases_production.sql" in _field(out, "Failed Phase")
     error = _field(out, "Error")
     assert "006_register_railway_databases_production.sql:" in error and "lancio" in error
-    assert _field(out, "Rollback Status").startswith("Not needed — the file's transaction was rolled back; step 1.2 is safe to retry")
+    assert _field(out, "Rollback Status").startswith(
+        "Not needed — the file's transaction was rolled back; step 1.2 is safe to retry"
+    )
     assert _field(out, "Database Status").startswith("Unchanged — schema and row counts")
     assert "run phase 1" in _field(out, "Action Required")
     assert "backup_pre_migration_006_" in _field(out, "Backup Available")
@@ -54,7 +57,9 @@ def test_step_1_1_failing_on_a_conflict_leaves_the_conflicting_object_alone(read
     console = Console(Core.from_settings(ready))
     console.approved()
     url = ready.database_url
-    with psycopg.connect(url, autocommit=True) as conn:  # someone created a conflicting table after the approval
+    with psycopg.connect(
+        url, autocommit=True
+    ) as conn:  # someone created a conflicting table after the approval
         conn.execute("CREATE TABLE platform.databases (id int)")
         conn.execute("INSERT INTO platform.databases VALUES (42)")
     schema_with_conflict = pg.schema_dump(url)
@@ -64,8 +69,9 @@ def test_step_1_1_failing_on_a_conflict_leaves_the_conflicting_object_alone(read
     assert code == 1, out
     assert "step 1.1 006_add_platform_databases_table.sql" in _field(out, "Failed Phase")
     assert "already exists" in _field(out, "Error")
-    assert _field(out, "Rollback Status").startswith("Not needed — the file's transaction was rolled back and no "
-                                                     "earlier step of the phase was applied")
+    assert _field(out, "Rollback Status").startswith(
+        "Not needed — the file's transaction was rolled back and no earlier step of the phase was applied"
+    )
     assert _field(out, "Database Status").startswith("Unchanged — schema and row counts")
     assert pg.schema_dump(url) == schema_with_conflict
     assert pg.scalar(url, "SELECT id FROM platform.databases") == 42  # nothing of theirs was dropped
@@ -97,7 +103,10 @@ def test_a_rollback_policy_undoes_the_steps_of_the_phase_already_applied(ready, 
     assert code == 1, out
     assert "step 1.2" in _field(out, "Failed Phase")
     assert _field(out, "Rollback Status").startswith("Complete — rollback-006.sql ran")
-    assert _field(out, "Database Status") == "Healthy — matches the pre-migration schema (version 005) (schema compared)"
+    assert (
+        _field(out, "Database Status")
+        == "Healthy — matches the pre-migration schema (version 005) (schema compared)"
+    )
     assert pg.schema_dump(url) == schema_005
     code, out = console(COORDINATOR, "status")
     assert "Phase 1 Database infrastructure: rolled back" in out

@@ -1,10 +1,13 @@
 """Bad input gets a short answer that says what to type instead: exit 2, never a trace."""
+
 from __future__ import annotations
 
 import io
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from bot.console import run_command
 from commands import Core, handle
@@ -52,8 +55,19 @@ def test_every_subcommand_with_malformed_arguments_is_refused_with_a_hint(settin
 
 
 def test_unknown_verbs_and_known_verbs_cover_the_contract_table():
-    assert set(USAGE) == {"help", "status", "preflight", "approve", "defer", "run", "verify", "rollback", "abort",
-                          "incident", "report"}
+    assert set(USAGE) == {
+        "help",
+        "status",
+        "preflight",
+        "approve",
+        "defer",
+        "run",
+        "verify",
+        "rollback",
+        "abort",
+        "incident",
+        "report",
+    }
 
 
 @hsettings(max_examples=300, deadline=None)
@@ -64,13 +78,43 @@ def test_parse_accepts_or_explains_any_text(text):
     except ParseError as exc:
         message = str(exc)
         assert message and len(message) < 300
-        assert "usage: /migrate" in message or "/migrate help" in message or "is not a time" in message \
+        assert (
+            "usage: /migrate" in message
+            or "/migrate help" in message
+            or "is not a time" in message
             or "needs a reason" in message
+        )
 
 
-words = st.sampled_from(["help", "status", "preflight", "approve", "at", "defer", "run", "phase", "verify", "rollback",
-                         "restore", "confirm", "abort", "incident", "start", "clear", "report", "1", "2", "3", "9",
-                         "02:00", "x", "-1", "2026-13-01T00:00"])
+words = st.sampled_from(
+    [
+        "help",
+        "status",
+        "preflight",
+        "approve",
+        "at",
+        "defer",
+        "run",
+        "phase",
+        "verify",
+        "rollback",
+        "restore",
+        "confirm",
+        "abort",
+        "incident",
+        "start",
+        "clear",
+        "report",
+        "1",
+        "2",
+        "3",
+        "9",
+        "02:00",
+        "x",
+        "-1",
+        "2026-13-01T00:00",
+    ]
+)
 
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

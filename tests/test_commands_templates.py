@@ -1,4 +1,5 @@
 """Message templates: the approval request names files that cannot run atomically."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,6 +17,8 @@ def test_a_file_with_create_index_concurrently_is_marked_non_atomic(tmp_path):
     folder = tmp_path / "rb"
     shutil.copytree(DEFAULT_RUNBOOK.parent, folder)
     target = folder / "006_enable_rls_IMPROVED.sql"
-    target.write_text(target.read_text() + "\nCREATE INDEX CONCURRENTLY users_email_idx2 ON platform.users (email);\n")
+    target.write_text(
+        target.read_text() + "\nCREATE INDEX CONCURRENTLY users_email_idx2 ON platform.users (email);\n"
+    )
     line = atomicity_line(load_runbook(folder / "runbook.toml"))
     assert line.startswith("⚠ Non-atomic") and "006_enable_rls_IMPROVED.sql" in line

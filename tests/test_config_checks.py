@@ -1,6 +1,7 @@
 """Configuration checks exactly (core/config.py), as pure unit tests so that scripts/mutate
 judges their mutants in seconds: a number that is not one, the cut of a long bad value, a
 REDIS_URL without a scheme separator."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,7 +12,9 @@ BASE = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}
 
 
 def test_a_setting_that_is_not_a_number_is_a_configuration_error():
-    with pytest.raises(ConfigError, match=r"MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0 .*'fifteen'"):
+    with pytest.raises(
+        ConfigError, match=r"MIGRATE_LOCK_TTL_SECONDS must be a number greater than 0 .*'fifteen'"
+    ):
         Settings.from_env({**BASE, "MIGRATE_LOCK_TTL_SECONDS": "fifteen"})
 
 

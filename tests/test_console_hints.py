@@ -1,4 +1,5 @@
 """The console takes commands the way the hints show them, and says what it cannot do."""
+
 from __future__ import annotations
 
 import re
@@ -51,11 +52,21 @@ def test_every_command_hint_shown_along_a_run_parses_as_typed(ready):
     from commands.parse import ParseError, parse
 
     console = Console(Core.from_settings(ready))
-    for user, text in [(COORDINATOR, "help"), (COORDINATOR, "status"), (COORDINATOR, "run"),
-                       (COORDINATOR, "preflight"), (COORDINATOR, "status"), (COORDINATOR, "run"),
-                       (TPM, "approve"), (COORDINATOR, "status"), ("U0LIU", "run phase 1"),
-                       (COORDINATOR, "status"), ("U0LIU", "rollback phase 1"), (COORDINATOR, "status"),
-                       (COORDINATOR, "report")]:
+    for user, text in [
+        (COORDINATOR, "help"),
+        (COORDINATOR, "status"),
+        (COORDINATOR, "run"),
+        (COORDINATOR, "preflight"),
+        (COORDINATOR, "status"),
+        (COORDINATOR, "run"),
+        (TPM, "approve"),
+        (COORDINATOR, "status"),
+        ("U0LIU", "run phase 1"),
+        (COORDINATOR, "status"),
+        ("U0LIU", "rollback phase 1"),
+        (COORDINATOR, "status"),
+        (COORDINATOR, "report"),
+    ]:
         console(user, text)
     hints = set()
     for match in re.findall(r"`([^`\n]+)`", console.everything()):

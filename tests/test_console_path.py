@@ -4,6 +4,7 @@ preflight → approve by a non-TPM refused → approve by the TPM → phase 2 be
 refused → phase 1 by someone else refused → phase 1 by its owner → phase 2 by its owner →
 verification → success template → rollback of phase 2, then phase 1 → schema back to 005.
 """
+
 from __future__ import annotations
 
 from commands import Core
@@ -47,13 +48,21 @@ def test_whole_path_of_the_report(ready):
     code, out = console(COORDINATOR, "verify")
     assert code == 0, out
     assert "Migration 006 SUCCESSFUL ✅" in out
-    for gate in ("All migrations executed", "All tests passed", "Zero errors", "Application healthy",
-                 "Database healthy", "Backup safe"):
+    for gate in (
+        "All migrations executed",
+        "All tests passed",
+        "Zero errors",
+        "Application healthy",
+        "Database healthy",
+        "Backup safe",
+    ):
         assert gate in out
 
     facts = appendix_b_facts(ready.database_url)
     assert facts["rls_tables"] == 24 and facts["permissive_policies"] == 48
-    assert "006" in [r for r in pg.scalar(ready.database_url, "SELECT array_agg(version::text) FROM schema_migrations")]
+    assert "006" in [
+        r for r in pg.scalar(ready.database_url, "SELECT array_agg(version::text) FROM schema_migrations")
+    ]
 
     code, out = console(COORDINATOR, "report")
     assert code == 0 and "## Sign-Off" in out and "<@U0DYLAN>" in out

@@ -5,6 +5,7 @@ After each, the database is what it was before the step (the open transaction di
 its connection: the test waits until PostgreSQL has noticed the dead client), nothing was
 re-run, the run says what happened, and the phase can be run again to completion.
 """
+
 from __future__ import annotations
 
 import io
@@ -60,8 +61,15 @@ def _kill(proc) -> None:
 def _sleeping_step(core: Core) -> int:
     """Wait until step 1.1's backend sleeps in its transaction; its pid."""
     pid = rbs.wait_until(lambda: rbs.step_backend(core), what="step 1.1 in progress")
-    rbs.wait_until(lambda: pg.scalar(core.settings.database_url, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
-                                     (pid,)) == "PgSleep", what="step 1.1 sleeping")
+    rbs.wait_until(
+        lambda: (
+            pg.scalar(
+                core.settings.database_url, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)
+            )
+            == "PgSleep"
+        ),
+        what="step 1.1 sleeping",
+    )
     return pid
 
 
@@ -109,13 +117,18 @@ def _after_the_crash(core: Core, pid: int, schema_before: str) -> None:
     backend is gone), the next command reports the run interrupted, nothing was applied or
     re-run, and `run phase 1` then completes."""
     url = core.settings.database_url
-    rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=60, what="PostgreSQL to notice the dead client")
+    rbs.wait_until(
+        lambda: not rbs.backend_alive(url, pid), timeout=60, what="PostgreSQL to notice the dead client"
+    )
     # The dead process's lock expires by its TTL (SHORT_TTL, given to it as MIGRATE_LOCK_TTL_SECONDS).
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     out = _do(core, COORDINATOR, "status")
     assert "was interrupted" in out and "Nothing was re-run" in out, out
     assert "No backend of the bot is left in a transaction" in out
-    assert "Database: matches the pre-migration schema" in out and "Ledger: committed in this run: nothing" in out
+    assert (
+        "Database: matches the pre-migration schema" in out
+        and "Ledger: committed in this run: nothing" in out
+    )
     run = core.store.current()
     assert run.status is Status.INTERRUPTED and run.phases[1].status is PhaseStatus.FAILED
     assert "interrupted" in out.split("Run ", 1)[1]
@@ -221,7 +234,10 @@ def test_a_backend_the_dead_process_left_running_ends_by_itself(sleeping):
         pid = _sleeping_step(core)
     finally:
         _kill(proc)
-    rbs.wait_until(lambda: not rbs.backend_alive(sleeping.database_url, pid), what="PostgreSQL to end the dead client's backend")
+    rbs.wait_until(
+        lambda: not rbs.backend_alive(sleeping.database_url, pid),
+        what="PostgreSQL to end the dead client's backend",
+    )
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
     out = _do(core, COORDINATOR, "status")
     assert "was interrupted" in out and "No backend of the bot is left in a transaction" in out, out
@@ -247,7 +263,9 @@ def test_a_backend_still_in_its_transaction_is_reported_and_blocks_run(sleeping)
         pid = orphan.info.backend_pid
         rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
         out = _do(core, COORDINATOR, "status")
-        assert "was interrupted" in out and f"A backend of the bot is still in a transaction (pid {pid}" in out, out
+        assert (
+            "was interrupted" in out and f"A backend of the bot is still in a transaction (pid {pid}" in out
+        ), out
         out = _do(core, LIU, "run phase 1", expect=2)
         assert f"still inside its transaction (pid {pid}" in out, out
     assert core.store.current().status is Status.INTERRUPTED
@@ -267,14 +285,19 @@ def test_a_copy_left_by_an_interrupted_restore_is_named(settings):
         lines = interruption_facts(core, run)
     finally:
         pg.drop_database(leftover)
-    assert any(f"database `{leftover}`" in line and f"DROP DATABASE {leftover};" in line for line in lines), lines
+    assert any(f"database `{leftover}`" in line and f"DROP DATABASE {leftover};" in line for line in lines), (
+        lines
+    )
     assert "Ledger: committed in this run: nothing" in lines
 
 
 def _bot_psql_sleeping(url: str) -> int | None:
     """The backend of a psql the executor started, once it sleeps inside step 1.1."""
-    return pg.scalar(url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND application_name LIKE 'migrate-bot/%%' AND wait_event = 'PgSleep'")
+    return pg.scalar(
+        url,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'migrate-bot/%%' AND wait_event = 'PgSleep'",
+    )
 
 
 def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, tmp_path):
@@ -296,7 +319,9 @@ def test_a_step_run_through_psql_dies_with_the_killed_bot_and_rolls_back(ready, 
         assert processes.running_with(*step_file), "step 1.1 does not run in a psql child"
     finally:
         _kill(proc)
-    rbs.wait_until(lambda: not processes.running_with(*step_file), timeout=10, what="the psql child to die with the bot")
+    rbs.wait_until(
+        lambda: not processes.running_with(*step_file), timeout=10, what="the psql child to die with the bot"
+    )
     rbs.wait_until(lambda: not rbs.backend_alive(url, pid), timeout=10, what="its backend to end")
     _assert_unchanged(url, schema_before)
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")

@@ -1,6 +1,7 @@
 """The run lock and the run state belong to the database as its server identifies it, not to
 how DATABASE_URL spells the way there (issue 11 defect 10): `localhost` and `127.0.0.1` gave
 two locks, so two runs could migrate one database at once."""
+
 from __future__ import annotations
 
 import subprocess
@@ -20,8 +21,11 @@ def spellings(url: str) -> list[str]:
     """Three ways to write the way to one database: 127.0.0.1, localhost, a keyword DSN."""
     params = conninfo_to_dict(url)
     assert params["host"] == "127.0.0.1"
-    return [url, url.replace("127.0.0.1", "localhost", 1),
-            f"host=localhost port={params.get('port', 5432)} dbname={params['dbname']} user={params.get('user', 'postgres')}"]
+    return [
+        url,
+        url.replace("127.0.0.1", "localhost", 1),
+        f"host=localhost port={params.get('port', 5432)} dbname={params['dbname']} user={params.get('user', 'postgres')}",
+    ]
 
 
 def test_every_spelling_of_one_database_gives_one_lock_and_one_run_state(settings):
@@ -50,8 +54,14 @@ def test_a_console_using_localhost_is_refused_while_a_run_holds_the_lock_through
     assert holder is not None
     try:
         env = {**bot_env(settings), "DATABASE_URL": spellings(settings.database_url)[1]}
-        p = subprocess.run([sys.executable, "-m", "bot", "console", "--user", "U0RAFAEL", "preflight"], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-m", "bot", "console", "--user", "U0RAFAEL", "preflight"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         holder.release()
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]

@@ -5,19 +5,20 @@ performance baseline is captured at preflight (what the preflight wiring does). 
 posts each check with its evidence; after a policy is dropped, the next one posts a ❌ that
 names it and mentions the coordinator. The +1 week reminder names the owners.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 import psycopg
 
-from tests.support.waiting import wait_until
 from commands import Core
 from scheduling import baseline, capture_baseline, followups, store_baseline
 from scheduling.scheduler import Scheduler
 from state.machine import Status
 from tests.conftest import PLANTED
 from tests.support.state import force, make_run
+from tests.support.waiting import wait_until
 from tests.test_health import Collect
 from tests.test_scheduling import COORDINATOR, TPM, console, ready, services  # noqa: F401 (fixtures)
 
@@ -50,10 +51,19 @@ def test_followups_post_evidence_and_name_a_dropped_policy(ready):
         scheduler.schedule_followups(run_id, [timedelta(seconds=1)], week=None)
         wait_until(lambda: len(summaries(out)) == 1, timeout=120)
         first = checks_of(out)
-        assert set(first) == {"verification queries", "schema unchanged since the run", "query performance vs baseline",
-                              "registered databases reachable", "no permission-denied errors"}
-        for name in ("verification queries", "schema unchanged since the run", "registered databases reachable",
-                     "no permission-denied errors"):
+        assert set(first) == {
+            "verification queries",
+            "schema unchanged since the run",
+            "query performance vs baseline",
+            "registered databases reachable",
+            "no permission-denied errors",
+        }
+        for name in (
+            "verification queries",
+            "schema unchanged since the run",
+            "registered databases reachable",
+            "no permission-denied errors",
+        ):
             assert first[name].title.startswith("✅ +1 s follow-up"), first[name].text()
         assert "10/10 hold" in first["verification queries"].title
         assert "2/2 reachable" in first["registered databases reachable"].title
@@ -66,7 +76,10 @@ def test_followups_post_evidence_and_name_a_dropped_policy(ready):
         with psycopg.connect(ready.database_url, autocommit=True) as conn:
             conn.execute("DROP POLICY users_select_permissive ON platform.users")
         scheduler.schedule_followups(run_id, [timedelta(seconds=1)], week=timedelta(seconds=2))
-        wait_until(lambda: len(summaries(out)) == 2 and any(p.kind == "followup_reminder" for p in out.posts), timeout=120)
+        wait_until(
+            lambda: len(summaries(out)) == 2 and any(p.kind == "followup_reminder" for p in out.posts),
+            timeout=120,
+        )
     finally:
         scheduler.shutdown()
 
@@ -79,7 +92,11 @@ def test_followups_post_evidence_and_name_a_dropped_policy(ready):
     for failed in (verification, drift):
         assert failed.mentions == [COORDINATOR] and f"<@{COORDINATOR}>" in failed.text()
     summary = summaries(out)[1]
-    assert "❌" in summary.title and "verification queries" in summary.title and summary.mentions == [COORDINATOR]
+    assert (
+        "❌" in summary.title
+        and "verification queries" in summary.title
+        and summary.mentions == [COORDINATOR]
+    )
 
     week = next(p for p in out.posts if p.kind == "followup_reminder")
     text = week.text()
@@ -109,21 +126,41 @@ def test_baseline_timings_and_the_budget(db_005):
     assert set(taken["queries"]) == {name for name, _ in baseline.QUERIES}
     assert all(q["ms"] >= 0 for q in taken["queries"].values())
 
-    base = {"queries": {"organization by slug": {"ms": 10.0}, "projects of an organization": {"ms": 10.0},
-                        "members with their users": {"ms": 0.05}, "recent audit log of an organization": {"ms": 1.0},
-                        "active sessions per user": {"error": "error: permission denied for table user_sessions (SQLSTATE 42501)"}}}
-    now = {"organization by slug": {"ms": 10.9}, "projects of an organization": {"ms": 12.0},
-           "members with their users": {"ms": 0.09}, "recent audit log of an organization": {"ms": 0.8},
-           "active sessions per user": {"ms": 1.0}}
+    base = {
+        "queries": {
+            "organization by slug": {"ms": 10.0},
+            "projects of an organization": {"ms": 10.0},
+            "members with their users": {"ms": 0.05},
+            "recent audit log of an organization": {"ms": 1.0},
+            "active sessions per user": {
+                "error": "error: permission denied for table user_sessions (SQLSTATE 42501)"
+            },
+        }
+    }
+    now = {
+        "organization by slug": {"ms": 10.9},
+        "projects of an organization": {"ms": 12.0},
+        "members with their users": {"ms": 0.09},
+        "recent audit log of an organization": {"ms": 0.8},
+        "active sessions per user": {"ms": 1.0},
+    }
     rows = {r.name: r for r in baseline.compare(base, now)}
     assert rows["organization by slug"].ok and "+9.0%" in rows["organization by slug"].text()
-    assert not rows["projects of an organization"].ok and "OVER the 10% budget" in rows["projects of an organization"].text()
+    assert (
+        not rows["projects of an organization"].ok
+        and "OVER the 10% budget" in rows["projects of an organization"].text()
+    )
     assert rows["members with their users"].ok and "noise floor" in rows["members with their users"].text()
     assert rows["recent audit log of an organization"].ok
     assert not rows["active sessions per user"].ok
 
-    denied = followups.permission_denied([followups.CheckResult("query performance vs baseline", False, "",
-                                                                errors=[rows["active sessions per user"].error])])
+    denied = followups.permission_denied(
+        [
+            followups.CheckResult(
+                "query performance vs baseline", False, "", errors=[rows["active sessions per user"].error]
+            )
+        ]
+    )
     assert not denied.ok and "permission denied for table user_sessions" in denied.evidence[0]
 
 
@@ -139,7 +176,10 @@ def test_followup_jobs_of_an_undone_run_post_nothing(settings):
     try:
         scheduler.schedule_followups("006-undone", [timedelta(seconds=0.5)], week=timedelta(seconds=1))
         jobs = {j["id"]: j for j in scheduler.jobs()}
-        due = {i: jobs[i]["next_run_at"].isoformat() for i in (followup_id("006-undone", 1), followup_id("006-undone", "week"))}
+        due = {
+            i: jobs[i]["next_run_at"].isoformat()
+            for i in (followup_id("006-undone", 1), followup_id("006-undone", "week"))
+        }
         wait_until(lambda: all(once.claimed_by(core, i, d) for i, d in due.items()), timeout=30)
         wait_until(lambda: scheduler.jobs() == [], timeout=10)
     finally:
@@ -163,7 +203,9 @@ def test_no_evidence_is_not_a_pass(settings):
 
     core = Core.from_settings(settings)
     rb = core.runbook
-    bare = dataclasses.replace(core, runbook=dataclasses.replace(
-        rb, phases=tuple(dataclasses.replace(p, checks=()) for p in rb.phases)))
+    bare = dataclasses.replace(
+        core,
+        runbook=dataclasses.replace(rb, phases=tuple(dataclasses.replace(p, checks=()) for p in rb.phases)),
+    )
     result = followups.verification(bare)
     assert not result.ok and "nothing was checked" in result.summary and "0/0" not in result.summary

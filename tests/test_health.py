@@ -4,24 +4,24 @@ A MongoDB stand-in is a local TCP listener that the test closes and reopens on t
 port; Redis is the real local server (a real PING). The results land in platform.databases
 through update_database_health(); the channel hears about each change once.
 """
+
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
-from tests.support.waiting import wait_until
 from commands import Core
 from scheduling import health
 from scheduling.scheduler import Scheduler
 from sql import DEFAULT_RUNBOOK
 from tests.conftest import PLANTED
 from tests.support import pg
+from tests.support.waiting import wait_until
 
 SQL_DIR = DEFAULT_RUNBOOK.parent
 REDIS_PORT = 6379
@@ -84,15 +84,21 @@ class Collect:
 def register(url: str, mongodb_url: str, redis_url: str) -> None:
     """Phase 1 of 006 by hand (table, then the registration with its settings), as psql would."""
     assert pg.psql_file(url, SQL_DIR / "006_add_platform_databases_table.sql", "-1").returncode == 0
-    options = (f"-c migrate.register_mongodb_url={mongodb_url} -c migrate.register_redis_url={redis_url} "
-               f"-c app.encryption_key={PLANTED['key']}")
-    result = pg.psql_file(url, SQL_DIR / "006_register_railway_databases_production.sql", "-1", env={"PGOPTIONS": options})
+    options = (
+        f"-c migrate.register_mongodb_url={mongodb_url} -c migrate.register_redis_url={redis_url} "
+        f"-c app.encryption_key={PLANTED['key']}"
+    )
+    result = pg.psql_file(
+        url, SQL_DIR / "006_register_railway_databases_production.sql", "-1", env={"PGOPTIONS": options}
+    )
     assert result.returncode == 0, result.stderr
 
 
 def states(url: str) -> dict[str, tuple[str, str | None]]:
     with pg_connect(url) as conn:
-        rows = conn.execute("SELECT name, health_check_status, metadata->>'last_health_check_error' FROM platform.databases").fetchall()
+        rows = conn.execute(
+            "SELECT name, health_check_status, metadata->>'last_health_check_error' FROM platform.databases"
+        ).fetchall()
     return {name: (status, error) for name, status, error in rows}
 
 
@@ -133,7 +139,10 @@ def test_unhealthy_once_then_recovered_once(registered, mongo, caplog):
     assert all(p.recorded for p in probes)
     redis_probe = next(p for p in probes if p.type == "redis")
     assert "PONG" in redis_probe.message  # a real PING, not only a TCP connect
-    assert states(registered.database_url) == {"railway-mongodb": ("healthy", None), "railway-redis": ("healthy", None)}
+    assert states(registered.database_url) == {
+        "railway-mongodb": ("healthy", None),
+        "railway-redis": ("healthy", None),
+    }
     assert out.posts == []  # healthy from the start: nothing to announce
 
     mongo.close()
@@ -158,15 +167,21 @@ def test_unhealthy_once_then_recovered_once(registered, mongo, caplog):
 
 def test_redis_that_accepts_tcp_but_does_not_answer_ping_is_unhealthy(settings, mongo):
     """The Redis entry points at a port that accepts and hangs up: TCP alone would say healthy."""
-    register(settings.database_url, f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio",
-             f"redis://default:S3cretRedisPw42@127.0.0.1:{mongo.port}/0")
+    register(
+        settings.database_url,
+        f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio",
+        f"redis://default:S3cretRedisPw42@127.0.0.1:{mongo.port}/0",
+    )
     core = Core.from_settings(settings)
     out = Collect()
     probes = {p.name: p for p in health.check_all(core, out)}
     assert probes["railway-mongodb"].healthy
     assert not probes["railway-redis"].healthy and "PING failed" in probes["railway-redis"].message
     assert states(settings.database_url)["railway-redis"][0] == "unhealthy"
-    assert out.titles("health_alert") == [t for t in out.titles() if "railway-redis" in t] and len(out.posts) == 1
+    assert (
+        out.titles("health_alert") == [t for t in out.titles() if "railway-redis" in t]
+        and len(out.posts) == 1
+    )
     _no_secrets([p.text() for p in out.posts])
 
 
@@ -195,7 +210,9 @@ def test_periodic_job_two_schedulers_announce_each_change_once(registered, mongo
 
         def checked_at(name):
             with pg_connect(registered.database_url) as conn:
-                return conn.execute("SELECT last_health_check_at FROM platform.databases WHERE name = %s", (name,)).fetchone()[0]
+                return conn.execute(
+                    "SELECT last_health_check_at FROM platform.databases WHERE name = %s", (name,)
+                ).fetchone()[0]
 
         wait_until(lambda: states(registered.database_url)["railway-mongodb"][0] == "healthy")
         mongo.close()
@@ -219,7 +236,7 @@ def test_periodic_job_two_schedulers_announce_each_change_once(registered, mongo
 
 
 def test_fire_times_are_multiples_of_the_interval(settings):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from scheduling.scheduler import for_core
 
@@ -228,14 +245,14 @@ def test_fire_times_are_multiples_of_the_interval(settings):
         for seconds in (300, 7, 1):
             assert client.start_health_checks(timedelta(seconds=seconds))
             (job,) = client.jobs()
-            assert job["next_run_at"].timestamp() % seconds == 0 and job["next_run_at"] > datetime.now(timezone.utc)
+            assert job["next_run_at"].timestamp() % seconds == 0 and job["next_run_at"] > datetime.now(UTC)
     finally:
         client.stop_health_checks()
 
 
 def test_the_claim_is_on_the_scheduled_fire_time_not_the_wall_clock(settings, caplog):
     """Two processes firing the same time on either side of a second boundary: one probes."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from scheduling import context, jobs, once
 
@@ -243,7 +260,7 @@ def test_the_claim_is_on_the_scheduled_fire_time_not_the_wall_clock(settings, ca
     core = Core.from_settings(settings)
     a = Scheduler(core, lambda: Collect(), start=False)
     b = Scheduler(Core.from_settings(settings), lambda: Collect(), start=False)
-    fired_for = jobs.grid_point(datetime.now(timezone.utc), 1.0).isoformat()
+    fired_for = jobs.grid_point(datetime.now(UTC), 1.0).isoformat()
     try:
         context.bind(a.name)
         jobs.health_check(1.0, fired_for)
@@ -259,24 +276,26 @@ def test_the_claim_is_on_the_scheduled_fire_time_not_the_wall_clock(settings, ca
 
 
 def test_the_executor_passes_the_scheduled_fire_time(settings, monkeypatch):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from scheduling import jobs, once
 
     core = Core.from_settings(settings)
     sched = Scheduler(core, lambda: Collect(), poll=0.3)
-    start = jobs.grid_point(datetime.now(timezone.utc), 1.0)
+    start = jobs.grid_point(datetime.now(UTC), 1.0)
     try:
         sched.start_health_checks(timedelta(seconds=1))
         # From here a job that fell back on the wall clock would claim 2000-01-01: only the
         # fire time the executor passes can name a grid point.
-        monkeypatch.setattr(jobs, "grid_point", lambda *_a, **_k: datetime(2000, 1, 1, tzinfo=timezone.utc))
+        monkeypatch.setattr(jobs, "grid_point", lambda *_a, **_k: datetime(2000, 1, 1, tzinfo=UTC))
         grid = [(start + timedelta(seconds=k)).isoformat() for k in range(1, 30)]
-        claimed = wait_until(lambda: [t for t in grid if once.claimed_by(core, jobs.HEALTH_ID, t)], timeout=30)
+        claimed = wait_until(
+            lambda: [t for t in grid if once.claimed_by(core, jobs.HEALTH_ID, t)], timeout=30
+        )
         assert once.claimed_by(core, jobs.HEALTH_ID, claimed[0])["scheduler"] == sched.name
         stored = sched._aps.get_job(jobs.HEALTH_ID)
         assert stored.next_run_time.microsecond == 0  # the stored job keeps its grid...
         assert "fired_for" not in stored.kwargs  # ...and not the per-firing argument
     finally:
         sched.shutdown()
-    assert once.claimed_by(core, jobs.HEALTH_ID, datetime(2000, 1, 1, tzinfo=timezone.utc).isoformat()) is None
+    assert once.claimed_by(core, jobs.HEALTH_ID, datetime(2000, 1, 1, tzinfo=UTC).isoformat()) is None

@@ -1,6 +1,7 @@
 """`python -m bot import DIR --group N`: several migrations per phase, each step keeping its own
 revert (a phase's rollback runs them newest first, each with its ledger row's removal) and its
 own verify script (run right after it). Folders written by the suite; real PostgreSQL, real sqitch."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,14 @@ from tests.support import folders
 from tests.support.flow import COORDINATOR
 from tests.test_import import _approved, _console, _import, _rows, _sqitch, _to_success
 
-SIX = [(f"t{n}", f"CREATE TABLE t{n} (id int PRIMARY KEY{', ref int REFERENCES t1' if n > 1 else ''});\n",
-        f"DROP TABLE t{n};\n") for n in range(1, 7)]
+SIX = [
+    (
+        f"t{n}",
+        f"CREATE TABLE t{n} (id int PRIMARY KEY{', ref int REFERENCES t1' if n > 1 else ''});\n",
+        f"DROP TABLE t{n};\n",
+    )
+    for n in range(1, 7)
+]
 
 
 def _updown_six(folder: Path) -> list[Path]:
@@ -31,7 +38,9 @@ def _applied_files(url: str) -> list[str]:
     return [r[0] for r in _rows(url, "SELECT file FROM migrate_bot.applied_files ORDER BY started_at")]
 
 
-def test_updown_folder_grouped_by_three_runs_and_rolls_back_step_by_step(settings, scratch_db, tmp_path, capsys):
+def test_updown_folder_grouped_by_three_runs_and_rolls_back_step_by_step(
+    settings, scratch_db, tmp_path, capsys
+):
     folder = tmp_path / "updown"
     ups = _updown_six(folder)
     _import(folder, "--group", "3")
@@ -41,7 +50,9 @@ def test_updown_folder_grouped_by_three_runs_and_rolls_back_step_by_step(setting
     assert [[s.migration for s in p.steps] for p in rb.phases] == [["1", "2", "3"], ["4", "5", "6"]]
     assert [s.revert for s in rb.phases[1].steps] == [p.name.replace(".up.", ".down.") for p in ups[3:]]
     assert all(p.rollback is None for p in rb.phases)
-    assert {p.name.replace(".up.", ".down.") for p in ups} <= set(rb.files())  # the approval binds the reverts
+    assert {p.name.replace(".up.", ".down.") for p in ups} <= set(
+        rb.files()
+    )  # the approval binds the reverts
 
     url, reference, empty = scratch_db(), scratch_db(), folders.schema(scratch_db())
     console = _console(settings, folder, url)
@@ -75,8 +86,10 @@ def test_flyway_folder_grouped_writes_an_undo_row_per_reverted_migration(setting
     code, out = console(COORDINATOR, "rollback all")
     assert code == 0, out
     assert folders.schema(url) == empty
-    assert _rows(url, "SELECT version, type FROM flyway_schema_history WHERE installed_rank > 5 ORDER BY installed_rank") \
-        == [(str(n), "UNDO_SQL") for n in range(5, 0, -1)]
+    assert _rows(
+        url,
+        "SELECT version, type FROM flyway_schema_history WHERE installed_rank > 5 ORDER BY installed_rank",
+    ) == [(str(n), "UNDO_SQL") for n in range(5, 0, -1)]
 
 
 def test_sqitch_project_grouped_by_two_agrees_with_sqitch(settings, scratch_db, tmp_path, capsys):
@@ -85,22 +98,34 @@ def test_sqitch_project_grouped_by_two_agrees_with_sqitch(settings, scratch_db, 
     _import(folder, "--group", "2")
     rb = load_runbook(folder / "runbook.toml")
     assert [[(s.migration, s.revert, s.verify) for s in p.steps] for p in rb.phases] == [
-        [("accounts", "revert/accounts.sql", "verify/accounts.sql"),
-         ("email_idx@v1.0", "revert/email_idx@v1.0.sql", "verify/email_idx@v1.0.sql")],
-        [("email_idx", "revert/email_idx.sql", "verify/email_idx.sql"),
-         ("logins", "revert/logins.sql", "verify/logins.sql")]]
+        [
+            ("accounts", "revert/accounts.sql", "verify/accounts.sql"),
+            ("email_idx@v1.0", "revert/email_idx@v1.0.sql", "verify/email_idx@v1.0.sql"),
+        ],
+        [
+            ("email_idx", "revert/email_idx.sql", "verify/email_idx.sql"),
+            ("logins", "revert/logins.sql", "verify/logins.sql"),
+        ],
+    ]
     assert all(not p.suites for p in rb.phases)  # the verify scripts belong to their steps
     url, reference, empty = scratch_db(), scratch_db(), folders.schema(scratch_db())
     console = _console(settings, folder, url)
     _to_success(console)
     text = console.everything()
     # each verify script right after its own step, before the next step runs
-    assert text.index("Step 1.1 ") < text.index("Suite verify accounts") < text.index("Step 1.2 ") \
-        < text.index("Suite verify email_idx@v1.0") < text.index("Step 2.1 ")
+    assert (
+        text.index("Step 1.1 ")
+        < text.index("Suite verify accounts")
+        < text.index("Step 1.2 ")
+        < text.index("Suite verify email_idx@v1.0")
+        < text.index("Step 2.1 ")
+    )
     folders.psql_each(reference, deploys)
     assert folders.schema(url) == folders.schema(reference)
     status = _sqitch(folder, url, "status")
-    assert status.returncode == 0 and "Nothing to deploy (up-to-date)" in status.stdout, status.stdout + status.stderr
+    assert status.returncode == 0 and "Nothing to deploy (up-to-date)" in status.stdout, (
+        status.stdout + status.stderr
+    )
     verify = _sqitch(folder, url, "verify")
     assert verify.returncode == 0 and "Verify successful" in verify.stdout, verify.stdout + verify.stderr
 
@@ -109,8 +134,9 @@ def test_sqitch_project_grouped_by_two_agrees_with_sqitch(settings, scratch_db, 
     assert folders.schema(url) == empty
     status = _sqitch(folder, url, "status")
     assert "No changes deployed" in status.stdout, status.stdout + status.stderr
-    assert _rows(url, "SELECT event, change FROM sqitch.events WHERE event = 'revert' ORDER BY committed_at") == \
-        [("revert", c) for c in ("logins", "email_idx", "email_idx", "accounts")]
+    assert _rows(
+        url, "SELECT event, change FROM sqitch.events WHERE event = 'revert' ORDER BY committed_at"
+    ) == [("revert", c) for c in ("logins", "email_idx", "email_idx", "accounts")]
     assert _rows(url, "SELECT count(*) FROM sqitch.changes") == [(0,)]
 
 
@@ -123,7 +149,8 @@ def _sqitch_three(folder: Path, failing_verify: str) -> None:
         (folder / "deploy" / f"{name}.sql").write_text(f"BEGIN;\nCREATE TABLE {name} (id int);\nCOMMIT;\n")
         (folder / "revert" / f"{name}.sql").write_text(f"BEGIN;\nDROP TABLE {name};\nCOMMIT;\n")
         (folder / "verify" / f"{name}.sql").write_text(
-            f"BEGIN;\nSELECT id FROM {name} WHERE false;\n{failing_verify if name == 'two' else ''}ROLLBACK;\n")
+            f"BEGIN;\nSELECT id FROM {name} WHERE false;\n{failing_verify if name == 'two' else ''}ROLLBACK;\n"
+        )
     (folder / "sqitch.plan").write_text("\n".join(lines) + "\n")
     (folder / "sqitch.conf").write_text("[core]\n\tengine = pg\n")
 
@@ -133,8 +160,11 @@ def test_a_failing_verify_script_stops_the_phase_before_the_next_step(settings, 
     url, empty = scratch_db(), folders.schema(scratch_db())
     # fails on production only: the rehearsal's copy (another database name) passes it, as a
     # verify that meets production's data would
-    _sqitch_three(folder, f"DO $$ BEGIN IF current_database() = '{url.rsplit('/', 1)[1]}' THEN "
-                          "RAISE 'two is not right'; END IF; END $$;\n")
+    _sqitch_three(
+        folder,
+        f"DO $$ BEGIN IF current_database() = '{url.rsplit('/', 1)[1]}' THEN "
+        "RAISE 'two is not right'; END IF; END $$;\n",
+    )
     assert main(["import", str(folder), "--group", "3"]) == 0
     assert len(load_runbook(folder / "runbook.toml").phases) == 1
     console = _console(settings, folder, url)
@@ -152,7 +182,9 @@ def test_a_failing_verify_script_stops_the_phase_before_the_next_step(settings, 
     assert _rows(url, "SELECT count(*) FROM sqitch.changes") == [(0,)]
 
 
-def test_a_phase_rollback_retried_after_a_revert_failed_does_not_revert_a_step_twice(settings, scratch_db, tmp_path):
+def test_a_phase_rollback_retried_after_a_revert_failed_does_not_revert_a_step_twice(
+    settings, scratch_db, tmp_path
+):
     folder = tmp_path / "updown"
     ups = _updown_six(folder)
     _import(folder, "--group", "3")
@@ -182,15 +214,23 @@ def test_a_verify_script_failing_in_the_rehearsal_is_a_no_go_naming_it(settings,
     assert code == 1 and "verify/two.sql" in console.everything(), console.everything()
 
 
-def test_a_grouped_phase_with_a_migration_without_down_says_it_cannot_be_rolled_back(settings, scratch_db, tmp_path,
-                                                                                     capsys):
+def test_a_grouped_phase_with_a_migration_without_down_says_it_cannot_be_rolled_back(
+    settings, scratch_db, tmp_path, capsys
+):
     folder = tmp_path / "updown"
     _updown_six(folder)
     (folder / "0005_create_t5.down.sql").unlink()
-    for n in (4, 5, 6):  # independent of t1: phase 1's rollback can still be rehearsed under an unrolled phase 2
+    for n in (
+        4,
+        5,
+        6,
+    ):  # independent of t1: phase 1's rollback can still be rehearsed under an unrolled phase 2
         (folder / f"{n:04d}_create_t{n}.up.sql").write_text(f"CREATE TABLE t{n} (id int PRIMARY KEY);\n")
     _import(folder, "--group", "3")
-    assert "phase 2 cannot be rolled back by the bot: a migration of it has no rollback file" in capsys.readouterr().out
+    assert (
+        "phase 2 cannot be rolled back by the bot: a migration of it has no rollback file"
+        in capsys.readouterr().out
+    )
     console = _console(settings, folder, scratch_db())
     _to_success(console)
     code, out = console(COORDINATOR, "rollback phase 2")

@@ -1,6 +1,7 @@
 """Timeouts per lock level (issue 16): a concurrent index build waits for older snapshots as long
 as the runbook allows, says whom it waits for, is not retried blindly and never leaves an INVALID
 index; ACCESS EXCLUSIVE files use their level's short timeout and retries; auto_analyze."""
+
 from __future__ import annotations
 
 import textwrap
@@ -49,7 +50,8 @@ def runbook(tmp_path: Path, sql: str, extra: str = "") -> Path:
     folder = tmp_path / "rb"
     folder.mkdir(exist_ok=True)
     (folder / "step.sql").write_text(textwrap.dedent(sql).strip() + "\n")
-    (folder / "runbook.toml").write_text(textwrap.dedent('''
+    (folder / "runbook.toml").write_text(
+        textwrap.dedent("""
         [runbook]
         id = "901"
         version = "901"
@@ -67,14 +69,18 @@ def runbook(tmp_path: Path, sql: str, extra: str = "") -> Path:
         [[phases.steps]]
         id = "1.1"
         file = "step.sql"
-        ''') + textwrap.dedent(extra))
+        """)
+        + textwrap.dedent(extra)
+    )
     return folder / "runbook.toml"
 
 
 def run(url: str, path: Path, waits: list | None = None):
     rb = load_runbook(path)
     started = time.monotonic()
-    result = Executor(url).run_step(rb, rb.phases[0].steps[0], inputs={}, on_wait=(waits.append if waits is not None else None))
+    result = Executor(url).run_step(
+        rb, rb.phases[0].steps[0], inputs={}, on_wait=(waits.append if waits is not None else None)
+    )
     return result, time.monotonic() - started
 
 
@@ -82,16 +88,21 @@ def invalid_indexes(url: str) -> int:
     return pg.scalar(url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid")
 
 
-CONCURRENT_3S = '''
+CONCURRENT_3S = """
 [lock_timeouts.concurrent]
 lock_timeout = "3s"
-'''
+"""
 
 
-def test_concurrent_build_waits_for_an_old_snapshot_up_to_its_level_names_it_and_leaves_nothing(db_005, tmp_path):
+def test_concurrent_build_waits_for_an_old_snapshot_up_to_its_level_names_it_and_leaves_nothing(
+    db_005, tmp_path
+):
     busy_table(db_005)
-    path = runbook(tmp_path, "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
-                   CONCURRENT_3S)
+    path = runbook(
+        tmp_path,
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
+        CONCURRENT_3S,
+    )
     old, waits = OldSnapshot(db_005), []
     try:
         result, elapsed = run(db_005, path, waits)
@@ -109,21 +120,28 @@ def test_concurrent_build_waits_for_an_old_snapshot_up_to_its_level_names_it_and
 
 def test_concurrent_build_outlives_a_snapshot_that_ends_within_its_wait(db_005, tmp_path):
     busy_table(db_005)
-    path = runbook(tmp_path, "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
-                   CONCURRENT_3S.replace("3s", "20s"))
+    path = runbook(
+        tmp_path,
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
+        CONCURRENT_3S.replace("3s", "20s"),
+    )
     old, waits = OldSnapshot(db_005), []
     threading.Timer(1.5, old.end).start()
     result, elapsed = run(db_005, path, waits)
     assert result.ok, result.error
     assert elapsed >= 1.5 and result.attempts == 1  # waited (the default 500 ms would have cancelled it)
     assert old.pid in [b.pid for b in waits]
-    assert pg.scalar(db_005, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass")
+    assert pg.scalar(
+        db_005, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass"
+    )
 
 
 def test_a_failed_reindex_concurrently_leaves_no_invalid_index(db_005, tmp_path):
     busy_table(db_005)
     execute(db_005, "CREATE INDEX busy_payload_idx ON public.busy (payload)")
-    path = runbook(tmp_path, "REINDEX INDEX CONCURRENTLY public.busy_payload_idx;", CONCURRENT_3S.replace("3s", "1s"))
+    path = runbook(
+        tmp_path, "REINDEX INDEX CONCURRENTLY public.busy_payload_idx;", CONCURRENT_3S.replace("3s", "1s")
+    )
     old = OldSnapshot(db_005)
     try:
         result, _ = run(db_005, path)
@@ -132,22 +150,26 @@ def test_a_failed_reindex_concurrently_leaves_no_invalid_index(db_005, tmp_path)
     assert not result.ok and result.error.sqlstate == "55P03"
     assert "busy_payload_idx_ccnew" in result.error.message and "dropped" in result.error.message
     assert invalid_indexes(db_005) == 0
-    assert pg.scalar(db_005, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass")
+    assert pg.scalar(
+        db_005, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass"
+    )
 
 
 def test_access_exclusive_files_use_their_level_timeout_and_retries_and_a_step_can_override(db_005, tmp_path):
     busy_table(db_005)
-    level = '''
+    level = """
     [lock_timeouts."ACCESS EXCLUSIVE"]
     lock_timeout = "300ms"
     lock_retries = 1
-    '''
+    """
     path = runbook(tmp_path, "ALTER TABLE public.busy ADD COLUMN note text;", level)
     with TableLock(db_005, "public.busy") as holder:
         result, elapsed = run(db_005, path)
         assert not result.ok and result.attempts == 2  # the level's retries, not the default 3
         assert elapsed < 1.5 and holder.pid in [b.pid for b in result.blockers]
-        path.write_text(path.read_text().replace('file = "step.sql"', 'file = "step.sql"\nlock_timeout = "200ms"'))
+        path.write_text(
+            path.read_text().replace('file = "step.sql"', 'file = "step.sql"\nlock_timeout = "200ms"')
+        )
         result, _ = run(db_005, path)
         assert not result.ok and result.attempts == 4  # the step's own lock_timeout: the defaults' retries
 
@@ -155,7 +177,9 @@ def test_access_exclusive_files_use_their_level_timeout_and_retries_and_a_step_c
 def test_auto_analyze_runs_analyze_on_the_indexed_table_only_when_asked(db_005, tmp_path):
     busy_table(db_005)
     sql = "CREATE INDEX busy_payload_idx ON public.busy (payload);"
-    last_analyze = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'public.busy'::regclass"
+    last_analyze = (
+        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'public.busy'::regclass"
+    )
     result, _ = run(db_005, runbook(tmp_path, sql))
     assert result.ok and not pg.scalar(db_005, last_analyze)
     execute(db_005, "DROP INDEX public.busy_payload_idx")
@@ -166,10 +190,17 @@ def test_auto_analyze_runs_analyze_on_the_indexed_table_only_when_asked(db_005, 
 
 def test_run_posts_whom_a_concurrent_build_waits_for_while_it_waits(settings, tmp_path):
     busy_table(settings.database_url)
-    path = runbook(tmp_path, "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
-                   CONCURRENT_3S.replace("3s", "30s"))
+    path = runbook(
+        tmp_path,
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);",
+        CONCURRENT_3S.replace("3s", "30s"),
+    )
     (path.parent / "down.sql").write_text("DROP INDEX CONCURRENTLY IF EXISTS public.busy_payload_idx;\n")
-    path.write_text(path.read_text().replace('owner = "database-engineer"\n', 'owner = "database-engineer"\nrollback = "down.sql"\n'))
+    path.write_text(
+        path.read_text().replace(
+            'owner = "database-engineer"\n', 'owner = "database-engineer"\nrollback = "down.sql"\n'
+        )
+    )
     console = Console(Core.from_settings(settings.with_(runbook_path=path)))
     console.approved()
     old = OldSnapshot(settings.database_url)
@@ -177,17 +208,25 @@ def test_run_posts_whom_a_concurrent_build_waits_for_while_it_waits(settings, tm
     code, out = console(LIU, "run phase 1")
     assert code == 0, out
     assert f"Step 1.1 step.sql is waiting for pid {old.pid}" in out and "idle in transaction" in out
-    assert pg.scalar(settings.database_url,
-                     "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass")
+    assert pg.scalar(
+        settings.database_url,
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.busy_payload_idx'::regclass",
+    )
 
 
-def test_a_psql_run_file_gets_the_concurrent_wait_and_its_failed_reindex_leaves_no_invalid_index(db_005, tmp_path):
+def test_a_psql_run_file_gets_the_concurrent_wait_and_its_failed_reindex_leaves_no_invalid_index(
+    db_005, tmp_path
+):
     busy_table(db_005)
     execute(db_005, "CREATE INDEX busy_payload_idx ON public.busy (payload)")
-    path = runbook(tmp_path, """
+    path = runbook(
+        tmp_path,
+        """
         \\echo rebuilding busy_payload_idx
         REINDEX INDEX CONCURRENTLY public.busy_payload_idx;
-    """, CONCURRENT_3S.replace("3s", "2s"))
+    """,
+        CONCURRENT_3S.replace("3s", "2s"),
+    )
     old, waits = OldSnapshot(db_005), []
     try:
         result, elapsed = run(db_005, path, waits)
@@ -199,15 +238,20 @@ def test_a_psql_run_file_gets_the_concurrent_wait_and_its_failed_reindex_leaves_
     assert invalid_indexes(db_005) == 0
 
 
-def test_the_rehearsal_times_each_statement_lock_in_autocommit_and_the_transaction_otherwise(db_005, tmp_path):
+def test_the_rehearsal_times_each_statement_lock_in_autocommit_and_the_transaction_otherwise(
+    db_005, tmp_path
+):
     from preflight.held import TimedExecutor
 
     busy_table(db_005)
-    path = runbook(tmp_path, """
+    path = runbook(
+        tmp_path,
+        """
         CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_payload_idx ON public.busy (payload);
         SELECT pg_sleep(0.3);
         CREATE INDEX CONCURRENTLY IF NOT EXISTS busy_id_payload_idx ON public.busy (id, payload);
-    """)
+    """,
+    )
     rb = load_runbook(path)
     timed = TimedExecutor(Executor(db_005), rb)
     assert timed.run_step(rb, rb.phases[0].steps[0], inputs={}).ok

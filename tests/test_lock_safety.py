@@ -1,5 +1,6 @@
 """Lock safety before GO (issue 16): squawk's findings on the files the run executes, judged with
 the target's real table sizes and the runbook's waivers; real PostgreSQL, the real squawk binary."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,9 @@ who = "database-engineer"
 def fill_big_table(url: str, rows: int = BIG_ROWS) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.big_events (id bigint PRIMARY KEY, payload text NOT NULL)")
-        conn.execute("INSERT INTO public.big_events SELECT g, md5(g::text) FROM generate_series(1, %s) g", (rows,))
+        conn.execute(
+            "INSERT INTO public.big_events SELECT g, md5(g::text) FROM generate_series(1, %s) g", (rows,)
+        )
         conn.execute("ANALYZE public.big_events")
 
 
@@ -43,7 +46,8 @@ def one_step_runbook(tmp_path: Path, sql: str, extra: str = "") -> Path:
     folder = tmp_path / "rb900"
     folder.mkdir()
     (folder / "add_index.sql").write_text(textwrap.dedent(sql).strip() + "\n")
-    (folder / "runbook.toml").write_text(textwrap.dedent('''
+    (folder / "runbook.toml").write_text(
+        textwrap.dedent("""
         [runbook]
         id = "900"
         version = "900"
@@ -56,7 +60,9 @@ def one_step_runbook(tmp_path: Path, sql: str, extra: str = "") -> Path:
         [[phases.steps]]
         id = "1.1"
         file = "add_index.sql"
-        ''') + extra)
+        """)
+        + extra
+    )
     return folder / "runbook.toml"
 
 
@@ -85,8 +91,16 @@ def test_plain_create_index_on_a_big_table_is_nogo_naming_rule_size_and_lock(set
     assert finding.locks == ["SHARE on public.big_events"]
     table = finding.tables[0]
     assert table["rows"] >= 100_000 and table["bytes"] == pg.scalar(
-        settings.database_url, "SELECT pg_total_relation_size('public.big_events')")
-    for word in (RULE, "add_index.sql:1", "SHARE on public.big_events", "public.big_events: ~1", " MB", "BLOCKS"):
+        settings.database_url, "SELECT pg_total_relation_size('public.big_events')"
+    )
+    for word in (
+        RULE,
+        "add_index.sql:1",
+        "SHARE on public.big_events",
+        "public.big_events: ~1",
+        " MB",
+        "BLOCKS",
+    ):
         assert word in line.observed, line.observed
 
 
@@ -102,26 +116,35 @@ def test_an_index_on_a_table_created_earlier_in_the_same_file_does_not_block(set
     fill_big_table(settings.database_url)
     # Atomic: the executor wraps the file in one transaction (squawk's --assume-in-transaction),
     # so squawk itself knows the table is new and has nothing to say about the index.
-    atomic = one_step_runbook(tmp_path, """
+    atomic = one_step_runbook(
+        tmp_path,
+        """
         CREATE TABLE public.events_copy (LIKE public.big_events);
         CREATE INDEX events_copy_payload_idx ON public.events_copy (payload);
-    """)
+    """,
+    )
     line, result = judged(settings, atomic)
     assert line.status == "pass", line.observed
     assert not [f for f in result.findings if f.rule == RULE]
     # In autocommit (the file also builds an index concurrently) squawk reports it: shown, and it
     # does not block, because the table is not on the target (this run creates it).
     (tmp_path / "rb900").rename(tmp_path / "atomic")
-    loose = one_step_runbook(tmp_path, """
+    loose = one_step_runbook(
+        tmp_path,
+        """
         CREATE TABLE IF NOT EXISTS public.events_copy (LIKE public.big_events);
         CREATE INDEX IF NOT EXISTS events_copy_payload_idx ON public.events_copy (payload);
         CREATE INDEX CONCURRENTLY IF NOT EXISTS big_events_id_payload_idx ON public.big_events (id, payload);
-    """)
+    """,
+    )
     line, result = judged(settings, loose)
     assert line.status == "pass", line.observed
     [shown] = [f for f in result.findings if f.rule == RULE]
     assert shown.line == 2 and not shown.blocks
-    assert "not on the target (created by this run)" in shown.text() and "SHARE on public.events_copy" in shown.text()
+    assert (
+        "not on the target (created by this run)" in shown.text()
+        and "SHARE on public.events_copy" in shown.text()
+    )
 
 
 def test_a_waiver_lets_the_finding_pass_and_is_kept_with_reason_and_role(settings, tmp_path):
@@ -130,7 +153,10 @@ def test_a_waiver_lets_the_finding_pass_and_is_kept_with_reason_and_role(setting
     assert line.status == "pass", line.observed
     [finding] = [f for f in result.findings if f.rule == RULE]
     assert finding.blocking and not finding.blocks
-    assert finding.waiver["reason"].startswith("big_events takes no writes") and finding.waiver["who"] == "database-engineer"
+    assert (
+        finding.waiver["reason"].startswith("big_events takes no writes")
+        and finding.waiver["who"] == "database-engineer"
+    )
     assert result.waivers == [{**finding.waiver, "used": True}]
 
 
@@ -144,31 +170,44 @@ def test_a_waiver_for_another_statement_does_not_cover_the_finding(settings, tmp
 
 def test_a_waiver_must_name_a_roster_role_and_a_reason(settings, tmp_path):
     fill_big_table(settings.database_url)
-    line, result = judged(settings, one_step_runbook(tmp_path, INDEX_ON_BIG, WAIVER.replace("database-engineer", "intern")))
+    line, result = judged(
+        settings, one_step_runbook(tmp_path, INDEX_ON_BIG, WAIVER.replace("database-engineer", "intern"))
+    )
     assert line.status == "fail" and "waiver `who` intern is not a role of the roster" in line.observed
     (tmp_path / "rb900").rename(tmp_path / "first")
     with pytest.raises(RunbookError, match="missing `reason`"):
         load_runbook(one_step_runbook(tmp_path, INDEX_ON_BIG, WAIVER.replace('reason = "', 'note = "')))
 
 
-def test_access_exclusive_on_a_table_above_high_risk_size_is_high_risk_even_if_squawk_is_silent(settings, tmp_path):
+def test_access_exclusive_on_a_table_above_high_risk_size_is_high_risk_even_if_squawk_is_silent(
+    settings, tmp_path
+):
     fill_big_table(settings.database_url)
-    runbook = one_step_runbook(tmp_path, "ALTER TABLE public.big_events ENABLE ROW LEVEL SECURITY;",
-                               '\n[lock_safety]\nhigh_risk_bytes = "1MB"\n')
+    runbook = one_step_runbook(
+        tmp_path,
+        "ALTER TABLE public.big_events ENABLE ROW LEVEL SECURITY;",
+        '\n[lock_safety]\nhigh_risk_bytes = "1MB"\n',
+    )
     line, result = judged(settings, runbook)
     assert not [f for f in result.findings if f.statement.startswith("ALTER TABLE")]  # squawk: nothing to say
     [risk] = result.high_risk
-    assert risk["table"] == "public.big_events" and risk["line"] == 1 and risk["bytes"] > 1024 ** 2
+    assert risk["table"] == "public.big_events" and risk["line"] == 1 and risk["bytes"] > 1024**2
 
 
 def test_squawk_sees_psql_files_as_the_parser_does(settings, tmp_path):
     """A file with psql variables and meta-commands is linted on the parser's text (same lines)."""
     fill_big_table(settings.database_url)
-    line, result = judged(settings, one_step_runbook(tmp_path, """
+    line, result = judged(
+        settings,
+        one_step_runbook(
+            tmp_path,
+            """
         \\set tag 'x'
         SELECT :'tag';
         CREATE INDEX big_events_payload_idx ON public.big_events (payload);
-    """))
+    """,
+        ),
+    )
     assert [f"{f.rule}@{f.line}" for f in result.blocking] == [f"{RULE}@3"]
     assert not [f for f in result.findings if f.rule == "syntax-error"]
 
@@ -183,14 +222,17 @@ def test_006_has_no_blocking_finding(settings):
 
 # ------------------------------------------------------------------ end to end through the console
 
+
 def big_index_runbook(tmp_path: Path) -> Path:
     """006 with a step 1.3 building a plain index on public.big_events (undone by the phase's rollback)."""
     runbook = copy_runbook(tmp_path)
     (runbook.parent / "add_index.sql").write_text(INDEX_ON_BIG + "\n")
     append_to_file(runbook, "rollback-006.sql", "DROP INDEX IF EXISTS public.big_events_payload_idx;")
     text = runbook.read_text()
-    anchor = "[[phases.checks]]\nname = \"platform.databases has 15 columns\""
-    runbook.write_text(text.replace(anchor, '[[phases.steps]]\nid = "1.3"\nfile = "add_index.sql"\n\n' + anchor, 1))
+    anchor = '[[phases.checks]]\nname = "platform.databases has 15 columns"'
+    runbook.write_text(
+        text.replace(anchor, '[[phases.steps]]\nid = "1.3"\nfile = "add_index.sql"\n\n' + anchor, 1)
+    )
     return runbook
 
 
@@ -207,7 +249,7 @@ def test_waiver_in_go_no_go_request_report_and_approval_and_a_changed_waiver_ref
     console = Console(Core.from_settings(ready.with_(runbook_path=runbook)))
     code, out = console(COORDINATOR, "preflight")
     assert code == 0, out
-    request = out[out.index("Requesting go/no-go decision"):]
+    request = out[out.index("Requesting go/no-go decision") :]
     assert f"Waiver: {RULE} in add_index.sql" in request and "batch loader paused" in request
     assert "role database-engineer" in request and "squawk 2." in request
     assert "held" in out and "on the copy" in out  # the rehearsal's lock-holding time next to the finding
@@ -218,7 +260,9 @@ def test_waiver_in_go_no_go_request_report_and_approval_and_a_changed_waiver_ref
     assert run.approval["checksums"].get("runbook.toml") == hashlib.sha256(runbook.read_bytes()).hexdigest()
 
     code, out = console(COORDINATOR, "report")
-    assert code == 0 and "### Lock safety" in out and "batch loader paused" in out and "database-engineer" in out
+    assert (
+        code == 0 and "### Lock safety" in out and "batch loader paused" in out and "database-engineer" in out
+    )
 
     runbook.write_text(runbook.read_text().replace("batch loader paused", "trust me"))  # the waiver changed
     code, out = console(LIU, "run phase 1")
@@ -232,7 +276,9 @@ def test_drop_index_on_a_big_table_is_judged_by_the_table_it_locks(settings, tmp
     fill_big_table(settings.database_url)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute("CREATE INDEX big_events_payload_idx ON public.big_events (payload)")
-    line, result = judged(settings, one_step_runbook(tmp_path, "DROP INDEX IF EXISTS public.big_events_payload_idx;"))
+    line, result = judged(
+        settings, one_step_runbook(tmp_path, "DROP INDEX IF EXISTS public.big_events_payload_idx;")
+    )
     [finding] = [f for f in result.findings if f.rule == "require-concurrent-index-deletion"]
     assert finding.blocks and "ACCESS EXCLUSIVE on public.big_events" in finding.locks
     assert line.status == "fail" and "public.big_events: ~1" in line.observed

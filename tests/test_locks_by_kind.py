@@ -7,6 +7,7 @@ only on tables, which is all LOCK TABLE accepts without side effects (PostgreSQL
 "Explicit Locking" and LOCK: it refuses indexes, sequences, materialized views and composite
 types; on a view it also locks every table the view reads).
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -53,8 +54,10 @@ CASES = {
     "rename view": ("ALTER VIEW platform.v RENAME TO v2;", []),
     "alter view": ("ALTER VIEW platform.v ALTER COLUMN b SET DEFAULT 1;", []),
     "replace view": ("CREATE OR REPLACE VIEW platform.v AS SELECT a, b, 1 AS c FROM platform.t;", []),
-    "instead-of trigger on a view": ("CREATE TRIGGER vt INSTEAD OF INSERT ON platform.v FOR EACH ROW "
-                                     "EXECUTE FUNCTION platform.trg();", []),
+    "instead-of trigger on a view": (
+        "CREATE TRIGGER vt INSTEAD OF INSERT ON platform.v FOR EACH ROW EXECUTE FUNCTION platform.trg();",
+        [],
+    ),
     "drop materialized view": ("DROP MATERIALIZED VIEW platform.m;", []),
     "refresh materialized view": ("REFRESH MATERIALIZED VIEW platform.m;", []),
     "index on a materialized view": ("CREATE INDEX mi ON platform.m (a);", []),
@@ -67,8 +70,10 @@ CASES = {
     "extension": ("CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA platform;", []),
     "create policy": ("CREATE POLICY q ON platform.t FOR SELECT USING (a > 0);", [(AE, "platform.t")]),
     "drop policy": ("DROP POLICY p ON platform.t;", [(AE, "platform.t")]),
-    "create trigger": ("CREATE TRIGGER tr2 AFTER INSERT ON platform.t FOR EACH ROW EXECUTE FUNCTION platform.trg();",
-                       [(SRE, "platform.t")]),
+    "create trigger": (
+        "CREATE TRIGGER tr2 AFTER INSERT ON platform.t FOR EACH ROW EXECUTE FUNCTION platform.trg();",
+        [(SRE, "platform.t")],
+    ),
     "drop trigger": ("DROP TRIGGER tr ON platform.t;", [(AE, "platform.t")]),
     "rename column": ("ALTER TABLE platform.t RENAME COLUMN b TO c;", [(AE, "platform.t")]),
     "rename table": ("ALTER TABLE platform.t RENAME TO t2;", [(AE, "platform.t")]),
@@ -84,7 +89,7 @@ def db(scratch_db):
 
 
 def _mode(level: str) -> str:
-    """"SHARE ROW EXCLUSIVE" -> "ShareRowExclusiveLock" (pg_locks' spelling)."""
+    """ "SHARE ROW EXCLUSIVE" -> "ShareRowExclusiveLock" (pg_locks' spelling)."""
     return "".join(w.capitalize() for w in level.split()) + "Lock"
 
 
@@ -97,8 +102,10 @@ def test_each_object_kind_runs_and_its_predicted_locks_are_the_ones_taken(db, tm
     stmt = parsed.body[0]
     predicted = [(level, rel) for level, rel in stmt.locks]
     with psycopg.connect(db) as conn:
-        oids = {rel: conn.execute("SELECT to_regclass(%s)::oid", (rel,)).fetchone()[0]
-                for _, rel in predicted + list(stmt.index_table_locks)}
+        oids = {
+            rel: conn.execute("SELECT to_regclass(%s)::oid", (rel,)).fetchone()[0]
+            for _, rel in predicted + list(stmt.index_table_locks)
+        }
         planned = [(lock.level, lock.relation) for lock in locks.existing(conn, locks.lock_plan(parsed))]
         table_of_index = conn.execute("SELECT 'platform.t'::regclass::oid").fetchone()[0]
     assert planned == up_front

@@ -1,11 +1,12 @@
 """Preflight end to end on real databases, real sockets and real files: a healthy 005
 database is GO with evidence on every line, and each NO-GO condition of the report, caused
 for real, is NO-GO naming the failed condition."""
+
 from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -27,8 +28,10 @@ def healthy(settings):
     """Settings whose every outside dependency answers: a 200 deployment, a TCP listener for
     MongoDB, the real local Redis (REGISTER_REDIS_URL as planted, with a password)."""
     with fakes_net.http_server(200) as deployment, fakes_net.silent_listener() as (host, port):
-        yield settings.with_(deployment_url=deployment,
-                             register_mongodb_url=f"mongodb://mongo:S3cretMongoPw42@{host}:{port}/lancio")
+        yield settings.with_(
+            deployment_url=deployment,
+            register_mongodb_url=f"mongodb://mongo:S3cretMongoPw42@{host}:{port}/lancio",
+        )
 
 
 def execute(url: str, statement: str) -> None:
@@ -57,13 +60,28 @@ def copy_runbook(tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------ GO
 
+
 def test_healthy_005_database_is_go_with_evidence_on_every_line(healthy):
     seen = []
     report = run_preflight(healthy, RB, incident=None, on_check=seen.append, timeouts=FAST)
     assert report.go is True, report.nogo_reasons
     keys = [c.key for c in report.checks]
-    for key in ("database", "server_version", "deployment", "network:mongodb", "network:redis", "migrations",
-                "extensions", "runbook_files", "inputs", "incident", "window", "backup", "rehearsal", "approval"):
+    for key in (
+        "database",
+        "server_version",
+        "deployment",
+        "network:mongodb",
+        "network:redis",
+        "migrations",
+        "extensions",
+        "runbook_files",
+        "inputs",
+        "incident",
+        "window",
+        "backup",
+        "rehearsal",
+        "approval",
+    ):
         assert key in keys
     for line in report.checks:
         assert line.how and line.observed and line.required
@@ -76,9 +94,17 @@ def test_healthy_005_database_is_go_with_evidence_on_every_line(healthy):
     assert backup.verified and Path(backup.path).stat().st_size == backup.size
     assert Path(backup.path).name.startswith("backup_pre_migration_006_")
     assert backup.restore_command.startswith("bash ") and backup.path in backup.restore_command
-    assert {c.key for c in backup.comparisons} >= {"backup:tables", "backup:row_counts", "backup:functions",
-                                                   "backup:views", "backup:policies", "backup:extensions",
-                                                   "backup:schema_migrations", "backup:file", "backup:restore"}
+    assert {c.key for c in backup.comparisons} >= {
+        "backup:tables",
+        "backup:row_counts",
+        "backup:functions",
+        "backup:views",
+        "backup:policies",
+        "backup:extensions",
+        "backup:schema_migrations",
+        "backup:file",
+        "backup:restore",
+    }
     assert backup.row_counts["public.schema_migrations"] == 5
     assert Path(backup.schema_snapshot).read_text().count("CREATE TABLE") >= 23
     # the rehearsal: every phase ran on the copy and rolled back clean
@@ -100,6 +126,7 @@ def test_healthy_005_database_is_go_with_evidence_on_every_line(healthy):
 
 # ------------------------------------------------------------------ NO-GO: outside world
 
+
 def test_deployment_answering_503_is_nogo(healthy):
     with fakes_net.http_server(503) as url:
         report = fast_checks(healthy.with_(deployment_url=url), RB, incident=None, timeouts=FAST)
@@ -108,22 +135,31 @@ def test_deployment_answering_503_is_nogo(healthy):
 
 def test_deployment_that_never_answers_is_nogo(healthy):
     with fakes_net.silent_listener() as (host, port):
-        report = fast_checks(healthy.with_(deployment_url=f"http://{host}:{port}/"), RB, incident=None, timeouts=FAST)
+        report = fast_checks(
+            healthy.with_(deployment_url=f"http://{host}:{port}/"), RB, incident=None, timeouts=FAST
+        )
     assert_nogo(report, "deployment", "no answer within 0.5 s")
 
 
 def test_deployment_not_configured_is_nogo(healthy):
-    assert_nogo(fast_checks(healthy.with_(deployment_url=None), RB, incident=None, timeouts=FAST),
-                "deployment", "not configured")
+    assert_nogo(
+        fast_checks(healthy.with_(deployment_url=None), RB, incident=None, timeouts=FAST),
+        "deployment",
+        "not configured",
+    )
 
 
 def test_closed_private_port_is_nogo(healthy):
     url = f"mongodb://mongo:S3cretMongoPw42@127.0.0.1:{fakes_net.closed_port()}/lancio"
-    assert_nogo(fast_checks(healthy.with_(register_mongodb_url=url), RB, incident=None, timeouts=FAST),
-                "network:mongodb", "refused")
+    assert_nogo(
+        fast_checks(healthy.with_(register_mongodb_url=url), RB, incident=None, timeouts=FAST),
+        "network:mongodb",
+        "refused",
+    )
 
 
 # ------------------------------------------------------------------ NO-GO: the database
+
 
 def test_database_at_004_is_nogo(healthy):
     execute(healthy.database_url, "DELETE FROM schema_migrations WHERE version = '005'")
@@ -150,6 +186,7 @@ def test_unreachable_database_is_nogo_and_says_so(healthy):
 
 # ------------------------------------------------------------------ NO-GO: inputs, incident, window
 
+
 def test_placeholder_password_is_nogo(healthy):
     url = "mongodb://mongo:changeme@127.0.0.1:27017/lancio"
     report = fast_checks(healthy.with_(register_mongodb_url=url), RB, incident=None, timeouts=FAST)
@@ -158,26 +195,40 @@ def test_placeholder_password_is_nogo(healthy):
 
 
 def test_missing_encryption_key_is_nogo(healthy):
-    assert_nogo(fast_checks(healthy.with_(encryption_key=None), RB, incident=None, timeouts=FAST),
-                "inputs", "MIGRATE_ENCRYPTION_KEY is not set")
+    assert_nogo(
+        fast_checks(healthy.with_(encryption_key=None), RB, incident=None, timeouts=FAST),
+        "inputs",
+        "MIGRATE_ENCRYPTION_KEY is not set",
+    )
 
 
 def test_declared_incident_is_nogo_naming_who_and_what(healthy):
     incident = {"by": "U0RAFAEL", "at": "2026-11-24T05:00:00+00:00", "text": "checkout API returning 500s"}
-    assert_nogo(fast_checks(healthy, RB, incident=incident, timeouts=FAST), "incident",
-                "U0RAFAEL", "checkout API returning 500s")
+    assert_nogo(
+        fast_checks(healthy, RB, incident=incident, timeouts=FAST),
+        "incident",
+        "U0RAFAEL",
+        "checkout API returning 500s",
+    )
 
 
 def test_window_with_less_than_two_hours_left_is_nogo(healthy):
-    now = datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
     report = fast_checks(healthy.with_(window="02:00-06:00"), RB, incident=None, now=now, timeouts=FAST)
     assert_nogo(report, "window", "1.00 h of the window left")
-    later_ok = fast_checks(healthy.with_(window="02:00-06:00"), RB, incident=None, now=now,
-                           at=datetime(2026, 11, 25, 2, 30, tzinfo=timezone.utc), timeouts=FAST)
+    later_ok = fast_checks(
+        healthy.with_(window="02:00-06:00"),
+        RB,
+        incident=None,
+        now=now,
+        at=datetime(2026, 11, 25, 2, 30, tzinfo=UTC),
+        timeouts=FAST,
+    )
     assert later_ok.line("window").ok  # a GO scheduled at 02:30 has 3.5 h
 
 
 # ------------------------------------------------------------------ NO-GO: runbook files
+
 
 def test_file_that_does_not_parse_is_nogo(healthy, tmp_path):
     folder = copy_runbook(tmp_path)
@@ -192,15 +243,24 @@ def test_do_not_run_file_as_a_step_is_nogo(healthy, tmp_path):
     folder = copy_runbook(tmp_path)
     (folder / "007_session_helpers.sql").write_text("SELECT 1;\n")
     toml = folder / "runbook.toml"
-    toml.write_text(toml.read_text().replace('file = "006_add_platform_databases_table.sql"',
-                                             'file = "007_session_helpers.sql"', 1))
+    toml.write_text(
+        toml.read_text().replace(
+            'file = "006_add_platform_databases_table.sql"', 'file = "007_session_helpers.sql"', 1
+        )
+    )
     report = fast_checks(healthy, load_runbook(toml), incident=None, timeouts=FAST)
     assert_nogo(report, "runbook_files", "007_session_helpers.sql is marked DO NOT RUN")
 
 
 def test_malformed_register_url_is_nogo_not_a_crash(healthy):
-    report = fast_checks(healthy.with_(register_mongodb_url="mongodb://mongo:Pw91x@mongo.internal:port/db"), RB,
-                         incident=None, timeouts=FAST)
+    report = fast_checks(
+        healthy.with_(register_mongodb_url="mongodb://mongo:Pw91x@mongo.internal:port/db"),
+        RB,
+        incident=None,
+        timeouts=FAST,
+    )
     assert report.go is False and report.line("network:mongodb").status == FAIL
-    assert "REGISTER_MONGODB_URL: a port is not a number" in report.line("inputs").observed  # no URL part quoted
+    assert (
+        "REGISTER_MONGODB_URL: a port is not a number" in report.line("inputs").observed
+    )  # no URL part quoted
     assert "Pw91x" not in json.dumps(report.to_dict())

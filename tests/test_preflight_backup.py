@@ -2,13 +2,14 @@
 backup fails verification, a restored copy that differs from the source fails, a missing
 pg_dump or a role without CREATEDB is a clear failed line, and a runbook whose phase 2
 fails on the copy is NO-GO while the real database stays untouched."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -22,7 +23,7 @@ from tests.support import fakes_net, pg, processes
 
 FAST = Timeouts(network=0.5, database=5)
 RB = load_runbook(DEFAULT_RUNBOOK)
-NOW = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
 
 def execute(url: str, statement: str) -> None:
@@ -38,7 +39,10 @@ def database_exists(conninfo: str) -> bool:
 def test_truncated_backup_fails_verification_and_is_nogo(settings):
     with scratch.scratch_database(settings) as copy:
         dumped = backup.dump(settings, RB.backup_prefix, NOW, restore_into=copy)
-        assert dumped.restore_error is None and dumped.path.name == "backup_pre_migration_006_20261124_030000.dump"
+        assert (
+            dumped.restore_error is None
+            and dumped.path.name == "backup_pre_migration_006_20261124_030000.dump"
+        )
         with open(dumped.path, "r+b") as f:  # corrupt it after it was written
             f.truncate(dumped.size // 2)
         info = proof.verify(settings, dumped, copy)
@@ -58,7 +62,10 @@ def test_truncated_backup_fails_verification_and_is_nogo(settings):
 def test_restored_copy_that_differs_from_the_source_is_not_verified(settings):
     with scratch.scratch_database(settings) as copy:
         dumped = backup.dump(settings, RB.backup_prefix, NOW, restore_into=copy)
-        execute(copy, "DELETE FROM platform.notifications WHERE id IN (SELECT id FROM platform.notifications LIMIT 1)")
+        execute(
+            copy,
+            "DELETE FROM platform.notifications WHERE id IN (SELECT id FROM platform.notifications LIMIT 1)",
+        )
         execute(copy, "DROP EXTENSION pgcrypto CASCADE")
         info = proof.verify(settings, dumped, copy)
     failed = {c.key: c.observed for c in info.comparisons if c.status == FAIL}
@@ -130,7 +137,9 @@ def test_phase_2_failing_on_the_copy_is_nogo_and_the_real_database_is_untouched(
     broken = load_runbook(folder / "runbook.toml")
     before = pg.schema_dump(settings.database_url)
     with fakes_net.http_server(200) as deployment, fakes_net.silent_listener() as (host, port):
-        healthy = settings.with_(deployment_url=deployment, register_mongodb_url=f"mongodb://m:Pw9x@{host}:{port}/db")
+        healthy = settings.with_(
+            deployment_url=deployment, register_mongodb_url=f"mongodb://m:Pw9x@{host}:{port}/db"
+        )
         report = run_preflight(healthy, broken, incident=None, timeouts=FAST)
     assert report.go is False
     assert {c.key for c in report.checks if c.status == FAIL} == {"rehearsal"}
@@ -220,7 +229,10 @@ def test_restore_file_is_never_left_running_and_a_failed_stop_check_is_not_a_sto
         raise ConnectionError("Redis is away for a moment")
 
     target = scratch_db()
-    assert backup.restore_file(dumped.path, target, settings.database_url, should_stop=redis_blip, poll=0.01) is None
+    assert (
+        backup.restore_file(dumped.path, target, settings.database_url, should_stop=redis_blip, poll=0.01)
+        is None
+    )
     assert asked and pg.scalar(target, "SELECT max(version::text) FROM schema_migrations") == "005"
 
     def interrupted() -> bool:
@@ -242,17 +254,30 @@ def test_the_printed_restore_command_works_pasted_as_is(settings, spelling):
     command = backup.restore_command(dumped.path)
     live = settings.database_url.rsplit("/", 1)[1]
     execute(settings.database_url, "CREATE TABLE public.after_backup (id int)")
-    url = settings.database_url if spelling == "url" else f"host=127.0.0.1 port=5432 user=postgres dbname={live}"
+    url = (
+        settings.database_url
+        if spelling == "url"
+        else f"host=127.0.0.1 port=5432 user=postgres dbname={live}"
+    )
     try:
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "DATABASE_URL": url})
+        done = subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "DATABASE_URL": url},
+        )
         assert done.returncode == 0, done.stderr
         assert pg.scalar(settings.database_url, "SELECT to_regclass('public.after_backup') IS NULL") is True
         assert pg.scalar(settings.database_url, "SELECT count(*) FROM platform.organizations") > 0
-        aside = pg.scalar(pg.SERVER_URL, "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{live}_replaced_%",))
+        aside = pg.scalar(
+            pg.SERVER_URL, "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{live}_replaced_%",)
+        )
         assert pg.scalar(pg.url_for(aside), "SELECT to_regclass('public.after_backup') IS NOT NULL") is True
     finally:
         with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
-            for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
-                                        (f"{live}_replaced_%", f"{live}_restored_%")).fetchall():
+            for (name,) in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
+                (f"{live}_replaced_%", f"{live}_restored_%"),
+            ).fetchall():
                 pg.drop_database(name)

@@ -1,6 +1,7 @@
 """Pre-flight checks are declared by the runbook (issue 13.5): a runbook that asks for nothing
 gets nothing asked of it, and what it declares (deployment, hosts, inputs, SQL
 preconditions, HTTP smoke tests) is checked for real: real databases, real sockets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,13 @@ def minimal_runbook(tmp_path: Path, extra: str = "") -> Path:
 @pytest.fixture
 def bare(settings, scratch_db):
     """An empty database (no schema_migrations, no pgcrypto) and none of 006's settings."""
-    return settings.with_(database_url=scratch_db(), deployment_url=None, register_mongodb_url=None,
-                          register_redis_url=None, encryption_key=None)
+    return settings.with_(
+        database_url=scratch_db(),
+        deployment_url=None,
+        register_mongodb_url=None,
+        register_redis_url=None,
+        encryption_key=None,
+    )
 
 
 def failed(report) -> dict[str, str]:
@@ -57,19 +63,34 @@ def test_a_runbook_that_asks_for_nothing_is_go_without_any_006_setting(bare, tmp
     report = run_preflight(bare, load_runbook(minimal_runbook(tmp_path)), incident=None, timeouts=FAST)
     assert report.go is True, report.nogo_reasons
     keys = {c.key for c in report.checks}
-    assert keys == {"database", "server_version", "runbook_files", "lock_safety", "incident", "window", "backup", "rehearsal",
-                    "approval"}
+    assert keys == {
+        "database",
+        "server_version",
+        "runbook_files",
+        "lock_safety",
+        "incident",
+        "window",
+        "backup",
+        "rehearsal",
+        "approval",
+    }
     assert report.rehearsal.ok and report.line("approval").status == PENDING
-    assert pg.scalar(bare.database_url, "SELECT to_regclass('demo_items')") is None  # rehearsed on a copy only
+    assert (
+        pg.scalar(bare.database_url, "SELECT to_regclass('demo_items')") is None
+    )  # rehearsed on a copy only
 
 
 def test_required_versions_and_extensions_are_checked_only_when_required(bare, tmp_path):
     nothing = fast_checks(bare, load_runbook(minimal_runbook(tmp_path)), incident=None, timeouts=FAST)
     assert nothing.line("migrations") is None and nothing.line("extensions") is None
-    required = load_runbook(minimal_runbook(tmp_path, '\n[prerequisites]\napplied = ["001"]\nextensions = ["pgcrypto"]\n'))
+    required = load_runbook(
+        minimal_runbook(tmp_path, '\n[prerequisites]\napplied = ["001"]\nextensions = ["pgcrypto"]\n')
+    )
     report = fast_checks(bare, required, incident=None, timeouts=FAST)
-    assert failed(report) == {"migrations": "applied: (none) (missing 001)",  # the bot's own ledger: empty
-                              "extensions": "none of them; missing pgcrypto"}
+    assert failed(report) == {
+        "migrations": "applied: (none) (missing 001)",  # the bot's own ledger: empty
+        "extensions": "none of them; missing pgcrypto",
+    }
 
 
 PRECONDITION = """
@@ -92,16 +113,22 @@ def test_sql_precondition_is_nogo_until_it_holds(bare, tmp_path):
     assert report.line("sql:the application created its settings table").status == PASS and not failed(report)
 
 
-@pytest.mark.parametrize("sql, reason", [
-    ("SELECT 1; SELECT 2", "exactly one statement (found 2)"),
-    ("DELETE FROM demo_items", "read-only SELECT (found DELETE)"),
-    ("SELECT * INTO copy FROM demo_items", "SELECT … INTO creates a table"),
-    ("WITH gone AS (DELETE FROM demo_items RETURNING 1) SELECT count(*) FROM gone", "its WITH runs DELETE"),
-    ("SELECT id FROM demo_items FOR UPDATE", "FOR UPDATE/SHARE"),
-    # in a subquery: accepted at load, then failed the run ("cannot execute SELECT FOR UPDATE in a read-only transaction")
-    ("SELECT count(*) FROM (SELECT id FROM demo_items FOR UPDATE) AS locked", "FOR UPDATE/SHARE"),
-    ("SELECT 1 WHERE EXISTS (SELECT 1 FROM demo_items FOR KEY SHARE)", "FOR UPDATE/SHARE"),
-])
+@pytest.mark.parametrize(
+    "sql, reason",
+    [
+        ("SELECT 1; SELECT 2", "exactly one statement (found 2)"),
+        ("DELETE FROM demo_items", "read-only SELECT (found DELETE)"),
+        ("SELECT * INTO copy FROM demo_items", "SELECT … INTO creates a table"),
+        (
+            "WITH gone AS (DELETE FROM demo_items RETURNING 1) SELECT count(*) FROM gone",
+            "its WITH runs DELETE",
+        ),
+        ("SELECT id FROM demo_items FOR UPDATE", "FOR UPDATE/SHARE"),
+        # in a subquery: accepted at load, then failed the run ("cannot execute SELECT FOR UPDATE in a read-only transaction")
+        ("SELECT count(*) FROM (SELECT id FROM demo_items FOR UPDATE) AS locked", "FOR UPDATE/SHARE"),
+        ("SELECT 1 WHERE EXISTS (SELECT 1 FROM demo_items FOR KEY SHARE)", "FOR UPDATE/SHARE"),
+    ],
+)
 def test_a_precondition_that_is_not_one_read_only_query_is_refused_at_load(tmp_path, sql, reason):
     extra = f'\n[[preflight.sql]]\nname = "bad"\nsql = """{sql}"""\nexpect = 1\n'
     with pytest.raises(RunbookError) as err:
@@ -175,8 +202,10 @@ def test_the_minimal_runbook_of_sql_readme_goes_from_preflight_to_rollback_all(b
     folder = tmp_path / "042"
     folder.mkdir()
     (folder / "runbook.toml").write_text(example)
-    (folder / "042_up.sql").write_text("CREATE TABLE invoices (id int PRIMARY KEY, due date);\n"
-                                       "CREATE INDEX invoices_due ON invoices (due);\n")
+    (folder / "042_up.sql").write_text(
+        "CREATE TABLE invoices (id int PRIMARY KEY, due date);\n"
+        "CREATE INDEX invoices_due ON invoices (due);\n"
+    )
     (folder / "042_down.sql").write_text("DROP TABLE invoices;\n")
     before = pg.schema_dump(bare.database_url)
     console = Console(Core.from_settings(bare.with_(runbook_path=folder / "runbook.toml")))

@@ -1,10 +1,11 @@
 """Preflight pieces that need no database: window arithmetic, placeholder detection, the
 report's JSON round trip and matrix, and the network probes against real local sockets."""
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +20,7 @@ from sql import DEFAULT_RUNBOOK
 from tests.conftest import PLANTED
 from tests.support import fakes_net
 
-UTC = timezone.utc
+UTC = UTC
 RB = load_runbook(DEFAULT_RUNBOOK)
 
 
@@ -35,21 +36,25 @@ def at(hh: int, mm: int = 0) -> datetime:
 
 # ------------------------------------------------------------------ window
 
+
 def test_no_window_configured_passes_and_says_so():
     line = window_check(None, 2, at(12))
     assert line.status == PASS and line.observed == "no window configured"
 
 
-@pytest.mark.parametrize("window, moment, ok", [
-    ("02:00-06:00", at(3), True),        # 3 h left
-    ("02:00-06:00", at(4), True),        # exactly 2 h left
-    ("02:00-06:00", at(5), False),       # 1 h left
-    ("02:00-06:00", at(7), False),       # outside the window
-    ("22:00-04:00", at(23), True),       # crosses midnight: 5 h left
-    ("22:00-04:00", at(1), True),        # early-morning part of yesterday's window: 3 h left
-    ("22:00-04:00", at(3), False),       # 1 h left
-    ("22:00-04:00", at(12), False),      # outside
-])
+@pytest.mark.parametrize(
+    "window, moment, ok",
+    [
+        ("02:00-06:00", at(3), True),  # 3 h left
+        ("02:00-06:00", at(4), True),  # exactly 2 h left
+        ("02:00-06:00", at(5), False),  # 1 h left
+        ("02:00-06:00", at(7), False),  # outside the window
+        ("22:00-04:00", at(23), True),  # crosses midnight: 5 h left
+        ("22:00-04:00", at(1), True),  # early-morning part of yesterday's window: 3 h left
+        ("22:00-04:00", at(3), False),  # 1 h left
+        ("22:00-04:00", at(12), False),  # outside
+    ],
+)
 def test_window_needs_min_hours_left(window, moment, ok):
     line = window_check(window, 2, moment)
     assert line.ok is ok, line.observed
@@ -63,17 +68,21 @@ def test_window_reports_hours_left_and_rejects_malformed():
 
 # ------------------------------------------------------------------ inputs
 
-@pytest.mark.parametrize("url", [
-    "mongodb://mongo:password@mongodb.railway.internal:27017/db",
-    "mongodb://mongo:changeme@mongodb.railway.internal:27017/db",
-    "mongodb://mongo:<password>@mongodb.railway.internal:27017/db",
-    "mongodb://mongo:xxxxxx@mongodb.railway.internal:27017/db",
-    "mongodb://mongo:Pw1@mongodb.example.com:27017/db",
-    "mongodb://your-user:Pw1@mongodb.railway.internal:27017/db",
-    "mongodb://mongo:TODO@mongodb.railway.internal:27017/db",
-    "mongodb://mongo:Pw1@placeholder:27017/db",
-    "redis://default:pw@redis.railway.internal:6379",  # wrong scheme for MongoDB
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mongodb://mongo:password@mongodb.railway.internal:27017/db",
+        "mongodb://mongo:changeme@mongodb.railway.internal:27017/db",
+        "mongodb://mongo:<password>@mongodb.railway.internal:27017/db",
+        "mongodb://mongo:xxxxxx@mongodb.railway.internal:27017/db",
+        "mongodb://mongo:Pw1@mongodb.example.com:27017/db",
+        "mongodb://your-user:Pw1@mongodb.railway.internal:27017/db",
+        "mongodb://mongo:TODO@mongodb.railway.internal:27017/db",
+        "mongodb://mongo:Pw1@placeholder:27017/db",
+        "redis://default:pw@redis.railway.internal:6379",  # wrong scheme for MongoDB
+    ],
+)
 def test_placeholder_mongodb_urls_are_refused(url):
     assert url_problem("REGISTER_MONGODB_URL", url, RB.inputs["migrate.register_mongodb_url"].schemes)
 
@@ -86,18 +95,26 @@ def test_real_urls_pass_and_problem_never_quotes_the_password():
 
 
 def test_inputs_line_shows_key_length_never_value():
-    settings = Settings(database_url=None, register_mongodb_url=PLANTED["mongodb"],
-                        register_redis_url=PLANTED["redis"], encryption_key=PLANTED["key"])
+    settings = Settings(
+        database_url=None,
+        register_mongodb_url=PLANTED["mongodb"],
+        register_redis_url=PLANTED["redis"],
+        encryption_key=PLANTED["key"],
+    )
     ok, observed = inputs_probe(settings, RB)
     assert ok and f"({len(PLANTED['key'])} characters)" in observed
     assert PLANTED["key"] not in observed and "S3cret" not in observed
-    assert step_inputs(settings, RB) == {"migrate.register_mongodb_url": PLANTED["mongodb"],
-                                         "migrate.register_redis_url": PLANTED["redis"],
-                                         "app.encryption_key": PLANTED["key"]}
+    assert step_inputs(settings, RB) == {
+        "migrate.register_mongodb_url": PLANTED["mongodb"],
+        "migrate.register_redis_url": PLANTED["redis"],
+        "app.encryption_key": PLANTED["key"],
+    }
 
 
 def test_missing_key_and_placeholder_key_fail():
-    base = Settings(database_url=None, register_mongodb_url=PLANTED["mongodb"], register_redis_url=PLANTED["redis"])
+    base = Settings(
+        database_url=None, register_mongodb_url=PLANTED["mongodb"], register_redis_url=PLANTED["redis"]
+    )
     assert inputs_probe(base, RB) == (False, "MIGRATE_ENCRYPTION_KEY is not set")
     assert inputs_probe(base.with_(encryption_key="changeme"), RB)[0] is False
     ok, observed = inputs_probe(base.with_(encryption_key="abc"), RB)
@@ -105,6 +122,7 @@ def test_missing_key_and_placeholder_key_fail():
 
 
 # ------------------------------------------------------------------ report
+
 
 def _line(key: str, status: str) -> CheckLine:
     return CheckLine(key, f"title {key}", "how", "observed", "required", status, 0.1)
@@ -127,12 +145,16 @@ def test_only_the_approval_may_be_pending_and_an_empty_report_is_not_go():
 
 def test_matrix_marks_go_and_nogo_conditions():
     now = datetime.now(UTC)
-    report = PreflightReport.build("006", now, now, [_line("backup", FAIL), _line("approval", PENDING),
-                                                     _line("incident", PASS)])
+    report = PreflightReport.build(
+        "006", now, now, [_line("backup", FAIL), _line("approval", PENDING), _line("incident", PASS)]
+    )
     rows = dict(report.matrix())
     assert rows["GO: title backup"] == "❌"
     assert rows["NO-GO check: backup failed or unverified"] == "❌"
-    assert rows["GO: title approval"] == "⏳" and rows["NO-GO check: TPM approval not obtained? not known yet"] == "⏳"
+    assert (
+        rows["GO: title approval"] == "⏳"
+        and rows["NO-GO check: TPM approval not obtained? not known yet"] == "⏳"
+    )
     assert rows["NO-GO check: no incident"] == "✅"  # was "✅ NO-GO: Critical production incident ongoing"
     incident = dict(PreflightReport.build("006", now, now, [_line("incident", FAIL)]).matrix())
     assert incident["NO-GO check: incident declared"] == "❌"
@@ -140,13 +162,15 @@ def test_matrix_marks_go_and_nogo_conditions():
 
 def test_report_round_trips_through_json():
     now = datetime.now(UTC)
-    report = PreflightReport.build("006", now, now + timedelta(seconds=2), [_line("database", PASS)],
-                                   checksums={"a.sql": "ab" * 32})
+    report = PreflightReport.build(
+        "006", now, now + timedelta(seconds=2), [_line("database", PASS)], checksums={"a.sql": "ab" * 32}
+    )
     again = PreflightReport.from_dict(json.loads(json.dumps(report.to_dict())))
     assert again == report
 
 
 # ------------------------------------------------------------------ network probes (real sockets)
+
 
 def test_http_probe_200_503_silent_and_closed():
     with fakes_net.http_server(200) as url:
@@ -170,7 +194,9 @@ def test_tcp_to_listener_passes_closed_port_fails():
     with fakes_net.silent_listener() as (host, port):
         settings = Settings(database_url=None, register_mongodb_url=f"mongodb://m:Pw9@{host}:{port}/db")
         assert network_line(settings, "mongodb", 1).ok
-    closed = Settings(database_url=None, register_mongodb_url=f"mongodb://m:Pw9@127.0.0.1:{fakes_net.closed_port()}/db")
+    closed = Settings(
+        database_url=None, register_mongodb_url=f"mongodb://m:Pw9@127.0.0.1:{fakes_net.closed_port()}/db"
+    )
     line = network_line(closed, "mongodb", 1)
     assert line.status == FAIL and "refused" in line.observed.lower()
 
@@ -181,7 +207,10 @@ def test_redis_ping_against_the_real_server_with_a_password():
     settings = Settings(database_url=None, register_redis_url=PLANTED["redis"], encryption_key=PLANTED["key"])
     line = network_line(settings, "redis", 2)
     assert line.ok, line.observed
-    assert "PONG (AUTH accepted; the server also answers without a password, so it was not checked)" in line.observed
+    assert (
+        "PONG (AUTH accepted; the server also answers without a password, so it was not checked)"
+        in line.observed
+    )
     assert "S3cret" not in line.text()
 
 

@@ -1,6 +1,7 @@
 """The README's first command, `scripts/demo`, from nothing: no demo database, no local state
 directory. It must create the 005 demo database, start its local stand-ins and run the
 console — here one command, `preflight`, which must end GO on the fresh database."""
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,17 @@ def demo_db():
 
 def test_scripts_demo_creates_the_005_database_and_preflight_is_go(demo_db, redis_prefix, tmp_path):
     state = tmp_path / "not-yet-there"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL", "BACKUP_DIR", "REDIS_URL",
-                                "DEPLOYMENT_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL", "BACKUP_DIR", "REDIS_URL", "DEPLOYMENT_URL")
+        )
+    }
     env.update(DEMO_DB=demo_db, MIGRATE_DEMO_DIR=str(state), MIGRATE_REDIS_PREFIX=redis_prefix)
-    done = subprocess.run(["scripts/demo", "preflight"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run(
+        ["scripts/demo", "preflight"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     assert f"creating demo database {demo_db} at version 005" in out

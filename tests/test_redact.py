@@ -1,4 +1,5 @@
 """Redaction: what it masks, that its time grows linearly with its input, and that a log line is bounded."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ ADVERSARIAL = {
     "url heads without @": '"a://u:" * (n // 6)',
     "url heads, one @ at the end": '"a://u:" * (n // 6) + "@"',
     "separators": '"://" * (n // 3)',
-    "unclosed quoted passwords": "\"password='\" * (n // 10)",
+    "unclosed quoted passwords": '"password=\'" * (n // 10)',
     "keyword then spaces": '("password" + " " * 50) * (n // 58)',
     "at signs": '"@" * n',
     "token prefixes": '"xoxb-" * (n // 5)',
@@ -46,8 +47,13 @@ def test_redaction_time_grows_linearly_on_adversarial_input():
     """Four times the input (1 MB → 4 MB) costs about four times the CPU time (quadratic would
     be sixteen). Measured in a child process so that the old quadratic code (1 MB: minutes)
     fails by its time-out instead of holding this process; the bound (8) leaves room for noise."""
-    child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(ADVERSARIAL)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=240)
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(ADVERSARIAL)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     ratios = json.loads(child.stdout)
     assert set(ratios) == set(ADVERSARIAL)
@@ -74,7 +80,9 @@ def test_keyword_passwords_and_tokens_are_masked():
 
 
 def test_a_log_line_is_cut_to_a_bounded_length_after_redaction():
-    record = logging.LogRecord("t", logging.INFO, __file__, 1, "body: %s", ("x" * 1_000_000 + " postgresql://u:pw@h",), None)
+    record = logging.LogRecord(
+        "t", logging.INFO, __file__, 1, "body: %s", ("x" * 1_000_000 + " postgresql://u:pw@h",), None
+    )
     assert RedactingFilter(["s3cret-value"]).filter(record)
     line = record.getMessage()
     assert len(line) < MAX_LOG_CHARS + 100 and "characters cut" in line
@@ -100,6 +108,8 @@ def test_the_passwords_libpq_reads_from_a_connection_string_are_registered_secre
     from core.urls import url_secrets
 
     assert set(url_secrets([r"host=h password='S3cr\' etPart' sslpassword=KeyPass9 dbname=d"])) == {
-        "S3cr' etPart", "KeyPass9"}
+        "S3cr' etPart",
+        "KeyPass9",
+    }
     assert "QueryPw77" in url_secrets(["postgresql://u@h/d?password=QueryPw77"])
     assert url_secrets(["redis://:RedisPw1@h:6379/0", "not a dsn"]) == ("RedisPw1",)

@@ -1,6 +1,7 @@
 """Redaction's edges, exactly (core/redact.py): which values count as secrets, the order they are
 masked in, a URL inside a masked password, redact_url and first_line. Pure and quick, so that
 scripts/mutate judges redaction mutants in seconds."""
+
 from __future__ import annotations
 
 from core.redact import first_line, redact, redact_url

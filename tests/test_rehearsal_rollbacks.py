@@ -1,6 +1,7 @@
 """The rehearsal checks the rollback production runs (issue 13.7): each phase's rollback,
 newest first, compared with the schema before that phase — not only the end state — and
 never a phase's rollback after its atomic step left nothing behind."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,10 +27,15 @@ def test_a_phase_rollback_hidden_by_an_older_one_is_caught_with_its_diff(ready, 
     """Phase 2's rollback forgets the policies of platform.databases; phase 1's rollback then
     drops the table (and its policies with it), so the end state is right. The old rehearsal
     said "rollback clean"; `rollback phase 2` in production fails its comparison."""
-    runbook = _edit(copy_runbook(tmp_path), PHASE_2_ROLLBACK,
-                    "DROP POLICY IF EXISTS databases_select_permissive ON platform.databases;",
-                    "-- forgotten: databases_select_permissive")
-    _edit(runbook, PHASE_2_ROLLBACK, "IF v_policies > 0 OR v_tables > 0 THEN", "IF v_tables > 0 THEN")  # its own check too
+    runbook = _edit(
+        copy_runbook(tmp_path),
+        PHASE_2_ROLLBACK,
+        "DROP POLICY IF EXISTS databases_select_permissive ON platform.databases;",
+        "-- forgotten: databases_select_permissive",
+    )
+    _edit(
+        runbook, PHASE_2_ROLLBACK, "IF v_policies > 0 OR v_tables > 0 THEN", "IF v_tables > 0 THEN"
+    )  # its own check too
     report = run_preflight(ready, load_runbook(runbook), incident=None, timeouts=FAST)
 
     rehearsal = report.rehearsal
@@ -45,7 +51,10 @@ def test_a_phase_rollback_hidden_by_an_older_one_is_caught_with_its_diff(ready, 
 def test_correct_rollbacks_are_rehearsed_newest_first_each_exact(ready, tmp_path):
     report = run_preflight(ready, load_runbook(copy_runbook(tmp_path)), incident=None, timeouts=FAST)
     assert report.go is True, report.nogo_reasons
-    assert [(r["phase"], r["status"], r["diff"]) for r in report.rehearsal.rollbacks] == [(2, "exact", []), (1, "exact", [])]
+    assert [(r["phase"], r["status"], r["diff"]) for r in report.rehearsal.rollbacks] == [
+        (2, "exact", []),
+        (1, "exact", []),
+    ]
     assert "rollback clean (phase 2, phase 1 rolled back newest first" in report.line("rehearsal").observed
 
 
@@ -59,5 +68,7 @@ def test_a_phase_whose_atomic_step_left_nothing_is_not_rolled_back(ready, tmp_pa
     rehearsal = report.rehearsal
     assert report.go is False and not rehearsal.ok
     assert "division by zero" in rehearsal.failure
-    assert rehearsal.rollbacks == [{"phase": 1, "file": PHASE_1_ROLLBACK, "status": "skipped", "diff": [], "error": None}]
+    assert rehearsal.rollbacks == [
+        {"phase": 1, "file": PHASE_1_ROLLBACK, "status": "skipped", "diff": [], "error": None}
+    ]
     assert "does not exist" not in report.line("rehearsal").observed

@@ -5,6 +5,7 @@ run was not awaiting a decision) and a new pre-flight was refused (phase 1 appli
 whose only exit was rolling back. Now the TPM renews on checks run at that moment; the run goes
 on with the same files and the same restore point.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -37,7 +38,9 @@ def after_expiry(ready, monkeypatch):
     return console, core
 
 
-def test_an_expired_approval_mid_run_is_renewed_by_the_tpm_on_fresh_checks_and_the_run_goes_on(after_expiry, ready):
+def test_an_expired_approval_mid_run_is_renewed_by_the_tpm_on_fresh_checks_and_the_run_goes_on(
+    after_expiry, ready
+):
     console, core = after_expiry
     code, out = console(SERGEI, "run phase 2")
     assert code == 2 and "approval expired" in out and "ask the TPM" in out

@@ -8,6 +8,7 @@ rehearsal on the restored copy runs the correct file, passes, and the run can be
 as when a rollback depends on something the copy does not show. The rehearsal's own proof is
 tested with a rollback that is wrong everywhere.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,7 @@ def _edit(runbook: Path, file: str, old: str, new: str) -> Path:
 
 def _only_elsewhere(live: str, statement: str) -> str:
     """`statement` wrapped so that it runs everywhere except in database `live`."""
-    return (f"DO $$ BEGIN IF current_database() <> '{live}' THEN EXECUTE {_quote(statement)}; END IF; END $$;")
+    return f"DO $$ BEGIN IF current_database() <> '{live}' THEN EXECUTE {_quote(statement)}; END IF; END $$;"
 
 
 def _only_in(live: str, statement: str) -> str:
@@ -65,7 +66,9 @@ def _assert_not_rolled_back(console: Console) -> None:
 
 
 def test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_function(ready, tmp_path):
-    runbook = _edit(copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, _only_elsewhere(_live_name(ready), FORGOTTEN))
+    runbook = _edit(
+        copy_runbook(tmp_path), ROLLBACK_1, FORGOTTEN, _only_elsewhere(_live_name(ready), FORGOTTEN)
+    )
     console, url = _phase_1_applied(ready, runbook)
 
     code, out = console(LIU, "rollback phase 1")
@@ -77,7 +80,9 @@ def test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_functi
     assert len(shown) == 10, shown  # the first 10 of the 14 differing lines; the count says the rest
     assert "Dropped with the rollback (created by this migration): platform.databases (2 rows)" in out
     assert "Rollback of phase 1 complete" not in out
-    assert "✅ schema_migrations: latest 005 (006 absent; it was not recorded)" in out  # the other checks still shown
+    assert (
+        "✅ schema_migrations: latest 005 (006 absent; it was not recorded)" in out
+    )  # the other checks still shown
     assert "Migration 006 FAILED ❌" in out
     # The rollback did run: the table is gone, the forgotten function is still there.
     assert pg.scalar(url, "SELECT to_regclass('platform.databases')") is None
@@ -89,7 +94,9 @@ def test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table(ready
     delete = "DELETE FROM platform.notifications WHERE id = (SELECT min(id::text)::uuid FROM platform.notifications);"
     runbook = copy_runbook(tmp_path)
     path = runbook.parent / ROLLBACK_1
-    path.write_text(path.read_text(encoding="utf-8") + "\n" + _only_in(_live_name(ready), delete) + "\n", encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8") + "\n" + _only_in(_live_name(ready), delete) + "\n", encoding="utf-8"
+    )
     console, url = _phase_1_applied(ready, runbook)
     rows = pg.scalar(url, "SELECT count(*) FROM platform.notifications")
 
@@ -121,7 +128,7 @@ def test_the_rehearsal_shows_the_tpm_a_rollback_that_does_not_return_the_schema(
     rehearsal = next(l for l in out.splitlines() if "Rehearsal on a copy" in l)
     assert "rollback NOT clean: phase 1 rollback-006.sql leaves" in rehearsal, rehearsal
     assert "update_database_health" in rehearsal, rehearsal
-    request = out[out.index("ready for execution"):]
+    request = out[out.index("ready for execution") :]
     assert "⚠ Rollback of phase 1 (rollback-006.sql) does not return the schema exactly" in request
     assert "+CREATE FUNCTION platform.update_database_health(" in request
     assert "Rollback of phase 2" not in request  # phase 2's rollback returned its schema exactly

@@ -4,6 +4,7 @@ restart, with several bot processes; a NO-GO appearing before the time cancels t
 Real PostgreSQL and Redis; the deployment and MongoDB are local stand-ins. The first test
 runs the whole runbook from a job (preflight → approve at → start → success template).
 """
+
 from __future__ import annotations
 
 import io
@@ -13,12 +14,11 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.support.waiting import wait_until
 from bot.console import run_command
 from commands import Core
 from core import clock
@@ -29,6 +29,7 @@ from tests.conftest import PLANTED
 from tests.support import pg
 from tests.support.deployment import Deployment
 from tests.support.state import force, make_run
+from tests.support.waiting import wait_until
 from tests.test_health import Collect, Port
 
 COORDINATOR, TPM = "U0RAFAEL", "U0DYLAN"
@@ -46,8 +47,10 @@ def services():
 @pytest.fixture
 def ready(settings, services):
     deployment, mongo = services
-    return settings.with_(deployment_url=deployment.url,
-                          register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio")
+    return settings.with_(
+        deployment_url=deployment.url,
+        register_mongodb_url=f"mongodb://lancio:S3cretMongoPw42@127.0.0.1:{mongo.port}/lancio",
+    )
 
 
 def console(core, user, text) -> tuple[int, str]:
@@ -70,11 +73,20 @@ def go_scheduled(core, seconds: float):
 
 def env_of(settings) -> dict[str, str]:
     """The environment a second bot process reads its Settings from."""
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "MIGRATE_ROSTER": str(settings.roster_path), "MIGRATE_REDIS_PREFIX": settings.redis_prefix,
-           "DEPLOYMENT_URL": settings.deployment_url, "REGISTER_MONGODB_URL": settings.register_mongodb_url,
-           "REGISTER_REDIS_URL": settings.register_redis_url, "MIGRATE_ENCRYPTION_KEY": settings.encryption_key,
-           "BACKUP_DIR": str(settings.backup_dir), "MIGRATE_CHANNEL": settings.channel, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "MIGRATE_ROSTER": str(settings.roster_path),
+        "MIGRATE_REDIS_PREFIX": settings.redis_prefix,
+        "DEPLOYMENT_URL": settings.deployment_url,
+        "REGISTER_MONGODB_URL": settings.register_mongodb_url,
+        "REGISTER_REDIS_URL": settings.register_redis_url,
+        "MIGRATE_ENCRYPTION_KEY": settings.encryption_key,
+        "BACKUP_DIR": str(settings.backup_dir),
+        "MIGRATE_CHANNEL": settings.channel,
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("MIGRATE_WINDOW", None)
     return env
 
@@ -93,12 +105,21 @@ def test_job_survives_a_restart_and_two_processes_run_it_once(ready, tmp_path, c
     second = Scheduler(Core.from_settings(ready), lambda: here, poll=0.5)
     log_path = tmp_path / "other-process.log"
     with log_path.open("w") as log_file:
-        other = subprocess.Popen([sys.executable, "-m", "scheduling", "--poll", "0.5"], cwd=ROOT, env=env_of(ready),
-                                 stdout=log_file, stderr=subprocess.STDOUT)
+        other = subprocess.Popen(
+            [sys.executable, "-m", "scheduling", "--poll", "0.5"],
+            cwd=ROOT,
+            env=env_of(ready),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         assert {j["id"] for j in second.jobs()} == {f"start:{run_id}", f"reminder:{run_id}"}
-        successes = lambda: (here.titles().count("Migration 006 SUCCESSFUL ✅")  # noqa: E731
-                             + log_path.read_text().count("[channel] Migration 006 SUCCESSFUL ✅"))
+
+        def successes():
+            return here.titles().count("Migration 006 SUCCESSFUL ✅") + log_path.read_text().count(
+                "[channel] Migration 006 SUCCESSFUL ✅"
+            )
+
         wait_until(lambda: successes() >= 1, timeout=180)
         assert core.store.get(run_id).status == Status.SUCCEEDED
     finally:
@@ -107,9 +128,15 @@ def test_job_survives_a_restart_and_two_processes_run_it_once(ready, tmp_path, c
         second.shutdown()
     other_output = log_path.read_text()
     assert successes() == 1
-    reminders = [t for t in here.titles() if t.startswith("⏰")] + [l for l in other_output.splitlines() if "[channel] ⏰" in l]
+    reminders = [t for t in here.titles() if t.startswith("⏰")] + [
+        l for l in other_output.splitlines() if "[channel] ⏰" in l
+    ]
     assert len(reminders) == 1 and "Migration 006 starts at" in reminders[0]
-    assert other_output.count("Phase 1 started") + here.titles().count("Phase 1 started: Database infrastructure") == 1
+    assert (
+        other_output.count("Phase 1 started")
+        + here.titles().count("Phase 1 started: Database infrastructure")
+        == 1
+    )
     fired = once.claimed_by(core, jobs.start_id(run_id), at.isoformat())
     assert fired is not None and fired["process"]  # who fired it is on record
     versions = pg.scalar(ready.database_url, "SELECT count(*) FROM schema_migrations WHERE version = '006'")
@@ -229,15 +256,23 @@ def test_schedule_move_cancel_and_store_only_clients(settings):
         assert running.jobs() == [] and running.cancel_run("006-x") is False
         running.schedule_followups("006-x")
         assert [(j["id"], j["name"].split(" ")[0]) for j in running.jobs()] == [
-            ("followup:006-x:1", "+1"), ("followup:006-x:2", "+24"), ("followup:006-x:week", "+1")]
+            ("followup:006-x:1", "+1"),
+            ("followup:006-x:2", "+24"),
+            ("followup:006-x:week", "+1"),
+        ]
         assert running.cancel_followups("006-x") == 3
     finally:
         running.shutdown()
 
 
 def test_labels():
-    assert [label_of(timedelta(hours=1)), label_of(timedelta(hours=24)), label_of(timedelta(days=7)),
-            label_of(timedelta(seconds=2)), label_of(timedelta(minutes=5))] == ["+1 h", "+24 h", "+1 week", "+2 s", "+5 min"]
+    assert [
+        label_of(timedelta(hours=1)),
+        label_of(timedelta(hours=24)),
+        label_of(timedelta(days=7)),
+        label_of(timedelta(seconds=2)),
+        label_of(timedelta(minutes=5)),
+    ] == ["+1 h", "+24 h", "+1 week", "+2 s", "+5 min"]
 
 
 def test_hooks_for_the_command_layer(settings):
@@ -247,25 +282,34 @@ def test_hooks_for_the_command_layer(settings):
     at = (clock.now() + timedelta(hours=3)).replace(microsecond=0)
     assert hooks.scheduled(core, "006-h", at) is None
     lines = hooks.status_lines(core)
-    assert len(lines) == 2 and any("scheduled start of run 006-h" in l and f"{at:%Y-%m-%d %H:%M:%S}" in l for l in lines)
+    assert len(lines) == 2 and any(
+        "scheduled start of run 006-h" in l and f"{at:%Y-%m-%d %H:%M:%S}" in l for l in lines
+    )
     assert hooks.cancelled(core, "006-h") is True and hooks.cancelled(core, "006-h") is False
-    assert hooks.succeeded(core, "006-h") == ["+1 h follow-up of run 006-h", "+24 h follow-up of run 006-h",
-                                              "+1 week reminder of run 006-h"]
-    broken = Core.from_settings(settings.with_(redis_url="redis://127.0.0.1:1/0", redis_prefix=settings.redis_prefix + "x"))
+    assert hooks.succeeded(core, "006-h") == [
+        "+1 h follow-up of run 006-h",
+        "+24 h follow-up of run 006-h",
+        "+1 week reminder of run 006-h",
+    ]
+    broken = Core.from_settings(
+        settings.with_(redis_url="redis://127.0.0.1:1/0", redis_prefix=settings.redis_prefix + "x")
+    )
     assert "will NOT start by itself" in hooks.scheduled(broken, "006-h", at)
     for_core(core).cancel_followups("006-h")
 
 
 def test_suggested_start_is_the_low_traffic_window(settings):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from scheduling.hooks import suggested_start
 
-    evening = datetime(2026, 11, 24, 21, 30, tzinfo=timezone.utc)
-    assert suggested_start(settings, evening) == datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
-    night = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
-    assert suggested_start(settings, night) == datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
-    assert suggested_start(settings.with_(window="03:30-06:00"), evening) == datetime(2026, 11, 25, 3, 30, tzinfo=timezone.utc)
+    evening = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)
+    assert suggested_start(settings, evening) == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    night = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    assert suggested_start(settings, night) == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    assert suggested_start(settings.with_(window="03:30-06:00"), evening) == datetime(
+        2026, 11, 25, 3, 30, tzinfo=UTC
+    )
 
 
 # ------------------------------------------------------------------ a start lost with the process that fired it
@@ -313,7 +357,10 @@ def test_a_start_lost_with_its_process_still_runs_when_on_time(ready):
     out = Collect()
     new = Scheduler(Core.from_settings(ready), lambda: out, poll=0.3)
     try:
-        wait_until(lambda: "Migration 006 SUCCESSFUL ✅" in out.titles() or out.titles("schedule_cancelled"), timeout=180)
+        wait_until(
+            lambda: "Migration 006 SUCCESSFUL ✅" in out.titles() or out.titles("schedule_cancelled"),
+            timeout=180,
+        )
     finally:
         new.shutdown()
     assert core.store.get(run_id).status == Status.SUCCEEDED, [p.text() for p in out.posts]
@@ -341,7 +388,9 @@ def test_a_start_that_raises_before_the_run_begins_is_cancelled_with_the_error_p
     run = scheduled_run(core, at)
 
     def broken_checks(*args, **kwargs):
-        raise RuntimeError(f"could not read postgresql://bot:DbPassw0rd-in-error@db.internal/prod with {PLANTED['key']}")
+        raise RuntimeError(
+            f"could not read postgresql://bot:DbPassw0rd-in-error@db.internal/prod with {PLANTED['key']}"
+        )
 
     monkeypatch.setattr(go, "fast_checks", broken_checks)  # an unexpected error inside the start
     out = Collect()

@@ -9,6 +9,7 @@
    caught in /proc; its command line never holds the password, its environment does
    (PGPASSWORD).
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,15 @@ from tests.support.flow import COORDINATOR, LIU, SERGEI, TPM, Console
 from tests.support.slack_fixtures import standin  # noqa: F401 (fixture)
 from tests.support.slack_standin import RunningBot
 
-SECRETS = (PLANTED["key"], PLANTED["bot_token"], PLANTED["signing"], PLANTED_MONGO_PASSWORD, "S3cretRedisPw42",
-           PLANTED["mongodb"], PLANTED["redis"])
+SECRETS = (
+    PLANTED["key"],
+    PLANTED["bot_token"],
+    PLANTED["signing"],
+    PLANTED_MONGO_PASSWORD,
+    "S3cretRedisPw42",
+    PLANTED["mongodb"],
+    PLANTED["redis"],
+)
 TOOLS = ("psql", "pg_dump", "pg_restore")
 
 
@@ -71,9 +79,17 @@ def _assert_no_secret(texts: list[str]) -> None:
 
 def test_no_log_record_of_the_console_path_holds_a_secret(ready, every_log_record):
     console = Console(Core.from_settings(ready))
-    for user, text, code in ((COORDINATOR, "preflight", 0), (LIU, "approve", 2), (TPM, "approve", 0),
-                             (LIU, "run phase 1", 0), (SERGEI, "run phase 2", 0), (COORDINATOR, "verify", 0),
-                             (COORDINATOR, "status", 0), (COORDINATOR, "report", 0), (COORDINATOR, "rollback all", 0)):
+    for user, text, code in (
+        (COORDINATOR, "preflight", 0),
+        (LIU, "approve", 2),
+        (TPM, "approve", 0),
+        (LIU, "run phase 1", 0),
+        (SERGEI, "run phase 2", 0),
+        (COORDINATOR, "verify", 0),
+        (COORDINATOR, "status", 0),
+        (COORDINATOR, "report", 0),
+        (COORDINATOR, "rollback all", 0),
+    ):
         got, out = console(user, text)
         assert got == code, out
     _assert_no_secret(every_log_record.texts)
@@ -83,13 +99,16 @@ def test_no_log_record_of_the_slack_path_holds_a_secret(ready, standin, every_lo
     bot = RunningBot(ready, standin)  # the real command core, bolt, slack_sdk, the outbox
     try:
         assert bot.slack.slash(COORDINATOR, "preflight").status == 200
-        call = standin.wait_method("chat.postMessage", where=lambda b: "Requesting go/no-go" in b.get("text", ""),
-                                   timeout=120)[-1]
+        call = standin.wait_method(
+            "chat.postMessage", where=lambda b: "Requesting go/no-go" in b.get("text", ""), timeout=120
+        )[-1]
         request = standin.messages[("C0MIGRATE", call.answer["ts"])]
         bot.slack.click(TPM, request, "approve_now")
         standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=60)
         assert bot.slack.slash(COORDINATOR, "run").status == 200
-        standin.wait_method("chat.postMessage", where=lambda b: "SUCCESSFUL" in b.get("text", ""), timeout=180)
+        standin.wait_method(
+            "chat.postMessage", where=lambda b: "SUCCESSFUL" in b.get("text", ""), timeout=180
+        )
         assert bot.slack.slash(COORDINATOR, "report").status == 200
         assert bot.slack.slash(COORDINATOR, "help", bad_signature=True).status == 401
         bot.bridge.wait_work()
@@ -97,10 +116,13 @@ def test_no_log_record_of_the_slack_path_holds_a_secret(ready, standin, every_lo
     finally:
         bot.close()
     _assert_no_secret(every_log_record.texts)
-    assert any("slack" in t.lower() for t in every_log_record.texts)  # the Slack libraries' DEBUG records were caught
+    assert any(
+        "slack" in t.lower() for t in every_log_record.texts
+    )  # the Slack libraries' DEBUG records were caught
 
 
 # ------------------------------------------------------------------ passwords and command lines
+
 
 @pytest.fixture
 def password_role():
@@ -108,12 +130,17 @@ def password_role():
     test's databases (requested first, so torn down last)."""
     name, password = f"mt_pw_{uuid.uuid4().hex[:8]}", f"DbPw{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
-        conn.execute(pgsql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(pgsql.Identifier(name),
-                                                                                     pgsql.Literal(password)))
+        conn.execute(
+            pgsql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                pgsql.Identifier(name), pgsql.Literal(password)
+            )
+        )
     yield name, password
     with psycopg.connect(pg.SERVER_URL, autocommit=True) as conn:
-        for (db,) in conn.execute("SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
-                                  "WHERE r.rolname = %s", (name,)).fetchall():
+        for (db,) in conn.execute(
+            "SELECT datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = %s",
+            (name,),
+        ).fetchall():
             conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(db)))
         conn.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(name)))
 
@@ -127,7 +154,7 @@ class ChildWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> "ChildWatch":
+    def __enter__(self) -> ChildWatch:
         self._thread.start()
         return self
 
@@ -169,7 +196,9 @@ class ChildWatch:
         return False
 
 
-def test_database_passwords_reach_the_client_tools_in_their_environment_never_their_arguments(password_role, ready):
+def test_database_passwords_reach_the_client_tools_in_their_environment_never_their_arguments(
+    password_role, ready
+):
     role, password = password_role
     url = ready.database_url.replace("postgresql://postgres@", f"postgresql://{role}:{password}@")
     assert password in url
@@ -184,7 +213,9 @@ def test_database_passwords_reach_the_client_tools_in_their_environment_never_th
     tools = {tool for tool, _, _ in watch.seen.values()}
     assert tools == set(TOOLS), f"saw only {sorted(tools)} ({len(watch.seen)} children)"
     for pid, (tool, argv, env) in watch.seen.items():
-        assert not any(password in arg for arg in argv), f"{tool} (pid {pid}) has the password in its arguments"
+        assert not any(password in arg for arg in argv), (
+            f"{tool} (pid {pid}) has the password in its arguments"
+        )
         if argv[1:] == ["--version"]:
             continue  # asked for its version: no connection
         assert env.get("PGPASSWORD") == password, f"{tool} (pid {pid}) got no PGPASSWORD: {argv}"

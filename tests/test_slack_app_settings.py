@@ -2,6 +2,7 @@
 `process_before_response=False` (HTTP mode under waitress: the ack is Slack's answer, listeners
 finish afterwards on bolt's pool) and the `@app.error` handler (a listener's exception is logged
 once, redacted, without a traceback; Slack gets its usual ack, never the error)."""
+
 from __future__ import annotations
 
 import logging
@@ -45,11 +46,21 @@ def test_a_listener_s_exception_is_logged_once_redacted_and_not_sent_to_slack(bo
     assert reply.status == 200 and "could not reach" not in reply.body
     assert raised.wait(10)
     from tests.support.waiting import wait_until
-    wait_until(lambda: any("slack listener failed" in r.getMessage() for r in caplog.records), timeout=10,
-               what="the listener's failure to be logged")
-    failed = [r for r in caplog.records if "could not reach the database" in r.getMessage()
-              or (r.exc_text and "could not reach" in r.exc_text)]
+
+    wait_until(
+        lambda: any("slack listener failed" in r.getMessage() for r in caplog.records),
+        timeout=10,
+        what="the listener's failure to be logged",
+    )
+    failed = [
+        r
+        for r in caplog.records
+        if "could not reach the database" in r.getMessage()
+        or (r.exc_text and "could not reach" in r.exc_text)
+    ]
     assert len(failed) == 1 and failed[0].getMessage().startswith("slack listener failed")
     assert failed[0].exc_info is None  # one line, no traceback
     assert secret not in caplog.text and "Traceback" not in caplog.text
-    assert not any("could not reach" in str(c.body) for c in standin.calls_of("chat.postMessage", ok_only=False))
+    assert not any(
+        "could not reach" in str(c.body) for c in standin.calls_of("chat.postMessage", ok_only=False)
+    )

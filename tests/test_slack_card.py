@@ -3,6 +3,7 @@ the card the Slack stand-in holds says what is happening now and who must act ne
 
 Real command core, PostgreSQL and Redis; the card is read from the stand-in's copy of the
 parent message (the latest `chat.update` it received)."""
+
 from __future__ import annotations
 
 import json
@@ -71,12 +72,19 @@ def test_the_card_follows_a_full_run_then_its_rollback(bot, standin):
     text = card_says(bot, standin, parent, "Approved by <@U0DYLAN>", "<@U0LIU>: `run phase 1`")
 
     slash(bot, LIU, "run phase 1")
-    text = card_says(bot, standin, parent, "Phase 1 (Database infrastructure) done — waiting for <@U0SERGEI> to run phase 2")
+    text = card_says(
+        bot,
+        standin,
+        parent,
+        "Phase 1 (Database infrastructure) done — waiting for <@U0SERGEI> to run phase 2",
+    )
     assert "✅ Phase 1 Database infrastructure: succeeded · " in text and "▫️ Phase 2" in text
     assert "Statement:" not in text  # no progress bar once the file has run
 
     slash(bot, SERGEI, "run phase 2")
-    card_says(bot, standin, parent, "Phase 2 (Security foundation (RLS)) done — waiting for <@U0RAFAEL> to verify")
+    card_says(
+        bot, standin, parent, "Phase 2 (Security foundation (RLS)) done — waiting for <@U0RAFAEL> to verify"
+    )
 
     slash(bot, COORDINATOR, "verify")
     text = card_says(bot, standin, parent, "Succeeded")
@@ -84,15 +92,21 @@ def test_the_card_follows_a_full_run_then_its_rollback(bot, standin):
     bot.bridge.wait_work()
 
     slash(bot, COORDINATOR, "rollback phase 2")
-    text = card_says(bot, standin, parent, "Phase 2 (Security foundation (RLS)) rolled back", "`rollback phase 1` next")
+    text = card_says(
+        bot, standin, parent, "Phase 2 (Security foundation (RLS)) rolled back", "`rollback phase 1` next"
+    )
     assert "Succeeded" not in text and "↩️ Phase 2 Security foundation (RLS): rolled back" in text
-    done = standin.wait_method("chat.postMessage", where=lambda b: b.get("text", "").startswith("Rollback of phase 2 complete"))[-1]
+    done = standin.wait_method(
+        "chat.postMessage", where=lambda b: b.get("text", "").startswith("Rollback of phase 2 complete")
+    )[-1]
     recovery = done.body["text"].split("Recovery time: ", 1)[1].split("\n", 1)[0]
     assert f"rolled back · {recovery}" in text  # one number for the rollback, post and card
     bot.bridge.wait_work()
 
     slash(bot, COORDINATOR, "rollback phase 1")
-    text = card_says(bot, standin, parent, "Phase 1 (Database infrastructure) rolled back", "`run phase 1` again")
+    text = card_says(
+        bot, standin, parent, "Phase 1 (Database infrastructure) rolled back", "`run phase 1` again"
+    )
     assert "↩️ Phase 1 Database infrastructure: rolled back" in text
 
     bot.bridge.worker.drain(timeout=30)
@@ -109,13 +123,28 @@ def the_tpm_is_told_at_each_phase_boundary(standin, parent: str) -> None:
     """The plan's updates to the TPM: phase n started / complete, verification started, all
     complete — each a thread reply that mentions the TPM and is also shown in the channel."""
     posts = [c.body for c in standin.calls_of("chat.postMessage") if c.body.get("thread_ts") == parent]
-    wanted = ["Phase 1 started", "Phase 1 complete", "Phase 2 started", "Phase 2 complete",
-              "Verification started: phase 3", "SUCCESSFUL"]
+    wanted = [
+        "Phase 1 started",
+        "Phase 1 complete",
+        "Phase 2 started",
+        "Phase 2 complete",
+        "Verification started: phase 3",
+        "SUCCESSFUL",
+    ]
     for title in wanted:
-        body = next((b for b in posts if b["text"].startswith(f"Migration 006 {title}") or b["text"].startswith(title)), None)
+        body = next(
+            (
+                b
+                for b in posts
+                if b["text"].startswith(f"Migration 006 {title}") or b["text"].startswith(title)
+            ),
+            None,
+        )
         assert body is not None, title
         assert "FYI <@U0DYLAN>" in contexts(body) and body["reply_broadcast"] is True, title
-        assert "Needed:" not in json.dumps(body) and "Action needed from <@U0DYLAN>" not in contexts(body), title
+        assert "Needed:" not in json.dumps(body) and "Action needed from <@U0DYLAN>" not in contexts(body), (
+            title
+        )
     order = [next(i for i, b in enumerate(posts) if title in b["text"]) for title in wanted]
     assert order == sorted(order)
 
@@ -126,25 +155,43 @@ def test_the_card_of_a_failed_run_names_the_failure_and_who_decides(bot, standin
     card_says(bot, standin, parent, "awaiting the TPM")
     slash(bot, TPM, "approve")
     card_says(bot, standin, parent, "Approved by")
-    pg.scalar(bot.core.settings.database_url,
-              "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1")
+    pg.scalar(
+        bot.core.settings.database_url,
+        "UPDATE platform.organizations SET slug = 'lancio-old' WHERE slug = 'lancio' RETURNING 1",
+    )
 
     slash(bot, LIU, "run phase 1")
 
-    text = card_says(bot, standin, parent, "❌ Failed at phase 1 (Database infrastructure): step 1.2: ",
-                     "*Next:* <@U0RAFAEL> with <@U0DYLAN>")
+    text = card_says(
+        bot,
+        standin,
+        parent,
+        "❌ Failed at phase 1 (Database infrastructure): step 1.2: ",
+        "*Next:* <@U0RAFAEL> with <@U0DYLAN>",
+    )
     assert "❌ Phase 1 Database infrastructure: failed" in text
-    failed_post = standin.wait_method("chat.postMessage", where=lambda b: b.get("text", "").startswith("Phase 1 failed ("))[-1]
+    failed_post = standin.wait_method(
+        "chat.postMessage", where=lambda b: b.get("text", "").startswith("Phase 1 failed (")
+    )[-1]
     took = failed_post.body["text"].split("(", 1)[1].split(")", 1)[0]
     assert f"❌ Phase 1 Database infrastructure: failed · {took}" in text  # one number, channel and card
     failure = standin.wait_method("chat.postMessage", where=lambda b: "FAILED" in b.get("text", ""))[-1].body
-    assert failure["text"].startswith("🚨 URGENT: Migration 006 FAILED ❌") and failure["reply_broadcast"] is True
+    assert (
+        failure["text"].startswith("🚨 URGENT: Migration 006 FAILED ❌")
+        and failure["reply_broadcast"] is True
+    )
     assert "Action needed from <@U0DYLAN>, <@U0RAFAEL>" in contexts(failure)
 
 
 def test_the_progress_bar_shows_only_while_work_runs():
     progress = Progress("r1", 1, "Database infrastructure", "1.1", "f.sql", 3, 12, 5.0, 180.0, "running")
-    running = blocks.run_card("r1", "Migration 006", Card("🔄 Running phase 1", None, [], working=True), progress)
-    done = blocks.run_card("r1", "Migration 006", Card("✅ Phase 1 done", "<@U0SERGEI>: `run phase 2`", []), progress)
+    running = blocks.run_card(
+        "r1", "Migration 006", Card("🔄 Running phase 1", None, [], working=True), progress
+    )
+    done = blocks.run_card(
+        "r1", "Migration 006", Card("✅ Phase 1 done", "<@U0SERGEI>: `run phase 2`", []), progress
+    )
     assert "▓" in json.dumps(running.blocks, ensure_ascii=False)
-    assert "▓" not in json.dumps(done.blocks, ensure_ascii=False) and "Statement" not in json.dumps(done.blocks)
+    assert "▓" not in json.dumps(done.blocks, ensure_ascii=False) and "Statement" not in json.dumps(
+        done.blocks
+    )

@@ -1,5 +1,6 @@
 """App Home is the team's dashboard: the current run's card, the last runs with outcome,
 duration and approver, and what is scheduled next — read from the views.publish JSON."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from commands import Core
-from core import clock
 from commands.templates import seconds
+from core import clock
 from tests.support.flow import COORDINATOR, LIU, SERGEI, TPM, Console
 from tests.support.slack_fixtures import standin  # noqa: F401 (fixture)
 from tests.support.slack_standin import RunningBot
@@ -45,9 +46,15 @@ def test_the_home_tab_is_the_teams_dashboard(bot, standin):
 
     text = home_text(bot, standin)
 
-    assert "*Current run*" in text and "GO scheduled for" in text and "▫️ Phase 1 Database infrastructure: pending" in text
+    assert (
+        "*Current run*" in text
+        and "GO scheduled for" in text
+        and "▫️ Phase 1 Database infrastructure: pending" in text
+    )
     first = bot.core.store.get(first.id)
     lasted = seconds((first.updated_at - first.created_at).total_seconds())
-    assert f"↩️ `{first.id}` " in text and f"— rolled back · lasted {lasted} · approved by <@U0DYLAN>" in text, text
-    assert "*Follow-ups due*" in text and f"⏱ " in text and f"{at:%Y-%m-%d %H:%M} UTC" in text
+    assert (
+        f"↩️ `{first.id}` " in text and f"— rolled back · lasted {lasted} · approved by <@U0DYLAN>" in text
+    ), text
+    assert "*Follow-ups due*" in text and "⏱ " in text and f"{at:%Y-%m-%d %H:%M} UTC" in text
     assert "<!" not in json.dumps(text)

@@ -1,5 +1,6 @@
 """The bot's HTTP edge, served by waitress in-process: signatures, acks, health, Home (Slack retries
 of a request: tests/test_slack_guards.py, against the real command core)."""
+
 from __future__ import annotations
 
 import json
@@ -103,9 +104,14 @@ def _signed_headers(bot, raw: bytes) -> dict:
     import hmac
 
     ts = str(int(time.time()))
-    digest = hmac.new(bot.settings.slack_signing_secret.encode(), b"v0:" + ts.encode() + b":" + raw, hashlib.sha256)
-    return {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": "v0=" + digest.hexdigest()}
+    digest = hmac.new(
+        bot.settings.slack_signing_secret.encode(), b"v0:" + ts.encode() + b":" + raw, hashlib.sha256
+    )
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+    }
 
 
 def test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run(bot, scripted, caplog):
@@ -114,9 +120,15 @@ def test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run(bot, s
     caplog.set_level(logging.DEBUG)
     marker = "UNSIGNEDMARKER"
     body = ("text=" + ("a://u:" + marker) * 50_000)[:990_000].encode()
-    status, _ = _post_raw(bot, body, {"Content-Type": "application/x-www-form-urlencoded",
-                                      "X-Slack-Request-Timestamp": str(int(time.time())),
-                                      "X-Slack-Signature": "v0=" + "0" * 64})
+    status, _ = _post_raw(
+        bot,
+        body,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=" + "0" * 64,
+        },
+    )
     assert status == 401 and scripted.executed == []
     logged = [r.getMessage() for r in caplog.records]
     assert not any(marker in line for line in logged)
@@ -127,23 +139,42 @@ def test_an_unsigned_megabyte_body_is_refused_without_being_logged_or_run(bot, s
 def test_a_body_that_is_not_utf8_is_refused_with_400_signed_or_not(bot, scripted):
     raw = b"command=%2Fmigrate&text=\xff\xfe\xc3(help"
     signed, _ = _post_raw(bot, raw, _signed_headers(bot, raw))
-    unsigned, _ = _post_raw(bot, raw, {"Content-Type": "application/x-www-form-urlencoded",
-                                       "X-Slack-Request-Timestamp": str(int(time.time())),
-                                       "X-Slack-Signature": "v0=" + "1" * 64})
+    unsigned, _ = _post_raw(
+        bot,
+        raw,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=" + "1" * 64,
+        },
+    )
     assert (signed, unsigned) == (400, 400)
     assert scripted.executed == []
 
 
 def test_a_timestamp_that_is_not_a_number_is_refused_with_401(bot, scripted):
-    status, _ = _post_raw(bot, b"text=help", {"Content-Type": "application/x-www-form-urlencoded",
-                                              "X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=00"})
+    status, _ = _post_raw(
+        bot,
+        b"text=help",
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": "soon",
+            "X-Slack-Signature": "v0=00",
+        },
+    )
     assert status == 401 and scripted.executed == []
 
 
-@pytest.mark.parametrize("raw,content_type", [
-    (b"{", "application/json"), (b"[1, 2]", "application/json"), (b'"text"', "application/json"),
-    (b"payload={", "application/x-www-form-urlencoded"), (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
-])
+@pytest.mark.parametrize(
+    "raw,content_type",
+    [
+        (b"{", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"text"', "application/json"),
+        (b"payload={", "application/x-www-form-urlencoded"),
+        (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
+    ],
+)
 def test_a_signed_body_that_is_not_a_slack_payload_is_400_not_500(bot, scripted, raw, content_type):
     status, _ = _post_raw(bot, raw, {**_signed_headers(bot, raw), "Content-Type": content_type})
     assert status == 400 and scripted.executed == []
@@ -158,14 +189,18 @@ def test_an_oversized_body_is_refused_before_it_is_received(bot, scripted):
 
     target = urlsplit(bot.url)
     with socket.create_connection((target.hostname, target.port), timeout=5) as conn:
-        conn.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: 500000000\r\n\r\n" + b"a" * 1000)
+        conn.sendall(
+            b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 500000000\r\n\r\n" + b"a" * 1000
+        )
         answer = conn.recv(200)  # socket.timeout (5 s) when the server waits for the rest
     assert answer.startswith(b"HTTP/1.1 413"), answer
     assert scripted.executed == []
 
 
 def test_oversized_headers_are_refused(bot, scripted):
-    status, _ = _post_raw(bot, b"text=help", {"X-Padding": "p" * 100_000, "Content-Type": "application/x-www-form-urlencoded"})
+    status, _ = _post_raw(
+        bot, b"text=help", {"X-Padding": "p" * 100_000, "Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert status == 431 or status == 400, status
     assert scripted.executed == []

@@ -1,5 +1,6 @@
 """Signed requests from another Slack workspace or organization are refused, not executed
 (issue 11 defect 10): the installation's team comes from auth.test at start-up."""
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,9 @@ TPM = "U0DYLAN"
 
 
 def sender(bot, team: str, enterprise: str | None = None) -> SlackSender:  # noqa: F811
-    return SlackSender(bot.url, bot.settings.slack_signing_secret, bot.standin, team=team, enterprise=enterprise)
+    return SlackSender(
+        bot.url, bot.settings.slack_signing_secret, bot.standin, team=team, enterprise=enterprise
+    )
 
 
 def test_a_slash_command_signed_for_another_workspace_is_refused_and_logged(bot, scripted, caplog):  # noqa: F811
@@ -34,12 +37,27 @@ def test_the_installation_workspace_is_still_served(bot, scripted):  # noqa: F81
 
 def test_a_button_click_and_an_event_from_another_workspace_run_nothing(bot, scripted, standin):  # noqa: F811
     other = sender(bot, "T0OTHER")
-    click = other.interaction({
-        "type": "block_actions", "team": {"id": "T0OTHER"}, "user": {"id": TPM, "name": "dylan"}, "api_app_id": "A0APP",
-        "trigger_id": "1.2.trigger", "response_url": standin.response_url("x"), "channel": {"id": "C0MIGRATE"},
-        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C0MIGRATE"},
-        "actions": [{"type": "button", "action_id": "approve_now", "block_id": "b", "value": "approve",
-                     "action_ts": "1"}]})
+    click = other.interaction(
+        {
+            "type": "block_actions",
+            "team": {"id": "T0OTHER"},
+            "user": {"id": TPM, "name": "dylan"},
+            "api_app_id": "A0APP",
+            "trigger_id": "1.2.trigger",
+            "response_url": standin.response_url("x"),
+            "channel": {"id": "C0MIGRATE"},
+            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C0MIGRATE"},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": "approve_now",
+                    "block_id": "b",
+                    "value": "approve",
+                    "action_ts": "1",
+                }
+            ],
+        }
+    )
     event = other.event({"type": "app_home_opened", "user": TPM, "channel": "D0HOME", "tab": "home"})
     bot.bridge.wait_work()
     assert click.status == event.status == 200

@@ -1,4 +1,5 @@
 """Buttons and modals through the real bot HTTP server: who may click, what a decision edits."""
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,14 @@ def message_run(message) -> str:
 def test_a_click_by_someone_else_is_refused_privately_and_changes_nothing(bot, standin, scripted):
     message = request_message(bot, standin)
     assert bot.slack.click(LIU, message, "approve_now").status == 200
-    refusal = standin.wait_for(lambda c: c.method == "response_url" and "Only the tpm" in c.body.get("text", ""))[0]
+    refusal = standin.wait_for(
+        lambda c: c.method == "response_url" and "Only the tpm" in c.body.get("text", "")
+    )[0]
     assert refusal.body["response_type"] == "ephemeral" and refusal.body["replace_original"] is False
     bot.slack.click(LIU, message, "defer")  # nor may they open the NO-GO modal
-    standin.wait_for(lambda c: c.method == "response_url" and "Only the tpm" in c.body.get("text", ""), count=2)
+    standin.wait_for(
+        lambda c: c.method == "response_url" and "Only the tpm" in c.body.get("text", ""), count=2
+    )
     assert scripted.ran("approve") == 0
     assert standin.calls_of("views.open") == [] and edits_of(standin, message["ts"]) == []
 
@@ -55,14 +60,18 @@ def test_go_now_by_the_tpm_runs_approve_and_replaces_the_buttons_by_the_decision
     assert "GO / NO-GO?" in json.dumps(edit.body["blocks"])  # the request itself stays readable
 
 
-def test_go_scheduled_opens_a_modal_at_the_next_window_and_its_submission_approves_at_that_time(bot, standin, scripted):
+def test_go_scheduled_opens_a_modal_at_the_next_window_and_its_submission_approves_at_that_time(
+    bot, standin, scripted
+):
     message = request_message(bot, standin)
     bot.slack.click(TPM, message, "approve_scheduled")
     view = standin.wait_method("views.open")[0].body["view"]
     date_el, time_el = view["blocks"][1]["element"], view["blocks"][2]["element"]
     assert time_el["initial_time"] == "02:00"
-    values = {"date": {"date": {"type": "datepicker", "selected_date": date_el["initial_date"]}},
-              "time": {"time": {"type": "timepicker", "selected_time": "02:30"}}}
+    values = {
+        "date": {"date": {"type": "datepicker", "selected_date": date_el["initial_date"]}},
+        "time": {"time": {"type": "timepicker", "selected_time": "02:30"}},
+    }
     reply = bot.slack.submit_view(TPM, view, values)
     assert reply.status == 200 and reply.body == ""  # closes the modal
     edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == message["ts"])[0]
@@ -86,7 +95,9 @@ def test_no_go_asks_the_reason_and_records_it(bot, standin, scripted):
     bot.slack.click(TPM, message, "defer")
     view = standin.wait_method("views.open")[0].body["view"]
     assert view["callback_id"] == "defer_modal"
-    bot.slack.submit_view(TPM, view, {"reason": {"reason": {"type": "plain_text_input", "value": "backup older than 24 h"}}})
+    bot.slack.submit_view(
+        TPM, view, {"reason": {"reason": {"type": "plain_text_input", "value": "backup older than 24 h"}}}
+    )
     edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == message["ts"])[0]
     assert scripted.ran("defer backup older than 24 h") == 1
     assert edit.body["text"].endswith("NO-GO (backup older than 24 h)")

@@ -1,4 +1,5 @@
 """The outbox against real Redis and the Slack stand-in: order, threads, nothing lost."""
+
 from __future__ import annotations
 
 import json
@@ -104,7 +105,11 @@ def test_server_errors_are_retried_until_delivered(make_bridge, standin):
 
 def test_a_message_slack_rejects_is_replaced_by_plain_text(make_bridge, standin):
     bridge = make_bridge(start=False)
-    bridge.outbox.put("post", message={"text": "the plain words", "blocks": [{"type": "no_such_block"}]}, fallback="the plain words")
+    bridge.outbox.put(
+        "post",
+        message={"text": "the plain words", "blocks": [{"type": "no_such_block"}]},
+        fallback="the plain words",
+    )
     bridge.outbox.put("post", message={"text": "next one"})
     assert bridge.worker.drain(timeout=20)
     rejected = [c for c in standin.calls if c.method == "chat.postMessage" and not c.answer.get("ok")]
@@ -136,11 +141,17 @@ def test_progress_is_coalesced_into_few_edits_of_the_parent_showing_the_latest_s
     bridge = make_bridge()
     bridge.reporter.post(Post("phase_started", "Phase 1 started", run_id="r3"))
     for k in range(1, 201):
-        bridge.reporter.progress(Progress("r3", 1, "Database infrastructure", "1.1", "a.sql", k, 200, k * 0.1, 180.0, "running"))
+        bridge.reporter.progress(
+            Progress("r3", 1, "Database infrastructure", "1.1", "a.sql", k, 200, k * 0.1, 180.0, "running")
+        )
     bridge.reporter.post(Post("success", "Run succeeded", run_id="r3", final=True))
-    parent = standin.wait_method("chat.postMessage", 2, where=lambda b: "thread_ts" in b) and bridge.threads.parent("r3")
+    parent = standin.wait_method(
+        "chat.postMessage", 2, where=lambda b: "thread_ts" in b
+    ) and bridge.threads.parent("r3")
     # r3 is unknown to the run store: its card is its latest progress (tests/test_slack_card.py: a real run)
-    final = standin.wait_method("chat.update", where=lambda b: b["ts"] == parent and "200 of 200" in json.dumps(b["blocks"]))
+    final = standin.wait_method(
+        "chat.update", where=lambda b: b["ts"] == parent and "200 of 200" in json.dumps(b["blocks"])
+    )
     bridge.worker.drain(timeout=30)
     updates = standin.calls_of("chat.update")
     assert len(updates) <= 3  # 200 progress reports and a final post: a handful of edits
@@ -164,14 +175,18 @@ def test_long_output_and_reports_are_uploaded_into_the_thread(make_bridge, stand
 def test_secrets_never_reach_slack(make_bridge, standin):
     bridge = make_bridge()
     s = bridge.core.settings
-    bridge.reporter.post(Post("info", f"url {s.register_mongodb_url}", lines=[s.encryption_key], detail=s.register_redis_url))
+    bridge.reporter.post(
+        Post("info", f"url {s.register_mongodb_url}", lines=[s.encryption_key], detail=s.register_redis_url)
+    )
     call = standin.wait_method("chat.postMessage")[0]
     dumped = json.dumps(call.body)
     for secret in (s.encryption_key, "S3cretMongoPw42", "S3cretRedisPw42"):
         assert secret not in dumped
 
 
-def test_two_workers_with_a_lock_shorter_than_a_slack_call_deliver_each_entry_once_in_order(make_bridge, standin, monkeypatch):
+def test_two_workers_with_a_lock_shorter_than_a_slack_call_deliver_each_entry_once_in_order(
+    make_bridge, standin, monkeypatch
+):
     # Each call takes longer than the lock's TTL: without renewal during the call, the other
     # worker would take the lock and deliver the same head again (and pop the next one unsent).
     monkeypatch.setattr(outbox_module, "LOCK_TTL_MS", 1000)
@@ -228,11 +243,15 @@ def test_an_installation_error_keeps_the_entry_until_slack_accepts_it(make_bridg
     bridge.reporter.post(Post("info", "Migration 006 SUCCESSFUL"))
     with caplog.at_level(logging.ERROR, logger="bot.slack.outbox"):
         delays = [bridge.worker.step() for _ in range(4)]
-    assert delays == sorted(delays) and delays[0] > 0 and delays[-1] <= outbox_module.MAX_BACKOFF  # backing off
+    assert (
+        delays == sorted(delays) and delays[0] > 0 and delays[-1] <= outbox_module.MAX_BACKOFF
+    )  # backing off
     assert len(bridge.outbox) == 2  # nothing dropped
     refused = standin.calls_of("chat.postMessage", ok_only=False)
     assert [c.answer.get("error") for c in refused] == [error] * 4
-    assert all(c.body["text"] == "Phase 1 FAILED" and c.body.get("blocks") for c in refused)  # no plain fallback
+    assert all(
+        c.body["text"] == "Phase 1 FAILED" and c.body.get("blocks") for c in refused
+    )  # no plain fallback
     logged = [r for r in caplog.records if r.levelno == logging.ERROR and error in r.getMessage()]
     assert len(logged) == 4
     assert bridge.core.settings.slack_bot_token not in caplog.text
@@ -287,5 +306,7 @@ def test_a_worker_backing_off_longer_than_the_lock_ttl_keeps_its_channel(make_br
         assert redis.get(key) == token
         time.sleep(0.1)
     standin.refusing = None
-    posted = standin.wait_method("chat.postMessage", where=lambda b: "held back" in b.get("text", ""), timeout=20)
+    posted = standin.wait_method(
+        "chat.postMessage", where=lambda b: "held back" in b.get("text", ""), timeout=20
+    )
     assert len(posted) == 1

@@ -5,6 +5,7 @@ the TPM (request edited) → phase 1 by its owner (slash) → "Run phase 2" butt
 owner → "Run phase 3" button by the coordinator (verification) → success broadcast → report
 uploaded to the thread. The parent message is edited in place along the way.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ def bot(ready, standin):
 
 def posted(standin, needle: str):
     """The stored message (latest version) whose fallback text contains `needle`."""
-    call = standin.wait_method("chat.postMessage", where=lambda b: needle in b.get("text", ""), timeout=120)[-1]
+    call = standin.wait_method("chat.postMessage", where=lambda b: needle in b.get("text", ""), timeout=120)[
+        -1
+    ]
     return standin.messages[("C0MIGRATE", call.answer["ts"])]
 
 
@@ -36,7 +39,9 @@ def slash(bot, user: str, text: str) -> None:
 
 
 def ephemeral_containing(standin, needle: str):
-    return standin.wait_for(lambda c: c.method == "response_url" and needle in c.body.get("text", ""), timeout=60)
+    return standin.wait_for(
+        lambda c: c.method == "response_url" and needle in c.body.get("text", ""), timeout=60
+    )
 
 
 def test_whole_path_of_the_report_through_slack(bot, standin):
@@ -49,8 +54,12 @@ def test_whole_path_of_the_report_through_slack(bot, standin):
     bot.slack.click(LIU, request, "approve_now")
     ephemeral_containing(standin, "Only the tpm")
     bot.slack.click(TPM, request, "approve_now")
-    decided = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30)[0]
-    assert "decided by <@U0DYLAN>" in decided.body["text"] and "actions" not in json.dumps(decided.body["blocks"])
+    decided = standin.wait_for(
+        lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30
+    )[0]
+    assert "decided by <@U0DYLAN>" in decided.body["text"] and "actions" not in json.dumps(
+        decided.body["blocks"]
+    )
 
     slash(bot, SERGEI, "run phase 1")
     ephemeral_containing(standin, "only the database engineer or coordinator")
@@ -60,11 +69,17 @@ def test_whole_path_of_the_report_through_slack(bot, standin):
     # that work's last bookkeeping instead of being refused.
     bot.slack.click(SERGEI, phase1, "run_phase")
     assert phase1["thread_ts"] == parent
-    clicked = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == phase1["ts"], timeout=30)[0]
-    assert clicked.body["text"].startswith("`run phase 2` by <@U0SERGEI>") and '"actions"' not in json.dumps(clicked.body["blocks"])
+    clicked = standin.wait_for(
+        lambda c: c.method == "chat.update" and c.body["ts"] == phase1["ts"], timeout=30
+    )[0]
+    assert clicked.body["text"].startswith("`run phase 2` by <@U0SERGEI>") and '"actions"' not in json.dumps(
+        clicked.body["blocks"]
+    )
     phase2 = posted(standin, "Phase 2 complete")
     bot.slack.click(COORDINATOR, phase2, "run_phase")
-    success = standin.wait_method("chat.postMessage", where=lambda b: "SUCCESSFUL" in b.get("text", ""), timeout=120)[-1]
+    success = standin.wait_method(
+        "chat.postMessage", where=lambda b: "SUCCESSFUL" in b.get("text", ""), timeout=120
+    )[-1]
     assert success.body["thread_ts"] == parent and success.body["reply_broadcast"] is True
     bot.bridge.wait_work()
 
@@ -110,8 +125,12 @@ def test_go_scheduled_through_the_modal_with_the_real_core(bot, standin):
     bot.slack.click(TPM, request, "approve_scheduled")
     view = standin.wait_method("views.open")[0].body["view"]
     day = view["blocks"][1]["element"]["initial_date"]
-    bot.slack.submit_view(TPM, view, {"date": {"date": {"selected_date": day}}, "time": {"time": {"selected_time": "02:00"}}})
-    edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30)[0]
+    bot.slack.submit_view(
+        TPM, view, {"date": {"date": {"selected_date": day}}, "time": {"time": {"selected_time": "02:00"}}}
+    )
+    edit = standin.wait_for(
+        lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30
+    )[0]
     assert edit.body["text"].endswith(f"GO scheduled for {day} 02:00 UTC")
     bot.bridge.wait_work()
     assert str(bot.core.store.current().status) == "scheduled"
@@ -122,7 +141,9 @@ def test_no_go_through_the_modal_with_the_real_core(bot, standin):
     bot.slack.click(TPM, request, "defer")
     view = standin.wait_method("views.open")[0].body["view"]
     bot.slack.submit_view(TPM, view, {"reason": {"reason": {"value": "Black Friday traffic"}}})
-    edit = standin.wait_for(lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30)[0]
+    edit = standin.wait_for(
+        lambda c: c.method == "chat.update" and c.body["ts"] == request["ts"], timeout=30
+    )[0]
     assert edit.body["text"].endswith("NO-GO (Black Friday traffic)")
     bot.bridge.wait_work()
     assert str(bot.core.store.current().status) == "deferred"
@@ -136,7 +157,9 @@ def test_a_retried_delivery_of_a_command_runs_it_once_with_the_real_core(bot, st
     slash(bot, COORDINATOR, "status")  # answered after the retry was handled
     standin.wait_for(lambda c: c.method == "response_url", count=2, timeout=30)
     bot.bridge.worker.drain(timeout=30)
-    announcements = [c for c in standin.calls_of("chat.postMessage") if "replica lag 40 s" in c.body.get("text", "")]
+    announcements = [
+        c for c in standin.calls_of("chat.postMessage") if "replica lag 40 s" in c.body.get("text", "")
+    ]
     assert len(announcements) == 1
     assert len([c for c in standin.calls if c.method == "response_url"]) == 2
 
@@ -157,8 +180,12 @@ def test_a_button_of_an_older_run_cannot_decide_the_current_one(bot, standin):
     slash(bot, TPM, "defer wrong window")
     bot.bridge.wait_work()
     slash(bot, COORDINATOR, "preflight")  # a new run, with its own request
-    standin.wait_method("chat.postMessage", where=lambda b: "Requesting go/no-go decision" in b.get("text", ""),
-                        count=2, timeout=120)
+    standin.wait_method(
+        "chat.postMessage",
+        where=lambda b: "Requesting go/no-go decision" in b.get("text", ""),
+        count=2,
+        timeout=120,
+    )
     bot.bridge.wait_work()
     new_run = bot.core.store.current().id
     assert new_run != old_run

@@ -1,6 +1,7 @@
 """With SLACK_APP_TOKEN set, `python -m bot serve` runs in Socket Mode: it opens a connection
 with the app-level token (apps.connections.open) and needs no signing secret or port; over
 that WebSocket it acks envelopes and runs the commands they carry."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.waiting import wait_until
 from state.keys import Keys, database_identity
 from tests.support.slack_socket import SocketModeServer, SocketModeSlack
 from tests.support.slack_standin import SlackStandIn
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_TOKEN = "xapp-1-A0APP-123-S3cretAppToken"
@@ -21,13 +22,25 @@ APP_TOKEN = "xapp-1-A0APP-123-S3cretAppToken"
 
 def _serve_in_socket_mode(settings, standin) -> subprocess.Popen:
     """`python -m bot serve` with an app-level token and no signing secret, on the stand-in."""
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_APP_TOKEN": APP_TOKEN,
-           "SLACK_API_URL": standin.base_url, "MIGRATE_CHANNEL": "C0MIGRATE",
-           "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "SLACK_BOT_TOKEN": settings.slack_bot_token,
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_API_URL": standin.base_url,
+        "MIGRATE_CHANNEL": "C0MIGRATE",
+        "MIGRATE_REDIS_PREFIX": settings.redis_prefix,
+        "MIGRATE_ROSTER": str(settings.roster_path),
+    }
     env.pop("SLACK_SIGNING_SECRET", None)
-    return subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_client):
@@ -35,7 +48,9 @@ def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_
         proc = _serve_in_socket_mode(settings, standin)
         try:
             call = standin.wait_method("apps.connections.open", timeout=30)[0]
-            lock = Keys(settings.redis_prefix, database_identity(settings.database_url)).outbox_lock("C0MIGRATE")
+            lock = Keys(settings.redis_prefix, database_identity(settings.database_url)).outbox_lock(
+                "C0MIGRATE"
+            )
             assert wait_until(lambda: redis_client.exists(lock) == 1)  # the outbox worker holds it
         finally:
             proc.terminate()
@@ -57,23 +72,40 @@ def test_socket_mode_acks_a_slash_command_envelope_and_the_command_runs(settings
 
             def slash(user: str, text: str) -> str:
                 trigger = f"{time.time()}.trigger"
-                envelope = server.send("slash_commands", {
-                    "token": "legacy", "team_id": "T0TEAM", "team_domain": "lancio", "channel_id": "C0MIGRATE",
-                    "channel_name": "migrations", "user_id": user, "user_name": user.lower(),
-                    "command": "/migrate", "text": text, "api_app_id": "A0APP", "is_enterprise_install": "false",
-                    "response_url": standin.response_url(trigger), "trigger_id": trigger})
+                envelope = server.send(
+                    "slash_commands",
+                    {
+                        "token": "legacy",
+                        "team_id": "T0TEAM",
+                        "team_domain": "lancio",
+                        "channel_id": "C0MIGRATE",
+                        "channel_name": "migrations",
+                        "user_id": user,
+                        "user_name": user.lower(),
+                        "command": "/migrate",
+                        "text": text,
+                        "api_app_id": "A0APP",
+                        "is_enterprise_install": "false",
+                        "response_url": standin.response_url(trigger),
+                        "trigger_id": trigger,
+                    },
+                )
                 return envelope
 
             envelope = slash("U0RAFAEL", "help")
             took, ack = server.ack_of(envelope)
             assert took < 3.0 and ack["envelope_id"] == envelope
-            answer = standin.wait_for(lambda c: c.method == "response_url" and "preflight" in json.dumps(c.body))[0]
+            answer = standin.wait_for(
+                lambda c: c.method == "response_url" and "preflight" in json.dumps(c.body)
+            )[0]
             assert answer.body.get("response_type", "ephemeral") == "ephemeral"
 
             envelope = slash("U0LIU", "incident start primary database unreachable")
             took, _ = server.ack_of(envelope)
             assert took < 3.0
-            post = standin.wait_method("chat.postMessage", where=lambda b: "unreachable" in json.dumps(b), timeout=15)[0]
+            post = standin.wait_method(
+                "chat.postMessage", where=lambda b: "unreachable" in json.dumps(b), timeout=15
+            )[0]
             assert post.body["channel"] == "C0MIGRATE"
         finally:
             proc.terminate()

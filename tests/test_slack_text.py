@@ -1,5 +1,6 @@
 """What people read in Slack and in a terminal: escaped mrkdwn, mentions that render, no
 control characters. Read from the Block Kit JSON the Slack stand-in received."""
+
 from __future__ import annotations
 
 import io
@@ -61,8 +62,9 @@ def plain_texts(body: dict) -> list[str]:
 
 def test_the_escaper_keeps_mentions_and_escapes_everything_else():
     text = "run phase <n> & <!channel> <https://evil|click> <@U0DYLAN> <#C0MIGRATE>"
-    assert blocks.escape(text) == ("run phase &lt;n&gt; &amp; &lt;!channel&gt; &lt;https://evil|click&gt; "
-                                   "<@U0DYLAN> <#C0MIGRATE>")
+    assert blocks.escape(text) == (
+        "run phase &lt;n&gt; &amp; &lt;!channel&gt; &lt;https://evil|click&gt; <@U0DYLAN> <#C0MIGRATE>"
+    )
 
 
 def test_a_cut_never_leaves_half_an_entity():
@@ -72,7 +74,9 @@ def test_a_cut_never_leaves_half_an_entity():
 
 
 def test_an_incident_text_with_channel_ping_is_shown_literally(real_bot, standin):
-    assert real_bot.slack.slash(LIU, "incident start <!channel> DB down & <https://x.example|see>").status == 200
+    assert (
+        real_bot.slack.slash(LIU, "incident start <!channel> DB down & <https://x.example|see>").status == 200
+    )
     call = standin.wait_method("chat.postMessage", timeout=30)[0]
     texts = mrkdwn_texts(call.body)
     joined = "\n".join(texts)
@@ -90,10 +94,12 @@ def test_help_placeholders_render_literally(real_bot, standin):
 
 
 def test_no_mention_is_put_in_a_plain_text_header():
-    for title in ("Migration 006: pre-flight started by <@U0RAFAEL>",
-                  "🚨 Critical incident declared by <@U0LIU>: CPU",
-                  "Restore from backup requested by <@U0LIU>: the TPM must confirm",
-                  "Ping <@U0LIU> and <@U0DYLAN>"):
+    for title in (
+        "Migration 006: pre-flight started by <@U0RAFAEL>",
+        "🚨 Critical incident declared by <@U0LIU>: CPU",
+        "Restore from backup requested by <@U0LIU>: the TPM must confirm",
+        "Ping <@U0LIU> and <@U0DYLAN>",
+    ):
         rendered = blocks.post_message(Post("info", title))
         assert not [t for t in plain_texts(rendered.payload()) if "<@" in t], title
         assert any("<@U0" in t for t in mrkdwn_texts(rendered.payload())), title
@@ -125,10 +131,14 @@ def test_a_defer_reason_is_shown_literally(ready, standin):
     running = RunningBot(ready, standin)
     try:
         assert running.slack.slash(COORDINATOR, "preflight").status == 200
-        standin.wait_method("chat.postMessage", where=lambda b: "Requesting go/no-go" in b.get("text", ""), timeout=120)
+        standin.wait_method(
+            "chat.postMessage", where=lambda b: "Requesting go/no-go" in b.get("text", ""), timeout=120
+        )
         running.bridge.wait_work()
         assert running.slack.slash(TPM, "defer <!here> traffic > 80% & rising").status == 200
-        call = standin.wait_method("chat.postMessage", where=lambda b: "NO-GO" in b.get("text", ""), timeout=60)[-1]
+        call = standin.wait_method(
+            "chat.postMessage", where=lambda b: "NO-GO" in b.get("text", ""), timeout=60
+        )[-1]
         joined = "\n".join(mrkdwn_texts(call.body))
         assert "<!here>" not in joined and "&lt;!here&gt; traffic &gt; 80% &amp; rising" in joined
     finally:
@@ -159,10 +169,19 @@ def test_a_title_holding_a_long_run_of_blanks_is_laid_out_in_linear_time():
     import subprocess
     import sys
     from pathlib import Path
-    inputs = {"spaces": '"incident: a" + " " * n + "b"', "tabs and newlines": '"a" + "\\t\\n" * (n // 2) + "by x"',
-              "spaces then a by": '"a" + " " * n + "by <@U0X"'}
-    child = subprocess.run([sys.executable, "-c", _TITLE_CHILD, json.dumps(inputs)],
-                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+
+    inputs = {
+        "spaces": '"incident: a" + " " * n + "b"',
+        "tabs and newlines": '"a" + "\\t\\n" * (n // 2) + "by x"',
+        "spaces then a by": '"a" + " " * n + "by <@U0X"',
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", _TITLE_CHILD, json.dumps(inputs)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     ratios = json.loads(child.stdout)
     slow = {name: round(r, 1) for name, r in ratios.items() if r >= 8}

@@ -4,6 +4,7 @@ both verification suites, the runbook's checks, and that every file parses.
 Files are applied the way the bot runs them (one transaction each: `psql -1`), inputs passed
 as session settings through PGOPTIONS, never on a command line or in a file.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,13 @@ from runbook.model import load_runbook
 from sql import BASELINE_DIR, DEFAULT_RUNBOOK, RUNBOOKS_DIR
 from tests.conftest import PLANTED
 from tests.support import pg
-from tests.support.sqlfacts import (APPENDIX_B_FUNCTIONS, APPENDIX_B_TRIGGERS, APPENDIX_B_VIEWS,
-                                    appendix_b_facts, decrypted_connection_strings)
+from tests.support.sqlfacts import (
+    APPENDIX_B_FUNCTIONS,
+    APPENDIX_B_TRIGGERS,
+    APPENDIX_B_VIEWS,
+    appendix_b_facts,
+    decrypted_connection_strings,
+)
 
 SQL_006 = RUNBOOKS_DIR / "006"
 PHASE_1 = ("006_add_platform_databases_table.sql", "006_register_railway_databases_production.sql")
@@ -81,8 +87,14 @@ def test_baseline_builds_version_005(db_005):
     assert facts["migrations"] == ["001", "002", "003", "004", "005"]
     assert facts["pgcrypto"] is True
     assert facts["databases_table"] is False and facts["rls_tables"] == 0 and facts["policies"] == 0
-    assert pg.scalar(db_005, "SELECT count(*) FROM platform.projects p JOIN platform.organizations o "
-                             "ON o.id = p.organization_id WHERE o.slug = 'lancio'") == 1
+    assert (
+        pg.scalar(
+            db_005,
+            "SELECT count(*) FROM platform.projects p JOIN platform.organizations o "
+            "ON o.id = p.organization_id WHERE o.slug = 'lancio'",
+        )
+        == 1
+    )
     assert pg.scalar(db_005, "SELECT count(*) FROM platform.organization_members") > 0
 
 
@@ -113,22 +125,30 @@ def test_phases_1_and_2_give_every_appendix_b_fact(db_005):
 def test_registration_parses_host_port_and_user_from_the_urls(db_005):
     migrate(db_005)
     with psycopg.connect(db_005) as conn:
-        rows = conn.execute("SELECT type, host, port, database_name, username FROM platform.databases "
-                            "ORDER BY type").fetchall()
-    assert rows == [("mongodb", "127.0.0.1", 27017, "lancio", "mongo"), ("redis", "127.0.0.1", 6379, None, "default")]
+        rows = conn.execute(
+            "SELECT type, host, port, database_name, username FROM platform.databases ORDER BY type"
+        ).fetchall()
+    assert rows == [
+        ("mongodb", "127.0.0.1", 27017, "lancio", "mongo"),
+        ("redis", "127.0.0.1", 6379, None, "default"),
+    ]
 
 
 def test_no_plaintext_secret_is_stored_and_decrypt_round_trips(db_005):
     migrate(db_005)
     with psycopg.connect(db_005) as conn:
         rows = [r[0] for r in conn.execute("SELECT d::text FROM platform.databases d")]
-        stored = [bytes(r[0]) for r in conn.execute("SELECT connection_string_encrypted FROM platform.databases")]
+        stored = [
+            bytes(r[0]) for r in conn.execute("SELECT connection_string_encrypted FROM platform.databases")
+        ]
     for secret in SECRETS:
         hex_form = secret.encode().hex()
         assert not any(secret in row or hex_form in row for row in rows)
         assert not any(secret.encode() in blob for blob in stored)
-    assert decrypted_connection_strings(db_005, PLANTED["key"]) == {"mongodb": PLANTED["mongodb"],
-                                                                   "redis": PLANTED["redis"]}
+    assert decrypted_connection_strings(db_005, PLANTED["key"]) == {
+        "mongodb": PLANTED["mongodb"],
+        "redis": PLANTED["redis"],
+    }
 
 
 def test_decrypt_with_a_wrong_key_fails(db_005):
@@ -141,9 +161,15 @@ def test_registration_prints_the_reports_notices_and_no_secret(db_005):
     apply_ok(db_005, PHASE_1[0])
     result = apply_ok(db_005, PHASE_1[1], INPUTS)
     output = result.stdout + result.stderr
-    for notice in ("Step 1: Locating Lancio project...", "✅ Found Lancio organization: ",
-                   "✅ Found/Created project: ", "Step 2: Registering MongoDB...", "✅ MongoDB registered: ",
-                   "Step 3: Registering Redis...", "✅ Redis registered: "):
+    for notice in (
+        "Step 1: Locating Lancio project...",
+        "✅ Found Lancio organization: ",
+        "✅ Found/Created project: ",
+        "Step 2: Registering MongoDB...",
+        "✅ MongoDB registered: ",
+        "Step 3: Registering Redis...",
+        "✅ Redis registered: ",
+    ):
         assert notice in output
     assert_no_secret(output)
 
@@ -155,7 +181,10 @@ def test_registration_rerun_updates_and_never_duplicates(db_005):
     moved = "redis://default:An0therRedisPw@10.0.0.7:6380"
     apply_ok(db_005, PHASE_1[1], {**INPUTS, "migrate.register_redis_url": moved})
     assert pg.scalar(db_005, "SELECT array_agg(id ORDER BY type) FROM platform.databases") == ids
-    assert pg.scalar(db_005, "SELECT host || ':' || port FROM platform.databases WHERE type = 'redis'") == "10.0.0.7:6380"
+    assert (
+        pg.scalar(db_005, "SELECT host || ':' || port FROM platform.databases WHERE type = 'redis'")
+        == "10.0.0.7:6380"
+    )
     assert decrypted_connection_strings(db_005, PLANTED["key"])["redis"] == moved
     assert appendix_b_facts(db_005)["encrypted"] == 2
 
@@ -165,9 +194,15 @@ def test_registration_creates_the_lancio_project_when_missing(db_005):
         conn.execute("DELETE FROM platform.projects")
     apply_ok(db_005, PHASE_1[0])
     apply_ok(db_005, PHASE_1[1], INPUTS)
-    assert pg.scalar(db_005, "SELECT count(DISTINCT project_id) FROM platform.databases d JOIN platform.projects p "
-                             "ON p.id = d.project_id JOIN platform.organizations o ON o.id = p.organization_id "
-                             "WHERE o.slug = 'lancio'") == 1
+    assert (
+        pg.scalar(
+            db_005,
+            "SELECT count(DISTINCT project_id) FROM platform.databases d JOIN platform.projects p "
+            "ON p.id = d.project_id JOIN platform.organizations o ON o.id = p.organization_id "
+            "WHERE o.slug = 'lancio'",
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize("missing", sorted(INPUTS))
@@ -183,9 +218,11 @@ def test_registration_without_a_setting_fails_naming_it_and_no_secret(db_005, mi
 def test_trigger_refuses_plaintext_without_key(db_005):
     apply_ok(db_005, PHASE_1[0])
     with psycopg.connect(db_005) as conn, pytest.raises(psycopg.errors.RaiseException) as caught:
-        conn.execute("INSERT INTO platform.databases (project_id, name, type, host, port, connection_string_encrypted) "
-                     "SELECT id, 'x', 'redis', 'h', 6379, convert_to(%s, 'UTF8') FROM platform.projects LIMIT 1",
-                     (PLANTED["redis"],))
+        conn.execute(
+            "INSERT INTO platform.databases (project_id, name, type, host, port, connection_string_encrypted) "
+            "SELECT id, 'x', 'redis', 'h', 6379, convert_to(%s, 'UTF8') FROM platform.projects LIMIT 1",
+            (PLANTED["redis"],),
+        )
     assert "app.encryption_key is not set" in str(caught.value)
     assert_no_secret(str(caught.value))
 
@@ -193,8 +230,10 @@ def test_trigger_refuses_plaintext_without_key(db_005):
 def test_trigger_keeps_an_empty_connection_string_as_null_without_needing_the_key(db_005):
     apply_ok(db_005, PHASE_1[0])
     with psycopg.connect(db_005, autocommit=True) as conn:
-        conn.execute("INSERT INTO platform.databases (project_id, name, type, host, port, connection_string_encrypted) "
-                     "SELECT id, 'x', 'redis', 'h', 6379, ''::bytea FROM platform.projects LIMIT 1")
+        conn.execute(
+            "INSERT INTO platform.databases (project_id, name, type, host, port, connection_string_encrypted) "
+            "SELECT id, 'x', 'redis', 'h', 6379, ''::bytea FROM platform.projects LIMIT 1"
+        )
     assert pg.scalar(db_005, "SELECT connection_string_encrypted IS NULL FROM platform.databases") is True
 
 
@@ -202,14 +241,25 @@ def test_helper_functions_work(db_005):
     migrate(db_005)
     with psycopg.connect(db_005, autocommit=True) as conn:
         project = conn.execute("SELECT project_id FROM platform.databases LIMIT 1").fetchone()[0]
-        listed = conn.execute("SELECT type FROM platform.get_project_databases(%s, NULL)", (project,)).fetchall()
-        only = conn.execute("SELECT name FROM platform.get_project_databases(%s, 'redis')", (project,)).fetchall()
+        listed = conn.execute(
+            "SELECT type FROM platform.get_project_databases(%s, NULL)", (project,)
+        ).fetchall()
+        only = conn.execute(
+            "SELECT name FROM platform.get_project_databases(%s, 'redis')", (project,)
+        ).fetchall()
         redis_id = conn.execute("SELECT id FROM platform.databases WHERE type = 'redis'").fetchone()[0]
-        assert conn.execute("SELECT platform.update_database_health(%s, 'unhealthy', 'timeout')", (redis_id,)).fetchone()[0]
-        health = conn.execute("SELECT health_check_status, last_health_check_at IS NOT NULL, "
-                              "metadata->>'last_health_check_error', updated_at > created_at "
-                              "FROM platform.databases WHERE id = %s", (redis_id,)).fetchone()
-        safe_columns = [c.name for c in conn.execute("SELECT * FROM platform.databases_safe LIMIT 0").description]
+        assert conn.execute(
+            "SELECT platform.update_database_health(%s, 'unhealthy', 'timeout')", (redis_id,)
+        ).fetchone()[0]
+        health = conn.execute(
+            "SELECT health_check_status, last_health_check_at IS NOT NULL, "
+            "metadata->>'last_health_check_error', updated_at > created_at "
+            "FROM platform.databases WHERE id = %s",
+            (redis_id,),
+        ).fetchone()
+        safe_columns = [
+            c.name for c in conn.execute("SELECT * FROM platform.databases_safe LIMIT 0").description
+        ]
     assert listed == [("mongodb",), ("redis",)] and only == [("railway-redis",)]
     assert health == ("unhealthy", True, "timeout", True)
     assert "connection_string_encrypted" not in safe_columns and "connection_string" not in safe_columns
@@ -275,10 +325,13 @@ def test_health_suite_passes_on_a_migrated_database(db_005):
     assert_no_secret(result.stdout + result.stderr)
 
 
-@pytest.mark.parametrize("breakage, failing", [
-    ("DROP INDEX platform.idx_databases_status", "FAIL: 3."),
-    ("UPDATE platform.databases SET status = 'inactive' WHERE type = 'redis'", "FAIL: 7."),
-])
+@pytest.mark.parametrize(
+    "breakage, failing",
+    [
+        ("DROP INDEX platform.idx_databases_status", "FAIL: 3."),
+        ("UPDATE platform.databases SET status = 'inactive' WHERE type = 'redis'", "FAIL: 7."),
+    ],
+)
 def test_health_suite_prints_fail_and_still_exits_0_when_a_fact_is_broken(db_005, breakage, failing):
     migrate(db_005)
     with psycopg.connect(db_005, autocommit=True) as conn:
@@ -292,7 +345,9 @@ def test_health_suite_prints_fail_and_still_exits_0_when_a_fact_is_broken(db_005
 def test_health_suite_fails_the_decrypt_checks_without_the_key(db_005):
     migrate(db_005)
     result = run_suite(db_005, "test_database_health.sql", key=None)
-    assert "FAIL: 9." in result.stdout and "FAIL: 10." in result.stdout and "8/10 checks passed" in result.stdout
+    assert (
+        "FAIL: 9." in result.stdout and "FAIL: 10." in result.stdout and "8/10 checks passed" in result.stdout
+    )
 
 
 def test_rls_suite_passes_on_a_migrated_database_and_reports_overhead(db_005):

@@ -1,6 +1,7 @@
 """Migration 007 as a second runbook (sql/007/): NO-GO until the application's session
 middleware is deployed (the runbook's declared HTTP precondition), then it runs on a
 database after 006 and rolls back to exactly the 006 schema."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,9 +30,12 @@ def after_006(ready):
         result = pg.psql_file(url, RB_006.file_path(name), "-1")
         assert result.returncode == 0, result.stderr
     with __import__("psycopg").connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO schema_migrations (version, description) VALUES ('006', 'platform.databases, RLS')")
-    return ready.with_(runbook_path=RUNBOOK_007, register_mongodb_url=None, register_redis_url=None,
-                       encryption_key=None)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, description) VALUES ('006', 'platform.databases, RLS')"
+        )
+    return ready.with_(
+        runbook_path=RUNBOOK_007, register_mongodb_url=None, register_redis_url=None, encryption_key=None
+    )
 
 
 def test_007_preflight_is_nogo_until_the_session_middleware_is_deployed(after_006, services):
@@ -61,7 +65,13 @@ def test_007_runs_after_006_and_rolls_back_to_the_006_schema(after_006, services
     code, out = console(COORDINATOR, "run")  # phase 2, then the final checks: 007 recorded
     assert code == 0, out
     assert "Migration 007 SUCCESSFUL" in out, out
-    assert pg.scalar(url, "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform' AND permissive = 'RESTRICTIVE'") == 23
+    assert (
+        pg.scalar(
+            url,
+            "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform' AND permissive = 'RESTRICTIVE'",
+        )
+        == 23
+    )
     assert pg.scalar(url, "SELECT count(*) FROM schema_migrations WHERE version = '007'") == 1
 
     code, out = console(COORDINATOR, "rollback all")

@@ -1,8 +1,10 @@
 """The audit trail: every event in the Redis stream and in migrate_bot.run_events."""
+
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC
 
 import psycopg
 import pytest
@@ -24,9 +26,14 @@ def events(scratch_db):
 
 def a_run(store, *, scheduled: bool = False):
     run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
-    store.transition(run.id, S.GO, actor="bot", action="preflight done", fields={"preflight": {"outcome": "GO"}})
-    approval = {"by": "U0DYLAN", "mode": "scheduled" if scheduled else "now",
-                "scheduled_for": "2026-11-25T03:00:00+00:00" if scheduled else None}
+    store.transition(
+        run.id, S.GO, actor="bot", action="preflight done", fields={"preflight": {"outcome": "GO"}}
+    )
+    approval = {
+        "by": "U0DYLAN",
+        "mode": "scheduled" if scheduled else "now",
+        "scheduled_for": "2026-11-25T03:00:00+00:00" if scheduled else None,
+    }
     to = S.SCHEDULED if scheduled else S.APPROVED
     store.transition(run.id, to, actor="U0DYLAN", action="approve", fields={"approval": approval})
     return run
@@ -44,11 +51,22 @@ def test_every_event_lands_in_the_stream_and_in_postgresql(redis_client, redis_p
     assert len(in_redis) == 7
     assert [e["event_id"] for e in in_pg] == [e["event_id"] for e in in_redis]
     for r, p in zip(in_redis, in_pg):
-        assert (p["run_id"], p["actor"], p["action"], p["outcome"], p["evidence"]) == \
-            (r["run_id"], r["actor"], r["action"], r["outcome"], r["evidence"])
+        assert (p["run_id"], p["actor"], p["action"], p["outcome"], p["evidence"]) == (
+            r["run_id"],
+            r["actor"],
+            r["action"],
+            r["outcome"],
+            r["evidence"],
+        )
     assert pg.scalar(events.database_url, "SELECT count(*) FROM migrate_bot.run_events") == 7
-    assert [e["action"] for e in events.events(run.id)] == \
-        ["run created", "preflight done", "approve", "run phase 1", "status", "incident start"]
+    assert [e["action"] for e in events.events(run.id)] == [
+        "run created",
+        "preflight done",
+        "approve",
+        "run phase 1",
+        "status",
+        "incident start",
+    ]
     assert store.mirror_backlog() == 0
 
 
@@ -62,7 +80,12 @@ def test_events_wait_in_redis_while_postgresql_is_unreachable(redis_client, redi
     online = new_store(redis_client, redis_prefix, events)  # PostgreSQL is back
     online.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
     assert online.mirror_backlog() == 0
-    assert [e["action"] for e in events.events(run.id)] == ["run created", "preflight done", "approve", "run phase 1"]
+    assert [e["action"] for e in events.events(run.id)] == [
+        "run created",
+        "preflight done",
+        "approve",
+        "run phase 1",
+    ]
 
 
 def test_a_mirror_write_replayed_is_stored_once(redis_client, redis_prefix, events):
@@ -111,20 +134,31 @@ def test_signoff_comes_from_the_events(redis_client, redis_prefix, events):
     assert sign["reviewed_by"] == "U0RAFAEL"
     assert sign["approved_by"] == "U0DYLAN" and sign["approved_at"] is not None
     assert sign["mode"] == "scheduled" and sign["scheduled_execution"] == "2026-11-25T03:00:00+00:00"
-    store.transition(run.id, S.DEFERRED, actor="U0DYLAN", action="defer",
-                     fields={"decision": {"what": "no-go", "reason": "incident"}})
+    store.transition(
+        run.id,
+        S.DEFERRED,
+        actor="U0DYLAN",
+        action="defer",
+        fields={"decision": {"what": "no-go", "reason": "incident"}},
+    )
     sign = signoff(redis_events(redis_client, store.keys, run.id))
     assert (sign["deferred_by"], sign["deferred_reason"]) == ("U0DYLAN", "incident")
 
 
-def test_evidence_with_times_paths_and_nul_characters_is_stored_as_plain_json(redis_client, redis_prefix, events):
-    from datetime import datetime, timezone
+def test_evidence_with_times_paths_and_nul_characters_is_stored_as_plain_json(
+    redis_client, redis_prefix, events
+):
+    from datetime import datetime
     from pathlib import Path
 
     store = new_store(redis_client, redis_prefix, events)
-    at = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
-    store.record("preflight", actor="U0RAFAEL", outcome="ok",
-                 evidence={"at": at, "backup": Path("backups/b.dump"), "notice": "odd\x00byte", "status": S.GO})
+    at = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    store.record(
+        "preflight",
+        actor="U0RAFAEL",
+        outcome="ok",
+        evidence={"at": at, "backup": Path("backups/b.dump"), "notice": "odd\x00byte", "status": S.GO},
+    )
     expected = {"at": at.isoformat(), "backup": "backups/b.dump", "notice": "oddbyte", "status": "go"}
     assert redis_events(redis_client, store.keys)[0]["evidence"] == expected
     assert events.events()[0]["evidence"] == expected
@@ -140,11 +174,17 @@ def test_an_event_postgresql_refuses_does_not_block_the_ones_behind_it(redis_cli
 
 
 def test_reset_recreates_the_table_in_a_replaced_database(events):
-    events.write({"at": "2026-11-24T03:00:00+00:00", "actor": "U", "action": "a", "outcome": "ok", "event_id": "e1"})
-    with psycopg.connect(events.database_url, autocommit=True) as conn:  # as if a restore had swapped in an older copy
+    events.write(
+        {"at": "2026-11-24T03:00:00+00:00", "actor": "U", "action": "a", "outcome": "ok", "event_id": "e1"}
+    )
+    with psycopg.connect(
+        events.database_url, autocommit=True
+    ) as conn:  # as if a restore had swapped in an older copy
         conn.execute("DROP SCHEMA migrate_bot CASCADE")
     events.reset()
-    events.write({"at": "2026-11-24T03:01:00+00:00", "actor": "U", "action": "b", "outcome": "ok", "event_id": "e2"})
+    events.write(
+        {"at": "2026-11-24T03:01:00+00:00", "actor": "U", "action": "b", "outcome": "ok", "event_id": "e2"}
+    )
     assert [e["action"] for e in events.events()] == ["b"]
 
 
@@ -166,8 +206,10 @@ def test_a_mirror_connection_terminated_meanwhile_loses_no_event(redis_client, r
     store = new_store(redis_client, redis_prefix, events)
     store.record("before", actor="U0YASMIN", outcome="ok")
     with psycopg.connect(events.database_url, autocommit=True) as conn:  # as a restore's swap does
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
     store.record("after", actor="U0YASMIN", outcome="ok")
     assert [e["action"] for e in events.events()] == ["before", "after"]
     assert store.mirror_backlog() == 0

@@ -1,4 +1,5 @@
 """The run lock on the real Redis: one holder, heartbeat, expiry of a dead holder's lock."""
+
 from __future__ import annotations
 
 import os
@@ -10,16 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.support.waiting import wait_until
 import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from state.lock import LockHandle, RunLock
-from state.machine import PhaseStatus as P, Status as S
+from state.machine import PhaseStatus as P
+from state.machine import Status as S
 from tests.conftest import REDIS_URL
 from tests.support.state import TARGET, new_store
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TTL = 1.0
@@ -36,8 +37,12 @@ def lock(redis_client, store):
 
 
 def child(prefix: str, mode: str, ttl: float = TTL) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.support.lock_holder", REDIS_URL, prefix, TARGET, str(ttl), mode],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.lock_holder", REDIS_URL, prefix, TARGET, str(ttl), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_concurrent_acquires_in_threads_give_exactly_one_handle(lock):
@@ -73,8 +78,11 @@ def test_concurrent_acquires_in_two_processes_give_exactly_one_handle(lock, redi
 
 
 def _waiting_at_gate(redis_client, prefix: str) -> int:
-    return sum(1 for c in redis_client.client_list()
-               if c.get("name") == f"lock-race-{prefix}" and c.get("cmd") == "blpop")
+    return sum(
+        1
+        for c in redis_client.client_list()
+        if c.get("name") == f"lock-race-{prefix}" and c.get("cmd") == "blpop"
+    )
 
 
 def test_a_released_lock_can_be_taken_again(lock):
@@ -111,7 +119,9 @@ def test_a_lock_taken_over_is_neither_released_nor_renewed_by_the_old_owner(lock
 def test_a_killed_holder_s_lock_expires_and_its_run_is_interrupted(lock, store, redis_prefix):
     run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
     store.transition(run.id, S.GO, actor="bot", action="preflight", fields={"preflight": {"outcome": "GO"}})
-    store.transition(run.id, S.APPROVED, actor="U0DYLAN", action="approve", fields={"approval": {"by": "U0DYLAN"}})
+    store.transition(
+        run.id, S.APPROVED, actor="U0DYLAN", action="approve", fields={"approval": {"by": "U0DYLAN"}}
+    )
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
     holder = child(redis_prefix, "hold")
     try:
@@ -158,7 +168,9 @@ def test_the_heartbeat_renews_every_third_of_the_ttl_and_keeps_the_key_alive(red
 
 
 def test_a_lock_whose_redis_is_unreachable_is_lost_after_its_ttl_not_before(store, caplog):
-    unreachable = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    unreachable = redis_lib.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     lock = RunLock(unreachable, store.keys, ttl=0.6)
     handle = LockHandle(lock, "token", "worker")  # as if acquired before Redis went away
     started = time.monotonic()

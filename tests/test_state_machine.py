@@ -1,13 +1,26 @@
 """The lifecycle table and the phase guards (pure: no Redis)."""
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from state.machine import (ACTIVE, FINAL, ROLLBACK_DIFFERENCE, TRANSITIONS, IllegalTransition, PhaseStatus as P, Status as S,
-                           applied_phases, check_transition, why_phase_cannot_roll_back, why_phase_cannot_start)
+from state.machine import (
+    ACTIVE,
+    FINAL,
+    ROLLBACK_DIFFERENCE,
+    TRANSITIONS,
+    IllegalTransition,
+    applied_phases,
+    check_transition,
+    why_phase_cannot_roll_back,
+    why_phase_cannot_start,
+)
+from state.machine import PhaseStatus as P
+from state.machine import Status as S
 from state.runs import apply_transition
 from tests.support.state import make_run
 
@@ -80,32 +93,43 @@ def test_no_phase_runs_without_an_approval_on_record():
         check_transition(interrupted_preflight, S.RUNNING, phase=1)
 
 
-@pytest.mark.parametrize("phases,n,reason", [
-    ({1: P.PENDING, 2: P.PENDING}, 2, "phase 2 cannot start: phase 1 has not succeeded"),
-    ({1: P.FAILED, 2: P.PENDING}, 2, "phase 2 cannot start: phase 1 has not succeeded"),
-    ({1: P.SUCCEEDED, 2: P.PENDING}, 1, "phase 1 already succeeded: roll it back first"),
-    ({1: P.RUNNING, 2: P.PENDING}, 1, "phase 1 is running right now"),
-    ({1: P.PENDING}, 4, "there is no phase 4 (phases: 1, 2, 3)"),
-])
+@pytest.mark.parametrize(
+    "phases,n,reason",
+    [
+        ({1: P.PENDING, 2: P.PENDING}, 2, "phase 2 cannot start: phase 1 has not succeeded"),
+        ({1: P.FAILED, 2: P.PENDING}, 2, "phase 2 cannot start: phase 1 has not succeeded"),
+        ({1: P.SUCCEEDED, 2: P.PENDING}, 1, "phase 1 already succeeded: roll it back first"),
+        ({1: P.RUNNING, 2: P.PENDING}, 1, "phase 1 is running right now"),
+        ({1: P.PENDING}, 4, "there is no phase 4 (phases: 1, 2, 3)"),
+    ],
+)
 def test_phase_start_guard_names_the_rule(phases, n, reason):
     assert why_phase_cannot_start(make_run(S.APPROVED, phases), n, [1, 2, 3]) == reason
 
 
-@pytest.mark.parametrize("phases,n", [
-    ({1: P.PENDING, 2: P.PENDING}, 1), ({1: P.SUCCEEDED, 2: P.PENDING}, 2),
-    ({1: P.SUCCEEDED, 2: P.FAILED}, 2), ({1: P.SUCCEEDED, 2: P.ROLLED_BACK}, 2),
-    ({1: P.ROLLED_BACK, 2: P.PENDING}, 1),
-])
+@pytest.mark.parametrize(
+    "phases,n",
+    [
+        ({1: P.PENDING, 2: P.PENDING}, 1),
+        ({1: P.SUCCEEDED, 2: P.PENDING}, 2),
+        ({1: P.SUCCEEDED, 2: P.FAILED}, 2),
+        ({1: P.SUCCEEDED, 2: P.ROLLED_BACK}, 2),
+        ({1: P.ROLLED_BACK, 2: P.PENDING}, 1),
+    ],
+)
 def test_phase_start_guard_allows_the_next_phase_and_retries(phases, n):
     assert why_phase_cannot_start(make_run(S.APPROVED, phases), n, [1, 2, 3]) is None
 
 
-@pytest.mark.parametrize("phases,n,reason", [
-    ({1: P.SUCCEEDED, 2: P.SUCCEEDED}, 1, "roll back phase 2 first: it is applied"),
-    ({1: P.SUCCEEDED, 2: P.FAILED}, 1, "roll back phase 2 first: it is failed and may be partly applied"),
-    ({1: P.PENDING, 2: P.PENDING}, 1, "phase 1 has not run"),
-    ({1: P.ROLLED_BACK, 2: P.PENDING}, 1, "phase 1 is already rolled back"),
-])
+@pytest.mark.parametrize(
+    "phases,n,reason",
+    [
+        ({1: P.SUCCEEDED, 2: P.SUCCEEDED}, 1, "roll back phase 2 first: it is applied"),
+        ({1: P.SUCCEEDED, 2: P.FAILED}, 1, "roll back phase 2 first: it is failed and may be partly applied"),
+        ({1: P.PENDING, 2: P.PENDING}, 1, "phase 1 has not run"),
+        ({1: P.ROLLED_BACK, 2: P.PENDING}, 1, "phase 1 is already rolled back"),
+    ],
+)
 def test_rollback_guard_enforces_newest_phase_first(phases, n, reason):
     assert why_phase_cannot_roll_back(make_run(S.SUCCEEDED, phases), n) == reason
 
@@ -148,7 +172,11 @@ def test_random_walks_never_apply_a_phase_out_of_order(moves):
         apply_transition(run, to, actor="U", phase=phase)
         applied = applied_phases(run)
         for n in applied:
-            assert all(run.phases[m].status is P.SUCCEEDED for m in run.phases if m < n), (to, phase, run.phases)
+            assert all(run.phases[m].status is P.SUCCEEDED for m in run.phases if m < n), (
+                to,
+                phase,
+                run.phases,
+            )
         if run.status not in ACTIVE:
             assert not any(s.status in (P.RUNNING, P.ROLLING_BACK) for s in run.phases.values())
 

@@ -1,5 +1,6 @@
 """The owned-key helper (state/owned.py) on the real Redis: only the owner extends or deletes,
 TTLs in seconds become milliseconds, and a renewal that finds the key gone tells the work."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,10 @@ def test_a_non_owner_can_neither_delete_nor_extend_the_key(redis_client, key):
 
 def test_a_json_value_is_owned_through_its_token_field(redis_client, key):
     value = json.dumps({"token": "t-1", "owner": "run by U0LIU"})
-    owner, other = OwnedKey(redis_client, key, "t-1", field="token"), OwnedKey(redis_client, key, "t-2", field="token")
+    owner, other = (
+        OwnedKey(redis_client, key, "t-1", field="token"),
+        OwnedKey(redis_client, key, "t-2", field="token"),
+    )
     assert owner.claim(10, value)
     assert other.extend(60) is False and other.delete() is False
     assert redis_client.get(key) == value.encode()
@@ -156,7 +160,9 @@ def test_stop_ends_the_thread_before_returning_and_the_key_then_expires(redis_cl
 def test_the_work_may_stop_its_renewal_from_on_lost(redis_client, key, caplog):
     owned = OwnedKey(redis_client, key, "me")
     assert owned.claim(5)
-    renewal = owned.renewal(5, every=0.05, on_lost=lambda _cause: renewal.stop())  # from the renewal's own thread
+    renewal = owned.renewal(
+        5, every=0.05, on_lost=lambda _cause: renewal.stop()
+    )  # from the renewal's own thread
     renewal.start()
     redis_client.set(key, "new owner", px=5_000)
     assert renewal.lost.wait(10)
@@ -173,14 +179,19 @@ def test_a_failing_on_lost_callback_is_logged_and_the_key_still_counts_as_lost(r
     with owned.renewal(5, every=0.05, on_lost=on_lost, name="test-renewal") as renewal:
         redis_client.set(key, "new owner", px=5_000)
         assert renewal.lost.wait(10)
-        wait_until(lambda: "test-renewal: on_lost callback failed" in caplog.text, timeout=10,
-                   what="the callback's failure to be logged")
+        wait_until(
+            lambda: "test-renewal: on_lost callback failed" in caplog.text,
+            timeout=10,
+            what="the callback's failure to be logged",
+        )
 
 
 def test_a_renewal_never_keeps_the_process_alive():
     """The thread is a daemon: a process whose work forgot to stop its renewal still exits."""
-    program = ("import redis; from state.owned import OwnedKey; "
-               "OwnedKey(redis.Redis(port=1), 'k', 't').renewal(5, every=0.05).start()")
+    program = (
+        "import redis; from state.owned import OwnedKey; "
+        "OwnedKey(redis.Redis(port=1), 'k', 't').renewal(5, every=0.05).start()"
+    )
     done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, timeout=60, capture_output=True)
     assert done.returncode == 0, done.stderr
 

@@ -1,4 +1,5 @@
 """Redis lost the run state: rebuild the last run from the PostgreSQL history (issue 6)."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,8 @@ import pytest
 from core import clock
 from state.approval import why_approval_invalid, why_preflight_stale
 from state.audit import EventLog
-from state.machine import PhaseStatus as P, Status as S
+from state.machine import PhaseStatus as P
+from state.machine import Status as S
 from state.recovery import rebuild_from_history
 from tests.support.state import TARGET, new_store
 
@@ -29,13 +31,29 @@ def lose_redis(redis_client, prefix: str) -> None:
 def run_until_phase_2_is_running(store):
     now = clock.now()
     run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
-    preflight = {"outcome": "GO", "at": now.isoformat(), "expires_at": now.replace(year=now.year + 1).isoformat(),
-                 "checksums": CHECKSUMS, "backup": {"path": "b.dump", "sha256": "bb" * 32, "size": 1}}
+    preflight = {
+        "outcome": "GO",
+        "at": now.isoformat(),
+        "expires_at": now.replace(year=now.year + 1).isoformat(),
+        "checksums": CHECKSUMS,
+        "backup": {"path": "b.dump", "sha256": "bb" * 32, "size": 1},
+    }
     store.transition(run.id, S.GO, actor="bot", action="preflight done", fields={"preflight": preflight})
-    approval = {"by": "U0DYLAN", "at": now.isoformat(), "expires_at": preflight["expires_at"], "mode": "now",
-                "scheduled_for": None, "checksums": CHECKSUMS}
-    store.transition(run.id, S.APPROVED, actor="U0DYLAN", action="approve",
-                     fields={"approval": approval, "decision": {"by": "U0DYLAN", "what": "go"}})
+    approval = {
+        "by": "U0DYLAN",
+        "at": now.isoformat(),
+        "expires_at": preflight["expires_at"],
+        "mode": "now",
+        "scheduled_for": None,
+        "checksums": CHECKSUMS,
+    }
+    store.transition(
+        run.id,
+        S.APPROVED,
+        actor="U0DYLAN",
+        action="approve",
+        fields={"approval": approval, "decision": {"by": "U0DYLAN", "what": "go"}},
+    )
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1, file="006_add.sql")
     store.transition(run.id, S.PHASE_DONE, actor="U0LIU", action="phase 1 done", phase=1)
     store.transition(run.id, S.RUNNING, actor="U0SERGEI", action="run phase 2", phase=2)
@@ -66,7 +84,8 @@ def test_the_last_run_is_rebuilt_from_postgresql_and_cannot_run(redis_client, re
     # nothing runs on the old approval or preflight
     assert run.meta["rebuilt"] == "true"
     assert why_approval_invalid(run.approval, checksums=CHECKSUMS, now=clock.now()).startswith(
-        "approval no longer valid: the run state was rebuilt from history")
+        "approval no longer valid: the run state was rebuilt from history"
+    )
     assert why_preflight_stale(run.preflight, now=clock.now()).startswith("preflight no longer valid")
     # and it says what it could not rebuild
     assert "thread_ts" not in run.meta
@@ -116,17 +135,32 @@ def test_a_second_loss_rebuilds_again_from_the_same_history(redis_client, redis_
     assert again.rebuilt and again.run.id == before.id and again.run.status is S.INTERRUPTED
 
 
-def test_a_file_the_ledger_shows_committed_in_an_unfinished_phase_is_named(redis_client, redis_prefix, events):
+def test_a_file_the_ledger_shows_committed_in_an_unfinished_phase_is_named(
+    redis_client, redis_prefix, events
+):
     store = new_store(redis_client, redis_prefix, events)
     before = run_until_phase_2_is_running(store)
     lose_redis(redis_client, redis_prefix)
     ledger = [
-        {"run_id": before.id, "phase": 1, "step": "1.1", "file": "006_add.sql", "started_at": before.created_at},
-        {"run_id": before.id, "phase": 2, "step": "2.1", "file": "006_enable_rls_IMPROVED.sql",
-         "started_at": clock.now()},
+        {
+            "run_id": before.id,
+            "phase": 1,
+            "step": "1.1",
+            "file": "006_add.sql",
+            "started_at": before.created_at,
+        },
+        {
+            "run_id": before.id,
+            "phase": 2,
+            "step": "2.1",
+            "file": "006_enable_rls_IMPROVED.sql",
+            "started_at": clock.now(),
+        },
         {"run_id": "another-run", "phase": 2, "step": "2.1", "file": "old.sql", "started_at": clock.now()},
     ]
     report = rebuild_from_history(store, events, ledger=ledger)
     notes = [m for m in report.missing if "ledger" in m]
-    assert notes == ["whether phase 2 is applied: the ledger shows 006_enable_rls_IMPROVED.sql (step 2.1) "
-                     "committed while the history ends with the phase running: check the database"]
+    assert notes == [
+        "whether phase 2 is applied: the ledger shows 006_enable_rls_IMPROVED.sql (step 2.1) "
+        "committed while the history ends with the phase running: check the database"
+    ]

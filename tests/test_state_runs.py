@@ -1,4 +1,5 @@
 """RunStore against the real Redis: transitions, atomicity, idempotency, incidents."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,7 +8,9 @@ import threading
 import pytest
 
 from state.audit import redis_events
-from state.machine import TRANSITIONS, IllegalTransition, PhaseStatus as P, Status as S
+from state.machine import TRANSITIONS, IllegalTransition
+from state.machine import PhaseStatus as P
+from state.machine import Status as S
 from tests.support.state import force, make_run, new_store
 
 
@@ -18,9 +21,16 @@ def store(redis_client, redis_prefix):
 
 def approved(store):
     run = store.create("U0RAFAEL", "006", phases=[1, 2], verification=[3])
-    store.transition(run.id, S.GO, actor="U0RAFAEL", action="preflight", fields={"preflight": {"outcome": "GO"}})
-    return store.transition(run.id, S.APPROVED, actor="U0DYLAN", action="approve",
-                            fields={"approval": {"by": "U0DYLAN"}, "decision": {"what": "go"}})
+    store.transition(
+        run.id, S.GO, actor="U0RAFAEL", action="preflight", fields={"preflight": {"outcome": "GO"}}
+    )
+    return store.transition(
+        run.id,
+        S.APPROVED,
+        actor="U0DYLAN",
+        action="approve",
+        fields={"approval": {"by": "U0DYLAN"}, "decision": {"what": "go"}},
+    )
 
 
 def test_create_makes_the_current_run_and_records_it(store):
@@ -43,8 +53,15 @@ def test_a_new_preflight_is_refused_while_the_current_run_is_active(store):
 
 def test_a_transition_writes_status_phase_fields_and_event_together(store):
     run = approved(store)
-    after = store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1,
-                             file="006_add_platform_databases_table.sql", evidence={"command": "run phase 1"})
+    after = store.transition(
+        run.id,
+        S.RUNNING,
+        actor="U0LIU",
+        action="run phase 1",
+        phase=1,
+        file="006_add_platform_databases_table.sql",
+        evidence={"command": "run phase 1"},
+    )
     assert after == store.get(run.id)
     assert after.status is S.RUNNING and after.phase == 1
     assert after.phases[1].status is P.RUNNING and after.phases[1].actor == "U0LIU"
@@ -76,7 +93,9 @@ def test_the_store_refuses_every_illegal_transition_and_changes_nothing(store):
 def test_expect_refuses_a_run_that_moved_on(store):
     run = approved(store)
     with pytest.raises(IllegalTransition, match="the run is approved; this needs it to be scheduled"):
-        store.transition(run.id, S.RUNNING, actor="bot", action="scheduled start", phase=1, expect={S.SCHEDULED})
+        store.transition(
+            run.id, S.RUNNING, actor="bot", action="scheduled start", phase=1, expect={S.SCHEDULED}
+        )
 
 
 def test_work_never_starts_on_a_run_that_is_no_longer_current(store):
@@ -97,8 +116,9 @@ def test_concurrent_transitions_from_one_state_have_exactly_one_winner(store):
     def attempt(i: int) -> None:
         barrier.wait()
         try:
-            store.transition(run.id, S.RUNNING, actor=f"U{i}", action="run phase 1", phase=1,
-                             expect={S.APPROVED})
+            store.transition(
+                run.id, S.RUNNING, actor=f"U{i}", action="run phase 1", phase=1, expect={S.APPROVED}
+            )
             wins.append(i)
         except IllegalTransition as exc:
             refusals.append(exc.reason)
@@ -195,13 +215,24 @@ def test_record_appends_an_event_without_a_transition(store):
 def test_a_failing_phase_rolled_back_by_its_policy_then_a_failed_rollback(store):
     run = approved(store)
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="run phase 1", phase=1)
-    rolling = store.transition(run.id, S.ROLLING_BACK, actor="U0LIU", action="step 1.1 failed: rollback-006.sql", phase=1)
+    rolling = store.transition(
+        run.id, S.ROLLING_BACK, actor="U0LIU", action="step 1.1 failed: rollback-006.sql", phase=1
+    )
     assert rolling.phases[1].status is P.ROLLING_BACK
-    failed = store.transition(run.id, S.FAILED, actor="U0LIU", action="rollback failed", phase=1,
-                              error="rollback-006.sql: lock timeout", outcome="failed")
+    failed = store.transition(
+        run.id,
+        S.FAILED,
+        actor="U0LIU",
+        action="rollback failed",
+        phase=1,
+        error="rollback-006.sql: lock timeout",
+        outcome="failed",
+    )
     assert failed.phases[1].status is P.FAILED and failed.phases[1].error == "rollback-006.sql: lock timeout"
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="retry", phase=1)
-    with pytest.raises(IllegalTransition, match="phase 2 is pending, not in progress: it cannot be marked failed"):
+    with pytest.raises(
+        IllegalTransition, match="phase 2 is pending, not in progress: it cannot be marked failed"
+    ):
         store.transition(run.id, S.FAILED, actor="U0LIU", action="wrong phase", phase=2)
 
 
@@ -210,8 +241,13 @@ def test_update_record_writes_fields_and_an_event_without_moving_the_run(store):
     store.transition(run.id, S.RUNNING, actor="U0LIU", action="run", phase=1)
     store.transition(run.id, S.PHASE_DONE, actor="U0LIU", action="phase 1 done", phase=1)
     events = store.redis.xlen(store.keys.audit_stream())
-    renewed = store.update_record(run.id, fields={"approval": {"by": "U0DYLAN", "renewed_from": "x"}},
-                                  actor="U0DYLAN", action="approval renewed", expect={S.PHASE_DONE})
+    renewed = store.update_record(
+        run.id,
+        fields={"approval": {"by": "U0DYLAN", "renewed_from": "x"}},
+        actor="U0DYLAN",
+        action="approval renewed",
+        expect={S.PHASE_DONE},
+    )
     again = store.get(run.id)
     assert again.status is S.PHASE_DONE and again.phases[1].status is P.SUCCEEDED
     assert again.approval == renewed.approval == {"by": "U0DYLAN", "renewed_from": "x"}
@@ -219,7 +255,9 @@ def test_update_record_writes_fields_and_an_event_without_moving_the_run(store):
     with pytest.raises(IllegalTransition, match="the run is phase done"):
         store.update_record(run.id, fields={"approval": {}}, actor="U", action="x", expect={S.FAILED})
     with pytest.raises(ValueError, match="cannot write"):
-        store.update_record(run.id, fields={"status": "succeeded"}, actor="U", action="x", expect={S.PHASE_DONE})
+        store.update_record(
+            run.id, fields={"status": "succeeded"}, actor="U", action="x", expect={S.PHASE_DONE}
+        )
     assert store.get(run.id).approval == renewed.approval
 
 
@@ -231,6 +269,12 @@ def test_update_record_refuses_a_run_that_changed_since_the_caller_read_it(store
     store.transition(run.id, S.ROLLING_BACK, actor="U0LIU", action="rollback", phase=1)
     store.transition(run.id, S.ROLLED_BACK, actor="U0LIU", action="rolled back", phase=1)
     with pytest.raises(IllegalTransition, match="changed while this was being checked"):
-        store.update_record(run.id, fields={"approval": {"renewed": True}}, actor="U0DYLAN", action="renew",
-                            expect={S.PHASE_DONE, S.ROLLED_BACK}, unchanged_since=read.updated_at)
+        store.update_record(
+            run.id,
+            fields={"approval": {"renewed": True}},
+            actor="U0DYLAN",
+            action="renew",
+            expect={S.PHASE_DONE, S.ROLLED_BACK},
+            unchanged_since=read.updated_at,
+        )
     assert store.get(run.id).approval == {"by": "U0DYLAN"}

@@ -1,6 +1,7 @@
 """`status` says only what is true now: no withdrawn approval, no "valid until" on a finished
 run, no bare "go" before the TPM decided, no verification result older than a rollback, and
 each phase's duration one number wherever it is shown."""
+
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ from datetime import timedelta
 
 from commands import Core
 from core import clock
-from state.machine import PhaseStatus as P, Status as S
+from state.machine import PhaseStatus as P
+from state.machine import Status as S
 from state.runs import apply_transition
 from tests.support.flow import COORDINATOR, LIU, SERGEI, TPM, Console
 from tests.support.state import make_run

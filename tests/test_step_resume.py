@@ -1,6 +1,7 @@
 """Resuming after a crash between steps (issue 11 defect 5): the ledger row written in each
 step's own transaction says what committed; `run phase n` resumes after it, never re-runs it,
 and a full BACKUP_DIR after the files committed leaves an honest state."""
+
 from __future__ import annotations
 
 import io
@@ -47,29 +48,52 @@ def test_console_killed_between_step_1_1_and_1_2_resumes_after_the_committed_ste
     held = rbs.TableLock(url)
     proc = rbs.start_console(settings, LIU, "run phase 1")
     try:
-        rbs.wait_until(lambda: [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1"] and rbs.step_backend(core),
-                       timeout=120, what="step 1.1 committed and step 1.2 in its transaction")
+        rbs.wait_until(
+            lambda: (
+                [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1"] and rbs.step_backend(core)
+            ),
+            timeout=120,
+            what="step 1.1 committed and step 1.2 in its transaction",
+        )
     finally:
         _kill(proc)
         held.release()
     rbs.wait_until(lambda: not core.lock.held(), timeout=60, what="the dead process's run lock to expire")
-    rbs.wait_until(lambda: pg.scalar(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-                                          "'migrate-bot%%' AND xact_start IS NOT NULL AND datname = current_database()") == 0,
-                   timeout=60, what="PostgreSQL to notice the dead client")
-    assert pg.scalar(url, "SELECT count(*) FROM platform.databases") == 0  # 1.2 rolled back with its connection
+    rbs.wait_until(
+        lambda: (
+            pg.scalar(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                "'migrate-bot%%' AND xact_start IS NOT NULL AND datname = current_database()",
+            )
+            == 0
+        ),
+        timeout=60,
+        what="PostgreSQL to notice the dead client",
+    )
+    assert (
+        pg.scalar(url, "SELECT count(*) FROM platform.databases") == 0
+    )  # 1.2 rolled back with its connection
     run = core.store.current()
     assert run.result["steps"]["1.1"]["ok"]  # recorded as it committed
     if outcome == "lost":
-        core.store.update_record(run.id, fields={"result": {**run.result, "steps": {}}}, actor="test",
-                                 action="simulated crash before the save", expect=(run.status,))
+        core.store.update_record(
+            run.id,
+            fields={"result": {**run.result, "steps": {}}},
+            actor="test",
+            action="simulated crash before the save",
+            expect=(run.status,),
+        )
 
     out = io.StringIO()
     code = run_command(core, LIU, "run phase 1", out)
     text = out.getvalue()
 
     assert code == 0, text
-    skipped = {"saved": "already applied in this run, skipped",
-               "lost": "committed earlier in this run (migrate_bot.applied_files, approved sha256), skipped"}[outcome]
+    skipped = {
+        "saved": "already applied in this run, skipped",
+        "lost": "committed earlier in this run (migrate_bot.applied_files, approved sha256), skipped",
+    }[outcome]
     assert f"Step 1.1 006_add_platform_databases_table.sql: {skipped}" in text
     assert "objects this run did not create" not in text
     assert "Phase 1 complete" in text
@@ -92,8 +116,11 @@ def test_each_step_is_in_the_run_state_as_soon_as_it_commits(ready, tmp_path):
     worker = threading.Thread(target=run_command, args=(core, LIU, "run phase 1", out))
     worker.start()
     try:
-        rbs.wait_until(lambda: ((core.store.current().result or {}).get("steps") or {}).get("1.1", {}).get("ok"),
-                       timeout=120, what="step 1.1 recorded in the run state")
+        rbs.wait_until(
+            lambda: ((core.store.current().result or {}).get("steps") or {}).get("1.1", {}).get("ok"),
+            timeout=120,
+            what="step 1.1 recorded in the run state",
+        )
     finally:
         held.release()
         worker.join(timeout=120)
@@ -131,17 +158,26 @@ def test_a_psql_file_with_its_own_begin_commit_records_its_ledger_row_in_its_tra
     from engine.executor import Executor, LedgerRecord
 
     path = tmp_path / "own_transaction.sql"
-    path.write_text("BEGIN;\n\\echo through psql\nCREATE TABLE public.t1 (id int PRIMARY KEY);\n"
-                    "INSERT INTO public.t1 VALUES (1); -- COMMIT in a comment is not the end\nCOMMIT;\n")
+    path.write_text(
+        "BEGIN;\n\\echo through psql\nCREATE TABLE public.t1 (id int PRIMARY KEY);\n"
+        "INSERT INTO public.t1 VALUES (1); -- COMMIT in a comment is not the end\nCOMMIT;\n"
+    )
     record = LedgerRecord(runbook="T", run_id="r1", phase=1, step="1.1", actor="U")
     result = Executor(db_005).run_file(path, record=record)
     assert result.ok, result.error
-    assert pg.scalar(db_005, "SELECT (SELECT xmin::text FROM public.t1) = (SELECT xmin::text FROM "
-                             "migrate_bot.applied_files WHERE step = '1.1')")
+    assert pg.scalar(
+        db_005,
+        "SELECT (SELECT xmin::text FROM public.t1) = (SELECT xmin::text FROM "
+        "migrate_bot.applied_files WHERE step = '1.1')",
+    )
 
-    failing = tmp_path / "fails_at_commit.sql"  # a deferred constraint fails at COMMIT: no row, the right line
-    failing.write_text("BEGIN;\n\\echo through psql\nCREATE TABLE public.t2 (id int REFERENCES public.t1 (id) "
-                       "DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO public.t2 VALUES (42);\nCOMMIT;\n")
+    failing = (
+        tmp_path / "fails_at_commit.sql"
+    )  # a deferred constraint fails at COMMIT: no row, the right line
+    failing.write_text(
+        "BEGIN;\n\\echo through psql\nCREATE TABLE public.t2 (id int REFERENCES public.t1 (id) "
+        "DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO public.t2 VALUES (42);\nCOMMIT;\n"
+    )
     result = Executor(db_005).run_file(failing, record=LedgerRecord("T", "r1", 1, "1.2", "U"))
     assert not result.ok and result.error.line == 5 and "foreign key" in result.error.message
     assert pg.scalar(db_005, "SELECT count(*) FROM migrate_bot.applied_files") == 1
@@ -160,7 +196,9 @@ def test_console_killed_during_the_phase_checks_resumes_with_the_checks_not_the_
     toml = rbs.copy_runbook(tmp_path)
     text = toml.read_text()
     assert text.count(TRIGGER_CHECK) == 1
-    toml.write_text(text.replace(TRIGGER_CHECK, TRIGGER_CHECK[:-1] + " AND (SELECT count(*) FROM public.check_gate) = 0\""))
+    toml.write_text(
+        text.replace(TRIGGER_CHECK, TRIGGER_CHECK[:-1] + ' AND (SELECT count(*) FROM public.check_gate) = 0"')
+    )
     url = ready.database_url
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.check_gate (id int)")
@@ -171,9 +209,18 @@ def test_console_killed_during_the_phase_checks_resumes_with_the_checks_not_the_
     gate.execute("LOCK TABLE public.check_gate IN ACCESS EXCLUSIVE MODE")  # the check waits here
     proc = rbs.start_console(settings, LIU, "run phase 1")
     try:
-        rbs.wait_until(lambda: [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1", "1.2"] and pg.scalar(
-            url, "SELECT count(*) FROM pg_locks WHERE relation = 'public.check_gate'::regclass AND NOT granted") > 0,
-            timeout=120, what="both steps committed and a check waiting on check_gate")
+        rbs.wait_until(
+            lambda: (
+                [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1", "1.2"]
+                and pg.scalar(
+                    url,
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'public.check_gate'::regclass AND NOT granted",
+                )
+                > 0
+            ),
+            timeout=120,
+            what="both steps committed and a check waiting on check_gate",
+        )
     finally:
         _kill(proc)
         gate.rollback()

@@ -1,5 +1,6 @@
 """The success post opens with the runbook's summary, each line backed by a check's observed
 value, and claims "Downtime: Zero" only when the executor measured it under the threshold."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,10 @@ class Ev:
 
 def test_a_summary_line_shows_only_what_its_checks_prove():
     line = SummaryLine("RLS", "Enabled (24 tables)", ("RLS enabled on all 24 platform tables",))
-    assert templates.summary_line(line, [Ev("RLS enabled on all 24 platform tables", "24", True)]) == \
-        "- RLS: Enabled (24 tables) ✅ (RLS enabled on all 24 platform tables: 24)"
+    assert (
+        templates.summary_line(line, [Ev("RLS enabled on all 24 platform tables", "24", True)])
+        == "- RLS: Enabled (24 tables) ✅ (RLS enabled on all 24 platform tables: 24)"
+    )
     failed = templates.summary_line(line, [Ev("RLS enabled on all 24 platform tables", "23", False)])
     assert "Enabled" not in failed and "❌" in failed and "23" in failed
     assert "not verified" in templates.summary_line(line, [])
@@ -48,12 +51,17 @@ def test_the_success_post_opens_with_the_plans_summary(ready):
     assert console(SERGEI, "run phase 2")[0] == 0
     code, out = console(COORDINATOR, "verify")
     assert code == 0, out
-    body = out[out.index("SUCCESSFUL"):]
+    body = out[out.index("SUCCESSFUL") :]
     lines = [l.strip() for l in body.splitlines()[1:8]]
     assert lines[0] == "*Summary:*"
     assert lines[1].startswith("- Databases table: Created ✅ (platform.databases has 15 columns: 15")
     assert lines[2].startswith("- Railway databases: Registered (MongoDB + Redis) ✅")
-    assert lines[3].startswith("- RLS: Enabled (24 tables, 48 permissive policies) ✅ (RLS enabled on all 24 platform tables: 24")
+    assert lines[3].startswith(
+        "- RLS: Enabled (24 tables, 48 permissive policies) ✅ (RLS enabled on all 24 platform tables: 24"
+    )
     assert lines[4].startswith("- Tests: All passing ✅") and lines[5].startswith("- Errors: Zero ✅")
-    assert re.match(r"- Downtime: Zero ✅ \(the longest any statement held its locks: [0-9.]+ s, step \d\.\d; under 1.00 s\)", lines[6])
+    assert re.match(
+        r"- Downtime: Zero ✅ \(the longest any statement held its locks: [0-9.]+ s, step \d\.\d; under 1.00 s\)",
+        lines[6],
+    )
     assert body.index("*Summary:*") < body.index("Checks:")

@@ -3,6 +3,7 @@ non-TPM `defer`, a non-TPM `approve at`, a non-TPM `rollback restore confirm` ar
 exit 2 and change nothing (run state, Redis keys, audit beyond the refusal, the database).
 And the TPM's own `approve at` is refused in the past and outside MIGRATE_WINDOW.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -32,14 +33,17 @@ def _refused(console: Console, user: str, text: str) -> str:
     return out
 
 
-@pytest.mark.parametrize("user, text", [
-    (COORDINATOR, "approve"),
-    (LIU, "approve"),
-    (COORDINATOR, "defer the backup is too old"),
-    (YASMIN, "defer not today"),
-    (COORDINATOR, "approve at 02:00"),
-    (SERGEI, "approve at 2099-01-01T02:00Z"),
-])
+@pytest.mark.parametrize(
+    "user, text",
+    [
+        (COORDINATOR, "approve"),
+        (LIU, "approve"),
+        (COORDINATOR, "defer the backup is too old"),
+        (YASMIN, "defer not today"),
+        (COORDINATOR, "approve at 02:00"),
+        (SERGEI, "approve at 2099-01-01T02:00Z"),
+    ],
+)
 def test_only_the_tpm_decides_go_or_no_go(ready, user, text):
     console = _after_preflight(ready)
 
@@ -82,10 +86,13 @@ def _window_around_now(hours_before: int, hours_after: int) -> str:
     return f"{now - timedelta(hours=hours_before):%H:%M}-{now + timedelta(hours=hours_after):%H:%M}"
 
 
-@pytest.mark.parametrize("hours_ahead, why", [
-    (6, "outside the window"),      # after the window closes
-    (3, "h of the window left"),    # inside, but 1 h left where 2 h are required
-])
+@pytest.mark.parametrize(
+    "hours_ahead, why",
+    [
+        (6, "outside the window"),  # after the window closes
+        (3, "h of the window left"),  # inside, but 1 h left where 2 h are required
+    ],
+)
 def test_approve_at_outside_the_window_is_refused_and_changes_nothing(ready, hours_ahead, why):
     """The window is open now with 4 h left (pre-flight is GO); the scheduled time is not."""
     console = _after_preflight(ready.with_(window=_window_around_now(1, 4)))

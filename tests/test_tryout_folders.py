@@ -1,6 +1,7 @@
 """Defects found by trying imported folders the way an operator would (folders written here,
 in the styles teams keep: golang-migrate pairs, Flyway, sqitch), each with a small folder that
 reproduces it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,14 +41,17 @@ def test_an_accepted_rollback_difference_does_not_fail_every_older_rollback(sett
     nullable, without its default). Once the TPM accepts that difference, `rollback all` goes on:
     the older rollbacks are judged by what they themselves leave, as the rehearsal judges them
     (was: every older phase failed its proof on the accepted lines)."""
-    runbook = _write(tmp_path / "gm", {
-        "000001_create_users.up.sql": "CREATE TABLE users (id int PRIMARY KEY, verified boolean NOT NULL DEFAULT false);\n",
-        "000001_create_users.down.sql": "DROP TABLE users;\n",
-        "000002_create_teams.up.sql": "CREATE TABLE teams (id int PRIMARY KEY);\n",
-        "000002_create_teams.down.sql": "DROP TABLE teams;\n",
-        "000003_drop_verified.up.sql": "ALTER TABLE users DROP COLUMN verified;\n",
-        "000003_drop_verified.down.sql": "ALTER TABLE users ADD COLUMN verified boolean;\n",
-    })
+    runbook = _write(
+        tmp_path / "gm",
+        {
+            "000001_create_users.up.sql": "CREATE TABLE users (id int PRIMARY KEY, verified boolean NOT NULL DEFAULT false);\n",
+            "000001_create_users.down.sql": "DROP TABLE users;\n",
+            "000002_create_teams.up.sql": "CREATE TABLE teams (id int PRIMARY KEY);\n",
+            "000002_create_teams.down.sql": "DROP TABLE teams;\n",
+            "000003_drop_verified.up.sql": "ALTER TABLE users DROP COLUMN verified;\n",
+            "000003_drop_verified.down.sql": "ALTER TABLE users ADD COLUMN verified boolean;\n",
+        },
+    )
     url = scratch_db()
     empty = folders.schema(url)
     console = _console(settings, runbook, url)
@@ -66,18 +70,23 @@ def test_an_accepted_rollback_difference_does_not_fail_every_older_rollback(sett
     assert folders.schema(url) == empty
 
 
-def test_a_rollback_that_deletes_rows_outside_public_is_not_reported_data_loss_none(settings, scratch_db, tmp_path):
+def test_a_rollback_that_deletes_rows_outside_public_is_not_reported_data_loss_none(
+    settings, scratch_db, tmp_path
+):
     """Teams keep their tables in their own schema (sqitch's `flipr`, `app`, …). The rollback
     proof's row counts cover every schema of the database, not only 006's `platform` and
     `public` (was: "Data loss: none — row counts … unchanged (checked)" after a down file
     deleted every row of app.items)."""
-    runbook = _write(tmp_path / "gm", {
-        "000001_app_items.up.sql": "CREATE SCHEMA app;\nCREATE TABLE app.items (id int PRIMARY KEY);\n"
-                                   "INSERT INTO app.items VALUES (1), (2), (3);\n",
-        "000001_app_items.down.sql": "DROP SCHEMA app CASCADE;\n",
-        "000002_app_tags.up.sql": "CREATE TABLE app.tags (id int PRIMARY KEY);\n",
-        "000002_app_tags.down.sql": "DROP TABLE app.tags;\nDELETE FROM app.items;\n",
-    })
+    runbook = _write(
+        tmp_path / "gm",
+        {
+            "000001_app_items.up.sql": "CREATE SCHEMA app;\nCREATE TABLE app.items (id int PRIMARY KEY);\n"
+            "INSERT INTO app.items VALUES (1), (2), (3);\n",
+            "000001_app_items.down.sql": "DROP SCHEMA app CASCADE;\n",
+            "000002_app_tags.up.sql": "CREATE TABLE app.tags (id int PRIMARY KEY);\n",
+            "000002_app_tags.down.sql": "DROP TABLE app.tags;\nDELETE FROM app.items;\n",
+        },
+    )
     console = _console(settings, runbook, scratch_db())
     _run(console)
 
@@ -92,10 +101,13 @@ def test_a_folder_that_creates_no_table_ends_successful(settings, scratch_db, tm
     """A plain folder of functions only (the bot's own ledger, in its own schema): the final
     "Database healthy" gate reads every table there is — none is not a failure (was: FAILED
     "observed 0 tables readable" after every migration succeeded)."""
-    runbook = _write(tmp_path / "plain", {
-        "001_slugify.sql": "CREATE FUNCTION slugify(t text) RETURNS text LANGUAGE sql IMMUTABLE "
-                           "AS $$ SELECT lower(regexp_replace(t, '[^a-zA-Z0-9]+', '-', 'g')) $$;\n",
-    })
+    runbook = _write(
+        tmp_path / "plain",
+        {
+            "001_slugify.sql": "CREATE FUNCTION slugify(t text) RETURNS text LANGUAGE sql IMMUTABLE "
+            "AS $$ SELECT lower(regexp_replace(t, '[^a-zA-Z0-9]+', '-', 'g')) $$;\n",
+        },
+    )
     console = _console(settings, runbook, scratch_db())
     _run(console)
 
@@ -106,7 +118,9 @@ def test_a_folder_that_creates_no_table_ends_successful(settings, scratch_db, tm
 def _sqitch_project(folder: Path, plan_lines: list[str]) -> None:
     for sub in ("deploy", "revert", "verify"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    (folder / "sqitch.plan").write_text("%syntax-version=1.0.0\n%project=shop\n\n" + "\n".join(plan_lines) + "\n")
+    (folder / "sqitch.plan").write_text(
+        "%syntax-version=1.0.0\n%project=shop\n\n" + "\n".join(plan_lines) + "\n"
+    )
     for name in ("items", "items_v2", "orders"):
         (folder / "deploy" / f"{name}.sql").write_text(f"CREATE TABLE {name} (id int);\n")
         (folder / "revert" / f"{name}.sql").write_text(f"DROP TABLE {name};\n")
@@ -117,8 +131,13 @@ def test_import_refuses_a_sqitch_conflict_sqitch_itself_refuses(tmp_path, capsys
     before it, or with a change the plan does not name. The bot would deploy the whole plan
     in order and disagree with the registry's tool (was: imported, and `run` deployed both)."""
     earlier = tmp_path / "earlier"
-    _sqitch_project(earlier, ["items 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
-                              "items_v2 [!items] 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # replaces items"])
+    _sqitch_project(
+        earlier,
+        [
+            "items 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
+            "items_v2 [!items] 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # replaces items",
+        ],
+    )
     assert main(["import", str(earlier)]) == 2
     assert "items_v2 conflicts with items, which is deployed before it" in capsys.readouterr().err
 
@@ -128,12 +147,19 @@ def test_import_refuses_a_sqitch_conflict_sqitch_itself_refuses(tmp_path, capsys
     assert "items conflicts with legacy_items, which the plan does not name" in capsys.readouterr().err
 
     later = tmp_path / "later"  # a conflict with a change further down is what sqitch deploys
-    _sqitch_project(later, ["items [!orders] 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
-                            "orders 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # orders"])
+    _sqitch_project(
+        later,
+        [
+            "items [!orders] 2026-02-01T10:00:00Z Ann Ops <ann@example.org> # items",
+            "orders 2026-02-01T10:05:00Z Ann Ops <ann@example.org> # orders",
+        ],
+    )
     assert main(["import", str(later)]) == 0
 
 
-def test_lock_safety_judges_the_table_a_file_reaches_through_its_own_search_path(settings, scratch_db, tmp_path):
+def test_lock_safety_judges_the_table_a_file_reaches_through_its_own_search_path(
+    settings, scratch_db, tmp_path
+):
     """`SET search_path TO app; CREATE INDEX … ON items` locks app.items, which exists on the
     target and is above the runbook's threshold: NO-GO unless waived (was: "items: not on the
     target (created by this run)", GO — the parse named an unqualified `items`, looked up in
@@ -143,10 +169,13 @@ def test_lock_safety_judges_the_table_a_file_reaches_through_its_own_search_path
         conn.execute("CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, name text)")
         conn.execute("INSERT INTO app.items SELECT g, 'n' || g FROM generate_series(1, 50) g")
         conn.execute("ANALYZE app.items")
-    runbook = _write(tmp_path / "gm", {
-        "000001_items_name.up.sql": "SET search_path TO app;\nCREATE INDEX items_name ON items (name);\n",
-        "000001_items_name.down.sql": "SET search_path TO app;\nDROP INDEX items_name;\n",
-    })
+    runbook = _write(
+        tmp_path / "gm",
+        {
+            "000001_items_name.up.sql": "SET search_path TO app;\nCREATE INDEX items_name ON items (name);\n",
+            "000001_items_name.down.sql": "SET search_path TO app;\nDROP INDEX items_name;\n",
+        },
+    )
     with runbook.open("a") as out:
         out.write("\n[lock_safety]\nblock_rows = 10\n")
     console = _console(settings, runbook, url)
@@ -165,12 +194,29 @@ def test_a_non_atomic_file_that_fails_is_not_said_to_have_rolled_back(settings, 
     url = scratch_db()
     live = url.rsplit("/", 1)[-1]
     boom = f"DO $$ BEGIN IF current_database() = '{live}' THEN RAISE EXCEPTION 'boom'; END IF; END $$;\n"
-    names = {"flyway": ("V1__items.sql", "U1__items.sql", "V2__items_name.sql", "U2__items_name.sql"),
-             "golang": ("000001_items.up.sql", "000001_items.down.sql", "000002_items_name.up.sql",
-                        "000002_items_name.down.sql")}[layout]
-    runbook = _write(tmp_path / layout, dict(zip(names, [
-        "CREATE TABLE items (id int PRIMARY KEY, name text);\n", "DROP TABLE items;\n",
-        "CREATE INDEX CONCURRENTLY items_name ON items (name);\n" + boom, "DROP INDEX CONCURRENTLY items_name;\n"])))
+    names = {
+        "flyway": ("V1__items.sql", "U1__items.sql", "V2__items_name.sql", "U2__items_name.sql"),
+        "golang": (
+            "000001_items.up.sql",
+            "000001_items.down.sql",
+            "000002_items_name.up.sql",
+            "000002_items_name.down.sql",
+        ),
+    }[layout]
+    runbook = _write(
+        tmp_path / layout,
+        dict(
+            zip(
+                names,
+                [
+                    "CREATE TABLE items (id int PRIMARY KEY, name text);\n",
+                    "DROP TABLE items;\n",
+                    "CREATE INDEX CONCURRENTLY items_name ON items (name);\n" + boom,
+                    "DROP INDEX CONCURRENTLY items_name;\n",
+                ],
+            )
+        ),
+    )
     console = _console(settings, runbook, url)
     for user, text in ((COORDINATOR, "preflight"), (TPM, "approve")):
         assert console(user, text)[0] == 0
@@ -183,23 +229,30 @@ def test_a_non_atomic_file_that_fails_is_not_said_to_have_rolled_back(settings, 
     assert "rolled back" not in ledger
 
 
-def test_rollback_all_after_adopting_half_way_undoes_only_what_the_run_applied(settings, scratch_db, tmp_path):
+def test_rollback_all_after_adopting_half_way_undoes_only_what_the_run_applied(
+    settings, scratch_db, tmp_path
+):
     """golang-migrate had applied 1 before the bot was adopted; the run applies 2 and 3. `rollback
     all` undoes 3 and 2 and leaves 1, which is older than the run's backup (was: it went on to
     run 1's down file, compared the result with the pre-migration schema — which holds 1 —
     and stopped FAILED "the rehearsal did NOT show this difference")."""
-    runbook = _write(tmp_path / "gm", {
-        "000001_users.up.sql": "CREATE TABLE users (id int PRIMARY KEY);\n",
-        "000001_users.down.sql": "DROP TABLE users;\n",
-        "000002_teams.up.sql": "CREATE TABLE teams (id int PRIMARY KEY);\n",
-        "000002_teams.down.sql": "DROP TABLE teams;\n",
-        "000003_users_team.up.sql": "ALTER TABLE users ADD COLUMN team_id int REFERENCES teams (id);\n",
-        "000003_users_team.down.sql": "ALTER TABLE users DROP COLUMN team_id;\n",
-    })
+    runbook = _write(
+        tmp_path / "gm",
+        {
+            "000001_users.up.sql": "CREATE TABLE users (id int PRIMARY KEY);\n",
+            "000001_users.down.sql": "DROP TABLE users;\n",
+            "000002_teams.up.sql": "CREATE TABLE teams (id int PRIMARY KEY);\n",
+            "000002_teams.down.sql": "DROP TABLE teams;\n",
+            "000003_users_team.up.sql": "ALTER TABLE users ADD COLUMN team_id int REFERENCES teams (id);\n",
+            "000003_users_team.down.sql": "ALTER TABLE users DROP COLUMN team_id;\n",
+        },
+    )
     url = scratch_db()
     with psycopg.connect(url, autocommit=True) as conn:  # what golang-migrate did before the bot
         conn.execute((runbook.parent / "000001_users.up.sql").read_text())
-        conn.execute("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)")
+        conn.execute(
+            "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"
+        )
         conn.execute("INSERT INTO schema_migrations VALUES (1, false)")
     adopted = folders.schema(url)
     console = _console(settings, runbook, url)
@@ -220,12 +273,15 @@ def test_rollback_all_refused_for_missing_undo_files_says_what_can_be_done(setti
     """Flyway folders keep undo files for some versions only. `rollback all` refuses, changing
     nothing, and names the way that remains for the newer phases (was: "phase 2, 1 has no
     rollback file …: cannot undo it")."""
-    runbook = _write(tmp_path / "fw", {
-        "V1__people.sql": "CREATE TABLE people (id int PRIMARY KEY);\n",
-        "V1.1__seed.sql": "INSERT INTO people VALUES (1), (2);\n",
-        "V2__email.sql": "ALTER TABLE people ADD COLUMN email text;\n",
-        "U2__email.sql": "ALTER TABLE people DROP COLUMN email;\n",
-    })
+    runbook = _write(
+        tmp_path / "fw",
+        {
+            "V1__people.sql": "CREATE TABLE people (id int PRIMARY KEY);\n",
+            "V1.1__seed.sql": "INSERT INTO people VALUES (1), (2);\n",
+            "V2__email.sql": "ALTER TABLE people ADD COLUMN email text;\n",
+            "U2__email.sql": "ALTER TABLE people DROP COLUMN email;\n",
+        },
+    )
     url = scratch_db()
     console = _console(settings, runbook, url)
     _run(console)
@@ -234,6 +290,9 @@ def test_rollback_all_refused_for_missing_undo_files_says_what_can_be_done(setti
     code, out = console(COORDINATOR, "rollback all")
 
     assert code == 2, out
-    assert ("phases 2, 1 have no rollback file" in out and "cannot undo them" in out
-            and "roll back the newer ones one by one (`rollback phase 3` first)" in out)
+    assert (
+        "phases 2, 1 have no rollback file" in out
+        and "cannot undo them" in out
+        and "roll back the newer ones one by one (`rollback phase 3` first)" in out
+    )
     assert folders.schema(url) == applied

@@ -1,10 +1,11 @@
 """engine.verify: checks return evidence; suites are judged by their output; smoke tests
 make a real HTTP request."""
+
 from __future__ import annotations
 
 import http.server
-import threading
 import textwrap
+import threading
 
 import psycopg
 import pytest
@@ -19,7 +20,9 @@ SECRET = "S3cretSuiteKey-77aa"
 def db(scratch_db):
     url = scratch_db()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (kind text, active bool); INSERT INTO t VALUES ('mongodb', true), ('redis', true)")
+        conn.execute(
+            "CREATE TABLE t (kind text, active bool); INSERT INTO t VALUES ('mongodb', true), ('redis', true)"
+        )
     return url
 
 
@@ -49,17 +52,28 @@ def test_checks_return_query_observation_expectation_and_verdict(db):
 
 
 def test_checks_are_read_only(db):
-    [evidence] = run_checks(db, [Check("sneaky", "WITH d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d", 0)])
+    [evidence] = run_checks(
+        db, [Check("sneaky", "WITH d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d", 0)]
+    )
     assert not evidence.ok and "read-only" in evidence.observed
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2
 
 
-@pytest.mark.parametrize("value, expect, how, ok", [
-    (15, 15, "eq", True), ("15", 15, "eq", True), (14, 15, "ge", False), (16, 15, "ge", True),
-    (3, 2, "le", False), ("t", True, "eq", True), (False, True, "eq", False), (None, 1, "eq", False),
-    ("abc", 1, "eq", False),
-])
+@pytest.mark.parametrize(
+    "value, expect, how, ok",
+    [
+        (15, 15, "eq", True),
+        ("15", 15, "eq", True),
+        (14, 15, "ge", False),
+        (16, 15, "ge", True),
+        (3, 2, "le", False),
+        ("t", True, "eq", True),
+        (False, True, "eq", False),
+        (None, 1, "eq", False),
+        ("abc", 1, "eq", False),
+    ],
+)
 def test_compare(value, expect, how, ok):
     assert compare(value, expect, how) is ok
 
@@ -68,14 +82,18 @@ SUITE = Suite(name="health", file="suite.sql", fail_pattern="FAIL", expect_patte
 
 
 def test_suite_printing_fail_and_exiting_zero_fails(db, tmp_path):
-    path = write(tmp_path, "suite.sql", """
+    path = write(
+        tmp_path,
+        "suite.sql",
+        """
         \\set ON_ERROR_STOP off
         \\pset tuples_only on
         \\pset format unaligned
         SELECT CASE WHEN count(*) = 2 THEN 'PASS: two rows' ELSE 'FAIL: two rows' END FROM t;
         SELECT CASE WHEN count(*) = 3 THEN 'PASS: x' ELSE 'FAIL: x' END FROM t;
         \\echo 1/2 checks passed
-    """)
+    """,
+    )
     result = run_suite(db, path, SUITE)
     assert result.exit_code == 0 and not result.ok
     assert result.reason == "no failure reported: FAIL: x"
@@ -83,14 +101,18 @@ def test_suite_printing_fail_and_exiting_zero_fails(db, tmp_path):
 
 
 def test_passing_suite_with_inputs_through_pgoptions(db, tmp_path):
-    path = write(tmp_path, "suite.sql", """
+    path = write(
+        tmp_path,
+        "suite.sql",
+        """
         \\pset tuples_only on
         \\pset format unaligned
         SELECT CASE WHEN current_setting('app.encryption_key') = 'S3cretSuite' || 'Key-77aa'
                THEN 'PASS: key' ELSE 'FAIL: key' END;
         DO $$ BEGIN RAISE NOTICE 'key %', current_setting('app.encryption_key'); END $$;
         \\echo 1/1 checks passed
-    """)
+    """,
+    )
     result = run_suite(db, path, SUITE, inputs={"app.encryption_key": SECRET})
     assert result.ok, result.reason
     assert [e.ok for e in result.evidence] == [True, True, True]
@@ -112,7 +134,9 @@ def test_suite_that_errors_fails_on_exit_code(db, tmp_path):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        status, body = (401, b'{"error": "Unauthorized"}') if self.path == "/api/platform/profile" else (200, b"ok")
+        status, body = (
+            (401, b'{"error": "Unauthorized"}') if self.path == "/api/platform/profile" else (200, b"ok")
+        )
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -150,17 +174,24 @@ def test_smoke_not_configured_and_unreachable():
 def test_a_suite_header_mentioning_fail_trips_a_bare_pattern_but_not_an_anchored_one(db, tmp_path):
     """The trap sql/README.md warns about: `fail_pattern = "FAIL"` matched the suite's own
     header; `^FAIL:` (what the shipped 006 suites use) reads only the check lines."""
-    path = write(tmp_path, "suite.sql", """
+    path = write(
+        tmp_path,
+        "suite.sql",
+        """
         \\pset tuples_only on
         \\pset format unaligned
         \\echo '=== each check prints PASS: or FAIL: ==='
         SELECT CASE WHEN count(*) = 2 THEN 'PASS: two rows' ELSE 'FAIL: two rows' END FROM t;
         \\echo 1/1 checks passed
-    """)
+    """,
+    )
     bare = run_suite(db, path, SUITE)
     assert not bare.ok and bare.reason == "no failure reported: === each check prints PASS: or FAIL: ==="
-    anchored = run_suite(db, path, Suite(name="health", file="suite.sql", fail_pattern="^FAIL:",
-                                         expect_pattern=SUITE.expect_pattern))
+    anchored = run_suite(
+        db,
+        path,
+        Suite(name="health", file="suite.sql", fail_pattern="^FAIL:", expect_pattern=SUITE.expect_pattern),
+    )
     assert anchored.ok, anchored.reason
 
 

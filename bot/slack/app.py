@@ -1,4 +1,5 @@
 """The bolt App: verified requests, acked at once, listeners registered from listeners/."""
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,9 @@ def signing_secret(settings) -> str:
         return settings.slack_signing_secret
     if settings.slack_app_token:
         return secrets.token_hex(32)
-    raise ConfigError("set SLACK_SIGNING_SECRET: HTTP mode verifies every request Slack sends (see README, Configuration)")
+    raise ConfigError(
+        "set SLACK_SIGNING_SECRET: HTTP mode verifies every request Slack sends (see README, Configuration)"
+    )
 
 
 def build_app(bridge: Bridge) -> App:
@@ -40,7 +43,9 @@ def build_app(bridge: Bridge) -> App:
         process_before_response=False,  # dispatch() returns at ack(); listeners finish on bolt's pool
         # bolt's default pool has 5 threads: a sixth request would wait for a free one before
         # its ack. Listeners ack first, so enough threads keep every ack immediate.
-        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"),
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="slack-listener"
+        ),
         logger=log,
     )
     # The edge (server.py) refuses unsigned requests before bolt sees them; bolt's own check

@@ -6,12 +6,13 @@ button text 75 and value 2,000, confirm title 100 and text 300) and always inclu
 top-level `text` fallback. Text too long for a message is cut with a note and handed back
 as `attachment` so the outbox can upload it as a file snippet.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from commands.card import Card
 from commands.result import Action, Post, Progress
@@ -137,7 +138,9 @@ def chunks(lines: list[str], limit: int = SECTION_CHARS) -> list[str]:
     return out
 
 
-def fit(blocks: list[dict], tail: list[dict], limit: int = MAX_BLOCKS, note: str = TRUNCATED) -> tuple[list[dict], bool]:
+def fit(
+    blocks: list[dict], tail: list[dict], limit: int = MAX_BLOCKS, note: str = TRUNCATED
+) -> tuple[list[dict], bool]:
     """`blocks` + `tail` within `limit` blocks: body blocks dropped (with a note) first."""
     room = limit - len(tail)
     if len(blocks) <= room:
@@ -173,7 +176,11 @@ def button_value(raw: str) -> dict:
 
 
 def actions_block(actions: list[Action], run_id: str | None) -> dict:
-    return {"type": "actions", "block_id": "actions", "elements": [button(a, i, run_id) for i, a in enumerate(actions[:25])]}
+    return {
+        "type": "actions",
+        "block_id": "actions",
+        "elements": [button(a, i, run_id) for i, a in enumerate(actions[:25])],
+    }
 
 
 def post_message(post: Post) -> Rendered:
@@ -217,7 +224,11 @@ def fallback(text: str) -> str:
 def reply_message(lines: list[str]) -> Rendered:
     """An ephemeral answer to the invoker (help, refusals, status, a report document)."""
     lines = [part for line in lines for part in line.splitlines()] or ["—"]
-    blocks, _ = fit([section(t) for t in chunks(lines)], [], note="… truncated (long documents are also attached in the run's thread)")
+    blocks, _ = fit(
+        [section(t) for t in chunks(lines)],
+        [],
+        note="… truncated (long documents are also attached in the run's thread)",
+    )
     return Rendered(fallback("\n".join(lines)), blocks)
 
 
@@ -285,7 +296,9 @@ def decision_line(user: str, when: datetime, action_id: str, command: str) -> st
     """`decided by <@U…> at HH:MM UTC: GO now`; other buttons: `run phase 2 by <@U…> at …`."""
     decisions = {
         "approve_now": lambda: "GO now",
-        "approve_scheduled": lambda: "GO scheduled for " + readable(command.removeprefix("approve at ").strip()),
+        "approve_scheduled": lambda: (
+            "GO scheduled for " + readable(command.removeprefix("approve at ").strip())
+        ),
         "defer": lambda: "NO-GO (" + command.removeprefix("defer").strip() + ")",
     }
     if action_id not in decisions:
@@ -296,7 +309,7 @@ def decision_line(user: str, when: datetime, action_id: str, command: str) -> st
 def readable(moment: str) -> str:
     """`2026-11-25T02:00Z` as `2026-11-25 02:00 UTC`; anything else unchanged."""
     try:
-        return datetime.fromisoformat(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return moment
 
@@ -310,8 +323,8 @@ def decided(blocks: list[dict], line: str) -> list[dict]:
 # -- modals ---------------------------------------------------------------------------------
 def next_window(now: datetime) -> datetime:
     """The next 02:00 UTC: the start of the report's low-traffic window."""
-    now = now.astimezone(timezone.utc)
-    start = datetime.combine(now.date(), WINDOW_START, timezone.utc)
+    now = now.astimezone(UTC)
+    start = datetime.combine(now.date(), WINDOW_START, UTC)
     return start if start > now else start + timedelta(days=1)
 
 
@@ -326,10 +339,26 @@ def schedule_modal(default: datetime, metadata: str) -> dict:
         "close": plain("Cancel"),
         "blocks": [
             section("Pick when the run starts (UTC). The report's low-traffic window is 02:00–04:00 UTC."),
-            {"type": "input", "block_id": "date", "label": plain("Date (UTC)"),
-             "element": {"type": "datepicker", "action_id": "date", "initial_date": default.date().isoformat()}},
-            {"type": "input", "block_id": "time", "label": plain("Time (UTC)"),
-             "element": {"type": "timepicker", "action_id": "time", "initial_time": default.strftime("%H:%M")}},
+            {
+                "type": "input",
+                "block_id": "date",
+                "label": plain("Date (UTC)"),
+                "element": {
+                    "type": "datepicker",
+                    "action_id": "date",
+                    "initial_date": default.date().isoformat(),
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "time",
+                "label": plain("Time (UTC)"),
+                "element": {
+                    "type": "timepicker",
+                    "action_id": "time",
+                    "initial_time": default.strftime("%H:%M"),
+                },
+            },
         ],
     }
 
@@ -338,7 +367,7 @@ def scheduled_at(values: dict) -> datetime:
     """The UTC moment a schedule modal's submission names."""
     day = date.fromisoformat(values["date"]["date"]["selected_date"])
     hour, minute = map(int, values["time"]["time"]["selected_time"].split(":"))
-    return datetime.combine(day, time(hour, minute), timezone.utc)
+    return datetime.combine(day, time(hour, minute), UTC)
 
 
 def defer_modal(metadata: str) -> dict:
@@ -351,8 +380,17 @@ def defer_modal(metadata: str) -> dict:
         "submit": plain("Record NO-GO"),
         "close": plain("Cancel"),
         "blocks": [
-            {"type": "input", "block_id": "reason", "label": plain("Reason"),
-             "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True, "max_length": 500}},
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": plain("Reason"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
         ],
     }
 
@@ -365,10 +403,21 @@ def defer_reason(values: dict) -> str:
 def home_view(current: list[str], pending: list[str], history: list[str], followups: list[str] = ()) -> dict:
     """The Home tab: the current run's card, what waits for a decision, the last runs and the
     follow-ups still due."""
-    blocks = [header("Migration runs"), section("*Current run*"), *[section(t) for t in chunks(current or ["No run in progress."])]]
+    blocks = [
+        header("Migration runs"),
+        section("*Current run*"),
+        *[section(t) for t in chunks(current or ["No run in progress."])],
+    ]
     if pending:
         blocks += [section("*Waiting for a decision*"), *[section(t) for t in chunks(pending)]]
-    blocks += [{"type": "divider"}, section("*Last runs*"), *[section(t) for t in chunks(history or ["No runs yet."])]]
-    blocks += [{"type": "divider"}, section("*Follow-ups due*"),
-               *[section(t) for t in chunks(list(followups) or ["Nothing scheduled."])]]
+    blocks += [
+        {"type": "divider"},
+        section("*Last runs*"),
+        *[section(t) for t in chunks(history or ["No runs yet."])],
+    ]
+    blocks += [
+        {"type": "divider"},
+        section("*Follow-ups due*"),
+        *[section(t) for t in chunks(list(followups) or ["Nothing scheduled."])],
+    ]
     return {"type": "home", "blocks": fit(blocks, [], MAX_VIEW_BLOCKS)[0]}

@@ -5,14 +5,15 @@ queues the outcome's posts for the channel (through the outbox) and runs the lon
 background thread that reports through the Slack reporter. Only the reply to the invoker is
 left to the listener, which knows how to answer privately in its context.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from slack_sdk import WebClient
 
@@ -67,12 +68,14 @@ class Bridge:
     worker: OutboxWorker
     # Commands run here after their ack, a few at a time: a burst of commands must not starve
     # the listener threads that ack the next requests (they share one interpreter lock).
-    jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(COMMAND_THREADS, "migrate-command"))
+    jobs: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(COMMAND_THREADS, "migrate-command")
+    )
     _work: list[threading.Thread] = field(default_factory=list)
     _work_guard: threading.Lock = field(default_factory=threading.Lock)  # listeners run on a pool
 
     @classmethod
-    def create(cls, core, handle: Handle | None = None, client: WebClient | None = None) -> "Bridge":
+    def create(cls, core, handle: Handle | None = None, client: WebClient | None = None) -> Bridge:
         """Wire the outbox, its worker (not started) and the reporter for MIGRATE_CHANNEL."""
         settings = core.settings
         settings.require("channel")
@@ -105,13 +108,20 @@ class Bridge:
     def execute(self, user: str, text: str, request: str | None) -> Outcome:
         """Run `/migrate TEXT` as `user`; posts go to the outbox, work to a background thread."""
         outcome = self.handle(self.core, user, text, request_id=request)
-        log.info("command by %s: %s -> %s%s", user, terminal_safe(self.redact(" ".join(text.split())))[:200] or "help",
-                 OUTCOME_WORDS.get(outcome.code, outcome.code), " (work started)" if outcome.work else "")
+        log.info(
+            "command by %s: %s -> %s%s",
+            user,
+            terminal_safe(self.redact(" ".join(text.split())))[:200] or "help",
+            OUTCOME_WORDS.get(outcome.code, outcome.code),
+            " (work started)" if outcome.work else "",
+        )
         reporter = RunReporter(self.reporter, outcome.run_id)
         for post in outcome.posts:
             reporter.post(post)
         if outcome.work is not None:
-            thread = threading.Thread(target=self._run_work, args=(outcome,), name="migrate-work", daemon=True)
+            thread = threading.Thread(
+                target=self._run_work, args=(outcome,), name="migrate-work", daemon=True
+            )
             with self._work_guard:
                 self._work = [t for t in self._work if t.is_alive()] + [thread]
             thread.start()
@@ -125,8 +135,15 @@ class Bridge:
         except Exception as exc:  # the work's own failure paths post; this is a crash: say so in the thread
             log.exception("background work crashed: %s", self.redact(repr(exc)))
             try:
-                self.reporter.post(Post(kind="failure", title="The background work stopped on an error",
-                                        lines=[self.redact(str(exc))[:1000]], run_id=outcome.run_id, final=True))
+                self.reporter.post(
+                    Post(
+                        kind="failure",
+                        title="The background work stopped on an error",
+                        lines=[self.redact(str(exc))[:1000]],
+                        run_id=outcome.run_id,
+                        final=True,
+                    )
+                )
             except Exception as again:  # Redis away too: the log is all that is left (never a raw trace)
                 log.error("could not queue the crash notice: %s", self.redact(repr(again)))
 
@@ -142,4 +159,3 @@ class Bridge:
     def close(self) -> None:
         self.jobs.shutdown(wait=True, cancel_futures=False)
         self.worker.close()
-

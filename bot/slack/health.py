@@ -1,4 +1,5 @@
 """`/healthz`: whether Redis and the database answer, never how to reach them."""
+
 from __future__ import annotations
 
 import psycopg
@@ -8,7 +9,10 @@ CONNECT_TIMEOUT = 2  # seconds: a health check must answer quickly
 
 def check(core) -> tuple[bool, dict[str, str]]:
     """(healthy, {"redis": "ok"|"unreachable", "database": "ok"|"unreachable"})."""
-    status = {"redis": _probe(lambda: core.redis.ping()), "database": _probe(lambda: _select_one(core.settings.database_url))}
+    status = {
+        "redis": _probe(lambda: core.redis.ping()),
+        "database": _probe(lambda: _select_one(core.settings.database_url)),
+    }
     return all(v == "ok" for v in status.values()), status
 
 

@@ -1,5 +1,6 @@
 """The App Home tab, the team's dashboard: the current run's card, what waits for a decision,
 the last runs (outcome, duration, who approved) and the follow-ups still due."""
+
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,7 @@ import logging
 from bot.slack import blocks
 from commands import card
 from commands.info import status_word
-from commands.templates import OK_MARK, FAIL_MARK, seconds
+from commands.templates import FAIL_MARK, OK_MARK, seconds
 from core.clock import hhmm
 from state.machine import Status
 
@@ -15,15 +16,25 @@ log = logging.getLogger(__name__)
 
 # Statuses in which the run waits for the TPM's decision.
 AWAITING_DECISION = {Status.GO, Status.RESTORE_REQUESTED}
-OUTCOME_MARK = {Status.SUCCEEDED: OK_MARK, Status.RESTORED: "🛟", Status.ROLLED_BACK: "↩️", Status.FAILED: FAIL_MARK,
-                Status.DEFERRED: "⛔", Status.NO_GO: "⛔", Status.ABORTED: "⏹️", Status.INTERRUPTED: "⚠️"}
+OUTCOME_MARK = {
+    Status.SUCCEEDED: OK_MARK,
+    Status.RESTORED: "🛟",
+    Status.ROLLED_BACK: "↩️",
+    Status.FAILED: FAIL_MARK,
+    Status.DEFERRED: "⛔",
+    Status.NO_GO: "⛔",
+    Status.ABORTED: "⏹️",
+    Status.INTERRUPTED: "⚠️",
+}
 
 
 def run_lines(core, run) -> list[str]:
     """The current run as its live card (the same facts as the channel's parent message)."""
     facts = card.describe(run, core.runbook, core.roster)
-    lines = [f"*{core.runbook.title}* · run `{run.id}` · started by <@{run.created_by}> "
-             f"on {run.created_at:%Y-%m-%d} at {hhmm(run.created_at)}"]
+    lines = [
+        f"*{core.runbook.title}* · run `{run.id}` · started by <@{run.created_by}> "
+        f"on {run.created_at:%Y-%m-%d} at {hhmm(run.created_at)}"
+    ]
     return lines + blocks.card_lines(facts)
 
 
@@ -57,16 +68,24 @@ def followup_lines(core) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - the dashboard still shows the rest
         log.warning("App Home: schedule unavailable: %s", core.redact(str(exc))[:200])
         return ["Schedule unavailable right now."]
-    return [f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M} UTC" if j["next_run_at"] else f"⏱ {j['name']}: paused"
-            for j in jobs]
+    return [
+        f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M} UTC"
+        if j["next_run_at"]
+        else f"⏱ {j['name']}: paused"
+        for j in jobs
+    ]
 
 
 def view(core) -> dict:
     """The Home tab's view, from the run store and the scheduler."""
     current = core.store.current()
     history = [r for r in core.store.history() if current is None or r.id != current.id]
-    return blocks.home_view(run_lines(core, current) if current else [], pending_lines(current, core.roster),
-                            [history_line(r) for r in history], followup_lines(core))
+    return blocks.home_view(
+        run_lines(core, current) if current else [],
+        pending_lines(current, core.roster),
+        [history_line(r) for r in history],
+        followup_lines(core),
+    )
 
 
 def publish(core, client, user: str) -> None:

@@ -7,6 +7,7 @@ could collide with the roster's. So the installation's team (and Enterprise Grid
 organization) is learned once at start-up from `auth.test` with the bot token, and a request
 naming another one is answered briefly and not executed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,14 +31,19 @@ class Installation:
     org_wide: bool = False  # installed for a whole Enterprise Grid organization: any of its teams
 
     @classmethod
-    def of(cls, client: WebClient) -> "Installation":
+    def of(cls, client: WebClient) -> Installation:
         """Asked from Slack: `auth.test` with the bot token says where the token belongs."""
         try:
             answer = client.auth_test()
         except SlackApiError as exc:
-            raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack's auth.test ({exc.response.get('error')})") from None
-        return cls(answer.get("team_id") or None, answer.get("enterprise_id") or None,
-                   bool(answer.get("is_enterprise_install")))
+            raise ConfigError(
+                f"SLACK_BOT_TOKEN was refused by Slack's auth.test ({exc.response.get('error')})"
+            ) from None
+        return cls(
+            answer.get("team_id") or None,
+            answer.get("enterprise_id") or None,
+            bool(answer.get("is_enterprise_install")),
+        )
 
     def foreign(self, team_id: str | None, enterprise_id: str | None) -> bool:
         """Whether a request naming `team_id` / `enterprise_id` comes from outside this installation.
@@ -56,8 +62,14 @@ def team_guard(installation: Installation):
         team, enterprise = context.team_id, context.enterprise_id
         if not installation.foreign(team, enterprise):
             return next()
-        log.warning("refused a signed request from team %s (enterprise %s): this bot is installed in team %s "
-                    "(enterprise %s)", team, enterprise, installation.team_id, installation.enterprise_id)
+        log.warning(
+            "refused a signed request from team %s (enterprise %s): this bot is installed in team %s "
+            "(enterprise %s)",
+            team,
+            enterprise,
+            installation.team_id,
+            installation.enterprise_id,
+        )
         return BoltResponse(status=200, body=REFUSAL)
 
     return guard

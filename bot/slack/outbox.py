@@ -26,6 +26,7 @@ process dies before its ts is stored in Redis (the next worker posts another par
 slack_sdk's retry handlers resend a request whose answer was lost (connection error, 5xx
 after Slack acted). Ordering and "nothing lost" hold in every one of these cases.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import redis as redis_lib
 from slack_sdk import WebClient
@@ -53,11 +54,22 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # ok:false errors about the message itself: no retry helps, the entry becomes plain text.
 CONTENT_ERRORS = {
-    "invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long", "no_text",
-    "invalid_arguments", "invalid_attachments", "too_many_attachments", "markdown_text_conflict",
-    "invalid_metadata_format", "invalid_metadata_schema", "metadata_too_large",
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "msg_too_long",
+    "msg_blocks_too_long",
+    "no_text",
+    "invalid_arguments",
+    "invalid_attachments",
+    "too_many_attachments",
+    "markdown_text_conflict",
+    "invalid_metadata_format",
+    "invalid_metadata_schema",
+    "metadata_too_large",
     # an edit whose message is gone or no longer editable: posting the text is all that is left
-    "message_not_found", "cant_update_message", "edit_window_closed",
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
 }
 # Every other ok:false (invalid_auth, token_revoked, not_in_channel, channel_not_found,
 # missing_scope, account_inactive, …) blocks the channel until someone fixes the app: the
@@ -105,6 +117,7 @@ def _lock_ttl() -> float:
 
 
 RUN_KEYS_TTL = 30 * 24 * 3600  # seconds: longer than the +1 week follow-up that posts in the thread
+
 
 class Outbox:
     """The ordered list of pending channel writes for one channel."""
@@ -180,7 +193,13 @@ class RunThreads:
 class Delivery:
     """Performs one outbox entry against Slack."""
 
-    def __init__(self, client: WebClient, threads: RunThreads, channel: str, card: Callable[[str, dict], blocks.Rendered]):
+    def __init__(
+        self,
+        client: WebClient,
+        threads: RunThreads,
+        channel: str,
+        card: Callable[[str, dict], blocks.Rendered],
+    ):
         self.client = client
         self.threads = threads
         self.channel = channel
@@ -204,7 +223,9 @@ class Delivery:
         ts = self.threads.parent(run_id)
         if ts is None:
             self._paced()
-            answer = self.client.chat_postMessage(channel=self.channel, **self.card(run_id, self.threads.meta(run_id)).payload())
+            answer = self.client.chat_postMessage(
+                channel=self.channel, **self.card(run_id, self.threads.meta(run_id)).payload()
+            )
             ts = answer["ts"]
             self.threads.set_parent(run_id, ts)
         return ts
@@ -218,17 +239,24 @@ class Delivery:
     def _plain(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
         self._paced()
-        self.client.chat_postMessage(channel=self.channel, text=entry["text"], **({"thread_ts": thread} if thread else {}))
+        self.client.chat_postMessage(
+            channel=self.channel, text=entry["text"], **({"thread_ts": thread} if thread else {})
+        )
 
     def _update(self, entry: dict) -> None:
-        self.client.chat_update(channel=entry.get("channel") or self.channel, ts=entry["ts"], **entry["message"])
+        self.client.chat_update(
+            channel=entry.get("channel") or self.channel, ts=entry["ts"], **entry["message"]
+        )
 
     def _upload(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
         self._paced()
         self.client.files_upload_v2(
-            channel=self.channel, thread_ts=thread, content=entry["content"],
-            filename=entry["filename"], title=entry["title"],
+            channel=self.channel,
+            thread_ts=thread,
+            content=entry["content"],
+            filename=entry["filename"],
+            title=entry["title"],
         )
 
     def _refresh(self, entry: dict) -> None:
@@ -236,12 +264,19 @@ class Delivery:
         had_parent = self.threads.parent(run_id) is not None
         ts = self._thread_of(run_id)
         if had_parent:  # a parent posted just now already shows the latest state
-            self.client.chat_update(channel=self.channel, ts=ts, **self.card(run_id, self.threads.meta(run_id)).payload())
+            self.client.chat_update(
+                channel=self.channel, ts=ts, **self.card(run_id, self.threads.meta(run_id)).payload()
+            )
 
 
 def fallback_entry(entry: dict) -> dict:
     """The plain-text message that replaces an entry Slack rejected for good."""
-    text = entry.get("fallback") or entry.get("message", {}).get("text") or entry.get("title") or "(message could not be shown)"
+    text = (
+        entry.get("fallback")
+        or entry.get("message", {}).get("text")
+        or entry.get("title")
+        or "(message could not be shown)"
+    )
     return {"id": entry["id"], "op": "plain", "run_id": entry.get("run_id"), "text": text}
 
 
@@ -286,7 +321,7 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "OutboxWorker":
+    def start(self) -> OutboxWorker:
         self._thread = threading.Thread(target=self.run, name="slack-outbox", daemon=True)
         self._thread.start()
         return self
@@ -343,8 +378,12 @@ class OutboxWorker:
     @contextmanager
     def _renewing(self):
         """Keep the lock alive while a delivery is in Slack calls (they can outlast its TTL)."""
-        renewal = self._lock.renewal(_lock_ttl, on_lost=self._lost_during_delivery, on_error=self._not_renewed,
-                                     name="slack-outbox-lock")
+        renewal = self._lock.renewal(
+            _lock_ttl,
+            on_lost=self._lost_during_delivery,
+            on_error=self._not_renewed,
+            name="slack-outbox-lock",
+        )
         with renewal:
             yield
 
@@ -405,7 +444,10 @@ class OutboxWorker:
             self.last_refresh[entry["run_id"]] = time.monotonic()
         self.backoff = 0.0
         if not self.outbox.pop(raw, *self._guard()):
-            log.warning("outbox: %s delivered after this worker lost the queue; its new owner may send it again", entry["op"])
+            log.warning(
+                "outbox: %s delivered after this worker lost the queue; its new owner may send it again",
+                entry["op"],
+            )
             return POLL
         return 0.0
 
@@ -417,8 +459,13 @@ class OutboxWorker:
             if kind == TRANSIENT:
                 log.warning("outbox: %s will be retried in %.1f s: %s", entry["op"], self.backoff, detail)
             else:
-                log.error("outbox: Slack refused %s (not its content: the app, token or channel needs fixing); "
-                          "kept, retried in %.1f s: %s", entry["op"], self.backoff, detail)
+                log.error(
+                    "outbox: Slack refused %s (not its content: the app, token or channel needs fixing); "
+                    "kept, retried in %.1f s: %s",
+                    entry["op"],
+                    self.backoff,
+                    detail,
+                )
             if entry["op"] == "refresh":
                 self.delivery.threads.mark_dirty(entry["run_id"])
             return self.backoff

@@ -6,6 +6,7 @@ queues one refresh of the parent message if none is pending; the refresh renders
 card from its stored state when it is delivered, so a burst becomes one `chat.update` (the
 latest state wins) and the outbox spaces them out.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import logging
 from dataclasses import asdict, replace
 
 from bot.slack import blocks
-from bot.terminal import terminal_safe
 from bot.slack.outbox import Outbox, RunThreads
+from bot.terminal import terminal_safe
 from commands.card import describe
 from commands.result import Post, Progress
 from core.redact import redact
@@ -22,9 +23,25 @@ from core.redact import redact
 log = logging.getLogger(__name__)
 
 # Posts that mark a change of the run's state: serve logs one line for each.
-TRANSITIONS_LOGGED = {"preflight_started", "preflight_result", "decision", "phase_started", "phase_done", "phase_failed",
-                      "success", "failure", "rollback_started", "rollback_done", "restore_request", "restore_started",
-                      "restored", "abort", "interrupted", "schedule_start", "schedule_cancelled"}
+TRANSITIONS_LOGGED = {
+    "preflight_started",
+    "preflight_result",
+    "decision",
+    "phase_started",
+    "phase_done",
+    "phase_failed",
+    "success",
+    "failure",
+    "rollback_started",
+    "rollback_done",
+    "restore_request",
+    "restore_started",
+    "restored",
+    "abort",
+    "interrupted",
+    "schedule_start",
+    "schedule_cancelled",
+}
 # Phase boundaries are also shown in the channel (reply_broadcast), as the communication
 # plan's per-phase updates: people who do not open the thread still see them.
 BROADCAST = {"phase_started", "phase_done", "phase_failed"}
@@ -50,7 +67,12 @@ def card_renderer(core):
         progress = Progress(**json.loads(meta["progress"])) if meta.get("progress") else None
         run = core.store.get(run_id)
         card = describe(run, core.runbook, core.roster) if run is not None else None
-        if card is not None and progress is not None and progress.phase != run.phase and progress.phase is not None:
+        if (
+            card is not None
+            and progress is not None
+            and progress.phase != run.phase
+            and progress.phase is not None
+        ):
             progress = None  # an earlier phase's progress
         return blocks.run_card(run_id, core.runbook.title, card, progress)
 
@@ -74,7 +96,13 @@ class SlackReporter:
             return
         rendered = blocks.post_message(post)
         broadcast = post.final or post.kind in BROADCAST
-        self.outbox.put("post", message=rendered.payload(), run_id=post.run_id, broadcast=broadcast, fallback=rendered.text)
+        self.outbox.put(
+            "post",
+            message=rendered.payload(),
+            run_id=post.run_id,
+            broadcast=broadcast,
+            fallback=rendered.text,
+        )
         if rendered.attachment:
             self._upload(post, rendered.attachment, f"{post.kind}-output.txt")
         if post.run_id:  # the run's state changed before this post: its card is shown again
@@ -89,7 +117,13 @@ class SlackReporter:
         self.outbox.put("update", channel=channel, ts=ts, message=rendered.payload(), fallback=rendered.text)
 
     def _upload(self, post: Post, content: str, filename: str) -> None:
-        self.outbox.put("upload", run_id=post.run_id, content=content, filename=filename, title=blocks.cut(post.title, 250))
+        self.outbox.put(
+            "upload",
+            run_id=post.run_id,
+            content=content,
+            filename=filename,
+            title=blocks.cut(post.title, 250),
+        )
 
     def refresh(self, run_id: str) -> None:
         """Queue one edit of the run's parent message (none if one is pending)."""

@@ -1,5 +1,6 @@
 """The bot's process: HTTP through waitress (`POST /slack/events`, `GET /healthz`), or
 Socket Mode when SLACK_APP_TOKEN is set. The outbox worker runs beside either."""
+
 from __future__ import annotations
 
 import json
@@ -7,12 +8,12 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from slack_bolt import App
+from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.slack import health
@@ -37,8 +38,14 @@ def _headers(environ: dict) -> dict[str, str]:
 
 
 def _respond(start_response, status: int, body: bytes, headers: list[tuple[str, str]]) -> Iterable[bytes]:
-    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
-              503: "Service Unavailable"}
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        413: "Payload Too Large",
+        503: "Service Unavailable",
+    }
     start_response(f"{status} {reason.get(status, 'Status')}", headers + [("Content-Length", str(len(body)))])
     return [body]
 
@@ -57,11 +64,15 @@ def _unverified(verifier: SignatureVerifier, raw: bytes, headers: dict[str, str]
         log.warning("refused a request to %s: its %d-byte body is not UTF-8", EVENTS_PATH, len(raw))
         return 400, b"body is not UTF-8"
     try:
-        signed = verifier.is_valid(body, headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature"))
+        signed = verifier.is_valid(
+            body, headers.get("x-slack-request-timestamp"), headers.get("x-slack-signature")
+        )
     except ValueError:  # a timestamp that is not a number
         signed = False
     if not signed:
-        log.warning("refused a request to %s: missing, bad or stale signature (%d bytes)", EVENTS_PATH, len(raw))
+        log.warning(
+            "refused a request to %s: missing, bad or stale signature (%d bytes)", EVENTS_PATH, len(raw)
+        )
         return 401, b"invalid request"
     return None
 
@@ -75,7 +86,12 @@ def make_wsgi_app(core, app: App) -> Callable:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == "/healthz" and method == "GET":
             healthy, status = health.check(core)
-            return _respond(start_response, 200 if healthy else 503, json.dumps(status).encode(), [("Content-Type", "application/json")])
+            return _respond(
+                start_response,
+                200 if healthy else 503,
+                json.dumps(status).encode(),
+                [("Content-Type", "application/json")],
+            )
         if path != EVENTS_PATH or method != "POST":
             return _respond(start_response, 404, b"not found", [("Content-Type", "text/plain")])
         length = int(environ.get("CONTENT_LENGTH") or 0)  # waitress answers 400 to a malformed one
@@ -86,12 +102,20 @@ def make_wsgi_app(core, app: App) -> Callable:
         if refused is not None:
             return _respond(start_response, refused[0], refused[1], [("Content-Type", "text/plain")])
         try:  # bolt parses the body while building the request: JSON that is not an object fails there
-            request = BoltRequest(body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=headers)
+            request = BoltRequest(
+                body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=headers
+            )
         except (ValueError, AttributeError):
-            log.warning("refused a signed request to %s: its %d-byte body is not a Slack payload", EVENTS_PATH, len(raw))
+            log.warning(
+                "refused a signed request to %s: its %d-byte body is not a Slack payload",
+                EVENTS_PATH,
+                len(raw),
+            )
             return _respond(start_response, 400, b"not a Slack payload", [("Content-Type", "text/plain")])
         response = app.dispatch(request)
-        headers = [(k, v) for k, values in response.headers.items() for v in values if k.lower() != "content-length"]
+        headers = [
+            (k, v) for k, values in response.headers.items() for v in values if k.lower() != "content-length"
+        ]
         # Every request is acked within milliseconds and deduplicated: Slack must not re-send.
         headers.append(("X-Slack-No-Retry", "1"))
         return _respond(start_response, response.status, (response.body or "").encode("utf-8"), headers)
@@ -109,8 +133,15 @@ def http_server(wsgi: Callable, *, host: str, port: int, threads: int):
     """The waitress server for `wsgi`, with the body and header limits above."""
     import waitress
 
-    return waitress.create_server(wsgi, host=host, port=port, threads=threads, ident="migrate-bot",
-                                  max_request_body_size=MAX_BODY, max_request_header_size=MAX_HEADERS)
+    return waitress.create_server(
+        wsgi,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="migrate-bot",
+        max_request_body_size=MAX_BODY,
+        max_request_header_size=MAX_HEADERS,
+    )
 
 
 def _port() -> int:
@@ -136,12 +167,15 @@ def check_slack(settings) -> None:
         client.auth_test()
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response is not None else "error"
-        raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN ({error}): install the app and use its "
-                          "xoxb- bot token (see README, Configuration)") from None
+        raise ConfigError(
+            f"Slack rejected SLACK_BOT_TOKEN ({error}): install the app and use its "
+            "xoxb- bot token (see README, Configuration)"
+        ) from None
     except (SlackClientError, OSError) as exc:
         reason = first_line(exc) or type(exc).__name__
-        raise SlackUnreachable(f"Slack is unreachable at {api_url} ({reason}): check the network "
-                               "or SLACK_API_URL") from None
+        raise SlackUnreachable(
+            f"Slack is unreachable at {api_url} ({reason}): check the network or SLACK_API_URL"
+        ) from None
     finally:
         sdk_log.setLevel(level)
 
@@ -151,8 +185,12 @@ def serve(settings) -> None:
     from commands.core import Core
 
     # Every missing setting named at once; HTTP mode refuses to start rather than serve unsigned.
-    settings.require("database_url", "slack_bot_token", "channel",
-                     *(() if settings.slack_app_token else ("slack_signing_secret",)))
+    settings.require(
+        "database_url",
+        "slack_bot_token",
+        "channel",
+        *(() if settings.slack_app_token else ("slack_signing_secret",)),
+    )
     port = _port()
     core = Core.from_settings(settings)
     bridge = Bridge.create(core)

@@ -14,6 +14,7 @@ object that knows it. Every kind answers the same questions:
 Statements are psycopg `sql.Composed` with their values inlined as literals, so the executor
 can run them on its connection or append them to a psql run (-1 -f file -f ledger).
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -26,8 +27,13 @@ from engine.ledgers.table import TableLedger
 from runbook.model import Runbook
 
 __all__ = ["Entry", "Ledger", "for_runbook", "applied"]
-KINDS = {"bot": Ledger, "table": TableLedger, "flyway": FlywayLedger, "golang-migrate": GolangLedger,
-         "sqitch": SqitchLedger}
+KINDS = {
+    "bot": Ledger,
+    "table": TableLedger,
+    "flyway": FlywayLedger,
+    "golang-migrate": GolangLedger,
+    "sqitch": SqitchLedger,
+}
 
 
 def for_runbook(rb: Runbook) -> Ledger:

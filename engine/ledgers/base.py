@@ -1,4 +1,5 @@
 """What every ledger kind shares (Entry, the interface) and the bot's own ledger."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,9 +10,10 @@ from psycopg import sql
 
 from runbook.model import Runbook, Step
 
-
-PARTIAL = ("the statements before the failure stayed committed — check the database and undo or finish them "
-           "by hand (the file run again may fail on what it already created)")
+PARTIAL = (
+    "the statements before the failure stayed committed — check the database and undo or finish them "
+    "by hand (the file run again may fail on what it already created)"
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,11 @@ class Ledger:
     def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
         step = self.step(entry.migration)
         names = {step.file, Path(step.file).name} if step else {entry.script}
-        return [sql.SQL("DELETE FROM migrate_bot.applied_files WHERE runbook = {} AND file = ANY({})").format(
-            sql.Literal(self.rb.id), sql.Literal(sorted(names)))]
+        return [
+            sql.SQL("DELETE FROM migrate_bot.applied_files WHERE runbook = {} AND file = ANY({})").format(
+                sql.Literal(self.rb.id), sql.Literal(sorted(names))
+            )
+        ]
 
     def mark_failed(self, conn: psycopg.Connection, entry: Entry) -> None:
         """What the tool commits after a migration failed (sqitch: a `fail` event; most: nothing)."""
@@ -78,8 +83,10 @@ class Ledger:
     def partial_failure_help(self, entry: Entry) -> str:
         """A file that ran non-atomically failed: what it did before the failure stayed committed,
         and the ledger does not show it applied — no tool's "its transaction rolled back" holds."""
-        return (f"{self.label}: {entry.migration} not recorded as applied, but {entry.script} ran non-atomically: "
-                f"{PARTIAL}; then preflight and run again")
+        return (
+            f"{self.label}: {entry.migration} not recorded as applied, but {entry.script} ran non-atomically: "
+            f"{PARTIAL}; then preflight and run again"
+        )
 
     # ------------------------------------------------------------ the runbook's migrations
 

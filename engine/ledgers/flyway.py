@@ -4,6 +4,7 @@ checksum, installed_by, installed_on, execution_time, success), committed with t
 migration; a failed migration leaves no row (its transaction rolled back, as with Flyway on a
 transactional database); an undo (`U<version>__…`) adds an `UNDO_SQL` row, after which Flyway
 shows the version as Undone."""
+
 from __future__ import annotations
 
 import re
@@ -34,14 +35,21 @@ def checksum(data: bytes) -> int:
 
 def ddl(table: str) -> list[sql.Composable]:
     """The history table as Flyway creates it on PostgreSQL (primary key + index on success)."""
-    t, pk, idx = identifier(table), sql.Identifier(f"{table.split('.')[-1]}_pk"), sql.Identifier(f"{table.split('.')[-1]}_s_idx")
-    return [sql.SQL("SET LOCAL client_min_messages = warning"),
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (installed_rank integer NOT NULL, version varchar(50), "
-                    "description varchar(200) NOT NULL, type varchar(20) NOT NULL, script varchar(1000) NOT NULL, "
-                    "checksum integer, installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(), "
-                    "execution_time integer NOT NULL, success boolean NOT NULL, CONSTRAINT {} PRIMARY KEY (installed_rank))"
-                    ).format(t, pk),
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (success)").format(idx, t)]
+    t, pk, idx = (
+        identifier(table),
+        sql.Identifier(f"{table.split('.')[-1]}_pk"),
+        sql.Identifier(f"{table.split('.')[-1]}_s_idx"),
+    )
+    return [
+        sql.SQL("SET LOCAL client_min_messages = warning"),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (installed_rank integer NOT NULL, version varchar(50), "
+            "description varchar(200) NOT NULL, type varchar(20) NOT NULL, script varchar(1000) NOT NULL, "
+            "checksum integer, installed_by varchar(100) NOT NULL, installed_on timestamp NOT NULL DEFAULT now(), "
+            "execution_time integer NOT NULL, success boolean NOT NULL, CONSTRAINT {} PRIMARY KEY (installed_rank))"
+        ).format(t, pk),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (success)").format(idx, t),
+    ]
 
 
 class FlywayLedger(Ledger):
@@ -57,18 +65,27 @@ class FlywayLedger(Ledger):
         """Versions whose latest successful row is not an undo."""
         if not _exists(conn, self.table):
             return set()
-        rows = conn.execute(sql.SQL("SELECT DISTINCT ON (version) version, type FROM {} WHERE success AND version IS NOT NULL "
-                                    "ORDER BY version, installed_rank DESC").format(identifier(self.table)))
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT DISTINCT ON (version) version, type FROM {} WHERE success AND version IS NOT NULL "
+                "ORDER BY version, installed_rank DESC"
+            ).format(identifier(self.table))
+        )
         return {version for version, kind in rows if kind != "UNDO_SQL"}
 
     def problem(self, conn: psycopg.Connection) -> str | None:
         if not _exists(conn, self.table):
             return None
-        failed = conn.execute(sql.SQL("SELECT version, script FROM {} WHERE NOT success ORDER BY installed_rank")
-                              .format(identifier(self.table))).fetchall()
+        failed = conn.execute(
+            sql.SQL("SELECT version, script FROM {} WHERE NOT success ORDER BY installed_rank").format(
+                identifier(self.table)
+            )
+        ).fetchall()
         if failed:
-            return (f"{self.table} holds a failed migration ({', '.join(s for _, s in failed)}): Flyway refuses to "
-                    "migrate until it is resolved — check the database, then `flyway repair`")
+            return (
+                f"{self.table} holds a failed migration ({', '.join(s for _, s in failed)}): Flyway refuses to "
+                "migrate until it is resolved — check the database, then `flyway repair`"
+            )
         return None
 
     def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
@@ -82,12 +99,23 @@ class FlywayLedger(Ledger):
         parsed = parse_name(entry.script)
         description = parsed[2] if parsed else entry.description
         t = identifier(self.table)
-        return sql.SQL("INSERT INTO {} (installed_rank, version, description, type, script, checksum, installed_by, "
-                       "execution_time, success) SELECT coalesce(max(installed_rank), 0) + 1, {}, {}, {}, {}, {}, "
-                       "current_user, {}, true FROM {}").format(
-            t, sql.Literal(version), sql.Literal(description[:200]), sql.Literal(kind), sql.Literal(entry.script),
-            sql.Literal(checksum(entry.file.read_bytes())), duration_sql(duration_ms), t)
+        return sql.SQL(
+            "INSERT INTO {} (installed_rank, version, description, type, script, checksum, installed_by, "
+            "execution_time, success) SELECT coalesce(max(installed_rank), 0) + 1, {}, {}, {}, {}, {}, "
+            "current_user, {}, true FROM {}"
+        ).format(
+            t,
+            sql.Literal(version),
+            sql.Literal(description[:200]),
+            sql.Literal(kind),
+            sql.Literal(entry.script),
+            sql.Literal(checksum(entry.file.read_bytes())),
+            duration_sql(duration_ms),
+            t,
+        )
 
     def failure_help(self, entry: Entry) -> str:
-        return (f"{self.table}: no row for {entry.script} — on PostgreSQL Flyway records nothing for a failed "
-                f"migration (its transaction rolled back); fix the script, then run it again (no `flyway repair` needed)")
+        return (
+            f"{self.table}: no row for {entry.script} — on PostgreSQL Flyway records nothing for a failed "
+            f"migration (its transaction rolled back); fix the script, then run it again (no `flyway repair` needed)"
+        )

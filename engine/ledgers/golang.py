@@ -4,6 +4,7 @@ in its own committed transaction; the migration's transaction clears it (dirty=f
 failure leaves it dirty at that version, and golang-migrate (and the bot) refuse to run until
 someone checks the database and forces the version. A rollback (down) sets the previous
 version dirty first, then clean with the down file; below the first version the table is empty."""
+
 from __future__ import annotations
 
 import psycopg
@@ -27,12 +28,16 @@ class GolangLedger(Ledger):
     def current(self, conn: psycopg.Connection) -> tuple[int, bool] | None:
         if not _exists(conn, self.table):
             return None
-        return conn.execute(sql.SQL("SELECT version, dirty FROM {} LIMIT 1").format(identifier(self.table))).fetchone()
+        return conn.execute(
+            sql.SQL("SELECT version, dirty FROM {} LIMIT 1").format(identifier(self.table))
+        ).fetchone()
 
     def applied(self, conn: psycopg.Connection) -> set[str]:
         state = self.current(conn)
         if not state or state[1]:
-            return set() if not state else {s.migration for s in self.tracked() if int(s.migration) < state[0]}
+            return (
+                set() if not state else {s.migration for s in self.tracked() if int(s.migration) < state[0]}
+            )
         return {s.migration for s in self.tracked() if int(s.migration) <= state[0]}
 
     def tracked(self):
@@ -46,19 +51,28 @@ class GolangLedger(Ledger):
         state = self.current(conn)
         if state and state[1]:
             previous = self._previous(str(state[0]))
-            return (f"{self.table} is dirty at version {state[0]}: a migration failed part-way. Check what it left, "
-                    f"then `migrate force {previous if previous is not None else NIL_VERSION}` (or force {state[0]} "
-                    "if it did apply) and run preflight again")
+            return (
+                f"{self.table} is dirty at version {state[0]}: a migration failed part-way. Check what it left, "
+                f"then `migrate force {previous if previous is not None else NIL_VERSION}` (or force {state[0]} "
+                "if it did apply) and run preflight again"
+            )
         return None
 
     def _set(self, version: int | None, dirty: bool) -> list[sql.Composable]:
         t = identifier(self.table)
-        out = [sql.SQL("SET LOCAL client_min_messages = warning"),
-               sql.SQL("CREATE TABLE IF NOT EXISTS {} (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)").format(t),
-               sql.SQL("TRUNCATE {}").format(t)]
+        out = [
+            sql.SQL("SET LOCAL client_min_messages = warning"),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"
+            ).format(t),
+            sql.SQL("TRUNCATE {}").format(t),
+        ]
         if version is not None or dirty:
-            out.append(sql.SQL("INSERT INTO {} (version, dirty) VALUES ({}, {})").format(
-                t, sql.Literal(NIL_VERSION if version is None else version), sql.Literal(dirty)))
+            out.append(
+                sql.SQL("INSERT INTO {} (version, dirty) VALUES ({}, {})").format(
+                    t, sql.Literal(NIL_VERSION if version is None else version), sql.Literal(dirty)
+                )
+            )
         return out
 
     def _commit(self, conn: psycopg.Connection, statements: list[sql.Composable]) -> None:
@@ -84,12 +98,16 @@ class GolangLedger(Ledger):
 
     def partial_failure_help(self, entry: Entry) -> str:
         previous = self._previous(entry.migration)
-        return (f"{self.table} is dirty at version {int(entry.migration)} (as golang-migrate leaves it), and "
-                f"{entry.script} ran non-atomically: {PARTIAL}; then `migrate force "
-                f"{previous if previous is not None else NIL_VERSION}`, fix the file, preflight and run again")
+        return (
+            f"{self.table} is dirty at version {int(entry.migration)} (as golang-migrate leaves it), and "
+            f"{entry.script} ran non-atomically: {PARTIAL}; then `migrate force "
+            f"{previous if previous is not None else NIL_VERSION}`, fix the file, preflight and run again"
+        )
 
     def failure_help(self, entry: Entry) -> str:
         previous = self._previous(entry.migration)
-        return (f"{self.table} is dirty at version {int(entry.migration)} (as golang-migrate leaves it). The file's "
-                f"transaction was rolled back: once you have checked the database, `migrate force "
-                f"{previous if previous is not None else NIL_VERSION}`, fix the file, then preflight and run again")
+        return (
+            f"{self.table} is dirty at version {int(entry.migration)} (as golang-migrate leaves it). The file's "
+            f"transaction was rolled back: once you have checked the database, `migrate force "
+            f"{previous if previous is not None else NIL_VERSION}`, fix the file, then preflight and run again"
+        )

@@ -4,6 +4,7 @@ change and tag ids computed from the plan as sqitch computes them (runbook.sqitc
 deployed change: its `changes` row, its `dependencies`, the `tags` that follow it in the plan
 and a `deploy` event, in the change's own transaction. A revert deletes those rows and logs a
 `revert` event; a failed deploy logs a `fail` event and nothing else, as sqitch does."""
+
 from __future__ import annotations
 
 import psycopg
@@ -60,8 +61,14 @@ def committer(actor: str) -> tuple[str, str]:
 class SqitchLedger(Ledger):
     kind = "sqitch"
     label = "sqitch registry"
-    tables = ("sqitch.changes", "sqitch.tags", "sqitch.dependencies", "sqitch.events", "sqitch.projects",
-              "sqitch.releases")
+    tables = (
+        "sqitch.changes",
+        "sqitch.tags",
+        "sqitch.dependencies",
+        "sqitch.events",
+        "sqitch.projects",
+        "sqitch.releases",
+    )
 
     def __init__(self, rb):
         super().__init__(rb)
@@ -76,7 +83,12 @@ class SqitchLedger(Ledger):
     def applied(self, conn: psycopg.Connection) -> set[str]:
         if not _exists(conn, "sqitch.changes"):
             return set()
-        ids = {r[0] for r in conn.execute("SELECT change_id FROM sqitch.changes WHERE project = %s", (self.plan.project,))}
+        ids = {
+            r[0]
+            for r in conn.execute(
+                "SELECT change_id FROM sqitch.changes WHERE project = %s", (self.plan.project,)
+            )
+        }
         return {c.key for c in self.plan.changes if c.id in ids}
 
     def problem(self, conn: psycopg.Connection) -> str | None:
@@ -96,27 +108,69 @@ class SqitchLedger(Ledger):
         name, email = committer(entry.actor)
         p = self.plan
         out = [sql.SQL(s) for s in _DDL.split(";")]
-        out.append(sql.SQL("INSERT INTO sqitch.releases (version, installer_name, installer_email) SELECT {}, {}, {} "
-                           "WHERE NOT EXISTS (SELECT 1 FROM sqitch.releases)").format(
-            sql.Literal(RELEASE), sql.Literal(name), sql.Literal(email)))
-        out.append(sql.SQL("INSERT INTO sqitch.projects (project, uri, creator_name, creator_email) VALUES ({}, {}, {}, {}) "
-                           "ON CONFLICT (project) DO NOTHING").format(
-            sql.Literal(p.project), sql.Literal(p.uri), sql.Literal(name), sql.Literal(email)))
-        out.append(sql.SQL("INSERT INTO sqitch.changes (change_id, script_hash, change, project, note, committer_name, "
-                           "committer_email, planned_at, planner_name, planner_email) VALUES ({})").format(
-            _values(change.id, script_hash(entry.file), change.name, p.project, change.note, name, email,
-                    change.planned_at, change.planner_name, change.planner_email)))
+        out.append(
+            sql.SQL(
+                "INSERT INTO sqitch.releases (version, installer_name, installer_email) SELECT {}, {}, {} "
+                "WHERE NOT EXISTS (SELECT 1 FROM sqitch.releases)"
+            ).format(sql.Literal(RELEASE), sql.Literal(name), sql.Literal(email))
+        )
+        out.append(
+            sql.SQL(
+                "INSERT INTO sqitch.projects (project, uri, creator_name, creator_email) VALUES ({}, {}, {}, {}) "
+                "ON CONFLICT (project) DO NOTHING"
+            ).format(sql.Literal(p.project), sql.Literal(p.uri), sql.Literal(name), sql.Literal(email))
+        )
+        out.append(
+            sql.SQL(
+                "INSERT INTO sqitch.changes (change_id, script_hash, change, project, note, committer_name, "
+                "committer_email, planned_at, planner_name, planner_email) VALUES ({})"
+            ).format(
+                _values(
+                    change.id,
+                    script_hash(entry.file),
+                    change.name,
+                    p.project,
+                    change.note,
+                    name,
+                    email,
+                    change.planned_at,
+                    change.planner_name,
+                    change.planner_email,
+                )
+            )
+        )
         for dep in change.requires:
-            out.append(sql.SQL("INSERT INTO sqitch.dependencies (change_id, type, dependency, dependency_id) VALUES ({})")
-                       .format(_values(change.id, "require", dep, change.resolved[dep])))
+            out.append(
+                sql.SQL(
+                    "INSERT INTO sqitch.dependencies (change_id, type, dependency, dependency_id) VALUES ({})"
+                ).format(_values(change.id, "require", dep, change.resolved[dep]))
+            )
         for dep in change.conflicts:
-            out.append(sql.SQL("INSERT INTO sqitch.dependencies (change_id, type, dependency, dependency_id) VALUES ({})")
-                       .format(_values(change.id, "conflict", dep, None)))
+            out.append(
+                sql.SQL(
+                    "INSERT INTO sqitch.dependencies (change_id, type, dependency, dependency_id) VALUES ({})"
+                ).format(_values(change.id, "conflict", dep, None))
+            )
         for tag in change.tags:
-            out.append(sql.SQL("INSERT INTO sqitch.tags (tag_id, tag, project, change_id, note, committer_name, "
-                               "committer_email, planned_at, planner_name, planner_email) VALUES ({})").format(
-                _values(tag.id, f"@{tag.name}", p.project, change.id, tag.note, name, email, tag.planned_at,
-                        tag.planner_name, tag.planner_email)))
+            out.append(
+                sql.SQL(
+                    "INSERT INTO sqitch.tags (tag_id, tag, project, change_id, note, committer_name, "
+                    "committer_email, planned_at, planner_name, planner_email) VALUES ({})"
+                ).format(
+                    _values(
+                        tag.id,
+                        f"@{tag.name}",
+                        p.project,
+                        change.id,
+                        tag.note,
+                        name,
+                        email,
+                        tag.planned_at,
+                        tag.planner_name,
+                        tag.planner_email,
+                    )
+                )
+            )
         out.append(self._event("deploy", change, entry.actor))
         return out
 
@@ -124,39 +178,67 @@ class SqitchLedger(Ledger):
         change = self.plan.change(entry.migration)
         name, email = committer(entry.actor)
         cid = sql.Literal(change.id)
-        return [sql.SQL(
-            "WITH gone AS (DELETE FROM sqitch.tags WHERE change_id = {cid} RETURNING tag) "
-            "INSERT INTO sqitch.events (event, change_id, change, project, note, tags, requires, conflicts, "
-            "committer_name, committer_email, planned_at, planner_name, planner_email) "
-            "SELECT 'revert', {cid}, {change}, {project}, {note}, ARRAY(SELECT tag FROM gone), "
-            "ARRAY(SELECT dependency FROM sqitch.dependencies WHERE change_id = {cid} AND type = 'require'), "
-            "ARRAY(SELECT dependency FROM sqitch.dependencies WHERE change_id = {cid} AND type = 'conflict'), "
-            "{name}, {email}, {planned}, {pname}, {pemail}").format(
-                cid=cid, change=sql.Literal(change.name), project=sql.Literal(self.plan.project),
-                note=sql.Literal(change.note), name=sql.Literal(name), email=sql.Literal(email),
-                planned=sql.Literal(change.planned_at), pname=sql.Literal(change.planner_name),
-                pemail=sql.Literal(change.planner_email)),
-            sql.SQL("DELETE FROM sqitch.changes WHERE change_id = {}").format(cid)]
+        return [
+            sql.SQL(
+                "WITH gone AS (DELETE FROM sqitch.tags WHERE change_id = {cid} RETURNING tag) "
+                "INSERT INTO sqitch.events (event, change_id, change, project, note, tags, requires, conflicts, "
+                "committer_name, committer_email, planned_at, planner_name, planner_email) "
+                "SELECT 'revert', {cid}, {change}, {project}, {note}, ARRAY(SELECT tag FROM gone), "
+                "ARRAY(SELECT dependency FROM sqitch.dependencies WHERE change_id = {cid} AND type = 'require'), "
+                "ARRAY(SELECT dependency FROM sqitch.dependencies WHERE change_id = {cid} AND type = 'conflict'), "
+                "{name}, {email}, {planned}, {pname}, {pemail}"
+            ).format(
+                cid=cid,
+                change=sql.Literal(change.name),
+                project=sql.Literal(self.plan.project),
+                note=sql.Literal(change.note),
+                name=sql.Literal(name),
+                email=sql.Literal(email),
+                planned=sql.Literal(change.planned_at),
+                pname=sql.Literal(change.planner_name),
+                pemail=sql.Literal(change.planner_email),
+            ),
+            sql.SQL("DELETE FROM sqitch.changes WHERE change_id = {}").format(cid),
+        ]
 
     def mark_failed(self, conn: psycopg.Connection, entry: Entry) -> None:
         """sqitch logs a `fail` event for a change whose deploy script failed (committed on its own)."""
         with conn.transaction():
             for statement in [sql.SQL(s) for s in _DDL.split(";")]:
                 conn.execute(statement)
-            if conn.execute("SELECT 1 FROM sqitch.projects WHERE project = %s", (self.plan.project,)).fetchone():
+            if conn.execute(
+                "SELECT 1 FROM sqitch.projects WHERE project = %s", (self.plan.project,)
+            ).fetchone():
                 conn.execute(self._event("fail", self.plan.change(entry.migration), entry.actor))
 
     def _event(self, event: str, change: Change, actor: str) -> sql.Composable:
         name, email = committer(actor)
-        return sql.SQL("INSERT INTO sqitch.events (event, change_id, change, project, note, tags, requires, conflicts, "
-                       "committer_name, committer_email, planned_at, planner_name, planner_email) VALUES ({})").format(
-            _values(event, change.id, change.name, self.plan.project, change.note, [f"@{t.name}" for t in change.tags],
-                    change.requires, change.conflicts, name, email, change.planned_at, change.planner_name,
-                    change.planner_email))
+        return sql.SQL(
+            "INSERT INTO sqitch.events (event, change_id, change, project, note, tags, requires, conflicts, "
+            "committer_name, committer_email, planned_at, planner_name, planner_email) VALUES ({})"
+        ).format(
+            _values(
+                event,
+                change.id,
+                change.name,
+                self.plan.project,
+                change.note,
+                [f"@{t.name}" for t in change.tags],
+                change.requires,
+                change.conflicts,
+                name,
+                email,
+                change.planned_at,
+                change.planner_name,
+                change.planner_email,
+            )
+        )
 
     def failure_help(self, entry: Entry) -> str:
-        return (f"sqitch registry: {entry.migration} not deployed (its transaction rolled back), a `fail` event "
-                "logged as sqitch does; `sqitch status` agrees. Fix the deploy script, then preflight and run again")
+        return (
+            f"sqitch registry: {entry.migration} not deployed (its transaction rolled back), a `fail` event "
+            "logged as sqitch does; `sqitch status` agrees. Fix the deploy script, then preflight and run again"
+        )
 
 
 def _values(*values) -> sql.Composable:

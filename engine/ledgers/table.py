@@ -2,6 +2,7 @@
 `column` (006's runbook: table "schema_migrations", column "version"). The runbook's own
 `version` is recorded when the run succeeds (engine.ledger.record_version); a step that names
 a `migration` is recorded in its own transaction."""
+
 from __future__ import annotations
 
 import psycopg
@@ -35,7 +36,9 @@ class TableLedger(Ledger):
         return {r[0] for r in conn.execute(query)}
 
     def problem(self, conn: psycopg.Connection) -> str | None:
-        return None if _exists(conn, self.table) else f"no {self.table} table (the runbook's [ledger] names it)"
+        return (
+            None if _exists(conn, self.table) else f"no {self.table} table (the runbook's [ledger] names it)"
+        )
 
     def before(self, conn: psycopg.Connection, entry: Entry) -> None:
         self._labels[entry.migration] = label_column(conn, self.table)
@@ -46,20 +49,35 @@ class TableLedger(Ledger):
         if label:
             names.append(sql.Identifier(label))
             values.append(sql.Literal(entry.description or f"migration {entry.migration}"))
-        return [sql.SQL("INSERT INTO {} ({}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {}::text = {})").format(
-            identifier(self.table), sql.SQL(", ").join(names), sql.SQL(", ").join(values), identifier(self.table),
-            sql.Identifier(self.column), sql.Literal(entry.migration))]
+        return [
+            sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {}::text = {})"
+            ).format(
+                identifier(self.table),
+                sql.SQL(", ").join(names),
+                sql.SQL(", ").join(values),
+                identifier(self.table),
+                sql.Identifier(self.column),
+                sql.Literal(entry.migration),
+            )
+        ]
 
     def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
-        return [sql.SQL("DELETE FROM {} WHERE {}::text = {}").format(
-            identifier(self.table), sql.Identifier(self.column), sql.Literal(entry.migration))]
+        return [
+            sql.SQL("DELETE FROM {} WHERE {}::text = {}").format(
+                identifier(self.table), sql.Identifier(self.column), sql.Literal(entry.migration)
+            )
+        ]
 
     def failure_help(self, entry: Entry) -> str:
         return f"{self.label}: {entry.migration} not recorded (the failed file's transaction was rolled back)"
 
 
 def label_column(conn: psycopg.Connection, table: str) -> str | None:
-    rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                        "AND NOT attisdropped", (table,))
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+        "AND NOT attisdropped",
+        (table,),
+    )
     columns = {r[0] for r in rows}
     return next((c for c in LABEL_COLUMNS if c in columns), None)

@@ -1,4 +1,5 @@
 """What an importer found in a folder: migrations in order, what it ignored and why."""
+
 from __future__ import annotations
 
 import re
@@ -34,13 +35,17 @@ def check_versions(label: str, versions: dict[str, list[str]], numbers: dict[str
     """Two files for one version, or a gap in plain sequential versions: ImportRefused."""
     for version, files in versions.items():
         if len(files) > 1:
-            raise ImportRefused(f"two files for {label} {version}: {', '.join(sorted(files))} — expected one per version")
+            raise ImportRefused(
+                f"two files for {label} {version}: {', '.join(sorted(files))} — expected one per version"
+            )
     plain = sorted(n[0] for n in numbers.values() if len(n) == 1)
     if plain and len(plain) == len(numbers) and plain[-1] < _SEQUENTIAL_MAX:
         missing = sorted(set(range(plain[0], plain[-1] + 1)) - set(plain))
         if missing:
-            raise ImportRefused(f"a gap in {label}s: {', '.join(map(str, missing[:5]))} missing between {plain[0]} and "
-                                f"{plain[-1]} — expected consecutive versions (or name the missing file)")
+            raise ImportRefused(
+                f"a gap in {label}s: {', '.join(map(str, missing[:5]))} missing between {plain[0]} and "
+                f"{plain[-1]} — expected consecutive versions (or name the missing file)"
+            )
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 """Up/down pairs: `<version><sep><name>.up.sql` / `.down.sql` (golang-migrate's
 `0001_create_users.up.sql`, `V0001.Name.up.sql`, dbmate-style split files), ledger golang-migrate's
 `schema_migrations (version bigint, dirty boolean)`. Versions are integers."""
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,10 @@ def scan(folder: Path) -> Found:
     check_versions("down version", downs, {})
     for key, down in downs.items():
         if key not in ups:
-            raise ImportRefused(f"{down[0]} has no up file for version {key} — expected <version>_<name>.up.sql next to it")
-    migrations = [Migration(key, names[key], ups[key][0], (downs.get(key) or [None])[0])
-                  for key in sorted(ups, key=int)]
+            raise ImportRefused(
+                f"{down[0]} has no up file for version {key} — expected <version>_<name>.up.sql next to it"
+            )
+    migrations = [
+        Migration(key, names[key], ups[key][0], (downs.get(key) or [None])[0]) for key in sorted(ups, key=int)
+    ]
     return Found("updown", {"kind": "golang-migrate"}, migrations, ignored)

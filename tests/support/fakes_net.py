@@ -4,13 +4,14 @@
 connections and never answers (a hung deployment, or a port that is open); `closed_port()`
 is a port nothing listens on (connection refused).
 """
+
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 
 def _handler(status: int) -> type[BaseHTTPRequestHandler]:

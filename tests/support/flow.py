@@ -1,4 +1,5 @@
 """Driving the bot through its console entry point, in-process, and collecting what it says."""
+
 from __future__ import annotations
 
 import io

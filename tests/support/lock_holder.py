@@ -5,6 +5,7 @@
         "refused", exit without releasing;
   hold: acquire, renew with a heartbeat, print "acquired", then wait to be killed.
 """
+
 from __future__ import annotations
 
 import sys

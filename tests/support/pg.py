@@ -1,4 +1,5 @@
 """Scratch PostgreSQL databases for tests: created on the real server, dropped afterwards."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from sql import BASELINE_DIR
 
@@ -34,7 +35,9 @@ def create_database(name: str, template: str | None = None) -> str:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
         stmt = pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name))
         if template:
-            stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(pgsql.Identifier(name), pgsql.Identifier(template))
+            stmt = pgsql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                pgsql.Identifier(name), pgsql.Identifier(template)
+            )
         conn.execute(stmt)
     return url_for(name)
 
@@ -48,7 +51,9 @@ def psql_file(url: str, path: Path, *extra: str, env: dict | None = None) -> sub
     """Apply one file the way the report does (`psql -v ON_ERROR_STOP=1 -f`)."""
     return subprocess.run(
         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *extra, "-d", url, "-f", str(path)],
-        capture_output=True, text=True, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -1,4 +1,5 @@
 """Processes on this machine, read from /proc: for tests that check nothing was left running."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Use with `settings.with_(runbook_path=...)` (or MIGRATE_RUNBOOK for a subprocess). The
 copy's checksums are its own, so preflight and approval bind to the altered files.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -57,6 +58,7 @@ def failing_runbook(tmp_path: Path, file: str = STEP_1_1, sql: str = "SELECT 1/0
 
 # ------------------------------------------------------------------ driving a run in tests
 
+
 class TableLock:
     """Holds ROW EXCLUSIVE on BLOCKING_TABLE in an open transaction until released."""
 
@@ -72,7 +74,7 @@ class TableLock:
             self.conn.rollback()
             self.conn.close()
 
-    def __enter__(self) -> "TableLock":
+    def __enter__(self) -> TableLock:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,8 +86,11 @@ def waiting_backends(url: str, holder_pid: int) -> list[int]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid)) "
-                            "AND application_name LIKE 'migrate-bot%%'", (holder_pid,)).fetchall()
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid)) "
+            "AND application_name LIKE 'migrate-bot%%'",
+            (holder_pid,),
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -100,15 +105,26 @@ def bot_env(settings) -> dict:
     """The environment under which `python -m bot …` sees the same settings as `settings`."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MIGRATE_", "REGISTER_", "SLACK_", "DATABASE_URL"))
+    }
     values = {
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "MIGRATE_REDIS_PREFIX": settings.redis_prefix, "MIGRATE_ROSTER": str(settings.roster_path),
-        "MIGRATE_RUNBOOK": str(settings.runbook_path), "DEPLOYMENT_URL": settings.deployment_url,
-        "REGISTER_MONGODB_URL": settings.register_mongodb_url, "REGISTER_REDIS_URL": settings.register_redis_url,
-        "MIGRATE_ENCRYPTION_KEY": settings.encryption_key, "BACKUP_DIR": str(settings.backup_dir),
-        "SLACK_BOT_TOKEN": settings.slack_bot_token, "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
-        "MIGRATE_CHANNEL": settings.channel, "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "MIGRATE_REDIS_PREFIX": settings.redis_prefix,
+        "MIGRATE_ROSTER": str(settings.roster_path),
+        "MIGRATE_RUNBOOK": str(settings.runbook_path),
+        "DEPLOYMENT_URL": settings.deployment_url,
+        "REGISTER_MONGODB_URL": settings.register_mongodb_url,
+        "REGISTER_REDIS_URL": settings.register_redis_url,
+        "MIGRATE_ENCRYPTION_KEY": settings.encryption_key,
+        "BACKUP_DIR": str(settings.backup_dir),
+        "SLACK_BOT_TOKEN": settings.slack_bot_token,
+        "SLACK_SIGNING_SECRET": settings.slack_signing_secret,
+        "MIGRATE_CHANNEL": settings.channel,
+        "PYTHONUNBUFFERED": "1",
         "MIGRATE_LOCK_TTL_SECONDS": str(settings.lock_ttl_seconds),
     }
     env.update({k: v for k, v in values.items() if v})
@@ -121,15 +137,25 @@ def start_console(settings, user: str, text: str):
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    return subprocess.Popen([sys.executable, "-m", "bot", "console", "--user", user, text], cwd=root,
-                            env=bot_env(settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "console", "--user", user, text],
+        cwd=root,
+        env=bot_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def sleeping_runbook(tmp_path: Path, dbname: str, seconds: int = 240) -> Path:
     """Step 1.1 runs all its statements, then sleeps `seconds` in its transaction, but only in
     database `dbname` (preflight's rehearsal on a scratch copy does not sleep)."""
     runbook = copy_runbook(tmp_path)
-    append_to_file(runbook, STEP_1_1, f"SELECT pg_sleep(CASE WHEN current_database() = '{dbname}' THEN {seconds} ELSE 0 END);")
+    append_to_file(
+        runbook,
+        STEP_1_1,
+        f"SELECT pg_sleep(CASE WHEN current_database() = '{dbname}' THEN {seconds} ELSE 0 END);",
+    )
     return set_step_option(runbook, "1.1", 'statement_timeout = "15m"')
 
 
@@ -143,7 +169,9 @@ def step_backend(core) -> int | None:
     if not pid:
         return None
     with psycopg.connect(core.settings.database_url, autocommit=True) as conn:
-        row = conn.execute("SELECT xact_start IS NOT NULL FROM pg_stat_activity WHERE pid = %s", (int(pid),)).fetchone()
+        row = conn.execute(
+            "SELECT xact_start IS NOT NULL FROM pg_stat_activity WHERE pid = %s", (int(pid),)
+        ).fetchone()
     return int(pid) if row and row[0] else None
 
 
@@ -166,8 +194,14 @@ def start_serve(settings, slack_api_url: str):
     port = free_port()
     env = {**bot_env(settings), "SLACK_API_URL": slack_api_url, "PORT": str(port)}
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:

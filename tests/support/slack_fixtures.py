@@ -2,6 +2,7 @@
 
 Import them into a test module (`from tests.support.slack_fixtures import bot, scripted, standin`).
 """
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 `hello`, sends it envelopes (slash commands, interactions) the way Slack does, and records the
 acks the app sends back with their arrival times. Pair it with `SocketModeSlack`, the Web API
 stand-in whose `apps.connections.open` hands out this server's URL."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ class SocketModeServer:
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "SocketModeServer":
+    def __enter__(self) -> SocketModeServer:
         self._thread.start()
         return self
 
@@ -42,9 +43,16 @@ class SocketModeServer:
         return self._connected.wait(timeout)
 
     def _handler(self, ws: ServerConnection) -> None:
-        ws.send(json.dumps({"type": "hello", "num_connections": 1,
-                            "connection_info": {"app_id": "A0APP"},
-                            "debug_info": {"host": "standin", "approximate_connection_time": 3600}}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "num_connections": 1,
+                    "connection_info": {"app_id": "A0APP"},
+                    "debug_info": {"host": "standin", "approximate_connection_time": 3600},
+                }
+            )
+        )
         with self._lock:
             self._connections.append(ws)
         self._connected.set()
@@ -58,9 +66,18 @@ class SocketModeServer:
         with self._lock:
             ws = self._connections[-1]
             self.sent[envelope_id] = time.monotonic()
-        ws.send(json.dumps({"envelope_id": envelope_id, "type": kind, "payload": payload,
-                            "accepts_response_payload": kind == "slash_commands", "retry_attempt": 0,
-                            "retry_reason": ""}))
+        ws.send(
+            json.dumps(
+                {
+                    "envelope_id": envelope_id,
+                    "type": kind,
+                    "payload": payload,
+                    "accepts_response_payload": kind == "slash_commands",
+                    "retry_attempt": 0,
+                    "retry_reason": "",
+                }
+            )
+        )
         return envelope_id
 
     def ack_of(self, envelope_id: str, timeout: float = 10.0) -> tuple[float, dict]:

@@ -7,6 +7,7 @@ response URLs that it also serves. `SlackSender` sends requests to the bot's `/s
 exactly as Slack does: form-encoded slash commands, `payload=` JSON for interactions, JSON
 events, all signed with the signing secret. Modelled on bolt-python's own test mock server.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -16,9 +17,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from slack_sdk.signature import SignatureVerifier
 
@@ -102,7 +104,7 @@ class SlackStandIn:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "SlackStandIn":
+    def __enter__(self) -> SlackStandIn:
         self._thread.start()
         return self
 
@@ -138,7 +140,9 @@ class SlackStandIn:
         with self._lock:
             return [c for c in self.calls if c.method == method and (not ok_only or c.answer.get("ok"))]
 
-    def wait_for(self, predicate: Callable[[Call], bool], count: int = 1, timeout: float = 15.0) -> list[Call]:
+    def wait_for(
+        self, predicate: Callable[[Call], bool], count: int = 1, timeout: float = 15.0
+    ) -> list[Call]:
         """Wait (bounded) until `count` recorded calls match; return them. Raise on timeout."""
         deadline = time.monotonic() + timeout
         while True:
@@ -150,10 +154,17 @@ class SlackStandIn:
                 raise AssertionError(f"waited {timeout}s for {count} matching calls, saw {len(found)}")
             time.sleep(0.02)
 
-    def wait_method(self, method: str, count: int = 1, where: Callable[[dict], bool] = lambda b: True,
-                    timeout: float = 15.0) -> list[Call]:
+    def wait_method(
+        self,
+        method: str,
+        count: int = 1,
+        where: Callable[[dict], bool] = lambda b: True,
+        timeout: float = 15.0,
+    ) -> list[Call]:
         """Wait for `count` successful calls of `method` whose body satisfies `where`."""
-        return self.wait_for(lambda c: c.method == method and c.answer.get("ok") and where(c.body), count, timeout)
+        return self.wait_for(
+            lambda c: c.method == method and c.answer.get("ok") and where(c.body), count, timeout
+        )
 
     # -- the API -----------------------------------------------------------------------------
     def _answer(self, method: str, body: dict) -> dict:
@@ -180,8 +191,14 @@ class SlackStandIn:
 
     def _api_auth_test(self, body: dict) -> dict:
         """Where the bot token belongs: team T0TEAM, and `enterprise_id` when a test sets one."""
-        answer = {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": self.team_id, "team": "Lancio",
-                  "url": self.root}
+        answer = {
+            "ok": True,
+            "user_id": "UBOT",
+            "bot_id": "BBOT",
+            "team_id": self.team_id,
+            "team": "Lancio",
+            "url": self.root,
+        }
         return {**answer, "enterprise_id": self.enterprise_id} if self.enterprise_id else answer
 
     def _api_chat_postMessage(self, body: dict) -> dict:
@@ -189,7 +206,12 @@ class SlackStandIn:
         ts = self._new_ts()
         with self._lock:
             self.messages[(body["channel"], ts)] = dict(body, ts=ts)
-        return {"ok": True, "channel": body["channel"], "ts": ts, "message": {"ts": ts, "text": body.get("text")}}
+        return {
+            "ok": True,
+            "channel": body["channel"],
+            "ts": ts,
+            "message": {"ts": ts, "text": body.get("text")},
+        }
 
     def _api_chat_update(self, body: dict) -> dict:
         key = (body["channel"], body["ts"])
@@ -247,9 +269,11 @@ class SlackStandIn:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 path = urllib.parse.urlparse(self.path).path
                 if path.startswith("/api/"):
-                    self._api(path[len("/api/"):], _parse_body(raw, headers), headers)
+                    self._api(path[len("/api/") :], _parse_body(raw, headers), headers)
                 elif path.startswith("/response/"):
-                    standin._record(Call("response_url", _parse_body(raw, headers), headers, 200, {"ok": True}))
+                    standin._record(
+                        Call("response_url", _parse_body(raw, headers), headers, 200, {"ok": True})
+                    )
                     self._send(200, b"ok", "text/plain")
                 elif path.startswith("/upload/"):
                     body = {"file_id": path.rsplit("/", 1)[-1], "content": raw.decode("utf-8", "replace")}
@@ -263,7 +287,14 @@ class SlackStandIn:
                 if failure:
                     status, extra = failure
                     standin._record(Call(method, body, headers, status, {"ok": False}))
-                    self._send(status, json.dumps({"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}).encode(), "application/json", extra)
+                    self._send(
+                        status,
+                        json.dumps(
+                            {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
+                        ).encode(),
+                        "application/json",
+                        extra,
+                    )
                     return
                 try:
                     answer = standin._answer(method, body)
@@ -311,8 +342,14 @@ class Reply:
 class SlackSender:
     """Sends signed requests to the bot's `/slack/events` the way Slack does."""
 
-    def __init__(self, bot_url: str, signing_secret: str, standin: SlackStandIn, team: str = "T0TEAM",
-                 enterprise: str | None = None) -> None:
+    def __init__(
+        self,
+        bot_url: str,
+        signing_secret: str,
+        standin: SlackStandIn,
+        team: str = "T0TEAM",
+        enterprise: str | None = None,
+    ) -> None:
         self.url = bot_url.rstrip("/") + "/slack/events"
         self.verifier = SignatureVerifier(signing_secret)
         self.standin = standin
@@ -320,14 +357,25 @@ class SlackSender:
         self.enterprise = enterprise  # the Enterprise Grid organization the requests name, if any
         self._ids = itertools.count(1)
 
-    def send(self, body: str, content_type: str, *, retry_num: int | None = None, bad_signature: bool = False,
-             timestamp: int | None = None) -> Reply:
+    def send(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        retry_num: int | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> Reply:
         """POST `body` signed (or badly signed) with the given timestamp (default: now)."""
         ts = str(timestamp if timestamp is not None else int(time.time()))
         signature = self.verifier.generate_signature(timestamp=ts, body=body)
         if bad_signature:
             signature = "v0=" + "0" * 64
-        headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature,
+        }
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = "http_timeout"
@@ -341,20 +389,35 @@ class SlackSender:
     def next_trigger(self) -> str:
         return f"{next(self._ids)}.{int(time.time())}.trigger"
 
-    def slash_body(self, user: str, text: str, trigger_id: str | None = None, channel: str = "C0MIGRATE") -> str:
+    def slash_body(
+        self, user: str, text: str, trigger_id: str | None = None, channel: str = "C0MIGRATE"
+    ) -> str:
         """The form body Slack sends for `/migrate TEXT` typed by `user`."""
         trigger = trigger_id or self.next_trigger()
         fields = {
-            "token": "legacy", "team_id": self.team, "team_domain": "lancio", "channel_id": channel,
-            "channel_name": "migrations", "user_id": user, "user_name": user.lower(), "command": "/migrate",
-            "text": text, "api_app_id": "A0APP", "is_enterprise_install": "false",
-            "response_url": self.standin.response_url(trigger), "trigger_id": trigger,
+            "token": "legacy",
+            "team_id": self.team,
+            "team_domain": "lancio",
+            "channel_id": channel,
+            "channel_name": "migrations",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/migrate",
+            "text": text,
+            "api_app_id": "A0APP",
+            "is_enterprise_install": "false",
+            "response_url": self.standin.response_url(trigger),
+            "trigger_id": trigger,
         }
-        return urllib.parse.urlencode({**fields, **({"enterprise_id": self.enterprise} if self.enterprise else {})})
+        return urllib.parse.urlencode(
+            {**fields, **({"enterprise_id": self.enterprise} if self.enterprise else {})}
+        )
 
     def slash(self, user: str, text: str, **kwargs) -> Reply:
         send_opts = {k: kwargs.pop(k) for k in ("retry_num", "bad_signature", "timestamp") if k in kwargs}
-        return self.send(self.slash_body(user, text, **kwargs), "application/x-www-form-urlencoded", **send_opts)
+        return self.send(
+            self.slash_body(user, text, **kwargs), "application/x-www-form-urlencoded", **send_opts
+        )
 
     def interaction(self, payload: dict, **kwargs) -> Reply:
         body = urllib.parse.urlencode({"payload": json.dumps(payload)})
@@ -369,29 +432,51 @@ class SlackSender:
         button = find_button(message, action_id)
         trigger = self.next_trigger()
         payload = {
-            "type": "block_actions", "team": {"id": self.team}, "user": {"id": user, "name": user.lower()},
-            "api_app_id": "A0APP", "trigger_id": trigger, "response_url": self.standin.response_url(trigger),
+            "type": "block_actions",
+            "team": {"id": self.team},
+            "user": {"id": user, "name": user.lower()},
+            "api_app_id": "A0APP",
+            "trigger_id": trigger,
+            "response_url": self.standin.response_url(trigger),
             "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel},
-            "channel": {"id": channel}, "message": message,
-            "actions": [{"type": "button", "action_id": button["action_id"], "block_id": button["_block_id"],
-                         "value": button.get("value", ""), "action_ts": str(time.time())}],
+            "channel": {"id": channel},
+            "message": message,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button["action_id"],
+                    "block_id": button["_block_id"],
+                    "value": button.get("value", ""),
+                    "action_ts": str(time.time()),
+                }
+            ],
         }
         return payload
 
     def submit_view(self, user: str, view: dict, values: dict, **kwargs) -> Reply:
         """Submit a modal the bot opened, with `values` as {block_id: {action_id: value-dict}}."""
         payload = {
-            "type": "view_submission", "team": {"id": self.team}, "user": {"id": user, "name": user.lower()},
-            "api_app_id": "A0APP", "trigger_id": self.next_trigger(),
+            "type": "view_submission",
+            "team": {"id": self.team},
+            "user": {"id": user, "name": user.lower()},
+            "api_app_id": "A0APP",
+            "trigger_id": self.next_trigger(),
             "view": {**view, "id": view.get("id", "V1"), "state": {"values": values}},
         }
         return self.interaction(payload, **kwargs)
 
     def event(self, event: dict, event_id: str | None = None, **kwargs) -> Reply:
-        body = json.dumps({
-            "token": "legacy", "team_id": self.team, "api_app_id": "A0APP", "type": "event_callback",
-            "event_id": event_id or f"Ev{next(self._ids)}", "event_time": int(time.time()), "event": event,
-        })
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": self.team,
+                "api_app_id": "A0APP",
+                "type": "event_callback",
+                "event_id": event_id or f"Ev{next(self._ids)}",
+                "event_time": int(time.time()),
+                "event": event,
+            }
+        )
         return self.send(body, "application/json", **kwargs)
 
 
@@ -470,7 +555,11 @@ class ScriptedCommands:
             self.executed.append((user, text))
         verb, _, rest = text.strip().partition(" ")
         handler = getattr(self, "_" + (verb or "help"), None)
-        return handler(core, user, rest) if handler else Outcome.refused(f"unknown command {verb!r}: try /migrate help")
+        return (
+            handler(core, user, rest)
+            if handler
+            else Outcome.refused(f"unknown command {verb!r}: try /migrate help")
+        )
 
     def ran(self, text: str) -> int:
         with self._lock:
@@ -503,10 +592,20 @@ class ScriptedCommands:
         ]
 
         def work(reporter) -> int:
-            reporter.progress(Progress(run_id, None, "preflight", None, None, 0, 5, 0.0, 60.0, "preflight running"))
+            reporter.progress(
+                Progress(run_id, None, "preflight", None, None, 0, 5, 0.0, 60.0, "preflight running")
+            )
             reporter.post(Post("preflight_done", "Preflight: GO", lines=["all checks passed"], run_id=run_id))
-            reporter.post(Post("preflight_request", "GO / NO-GO?", lines=["decide"], actions=actions,
-                               run_id=run_id, mentions=list(core.roster.members("tpm"))))
+            reporter.post(
+                Post(
+                    "preflight_request",
+                    "GO / NO-GO?",
+                    lines=["decide"],
+                    actions=actions,
+                    run_id=run_id,
+                    mentions=list(core.roster.members("tpm")),
+                )
+            )
             return OK
 
         return Outcome(OK, reply=["preflight started"], work=work, run_id=run_id)
@@ -514,8 +613,10 @@ class ScriptedCommands:
     def _notice(self, core, user, rest):
         from commands.result import OK, Outcome, Post
 
-        lines = [f"NOTICE:  relation \"t{i}\" already exists, skipping" for i in range(10_000)]
-        post = Post("phase_done", "Phase 1 complete", lines=lines[:200], detail="\n".join(lines), run_id="run-notice")
+        lines = [f'NOTICE:  relation "t{i}" already exists, skipping' for i in range(10_000)]
+        post = Post(
+            "phase_done", "Phase 1 complete", lines=lines[:200], detail="\n".join(lines), run_id="run-notice"
+        )
         return Outcome(OK, reply=["ok"], posts=[post], run_id="run-notice")
 
 

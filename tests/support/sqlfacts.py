@@ -6,6 +6,7 @@ the same queries. It works on any database state (005, half-migrated, rolled bac
 missing object reads as 0 / empty, never as an error. It returns no secret;
 `decrypted_connection_strings` is the one helper that does, for round-trip tests.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -62,13 +63,18 @@ def appendix_b_facts(url: str) -> dict:
     "encrypted": 2, "migrations": ["001", …], "platform_tables": 24, "pgcrypto": True}."""
     params = {"functions": list(APPENDIX_B_FUNCTIONS)}
     with psycopg.connect(url, autocommit=True) as conn:
-        facts = {name: conn.execute(sql, params if "%(" in sql else None).fetchone()[0]
-                 for name, sql in _CATALOG.items()}
+        facts = {
+            name: conn.execute(sql, params if "%(" in sql else None).fetchone()[0]
+            for name, sql in _CATALOG.items()
+        }
         facts["views"] = [v for v in facts["views"] if v in APPENDIX_B_VIEWS]
         facts["triggers"] = [t for t in facts["triggers"] if t in APPENDIX_B_TRIGGERS]
         empty = {"registered": [], "encrypted": 0}
-        facts.update({name: conn.execute(sql).fetchone()[0] for name, sql in _DATA.items()}
-                     if facts["databases_table"] else empty)
+        facts.update(
+            {name: conn.execute(sql).fetchone()[0] for name, sql in _DATA.items()}
+            if facts["databases_table"]
+            else empty
+        )
     return facts
 
 

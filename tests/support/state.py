@@ -1,4 +1,5 @@
 """Helpers for the state tests: runs in any status, in memory or written straight to Redis."""
+
 from __future__ import annotations
 
 from core import clock
@@ -9,16 +10,41 @@ from state.runs import PhaseState, Run, RunStore
 TARGET = "127.0.0.1:5432/state_tests"
 
 
-def make_run(status: Status, phases: dict[int, PhaseStatus] | None = None, *, phase: int | None = None,
-             run_id: str = "006-test", approval: dict | None = None, preflight: dict | None = None) -> Run:
+def make_run(
+    status: Status,
+    phases: dict[int, PhaseStatus] | None = None,
+    *,
+    phase: int | None = None,
+    run_id: str = "006-test",
+    approval: dict | None = None,
+    preflight: dict | None = None,
+) -> Run:
     """A run in `status` with the given phase states (default: phases 1-3 pending; phase 3,
     as in the 006 runbook, is the verification)."""
     now = clock.now()
-    states = {n: PhaseState(status=s, started_at=now if s is not PhaseStatus.PENDING else None,
-                            kind="verification" if n == 3 else "migration")
-              for n, s in (phases or {1: PhaseStatus.PENDING, 2: PhaseStatus.PENDING, 3: PhaseStatus.PENDING}).items()}
-    return Run(id=run_id, target=TARGET, runbook="006", status=status, created_at=now, created_by="U0RAFAEL",
-               updated_at=now, phase=phase, phases=states, approval=approval, preflight=preflight)
+    states = {
+        n: PhaseState(
+            status=s,
+            started_at=now if s is not PhaseStatus.PENDING else None,
+            kind="verification" if n == 3 else "migration",
+        )
+        for n, s in (
+            phases or {1: PhaseStatus.PENDING, 2: PhaseStatus.PENDING, 3: PhaseStatus.PENDING}
+        ).items()
+    }
+    return Run(
+        id=run_id,
+        target=TARGET,
+        runbook="006",
+        status=status,
+        created_at=now,
+        created_by="U0RAFAEL",
+        updated_at=now,
+        phase=phase,
+        phases=states,
+        approval=approval,
+        preflight=preflight,
+    )
 
 
 def new_store(redis_client, prefix: str, events=None) -> RunStore:

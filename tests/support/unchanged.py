@@ -1,10 +1,11 @@
-""""Nothing changed": the bot's whole state before and after a refused command, compared.
+""" "Nothing changed": the bot's whole state before and after a refused command, compared.
 
 A refusal may add audit events whose outcome is "refused" (the audit trail records who tried
 what) and nothing else: every other Redis key of the test's prefix holds exactly what it held,
 the bot's PostgreSQL history gains only refused events, and the target database's schema and
 row counts are untouched.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -18,9 +19,14 @@ AUDIT_KEYS = (":audit", ":audit:mirror-pending", ":audit:mirror-failed")
 
 def _value(client, key: bytes):
     kind = client.type(key).decode()
-    read = {"string": client.get, "hash": client.hgetall, "list": lambda k: client.lrange(k, 0, -1),
-            "set": client.smembers, "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
-            "stream": lambda k: client.xrange(k)}
+    read = {
+        "string": client.get,
+        "hash": client.hgetall,
+        "list": lambda k: client.lrange(k, 0, -1),
+        "set": client.smembers,
+        "zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+        "stream": lambda k: client.xrange(k),
+    }
     return kind, read[kind](key)
 
 
@@ -34,7 +40,9 @@ def pg_events(url: str) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
         if conn.execute("SELECT to_regclass('migrate_bot.run_events')").fetchone()[0] is None:
             return []
-        return conn.execute("SELECT event_id, action, outcome FROM migrate_bot.run_events ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT event_id, action, outcome FROM migrate_bot.run_events ORDER BY id"
+        ).fetchall()
 
 
 class Snapshot:
@@ -55,11 +63,13 @@ class Snapshot:
         now = Snapshot(self.core)
         before, after = _without(self.redis, ignore), _without(now.redis, ignore)
         assert after == before, f"{what}: Redis keys changed: {_changed(before, after)}"
-        added = now.audit[len(self.audit):]
-        assert now.audit[:len(self.audit)] == self.audit, f"{what}: audit stream rewritten"
-        assert all(e["outcome"] == "refused" for e in added), f"{what}: audit gained {[(e['action'], e['outcome']) for e in added]}"
-        new_rows = now.events[len(self.events):]
-        assert now.events[:len(self.events)] == self.events, f"{what}: PostgreSQL history rewritten"
+        added = now.audit[len(self.audit) :]
+        assert now.audit[: len(self.audit)] == self.audit, f"{what}: audit stream rewritten"
+        assert all(e["outcome"] == "refused" for e in added), (
+            f"{what}: audit gained {[(e['action'], e['outcome']) for e in added]}"
+        )
+        new_rows = now.events[len(self.events) :]
+        assert now.events[: len(self.events)] == self.events, f"{what}: PostgreSQL history rewritten"
         assert all(outcome == "refused" for _, _, outcome in new_rows), f"{what}: history gained {new_rows}"
         assert now.schema == self.schema, f"{what}: the database's schema changed"
         assert now.rows == self.rows, f"{what}: row counts changed"

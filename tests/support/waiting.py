@@ -1,4 +1,5 @@
 """Waiting for something to happen in a test: poll, bounded, never a timing assertion."""
+
 from __future__ import annotations
 
 import time

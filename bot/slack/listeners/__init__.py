@@ -1,4 +1,5 @@
 """Bolt listeners, one module per kind of request; each exposes `register(app, bridge)`."""
+
 from __future__ import annotations
 
 from bot.slack.listeners import actions, commands, events, views

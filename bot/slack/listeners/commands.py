@@ -1,4 +1,5 @@
 """`/migrate TEXT`: ack at once, run the command as the invoker, answer them privately."""
+
 from __future__ import annotations
 
 from bot.slack.bridge import request_id

@@ -1,4 +1,5 @@
 """Events: the App Home tab is (re)published whenever a user opens it."""
+
 from __future__ import annotations
 
 from bot.slack import home

@@ -1,4 +1,5 @@
 """Private answers to the invoker, shared by the listeners."""
+
 from __future__ import annotations
 
 from bot.slack import blocks

@@ -1,4 +1,5 @@
 """Modal submissions: GO scheduled (date and time) and NO-GO (the reason)."""
+
 from __future__ import annotations
 
 from bot.slack import blocks
@@ -14,7 +15,10 @@ def register(app, bridge) -> None:
     def schedule(ack, body, view, client) -> None:
         when = blocks.scheduled_at(view["state"]["values"])
         if when <= clock.now():
-            ack(response_action="errors", errors={"time": "That moment has passed: pick a time in the future (UTC)."})
+            ack(
+                response_action="errors",
+                errors={"time": "That moment has passed: pick a time in the future (UTC)."},
+            )
             return
         ack()
         bridge.submit(lambda: _submit(bridge, client, body, f"approve at {when.strftime('%Y-%m-%dT%H:%MZ')}"))
