@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core.errors import ConfigError
+from core.targets import Fleet, load_fleet, single_fleet
 from core.urls import credentials_problem, url_secrets
 from sql import DEFAULT_RUNBOOK
 
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message says which and what to set."""
+__all__ = ["ConfigError", "Settings", "env_secrets"]
 
 
 def _opt(env: Mapping[str, str], name: str) -> str | None:
@@ -127,15 +127,19 @@ class Settings:
     schedule_late_minutes: float = 10.0
     restore_request_minutes: float = 30.0
     extra_secrets: tuple[str, ...] = field(default_factory=tuple)
+    # MIGRATE_TARGETS, read and checked (core/targets.py); None: the single DATABASE_URL.
+    targets: Fleet | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        database_url = _parseable("DATABASE_URL", _opt(env, "DATABASE_URL"))
+        targets_path = _opt(env, "MIGRATE_TARGETS")
         api_url = _opt(env, "SLACK_API_URL") or "https://slack.com/api/"
         if not api_url.endswith("/"):
             api_url += "/"  # WebClient joins with urljoin: without the slash the last segment is lost
         return cls(
-            database_url=_parseable("DATABASE_URL", _opt(env, "DATABASE_URL")),
+            database_url=database_url,
             redis_url=_redis_url(env),
             slack_bot_token=_opt(env, "SLACK_BOT_TOKEN"),
             slack_signing_secret=_opt(env, "SLACK_SIGNING_SECRET"),
@@ -163,6 +167,7 @@ class Settings:
             schedule_late_minutes=_float(env, "MIGRATE_SCHEDULE_LATE_MINUTES", 10.0),
             restore_request_minutes=_float(env, "MIGRATE_RESTORE_REQUEST_MINUTES", 30.0),
             extra_secrets=env_secrets(env),
+            targets=load_fleet(targets_path, env) if targets_path else None,
         )
 
     def require(self, *names: str) -> None:
@@ -197,8 +202,13 @@ class Settings:
                 ]
             ),
             *self.extra_secrets,
+            *(self.targets.secrets() if self.targets else ()),
         ]
         return tuple(v for v in values if v)
+
+    def fleet(self) -> Fleet:
+        """The databases a run goes to: MIGRATE_TARGETS's, or the single DATABASE_URL."""
+        return self.targets if self.targets is not None else single_fleet(self.database_url)
 
     def with_(self, **changes) -> Settings:
         """A copy with some fields changed (tests and the console use it)."""

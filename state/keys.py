@@ -112,3 +112,49 @@ class Keys:
     def schedule_fired(self, job_id: str, due: str) -> str:
         """The once-only claim of one firing of a scheduled job (several bot processes share the store)."""
         return f"{self.schedule_jobs()}:fired:{job_id}:{due}"
+
+
+class FleetKeys:
+    """Key names of the fleet runs of one bot prefix (state/fleet.py): `<prefix>:fleet:…`.
+
+    Not under a target: a fleet spans databases. (A target's identity is `<system id>/<name>`,
+    so `fleet` can never be one.) Each target's own run keeps its `Keys(prefix, identity)`."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self._base = f"{prefix}:fleet"
+
+    def _k(self, *parts: object) -> str:
+        return ":".join([self._base, *(str(p) for p in parts)])
+
+    def current(self) -> str:
+        """String: the id of the current fleet run."""
+        return self._k("current")
+
+    def index(self) -> str:
+        """Sorted set: fleet run ids scored by creation time."""
+        return self._k("index")
+
+    def fleet(self, fleet_id: str) -> str:
+        """Hash: the fleet run's fields (JSON values)."""
+        return self._k("run", fleet_id)
+
+    def targets(self, fleet_id: str) -> str:
+        """Hash: target name -> JSON TargetState."""
+        return self._k("run", fleet_id, "targets")
+
+    def events(self, fleet_id: str) -> str:
+        """Stream: every change of the fleet run and its targets, in order (the reporting hook)."""
+        return self._k("run", fleet_id, "events")
+
+    def audit_stream(self) -> str:
+        """Stream: the audit events of every fleet run (state.audit's event shape)."""
+        return self._k("audit")
+
+    def mirror_pending(self) -> str:
+        """List: fleet audit events not yet written to PostgreSQL."""
+        return self._k("audit", "mirror-pending")
+
+    def job_lock(self, fleet_id: str, target: str) -> str:
+        """String + TTL: the worker working on one target of a fleet run (workflows/fleet)."""
+        return self._k("run", fleet_id, "working", target)
