@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from commands.abort import abort, interruption_facts
 from commands.core import Core
 from commands.decide import approve, defer
+from commands.fleet import route as fleet_route
 from commands.incident import incident
 from commands.info import help_, status
 from commands.parse import ParseError, parse
@@ -85,7 +86,7 @@ def _handle(core: Core, user: str, text: str, request_id: str | None) -> Outcome
         return Outcome.refused(denied)
     notices = _rebuilt_notice(core) + _interrupted_notice(core)
     try:
-        outcome = VERBS[cmd.verb](core, user, cmd)
+        outcome = (fleet_route(core, cmd) or VERBS[cmd.verb])(core, user, cmd)
     except IllegalTransition as exc:
         outcome = Outcome.refused(exc.reason)
     except Exception as exc:  # never a stack trace in Slack; the log has the redacted reason

@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 
 PASS, FAIL, PENDING = "pass", "fail", "pending"
-ICONS = {PASS: "✅", FAIL: "❌", PENDING: "⏳"}
+# Not checked, on purpose, because the runbook says so (its [fleet] backup = "canary": a target
+# outside the canary wave takes no backup and so has no copy to rehearse on). Never shown as ✅.
+SKIPPED = "skipped"
+ICONS = {PASS: "✅", FAIL: "❌", PENDING: "⏳", SKIPPED: "⏭️"}
 APPROVAL = "approval"
 
 
@@ -170,6 +173,9 @@ class PreflightReport:
     go: bool
     nogo_reasons: list[str]
     lint: dict | None = None  # preflight.lint.LintResult as a dict: squawk findings, waivers, high-risk locks
+    # The backup skipped on purpose (runbook [fleet] backup = "canary"): {"skipped": why,
+    # "schema_snapshot": path} — the schema snapshot a rollback proof compares with is still taken.
+    skipped_backup: dict | None = None
 
     @classmethod
     def build(
@@ -182,10 +188,15 @@ class PreflightReport:
         rehearsal: RehearsalResult | None = None,
         checksums: dict[str, str] | None = None,
         lint: dict | None = None,
+        skipped_backup: dict | None = None,
     ) -> PreflightReport:
         """A report whose `go` and `nogo_reasons` are derived from its lines, never set by hand."""
         # Only the TPM's approval may be pending: it is what a GO report asks for.
-        failed = [c for c in checks if c.status != PASS and not (c.status == PENDING and c.key == APPROVAL)]
+        failed = [
+            c
+            for c in checks
+            if c.status not in (PASS, SKIPPED) and not (c.status == PENDING and c.key == APPROVAL)
+        ]
         return cls(
             runbook=runbook,
             started_at=started_at,
@@ -197,6 +208,7 @@ class PreflightReport:
             go=bool(checks) and not failed,
             nogo_reasons=[f"{c.title}: {c.observed}" for c in failed],
             lint=lint,
+            skipped_backup=skipped_backup,
         )
 
     def line(self, key: str) -> CheckLine | None:
@@ -212,7 +224,9 @@ class PreflightReport:
             return None
         if any(c.status == FAIL for c in lines):
             return FAIL
-        return PENDING if any(c.status == PENDING for c in lines) else PASS
+        if any(c.status == PENDING for c in lines):
+            return PENDING
+        return SKIPPED if all(c.status == SKIPPED for c in lines) else PASS
 
     def matrix(self) -> list[tuple[str, str]]:
         """The GO conditions (✅ holds, ❌ fails, ⏳ pending), then the NO-GO conditions
@@ -228,7 +242,11 @@ class PreflightReport:
                 # A failed check means the NO-GO condition is present: ❌; absent: ✅. The row
                 # says which of the two holds ("✅ no incident", "❌ incident declared").
                 absent, present = NOGO_READS.get(label, (f"{label}: no", f"{label}: yes"))
-                said = {PASS: absent, FAIL: present}.get(state, f"{present}? not known yet")
+                said = {
+                    PASS: absent,
+                    FAIL: present,
+                    SKIPPED: f"not checked, skipped on purpose ({present}?)",
+                }.get(state, f"{present}? not known yet")
                 rows.append((f"NO-GO check: {said}", ICONS[state]))
         return rows
 
@@ -258,6 +276,7 @@ class PreflightReport:
             go=bool(d["go"]),
             nogo_reasons=list(d.get("nogo_reasons", [])),
             lint=d.get("lint"),
+            skipped_backup=d.get("skipped_backup"),
         )
 
 

@@ -13,17 +13,19 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 
 from core import clock
 from core.config import Settings
 from core.redact import redact
+from engine import schema
 from preflight import backup, lint, proof, rehearsal, scratch
 from preflight.inputs import step_inputs
 from preflight.lines import Spec, line
 from preflight.quick import Timeouts, checks
-from preflight.report import BackupInfo, CheckLine, PreflightReport, RehearsalResult
+from preflight.report import SKIPPED, BackupInfo, CheckLine, PreflightReport, RehearsalResult
 from runbook.model import Runbook
 from runbook.validate import checksums
 
@@ -31,6 +33,12 @@ log = logging.getLogger(__name__)
 OnCheck = Callable[[CheckLine], None]
 BACKUP_SPEC = Spec(
     "backup", "Full database backup created and verified", "", "restores without error, equal to the source"
+)
+SKIPPED_BACKUP_SPEC = Spec(
+    "backup",
+    "Full database backup created and verified",
+    "the runbook's [fleet] backup policy; pg_dump --schema-only",
+    "restores without error, equal to the source — or skipped on purpose by the runbook's policy",
 )
 REHEARSAL_SPEC = Spec(
     "rehearsal",
@@ -69,15 +77,27 @@ def run_preflight(
     rehearse: bool = True,
     backup: bool = True,
     timeouts: Timeouts | None = None,
+    skip_backup: str | None = None,
 ) -> PreflightReport:
-    """Every check, the verified backup and the rehearsal; GO only when every line holds."""
+    """Every check, the verified backup and the rehearsal; GO only when every line holds.
+
+    `skip_backup` (why, e.g. the runbook's [fleet] backup = "canary" for a target outside the
+    canary wave): no backup and no rehearsal (it runs on the backup's copy); both lines say
+    they were skipped on purpose and why (⏭️, never ✅), and the schema snapshot that a rollback's
+    proof compares with is still taken."""
     started = now or clock.now()
     held = lint.Held()
+    skipped = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight-backup") as pool:
-        slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse) if backup else None
+        if skip_backup:
+            slow = pool.submit(_skipped_backup, settings, runbook, started, skip_backup)
+        else:
+            slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse) if backup else None
         lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check, held)
         info, rehearsed = None, None
-        if slow is not None:
+        if skip_backup:
+            b_line, skipped, r_line = slow.result()
+        elif slow is not None:
             b_line, info, r_line, rehearsed = slow.result()
         else:  # the report's GO needs a verified backup: a preflight without one cannot be GO
             b_line = line(BACKUP_SPEC, False, "not taken: preflight run without a backup")
@@ -96,7 +116,41 @@ def run_preflight(
         rehearsal=rehearsed,
         checksums=checksums(runbook),
         lint=_lint(held, rehearsed),
+        skipped_backup=skipped,
     )
+
+
+def _skipped_backup(settings: Settings, runbook: Runbook, at: datetime, why: str):
+    """(backup line, skipped record, rehearsal line) for a backup skipped on purpose: only the
+    schema-only snapshot is taken (a failure to take it is a failed backup line)."""
+    start = clock.monotonic()
+    path = Path(settings.backup_dir) / backup.file_name(runbook.backup_prefix, at).replace(
+        ".dump", ".schema.sql"
+    )
+    try:
+        Path(settings.backup_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        schema.write_snapshot(settings.database_url, path)
+    except Exception as exc:  # noqa: BLE001 - the rollback proof needs it: a failed line, not a crash
+        observed = f"skipped on purpose ({why}), but the schema snapshot failed: {type(exc).__name__}: {exc}"
+        return (
+            line(SKIPPED_BACKUP_SPEC, False, observed, settings.secrets(), clock.monotonic() - start),
+            None,
+            None,
+        )
+    b_line = skipped_line(
+        SKIPPED_BACKUP_SPEC,
+        f"skipped on purpose: {why}; schema snapshot {path.name} taken for the rollback proof",
+        clock.monotonic() - start,
+    )
+    r_line = skipped_line(
+        REHEARSAL_SPEC, f"skipped on purpose with the backup (no copy to rehearse on): {why}"
+    )
+    return b_line, {"skipped": why, "schema_snapshot": str(path.resolve())}, r_line
+
+
+def skipped_line(spec: Spec, observed: str, duration: float = 0.0) -> CheckLine:
+    """A line not checked on purpose, as the runbook asks: ⏭️, never ✅."""
+    return CheckLine(spec.key, spec.title, spec.how, observed, spec.required, SKIPPED, round(duration, 4))
 
 
 def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict | None:

@@ -200,6 +200,19 @@ class Prerequisites:
     extensions: tuple[str, ...] = ()
 
 
+BACKUP_POLICIES = ("every", "canary")
+
+
+@dataclass(frozen=True)
+class FleetPolicy:
+    """How this runbook goes to many databases (`[fleet]`; MIGRATE_TARGETS names them).
+    `backup`: "every" — each target's pre-flight takes and proves its own backup and rehearses
+    on it; "canary" — only the canary wave's targets do, the others' backups (and rehearsals,
+    which run on the backup's restored copy) are skipped on purpose, and every summary says so."""
+
+    backup: str = "every"
+
+
 @dataclass(frozen=True)
 class Defaults:
     lock_timeout: float = 2.0
@@ -238,6 +251,7 @@ class Runbook:
     )  # squawk settings and thresholds
     waivers: tuple[safety.Waiver, ...] = ()  # squawk findings accepted, with reason and role
     lock_timeouts: safety.LockTimeouts = field(default_factory=safety.LockTimeouts)  # per lock level
+    fleet: FleetPolicy = FleetPolicy()  # [fleet]: the backup policy when MIGRATE_TARGETS names many databases
 
     def phase(self, number: int) -> Phase | None:
         return next((p for p in self.phases if p.number == number), None)
@@ -400,6 +414,7 @@ def _build(data: dict, path: Path) -> Runbook:
         ),
         preflight=_preflight(data.get("preflight", {}), f"{where} [preflight]"),
         ledger=_ledger(data.get("ledger", {}), f"{where} [ledger]"),
+        fleet=_fleet(data.get("fleet", {}), f"{where} [fleet]"),
     )
     try:
         lock_safety, waivers, lock_timeouts = safety.load(data, where, runbook.files, parse_duration)
@@ -421,6 +436,19 @@ def _ledger(raw: dict, where: str) -> Ledger:
         column=str(raw.get("column", "version")),
         plan=raw.get("plan"),
     )
+
+
+def _fleet(raw: dict, where: str) -> FleetPolicy:
+    unknown = sorted(set(raw) - {"backup"})
+    if unknown:
+        raise RunbookError(f"{where}: unknown key(s) {unknown} (the runbook's [fleet] has `backup`)")
+    backup = raw.get("backup", "every")
+    if backup not in BACKUP_POLICIES:
+        raise RunbookError(
+            f'{where}: backup must be "every" (each target backed up) or "canary" (only the canary wave; '
+            f"the others skipped on purpose), got {backup!r}"
+        )
+    return FleetPolicy(backup=backup)
 
 
 def _input(name: str, spec: dict, where: str) -> Input:

@@ -73,6 +73,7 @@ def plan(rb: Runbook) -> dict[str, str]:
         }
     )
     entries["ledger"] = _show(rb.ledger)
+    entries["fleet"] = _show(rb.fleet)
     entries["lock_safety"] = _show(rb.lock_safety)
     entries["lock_timeouts"] = _show(rb.lock_timeouts)
     entries.update(

@@ -1,0 +1,31 @@
+"""The verbs with MIGRATE_TARGETS set: the same commands, over every target of the fleet.
+
+`route(core, cmd)` gives the fleet's version of a verb when a targets file is configured, else
+None (the single-database verb runs, unchanged). `run` is workflows/fleet's (the waves); this
+module routes the operator's surface: preflight, approve, defer, status, report, rollback all
+(on one target or every one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from commands.core import Core
+from commands.fleet_preflight import fleet_preflight
+from commands.fleetcore import fleet_of
+from commands.parse import Command
+from commands.result import Outcome
+
+Verb = Callable[[Core, str, Command], Outcome]
+
+
+def route(core: Core, cmd: Command) -> Verb | None:
+    """The fleet verb for `cmd`, or None to run the single-database one."""
+    if fleet_of(core) is None:
+        return None
+    return FLEET_VERBS.get(cmd.verb)
+
+
+FLEET_VERBS: dict[str, Verb] = {
+    "preflight": fleet_preflight,
+}

@@ -1,0 +1,74 @@
+"""The fleet as the verbs see it: MIGRATE_TARGETS's databases, each with a Core of its own.
+
+Design (issue 18, the operator's surface; the waves, the job queue and the per-target run job
+are workflows/fleet's):
+
+- Each target keeps its own run: a Core built from the process's settings with DATABASE_URL
+  set to the target's URL and BACKUP_DIR to `BACKUP_DIR/targets/<name>` (two targets' backups
+  taken in the same second must not share a file name). Its run state, run lock, audit and
+  ledger are the target's own (state.keys under its identity), so `rollback all on <target>`
+  is the single-database `rollback all` on that Core, and `status`/`report` per target read the
+  same records as today.
+- What spans the targets is the fleet run (state/fleet.py, FleetStore): which targets, their
+  waves, each one's status, phase and duration, the approval that covers the GO ones, and an
+  event stream with one entry per change — the Slack thread renders one line per target
+  transition from it (bot/slack/fleet_feed.py) and the parent message is the table of targets
+  (bot/slack/fleet_blocks.py), edited in place.
+- Every target Core shares the process's runbook object: what is pre-flighted, approved and run
+  is one plan, bound by the same checksums on every database.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from commands.core import Core
+from core.targets import Fleet, Target
+from state.fleet import FleetStore
+
+_GUARD = threading.Lock()
+
+
+def fleet_of(core: Core) -> Fleet | None:
+    """The targets file's fleet, or None when MIGRATE_TARGETS is unset (one database)."""
+    return core.settings.targets
+
+
+def store(core: Core) -> FleetStore:
+    """The fleet runs of this bot (one prefix), their audit mirrored to the process's database."""
+    return FleetStore(core.redis, core.settings.redis_prefix, events=core.events)
+
+
+def target_settings(core: Core, target: Target):
+    """The process's settings, aimed at one target: its URL, a backup folder of its own."""
+    return core.settings.with_(
+        database_url=target.url, backup_dir=Path(core.settings.backup_dir) / "targets" / target.name
+    )
+
+
+def target_core(core: Core, target: Target) -> Core:
+    """The Core of one target, built once per process core (kept on it) and target; the
+    runbook and roster are the process core's."""
+    with _GUARD:
+        cores = core.__dict__.setdefault("fleet_cores", {})
+        found = cores.get(target.name)
+        if found is None or found.settings.database_url != target.url:
+            found = Core.from_settings(target_settings(core, target), lock_ttl=core.settings.lock_ttl_seconds)
+            cores[target.name] = found
+    found.runbook = core.runbook
+    found.roster = core.roster
+    return found
+
+
+def close_target_cores(core: Core) -> None:
+    """Let go of the target Cores' connections (their audit pools, their Redis clients)."""
+    with _GUARD:
+        cores = core.__dict__.pop("fleet_cores", {})
+    for found in cores.values():
+        found.events.close()
+        found.redis.close()
+
+
+def canary_names(fleet: Fleet) -> list[str]:
+    return [t.name for t in fleet.canary()]
