@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from commands.core import Core
+from commands.fleet_decide import fleet_approve, fleet_defer
+from commands.fleet_info import fleet_report, fleet_status
 from commands.fleet_preflight import fleet_preflight
+from commands.fleet_rollback import fleet_rollback
 from commands.fleetcore import fleet_of
 from commands.parse import Command
 from commands.result import Outcome
@@ -22,10 +25,22 @@ Verb = Callable[[Core, str, Command], Outcome]
 def route(core: Core, cmd: Command) -> Verb | None:
     """The fleet verb for `cmd`, or None to run the single-database one."""
     if fleet_of(core) is None:
-        return None
+        return _single_target if cmd.target is not None else None
     return FLEET_VERBS.get(cmd.verb)
+
+
+def _single_target(core: Core, user: str, cmd: Command) -> Outcome:
+    return Outcome.refused(
+        f"`rollback all on {cmd.target}` names a target of MIGRATE_TARGETS, which is not set: "
+        "with one database, `rollback all`"
+    )
 
 
 FLEET_VERBS: dict[str, Verb] = {
     "preflight": fleet_preflight,
+    "approve": fleet_approve,
+    "defer": fleet_defer,
+    "status": fleet_status,
+    "report": fleet_report,
+    "rollback": fleet_rollback,
 }

@@ -41,9 +41,12 @@ def store(core: Core) -> FleetStore:
 
 
 def target_settings(core: Core, target: Target):
-    """The process's settings, aimed at one target: its URL, a backup folder of its own."""
+    """The process's settings, aimed at one target: its URL, a backup folder of its own, and no
+    targets file (its Core is one database's)."""
     return core.settings.with_(
-        database_url=target.url, backup_dir=Path(core.settings.backup_dir) / "targets" / target.name
+        database_url=target.url,
+        backup_dir=Path(core.settings.backup_dir) / "targets" / target.name,
+        targets=None,  # a target's Core is a single database: its verbs are today's
     )
 
 

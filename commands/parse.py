@@ -19,11 +19,15 @@ USAGE = {
     "defer": "defer <reason>",
     "run": "run  |  run phase <n>",
     "verify": "verify",
-    "rollback": "rollback phase <n>  |  rollback all  |  rollback accept  |  rollback restore  |  rollback restore confirm",
+    "rollback": "rollback phase <n>  |  rollback all  |  rollback all on <target>  |  rollback accept  |  rollback restore  |  rollback restore confirm",
     "abort": "abort",
     "incident": "incident start <text>  |  incident clear",
     "report": "report",
 }
+
+
+# A target's name as MIGRATE_TARGETS allows it (core/targets.py NAME): case kept, as written there.
+TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 class ParseError(ValueError):
@@ -37,6 +41,7 @@ class Command:
     at: datetime | None = None  # approve at
     text: str = ""  # defer reason / incident text
     flags: frozenset[str] = field(default_factory=frozenset)  # restore, confirm, all, accept, start, clear
+    target: str | None = None  # rollback all on <target>: a target of MIGRATE_TARGETS, by name
 
 
 def _usage(verb: str) -> str:
@@ -109,6 +114,13 @@ def parse(text: str, now: datetime) -> Command:
             return Command("rollback", flags=frozenset({"restore", "confirm"}))
         if lowered in (["all"], ["accept"]):
             return Command("rollback", flags=frozenset(lowered))
+        if lowered[:2] == ["all", "on"]:
+            if len(rest) != 3 or not TARGET_NAME.fullmatch(rest[2]):
+                raise ParseError(
+                    "usage: /migrate rollback all on <target> (one target of MIGRATE_TARGETS, by its name, "
+                    "e.g. `rollback all on eu-1`)"
+                )
+            return Command("rollback", flags=frozenset({"all"}), target=rest[2])
         return Command("rollback", phase=_phase_number(lowered, verb))
     # incident
     if rest and rest[0].lower() == "start" and len(rest) > 1:

@@ -60,7 +60,11 @@ def describe(cmd: Command) -> str:
     if cmd.verb == "rollback" and "restore" in cmd.flags:
         return "rollback restore" + (" confirm" if "confirm" in cmd.flags else "")
     if cmd.verb == "rollback" and cmd.flags & {"all", "accept"}:
-        return "rollback " + next(iter(cmd.flags & {"all", "accept"}))
+        return (
+            "rollback "
+            + next(iter(cmd.flags & {"all", "accept"}))
+            + (f" on {cmd.target}" if cmd.target else "")
+        )
     if cmd.phase is not None:
         return f"{cmd.verb} phase {cmd.phase}"
     if cmd.verb == "incident":

@@ -49,3 +49,47 @@ def scratch_fleet(scratch_db, names=tuple(WAVES)) -> dict[str, str]:
 def missing_database_url() -> str:
     """The URL of a database that does not exist on the test server."""
     return pg.url_for(pg.new_name("mt_missing"))
+
+
+def run_by_hand(core, user: str = "U0RAFAEL", fail: tuple[str, ...] = ()) -> list[str]:
+    """What workflows/fleet's waves do, in this process and in order: the fleet RUNNING, the wave
+    rule (FleetStore.advance) queues targets, each runs its own `run` on its own Core, and moves
+    to succeeded / failed (names in `fail` are moved to failed without running). Returns the names
+    in the order they ran. (Stands in for the fleet's `run` until the surface is wired to it.)"""
+    from commands import handle
+    from commands.fleetcore import fleet_of, store, target_core
+    from state.fleet import FleetStatus, TargetStatus
+
+    fstore = store(core)
+    fleet_id = fstore.current().id
+    fstore.transition(fleet_id, FleetStatus.RUNNING, actor=user, action="run")
+    ran: list[str] = []
+    while True:
+        advance = fstore.advance(fleet_id, actor=user)
+        if advance.finished is not None or not advance.queued:
+            return ran
+        for name in advance.queued:
+            fstore.move(fleet_id, name, TargetStatus.RUNNING, actor=user, action="run")
+            code = 1
+            if name not in fail:
+                tcore = target_core(core, fleet_of(core).get(name))
+                outcome = handle(tcore, user, "run")
+                code = outcome.work(_Quiet()) if outcome.work else outcome.code
+            ran.append(name)
+            to = TargetStatus.SUCCEEDED if code == 0 else TargetStatus.FAILED
+            fstore.move(
+                fleet_id,
+                name,
+                to,
+                actor=user,
+                action="run",
+                fields={"error": None if code == 0 else "failed"},
+            )
+
+
+class _Quiet:
+    def post(self, post) -> None:
+        pass
+
+    def progress(self, progress) -> None:
+        pass

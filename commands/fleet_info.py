@@ -1,0 +1,78 @@
+"""`status` and `report` with MIGRATE_TARGETS: every target of the fleet run, in one answer."""
+
+from __future__ import annotations
+
+from commands import fleet_templates
+from commands.core import Core
+from commands.fleetcore import fleet_of, store, target_core
+from commands.parse import Command
+from commands.report import render
+from commands.result import OK, Outcome, Post
+from commands.templates import seconds
+from core import clock
+
+
+def fleet_status(core: Core, user: str, cmd: Command) -> Outcome:
+    return Outcome(OK, reply=status_lines(core))
+
+
+def status_lines(core: Core) -> list[str]:
+    fleet = fleet_of(core)
+    run = store(core).current()
+    head = [f"{core.runbook.title} on {len(fleet.targets)} databases ({fleet_templates.waves_line(fleet)})"]
+    incident = core.store.incident()
+    if incident:
+        head.append(f"🚨 Incident declared by <@{incident.get('by')}>: {incident.get('text')}")
+    if run is None:
+        return head + ["No fleet run yet. Next: `preflight` (coordinator or TPM)"]
+    return head + fleet_templates.status_lines(run, core.roster)
+
+
+def fleet_report(core: Core, user: str, cmd: Command) -> Outcome:
+    """One Markdown document: the fleet's table, then every target's own run report."""
+    run = store(core).current()
+    if run is None:
+        return Outcome.refused("no fleet run to report on: `/migrate preflight` starts one")
+    out = [
+        f"# {core.runbook.title} - Fleet Execution Report",
+        "",
+        f"**Fleet run:** {run.id}  ",
+        f"**Status:** {run.status}  ",
+        f"**Databases:** {len(run.targets)} ({fleet_templates.counts_line(run)})  ",
+        f"**Backup policy:** {run.backup_policy or '—'}  ",
+        f"**Generated:** {clock.now():%Y-%m-%d %H:%M} UTC",
+        "",
+        "| Target | Wave | State | Phase | Duration | Run | Note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in run.targets.values():
+        note = (t.error or t.reason or "").replace("|", "\\|").replace("\n", " ")
+        phase = t.phase if t.phase is not None else "—"
+        took = seconds(t.duration) if t.duration is not None else "—"
+        out.append(
+            f"| {t.name} | {t.wave} | {t.status} | {phase} | {took} | {t.run_id or '—'} | {note[:200]} |"
+        )
+    for t in run.targets.values():
+        out += ["", f"## Target {t.name} (wave {t.wave}): {t.status}", ""]
+        if t.run_id is None:
+            out.append(f"No run of its own: {t.reason or t.error or 'not pre-flighted'}.")
+            continue
+        tcore = target_core(core, fleet_of(core).get(t.name))
+        own = tcore.store.get(t.run_id)
+        if own is None:
+            out.append(f"Its run {t.run_id} is no longer in Redis.")
+            continue
+        try:
+            events = tcore.events.events(own.id, limit=1000)
+        except Exception:  # noqa: BLE001 - history unreachable: the report says what it has
+            events = []
+        body = render(tcore, own, events).splitlines()
+        out += ["#" + line if line.startswith("#") else line for line in body]  # one level down
+    document = core.redact("\n".join(out) + "\n")
+    title = f"{core.runbook.title} fleet report — {run.id} ({run.status})"
+    return Outcome(
+        OK,
+        reply=[f"Report of fleet run {run.id} ({len(run.targets)} databases) posted to its thread."],
+        posts=[Post("report", title, detail=document, run_id=run.id)],
+        run_id=run.id,
+    )

@@ -1,0 +1,108 @@
+"""Issue 18: one TPM approval covers every target the pre-flight found GO (a NO-GO target is not
+covered and never runs); `status` shows every target; `rollback all on <target>` undoes one
+database and `rollback all` every one, newest first — each database's schema back as before,
+as PostgreSQL's catalog says."""
+
+from __future__ import annotations
+
+from commands.fleetcore import close_target_cores, store, target_core
+from state.fleet import FleetStatus, TargetStatus
+from state.machine import Status
+from tests.support import pg
+from tests.support.fleetui import (
+    WAVES,
+    fleet_core,
+    missing_database_url,
+    run_by_hand,
+    scratch_fleet,
+    small_runbook,
+)
+from tests.support.flow import COORDINATOR, LIU, TPM, Console
+
+# The generated runbook's first migration creates public.items_1 (and the second adds a column).
+CATALOG = "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+
+
+def _objects(url: str) -> int:
+    return pg.scalar(url, CATALOG)
+
+
+def test_one_approval_covers_every_go_target_and_a_no_go_target_never_runs(settings, scratch_db, tmp_path):
+    urls = scratch_fleet(scratch_db, [n for n in WAVES if n != "db-2"])
+    urls["db-2"] = missing_database_url()
+    console = Console(fleet_core(settings, tmp_path, urls, small_runbook(tmp_path)))
+    core = console.core
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 1  # 7 GO, 1 NO-GO
+        code, out = console(LIU, "approve")
+        assert code == 2 and "only the TPM" in out
+
+        code, out = console(TPM, "approve")
+
+        assert code == 0, out
+        assert "GO recorded for 7 databases" in out and "Not covered (will not run): db-2" in out
+        run = store(core).current()
+        assert run.status is FleetStatus.APPROVED
+        assert sorted(run.approval["targets"]) == sorted(n for n in WAVES if n != "db-2")
+        assert "db-2" in run.approval["not_covered"]
+        for name, bound in run.approval["targets"].items():
+            own = target_core(core, core.settings.targets.get(name)).store.current()
+            assert own.id == bound["run_id"] and own.status is Status.APPROVED
+            assert own.approval["fleet"] == run.id and own.approval["by"] == TPM
+            assert bound["backup_sha256"] == own.preflight["backup"]["sha256"]
+        assert console(TPM, "approve")[0] == 2  # one decision: a second GO is refused
+
+        ran = run_by_hand(core)
+
+        assert ran[0] == "canary" and "db-2" not in ran and len(ran) == 7
+        run = store(core).current()
+        assert run.status is FleetStatus.SUCCEEDED and run.targets["db-2"].status is TargetStatus.NO_GO
+        assert _objects(urls["canary"]) > 0
+
+        code, out = console(COORDINATOR, "status")
+        assert code == 0
+        for name in WAVES:
+            row = next(l for l in out.splitlines() if f" {name} · wave {WAVES[name]} · " in l)
+            assert ("no-go" if name == "db-2" else "succeeded") in row, row
+    finally:
+        close_target_cores(core)
+
+
+def test_rollback_all_on_one_target_then_rollback_all_newest_first(settings, scratch_db, tmp_path):
+    names = ["canary", "db-1", "db-4", "db-5"]
+    urls = scratch_fleet(scratch_db, names)
+    before = {n: pg.schema_dump(u) for n, u in urls.items()}
+    console = Console(fleet_core(settings, tmp_path, urls, small_runbook(tmp_path), parallel=2))
+    core = console.core
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 0
+        assert console(TPM, "approve")[0] == 0
+        assert run_by_hand(core) == ["canary", "db-1", "db-4", "db-5"]
+        assert all(_objects(u) > 0 for u in urls.values())
+
+        code, out = console(COORDINATOR, "rollback all on db-4")
+
+        assert code == 0, out
+        assert _objects(urls["db-4"]) == 0 and pg.schema_dump(urls["db-4"]) == before["db-4"]
+        assert all(_objects(urls[n]) > 0 for n in ("canary", "db-1", "db-5"))  # the others untouched
+        assert store(core).current().targets["db-4"].status is TargetStatus.ROLLED_BACK
+        assert console(LIU, "rollback all on db-1")[0] == 2  # the coordinator's, as `rollback all`
+        assert console(COORDINATOR, "rollback all on nowhere")[0] == 2
+
+        code, out = console(COORDINATOR, "rollback all")
+
+        assert code == 0, out
+        assert "on 3 databases, newest first (db-5, db-1, canary)" in out
+        for name, url in urls.items():
+            assert _objects(url) == 0, name
+            assert pg.schema_dump(url) == before[name], name
+        run = store(core).current()
+        assert run.status is FleetStatus.ROLLED_BACK
+        assert all(t.status is TargetStatus.ROLLED_BACK for t in run.targets.values())
+        starts = [
+            e.target for e in store(core).events(run.id) if e.kind == "target" and e.after == "rolling back"
+        ]
+        # db-4 alone first; then newest first, 2 at once: the canary only after db-5 and db-1 started
+        assert starts[0] == "db-4" and set(starts[1:3]) == {"db-5", "db-1"} and starts[3] == "canary"
+    finally:
+        close_target_cores(core)
