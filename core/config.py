@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, overload
 
 from core.errors import ConfigError
 from core.targets import Fleet, load_fleet, single_fleet
@@ -82,6 +83,10 @@ def _redis_url(env: Mapping[str, str]) -> str:
     return _parseable("REDIS_URL", url)
 
 
+@overload
+def _parseable(name: str, url: str) -> str: ...
+@overload
+def _parseable(name: str, url: str | None) -> str | None: ...
 def _parseable(name: str, url: str | None) -> str | None:
     """`url` when a parser will read its user and password as such; else ConfigError."""
     problem = credentials_problem(name, url)
@@ -210,6 +215,6 @@ class Settings:
         """The databases a run goes to: MIGRATE_TARGETS's, or the single DATABASE_URL."""
         return self.targets if self.targets is not None else single_fleet(self.database_url)
 
-    def with_(self, **changes) -> Settings:
+    def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the console use it)."""
         return replace(self, **changes)

@@ -189,7 +189,7 @@ class Phase:
         """What undoes the phase, as the posts name it: its rollback file, or its steps' reverts."""
         if self.rollback:
             return self.rollback
-        return ", ".join(s.revert for s in self.reverts) or None
+        return ", ".join(s.revert for s in self.reverts if s.revert) or None  # reverts: each has one
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ def _refuse_outside(rb: Runbook) -> Runbook:
 # ------------------------------------------------------------------ loading
 
 
-def _summary_lines(success: dict, where: str) -> tuple[SummaryLine, ...]:
+def _summary_lines(success: dict[str, Any], where: str) -> tuple[SummaryLine, ...]:
     lines = []
     for i, entry in enumerate(success.get("summary", ())):
         here = f"{where} summary #{i + 1}"
@@ -359,13 +359,13 @@ def load_runbook(path: Path | str) -> Runbook:
     return _refuse_outside(replace(_build(data, path), sha256=hashlib.sha256(raw).hexdigest()))
 
 
-def _req(table: dict, key: str, where: str) -> Any:
+def _req(table: dict[str, Any], key: str, where: str) -> Any:
     if key not in table:
         raise RunbookError(f"{where}: missing `{key}`")
     return table[key]
 
 
-def _build(data: dict, path: Path) -> Runbook:
+def _build(data: dict[str, Any], path: Path) -> Runbook:
     where = str(path)
     head = _req(data, "runbook", where)
     defaults = data.get("defaults", {})
@@ -423,7 +423,7 @@ def _build(data: dict, path: Path) -> Runbook:
     return replace(runbook, lock_safety=lock_safety, waivers=waivers, lock_timeouts=lock_timeouts)
 
 
-def _ledger(raw: dict, where: str) -> Ledger:
+def _ledger(raw: dict[str, Any], where: str) -> Ledger:
     kind = str(raw.get("kind", "bot"))
     if kind not in LEDGER_KINDS:
         raise RunbookError(f"{where}: kind must be one of {', '.join(LEDGER_KINDS)} (got {kind!r})")
@@ -438,7 +438,7 @@ def _ledger(raw: dict, where: str) -> Ledger:
     )
 
 
-def _fleet(raw: dict, where: str) -> FleetPolicy:
+def _fleet(raw: dict[str, Any], where: str) -> FleetPolicy:
     unknown = sorted(set(raw) - {"backup"})
     if unknown:
         raise RunbookError(f"{where}: unknown key(s) {unknown} (the runbook's [fleet] has `backup`)")
@@ -451,7 +451,7 @@ def _fleet(raw: dict, where: str) -> FleetPolicy:
     return FleetPolicy(backup=backup)
 
 
-def _input(name: str, spec: dict, where: str) -> Input:
+def _input(name: str, spec: dict[str, Any], where: str) -> Input:
     return Input(
         name=name,
         env=str(_req(spec, "env", where)),
@@ -461,7 +461,7 @@ def _input(name: str, spec: dict, where: str) -> Input:
     )
 
 
-def _preflight(raw: dict, where: str) -> PreflightChecks:
+def _preflight(raw: dict[str, Any], where: str) -> PreflightChecks:
     """[preflight.deployment], [[preflight.reach]], [[preflight.sql]], [[preflight.http]]."""
     unknown = sorted(set(raw) - {"deployment", "reach", "sql", "http"})
     if unknown:
@@ -480,7 +480,7 @@ def _preflight(raw: dict, where: str) -> PreflightChecks:
     )
 
 
-def _http_probe(raw: dict, where: str) -> HttpProbe:
+def _http_probe(raw: dict[str, Any], where: str) -> HttpProbe:
     status = raw.get("expect_status", 200)
     return HttpProbe(
         name=str(_req(raw, "name", where)),
@@ -492,7 +492,7 @@ def _http_probe(raw: dict, where: str) -> HttpProbe:
     )
 
 
-def _check(raw: dict, where: str) -> Check:
+def _check(raw: dict[str, Any], where: str) -> Check:
     """A query whose single value is compared with `expect`: exactly one read-only statement."""
     name = str(_req(raw, "name", where))
     sql = str(_req(raw, "sql", f"{where} “{name}”")).strip()
@@ -505,7 +505,7 @@ def _check(raw: dict, where: str) -> Check:
     return Check(name=name, sql=sql, expect=_req(raw, "expect", f"{where} “{name}”"), compare=compare)
 
 
-def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
+def _phase(raw: dict[str, Any], inputs: dict[str, Input], where: str) -> Phase:
     number = int(_req(raw, "number", where))
     where = f"{where.rsplit(' phase', 1)[0]} phase {number}"
     kind = raw.get("kind", "migration")
@@ -557,7 +557,7 @@ def _phase(raw: dict, inputs: dict[str, Input], where: str) -> Phase:
     )
 
 
-def _step(raw: dict, inputs: dict[str, Input], where: str) -> Step:
+def _step(raw: dict[str, Any], inputs: dict[str, Input], where: str) -> Step:
     step_id = str(_req(raw, "id", where))
     where = f"{where.rsplit(' step', 1)[0]} step {step_id}"
     options = {str(k): str(v) for k, v in raw.get("options", {}).items()}

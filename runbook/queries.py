@@ -8,6 +8,7 @@ to write from a check is rejected when it is read, with the reason, not half-way
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pglast.parser import ParseError, parse_sql_json
 
@@ -27,7 +28,7 @@ def read_only_problem(sql: str) -> str | None:
     return _select_problem(body)
 
 
-def _select_problem(select: dict) -> str | None:
+def _select_problem(select: dict[str, Any]) -> str | None:
     if select.get("intoClause"):
         return "the query must be a read-only SELECT (SELECT … INTO creates a table)"
     if _anywhere(select, "lockingClause"):  # a subquery's FOR UPDATE too: PostgreSQL refuses it when it runs
@@ -47,7 +48,7 @@ def _select_problem(select: dict) -> str | None:
     return None
 
 
-def _anywhere(node, key: str) -> bool:
+def _anywhere(node: object, key: str) -> bool:
     """Whether a non-empty `key` occurs anywhere in the parse tree `node` (subqueries included)."""
     stack = [node]
     while stack:

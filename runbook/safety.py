@@ -95,7 +95,10 @@ class LockTimeouts:
 
 
 def load(
-    data: dict, where: str, known_files: Callable[[], list[str]], parse_duration: Callable[[Any, str], float]
+    data: dict[str, Any],
+    where: str,
+    known_files: Callable[[], list[str]],
+    parse_duration: Callable[[Any, str], float],
 ) -> tuple[LockSafety, tuple[Waiver, ...], LockTimeouts]:
     """The `[lock_safety]`, `[[waivers]]` and `[lock_timeouts]` tables of a runbook."""
     return (
@@ -112,7 +115,7 @@ def load(
     )
 
 
-def _lock_safety(raw: dict, where: str) -> LockSafety:
+def _lock_safety(raw: dict[str, Any], where: str) -> LockSafety:
     d = LockSafety()
     return LockSafety(
         exclude=tuple(str(r) for r in raw.get("exclude", d.exclude)),
@@ -124,7 +127,7 @@ def _lock_safety(raw: dict, where: str) -> LockSafety:
     )
 
 
-def _waiver(raw: dict, where: str, known_files: Callable[[], list[str]]) -> Waiver:
+def _waiver(raw: dict[str, Any], where: str, known_files: Callable[[], list[str]]) -> Waiver:
     missing = [k for k in ("rule", "file", "reason", "who") if not str(raw.get(k, "")).strip()]
     if missing:
         raise SafetyError(
@@ -143,7 +146,9 @@ def _waiver(raw: dict, where: str, known_files: Callable[[], list[str]]) -> Waiv
     )
 
 
-def _timeouts(raw: dict, defaults: dict, where: str, parse_duration) -> LockTimeouts:
+def _timeouts(
+    raw: dict[str, Any], defaults: dict[str, Any], where: str, parse_duration: Callable[[Any, str], float]
+) -> LockTimeouts:
     levels: dict[str, LevelTimeouts] = {}
     for level, spec in raw.items():
         if level not in LEVELS:

@@ -31,7 +31,7 @@ class Tag:
     planner_name: str
     planner_email: str
     note: str
-    change: Change | None = None
+    change: Change  # the change it follows in the plan
     id: str = ""
 
 
@@ -125,7 +125,8 @@ def _split_note(line: str) -> tuple[str, str]:
 
 
 def _dependencies(text: str) -> tuple[list[str], list[str]]:
-    requires, conflicts = [], []
+    requires: list[str] = []
+    conflicts: list[str] = []
     for dep in text.split():
         (conflicts if dep.startswith("!") else requires).append(dep.lstrip("!"))
     return requires, conflicts
@@ -158,7 +159,7 @@ def _check_conflicts(plan: Plan) -> None:
     """sqitch refuses to deploy a change whose conflict names no change of the plan ("Unable to
     find change") or one deployed before it ("Conflicts with previously deployed change"): a
     plan deployed in order cannot get past either, so neither may the bot."""
-    position = {}
+    position: dict[str, int] = {}
     for index, change in enumerate(plan.changes):
         position.setdefault(change.name, index)
     for index, change in enumerate(plan.changes):

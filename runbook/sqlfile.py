@@ -13,13 +13,19 @@ import bisect
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
+from typing import Any, Literal
 
 import pglast
 from pglast.parser import ParseError, parse_sql_json, scan
 
 __all__ = ["Statement", "ParsedFile", "SqlFileError", "parse_file", "parse_bytes", "parse_text", "sha256_of"]
+
+Node = tuple[str, dict[str, Any]]  # a statement's parse tree: ("CreateStmt", {...}), pglast's JSON form
+LineOf = Callable[[int], int]  # character offset -> 1-based line
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def parse_text(
     )
 
 
-def _copies_stdio(node: tuple[str, dict]) -> bool:
+def _copies_stdio(node: Node) -> bool:
     """COPY … TO STDOUT / FROM STDIN: a client-side data stream, psql's job."""
     kind, body = node
     return kind == "CopyStmt" and not body.get("filename")
@@ -312,7 +318,7 @@ def _copy_target(args: str) -> str | None:
     return match.group(1).rstrip(";") if match else None
 
 
-def _refuse_psql_rereads(sql_text: str, name: str, line_of) -> None:
+def _refuse_psql_rereads(sql_text: str, name: str, line_of: LineOf) -> None:
     r"""What psql reads differently from the parse, in a file run through psql (by its tokens):
 
     - an unquoted `:name` is pasted into the SQL and read *again* as input, so a backslash in
@@ -358,8 +364,8 @@ def parser_text(text: str) -> str:
 def _placeholders(text: str) -> str:
     """psql variables replaced, same length, by something the parser accepts (parse only)."""
 
-    def swap(m: re.Match) -> str:
-        token = m.group(0)
+    def swap(m: re.Match[str]) -> str:
+        token: str = m.group(0)
         if token.startswith(":'"):
             return "'" + "_" * (len(token) - 2) + "'"
         if token.startswith(':"'):
@@ -369,7 +375,7 @@ def _placeholders(text: str) -> str:
     return _VARIABLE.sub(swap, text)
 
 
-def _parse(text: str, name: str):
+def _parse(text: str, name: str) -> tuple[list[slice], list[Node], bool]:
     """(slices, nodes, has_variables). Plain SQL first; psql variables only if that fails,
     so that `a[1:n]` (an array slice) is never mistaken for a variable."""
     try:
@@ -384,7 +390,7 @@ def _parse(text: str, name: str):
         raise _error(text, name, first) from None
 
 
-def _split(text: str):
+def _split(text: str) -> tuple[list[slice], list[Node]]:
     """Statement slices (character offsets) and their parse trees (as plain dicts: the JSON
     form is ten times faster to build than pglast's AST objects on a 5,000-statement file)."""
     slices = list(pglast.split(text, with_parser=True, only_slices=True))
@@ -401,17 +407,17 @@ def _error(text: str, name: str, exc: ParseError) -> SqlFileError:
     return SqlFileError(name, text.count("\n", 0, location) + 1, message)
 
 
-def _line_index(text: str):
+def _line_index(text: str) -> LineOf:
     """offset -> 1-based line, by bisecting the newline offsets (files can be long)."""
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
     return lambda offset: bisect.bisect_left(newlines, offset) + 1
 
 
-def _node(sql: str) -> tuple[str, dict]:
+def _node(sql: str) -> Node:
     return _unwrap(json.loads(parse_sql_json(sql))["stmts"][0]["stmt"])
 
 
-def _unwrap(wrapped: dict) -> tuple[str, dict]:
+def _unwrap(wrapped: dict[str, Any]) -> Node:
     """{"CreateStmt": {...}} -> ("CreateStmt", {...})."""
     ((kind, body),) = wrapped.items()
     return kind, body
@@ -420,7 +426,7 @@ def _unwrap(wrapped: dict) -> tuple[str, dict]:
 # ------------------------------------------------------------------ statement facts
 
 
-def _sql_statement(text: str, sl: slice, node: tuple[str, dict], line_of) -> Statement:
+def _sql_statement(text: str, sl: slice, node: Node, line_of: LineOf) -> Statement:
     return Statement(
         index=0,
         sql=text[sl],
@@ -434,10 +440,14 @@ def _sql_statement(text: str, sl: slice, node: tuple[str, dict], line_of) -> Sta
     )
 
 
-_SET_PATH = object()  # the statement is not a SET search_path
+class _NotSetPath(Enum):
+    NOT_SET_PATH = "the statement is not a SET search_path"
 
 
-def _search_path_schema(node: tuple[str, dict]):
+_SET_PATH = _NotSetPath.NOT_SET_PATH
+
+
+def _search_path_schema(node: Node) -> str | None | Literal[_NotSetPath.NOT_SET_PATH]:
     """The schema unqualified names resolve to after `SET [LOCAL] search_path TO a, b` (its first
     schema but `$user`/`pg_catalog`); None after RESET / DEFAULT; _SET_PATH when not such a SET."""
     kind, body = node
@@ -447,7 +457,7 @@ def _search_path_schema(node: tuple[str, dict]):
     return next((n for n in names if n and n not in ("$user", "pg_catalog", "pg_temp")), None)
 
 
-def _in_search_path(statements: list[Statement], nodes) -> list[Statement]:
+def _in_search_path(statements: list[Statement], nodes: list[Node]) -> list[Statement]:
     """Qualify the relations a statement locks with the schema the file's own `SET search_path`
     chose (teams' files often `SET search_path TO app` then `ALTER TABLE items`): the lock
     taken up front and the table sizes lock safety judges are then those of app.items, not of
@@ -467,12 +477,12 @@ def _in_search_path(statements: list[Statement], nodes) -> list[Statement]:
     return out
 
 
-def _qualified(pairs, schema: str):
+def _qualified(pairs: Iterable[tuple[str, str]], schema: str) -> tuple[tuple[str, str], ...]:
     """(level, relation) pairs with each unqualified relation put in `schema`."""
     return tuple((level, rel if "." in rel else f"{schema}.{rel}") for level, rel in pairs)
 
 
-def _concurrent_index(node: tuple[str, dict]) -> tuple[str, str | None] | None:
+def _concurrent_index(node: Node) -> tuple[str, str | None] | None:
     kind, body = node
     if kind != "IndexStmt" or not body.get("concurrent"):
         return None
@@ -495,7 +505,7 @@ _BEGINS = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}
 _ENDS = {"TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK"}
 
 
-def _tx_kind(node: tuple[str, dict]) -> str | None:
+def _tx_kind(node: Node) -> str | None:
     kind, body = node
     return body.get("kind") if kind == "TransactionStmt" else None
 
@@ -504,11 +514,11 @@ def _tx_kind(node: tuple[str, dict]) -> str | None:
 _NEVER_IN_TX = {"CreatedbStmt", "DropdbStmt", "AlterSystemStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt"}
 
 
-def _defnames(items) -> set[str]:
+def _defnames(items: Iterable[dict[str, Any]] | None) -> set[str]:
     return {_unwrap(i)[1].get("defname", "") for i in items or ()}
 
 
-def _transactional(node: tuple[str, dict]) -> bool:
+def _transactional(node: Node) -> bool:
     kind, body = node
     if kind in _NEVER_IN_TX:
         return False
@@ -544,9 +554,9 @@ AE, SRE, SUE, SHARE, RE = (
     "ROW EXCLUSIVE",
 )
 LOCK_STRENGTH = {"ACCESS SHARE": 1, "ROW SHARE": 2, RE: 3, SUE: 4, SHARE: 5, SRE: 6, "EXCLUSIVE": 7, AE: 8}
-_LOCK_MODES = {v: k for k, v in LOCK_STRENGTH.items()}  # LOCK TABLE's numeric mode
+_LOCK_MODES: dict[int | None, str] = {v: k for k, v in LOCK_STRENGTH.items()}  # LOCK TABLE's numeric mode
 # ALTER TABLE sub-commands lighter than ACCESS EXCLUSIVE (PostgreSQL docs, ALTER TABLE).
-_ALTER_LEVEL = {
+_ALTER_LEVEL: dict[str | None, str] = {
     **dict.fromkeys(
         [
             "AT_EnableTrig",
@@ -585,7 +595,7 @@ _DROPPED_RELATIONS = {
 }
 
 
-def _alter_level(cmd: dict) -> str:
+def _alter_level(cmd: dict[str, Any]) -> str:
     """ADD FOREIGN KEY needs only SHARE ROW EXCLUSIVE; most other sub-commands ACCESS EXCLUSIVE."""
     constraint = cmd.get("def", {}).get("Constraint", {})
     if cmd.get("subtype") == "AT_AddConstraint" and constraint.get("contype") == "CONSTR_FOREIGN":
@@ -593,14 +603,14 @@ def _alter_level(cmd: dict) -> str:
     return _ALTER_LEVEL.get(cmd.get("subtype"), AE)
 
 
-def _rel(rv: dict) -> str:
+def _rel(rv: dict[str, Any]) -> str:
     rv = rv.get("RangeVar", rv)
     return f"{rv['schemaname']}.{rv['relname']}" if rv.get("schemaname") else rv["relname"]
 
 
-def _fk_targets(elements) -> list[tuple[str, str]]:
+def _fk_targets(elements: Iterable[dict[str, Any]] | None) -> list[tuple[str, str]]:
     """A foreign key locks the table it references in SHARE ROW EXCLUSIVE mode."""
-    out = []
+    out: list[tuple[str, str]] = []
     for element in elements or ():
         kind, body = _unwrap(element)
         constraints = [body] if kind == "Constraint" else [_unwrap(c)[1] for c in body.get("constraints", ())]
@@ -608,7 +618,7 @@ def _fk_targets(elements) -> list[tuple[str, str]]:
     return out
 
 
-def _locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
+def _locks(node: Node) -> list[tuple[str, str]]:
     """(lock level, relation) the statement takes on existing relations, from its parse tree
     (PostgreSQL docs: explicit locking, and each command's page). The relation may be an
     index, sequence, view or materialized view: the executor locks up front only what
@@ -657,7 +667,7 @@ def _locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
     return []
 
 
-def _index_table_locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
+def _index_table_locks(node: Node) -> list[tuple[str, str]]:
     """DROP INDEX takes ACCESS EXCLUSIVE (CONCURRENTLY: SHARE UPDATE EXCLUSIVE) on the index's
     table as well as on the index; REINDEX INDEX a SHARE lock on the table."""
     kind, body = node
@@ -669,7 +679,7 @@ def _index_table_locks(node: tuple[str, dict]) -> list[tuple[str, str]]:
     return []
 
 
-def _drop_target(kind: str, obj: dict) -> str:
+def _drop_target(kind: str, obj: dict[str, Any]) -> str:
     """DROP POLICY/TRIGGER name ON table: the lock is on the table (the names before the last)."""
     names = [_unwrap(i)[1].get("sval", "") for i in obj.get("List", {}).get("items", ())]
     if kind in ("OBJECT_POLICY", "OBJECT_TRIGGER"):

@@ -125,9 +125,12 @@ def plan_on_disk(rb: Runbook) -> dict[str, str] | None:
         return None
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     return json.dumps(
-        dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value,
+        dataclasses.asdict(value)
+        if dataclasses.is_dataclass(value)
+        and not isinstance(value, type)  # an instance (a class never comes here)
+        else value,
         default=str,
         ensure_ascii=False,
         sort_keys=True,

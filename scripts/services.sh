@@ -62,7 +62,7 @@ start_redis() {
 }
 
 ensure_venv() {  # a project venv with the bot and its test tools installed
-  if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/squawk ] || [ ! -x .venv/bin/ruff ] || ! .venv/bin/python -c "import bot, slack_bolt, pglast, pytest, hypothesis, websockets, importlinter" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/squawk ] || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/mypy ] || ! .venv/bin/python -c "import bot, slack_bolt, pglast, pytest, hypothesis, websockets, importlinter" 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
     .venv/bin/pip install -q -e ".[test]"

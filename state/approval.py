@@ -9,8 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
 
 from core.clock import hhmm
+
+
+class LoadedPlan(Protocol):
+    """What `why_plan_not_approved` reads of a loaded runbook (runbook.model.Runbook)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def sha256(self) -> str: ...
+
 
 REVOKED = "revoked"  # key set on an approval or preflight that must not be used any more
 
@@ -20,12 +33,12 @@ def bind_approval(
     by: str,
     at: datetime,
     ttl_hours: float,
-    preflight: Mapping,
+    preflight: Mapping[str, Any],
     checksums: Mapping[str, str],
     mode: str = "now",
     scheduled_for: datetime | None = None,
     plan: Mapping[str, str] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The approval record. It expires `ttl_hours` after the moment it applies to (now, or
     the scheduled time), and carries the checksums (runbook file included) and backup it was
     given for, and the resolved plan's entries, which name what changed in the runbook later."""
@@ -50,7 +63,7 @@ def bind_approval(
 
 
 def why_approval_invalid(
-    approval: Mapping | None,
+    approval: Mapping[str, Any] | None,
     *,
     checksums: Mapping[str, str],
     now: datetime,
@@ -73,7 +86,7 @@ def why_approval_invalid(
     return changed
 
 
-def why_plan_not_approved(runbook, approval: Mapping | None) -> str | None:
+def why_plan_not_approved(runbook: LoadedPlan, approval: Mapping[str, Any] | None) -> str | None:
     """Why the plan a process holds in memory (`runbook`, loaded from `runbook.path`) is not
     the one approved, or None: a serve process loaded the file before it changed."""
     approved = ((approval or {}).get("checksums") or {}).get(runbook.path.name)
@@ -124,7 +137,7 @@ def why_files_changed(before: Mapping[str, str], after: Mapping[str, str], *, si
     return "; ".join(changes) or None
 
 
-def why_preflight_stale(preflight: Mapping | None, *, now: datetime) -> str | None:
+def why_preflight_stale(preflight: Mapping[str, Any] | None, *, now: datetime) -> str | None:
     """Why the preflight report can no longer back a decision: missing, revoked or expired."""
     if not preflight:
         return "no preflight has run"
@@ -140,11 +153,11 @@ def why_preflight_stale(preflight: Mapping | None, *, now: datetime) -> str | No
 
 
 def why_cannot_approve(
-    preflight: Mapping | None, *, checksums: Mapping[str, str], now: datetime
+    preflight: Mapping[str, Any] | None, *, checksums: Mapping[str, str], now: datetime
 ) -> str | None:
     """Why the TPM cannot approve on this preflight: stale, NO-GO, or files changed since."""
     stale = why_preflight_stale(preflight, now=now)
-    if stale:
+    if stale or not preflight:  # no preflight: `stale` says so
         return stale
     if str(preflight.get("outcome", "")).lower() != "go":
         return "preflight did not end GO: fix what it reported and run preflight again"
@@ -152,6 +165,6 @@ def why_cannot_approve(
     return f"{changed}: run preflight again" if changed else None
 
 
-def revoke(record: Mapping | None, reason: str) -> dict | None:
+def revoke(record: Mapping[str, Any] | None, reason: str) -> dict[str, Any] | None:
     """A copy of an approval or preflight record marked unusable, with the reason."""
     return {**record, REVOKED: reason} if record else None

@@ -12,7 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from sqlalchemy import (
@@ -80,20 +80,27 @@ def stream_fields(event: Mapping[str, Any]) -> dict[str, str]:
     return {k: dumps(v) if k == "evidence" else ("" if v is None else str(v)) for k, v in event.items()}
 
 
-def _from_stream(stream_id: bytes | str, fields: Mapping) -> dict[str, Any]:
-    event = {as_text(k): as_text(v) for k, v in fields.items()}
+def _from_stream(stream_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
+    event: dict[str, Any] = {as_text(k): as_text(v) for k, v in fields.items()}
     event["evidence"] = json.loads(event.get("evidence") or "{}")
     event["run_id"] = event.get("run_id") or None
     event["stream_id"] = as_text(stream_id)
     return event
 
 
-def redis_events(redis: Redis, keys: Keys, run_id: str | None = None, count: int = 200) -> list[dict]:
+def redis_events(
+    redis: Redis, keys: Keys, run_id: str | None = None, count: int = 200
+) -> list[dict[str, Any]]:
     """The last `count` events of the stream (of one run, if given), oldest first."""
-    found: list[dict] = []
+    found: list[dict[str, Any]] = []
     upper = "+"
     while len(found) < count:
-        batch = redis.xrevrange(keys.audit_stream(), max=upper, min="-", count=500)
+        # XREVRANGE's entries always have an id and fields (redis-py's StreamEntry allows None
+        # for XCLAIM's deleted entries)
+        batch = cast(
+            "list[tuple[bytes | str, dict[bytes | str, bytes | str]]]",
+            redis.xrevrange(keys.audit_stream(), max=upper, min="-", count=500),
+        )
         for stream_id, fields in batch:
             event = _from_stream(stream_id, fields)
             if run_id is None or event["run_id"] == run_id:
@@ -157,7 +164,7 @@ class EventLog:
         with self.engine.begin() as conn:
             conn.execute(stmt, [self._row(e) for e in events])
 
-    def _row(self, event: Mapping[str, Any]) -> dict:
+    def _row(self, event: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "event_id": event.get("event_id"),
             "at": datetime.fromisoformat(event["at"]),
@@ -169,7 +176,7 @@ class EventLog:
             "evidence": dict(event.get("evidence") or {}),
         }
 
-    def events(self, run_id: str | None = None, limit: int = 200) -> list[dict]:
+    def events(self, run_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """The last `limit` events of this target (of one run, if given), oldest first."""
         self._ensure_table()
         query = select(run_events).where(run_events.c.target == self.target)
@@ -205,17 +212,17 @@ class EventLog:
         self._ready = False
 
 
-def _row_event(row: Mapping) -> dict:
+def _row_event(row: Mapping[Any, Any]) -> dict[str, Any]:
     event = {k: row[k] for k in ("event_id", "target", "run_id", "actor", "action", "outcome", "evidence")}
     event["at"] = row["at"].isoformat()
     return event
 
 
-def _transition(event: Mapping) -> Mapping:
+def _transition(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return (event.get("evidence") or {}).get("transition") or {}
 
 
-def signoff(events: Sequence[Mapping]) -> dict:
+def signoff(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The report's sign-off, derived from what happened: who ran preflight (reviewed by),
     who approved and when, and the scheduled execution time if the GO was scheduled."""
     out: dict[str, Any] = {

@@ -25,9 +25,9 @@ def database_identity(dsn: str) -> str:
     name per cluster. Asked once per process and DSN (cached); an unreachable server raises
     psycopg.OperationalError, and nothing is cached."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=IDENTITY_CONNECT_TIMEOUT) as conn:
-        system, name = conn.execute(
-            "SELECT system_identifier, current_database() FROM pg_control_system()"
-        ).fetchone()
+        row = conn.execute("SELECT system_identifier, current_database() FROM pg_control_system()").fetchone()
+    assert row is not None  # pg_control_system() is always one row
+    system, name = row
     return f"{system}/{name}"
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import threading
+from typing import Any
 
 from redis import Redis
 
@@ -76,7 +77,7 @@ class LockHandle:
     def __enter__(self) -> LockHandle:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -95,7 +96,7 @@ class RunLock:
         handle = LockHandle(self, token, owner)
         return handle if handle.claim(value) else None
 
-    def holder(self) -> dict | None:
+    def holder(self) -> dict[str, Any] | None:
         """{owner, since} of the current holder (never the token), or None."""
         raw = self.redis.get(self.key)
         if raw is None:

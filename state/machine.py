@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Status(StrEnum):
@@ -46,21 +46,30 @@ class PhaseStatus(StrEnum):
 
 
 class Phase(Protocol):
-    """What the guards read of one phase's state (state.record.PhaseState)."""
+    """What the guards read of one phase's state (state.record.PhaseState); read-only."""
 
-    status: PhaseStatus
-    kind: str
-    error: str | None
+    @property
+    def status(self) -> PhaseStatus: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 class Run(Protocol):
-    """What the guards read of a run (state.record.Run)."""
+    """What the guards read of a run (state.record.Run); read-only, so that a record's
+    `dict[int, PhaseState]` is a `Mapping[int, Phase]`."""
 
-    status: Status
-    phase: int | None
-    phases: Mapping[int, Phase]
-    preflight: dict | None
-    approval: dict | None
+    @property
+    def status(self) -> Status: ...
+    @property
+    def phase(self) -> int | None: ...
+    @property
+    def phases(self) -> Mapping[int, Phase]: ...
+    @property
+    def preflight(self) -> Mapping[str, Any] | None: ...
+    @property
+    def approval(self) -> Mapping[str, Any] | None: ...
 
 
 S = Status

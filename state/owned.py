@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -93,7 +94,7 @@ class OwnedKey:
         """Delete the key if it is still ours; False (and nothing deleted) otherwise."""
         return bool(self._delete(keys=[self.key], args=[self.token, self.field]))
 
-    def renewal(self, ttl: float | Callable[[], float], **options) -> Renewal:
+    def renewal(self, ttl: float | Callable[[], float], **options: Any) -> Renewal:
         return Renewal(self, ttl, **options)
 
 
@@ -153,7 +154,7 @@ class Renewal:
     def __enter__(self) -> Renewal:
         return self.start()
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop()
 
     def _beat(self) -> None:

@@ -42,7 +42,7 @@ class PhaseState:
     duration: float | None = None  # seconds, started_at to finished_at
     kind: str = "migration"  # migration | verification (checks only: nothing to roll back)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = str(self.status)
         for key in ("started_at", "finished_at"):
@@ -50,7 +50,7 @@ class PhaseState:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> PhaseState:
+    def from_dict(cls, data: Mapping[str, Any]) -> PhaseState:
         return cls(
             status=PhaseStatus(data.get("status", "pending")),
             started_at=_dt(data.get("started_at")),
@@ -74,12 +74,12 @@ class Run:
     updated_at: datetime
     phase: int | None = None  # current/last phase touched
     phases: dict[int, PhaseState] = field(default_factory=dict)
-    preflight: dict | None = (
+    preflight: dict[str, Any] | None = (
         None  # the preflight report: outcome, at, expires_at, checksums, backup{path,sha256,size}
     )
-    approval: dict | None = None  # see state.approval.bind_approval
-    decision: dict | None = None  # {by, at, what: go|scheduled|no-go, reason}
-    result: dict | None = None  # the run's outcome facts (template fields, gates)
+    approval: dict[str, Any] | None = None  # see state.approval.bind_approval
+    decision: dict[str, Any] | None = None  # {by, at, what: go|scheduled|no-go, reason}
+    result: dict[str, Any] | None = None  # the run's outcome facts (template fields, gates)
     meta: dict[str, str] = field(default_factory=dict)  # adapter data (Slack channel/ts); "rebuilt"
 
     @property
@@ -105,16 +105,17 @@ class Run:
         return {str(n): json.dumps(p.to_dict()) for n, p in self.phases.items()}
 
     @classmethod
-    def from_hashes(cls, run: Mapping, phases: Mapping) -> Run:
+    def from_hashes(cls, run: Mapping[Any, Any], phases: Mapping[Any, Any]) -> Run:
+        """From the two hashes as Redis answers them (bytes or str field names)."""
         data = {as_text(k): json.loads(v) for k, v in run.items()}
         return cls(
             id=data["id"],
             target=data["target"],
             runbook=data["runbook"],
             status=Status(data["status"]),
-            created_at=_dt(data["created_at"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
             created_by=data["created_by"],
-            updated_at=_dt(data["updated_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
             phase=data.get("phase"),
             phases={
                 int(as_text(n)): PhaseState.from_dict(json.loads(v))

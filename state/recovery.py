@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,7 +39,7 @@ class RecoveryReport:
 
 
 def rebuild_from_history(
-    store: RunStore, events: EventLog, *, ledger: Sequence[Mapping] = ()
+    store: RunStore, events: EventLog, *, ledger: Sequence[Mapping[str, Any]] = ()
 ) -> RecoveryReport:
     """If Redis has no current run but PostgreSQL has history, rebuild the last run (and the
     incident flag) from its events, mark it rebuilt, and say what could not be rebuilt.
@@ -75,7 +76,7 @@ def rebuild_from_history(
     return RecoveryReport(True, run, missing, _message(run, len(history), missing), len(history))
 
 
-def replay(history: Sequence[Mapping]) -> tuple[Run, list[str]]:
+def replay(history: Sequence[Mapping[str, Any]]) -> tuple[Run, list[str]]:
     """The run as its transition events left it, and what the events did not tell."""
     missing: list[str] = []
     first = history[0]
@@ -102,7 +103,7 @@ def replay(history: Sequence[Mapping]) -> tuple[Run, list[str]]:
     return run, missing
 
 
-def _initial_phases(created: Mapping) -> dict[int, PhaseState]:
+def _initial_phases(created: Mapping[str, Any]) -> dict[int, PhaseState]:
     checks = set(created.get("verification") or ())
     return {
         int(n): PhaseState(kind="verification" if n in checks else "migration")
@@ -110,7 +111,7 @@ def _initial_phases(created: Mapping) -> dict[int, PhaseState]:
     }
 
 
-def _apply_event(run: Run, event: Mapping, move: Mapping) -> None:
+def _apply_event(run: Run, event: Mapping[str, Any], move: Mapping[str, Any]) -> None:
     run.status, run.updated_at = Status(move["to"]), _at(event)
     if move.get("phase") is not None:
         run.phase = move["phase"]
@@ -146,11 +147,12 @@ def _unfinished_phases(run: Run) -> dict[int, PhaseStatus]:
 
 
 def _committed_in_unfinished(
-    run: Run, phases: Mapping[int, PhaseStatus], ledger: Sequence[Mapping]
+    run: Run, phases: Mapping[int, PhaseStatus], ledger: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     notes = []
     for row in ledger:
-        state = run.phases.get(row.get("phase"))
+        phase = row.get("phase")
+        state = run.phases.get(phase) if phase is not None else None
         if row.get("run_id") != run.id or row.get("phase") not in phases or state is None:
             continue
         committed = row.get("started_at")
@@ -163,7 +165,7 @@ def _committed_in_unfinished(
     return notes
 
 
-def _last_incident(history: Sequence[Mapping]) -> dict | None:
+def _last_incident(history: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The incident in progress according to the latest incident start/clear event."""
     for event in reversed(history):
         if event["action"] == "incident start":
@@ -181,9 +183,9 @@ def _message(run: Run, count: int, missing: list[str]) -> str:
     )
 
 
-def _move(event: Mapping) -> Mapping:
+def _move(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return (event.get("evidence") or {}).get("transition") or {}
 
 
-def _at(event: Mapping) -> datetime:
+def _at(event: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(event["at"])

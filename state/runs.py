@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from secrets import token_hex
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -27,17 +27,21 @@ from state.keys import Keys
 from state.machine import ACTIVE, IllegalTransition, PhaseStatus, Status, check_transition
 from state.record import WRITABLE, PhaseState, Run, apply_transition
 
+if TYPE_CHECKING:
+    from state.lock import RunLock
+
 __all__ = ["PhaseState", "Run", "RunStore", "WRITABLE", "apply_transition"]
 log = logging.getLogger(__name__)
 
 
-def _as_stored(fields: Mapping[str, Any] | None, writer: str) -> dict:
+def _as_stored(fields: Mapping[str, Any] | None, writer: str) -> dict[str, Any]:
     """`fields` checked against WRITABLE and round-tripped through JSON, as stored: the Run a
     write returns equals the Run read back."""
     unknown = set(fields or {}) - set(WRITABLE)
     if unknown:
         raise ValueError(f"{writer} cannot write {sorted(unknown)} (writable: {', '.join(WRITABLE)})")
-    return json.loads(dumps(fields or {}))
+    stored: dict[str, Any] = json.loads(dumps(fields or {}))
+    return stored
 
 
 class RunStore:
@@ -72,7 +76,8 @@ class RunStore:
 
     def history(self, limit: int = 10) -> list[Run]:
         """The last `limit` runs, newest first."""
-        ids = self.redis.zrevrange(self.keys.runs_index(), 0, max(limit, 1) - 1)
+        # without withscores the members alone (redis-py types the reply for both forms)
+        ids = cast("list[bytes | str]", self.redis.zrevrange(self.keys.runs_index(), 0, max(limit, 1) - 1))
         return [run for run in (self.get(as_text(i)) for i in ids) if run]
 
     def _load(self, pipe: Pipeline, run_id: str) -> Run | None:
@@ -155,9 +160,11 @@ class RunStore:
         return self._load(pipe, current_id)
 
     def _write(self, pipe: Pipeline, run: Run) -> None:
-        pipe.hset(self.keys.run(run.id), mapping=run.to_hash())
+        # The arg-type ignores here and in _append: redis-py wants a Mapping keyed by its
+        # whole union of field types, and Mapping is invariant in its key: a dict[str, str] is refused.
+        pipe.hset(self.keys.run(run.id), mapping=run.to_hash())  # type: ignore[arg-type]
         if run.phases:
-            pipe.hset(self.keys.run_phases(run.id), mapping=run.phases_hash())
+            pipe.hset(self.keys.run_phases(run.id), mapping=run.phases_hash())  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ the one status writer
 
@@ -218,7 +225,7 @@ class RunStore:
     ) -> Run:
         fields = _as_stored(fields, "transition")
 
-        def move(pipe: Pipeline, run: Run) -> dict:
+        def move(pipe: Pipeline, run: Run) -> dict[str, Any]:
             check_transition(run, to, phase=phase)
             self._refuse_if_not_current(pipe, run, to)
             if guard:
@@ -259,7 +266,7 @@ class RunStore:
     def _update(
         self,
         run_id: str,
-        change: Callable[[Pipeline, Run], dict],
+        change: Callable[[Pipeline, Run], dict[str, Any]],
         *,
         actor: str,
         action: str,
@@ -286,8 +293,14 @@ class RunStore:
             self._append(pipe, event)
             return run
 
-        run = self.redis.transaction(
-            txn, self.keys.run(run_id), self.keys.run_phases(run_id), *watch, value_from_callable=True
+        # redis-py types `func` as returning None and the result as EXEC's list; with
+        # value_from_callable=True the result is what `func` returned.
+        run: Run = self.redis.transaction(  # type: ignore[assignment]
+            txn,  # type: ignore[arg-type]
+            self.keys.run(run_id),
+            self.keys.run_phases(run_id),
+            *watch,
+            value_from_callable=True,
         )
         self.flush_mirror()
         return run
@@ -319,7 +332,7 @@ class RunStore:
         it) when anything of it changed since the caller looked."""
         stored = _as_stored(fields, "update_record")
 
-        def rewrite(pipe: Pipeline, run: Run) -> dict:
+        def rewrite(pipe: Pipeline, run: Run) -> dict[str, Any]:
             if unchanged_since is not None and run.updated_at != unchanged_since:
                 raise IllegalTransition("the run changed while this was being checked: try again")
             for name, value in stored.items():
@@ -366,7 +379,7 @@ class RunStore:
     def clear_incident(self, actor: str) -> None:
         self._incident_write(actor, "incident clear", None)
 
-    def _incident_write(self, actor: str, action: str, incident: dict | None) -> None:
+    def _incident_write(self, actor: str, action: str, incident: dict[str, Any] | None) -> None:
         current = self.redis.get(self.keys.current())
         evidence = {"incident": incident if incident else self.incident()}
         pipe = self.redis.pipeline(transaction=True)
@@ -378,7 +391,7 @@ class RunStore:
         pipe.execute()
         self.flush_mirror()
 
-    def incident(self) -> dict | None:
+    def incident(self) -> dict[str, Any] | None:
         """{by, at, text} of the incident in progress, or None."""
         raw = self.redis.get(self.keys.incident())
         return json.loads(raw) if raw else None
@@ -390,7 +403,7 @@ class RunStore:
             self.redis.set(self.keys.request_seen(request_id), clock.now().isoformat(), nx=True, ex=ttl)
         )
 
-    def detect_interrupted(self, lock) -> Run | None:
+    def detect_interrupted(self, lock: RunLock) -> Run | None:
         """If the current run is active but nobody holds the run lock (its owner died and the
         TTL expired), mark it INTERRUPTED (a busy phase becomes failed, "interrupted") and
         return it. Nothing is resumed. Call it before acquiring the lock."""
@@ -427,7 +440,7 @@ class RunStore:
             return None  # it finished, or a live owner holds the lock after all
 
     def restore(
-        self, run: Run, *, actor: str, evidence: Mapping[str, Any], incident: dict | None = None
+        self, run: Run, *, actor: str, evidence: Mapping[str, Any], incident: dict[str, Any] | None = None
     ) -> None:
         """Write a run rebuilt from history (state.recovery) and make it current, unless a
         current run appeared meanwhile; restore the incident flag with it. Audited as "run rebuilt"."""
@@ -450,7 +463,7 @@ class RunStore:
 
     def _event(
         self, action: str, actor: str, outcome: str, run_id: str | None, evidence: Mapping[str, Any] | None
-    ) -> dict:
+    ) -> dict[str, Any]:
         return make_event(
             target=self.keys.target,
             action=action,
@@ -463,7 +476,7 @@ class RunStore:
     def _append(self, pipe: Pipeline, event: Mapping[str, Any]) -> None:
         """Queue the event into the stream and, when PostgreSQL mirrors it, the pending list
         (both inside the caller's MULTI): a crash after EXEC loses no mirror write."""
-        pipe.xadd(self.keys.audit_stream(), stream_fields(event))
+        pipe.xadd(self.keys.audit_stream(), stream_fields(event))  # type: ignore[arg-type]  # see _write
         if self.events is not None:
             pipe.rpush(self.keys.mirror_pending(), dumps(event))
 
@@ -479,18 +492,20 @@ class RunStore:
             except (OperationalError, InterfaceError, OSError) as exc:
                 return self._mirror_unreachable(key, exc)
             except SQLAlchemyError:
-                if not self._flush_one_by_one(key, batch):  # find the refused one, keep the order
+                if not self._flush_one_by_one(
+                    self.events, key, batch
+                ):  # find the refused one, keep the order
                     return self.redis.llen(key)
                 continue
             self._forget_pending(key, batch)
         return 0
 
-    def _flush_one_by_one(self, key: str, batch: list) -> bool:
+    def _flush_one_by_one(self, events: EventLog, key: str, batch: list[Any]) -> bool:
         """The batch one event at a time: a refused event is set aside so it cannot block the
         events behind it. False when PostgreSQL became unreachable (the rest stay pending)."""
         for raw in batch:
             try:
-                self.events.write(json.loads(raw))
+                events.write(json.loads(raw))
             except (OperationalError, InterfaceError, OSError) as exc:
                 self._mirror_unreachable(key, exc)
                 return False
@@ -501,7 +516,7 @@ class RunStore:
             self._forget_pending(key, [raw])
         return True
 
-    def _forget_pending(self, key: str, written: list) -> None:
+    def _forget_pending(self, key: str, written: list[Any]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for raw in written:
             pipe.lrem(key, 1, raw)  # exact value: safe if another process flushed it too
@@ -515,7 +530,7 @@ class RunStore:
         )
         return pending
 
-    def _first_line(self, exc: Exception) -> str:
+    def _first_line(self, exc: BaseException) -> str:
         return redact(first_line(exc), self._secrets)
 
     def mirror_backlog(self) -> int:

@@ -109,8 +109,16 @@ def _relative_to(found: Found, prefix: str) -> Found:
     """The folder's paths as seen from the runbook's own folder."""
     if prefix == ".":
         return found
-    at = lambda rel: rel and f"{Path(prefix).as_posix()}/{rel}"  # noqa: E731
-    migrations = [replace(m, up=at(m.up), down=at(m.down), verify=at(m.verify)) for m in found.migrations]
+
+    def at(rel: str) -> str:
+        return rel and f"{Path(prefix).as_posix()}/{rel}"
+
+    def at_opt(rel: str | None) -> str | None:
+        return rel and at(rel)
+
+    migrations = [
+        replace(m, up=at(m.up), down=at_opt(m.down), verify=at_opt(m.verify)) for m in found.migrations
+    ]
     ledger = {k: at(v) if k == "plan" else v for k, v in found.ledger.items()}
     return replace(found, migrations=migrations, ledger=ledger)
 

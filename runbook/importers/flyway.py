@@ -68,7 +68,7 @@ def scan(folder: Path) -> Found:
             )
     keys = sorted(ups, key=version_tuple)
     migrations = [
-        Migration(_version_text(ups[k][0]), descriptions[k], ups[k][0], (downs.get(k) or [None])[0])
+        Migration(_version_text(ups[k][0]), descriptions[k], ups[k][0], next(iter(downs.get(k) or ()), None))
         for k in keys
     ]
     return Found("flyway", {"kind": "flyway"}, migrations, ignored)
@@ -76,4 +76,6 @@ def scan(folder: Path) -> Found:
 
 def _version_text(file: str) -> str:
     """The version as Flyway writes it in flyway_schema_history (underscores become dots)."""
-    return parse_name(Path(file).name)[1]
+    parsed = parse_name(Path(file).name)
+    assert parsed is not None and parsed[1] is not None  # `ups` holds versioned (V…) scripts only
+    return parsed[1]

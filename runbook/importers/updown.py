@@ -38,6 +38,7 @@ def scan(folder: Path) -> Found:
                 f"{down[0]} has no up file for version {key} — expected <version>_<name>.up.sql next to it"
             )
     migrations = [
-        Migration(key, names[key], ups[key][0], (downs.get(key) or [None])[0]) for key in sorted(ups, key=int)
+        Migration(key, names[key], ups[key][0], next(iter(downs.get(key) or ()), None))
+        for key in sorted(ups, key=int)
     ]
     return Found("updown", {"kind": "golang-migrate"}, migrations, ignored)
