@@ -27,6 +27,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import ConfigError
 from core.urls import credentials_problem, url_secrets
@@ -121,7 +122,7 @@ def load_fleet(path: str | Path | None, env: Mapping[str, str], *, database_url:
     return _fleet(where, path, data, env)
 
 
-def _fleet(where: str, path: Path, data: dict, env: Mapping[str, str]) -> Fleet:
+def _fleet(where: str, path: Path, data: dict[str, Any], env: Mapping[str, str]) -> Fleet:
     unknown = sorted(set(data) - {"targets", "fleet"})
     if unknown:
         raise ConfigError(
@@ -165,7 +166,7 @@ def _count(where: str, what: str, value: object, maximum: int) -> int:
     return value
 
 
-def _target(where: str, n: int, entry: dict, env: Mapping[str, str]) -> Target:
+def _target(where: str, n: int, entry: dict[str, Any], env: Mapping[str, str]) -> Target:
     label = f"[[targets]] #{n}"
     unknown = sorted(set(entry) - set(_TARGET_KEYS))
     if unknown:

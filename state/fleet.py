@@ -53,12 +53,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from secrets import token_hex
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -181,9 +181,9 @@ class TargetState:
     run_id: str | None = None  # the target's own run (state/runs.py under its identity)
     error: str | None = None  # why it failed (redacted by the caller)
     reason: str | None = None  # why it is NO-GO or SKIPPED
-    backup: dict | None = None  # pre-flight's backup: {"path", "sha256", ...} or {"skipped": why}
+    backup: dict[str, Any] | None = None  # pre-flight's backup: {"path", "sha256", ...} or {"skipped": why}
     worker: str | None = None  # the worker process working on it
-    detail: dict | None = None  # anything else the adapters show (free JSON)
+    detail: dict[str, Any] | None = None  # anything else the adapters show (free JSON)
     attempts: int = 0  # how many times a worker started it (2+: taken over)
     queued_at: datetime | None = None
     started_at: datetime | None = None
@@ -229,11 +229,11 @@ class FleetRun:
     targets: dict[str, TargetState] = field(default_factory=dict)  # in file order
     wave: int | None = None  # the wave cursor: the wave running (None before the run)
     failures: int = 0
-    approval: dict | None = None
-    preflight: dict | None = None
-    decision: dict | None = None
-    result: dict | None = None
-    meta: dict = field(default_factory=dict)
+    approval: dict[str, Any] | None = None
+    preflight: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
     backup_policy: str | None = None  # "every" | "canary" (pre-flight; README)
 
     @property
@@ -269,16 +269,16 @@ class FleetRun:
         return data
 
     @classmethod
-    def from_hashes(cls, fleet: Mapping, targets: Mapping) -> FleetRun:
+    def from_hashes(cls, fleet: Mapping[Any, Any], targets: Mapping[Any, Any]) -> FleetRun:
         data = {as_text(k): json.loads(v) for k, v in fleet.items()}
         states = sorted((TargetState.from_json(v) for v in targets.values()), key=lambda t: t.order)
         return cls(
             id=data["id"],
             runbook=data["runbook"],
             status=FleetStatus(data["status"]),
-            created_at=_dt(data["created_at"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
             created_by=data["created_by"],
-            updated_at=_dt(data["updated_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
             parallel=data["parallel"],
             stop_after_failures=data["stop_after_failures"],
             targets={t.name: t for t in states},
@@ -366,11 +366,12 @@ def decide(fleet: FleetRun) -> _Plan:
     return _Plan(wave=waves[-1], finish=F.SUCCEEDED)
 
 
-def _as_stored(fields: Mapping[str, Any] | None, allowed: tuple[str, ...], writer: str) -> dict:
+def _as_stored(fields: Mapping[str, Any] | None, allowed: tuple[str, ...], writer: str) -> dict[str, Any]:
     unknown = set(fields or {}) - set(allowed)
     if unknown:
         raise ValueError(f"{writer} cannot write {sorted(unknown)} (writable: {', '.join(allowed)})")
-    return json.loads(dumps(fields or {}))
+    stored: dict[str, Any] = json.loads(dumps(fields or {}))
+    return stored
 
 
 class FleetStore:
@@ -395,7 +396,8 @@ class FleetStore:
         return self.get(as_text(fleet_id)) if fleet_id else None
 
     def history(self, limit: int = 10) -> list[FleetRun]:
-        ids = self.redis.zrevrange(self.keys.index(), 0, max(limit, 1) - 1)
+        # without withscores the members alone (redis-py types the reply for both forms)
+        ids = cast("list[bytes | str]", self.redis.zrevrange(self.keys.index(), 0, max(limit, 1) - 1))
         return [f for f in (self.get(as_text(i)) for i in ids) if f]
 
     def target(self, fleet_id: str, name: str) -> TargetState | None:
@@ -640,14 +642,22 @@ class FleetStore:
 
     def events(self, fleet_id: str, after: str = "0-0", count: int = 1000) -> list[FleetEvent]:
         """The fleet's changes after stream id `after`, oldest first."""
-        entries = self.redis.xrange(self.keys.events(fleet_id), min=f"({after}", max="+", count=count)
+        # XRANGE's entries always have an id and fields (redis-py's StreamEntry allows None for XCLAIM's)
+        entries = cast(
+            "list[tuple[bytes | str, dict[bytes | str, bytes | str]]]",
+            self.redis.xrange(self.keys.events(fleet_id), min=f"({after}", max="+", count=count),
+        )
         return [_event_from_stream(i, f) for i, f in entries]
 
-    def audit_events(self, fleet_id: str | None = None, count: int = 1000) -> list[dict]:
+    def audit_events(self, fleet_id: str | None = None, count: int = 1000) -> list[dict[str, Any]]:
         """The fleet audit stream (of one fleet run, if given), oldest first."""
         found = []
-        for stream_id, fields in self.redis.xrange(self.keys.audit_stream(), count=100_000):
-            event = {as_text(k): as_text(v) for k, v in fields.items()}
+        entries = cast(
+            "list[tuple[bytes | str, dict[bytes | str, bytes | str]]]",
+            self.redis.xrange(self.keys.audit_stream(), count=100_000),
+        )  # as in events()
+        for stream_id, fields in entries:
+            event: dict[str, Any] = {as_text(k): as_text(v) for k, v in fields.items()}
             event["evidence"] = json.loads(event.get("evidence") or "{}")
             event["stream_id"] = as_text(stream_id)
             if fleet_id is None or event.get("run_id") == fleet_id:
@@ -656,7 +666,13 @@ class FleetStore:
 
     # ------------------------------------------------------------ internals
 
-    def _update(self, fleet_id: str, change, *, expect: Collection[FleetStatus] | None = None) -> FleetRun:
+    def _update(
+        self,
+        fleet_id: str,
+        change: Callable[[Pipeline, FleetRun], Iterable[TargetState]],
+        *,
+        expect: Collection[FleetStatus] | None = None,
+    ) -> FleetRun:
         """The one read-check-write of a fleet run: WATCH both hashes, load, let `change` check
         and change it (queuing its events into the pipe), write the fleet and the targets it
         returns, EXEC. `change` is called again when another writer got in first."""
@@ -675,8 +691,13 @@ class FleetStore:
             self._write(pipe, fleet, touched)
             return fleet
 
-        fleet = self.redis.transaction(
-            txn, self.keys.fleet(fleet_id), self.keys.targets(fleet_id), value_from_callable=True
+        # redis-py types `func` as returning None and the result as EXEC's list; with
+        # value_from_callable=True the result is what `func` returned.
+        fleet: FleetRun = self.redis.transaction(  # type: ignore[assignment]
+            txn,  # type: ignore[arg-type]
+            self.keys.fleet(fleet_id),
+            self.keys.targets(fleet_id),
+            value_from_callable=True,
         )
         self.flush_mirror()
         return fleet
@@ -745,10 +766,12 @@ class FleetStore:
         return target
 
     def _write(self, pipe: Pipeline, fleet: FleetRun, targets: Iterable[TargetState]) -> None:
-        pipe.hset(self.keys.fleet(fleet.id), mapping=fleet.to_hash())
+        # The arg-type ignores here and on xadd: redis-py wants a Mapping keyed by its whole
+        # union of field types, and Mapping is invariant in its key: a dict[str, str] is refused.
+        pipe.hset(self.keys.fleet(fleet.id), mapping=fleet.to_hash())  # type: ignore[arg-type]
         states = {t.name: t.to_json() for t in targets}
         if states:
-            pipe.hset(self.keys.targets(fleet.id), mapping=states)
+            pipe.hset(self.keys.targets(fleet.id), mapping=states)  # type: ignore[arg-type]
 
     def _emit(
         self,
@@ -779,7 +802,7 @@ class FleetStore:
             "error": error or "",
             "reason": reason or "",
         }
-        pipe.xadd(self.keys.events(fleet.id), entry)
+        pipe.xadd(self.keys.events(fleet.id), entry)  # type: ignore[arg-type]  # see _write
 
     def _audit(
         self, pipe: Pipeline, fleet_id: str, action: str, actor: str, evidence: Mapping[str, Any]
@@ -792,7 +815,7 @@ class FleetStore:
             run_id=fleet_id,
             evidence=evidence,
         )
-        pipe.xadd(self.keys.audit_stream(), stream_fields(event))
+        pipe.xadd(self.keys.audit_stream(), stream_fields(event))  # type: ignore[arg-type]  # see _write
         if self.mirror is not None:
             pipe.rpush(self.keys.mirror_pending(), dumps(event))
 
@@ -810,12 +833,12 @@ class FleetStore:
                 return self.redis.llen(key)
             pipe = self.redis.pipeline(transaction=False)
             for raw in batch:
-                pipe.lrem(key, 1, raw)
+                pipe.lrem(key, 1, raw)  # type: ignore[arg-type]  # redis-py types the value str; LRANGE answered bytes, which LREM matches
             pipe.execute()
         return 0
 
 
-def _check(current: StrEnum, to: StrEnum, table: Mapping, what: str) -> None:
+def _check(current: StrEnum, to: StrEnum, table: Mapping[Any, frozenset[Any]], what: str) -> None:
     allowed = table[current]
     if to not in allowed:
         if not allowed:
@@ -839,7 +862,7 @@ def _may_start(fleet: FleetRun, target: TargetState) -> None:
         )
 
 
-def _event_from_stream(stream_id: bytes | str, fields: Mapping) -> FleetEvent:
+def _event_from_stream(stream_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> FleetEvent:
     data = {as_text(k): as_text(v) for k, v in fields.items()}
     return FleetEvent(
         id=as_text(stream_id),
