@@ -102,6 +102,10 @@ class Keys:
     def slack_meta(self, run_id: str) -> str:
         return self._k("slack", "meta", run_id)
 
+    def fleet_feed(self, fleet_id: str) -> str:
+        """String: the last event of a fleet run's stream already turned into thread lines."""
+        return self._k("slack", "fleetfeed", fleet_id)
+
     # --- APScheduler's Redis job store
     def schedule_jobs(self) -> str:
         return self._k("schedule", "jobs")

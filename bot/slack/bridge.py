@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 
 from slack_sdk import WebClient
 
+from bot.slack.fleet_feed import FleetFeed
 from bot.slack.outbox import Delivery, Outbox, OutboxWorker, RunThreads, web_client
 from bot.slack.reporter import SlackReporter, card_renderer
 from bot.terminal import terminal_safe
+from commands.fleetcore import store as fleet_store
 from commands.result import FAILED, OK, REFUSED, Outcome, Post, Progress
 from core.redact import redact
 
@@ -85,6 +87,8 @@ class Bridge:
         delivery = Delivery(client, threads, settings.channel, card_renderer(core))
         worker = OutboxWorker(outbox, delivery, settings.secrets())
         reporter = SlackReporter(outbox, threads, settings.secrets())
+        if settings.targets is not None:  # a fleet: its transitions become thread lines
+            worker.pump = FleetFeed(fleet_store(core), core.keys, outbox, reporter).pump
         return cls(core, handle or default_handle(), client, outbox, threads, reporter, worker)
 
     @property

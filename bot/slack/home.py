@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from bot.slack import blocks
-from commands import card
+from bot.slack import blocks, fleet_blocks
+from commands import card, fleet_templates
+from commands.fleetcore import store as fleet_store
 from commands.info import status_word
 from commands.templates import FAIL_MARK, OK_MARK, seconds
 from core.clock import hhmm
@@ -76,8 +77,35 @@ def followup_lines(core) -> list[str]:
     ]
 
 
+def fleet_view(core) -> dict:
+    """The Home tab of a fleet (MIGRATE_TARGETS): the current fleet run's table of targets, the
+    decision it waits for, and the last fleet runs."""
+    fleets = fleet_store(core)
+    current = fleets.current()
+    pending = []
+    if current is not None and str(current.status) == "go":
+        go = len(current.with_status(fleet_templates.T.GO))
+        pending = [
+            f"Fleet run `{current.id}` waits for GO / NO-GO from {core.roster.mention('tpm')} ({go} databases GO)."
+        ]
+    history = [
+        f"{fleet_templates.headline(f, core.roster)[0]} · `{f.id}` {f.created_at:%Y-%m-%d} {hhmm(f.created_at)} · "
+        f"{len(f.targets)} databases · {fleet_templates.counts_line(f)}"
+        for f in fleets.history()
+        if current is None or f.id != current.id
+    ]
+    return blocks.home_view(
+        fleet_blocks.home_lines(current, core.runbook.title, core.roster) if current else [],
+        pending,
+        history,
+        followup_lines(core),
+    )
+
+
 def view(core) -> dict:
     """The Home tab's view, from the run store and the scheduler."""
+    if core.settings.targets is not None:
+        return fleet_view(core)
     current = core.store.current()
     history = [r for r in core.store.history() if current is None or r.id != current.id]
     return blocks.home_view(

@@ -317,6 +317,9 @@ class OutboxWorker:
         self.backoff = 0.0
         self.rotations = 0  # not-due refreshes moved to the tail since the last delivery
         self.stop = threading.Event()
+        # Called at each step while this worker holds the channel (bot/slack/fleet_feed.py turns
+        # the fleet runs' transitions into thread lines there: one process at a time).
+        self.pump: Callable[[], object] | None = None
         self._stepping = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -413,6 +416,11 @@ class OutboxWorker:
     def _step(self) -> float:
         if not self._hold_lock():
             return POLL
+        if self.pump is not None:
+            try:
+                self.pump()
+            except Exception as exc:  # a feed that cannot be read must not stop delivery
+                log.error("outbox: pump failed: %s", redact(repr(exc), self.secrets))
         raw = self.outbox.head_raw()
         if raw is None:
             return POLL

@@ -13,10 +13,11 @@ import json
 import logging
 from dataclasses import asdict, replace
 
-from bot.slack import blocks
+from bot.slack import blocks, fleet_blocks
 from bot.slack.outbox import Outbox, RunThreads
 from bot.terminal import terminal_safe
 from commands.card import describe
+from commands.fleetcore import store as fleet_store
 from commands.result import Post, Progress
 from core.redact import redact
 
@@ -64,6 +65,9 @@ def card_renderer(core):
     card is derived from its state in the store each time it is delivered (nothing patched)."""
 
     def render(run_id: str, meta: dict) -> blocks.Rendered:
+        fleet = fleet_store(core).get(run_id) if run_id.startswith("fleet-") else None
+        if fleet is not None:  # a fleet run's parent message: the table of its targets
+            return fleet_blocks.fleet_card(fleet, core.runbook.title, core.roster, run_id)
         progress = Progress(**json.loads(meta["progress"])) if meta.get("progress") else None
         run = core.store.get(run_id)
         card = describe(run, core.runbook, core.roster) if run is not None else None
