@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         "--user", required=True, help="the Slack user ID to act as (roles come from the roster)"
     )
     console.add_argument("text", nargs="*", help='one command, e.g. "run phase 1"; none: interactive prompt')
+    worker = sub.add_parser(
+        "fleet-worker", help="work on fleet runs' databases beside serve (README, Many databases)"
+    )
+    worker.add_argument("--threads", type=int, help="databases at once here (default: [fleet] parallel)")
     imp = sub.add_parser("import", help="write a runbook for an existing migration folder")
     imp.add_argument("dir", help="the migration folder")
     imp.add_argument(
@@ -53,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         secrets = settings.secrets()
         logs.configure(secrets)
+        if args.mode == "fleet-worker":
+            from bot.fleet import fleet_context
+            from workflows.fleet.worker import run_forever
+
+            return run_forever(fleet_context(settings), threads=args.threads)
         if args.mode == "serve":
             from bot.slack.server import serve
 

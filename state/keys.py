@@ -162,3 +162,11 @@ class FleetKeys:
     def job_lock(self, fleet_id: str, target: str) -> str:
         """String + TTL: the worker working on one target of a fleet run (workflows/fleet)."""
         return self._k("run", fleet_id, "working", target)
+
+    def queue_namespace(self) -> str:
+        """Prefix of the job queue's own keys (dramatiq's Redis broker: queue, acks, heartbeats)."""
+        return self._k("queue")
+
+    def sent(self, fleet_id: str) -> str:
+        """Hash: target name -> JSON {message, at}: a job was sent for it (workflows/fleet/waves.py)."""
+        return self._k("run", fleet_id, "sent")
