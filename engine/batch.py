@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import select
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import psycopg
 from psycopg import pq
@@ -38,7 +39,7 @@ def chunks(items: Sequence[Statement], size: int = CHUNK) -> Iterator[list[State
 def run_chunk(conn: psycopg.Connection, chunk: list[Statement], done: Callable[[Statement], None]) -> None:
     """Run a chunk in the connection's transaction; `done(statement)` after each statement
     that succeeded, in order; raises ChunkError for the one that failed."""
-    results: list = []
+    results: list[Any] = []
     try:
         _simple_query(conn.pgconn, SEPARATOR.join(s.sql for s in chunk).encode(conn.info.encoding), results)
     except psycopg.OperationalError as exc:  # connection lost: blame the statement that was running
@@ -53,7 +54,7 @@ def run_chunk(conn: psycopg.Connection, chunk: list[Statement], done: Callable[[
         done(chunk[i])
 
 
-def _simple_query(pgconn: pq.abc.PGconn, query: bytes, results: list) -> None:
+def _simple_query(pgconn: pq.abc.PGconn, query: bytes, results: list[Any]) -> None:
     """Send one simple-query message and collect every result into `results`. Waits with
     select() (which releases the GIL) so cancel() and the blocker watch keep running."""
     pgconn.send_query(query)
@@ -70,6 +71,8 @@ def _simple_query(pgconn: pq.abc.PGconn, query: bytes, results: list) -> None:
 def line_offset(sql: str, position: str | None, base: int = 0) -> int:
     """Lines between a statement's start and the server's error position (1-based chars,
     counted from the start of the message: `base` is where the statement starts in it)."""
+    if position is None:
+        return 0
     try:
         return sql.count("\n", 0, max(0, int(position) - 1 - base))
     except (TypeError, ValueError):

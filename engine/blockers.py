@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from pglast.parser import normalize
@@ -78,7 +79,7 @@ class BlockerWatch:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
@@ -119,7 +120,7 @@ class BlockerWatch:
             if new and self._on_new is not None:
                 self._on_new(self._seen[row[0]])
 
-    def _blocker(self, row) -> Blocker:
+    def _blocker(self, row: Sequence[Any]) -> Blocker:
         return to_blocker(row, self._secrets)
 
 
@@ -134,7 +135,7 @@ def without_constants(query: str) -> str:
         return f"{words[0]} … (not shown: unparsable)" if words else ""
 
 
-def to_blocker(row, secrets: Sequence[str]) -> Blocker:
+def to_blocker(row: Sequence[Any], secrets: Sequence[str]) -> Blocker:
     """A Blocker from (pid, query, state, age, mode, relation); the query's literals removed,
     redacted, truncated."""
     pid, query, state, age, mode, relation = row

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from pglast.parser import parse_sql_json
@@ -27,7 +28,7 @@ _CREATE_INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
 _INDEX_TABLE = "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass(%s)"
 
 
-def _reindex_concurrently(stmt: Statement) -> dict | None:
+def _reindex_concurrently(stmt: Statement) -> dict[str, Any] | None:
     """The ReindexStmt of `REINDEX (…) INDEX|TABLE … CONCURRENTLY`, else None."""
     if stmt.transactional or not re.match(r"\s*REINDEX\b", stmt.sql, re.IGNORECASE):
         return None
@@ -103,7 +104,9 @@ def analyze(dsn: str, tables: list[str], statement_timeout: float) -> list[str]:
             "SELECT set_config('statement_timeout', %s, false)", (f"{int(statement_timeout * 1000)}ms",)
         )
         for table in tables:
-            if conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()[0]:
+            missing = conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()
+            assert missing is not None  # a SELECT without FROM is one row
+            if missing[0]:
                 continue  # dropped later in the same file
             conn.execute(pgsql.SQL("ANALYZE {}").format(pgsql.Identifier(*table.split("."))))
             notes.append(f"ANALYZE {table} after its index was built (auto_analyze)")

@@ -14,6 +14,7 @@ Values are copied without being re-typed as SQL: each is set in a session with s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -101,7 +102,7 @@ def _store_setting(target_url: str, target: str, role: str | None, name: str, va
             conn.execute(stmt)
 
 
-def _copy_acl(admin_url: str, target: str, grants: list[tuple]) -> None:
+def _copy_acl(admin_url: str, target: str, grants: list[tuple[Any, ...]]) -> None:
     """The target's ACL made equal to the grants listed (it starts from the default); all or nothing."""
     db = sql.Identifier(target)
     with psycopg.connect(admin_url, autocommit=True) as conn, conn.transaction():

@@ -16,15 +16,16 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from core import clock
 from core.redact import first_line, redact
 from engine import batch, concurrent, indexes, ledger, locks
 from engine.blockers import Blocker, BlockerWatch, holders
+from engine.ledgers.base import Statement as TeamStatement
 from engine.psql import PsqlProcess, child_env, command
 from runbook.model import Runbook, Step
 from runbook.safety import CONCURRENT, LevelTimeouts, LockTimeouts
@@ -40,7 +41,7 @@ ProgressFn = Callable[[int, int, Statement], None]  # (k, n, statement)
 WaitFn = Callable[[Blocker], None]  # a session the running statement waits for, first seen
 # The team's ledger statements for this file (engine.ledgers), given the duration in ms (None:
 # measured by the server); they run in the file's own transaction, after its body.
-TeamLedgerFn = Callable[[int | None], Sequence[sql.Composable]]
+TeamLedgerFn = Callable[[int | None], Sequence[TeamStatement]]
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,9 @@ class _Run:
             for statement in self.team_ledger(int((clock.monotonic() - self.t0) * 1000)):
                 conn.execute(statement)
 
-    def ledger_values(self, statements: int) -> tuple:
+    def ledger_values(self, statements: int) -> tuple[Any, ...]:
         r = self.record
+        assert r is not None  # the ledger row is written only for a file run with a record
         duration_ms = int((clock.monotonic() - self.t0) * 1000)
         return (
             r.runbook,
@@ -170,7 +172,7 @@ class Executor:
     def __init__(self, dsn: str, *, secrets: Sequence[str] = (), application_name: str = "migrate-bot"):
         self._dsn = dsn
         password = conninfo_to_dict(dsn).get("password")
-        self._secrets = tuple(s for s in (*secrets, password) if s)
+        self._secrets = tuple(str(s) for s in (*secrets, password) if s)  # conninfo values are text
         self._app = application_name
         self._guard = threading.Lock()
         self._cancelled = threading.Event()
@@ -412,7 +414,7 @@ class Executor:
         """Statement by statement in autocommit (CREATE INDEX CONCURRENTLY, VACUUM, …). A retry
         resumes at the statement that failed: the ones before it are committed."""
         body = run.parsed.body
-        before: tuple[list[int], str] | None = None  # the table of a concurrent build, before it
+        before: tuple[str, list[int], str] | None = None  # the table of a concurrent build, before it
         with self._connect(run, result, autocommit=True) as conn:
             with self._watch(run, result):
                 try:
@@ -432,7 +434,7 @@ class Executor:
                             and stmt.concurrent_index[1]
                             and indexes.is_invalid(conn, stmt.concurrent_index[1])
                         ):
-                            raise _KeptInvalid(stmt)
+                            raise _KeptInvalid(stmt, stmt.concurrent_index[1])
                         result.executed += 1
                         if run.on_progress:
                             run.on_progress(result.executed, len(body), stmt)
@@ -446,7 +448,7 @@ class Executor:
                 except _Cancelled:
                     result.cancelled = True
                 except _KeptInvalid as kept:
-                    name = kept.stmt.concurrent_index[1]
+                    name = kept.index
                     result.error = self._error(
                         run.parsed.name,
                         kept.stmt.line,
@@ -620,9 +622,10 @@ class Executor:
 class _KeptInvalid(Exception):
     """CREATE INDEX CONCURRENTLY IF NOT EXISTS found an INVALID index of that name and kept it."""
 
-    def __init__(self, stmt: Statement):
+    def __init__(self, stmt: Statement, index: str):
         super().__init__(stmt.sql)
         self.stmt = stmt
+        self.index = index
 
 
 class _Session:
@@ -648,7 +651,7 @@ class _Session:
         self._conn = conn
         return conn
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         with self._ex._guard:
             self._ex._conn, self._ex._pid = None, None
         self._conn.close()
@@ -674,7 +677,7 @@ class _Watch:
     def __enter__(self) -> BlockerWatch:
         return self._watch.__enter__()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._watch.__exit__(*exc)
         _merge_blockers(self._result, self._watch.blockers)
 

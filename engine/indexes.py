@@ -26,7 +26,9 @@ _NEW_INVALID = """SELECT n.nspname, c.relname FROM pg_index i
 def before_build(conn: psycopg.Connection, table: str) -> tuple[list[int], str]:
     """OIDs of the indexes `table` has now (none when it does not exist yet), and the session's
     search_path (the file may have set it; `table` may be unqualified)."""
-    path = conn.execute("SELECT current_setting('search_path')").fetchone()[0]
+    row = conn.execute("SELECT current_setting('search_path')").fetchone()
+    assert row is not None  # current_setting() is one row
+    path: str = row[0]
     return [r[0] for r in conn.execute(_ON_TABLE, (table,))], path
 
 

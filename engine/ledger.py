@@ -7,6 +7,9 @@ as the file itself, so "applied but not recorded" cannot happen (the alembic way
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -42,7 +45,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(statement)
 
 
-def insert_sql_literal(values: tuple) -> str:
+def insert_sql_literal(values: tuple[Any, ...]) -> str:
     """The ledger INSERT with its values inlined, for a psql run (-1 -f file -f ledger).
     A duration of None is measured by the server: now() is the transaction's start."""
     literals = [sql.Literal(v).as_string(None) for v in values]
@@ -51,7 +54,7 @@ def insert_sql_literal(values: tuple) -> str:
     return INSERT_SQL.replace("%s", "{}").format(*literals)
 
 
-def applied_files(dsn: str, runbook: str) -> list[dict]:
+def applied_files(dsn: str, runbook: str) -> list[dict[str, Any]]:
     """Ledger rows of one runbook, oldest first (empty when the ledger does not exist yet)."""
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
         if not _exists(conn, "migrate_bot.applied_files"):
@@ -61,7 +64,9 @@ def applied_files(dsn: str, runbook: str) -> list[dict]:
         ).fetchall()
 
 
-def step_committed(dsn: str, *, run_id: str, step: str, sha256: str, since, timeout: float = 5.0) -> bool:
+def step_committed(
+    dsn: str, *, run_id: str, step: str, sha256: str, since: datetime, timeout: float = 5.0
+) -> bool:
     """Whether the ledger holds a row of `step` of this run with these bytes, started at or
     after `since`: the row is written in the step's own transaction, so its absence proves the
     transaction did not commit. Reads only the ledger table, under lock and statement
@@ -75,13 +80,13 @@ def step_committed(dsn: str, *, run_id: str, step: str, sha256: str, since, time
     ) as conn:
         if not _exists(conn, "migrate_bot.applied_files"):
             return False
-        return bool(
-            conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM migrate_bot.applied_files WHERE run_id = %s "
-                "AND step = %s AND sha256 = %s AND started_at >= %s)",
-                (run_id, step, sha256, since),
-            ).fetchone()[0]
-        )
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM migrate_bot.applied_files WHERE run_id = %s "
+            "AND step = %s AND sha256 = %s AND started_at >= %s)",
+            (run_id, step, sha256, since),
+        ).fetchone()
+        assert row is not None  # SELECT EXISTS is one row
+        return bool(row[0])
 
 
 def record_version(
@@ -143,12 +148,13 @@ def _table(name: str) -> sql.Identifier:
     return sql.Identifier(*name.split("."))
 
 
-def _exists(conn, relation: str) -> bool:
+def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (relation,)).fetchone()
+    assert row is not None  # a SELECT without FROM is one row
     return bool(row["present"] if isinstance(row, dict) else row[0])
 
 
-def _columns(conn, table: str) -> set[str]:
+def _columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
     rows = conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
         "AND NOT attisdropped",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import psycopg
 from psycopg import sql as pgsql
@@ -94,7 +94,10 @@ def lock_plan(parsed: ParsedFile) -> list[Lock]:
     return list(plan.values())
 
 
-def _stronger(plan: dict, key, lock: Lock) -> None:
+_Key = TypeVar("_Key")  # (relation, via_index) while planning, the resolved table after
+
+
+def _stronger(plan: dict[_Key, Lock], key: _Key, lock: Lock) -> None:
     """Keep the stronger of `lock` and what `plan` holds for `key` (dict order: the first touch)."""
     known = plan.get(key)
     if known is None and lock.level == "ROW EXCLUSIVE":

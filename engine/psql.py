@@ -57,9 +57,9 @@ def child_env(dsn: str, settings: Mapping[str, str], application_name: str) -> t
     options = {"client_connection_check_interval": str(children.CLIENT_CHECK_MS), **settings}
     env.update(PGOPTIONS=pgoptions(options), PGAPPNAME=application_name, PGCONNECT_TIMEOUT="10")
     if password:
-        env["PGPASSWORD"] = password
+        env["PGPASSWORD"] = str(password)  # conninfo values are text
     params.pop("application_name", None)
-    return make_conninfo(**params), env
+    return make_conninfo("", **params), env
 
 
 def command(conninfo: str, files: Sequence[Path], single_transaction: bool) -> list[str]:
@@ -87,7 +87,7 @@ class PsqlProcess:
 
     def __init__(self, args: list[str], env: dict[str, str]):
         self._args, self._env = args, env
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._interrupted = False
 

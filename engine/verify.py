@@ -56,7 +56,7 @@ class SuiteResult:
 
 def run_checks(dsn: str, checks: Sequence[Check]) -> list[Evidence]:
     """Run each check's query in a read-only transaction and compare its single value."""
-    evidence = []
+    evidence: list[Evidence] = []
     if not checks:  # no connection for nothing (a folder of small migrations has many phases without checks)
         return evidence
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -152,10 +152,10 @@ def compare(value: Any, expect: Any, how: str = "eq") -> bool:
     except (TypeError, ValueError):
         return False
     if how == "ge":
-        return observed >= expect
+        return bool(observed >= expect)
     if how == "le":
-        return observed <= expect
-    return observed == expect
+        return bool(observed <= expect)
+    return bool(observed == expect)
 
 
 def _show(value: Any) -> str:
@@ -178,7 +178,7 @@ def run_suite(
 
     With `approved_sha256`, the file is read once and psql runs a private copy of exactly
     those bytes; other bytes are not run (a failed suite naming the change)."""
-    secrets = (*secrets, *inputs.values(), *(v for v in [conninfo_to_dict(dsn).get("password")] if v))
+    secrets = (*secrets, *inputs.values(), *(str(v) for v in [conninfo_to_dict(dsn).get("password")] if v))
     try:
         source = read_verified(Path(path), approved_sha256)
     except SqlFileError as exc:  # changed since approval, or unreadable: nothing ran
@@ -282,6 +282,6 @@ def _same_body(body: str, expected: str) -> bool:
     import json
 
     try:
-        return json.loads(body) == json.loads(expected)
+        return bool(json.loads(body) == json.loads(expected))
     except ValueError:
         return body.strip() == expected.strip()

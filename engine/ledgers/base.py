@@ -27,6 +27,10 @@ class Entry:
     actor: str  # who ran it (Slack user id)
 
 
+# What a ledger's statements are: what Connection.execute takes (psycopg's Query), values
+# inlined as literals so that the statements can also be appended to a psql run.
+Statement = sql.SQL | sql.Composed
+
 # A server-side duration: the transaction started with the migration (now() is its start).
 SERVER_DURATION = sql.SQL("(extract(epoch FROM clock_timestamp() - now()) * 1000)::int")
 
@@ -51,7 +55,11 @@ class Ledger:
             return set()
         rows = conn.execute("SELECT file FROM migrate_bot.applied_files WHERE runbook = %s", (self.rb.id,))
         files = {r[0] for r in rows}
-        return {s.migration for s in self.tracked() if s.file in files or Path(s.file).name in files}
+        return {
+            s.migration
+            for s in self.tracked()
+            if s.migration and (s.file in files or Path(s.file).name in files)
+        }  # (tracked steps all name a migration)
 
     def problem(self, conn: psycopg.Connection) -> str | None:
         return None
@@ -59,13 +67,13 @@ class Ledger:
     def before(self, conn: psycopg.Connection, entry: Entry) -> None:
         """Committed before the migration's transaction opens (nothing for most tools)."""
 
-    def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
+    def record(self, entry: Entry, duration_ms: int | None) -> list[Statement]:
         return []  # the executor's own applied_files row is this ledger's record
 
     def before_remove(self, conn: psycopg.Connection, entry: Entry) -> None:
         """Committed before the rollback's transaction opens (nothing for most tools)."""
 
-    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
+    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[Statement]:
         step = self.step(entry.migration)
         names = {step.file, Path(step.file).name} if step else {entry.script}
         return [
@@ -94,6 +102,10 @@ class Ledger:
         """The runbook's steps that name a migration, in runbook order."""
         return [s for p in self.rb.phases for s in p.steps if s.migration]
 
+    def migrations(self) -> list[str]:
+        """The migrations `tracked` steps name, in runbook order."""
+        return [s.migration for s in self.tracked() if s.migration]
+
     def step(self, migration: str) -> Step | None:
         return next((s for s in self.tracked() if s.migration == migration), None)
 
@@ -102,4 +114,6 @@ class Ledger:
 
 
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    assert row is not None  # a SELECT without FROM is one row
+    return bool(row[0])

@@ -13,9 +13,10 @@ import zlib
 import psycopg
 from psycopg import sql
 
-from engine.ledgers.base import Entry, Ledger, _exists, duration_sql
+from engine.ledgers.base import Entry, Ledger, Statement, _exists, duration_sql
 from engine.ledgers.table import identifier
 from runbook.flywaynames import parse_name
+from runbook.model import Runbook
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -33,7 +34,7 @@ def checksum(data: bytes) -> int:
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
-def ddl(table: str) -> list[sql.Composable]:
+def ddl(table: str) -> list[Statement]:
     """The history table as Flyway creates it on PostgreSQL (primary key + index on success)."""
     t, pk, idx = (
         identifier(table),
@@ -55,7 +56,7 @@ def ddl(table: str) -> list[sql.Composable]:
 class FlywayLedger(Ledger):
     kind = "flyway"
 
-    def __init__(self, rb):
+    def __init__(self, rb: Runbook):
         super().__init__(rb)
         self.table = rb.ledger.table or "flyway_schema_history"
         self.label = self.table
@@ -88,14 +89,14 @@ class FlywayLedger(Ledger):
             )
         return None
 
-    def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
+    def record(self, entry: Entry, duration_ms: int | None) -> list[Statement]:
         return [*ddl(self.table), self._row(entry, entry.migration, "SQL", duration_ms)]
 
-    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
+    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[Statement]:
         undo = Entry(entry.migration, self.rb.file_path(revert), revert, entry.description, entry.actor)
         return [*ddl(self.table), self._row(undo, entry.migration, "UNDO_SQL", duration_ms)]
 
-    def _row(self, entry: Entry, version: str, kind: str, duration_ms: int | None) -> sql.Composable:
+    def _row(self, entry: Entry, version: str, kind: str, duration_ms: int | None) -> Statement:
         parsed = parse_name(entry.script)
         description = parsed[2] if parsed else entry.description
         t = identifier(self.table)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from engine.ledgers.base import PARTIAL, Entry, Ledger, _exists
+from engine.ledgers.base import PARTIAL, Entry, Ledger, Statement, _exists
 from engine.ledgers.table import identifier
+from runbook.model import Runbook, Step
 
 NIL_VERSION = -1  # golang-migrate's "no version" (written only as a dirty marker)
 
@@ -19,7 +20,7 @@ NIL_VERSION = -1  # golang-migrate's "no version" (written only as a dirty marke
 class GolangLedger(Ledger):
     kind = "golang-migrate"
 
-    def __init__(self, rb):
+    def __init__(self, rb: Runbook):
         super().__init__(rb)
         self.table = rb.ledger.table or "schema_migrations"
         self.label = f"{self.table} (golang-migrate)"
@@ -35,17 +36,15 @@ class GolangLedger(Ledger):
     def applied(self, conn: psycopg.Connection) -> set[str]:
         state = self.current(conn)
         if not state or state[1]:
-            return (
-                set() if not state else {s.migration for s in self.tracked() if int(s.migration) < state[0]}
-            )
-        return {s.migration for s in self.tracked() if int(s.migration) <= state[0]}
+            return set() if not state else {m for m in self.migrations() if int(m) < state[0]}
+        return {m for m in self.migrations() if int(m) <= state[0]}
 
-    def tracked(self):
+    def tracked(self) -> list[Step]:
         """Steps whose migration is a golang-migrate version (an integer); see `problem` for the others."""
-        return [s for s in super().tracked() if s.migration.isdigit()]
+        return [s for s in super().tracked() if s.migration and s.migration.isdigit()]
 
     def problem(self, conn: psycopg.Connection) -> str | None:
-        wrong = [s.migration for s in super().tracked() if not s.migration.isdigit()]
+        wrong = [s.migration for s in super().tracked() if s.migration and not s.migration.isdigit()]
         if wrong:
             return f"golang-migrate versions are integers: the runbook names {', '.join(wrong)}"
         state = self.current(conn)
@@ -58,9 +57,9 @@ class GolangLedger(Ledger):
             )
         return None
 
-    def _set(self, version: int | None, dirty: bool) -> list[sql.Composable]:
+    def _set(self, version: int | None, dirty: bool) -> list[Statement]:
         t = identifier(self.table)
-        out = [
+        out: list[Statement] = [
             sql.SQL("SET LOCAL client_min_messages = warning"),
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)"
@@ -75,7 +74,7 @@ class GolangLedger(Ledger):
             )
         return out
 
-    def _commit(self, conn: psycopg.Connection, statements: list[sql.Composable]) -> None:
+    def _commit(self, conn: psycopg.Connection, statements: list[Statement]) -> None:
         with conn.transaction():
             for statement in statements:
                 conn.execute(statement)
@@ -83,17 +82,17 @@ class GolangLedger(Ledger):
     def before(self, conn: psycopg.Connection, entry: Entry) -> None:
         self._commit(conn, self._set(int(entry.migration), True))
 
-    def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
+    def record(self, entry: Entry, duration_ms: int | None) -> list[Statement]:
         return self._set(int(entry.migration), False)
 
     def before_remove(self, conn: psycopg.Connection, entry: Entry) -> None:
         self._commit(conn, self._set(self._previous(entry.migration), True))
 
-    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
+    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[Statement]:
         return self._set(self._previous(entry.migration), False)
 
     def _previous(self, migration: str) -> int | None:
-        earlier = [int(s.migration) for s in self.tracked() if int(s.migration) < int(migration)]
+        earlier = [int(m) for m in self.migrations() if int(m) < int(migration)]
         return max(earlier) if earlier else None
 
     def partial_failure_help(self, entry: Entry) -> str:

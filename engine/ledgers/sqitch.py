@@ -10,7 +10,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from engine.ledgers.base import Entry, Ledger, _exists
+from engine.ledgers.base import Entry, Ledger, Statement, _exists
+from runbook.model import Runbook
 from runbook.sqitchplan import Change, Plan, PlanError, load_plan, script_hash
 
 REGISTRY = "sqitch"
@@ -70,13 +71,14 @@ class SqitchLedger(Ledger):
         "sqitch.releases",
     )
 
-    def __init__(self, rb):
+    def __init__(self, rb: Runbook):
         super().__init__(rb)
         self._plan: Plan | None = None
 
     @property
     def plan(self) -> Plan:
         if self._plan is None:
+            assert self.rb.ledger.plan is not None  # runbook.model requires `plan` of a sqitch ledger
             self._plan = load_plan(self.rb.file_path(self.rb.ledger.plan))
         return self._plan
 
@@ -98,16 +100,16 @@ class SqitchLedger(Ledger):
             keys = {c.key for c in self.plan.changes}
         except (OSError, PlanError) as exc:
             return f"{self.rb.ledger.plan} cannot be read: {exc}"
-        unknown = [s.migration for s in self.tracked() if s.migration not in keys]
+        unknown = [s.migration for s in self.tracked() if s.migration and s.migration not in keys]
         if unknown:
             return f"the runbook names {', '.join(unknown)}, which {self.rb.ledger.plan} does not plan"
         return None
 
-    def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
+    def record(self, entry: Entry, duration_ms: int | None) -> list[Statement]:
         change = self.plan.change(entry.migration)
         name, email = committer(entry.actor)
         p = self.plan
-        out = [sql.SQL(s) for s in _DDL.split(";")]
+        out: list[Statement] = [sql.SQL(s) for s in _DDL.split(";")]
         out.append(
             sql.SQL(
                 "INSERT INTO sqitch.releases (version, installer_name, installer_email) SELECT {}, {}, {} "
@@ -174,7 +176,7 @@ class SqitchLedger(Ledger):
         out.append(self._event("deploy", change, entry.actor))
         return out
 
-    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
+    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[Statement]:
         change = self.plan.change(entry.migration)
         name, email = committer(entry.actor)
         cid = sql.Literal(change.id)
@@ -211,7 +213,7 @@ class SqitchLedger(Ledger):
             ).fetchone():
                 conn.execute(self._event("fail", self.plan.change(entry.migration), entry.actor))
 
-    def _event(self, event: str, change: Change, actor: str) -> sql.Composable:
+    def _event(self, event: str, change: Change, actor: str) -> Statement:
         name, email = committer(actor)
         return sql.SQL(
             "INSERT INTO sqitch.events (event, change_id, change, project, note, tags, requires, conflicts, "
@@ -241,5 +243,5 @@ class SqitchLedger(Ledger):
         )
 
 
-def _values(*values) -> sql.Composable:
+def _values(*values: object) -> sql.Composable:
     return sql.SQL(", ").join(sql.Literal(v) for v in values)

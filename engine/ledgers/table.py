@@ -8,7 +8,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from engine.ledgers.base import Entry, Ledger, _exists
+from engine.ledgers.base import Entry, Ledger, Statement, _exists
+from runbook.model import Runbook
 
 LABEL_COLUMNS = ("description", "name")  # such tables' label column, often NOT NULL
 
@@ -21,7 +22,7 @@ def identifier(name: str) -> sql.Identifier:
 class TableLedger(Ledger):
     kind = "table"
 
-    def __init__(self, rb):
+    def __init__(self, rb: Runbook):
         super().__init__(rb)
         self.table = rb.ledger.table or "schema_migrations"
         self.column = rb.ledger.column
@@ -43,7 +44,7 @@ class TableLedger(Ledger):
     def before(self, conn: psycopg.Connection, entry: Entry) -> None:
         self._labels[entry.migration] = label_column(conn, self.table)
 
-    def record(self, entry: Entry, duration_ms: int | None) -> list[sql.Composable]:
+    def record(self, entry: Entry, duration_ms: int | None) -> list[Statement]:
         names, values = [sql.Identifier(self.column)], [sql.Literal(entry.migration)]
         label = self._labels.get(entry.migration)
         if label:
@@ -62,7 +63,7 @@ class TableLedger(Ledger):
             )
         ]
 
-    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[sql.Composable]:
+    def remove(self, entry: Entry, revert: str, duration_ms: int | None) -> list[Statement]:
         return [
             sql.SQL("DELETE FROM {} WHERE {}::text = {}").format(
                 identifier(self.table), sql.Identifier(self.column), sql.Literal(entry.migration)
