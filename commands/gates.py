@@ -120,6 +120,14 @@ def _database_healthy(dsn: str) -> Evidence:
 
 
 def _backup_safe(backup: dict | None) -> Evidence:
+    if backup and backup.get("skipped"):  # the runbook's [fleet] backup = "canary", outside the canary
+        return Evidence(
+            "Backup safe",
+            "the pre-flight's backup record",
+            f"no backup of this database, skipped on purpose: {backup['skipped']}",
+            "a verified backup, or none by the runbook's [fleet] backup policy",
+            True,
+        )
     if not backup or not backup.get("path"):
         return Evidence(
             "Backup safe", "preflight's backup record", "no backup recorded", "verified backup present", False

@@ -141,7 +141,9 @@ def _preflight_lines(run) -> list[str]:
     for reason in pf.get("nogo_reasons", []):
         lines.append(f"  {templates.FAIL_MARK} {reason}")
     backup = pf.get("backup") or {}
-    if backup:
+    if backup.get("skipped"):
+        lines.append(f"Backup: none, skipped on purpose: {backup['skipped']}")
+    elif backup:
         lines.append(
             f"Backup: {backup.get('path')} ({int(backup.get('size', 0)):,} bytes, sha256 {str(backup.get('sha256'))[:12]}…, "
             f"{'verified by restore' if backup.get('verified') else 'NOT verified'})"

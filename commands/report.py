@@ -86,7 +86,9 @@ def _preflight(run) -> list[str]:
     out += _table(["Check", "How", "Observed", "Required", "Result"], rows)
     out.append(f"**Outcome:** {pf.get('outcome')}  ")
     backup = pf.get("backup") or {}
-    if backup:
+    if backup.get("skipped"):
+        out.append(f"**Backup:** none, skipped on purpose: {backup['skipped']}  ")
+    elif backup:
         out += [
             f"**Backup:** `{backup.get('path')}` — {int(backup.get('size', 0)):,} bytes, sha256 `{backup.get('sha256')}`, "
             f"{'verified by restore' if backup.get('verified') else 'NOT verified'}  ",

@@ -106,3 +106,34 @@ def test_rollback_all_on_one_target_then_rollback_all_newest_first(settings, scr
         assert starts[0] == "db-4" and set(starts[1:3]) == {"db-5", "db-1"} and starts[3] == "canary"
     finally:
         close_target_cores(core)
+
+
+def test_canary_backup_policy_runs_rolls_back_and_reports_the_skipped_backups(settings, scratch_db, tmp_path):
+    urls = scratch_fleet(scratch_db, ["canary", "db-1", "db-4"])
+    before = {n: pg.schema_dump(u) for n, u in urls.items()}
+    runbook = small_runbook(tmp_path, extra='[fleet]\nbackup = "canary"')
+    console = Console(fleet_core(settings, tmp_path, urls, runbook))
+    core = console.core
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 0
+        code, out = console(TPM, "approve")
+        assert code == 0, out
+        run = store(core).current()
+        assert run.approval["targets"]["db-1"]["backup_skipped"].startswith("the runbook's [fleet] backup")
+        assert run.approval["targets"]["canary"]["backup_sha256"]
+
+        assert run_by_hand(core) == ["canary", "db-1", "db-4"]  # the final gates pass without a backup
+
+        assert store(core).current().status is FleetStatus.SUCCEEDED
+        code, out = console(COORDINATOR, "report")
+        assert code == 0
+        for name in ("canary", "db-1", "db-4"):
+            assert f"## Target {name} (wave " in out
+        assert out.count("**Backup:** none, skipped on purpose: the runbook's [fleet] backup") == 2
+        assert "no backup of this database, skipped on purpose" in out  # the Backup safe gate says why
+
+        code, out = console(COORDINATOR, "rollback all on db-1")  # proven against its schema snapshot
+        assert code == 0, out
+        assert pg.schema_dump(urls["db-1"]) == before["db-1"] and _objects(urls["db-1"]) == 0
+    finally:
+        close_target_cores(core)
