@@ -137,3 +137,24 @@ def test_canary_backup_policy_runs_rolls_back_and_reports_the_skipped_backups(se
         assert pg.schema_dump(urls["db-1"]) == before["db-1"] and _objects(urls["db-1"]) == 0
     finally:
         close_target_cores(core)
+
+
+def test_defer_is_no_go_for_every_database_of_the_fleet_run(settings, scratch_db, tmp_path):
+    urls = scratch_fleet(scratch_db, ["canary", "db-1"])
+    console = Console(fleet_core(settings, tmp_path, urls, small_runbook(tmp_path)))
+    core = console.core
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 0
+        code, out = console(TPM, "defer the release moved to Friday")
+        assert code == 0, out
+        run = store(core).current()
+        assert run.status is FleetStatus.DEFERRED and run.decision["reason"] == "the release moved to Friday"
+        for name in ("canary", "db-1"):
+            own = target_core(core, core.settings.targets.get(name)).store.current()
+            assert own.status is Status.DEFERRED
+        code, out = console(TPM, "approve")
+        assert code == 2 and "the fleet run is deferred" in out
+        code, out = console(COORDINATOR, "status")
+        assert "NO-GO by <@U0DYLAN>: the release moved to Friday" in out
+    finally:
+        close_target_cores(core)
