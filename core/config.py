@@ -187,6 +187,12 @@ class Settings:
         if missing:
             raise ConfigError("set " + ", ".join(missing) + " (see README, Configuration)")
 
+    def required_database_url(self) -> str:
+        """DATABASE_URL where work needs it (a Core requires it at start-up); ConfigError if unset."""
+        self.require("database_url")
+        assert self.database_url is not None  # require() raised otherwise
+        return self.database_url
+
     def secrets(self) -> tuple[str, ...]:
         """Every literal secret value the bot knows of, for redaction."""
         values = [

@@ -32,9 +32,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
 
 import psycopg
 
@@ -44,6 +46,8 @@ from engine import schema
 from engine.psql import child_env
 from preflight import catalog
 from preflight.report import BackupInfo
+
+StopFn = Callable[[], object]  # asked while a restore runs: true to stop it
 
 log = logging.getLogger("migrate.backup")
 
@@ -209,8 +213,10 @@ def dump(
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         source.read_only = True
         version = source.info.server_version
-        snapshot = source.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        tables_bytes = source.execute(_TABLES_BYTES).fetchone()[0]
+        snapshot_row = source.execute("SELECT pg_export_snapshot()").fetchone()
+        bytes_row = source.execute(_TABLES_BYTES).fetchone()
+        assert snapshot_row is not None and bytes_row is not None  # each answers one row
+        snapshot, tables_bytes = snapshot_row[0], bytes_row[0]
         free = shutil.disk_usage(settings.backup_dir).free
         problem = space_problem(Path(settings.backup_dir), free, tables_bytes)
         if problem:
@@ -254,7 +260,12 @@ class _Stream(threading.Thread):
     """pg_dump → (file, sha256, pg_restore stdin), in a thread so the caller can count rows."""
 
     def __init__(
-        self, dump_cmd: list[str], dump_env: dict, path: Path, restore_cmd: list[str] | None, env: dict
+        self,
+        dump_cmd: list[str],
+        dump_env: dict[str, Any],
+        path: Path,
+        restore_cmd: list[str] | None,
+        env: dict[str, Any],
     ):
         super().__init__(daemon=True)
         self.dump_cmd, self.dump_env, self.path, self.restore_cmd, self.env = (
@@ -300,12 +311,18 @@ class _Stream(threading.Thread):
             if dumper.wait() != 0:
                 self.dump_error = _text(dump_err) or f"exit code {dumper.returncode}"
 
-    def _write(self, dumper: subprocess.Popen, restorer: subprocess.Popen | None, restore_err) -> None:
+    def _write(
+        self,
+        dumper: subprocess.Popen[bytes],
+        restorer: subprocess.Popen[bytes] | None,
+        restore_err: IO[bytes],
+    ) -> None:
+        assert dumper.stdout is not None  # started with stdout=PIPE
         digest = hashlib.sha256()
         with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             # read1: whatever the pipe holds now (up to CHUNK), so pg_restore is fed as the
             # dump produces instead of waiting for a full megabyte to gather.
-            while chunk := dumper.stdout.read1(CHUNK):
+            while chunk := dumper.stdout.read1(CHUNK):  # type: ignore[attr-defined]  # a BufferedReader; typeshed: IO[bytes]
                 out.write(chunk)
                 digest.update(chunk)
                 self.size += len(chunk)
@@ -317,9 +334,12 @@ class _Stream(threading.Thread):
         if restorer is not None:
             self._finish(restorer, restore_err)
 
-    def _feed(self, restorer: subprocess.Popen | None, chunk: bytes, restore_err) -> subprocess.Popen | None:
+    def _feed(
+        self, restorer: subprocess.Popen[bytes] | None, chunk: bytes, restore_err: IO[bytes]
+    ) -> subprocess.Popen[bytes] | None:
         if restorer is None:
             return None
+        assert restorer.stdin is not None  # started with stdin=PIPE
         try:
             restorer.stdin.write(chunk)
             return restorer
@@ -327,7 +347,8 @@ class _Stream(threading.Thread):
             self._finish(restorer, restore_err)
             return None
 
-    def _finish(self, restorer: subprocess.Popen, restore_err) -> None:
+    def _finish(self, restorer: subprocess.Popen[bytes], restore_err: IO[bytes]) -> None:
+        assert restorer.stdin is not None  # started with stdin=PIPE
         try:
             restorer.stdin.close()
         except BrokenPipeError:
@@ -337,7 +358,7 @@ class _Stream(threading.Thread):
             self.restore_error = _text(restore_err) or f"pg_restore exit code {code}"
 
 
-def _text(f) -> str:
+def _text(f: IO[bytes]) -> str:
     f.seek(0)
     return f.read().decode(errors="replace").strip()
 
@@ -361,7 +382,7 @@ def _stream(
     return stream
 
 
-def _restore_cmd(target: str, source: str, archive: Path | None = None) -> tuple[list[str], dict]:
+def _restore_cmd(target: str, source: str, archive: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """pg_restore into `target` and its environment. Passwords travel in PGPASSWORD, never in
     argv (visible in `ps`); the restore session gets RESTORE_OPTIONS for speed."""
     from preflight.scratch import same_server
@@ -377,9 +398,10 @@ def _restore_cmd(target: str, source: str, archive: Path | None = None) -> tuple
 class _SchemaDump(threading.Thread):
     """The schema-only snapshot next to the backup (rollback verification compares with it)."""
 
-    def __init__(self, cmd: list[str], env: dict, path: Path):
+    def __init__(self, cmd: list[str], env: dict[str, Any], path: Path):
         super().__init__(daemon=True)
-        self.cmd, self.env, self.path, self.error = cmd, env, path, None
+        self.cmd, self.env, self.path = cmd, env, path
+        self.error: str | None = None
 
     def run(self) -> None:
         result = subprocess.run(
@@ -403,7 +425,9 @@ class RestoreStopped(Exception):
     """`restore_file` was told to stop: pg_restore was terminated, the target is half-restored."""
 
 
-def restore_file(path: Path, target: str, source: str, should_stop=None, poll: float = 0.2) -> str | None:
+def restore_file(
+    path: Path, target: str, source: str, should_stop: StopFn | None = None, poll: float = 0.2
+) -> str | None:
     """Restore an archive file into `target` (empty) the way an operator would; the error or None.
 
     `should_stop()`, when given, is asked every `poll` seconds while pg_restore runs: a restore
@@ -436,7 +460,7 @@ def restore_file(path: Path, target: str, source: str, should_stop=None, poll: f
     return None
 
 
-def _asked_to_stop(should_stop) -> bool:
+def _asked_to_stop(should_stop: StopFn | None) -> bool:
     """should_stop() asked; an error asking it (Redis away for a moment) is not a stop request."""
     if should_stop is None:
         return False
@@ -464,7 +488,7 @@ def file_sha256(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def info(d: Dump, comparisons: list, verify_seconds: float, problem: str | None) -> BackupInfo:
+def info(d: Dump, comparisons: list[Any], verify_seconds: float, problem: str | None) -> BackupInfo:
     """The BackupInfo a report carries."""
     return BackupInfo(
         path=str(d.path.resolve()),

@@ -8,6 +8,8 @@ a rehearsed rollback returns the schema to where it was. The bot's own bookkeepi
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg import sql
 
@@ -44,7 +46,7 @@ KINDS = (*QUERIES, "schema_migrations")
 
 def objects(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
     """Kind -> {identity: definition} for every kind in QUERIES, plus schema_migrations rows."""
-    found = {
+    found: dict[str, dict[str, str]] = {
         kind: dict(conn.execute(query, {"skip": list(SKIP_SCHEMAS)}).fetchall())
         for kind, query in QUERIES.items()
     }
@@ -53,7 +55,9 @@ def objects(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
 
 
 def _schema_migrations(conn: psycopg.Connection) -> dict[str, str]:
-    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+    row = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    assert row is not None  # a SELECT without FROM is one row
+    if row[0] is None:
         return {}
     rows = conn.execute("SELECT version::text, row_to_json(m)::text FROM schema_migrations m").fetchall()
     return dict(rows)
@@ -61,15 +65,17 @@ def _schema_migrations(conn: psycopg.Connection) -> dict[str, str]:
 
 def row_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int]:
     """Exact `count(*)` of each `schema.table` (estimates would hide a lost row)."""
-    counts = {}
+    counts: dict[str, int] = {}
     for name in sorted(tables):
         schema, table = name.split(".", 1)
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        counts[name] = conn.execute(query).fetchone()[0]
+        row = conn.execute(query).fetchone()
+        assert row is not None  # count(*) is one row
+        counts[name] = row[0]
     return counts
 
 
-def write_counters(conn: psycopg.Connection) -> dict:
+def write_counters(conn: psycopg.Connection) -> dict[str, Any]:
     """Rows inserted/updated/deleted since stats reset, outside `migrate_bot`, in total and per
     table (`tables`: {schema.table: [ins, upd, del]}): a later restore compares them to say
     what was written since the backup, table by table."""

@@ -11,6 +11,7 @@ golang-migrate version): a runbook that requires nothing never has a ledger tabl
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, LiteralString
 
 import psycopg
 
@@ -89,18 +90,18 @@ def database_lines(
     s = {k: spec for k, spec in specs(url, runbook).items() if k in wanted}
     if not url:
         return [line(spec, False, "DATABASE_URL is not set") for spec in s.values()]
-    facts: dict[str, object] = {}
+    facts: dict[str, Any] = {}
 
     def reach() -> tuple[bool, str]:
         with connect(url, timeout) as conn:
-            facts["version"] = conn.execute("SHOW server_version_num").fetchone()[0]
+            facts["version"] = _one(conn, "SHOW server_version_num")
             facts["extensions"] = dict(
                 conn.execute("SELECT extname, extversion FROM pg_extension").fetchall()
             )
             if "migrations" in s:
                 facts["migrations"] = applied_versions(conn, runbook)
             # the version alone: version()'s compiler banner is not evidence of anything
-            return True, "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0]).split()[0]
+            return True, "PostgreSQL " + str(_one(conn, "SHOW server_version")).split()[0]
 
     first = run_probe(s["database"], reach, secrets)
     if not first.ok:
@@ -169,8 +170,15 @@ def _migrations_line(spec: Spec, runbook: Runbook, found: list[str] | str) -> Ch
     return line(spec, not problems, observed + (f" ({'; '.join(problems)})" if problems else ""))
 
 
-def _extensions_line(spec: Spec, runbook: Runbook, installed: dict) -> CheckLine:
+def _extensions_line(spec: Spec, runbook: Runbook, installed: dict[str, Any]) -> CheckLine:
     missing = [e for e in runbook.prerequisites.extensions if e not in installed]
     shown = ", ".join(f"{e} {installed[e]}" for e in runbook.prerequisites.extensions if e in installed)
     observed = (shown or "none of them") + (f"; missing {', '.join(missing)}" if missing else "")
     return line(spec, not missing, observed)
+
+
+def _one(conn: psycopg.Connection[Any], query: LiteralString) -> Any:
+    """The value of a query that answers one row (SHOW)."""
+    row = conn.execute(query).fetchone()
+    assert row is not None  # SHOW answers one row
+    return row[0]

@@ -8,11 +8,13 @@ for its own duration (the time since the previous statement completed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core import clock
-from engine.executor import Executor, FileResult
-from runbook.model import Runbook
+from engine.executor import Executor, FileResult, ProgressFn
+from runbook.model import Runbook, Step
 from runbook.sqlfile import SqlFileError, Statement, parse_file
 
 
@@ -23,13 +25,13 @@ class TimedExecutor:
         self._executor, self._rb = executor, rb
         self.held: dict[str, str] = {}
 
-    def run_step(self, rb: Runbook, step, **kwargs) -> FileResult:
+    def run_step(self, rb: Runbook, step: Step, **kwargs: Any) -> FileResult:
         return self._timed(lambda progress: self._executor.run_step(rb, step, on_progress=progress, **kwargs))
 
-    def run_file(self, path: Path, **kwargs) -> FileResult:
+    def run_file(self, path: Path, **kwargs: Any) -> FileResult:
         return self._timed(lambda progress: self._executor.run_file(path, on_progress=progress, **kwargs))
 
-    def _timed(self, body) -> FileResult:
+    def _timed(self, body: Callable[[ProgressFn], FileResult]) -> FileResult:
         start = clock.monotonic()
         marks: list[tuple[Statement, float]] = []
         result = body(lambda k, n, stmt: marks.append((stmt, clock.monotonic())))

@@ -37,7 +37,8 @@ def setting_value(settings: Settings, env: str) -> str | None:
     """The value of environment variable `env` as the bot sees it (Settings first)."""
     attr = _SETTINGS_FIELDS.get(env)
     if attr is not None:
-        return getattr(settings, attr)
+        value: str | None = getattr(settings, attr)
+        return value
     return os.environ.get(env) or None
 
 
@@ -108,7 +109,9 @@ def inputs_probe(settings: Settings, runbook: Runbook) -> tuple[bool, str]:
         env, value = spec.env, setting_value(settings, spec.env)
         if _is_url(spec):
             problem = url_problem(env, value, spec.schemes)
-            seen.append(f"{env} → {_where(value)}" if not problem else problem)
+            seen.append(
+                f"{env} → {_where(value)}" if not problem and value else problem or f"{env} is not set"
+            )
         else:
             problem = value_problem(env, value, spec.min_length)
             seen.append(f"{env} set ({len(value)} characters)" if value else f"{env} unset")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -30,7 +31,7 @@ from core.roster import Roster
 from preflight.lines import Spec, line
 from preflight.report import CheckLine
 from runbook.model import Runbook
-from runbook.safety import Waiver
+from runbook.safety import LockSafety, Waiver
 from runbook.sqlfile import ParsedFile, SqlFileError, Statement, parse_file, parser_text
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
@@ -77,10 +78,11 @@ class Finding:
     message: str
     statement: str  # one line, truncated
     locks: list[str]  # "SHARE on app.events" (from our parse)
-    tables: list[dict]  # Table as dicts: the tables the statement locks, with their sizes on the target
+    # Table as dicts: the tables the statement locks, with their sizes on the target
+    tables: list[dict[str, Any]]
     blocking: bool  # blocks unless waived
     why: str  # why it blocks, or why not
-    waiver: dict | None = None  # the waiver that covers it
+    waiver: dict[str, Any] | None = None  # the waiver that covers it
     held: str = ""  # how long the rehearsal held the statement's lock on the copy
     statement_line: int = 0  # where the statement starts
 
@@ -111,19 +113,20 @@ class LintResult:
     pg_version: str  # as given to squawk (--pg-version)
     files: list[str]
     findings: list[Finding] = field(default_factory=list)
-    high_risk: list[dict] = field(default_factory=list)  # {file, line, statement, table, rows, bytes, held}
-    waivers: list[dict] = field(default_factory=list)  # every waiver of the runbook, with `used`
+    # {file, line, statement, table, rows, bytes, held}
+    high_risk: list[dict[str, Any]] = field(default_factory=list)
+    waivers: list[dict[str, Any]] = field(default_factory=list)  # every waiver of the runbook, with `used`
     problem: str | None = None  # why lock safety could not be judged (NO-GO)
 
     @property
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.blocks]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> LintResult:
+    def from_dict(cls, d: dict[str, Any]) -> LintResult:
         d = dict(d)
         d["findings"] = [Finding(**f) for f in d.get("findings", [])]
         return cls(**d)
@@ -152,7 +155,7 @@ def run_squawk(
     in_transaction: bool,
     exclude: tuple[str, ...],
     include: tuple[str, ...],
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """squawk's JSON findings for one file's text (read from stdin, reported under `name`).
     `-c /dev/null`: no .squawk.toml found on disk changes the rules behind the approval's back."""
     args = [
@@ -222,7 +225,9 @@ def target_facts(
     """(major.minor server version, relation -> Table, index -> its table) from the target's catalog."""
     with psycopg.connect(url, autocommit=True, connect_timeout=int(max(1, timeout))) as conn:
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",))
-        version = conn.execute("SELECT current_setting('server_version')").fetchone()[0]
+        row = conn.execute("SELECT current_setting('server_version')").fetchone()
+        assert row is not None  # current_setting() is one row
+        version = row[0]
         quoted_index = {_quoted(i): i for i in indexes}
         rows = conn.execute(_INDEX_TABLES_SQL, (list(quoted_index),)).fetchall() if indexes else []
         index_tables = {quoted_index[q]: table for q, table in rows}
@@ -256,7 +261,9 @@ def lint(settings: Settings, rb: Runbook, timeout: float = 10.0) -> LintResult:
     index_names = sorted(
         {i for p in parsed.values() for s in p.sql_statements for _, i in s.index_table_locks}
     )
-    pg_version, tables, index_tables = target_facts(settings.database_url, relations, index_names, timeout)
+    pg_version, tables, index_tables = target_facts(
+        settings.required_database_url(), relations, index_names, timeout
+    )
     result = LintResult(squawk_version(binary), pg_version, names)
     config = rb.lock_safety
     for name, file in parsed.items():
@@ -292,7 +299,7 @@ def _statement_at(file: ParsedFile, line: int) -> Statement | None:
 
 
 def _judge(
-    rb: Runbook, file: ParsedFile, raw: dict, tables: dict[str, Table], index_tables: dict[str, str]
+    rb: Runbook, file: ParsedFile, raw: dict[str, Any], tables: dict[str, Table], index_tables: dict[str, str]
 ) -> Finding:
     line_no = int(raw.get("line", 0)) + 1  # squawk counts lines from 0
     stmt = _statement_at(file, line_no)
@@ -320,7 +327,7 @@ def _judge(
     )
 
 
-def _verdict(config, existing: list[Table], error: bool) -> tuple[bool, str]:
+def _verdict(config: LockSafety, existing: list[Table], error: bool) -> tuple[bool, str]:
     """(blocks unless waived, why): squawk's error, or an existing table at or above the threshold."""
     big = [t for t in existing if (t.bytes or 0) >= config.block_bytes or (t.rows or 0) >= config.block_rows]
     limit = f"{human_size(config.block_bytes)} or {config.block_rows:,} rows"
@@ -335,7 +342,7 @@ def _verdict(config, existing: list[Table], error: bool) -> tuple[bool, str]:
 
 def _high_risk(
     rb: Runbook, file: ParsedFile, tables: dict[str, Table], index_tables: dict[str, str]
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Statements taking ACCESS EXCLUSIVE on an existing table at or above high_risk_bytes."""
     out = []
     for stmt in file.sql_statements:
@@ -361,11 +368,11 @@ def _high_risk(
     return out
 
 
-def _waiver_dict(w: Waiver) -> dict:
+def _waiver_dict(w: Waiver) -> dict[str, Any]:
     return {"rule": w.rule, "file": w.file, "statement": w.statement, "reason": w.reason, "who": w.who}
 
 
-def _waivers(rb: Runbook, findings: list[Finding]) -> list[dict]:
+def _waivers(rb: Runbook, findings: list[Finding]) -> list[dict[str, Any]]:
     """Every waiver of the runbook, and whether a finding of this pre-flight needed it."""
     used = {(f.waiver["rule"], f.waiver["file"], f.waiver["statement"]) for f in findings if f.waiver}
     return [{**_waiver_dict(w), "used": (w.rule, w.file, w.statement) in used} for w in rb.waivers]
@@ -443,7 +450,7 @@ def summary(result: LintResult) -> str:
     return "; ".join(parts)
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
     for unit in ("bytes", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:,} {unit}" if unit == "bytes" else f"{n:.0f} {unit}" if n >= 10 else f"{n:.1f} {unit}"

@@ -57,5 +57,5 @@ class LockWatch(threading.Thread):
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

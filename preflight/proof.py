@@ -8,6 +8,7 @@ the restored copy against the source. Any mismatch leaves the backup unverified 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -33,7 +34,7 @@ def verify(settings: Settings, d: backup.Dump, scratch: str | None, problem: str
         error = (
             d.restore_error
             if d.restored_into == scratch
-            else backup.restore_file(d.path, scratch, settings.database_url)
+            else backup.restore_file(d.path, scratch, settings.required_database_url())
         )
         restored = _restore_line(d, scratch, error, secrets)
         compared = compare(d, scratch, secrets) if error is None else []
@@ -43,7 +44,7 @@ def verify(settings: Settings, d: backup.Dump, scratch: str | None, problem: str
     return backup.info(d, lines, clock.monotonic() - start, why)
 
 
-def _file_line(d: backup.Dump, secrets) -> CheckLine:
+def _file_line(d: backup.Dump, secrets: Sequence[str]) -> CheckLine:
     """The file holds the bytes that were restored: written, hashed and restored from the same
     chunks, and unchanged since (same size, inode, mtime and ctime); when anything of that
     changed, the file is read and hashed again and must still match."""
@@ -67,7 +68,7 @@ def _file_line(d: backup.Dump, secrets) -> CheckLine:
     )
 
 
-def _restore_line(d: backup.Dump, scratch: str, error: str | None, secrets) -> CheckLine:
+def _restore_line(d: backup.Dump, scratch: str, error: str | None, secrets: Sequence[str]) -> CheckLine:
     how = (
         "pg_dump stream restored while written: " if d.restored_into == scratch else ""
     ) + "pg_restore --exit-on-error"
@@ -75,7 +76,7 @@ def _restore_line(d: backup.Dump, scratch: str, error: str | None, secrets) -> C
     return line(spec, error is None, error or "restored with exit code 0", secrets)
 
 
-def compare(d: backup.Dump, scratch: str, secrets=()) -> list[CheckLine]:
+def compare(d: backup.Dump, scratch: str, secrets: Sequence[str] = ()) -> list[CheckLine]:
     """One line per kind of object, and the exact row counts, restored copy vs source."""
     with psycopg.connect(scratch, autocommit=True) as conn:
         copy = catalog.objects(conn)
@@ -97,7 +98,7 @@ def compare(d: backup.Dump, scratch: str, secrets=()) -> list[CheckLine]:
     return lines
 
 
-def _counts_line(source: dict[str, int], copy: dict[str, int], secrets) -> CheckLine:
+def _counts_line(source: dict[str, int], copy: dict[str, int], secrets: Sequence[str]) -> CheckLine:
     total = sum(source.values())
     spec = Spec(
         "backup:row_counts",

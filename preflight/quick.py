@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from core.config import Settings
@@ -31,8 +33,13 @@ class Timeouts:
 Check = Callable[[], list[CheckLine]]
 
 
+def _listed(check: Callable[[], CheckLine]) -> Check:
+    """A check of one line."""
+    return lambda: [check()]
+
+
 def checks(
-    settings: Settings, runbook: Runbook, incident: Mapping | None, at: datetime, timeouts: Timeouts
+    settings: Settings, runbook: Runbook, incident: Mapping[str, Any] | None, at: datetime, timeouts: Timeouts
 ) -> list[tuple[tuple[str, ...], float, Check]]:
     """(keys of the lines it returns, deadline in seconds, check) for every quick check, in
     report order. The deadline is a backstop: each probe has its own, shorter timeout.
@@ -43,31 +50,31 @@ def checks(
     secrets = settings.secrets()
     net_t, db_t = timeouts.network, timeouts.database
     declared = runbook.preflight
-    todo = [
+    todo: list[tuple[tuple[str, ...], float, Check]] = [
         (
             database.keys(runbook),
             db_t * 2,
             lambda: database.database_lines(settings.database_url, runbook, db_t, secrets),
         )
     ]
-    if declared.deployment:
-        todo.append(
-            (("deployment",), net_t * 2, lambda: [deployment_line(settings, net_t, declared.deployment)])
-        )
+    deployment = declared.deployment
+    if deployment:
+        todo.append((("deployment",), net_t * 2, lambda: [deployment_line(settings, net_t, deployment)]))
     todo += [
-        ((f"network:{r.name}",), net_t * 4, lambda r=r: [reach_line(settings, r, net_t)])
+        ((f"network:{r.name}",), net_t * 4, _listed(partial(reach_line, settings, r, net_t)))
         for r in declared.reach
     ]
     todo += [
         (
             (f"sql:{c.name}",),
             db_t * 2,
-            lambda c=c: [database.precondition_line(settings.database_url, c, db_t, secrets)],
+            _listed(partial(database.precondition_line, settings.database_url, c, db_t, secrets)),
         )
         for c in declared.sql
     ]
     todo += [
-        ((f"http:{h.name}",), net_t * 2, lambda h=h: [http_line(settings, h, net_t)]) for h in declared.http
+        ((f"http:{h.name}",), net_t * 2, _listed(partial(http_line, settings, h, net_t)))
+        for h in declared.http
     ]
     todo.append((("runbook_files",), db_t, lambda: [files_line(runbook)]))
     if runbook.inputs:
@@ -178,7 +185,7 @@ def inputs_line(settings: Settings, runbook: Runbook) -> CheckLine:
     return run_probe(spec, lambda: inputs.inputs_probe(settings, runbook), settings.secrets())
 
 
-def incident_line(incident: Mapping | None) -> CheckLine:
+def incident_line(incident: Mapping[str, Any] | None) -> CheckLine:
     spec = Spec(
         "incident",
         "No critical production incident in progress",

@@ -18,8 +18,10 @@ commit), so "longest" is the longest rehearsed transaction that took ACCESS EXCL
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from core import clock
 from core.config import Settings
@@ -53,7 +55,7 @@ class _Applied:
     phase: Phase
     expected: str  # pg_dump --schema-only before the phase
     left: bool = False
-    committed: list = field(
+    committed: list[Any] = field(
         default_factory=list
     )  # its steps that committed, in order (their reverts undo them)
 
@@ -65,7 +67,7 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, inputs: Mapping[st
     # server (--no-owner --no-privileges) differs from it in GRANTs the rollbacks never touch.
     expected = _dump(copy)
     shown, _problem = ledgers.applied(copy, runbook)  # what `run` will skip, the rehearsal skips too
-    phases: list[dict] = []
+    phases: list[dict[str, Any]] = []
     results: list[FileResult] = []
     failure, verification_ok, applied = None, False, []
     watch = LockWatch(copy, APP)
@@ -73,7 +75,7 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, inputs: Mapping[st
         with watch:
             for phase in runbook.phases:  # in runbook order, as the real run goes
                 if phase.is_verification:
-                    _timed(phases, phase, lambda p=phase: _verify(runbook, p, copy, inputs, settings))
+                    _timed(phases, phase, partial(_verify, runbook, phase, copy, inputs, settings))
                 elif all(s.migration in shown for s in phase.steps):
                     continue  # the ledger shows every migration of the phase applied: `run` skips it
                 else:
@@ -81,8 +83,8 @@ def rehearse(settings: Settings, runbook: Runbook, copy: str, inputs: Mapping[st
                     _timed(
                         phases,
                         phase,
-                        lambda a=applied[-1]: _migrate(
-                            executor, runbook, a, copy, inputs, results, shown, settings
+                        partial(
+                            _migrate, executor, runbook, applied[-1], copy, inputs, results, shown, settings
                         ),
                     )
                     expected = _dump(copy)
@@ -99,7 +101,7 @@ def _dump(copy: str) -> str:
     return schema.schema_dump(copy, pg_dump=backup.tool("pg_dump"))
 
 
-def _timed(phases: list[dict], phase: Phase, body) -> None:
+def _timed(phases: list[dict[str, Any]], phase: Phase, body: Callable[[], object]) -> None:
     start = clock.monotonic()
     entry = {"number": phase.number, "name": phase.name, "seconds": 0.0, "ok": False}
     phases.append(entry)
@@ -111,7 +113,7 @@ def _timed(phases: list[dict], phase: Phase, body) -> None:
 
 
 def _migrate(
-    executor: Executor,
+    executor: Executor | TimedExecutor,
     rb: Runbook,
     applied: _Applied,
     copy: str,
@@ -158,20 +160,24 @@ def _suites(rb: Runbook, phase: Phase, copy: str, inputs: Mapping[str, str], set
     _run_suites(rb, phase.suites, copy, inputs, settings)
 
 
-def _run_suites(rb: Runbook, suites, copy: str, inputs: Mapping[str, str], settings: Settings) -> None:
+def _run_suites(
+    rb: Runbook, suites: Iterable[Suite], copy: str, inputs: Mapping[str, str], settings: Settings
+) -> None:
     for suite in suites:
         result = run_suite(copy, rb.file_path(suite.file), suite, inputs=inputs, secrets=settings.secrets())
         if not result.ok:
             raise _Failed(f"{suite.file}: {result.reason}")
 
 
-def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: str) -> list[dict]:
+def _roll_back(
+    executor: Executor | TimedExecutor, rb: Runbook, applied: list[_Applied], copy: str
+) -> list[dict[str, Any]]:
     """Each started phase's rollback, newest first, compared with the schema before that phase:
     {phase, file, status, diff, error}; status exact | differs | failed | skipped | none.
 
     A difference an earlier (newer) rollback left is not blamed on the older ones: each phase
     shows only the lines its own rollback did not return. A rollback that errors stops here."""
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     carried: set[str] = set()
     for a in reversed(applied):
         undo = (
@@ -181,7 +187,7 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
             if a.phase.reverts
             else []
         )
-        entry = {
+        entry: dict[str, Any] = {
             "phase": a.phase.number,
             "file": ", ".join(undo) or None,
             "status": "exact",
@@ -207,7 +213,7 @@ def _roll_back(executor: Executor, rb: Runbook, applied: list[_Applied], copy: s
     return out
 
 
-def _run_rollback(executor: Executor, rb: Runbook, file: str) -> str | None:
+def _run_rollback(executor: Executor | TimedExecutor, rb: Runbook, file: str) -> str | None:
     d = rb.defaults
     try:
         result = executor.run_file(
@@ -225,7 +231,7 @@ def _run_rollback(executor: Executor, rb: Runbook, file: str) -> str | None:
     return result.error.describe() if result.error else f"{file}: failed"
 
 
-def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
+def locks(rb: Runbook, seen: Set[tuple[str, str]] = frozenset()) -> list[dict[str, Any]]:
     """Every table lock the migration steps take: {level, relation, statement_line, file,
     observed} (observed: that level on that relation was seen granted in pg_locks)."""
     found = []
@@ -251,11 +257,11 @@ def locks(rb: Runbook, seen: set[tuple[str, str]] = frozenset()) -> list[dict]:
 
 def _result(
     rb: Runbook,
-    phases: list[dict],
+    phases: list[dict[str, Any]],
     results: list[FileResult],
     failure: str | None,
     verification_ok: bool,
-    rollbacks: list[dict],
+    rollbacks: list[dict[str, Any]],
     seen: set[tuple[str, str]],
 ) -> RehearsalResult:
     taken = locks(rb, seen)
@@ -280,7 +286,14 @@ def _result(
     )
 
 
-def _summary(phases, failure, verification_ok, rollbacks, taken, longest) -> str:
+def _summary(
+    phases: list[dict[str, Any]],
+    failure: str | None,
+    verification_ok: bool,
+    rollbacks: list[dict[str, Any]],
+    taken: list[dict[str, Any]],
+    longest: float | None,
+) -> str:
     timings = ", ".join(
         f"phase {p['number']} {p['seconds']:.1f} s{'' if p['ok'] else ' FAILED'}" for p in phases
     )
@@ -297,7 +310,7 @@ def _summary(phases, failure, verification_ok, rollbacks, taken, longest) -> str
     return ", ".join(parts) + "; " + lock_text
 
 
-def rollback_text(rollbacks: list[dict]) -> str:
+def rollback_text(rollbacks: list[dict[str, Any]]) -> str:
     """The rehearsed rollbacks in one phrase: clean, or which phase is not and why."""
     if not rollbacks:
         return "no rollback to rehearse"

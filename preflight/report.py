@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 PASS, FAIL, PENDING = "pass", "fail", "pending"
 # Not checked, on purpose, because the runbook says so (its [fleet] backup = "canary": a target
@@ -61,7 +65,7 @@ class BackupInfo:
     space: str = ""  # BACKUP_DIR's free space against the dump's estimated size, as checked before it
 
     @classmethod
-    def from_dict(cls, d: dict) -> BackupInfo:
+    def from_dict(cls, d: dict[str, Any]) -> BackupInfo:
         d = dict(d)
         d["comparisons"] = [CheckLine(**c) for c in d.get("comparisons", [])]
         return cls(**_known(cls, d))
@@ -70,26 +74,26 @@ class BackupInfo:
 @dataclass
 class RehearsalResult:
     ok: bool
-    phases: list[dict]  # {number, name, seconds, ok}
+    phases: list[dict[str, Any]]  # {number, name, seconds, ok}
     verification_ok: bool
     rollback_clean: bool
-    locks: list[dict]  # {level, relation, statement_line, file}
+    locks: list[dict[str, Any]]  # {level, relation, statement_line, file}
     longest_lock_ms: float | None
     failure: str | None  # "file:line: message"
     summary: str
     # each rehearsed phase rollback, newest first: {phase, file, status, diff, error};
     # status exact | differs (diff: schema lines it did not return) | failed | skipped | none
-    rollbacks: list[dict] = field(default_factory=list)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
     held: dict[str, str] = field(
         default_factory=dict
     )  # "file:line" -> how long that statement held its locks
 
-    def rollback_warnings(self) -> list[dict]:
+    def rollback_warnings(self) -> list[dict[str, Any]]:
         """The rehearsed rollbacks that ran but did not return the schema exactly."""
         return [r for r in self.rollbacks if r.get("status") == "differs"]
 
     @classmethod
-    def from_dict(cls, d: dict) -> RehearsalResult:
+    def from_dict(cls, d: dict[str, Any]) -> RehearsalResult:
         return cls(**_known(cls, d))
 
 
@@ -172,10 +176,11 @@ class PreflightReport:
     checksums: dict[str, str]
     go: bool
     nogo_reasons: list[str]
-    lint: dict | None = None  # preflight.lint.LintResult as a dict: squawk findings, waivers, high-risk locks
+    # preflight.lint.LintResult as a dict: squawk findings, waivers, high-risk locks
+    lint: dict[str, Any] | None = None
     # The backup skipped on purpose (runbook [fleet] backup = "canary"): {"skipped": why,
     # "schema_snapshot": path} — the schema snapshot a rollback proof compares with is still taken.
-    skipped_backup: dict | None = None
+    skipped_backup: dict[str, Any] | None = None
 
     @classmethod
     def build(
@@ -187,8 +192,8 @@ class PreflightReport:
         backup: BackupInfo | None = None,
         rehearsal: RehearsalResult | None = None,
         checksums: dict[str, str] | None = None,
-        lint: dict | None = None,
-        skipped_backup: dict | None = None,
+        lint: dict[str, Any] | None = None,
+        skipped_backup: dict[str, Any] | None = None,
     ) -> PreflightReport:
         """A report whose `go` and `nogo_reasons` are derived from its lines, never set by hand."""
         # Only the TPM's approval may be pending: it is what a GO report asks for.
@@ -257,14 +262,14 @@ class PreflightReport:
             return line.title
         return default
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["started_at"] = self.started_at.isoformat()
         d["finished_at"] = self.finished_at.isoformat()
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> PreflightReport:
+    def from_dict(cls, d: dict[str, Any]) -> PreflightReport:
         return cls(
             runbook=d["runbook"],
             started_at=datetime.fromisoformat(d["started_at"]),
@@ -280,7 +285,7 @@ class PreflightReport:
         )
 
 
-def _known(cls, d: dict) -> dict:
+def _known(cls: type[DataclassInstance], d: dict[str, Any]) -> dict[str, Any]:
     """Only the keys `cls` declares: a stored report from a newer version still loads."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in d.items() if k in names}

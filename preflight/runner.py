@@ -9,11 +9,12 @@ moment a scheduled GO comes due.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -52,7 +53,7 @@ def fast_checks(
     settings: Settings,
     runbook: Runbook,
     *,
-    incident: Mapping | None,
+    incident: Mapping[str, Any] | None,
     now: datetime | None = None,
     at: datetime | None = None,
     on_check: OnCheck | None = None,
@@ -71,7 +72,7 @@ def run_preflight(
     settings: Settings,
     runbook: Runbook,
     *,
-    incident: Mapping | None,
+    incident: Mapping[str, Any] | None,
     now: datetime | None = None,
     on_check: OnCheck | None = None,
     rehearse: bool = True,
@@ -89,14 +90,16 @@ def run_preflight(
     held = lint.Held()
     skipped = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight-backup") as pool:
+        skipping: Future[_Skipped] | None = None
+        slow: Future[_Proven] | None = None
         if skip_backup:
-            slow = pool.submit(_skipped_backup, settings, runbook, started, skip_backup)
-        else:
-            slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse) if backup else None
+            skipping = pool.submit(_skipped_backup, settings, runbook, started, skip_backup)
+        elif backup:
+            slow = pool.submit(_backup_and_rehearse, settings, runbook, started, rehearse)
         lines = _quick(settings, runbook, incident, started, timeouts or Timeouts(), on_check, held)
         info, rehearsed = None, None
-        if skip_backup:
-            b_line, skipped, r_line = slow.result()
+        if skipping is not None:
+            b_line, skipped, r_line = skipping.result()
         elif slow is not None:
             b_line, info, r_line, rehearsed = slow.result()
         else:  # the report's GO needs a verified backup: a preflight without one cannot be GO
@@ -120,7 +123,12 @@ def run_preflight(
     )
 
 
-def _skipped_backup(settings: Settings, runbook: Runbook, at: datetime, why: str):
+# (backup line, skipped record, rehearsal line) and (backup line, info, rehearsal line, result)
+_Skipped = tuple[CheckLine, dict[str, Any] | None, CheckLine | None]
+_Proven = tuple[CheckLine, BackupInfo | None, CheckLine | None, RehearsalResult | None]
+
+
+def _skipped_backup(settings: Settings, runbook: Runbook, at: datetime, why: str) -> _Skipped:
     """(backup line, skipped record, rehearsal line) for a backup skipped on purpose: only the
     schema-only snapshot is taken (a failure to take it is a failed backup line)."""
     start = clock.monotonic()
@@ -129,7 +137,7 @@ def _skipped_backup(settings: Settings, runbook: Runbook, at: datetime, why: str
     )
     try:
         Path(settings.backup_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        schema.write_snapshot(settings.database_url, path)
+        schema.write_snapshot(settings.required_database_url(), path)
     except Exception as exc:  # noqa: BLE001 - the rollback proof needs it: a failed line, not a crash
         observed = f"skipped on purpose ({why}), but the schema snapshot failed: {type(exc).__name__}: {exc}"
         return (
@@ -153,7 +161,7 @@ def skipped_line(spec: Spec, observed: str, duration: float = 0.0) -> CheckLine:
     return CheckLine(spec.key, spec.title, spec.how, observed, spec.required, SKIPPED, round(duration, 4))
 
 
-def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict | None:
+def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict[str, Any] | None:
     """The lint result for the report, with the rehearsal's lock-holding times next to it."""
     if held.result is None:
         return None
@@ -165,7 +173,7 @@ def _lint(held: lint.Held, rehearsed: RehearsalResult | None) -> dict | None:
 def _quick(
     settings: Settings,
     runbook: Runbook,
-    incident: Mapping | None,
+    incident: Mapping[str, Any] | None,
     at: datetime,
     timeouts: Timeouts,
     on_check: OnCheck | None,
@@ -192,7 +200,13 @@ def _quick(
         pool.shutdown(wait=False, cancel_futures=True)  # a stuck probe must not hold the report
 
 
-def _collect(future: Future, keys: tuple[str, ...], deadline: float, left: float, secrets) -> list[CheckLine]:
+def _collect(
+    future: Future[list[CheckLine]],
+    keys: tuple[str, ...],
+    deadline: float,
+    left: float,
+    secrets: Sequence[str],
+) -> list[CheckLine]:
     """The check's lines, or one failed line per key when it crashed or is still running at
     its deadline (its thread is abandoned; the report does not wait for it)."""
     try:
@@ -204,7 +218,7 @@ def _collect(future: Future, keys: tuple[str, ...], deadline: float, left: float
     return [line(Spec(key, key, "check thread", "a result"), False, observed, secrets) for key in keys]
 
 
-def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, rehearse: bool):
+def _backup_and_rehearse(settings: Settings, runbook: Runbook, at: datetime, rehearse: bool) -> _Proven:
     """(backup line, BackupInfo, rehearsal line, RehearsalResult): the scratch copy lives
     from the restore to the end of the rehearsal and is dropped in every case."""
     copy, problem = None, None
@@ -285,7 +299,7 @@ def backup_line(settings: Settings, info: BackupInfo, copy: str | None, seconds:
     return line(spec, True, observed, settings.secrets(), seconds)
 
 
-def _rehearsal_line(result: RehearsalResult, secrets) -> CheckLine:
+def _rehearsal_line(result: RehearsalResult, secrets: Sequence[str]) -> CheckLine:
     observed = result.summary if result.ok else f"FAILED: {result.failure} ({result.summary})"
     return line(REHEARSAL_SPEC, result.ok, observed, secrets, sum(p["seconds"] for p in result.phases))
 

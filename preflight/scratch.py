@@ -41,7 +41,7 @@ def with_dbname(url: str, dbname: str) -> str:
     """A conninfo for database `dbname` on the server of `url` (libpq keyword form)."""
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def create(settings: Settings, prefix: str = "migrate_scratch") -> str:
@@ -63,7 +63,7 @@ def create(settings: Settings, prefix: str = "migrate_scratch") -> str:
 
 def drop(settings: Settings, scratch: str) -> None:
     """Drop a scratch database made by `create`, whatever is connected to it."""
-    name = conninfo_to_dict(scratch)["dbname"]
+    name = str(conninfo_to_dict(scratch)["dbname"])  # conninfo values are text
     with psycopg.connect(server_url(settings)[0], autocommit=True, connect_timeout=10) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
