@@ -58,10 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         secrets = settings.secrets()
         logs.configure(secrets)
         if args.mode == "fleet-worker":
-            from bot.fleet import fleet_context
-            from workflows.fleet.worker import run_forever
+            from bot.fleet import worker_main
 
-            return run_forever(fleet_context(settings), threads=args.threads)
+            return worker_main(settings, threads=args.threads)
         if args.mode == "serve":
             from bot.slack.server import serve
 

@@ -1,24 +1,35 @@
-"""The fleet's wiring: a FleetContext handed the single-database machinery its jobs drive (a
-database's Core, the start of its phases), so that workflows/fleet imports no verb."""
+"""The fleet workers of a bot process: `serve` starts one when MIGRATE_TARGETS is set, and
+`python -m bot fleet-worker` runs one alone (README, "Many databases (fleet)")."""
 
 from __future__ import annotations
 
 from commands.core import Core
-from commands.parse import Command
-from commands.run import run
+from commands.fleet_run import fleet_context
 from core.config import Settings
-from workflows.fleet.context import FleetContext
+from workflows.fleet.queue import FleetQueue
+from workflows.fleet.worker import FleetWorker, run_forever
+
+SERVE_STOP_TIMEOUT = 20.0  # seconds a stopping serve lets its running targets finish (then: taken over)
 
 
-def start_phases(core: Core, actor: str):
-    """Every phase the target's run has not applied, then verification, as `run` does; the fleet
-    run's decision stands for now, so a target run approved for a scheduled time starts too."""
-    return run(core, actor, Command("run"), scheduled=True)
+class ServeWorker:
+    """The fleet worker `serve` runs beside Slack, stopped with it."""
+
+    def __init__(self, core: Core):
+        self.queue = FleetQueue(core.settings.redis_url, core.settings.redis_prefix)
+        self.worker = FleetWorker(fleet_context(core), self.queue).start()
+
+    def stop(self) -> None:
+        self.worker.stop(timeout=SERVE_STOP_TIMEOUT)
+        self.queue.close()
 
 
-def make_core(settings: Settings, *, lock_ttl: float | None = None) -> Core:
-    return Core.from_settings(settings, lock_ttl=lock_ttl)
+def start_for_serve(core: Core) -> ServeWorker | None:
+    """A fleet worker in this serve process when MIGRATE_TARGETS is set (none for one database)."""
+    return ServeWorker(core) if core.settings.targets is not None else None
 
 
-def fleet_context(settings: Settings, **options) -> FleetContext:
-    return FleetContext.from_settings(settings, make_core=make_core, start_phases=start_phases, **options)
+def worker_main(settings: Settings, threads: int | None = None) -> int:
+    """`python -m bot fleet-worker`: until SIGTERM/SIGINT; running targets finish first."""
+    core = Core.from_settings(settings)
+    return run_forever(fleet_context(core), threads=threads)

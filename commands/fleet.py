@@ -15,6 +15,7 @@ from commands.fleet_decide import fleet_approve, fleet_defer
 from commands.fleet_info import fleet_report, fleet_status
 from commands.fleet_preflight import fleet_preflight
 from commands.fleet_rollback import fleet_rollback
+from commands.fleet_run import fleet_run
 from commands.fleetcore import fleet_of
 from commands.parse import Command
 from commands.result import Outcome
@@ -43,4 +44,5 @@ FLEET_VERBS: dict[str, Verb] = {
     "status": fleet_status,
     "report": fleet_report,
     "rollback": fleet_rollback,
+    "run": fleet_run,
 }

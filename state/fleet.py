@@ -134,7 +134,7 @@ TARGET_TRANSITIONS: dict[TargetStatus, frozenset[TargetStatus]] = {
     T.PREFLIGHT: frozenset({T.GO, T.NO_GO}),
     T.GO: frozenset({T.QUEUED, T.SKIPPED}),
     T.NO_GO: frozenset(),  # not part of this fleet run: a new preflight starts a new one
-    T.QUEUED: frozenset({T.RUNNING, T.SKIPPED}),
+    T.QUEUED: frozenset({T.RUNNING, T.SKIPPED, T.FAILED}),  # -> FAILED: its start refused (approval)
     T.RUNNING: frozenset({T.RUNNING, T.SUCCEEDED, T.FAILED}),  # RUNNING -> RUNNING: taken over
     T.SUCCEEDED: frozenset({T.ROLLING_BACK}),
     T.FAILED: frozenset({T.GO, T.ROLLING_BACK}),

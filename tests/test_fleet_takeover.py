@@ -12,13 +12,15 @@ import time
 
 import pytest
 
-from bot.fleet import fleet_context
+from commands.fleet_run import fleet_context
 from state.fleet import FleetStatus as F
 from state.fleet import TargetStatus as T
 from tests.support.fleet import (
     COORDINATOR,
     applied_files,
+    close,
     preflight_and_approve,
+    process_core,
     run_events,
     scratch_fleet,
     small_runbook,
@@ -59,8 +61,9 @@ def test_a_killed_worker_s_databases_are_finished_by_another_process_none_twice(
         settings.with_(runbook_path=small_runbook(tmp_path / "rb", sleep=2.5)), tmp_path, WAVES, parallel=3
     )
     try:
-        ctx = fleet_context(fleet.settings)
-        fleet_id = preflight_and_approve(ctx)
+        core = process_core(fleet)
+        fleet_id = preflight_and_approve(core)
+        ctx = fleet_context(core)
         queue = FleetQueue(fleet.settings.redis_url, fleet.settings.redis_prefix)
         env = fleet.process_env()
 
@@ -100,7 +103,7 @@ def test_a_killed_worker_s_databases_are_finished_by_another_process_none_twice(
             rows = applied_files(fleet.url(name))
             assert [f for f, _ in rows] == FILES, (name, rows)  # every step once, in order
             assert {r for _, r in rows} == {target.run_id}
-            actions = [a for a, _ in run_events(fleet.url(name))]
+            actions = [a for a, _ in run_events(fleet.url(name), target.run_id)]
             assert actions.count("step 1.1 committed") == 1 and actions.count("step 2.1 committed") == 1
             if name in in_flight:
                 # the dead worker's run was marked interrupted, then resumed by the second process:
@@ -119,6 +122,6 @@ def test_a_killed_worker_s_databases_are_finished_by_another_process_none_twice(
             assert done.targets[name].worker == worker_b
         print(f"take-over {took:.1f} s after SIGKILL")
         queue.close()
-        ctx.close()
+        close(core)
     finally:
         fleet.drop()

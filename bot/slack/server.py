@@ -203,6 +203,9 @@ def serve(settings) -> None:
     from scheduling import hooks
 
     scheduler = hooks.serve(core, lambda: bridge.reporter)
+    from bot.fleet import start_for_serve
+
+    fleet_worker = start_for_serve(core)  # MIGRATE_TARGETS: this process works on fleet runs too
     try:
         if settings.slack_app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -213,5 +216,7 @@ def serve(settings) -> None:
             log.info("listening on port %d (POST %s, GET /healthz)", port, EVENTS_PATH)
             http_server(make_wsgi_app(core, app), host="0.0.0.0", port=port, threads=16).run()
     finally:
+        if fleet_worker is not None:
+            fleet_worker.stop()
         scheduler.shutdown(wait=False)
         bridge.close()

@@ -1,7 +1,6 @@
 """Fleets of scratch databases for the fleet tests and bench/fleet.py: the databases, their
-targets file and environment, a small runbook, and a stand-in for the fleet's pre-flight and
-approval (the real verbs are `fleetui`'s; until they land, each target gets the single-database
-preflight and approval through the console, in parallel, and the fleet state follows)."""
+targets file and environment, a small runbook, the process Core the verbs run on, and worker
+processes (`python -m bot fleet-worker`)."""
 
 from __future__ import annotations
 
@@ -9,19 +8,17 @@ import io
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.console import run_command
+from commands.core import Core
+from commands.fleetcore import close_target_cores, store
 from core.config import Settings
 from core.targets import load_fleet
-from state.fleet import FleetStatus as F
-from state.fleet import TargetStatus as T
 from tests.support import pg
 from tests.support.migration_folders import Folder, Migration
 from tests.support.runbooks import bot_env
-from workflows.fleet.context import FleetContext
 
 ROOT = Path(__file__).resolve().parents[2]
 COORDINATOR, TPM = "U0RAFAEL", "U0DYLAN"
@@ -105,47 +102,30 @@ def scratch_fleet(
     return ScratchFleet(settings, names, dbnames, env, path, made)
 
 
-def _console(ctx: FleetContext, name: str, user: str, text: str) -> tuple[int, str]:
+def console(core, user: str, text: str) -> tuple[int, str]:
+    """One command through the console's entry point, in-process: (exit code, what it printed)."""
     out = io.StringIO()
-    code = run_command(ctx.core_for(name), user, text, out)
+    code = run_command(core, user, text, out)
     return code, out.getvalue()
 
 
-def preflight_and_approve(ctx: FleetContext, *, workers: int = 8) -> str:
-    """STAND-IN for the fleet's `preflight` + one TPM approval (fleetui's verbs): a new fleet
-    run, each target's single-database preflight (concurrently) and the fleet GO; then the TPM's
-    one decision approves every GO target's run and the fleet. Returns the fleet run id."""
-    fleet = ctx.fleet
-    run = ctx.fleets.create(
-        COORDINATOR,
-        ctx.settings.runbook_path.parent.name,
-        fleet.targets,
-        parallel=fleet.parallel,
-        stop_after_failures=fleet.stop_after_failures,
-    )
+def process_core(fleet: ScratchFleet) -> Core:
+    """The bot process's Core (DATABASE_URL: the canary's), MIGRATE_TARGETS set."""
+    return Core.from_settings(fleet.settings)
 
-    def one(name: str) -> tuple[str, int, str]:
-        ctx.fleets.move(run.id, name, T.PREFLIGHT, actor=COORDINATOR, action="preflight")
-        code, out = _console(ctx, name, COORDINATOR, "preflight")
-        core = ctx.core_for(name)
-        fields = {"identity": core.keys.target, "run_id": core.store.current().id}
-        if code == 0:
-            ctx.fleets.move(run.id, name, T.GO, actor=COORDINATOR, action="preflight GO", fields=fields)
-        else:
-            fields["reason"] = out.strip().splitlines()[-1][:200] if out.strip() else "NO-GO"
-            ctx.fleets.move(run.id, name, T.NO_GO, actor=COORDINATOR, action="preflight NO-GO", fields=fields)
-        return name, code, out
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, fleet.names()))
-    bad = [(n, out[-1500:]) for n, code, out in results if code != 0]
-    assert not bad, bad
-    ctx.fleets.transition(run.id, F.GO, actor=COORDINATOR, action="preflight ended")
-    for name in fleet.names():  # the one decision, applied to each GO target's own run
-        code, out = _console(ctx, name, TPM, "approve")
-        assert code == 0, out
-    ctx.fleets.transition(run.id, F.APPROVED, actor=TPM, action="approve", fields={"approval": {"by": TPM}})
-    return run.id
+def preflight_and_approve(core: Core) -> str:
+    """The fleet's `preflight` (every target, one summary) and the TPM's one `approve`."""
+    code, out = console(core, COORDINATOR, "preflight")
+    assert code == 0, out[-3000:]
+    code, out = console(core, TPM, "approve")
+    assert code == 0, out[-3000:]
+    return store(core).current().id
+
+
+def close(core: Core) -> None:
+    close_target_cores(core)
+    core.events.close()
 
 
 def start_worker_process(env: dict[str, str], log_path: Path, threads: int | None = None) -> subprocess.Popen:
@@ -171,15 +151,16 @@ def applied_files(url: str) -> list[tuple[str, str]]:
     ]
 
 
-def run_events(url: str) -> list[tuple[str, str]]:
-    """(action, actor) of the bot's audit trail in that database, in order."""
-    return [
-        (r[0], r[1]) for r in _rows(url, "SELECT action, actor FROM migrate_bot.run_events ORDER BY at, id")
-    ]
+def run_events(url: str, run_id: str | None = None) -> list[tuple[str, str]]:
+    """(action, actor) of the bot's audit trail in that database (of one run, if given), in order."""
+    query = "SELECT action, actor FROM migrate_bot.run_events"
+    if run_id is not None:
+        query += " WHERE run_id = %s"
+    return [(r[0], r[1]) for r in _rows(url, query + " ORDER BY at, id", (run_id,) if run_id else None)]
 
 
-def _rows(url: str, query: str) -> list[tuple]:
+def _rows(url: str, query: str, params=None) -> list[tuple]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, params).fetchall()

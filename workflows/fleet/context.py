@@ -1,16 +1,15 @@
 """What the fleet's work shares inside one process: the settings, Redis, the fleet store, and
-one Core per target database (built on first use, kept for the process).
+the Core of each target database.
 
 The single-database machinery a target's job drives (a database's Core; the start of its
 phases: approval, incident and leftover checks, the run lock, the PhaseRunner) is handed in by
-the adapter that builds the context (bot/fleet.py), as `make_core` and `start_phases`: this
-package imports no verb."""
+whoever builds the context (commands/fleet_run.py `fleet_context`), as `core_for` and
+`start_phases`: this package imports no verb."""
 
 from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,6 @@ import redis as redis_lib
 from core.config import Settings
 from core.redact import redact
 from core.targets import Fleet, Target
-from state.audit import EventLog
 from state.fleet import FleetStore
 
 # Exit codes of work (CONTRACT: the console's): the same numbers a target's run work returns.
@@ -59,29 +57,17 @@ class FleetContext:
     settings: Settings
     redis: redis_lib.Redis
     fleets: FleetStore
-    # (settings of one database, lock_ttl) -> its Core
-    make_core: Callable[..., Core]
+    # target name -> that database's Core (its own keys, run store, run lock, audit)
+    core_for: Callable[[str], Core]
     # (Core, actor) -> Outcome (code, reply, work): every phase not applied, then verification,
     # as `run` does; a scheduled approval counts as now (the fleet run's decision stands)
     start_phases: Callable[[Core, str], Any]
+    # why the fleet run's approval cannot start a target now (None: it can)
+    why_not_approved: Callable[[Any], str | None] = lambda fleet: None
     worker: str = field(default_factory=process_name)
     # Where a target's own posts go: (fleet id, target name, on_phase) -> Reporter. The default
     # keeps them quiet (above); an adapter may hand its own.
     reporter_for: Callable[[str, str, Callable[[int | None], None]], Reporter] | None = None
-    lock_ttl: float | None = None
-    _cores: dict[str, Core] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **options) -> FleetContext:
-        client = redis_lib.Redis.from_url(settings.redis_url)
-        mirror = EventLog(settings.database_url, target="fleet") if settings.database_url else None
-        return cls(
-            settings=settings,
-            redis=client,
-            fleets=FleetStore(client, settings.redis_prefix, events=mirror),
-            **options,
-        )
 
     @property
     def fleet(self) -> Fleet:
@@ -95,20 +81,6 @@ class FleetContext:
             )
         return found
 
-    def core_for(self, name: str) -> Core:
-        """The Core of target `name`: its own keys (its database's identity), run store, lock."""
-        with self._guard:
-            core = self._cores.get(name)
-            if core is None:
-                # each database's backups and snapshots in a folder of its own: two targets'
-                # pre-flights in the same second would otherwise write the same file name
-                settings = self.settings.with_(
-                    database_url=self.target(name).url, backup_dir=self.settings.backup_dir / name
-                )
-                core = self.make_core(settings, lock_ttl=self.lock_ttl)
-                self._cores[name] = core
-            return core
-
     def reporter(self, fleet_id: str, name: str) -> Reporter:
         def on_phase(phase: int | None) -> None:
             self.fleets.set_phase(fleet_id, name, phase, actor=self.worker)
@@ -119,11 +91,3 @@ class FleetContext:
 
     def redact(self, text: str) -> str:
         return redact(text, self.settings.secrets())
-
-    def close(self) -> None:
-        with self._guard:
-            for core in self._cores.values():
-                core.events.close()
-            self._cores.clear()
-        if self.fleets.mirror is not None:
-            self.fleets.mirror.close()

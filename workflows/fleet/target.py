@@ -83,6 +83,10 @@ def _work(ctx: FleetContext, fleet_id: str, name: str, renewal) -> Done | Retry:
     if interrupted is not None:
         run = interrupted
     fields = {"worker": ctx.worker, "identity": core.keys.target, "run_id": run.id}
+    if state.status is T.QUEUED:
+        unapproved = ctx.why_not_approved(ctx.fleets.get(fleet_id))
+        if unapproved:  # e.g. a file changed since the approval: refused before anything runs
+            return _failed(ctx, fleet_id, name, f"not started: {unapproved}")
     try:
         if state.status is T.QUEUED:
             ctx.fleets.move(

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from core import clock
 from state.codec import dumps
-from state.fleet import Advance, FleetRun, FleetStatus
+from state.fleet import Advance, FleetRun, FleetStatus, IllegalTransition
 from state.fleet import TargetStatus as T
 from workflows.fleet.context import FleetContext
 from workflows.fleet.queue import FleetQueue
@@ -74,15 +74,56 @@ def unsent(ctx: FleetContext, fleet: FleetRun, grace: float = SEND_GRACE) -> lis
 
 
 def sweep(ctx: FleetContext, queue: FleetQueue) -> Advance | None:
-    """Move the current fleet run on if it is RUNNING, and send what was queued but never sent."""
+    """Start the current fleet run when its GO scheduled time came; move it on if it is
+    RUNNING, and send what was queued but never sent."""
     queue.pending()  # a dispatch on the queue: the broker re-queues dead workers' jobs
     fleet = ctx.fleets.current()
+    if fleet is not None and fleet.status is FleetStatus.SCHEDULED:
+        return start_when_due(ctx, queue, fleet)
     if fleet is None or fleet.status is not FleetStatus.RUNNING:
         return None
     step = advance(ctx, queue, fleet.id)
     for name in unsent(ctx, ctx.fleets.get(fleet.id)):
         send(ctx, queue, fleet.id, name)
     return step
+
+
+def start_when_due(ctx: FleetContext, queue: FleetQueue, fleet: FleetRun) -> Advance | None:
+    """A GO scheduled: at its time the canary wave starts (any worker's sweep, once: the move to
+    RUNNING is atomic). Missed by more than MIGRATE_SCHEDULE_LATE_MINUTES (no worker was
+    running), or its approval no longer valid: deferred, with the reason."""
+    approval = fleet.approval or {}
+    at = approval.get("scheduled_for")
+    now = clock.now()
+    if not at or datetime.fromisoformat(at) > now:
+        return None
+    late = now - datetime.fromisoformat(at)
+    reason = None
+    if late > timedelta(minutes=ctx.settings.schedule_late_minutes):
+        reason = f"the scheduled start was missed by {int(late.total_seconds() // 60)} min (no fleet worker was running)"
+    reason = reason or ctx.why_not_approved(fleet)
+    actor = approval.get("by") or ctx.worker
+    try:
+        if reason:
+            ctx.fleets.transition(
+                fleet.id,
+                FleetStatus.DEFERRED,
+                actor=ctx.worker,
+                action="scheduled start cancelled",
+                fields={
+                    "decision": {
+                        "what": "deferred",
+                        "by": ctx.worker,
+                        "reason": reason,
+                        "at": now.isoformat(),
+                    }
+                },
+                expect=[FleetStatus.SCHEDULED],
+            )
+            return None
+        return start(ctx, queue, fleet.id, actor)
+    except IllegalTransition:
+        return None  # another worker's sweep came first
 
 
 def wait(ctx: FleetContext, fleet_id: str, *, timeout: float, poll: float = 0.2) -> FleetRun:

@@ -26,6 +26,15 @@ SWEEP_EVERY = 5.0  # seconds
 class FleetWorker:
     """`threads` jobs at once in this process (default: the targets file's `parallel`)."""
 
+    _here: set[FleetWorker] = set()  # the workers started in this process and not stopped
+    _here_guard = threading.Lock()
+
+    @classmethod
+    def running_here(cls, prefix: str) -> bool:
+        """Is a worker of this bot prefix running in this process (serve's, a console's)?"""
+        with cls._here_guard:
+            return any(w.ctx.settings.redis_prefix == prefix for w in cls._here)
+
     def __init__(
         self,
         ctx: FleetContext,
@@ -67,6 +76,8 @@ class FleetWorker:
         self._worker = worker
         self._sweeper = threading.Thread(target=self._sweep, name="fleet-sweep", daemon=True)
         self._sweeper.start()
+        with self._here_guard:
+            self._here.add(self)
         return self
 
     def _sweep(self) -> None:
@@ -78,6 +89,8 @@ class FleetWorker:
 
     def stop(self, timeout: float = 600.0) -> None:
         """Stop taking jobs; the running ones finish (up to `timeout` seconds)."""
+        with self._here_guard:
+            self._here.discard(self)
         self._stop.set()
         if self._worker is not None:
             self._worker.stop(timeout=int(timeout * 1000))
@@ -99,5 +112,4 @@ def run_forever(ctx: FleetContext, *, threads: int | None = None) -> int:
     stopping.wait()
     worker.stop()
     queue.close()
-    ctx.close()
     return 0
