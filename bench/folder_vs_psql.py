@@ -112,8 +112,9 @@ def time_bot(server: str, folder: Folder, runbook: Path, work: Path) -> float:
         drop_db(server, name)
 
 
-def time_psql(server: str, folder: Folder, dumps: list[float]) -> float:
-    """psql of every file (timed), then one schema dump of the result (timed into `dumps`)."""
+def time_psql(server: str, folder: Folder, dumps: list[float], catalogs: list[float]) -> float:
+    """psql of every file (timed), then one pg_dump of the result (timed into `dumps`) and one
+    catalog snapshot, as the bot takes it after a phase (a kept connection: timed into `catalogs`)."""
     name, dsn = create_db(server)
     try:
         start = time.perf_counter()
@@ -122,6 +123,11 @@ def time_psql(server: str, folder: Folder, dumps: list[float]) -> float:
         start = time.perf_counter()
         schema.schema_dump(dsn)
         dumps.append(time.perf_counter() - start)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            schema.snapshot(dsn, conn=conn)  # the first one on a connection prepares the query
+            start = time.perf_counter()
+            schema.snapshot(dsn, conn=conn)
+            catalogs.append(time.perf_counter() - start)
         return elapsed
     finally:
         drop_db(server, name)
@@ -141,11 +147,12 @@ def main() -> None:
         runbook = folder.write()
         times: dict[str, list[float]] = {"bot run": [], "psql -X -1 -f": []}
         dumps: list[float] = []
+        catalogs: list[float] = []
         load_before = os.getloadavg()
         for rep in range(args.reps):  # alternate, so drift on a shared machine hits both alike
             order = [
                 ("bot run", lambda: time_bot(args.server, folder, runbook, work)),
-                ("psql -X -1 -f", lambda: time_psql(args.server, folder, dumps)),
+                ("psql -X -1 -f", lambda: time_psql(args.server, folder, dumps, catalogs)),
             ]
             for label, runner in order if rep % 2 == 0 else order[::-1]:
                 times[label].append(runner())
@@ -174,12 +181,19 @@ def main() -> None:
         f"  psql per file {psql_m / n * 1000:.0f} ms; one pg_dump --schema-only {dump_m * 1000:.0f} ms "
         f"(runs: " + " ".join(f"{d * 1000:.0f}" for d in dumps) + ")"
     )
+    catalog_m = statistics.median(catalogs)
     print(
-        f"  bot per phase {bot_m / n * 1000:.0f} ms = psql's {psql_m / n * 1000:.0f} ms + "
-        f"{(bot_m - psql_m) / n * 1000:.0f} ms overhead, of which pg_dump {dump_m * 1000:.0f} ms"
+        f"  one catalog snapshot (engine/catalog_snapshot.py, what the bot takes after a phase) "
+        f"{catalog_m * 1000:.0f} ms (runs: " + " ".join(f"{c * 1000:.0f}" for c in catalogs) + ")"
     )
     print(
-        f"floor with one pg_dump per phase: (psql + {n} × pg_dump) / psql = {(psql_m + n * dump_m) / psql_m:.2f}"
+        f"  bot per phase {bot_m / n * 1000:.0f} ms = psql's {psql_m / n * 1000:.0f} ms + "
+        f"{(bot_m - psql_m) / n * 1000:.0f} ms overhead, of which the snapshot {catalog_m * 1000:.0f} ms"
+    )
+    print(
+        f"floor with one catalog snapshot per phase: (psql + {n} × snapshot) / psql = "
+        f"{(psql_m + n * catalog_m) / psql_m:.2f} (it was (psql + {n} × pg_dump) / psql = "
+        f"{(psql_m + n * dump_m) / psql_m:.2f} with pg_dump)"
     )
     print(
         "load average (1, 5, 15 min): before "

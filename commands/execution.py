@@ -96,7 +96,7 @@ class PhaseRunner:
                 return FAILED
             return OK
         finally:
-            self._snapshots.wait()  # the last phase's snapshot is on disk before the run lock is released
+            self._snapshots.finish()  # the last phase's snapshot is on disk before the run lock is released
 
     def _stopped_by_abort(self, rest: list[int], verify: bool) -> bool:
         """An abort that arrived after the last statement of the phase before (during its checks)
@@ -892,7 +892,7 @@ class PhaseRunner:
         wait = self.rb.defaults.lock_timeout
         try:
             return (
-                schema.normalize(schema.schema_dump(self.dsn, lock_wait=wait)),
+                schema.normalize(schema.snapshot(self.dsn, lock_wait=wait)),
                 facts.row_counts(self.dsn, lock_timeout=wait),
             )
         except Exception:  # lock wait exceeded, database away: "unchanged" just cannot be claimed

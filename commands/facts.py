@@ -16,36 +16,49 @@ from preflight import catalog
 
 
 def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
-    """The label of the known snapshot the database's schema equals, or None."""
-    current = schema.schema_dump(dsn)
+    """The label of the known snapshot the database's schema equals, or None (each compared
+    with the schema now taken the same way: engine.schema.current_like)."""
+    current: dict[str, str] = {}  # the schema now, once per way of taking it
     for label, path in known.items():
-        if (
-            path
-            and Path(path).exists()
-            and not schema.difference(Path(path).read_text(encoding="utf-8"), current)
-        ):
-            return label
+        if path and Path(path).exists():
+            stored = Path(path).read_text(encoding="utf-8")
+            how = schema.method(stored)
+            if how not in current:
+                current[how] = schema.current_like(stored, dsn)
+            if not schema.difference(stored, current[how]):
+                return label
     return None
 
 
-def row_counts(dsn: str, schemas: tuple[str, ...] | None = None, lock_timeout: float = 5.0) -> dict[str, int]:
+def row_counts(
+    dsn: str,
+    schemas: tuple[str, ...] | None = None,
+    lock_timeout: float = 5.0,
+    conn: psycopg.Connection | None = None,
+) -> dict[str, int]:
     """Exact row count of every table in `schemas` — by default every schema of the database but
     the system's and the bot's own: a team's tables live wherever its migrations put them (all
     must be readable: a health fact too). Never queues behind another session's lock longer than
-    `lock_timeout` (raises instead)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms"))
-        )
-        if schemas is None:
-            tables = conn.execute(
-                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname <> ALL(%s) "
-                "AND schemaname NOT LIKE 'pg\\_%%'",
-                (["information_schema", schema.BOT_SCHEMA],),
-            ).fetchall()
-        else:
-            tables = conn.execute(
-                "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
-                (list(schemas),),
-            ).fetchall()
-        return catalog.row_counts(conn, [t for (t,) in tables])
+    `lock_timeout` (raises instead). On `conn` (autocommit) when given."""
+    if conn is not None:
+        return _row_counts(conn, schemas, lock_timeout)
+    with psycopg.connect(dsn, autocommit=True) as own:
+        return _row_counts(own, schemas, lock_timeout)
+
+
+def _row_counts(
+    conn: psycopg.Connection, schemas: tuple[str, ...] | None, lock_timeout: float
+) -> dict[str, int]:
+    conn.execute(pgsql.SQL("SET lock_timeout = {}").format(pgsql.Literal(f"{int(lock_timeout * 1000)}ms")))
+    if schemas is None:
+        tables = conn.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname <> ALL(%s) "
+            "AND schemaname NOT LIKE 'pg\\_%%'",
+            (["information_schema", schema.BOT_SCHEMA],),
+        ).fetchall()
+    else:
+        tables = conn.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_tables WHERE schemaname = ANY(%s)",
+            (list(schemas),),
+        ).fetchall()
+    return catalog.row_counts(conn, [t for (t,) in tables])

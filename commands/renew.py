@@ -34,7 +34,7 @@ from commands.parse import Command
 from commands.result import OK, Outcome
 from core import clock
 from core.roster import COORDINATOR
-from engine import schema
+from engine import catalog_snapshot, schema
 from preflight import fast_checks
 from runbook.validate import checksums, plan, plan_on_disk
 from state.approval import REVOKED, bind_approval, why_files_changed, why_plan_changed, why_plan_not_approved
@@ -91,10 +91,9 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     state, snapshot = expected_state(run, PhaseRunner(core, run.id, "bot", None).known_states())
     evidence = [f"{templates.OK_MARK} Database: matches {state} (schema compared)"]
     # One dump, compared once: equal, or the differences the partial-phase evidence shows.
+    stored = Path(snapshot).read_text(encoding="utf-8")
     differences = schema.difference(
-        Path(snapshot).read_text(encoding="utf-8"),
-        schema.schema_dump(core.settings.database_url),
-        limit=100_000,
+        stored, schema.current_like(stored, core.settings.database_url), limit=100_000
     )
     if differences:
         partial = _partially_applied(core, run)
@@ -205,6 +204,8 @@ def _objects_changed(diff: list[str]) -> list[str]:
     for line in diff:
         if line[:1] in "+-" and line[1:].startswith(("CREATE ", "ALTER TABLE ")):
             heads.append(line.split("(")[0].split(" AS ")[0].rstrip()[:100])
+        elif line[:1] in "+-" and line[1:].startswith(catalog_snapshot.OBJECT_LINES) and " | " not in line:
+            heads.append(line[:100])  # a catalog snapshot's line (engine/catalog_snapshot.py)
     return heads
 
 

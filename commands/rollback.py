@@ -494,14 +494,13 @@ class PhaseRollback:
         expected_path = self.runner.snapshot_path(n - 1 if n > 1 else 0)
         lines, proven = [], True
         if Path(expected_path).exists():
-            every = schema.difference(
-                Path(expected_path).read_text(encoding="utf-8"), schema.schema_dump(self.dsn), limit=100_000
-            )
+            expected = Path(expected_path).read_text(encoding="utf-8")
+            every = schema.difference(expected, schema.current_like(expected, self.dsn), limit=100_000)
             accepted = set((self.core.store.get(self.runner.run_id).result or {}).get(ACCEPTED_DIFF, []))
             diff = self.diff = [d for d in every if d not in accepted]
             label = "the pre-migration schema" if n == 1 else f"the schema after phase {n - 1}"
             lines.append(
-                f"{templates.mark(not diff)} Schema equals {label} (pg_dump --schema-only compared)"
+                f"{templates.mark(not diff)} Schema equals {label} ({schema.method(expected)})"
                 + (
                     f": {len(diff)} lines differ"
                     if diff

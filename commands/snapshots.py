@@ -1,7 +1,9 @@
-"""The schema after a phase, dumped in the background while the bot does its bookkeeping.
+"""The schema after a phase, taken in the background while the bot does its bookkeeping.
 
-pg_dump after each phase is the bot's largest cost on a folder of small migrations. The dump
-starts as soon as the phase's checks pass and runs while the phase's closing transition, its
+The schema after each phase (engine.schema.snapshot: the catalog snapshot, one query on a
+connection kept for the run, or pg_dump when the database holds something only pg_dump
+describes) was the bot's largest cost on a folder of small migrations. It starts as soon as
+the phase's checks pass and runs while the phase's closing transition, its
 posts and the next phase's opening are written; the next step waits for it before it touches
 the database. The same dump (with row counts) is also the state "before" that next step, so
 an "unchanged" claim after a failure needs no second pg_dump.
@@ -12,6 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+
+import psycopg
 
 from commands import facts
 from engine import schema
@@ -24,6 +28,7 @@ class PhaseSnapshots:
 
     def __init__(self, dsn: str, lock_wait: float):
         self._dsn, self._lock_wait = dsn, lock_wait
+        self._conn: psycopg.Connection | None = None  # kept between phases, used by one thread at a time
         self._thread: threading.Thread | None = None
         self._fingerprint: tuple | None = None
         self._error: BaseException | None = None
@@ -49,11 +54,25 @@ class PhaseSnapshots:
             raise error
         return fingerprint
 
+    def finish(self) -> tuple | None:
+        """`wait`, then close the connection kept between phases."""
+        try:
+            return self.wait()
+        finally:
+            self.close_quietly()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self._dsn, autocommit=True, application_name="migrate-bot-schema")
+        return self._conn
+
     def _dump(self, path: Path) -> None:
         try:
-            text = schema.schema_dump(self._dsn)
-        except BaseException as exc:  # pg_dump failed: handed to the thread that waits
+            conn = self._connection()
+            text = schema.snapshot(self._dsn, lock_wait=self._lock_wait, conn=conn)
+        except BaseException as exc:  # the snapshot failed: handed to the thread that waits
             self._error = exc
+            self.close_quietly()
             return
         try:
             path.write_text(text, encoding="utf-8")
@@ -62,7 +81,16 @@ class PhaseSnapshots:
         try:
             self._fingerprint = (
                 schema.normalize(text),
-                facts.row_counts(self._dsn, lock_timeout=self._lock_wait),
+                facts.row_counts(self._dsn, lock_timeout=self._lock_wait, conn=conn),
             )
         except Exception:  # a table locked by someone else: "unchanged" just cannot be claimed from this one
             self._fingerprint = None
+            self.close_quietly()  # a fresh session next time, whatever state this one was left in
+
+    def close_quietly(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection: nothing to keep
+                pass

@@ -3,6 +3,11 @@
 One definition for everyone who asks "is the schema what it was?": pre-migration snapshots
 at preflight, the rehearsal's rollback check, rollback verification, the failure template's
 "database status". The bot's own schema `migrate_bot` and the ledgers' tables are never part of it.
+
+The snapshots taken after each phase (`snapshot`) are the catalog snapshot of
+engine/catalog_snapshot.py when it describes everything the database holds (it differs exactly
+when pg_dump --schema-only does, at a fraction of the cost), else pg_dump's. A stored snapshot
+is always compared with the schema now taken the same way (`current_like`).
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import difflib
 import subprocess
 from pathlib import Path
 
+import psycopg
+
 from core import children
+from engine import catalog_snapshot
 from engine.psql import child_env
 
 BOT_SCHEMA = "migrate_bot"
@@ -58,6 +66,36 @@ def schema_dump(dsn: str, *, pg_dump: str = "pg_dump", lock_wait: float = 5.0, t
         env=env,
         timeout=timeout,
     ).stdout
+
+
+def snapshot(dsn: str, *, lock_wait: float = 5.0, conn: psycopg.Connection | None = None) -> str:
+    """The schema for later comparisons: the catalog snapshot (one query, on `conn` when given)
+    when it describes everything the database holds, else pg_dump's (`schema_dump`)."""
+    text, complete = _catalog(dsn, conn, lock_wait)
+    return text if complete else schema_dump(dsn, lock_wait=lock_wait)
+
+
+def current_like(expected: str, dsn: str, *, conn: psycopg.Connection | None = None) -> str:
+    """The schema now, taken the way the stored snapshot `expected` was: a catalog snapshot for a
+    catalog snapshot (one that is incomplete now differs from it by its UNCOVERED lines, as
+    pg_dump would by those objects), pg_dump for pg_dump."""
+    if catalog_snapshot.is_catalog(expected):
+        return _catalog(dsn, conn, 5.0)[0]
+    return schema_dump(dsn)
+
+
+def method(text: str) -> str:
+    """How a stored snapshot was taken, for the evidence line that compares with it."""
+    if catalog_snapshot.is_catalog(text):
+        return "catalog snapshot compared, as strict as pg_dump --schema-only"
+    return "pg_dump --schema-only compared"
+
+
+def _catalog(dsn: str, conn: psycopg.Connection | None, lock_wait: float) -> tuple[str, bool]:
+    if conn is not None:
+        return catalog_snapshot.take(conn, lock_wait)
+    with psycopg.connect(dsn, autocommit=True, application_name="migrate-bot-schema") as own:
+        return catalog_snapshot.take(own, lock_wait)
 
 
 def write_snapshot(dsn: str, path: Path) -> Path:

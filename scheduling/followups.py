@@ -127,18 +127,19 @@ def schema_drift(core, run_id: str) -> CheckResult:
     snapshot = snapshot_after_run(core, run_id)
     if not snapshot.exists():
         return CheckResult(name, False, f"no snapshot to compare with ({snapshot} is missing)")
+    stored = snapshot.read_text(encoding="utf-8")
     try:
-        now = schema.schema_dump(core.settings.database_url)
+        now = schema.current_like(stored, core.settings.database_url)
     except Exception as exc:  # noqa: BLE001 - CalledProcessError from pg_dump: the evidence is its message
         text = core.redact(str(getattr(exc, "stderr", "") or exc)).strip()[:300]
         return CheckResult(name, False, f"pg_dump failed: {text}", errors=[text])
-    diff = schema.difference(snapshot.read_text(encoding="utf-8"), now)
+    diff = schema.difference(stored, now)
     if not diff:
         return CheckResult(
             name,
             True,
             f"equal to the snapshot after phase {snapshot.stem.rsplit('_', 1)[-1]}",
-            [f"pg_dump --schema-only compared with {snapshot.name}"],
+            [f"{schema.method(stored)}: {snapshot.name}"],
         )
     missing = [line[1:].strip() for line in diff if line.startswith("-")]
     added = [line[1:].strip() for line in diff if line.startswith("+")]
