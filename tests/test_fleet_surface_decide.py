@@ -13,7 +13,6 @@ from tests.support.fleetui import (
     WAVES,
     fleet_core,
     missing_database_url,
-    run_by_hand,
     scratch_fleet,
     small_runbook,
 )
@@ -25,6 +24,12 @@ CATALOG = "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespa
 
 def _objects(url: str) -> int:
     return pg.scalar(url, CATALOG)
+
+
+def _started(core) -> list[str]:
+    """The targets in the order the fleet run started them (its event stream)."""
+    run = store(core).current()
+    return [e.target for e in store(core).events(run.id) if e.kind == "target" and e.after == "running"]
 
 
 def test_one_approval_covers_every_go_target_and_a_no_go_target_never_runs(settings, scratch_db, tmp_path):
@@ -52,8 +57,10 @@ def test_one_approval_covers_every_go_target_and_a_no_go_target_never_runs(setti
             assert bound["backup_sha256"] == own.preflight["backup"]["sha256"]
         assert console(TPM, "approve")[0] == 2  # one decision: a second GO is refused
 
-        ran = run_by_hand(core)
+        code, out = console(COORDINATOR, "run")  # the fleet's waves, a worker in this process
 
+        assert code == 0, out
+        ran = _started(core)
         assert ran[0] == "canary" and "db-2" not in ran and len(ran) == 7
         run = store(core).current()
         assert run.status is FleetStatus.SUCCEEDED and run.targets["db-2"].status is TargetStatus.NO_GO
@@ -77,7 +84,9 @@ def test_rollback_all_on_one_target_then_rollback_all_newest_first(settings, scr
     try:
         assert console(COORDINATOR, "preflight")[0] == 0
         assert console(TPM, "approve")[0] == 0
-        assert run_by_hand(core) == ["canary", "db-1", "db-4", "db-5"]
+        assert console(COORDINATOR, "run")[0] == 0
+        started = _started(core)
+        assert started[:2] == ["canary", "db-1"] and set(started[2:]) == {"db-4", "db-5"}
         assert all(_objects(u) > 0 for u in urls.values())
 
         code, out = console(COORDINATOR, "rollback all on db-4")
@@ -122,7 +131,9 @@ def test_canary_backup_policy_runs_rolls_back_and_reports_the_skipped_backups(se
         assert run.approval["targets"]["db-1"]["backup_skipped"].startswith("the runbook's [fleet] backup")
         assert run.approval["targets"]["canary"]["backup_sha256"]
 
-        assert run_by_hand(core) == ["canary", "db-1", "db-4"]  # the final gates pass without a backup
+        code, out = console(COORDINATOR, "run")  # the final gates pass without a backup
+        assert code == 0, out
+        assert _started(core) == ["canary", "db-1", "db-4"]
 
         assert store(core).current().status is FleetStatus.SUCCEEDED
         code, out = console(COORDINATOR, "report")

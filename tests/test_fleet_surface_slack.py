@@ -87,6 +87,31 @@ def test_the_thread_parent_is_one_table_and_each_transition_one_line(fleet_bot, 
     assert f"fleet run `{fleet.id}` · 8 databases" in home and "waits for GO / NO-GO" in home
     assert " db-3 · wave 1 · go · " in home
 
+    # One approval, the run: still one parent, one line per target transition, no per-phase posts.
+    assert bot.slack.slash(TPM, "approve").status == 200
+    bot.bridge.wait_work(30)
+    assert bot.slack.slash(COORDINATOR, "run").status == 200
+    time.sleep(0.5)
+    _drained(bot, 240)
+    fleet = store(bot.core).current()
+    assert str(fleet.status) == "succeeded", fleet.status
+    posts = standin.calls_of("chat.postMessage")
+    assert len([c for c in posts if "thread_ts" not in c.body]) == 1
+    in_thread = [c for c in posts if c.body.get("thread_ts") == parent]
+    transitions = [e for e in store(bot.core).events(fleet.id) if e.kind == "target"]
+    assert len(transitions) == 16 + 7 * 3  # 7 GO databases: go → queued → running → succeeded
+    lines = [c for c in in_thread if c.body["text"].count(" → ") == 1 and "(wave " in c.body["text"]]
+    assert len(lines) == len(transitions)
+    others = [c.body["text"].splitlines()[0] for c in in_thread if c not in lines]
+    assert len(others) == 3 + 2, others  # + the decision and the run's one summary: no phase posts
+    card = standin.messages[("C0MIGRATE", parent)]
+    check_blocks(card["blocks"])
+    text = "\n".join(b["text"]["text"] for b in card["blocks"] if b["type"] == "section")
+    assert "Succeeded on every database of the run" in text
+    for name, wave in WAVES.items():
+        if name != "db-5":
+            assert f" {name} · wave {wave} · succeeded · phase " in text, text
+
 
 def test_a_card_of_120_targets_stays_within_block_kit_limits(redis_client, redis_prefix, tmp_path):
     fleets = FleetStore(redis_client, redis_prefix)
