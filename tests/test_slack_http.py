@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.error
 
 import pytest
 
@@ -199,8 +200,20 @@ def test_an_oversized_body_is_refused_before_it_is_received(bot, scripted):
 
 
 def test_oversized_headers_are_refused(bot, scripted):
-    status, _ = _post_raw(
-        bot, b"text=help", {"X-Padding": "p" * 100_000, "Content-Type": "application/x-www-form-urlencoded"}
-    )
-    assert status == 431 or status == 400, status
+    # waitress answers 431 after reading 64 KB of the 100 KB of headers and closes the socket; with
+    # the rest still unread the kernel may send a reset that overtakes the 431 (seen under load).
+    # Either way the request was refused before bolt saw it, and the server still answers.
+    try:
+        status, _ = _post_raw(
+            bot,
+            b"text=help",
+            {"X-Padding": "p" * 100_000, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    except (ConnectionResetError, BrokenPipeError) as reset:
+        status = type(reset).__name__
+    except urllib.error.URLError as err:
+        assert isinstance(err.reason, (ConnectionResetError, BrokenPipeError)), err
+        status = type(err.reason).__name__
+    assert status in (431, 400, "ConnectionResetError", "BrokenPipeError"), status
+    assert _post_raw(bot, b"", {})[0] == 401  # still serving: an unsigned request is refused as before
     assert scripted.executed == []
