@@ -18,6 +18,7 @@ from tests.support.fleetui import WAVES, missing_database_url, scratch_fleet, sm
 from tests.support.flow import COORDINATOR, TPM
 from tests.support.slack_fixtures import standin  # noqa: F401 (fixture)
 from tests.support.slack_standin import RunningBot, check_blocks
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -33,6 +34,11 @@ def fleet_bot(settings, standin, scratch_db, tmp_path):
     yield running
     running.close()
     close_target_cores(running.core)
+
+
+def _status(bot) -> str | None:
+    run = store(bot.core).current()
+    return str(run.status) if run else None
 
 
 def _drained(bot, seconds: float = 60) -> None:
@@ -53,7 +59,7 @@ def _drained(bot, seconds: float = 60) -> None:
 def test_the_thread_parent_is_one_table_and_each_transition_one_line(fleet_bot, standin):
     bot = fleet_bot
     assert bot.slack.slash(COORDINATOR, "preflight").status == 200
-    time.sleep(0.5)
+    wait_until(lambda: _status(bot) in ("go", "no-go"), 120, what="the fleet's pre-flight to end")
     _drained(bot)
     fleet = store(bot.core).current()
     parent = bot.bridge.threads.parent(fleet.id)
@@ -89,9 +95,9 @@ def test_the_thread_parent_is_one_table_and_each_transition_one_line(fleet_bot, 
 
     # One approval, the run: still one parent, one line per target transition, no per-phase posts.
     assert bot.slack.slash(TPM, "approve").status == 200
-    bot.bridge.wait_work(30)
+    wait_until(lambda: _status(bot) == "approved", 30, what="the approval")
     assert bot.slack.slash(COORDINATOR, "run").status == 200
-    time.sleep(0.5)
+    wait_until(lambda: _status(bot) in ("succeeded", "failed"), 240, what="the fleet run's end")
     _drained(bot, 240)
     fleet = store(bot.core).current()
     assert str(fleet.status) == "succeeded", fleet.status
