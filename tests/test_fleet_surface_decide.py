@@ -169,3 +169,35 @@ def test_defer_is_no_go_for_every_database_of_the_fleet_run(settings, scratch_db
         assert "NO-GO by <@U0DYLAN>: the release moved to Friday" in out
     finally:
         close_target_cores(core)
+
+
+def test_go_scheduled_covers_every_go_target_and_waits_for_its_time(settings, scratch_db, tmp_path):
+    from datetime import timedelta
+
+    from core import clock
+
+    urls = scratch_fleet(scratch_db, ["canary", "db-1"])
+    console = Console(fleet_core(settings, tmp_path, urls, small_runbook(tmp_path)))
+    core = console.core
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 0
+        at = (clock.now() + timedelta(hours=3)).replace(second=0, microsecond=0)
+
+        code, out = console(TPM, f"approve at {at:%Y-%m-%dT%H:%MZ}")
+
+        assert code == 0, out
+        assert f"the canary starts by itself at {at:%H:%M} UTC, then the waves" in out
+        run = store(core).current()
+        assert run.status is FleetStatus.SCHEDULED and run.approval["scheduled_for"] == at.isoformat()
+        for name in ("canary", "db-1"):
+            own = target_core(core, core.settings.targets.get(name)).store.current()
+            assert own.status is Status.SCHEDULED and own.approval["scheduled_for"] == at.isoformat()
+        code, out = console(COORDINATOR, "run")
+        assert code == 2 and "starts by itself" in out  # nothing runs before its time
+        assert "GO scheduled for" in console(COORDINATOR, "status")[1]
+
+        code, out = console(TPM, "approve")  # GO now replaces the schedule
+        assert code == 0, out
+        assert store(core).current().status is FleetStatus.APPROVED
+    finally:
+        close_target_cores(core)
