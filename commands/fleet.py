@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from commands.core import Core
 from commands.fleet_decide import fleet_approve, fleet_defer
-from commands.fleet_info import fleet_report, fleet_status
+from commands.fleet_info import fleet_help, fleet_report, fleet_status
 from commands.fleet_preflight import fleet_preflight
 from commands.fleet_rollback import fleet_rollback
 from commands.fleet_run import fleet_run
@@ -41,6 +41,7 @@ FLEET_VERBS: dict[str, Verb] = {
     "preflight": fleet_preflight,
     "approve": fleet_approve,
     "defer": fleet_defer,
+    "help": fleet_help,
     "status": fleet_status,
     "report": fleet_report,
     "rollback": fleet_rollback,

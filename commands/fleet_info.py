@@ -5,11 +5,26 @@ from __future__ import annotations
 from commands import fleet_templates
 from commands.core import Core
 from commands.fleetcore import fleet_of, store, target_core
+from commands.info import help_
 from commands.parse import Command
 from commands.report import render
 from commands.result import OK, Outcome, Post
 from commands.templates import seconds
 from core import clock
+
+
+def fleet_help(core: Core, user: str, cmd: Command) -> Outcome:
+    """`help`, its last line about the fleet run instead of one database's run."""
+    outcome = help_(core, user, cmd)
+    run = store(core).current()
+    fleet = fleet_of(core)
+    if run is None:
+        now = f"Now: no fleet run ({len(fleet.targets)} databases in MIGRATE_TARGETS) → next: `preflight`"
+    else:
+        headline, nxt = fleet_templates.headline(run, core.roster)
+        now = f"Now: fleet run {run.id}: {headline}" + (f" → next: {nxt}" if nxt else "")
+    outcome.reply = [now if line.startswith("Now: ") else line for line in outcome.reply]
+    return outcome
 
 
 def fleet_status(core: Core, user: str, cmd: Command) -> Outcome:
