@@ -10,6 +10,7 @@ it; the targets' own posts are kept and summed up in one result post.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from commands.rollback import rollback_all
 from state.fleet import FleetStatus, TargetStatus
 from state.machine import IllegalTransition
 
+log = logging.getLogger("migrate.fleet")
 T = TargetStatus
 # Targets whose database this fleet run changed (or may have, part-way).
 UNDOABLE = (T.SUCCEEDED, T.FAILED, T.ROLLBACK_FAILED, T.RUNNING)
@@ -139,7 +141,7 @@ def newest_first(targets: list) -> list:
 
 def _one(core: Core, fleet_id: str, user: str, target, outcome: Outcome) -> tuple[str, int, list[Post]]:
     fstore = store(core)
-    fstore.move(fleet_id, target.name, T.ROLLING_BACK, actor=user, action="rollback all")
+    tracked = _move(fstore, fleet_id, target.name, T.ROLLING_BACK, user)
     kept = _Kept()
     try:
         code = outcome.work(kept)
@@ -147,12 +149,17 @@ def _one(core: Core, fleet_id: str, user: str, target, outcome: Outcome) -> tupl
         kept.post(Post("failure", core.redact(f"{type(exc).__name__}: {exc}")[:300]))
         code = FAILED
     error = None if code == OK else (kept.posts[-1].title if kept.posts else "rollback failed")
-    fstore.move(
-        fleet_id,
-        target.name,
-        T.ROLLED_BACK if code == OK else T.ROLLBACK_FAILED,
-        actor=user,
-        action="rollback all",
-        fields={"error": error},
-    )
+    if tracked:
+        _move(fstore, fleet_id, target.name, T.ROLLED_BACK if code == OK else T.ROLLBACK_FAILED, user, error)
     return target.name, code, kept.posts
+
+
+def _move(fstore, fleet_id: str, name: str, to: TargetStatus, user: str, error: str | None = None) -> bool:
+    """The target's move in the fleet's table; a move the table refuses is logged, and the
+    database's own rollback goes on (its run record is the truth about its phases)."""
+    try:
+        fstore.move(fleet_id, name, to, actor=user, action="rollback all", fields={"error": error})
+    except IllegalTransition as exc:
+        log.warning("fleet %s: %s not shown as %s: %s", fleet_id, name, to, exc.reason)
+        return False
+    return True
