@@ -52,6 +52,7 @@ class PhaseRunner:
             None  # step outcomes of the phase in progress, saved by its closing transition
         )
         self._snapshots = PhaseSnapshots(self.dsn, self.rb.defaults.lock_timeout)
+        self._ledger_rows: list[dict] | None = None  # migrate_bot.applied_files, read once (below)
 
     # ------------------------------------------------------------ entry points
 
@@ -285,7 +286,11 @@ class PhaseRunner:
         undone_at = ((run.result or {}).get("undone_at") or {}).get(str(phase.number))
         since = datetime.fromisoformat(undone_at) if undone_at else None
         rows = {}
-        for row in ledger.applied_files(self.dsn, self.rb.id):
+        # Read once per runner: the rows that matter were written before it started (a crash's);
+        # the steps it commits itself it knows, and it runs each phase once.
+        if self._ledger_rows is None:
+            self._ledger_rows = ledger.applied_files(self.dsn, self.rb.id)
+        for row in self._ledger_rows:
             if row["run_id"] != self.run_id or row["phase"] != phase.number:
                 continue
             step = next((s for s in phase.steps if s.id == row["step"]), None)
@@ -408,8 +413,8 @@ class PhaseRunner:
     def approved_sha256(self, name: str) -> str:
         """The sha256 the approval binds `name` to ("" when the approval does not name it):
         the executor runs the file only when the bytes it reads hash to this."""
-        run = self.core.store.get(self.run_id)
-        return str(((run.approval if run else None) or {}).get("checksums", {}).get(name) or "")
+        approval = self.core.store.fields(self.run_id, "approval").get("approval")
+        return str((approval or {}).get("checksums", {}).get(name) or "")
 
     def _stored_duration(self, phase: Phase, measured: float) -> float:
         """The phase's duration as its closing transition stored it: the number status, the card,
@@ -430,7 +435,7 @@ class PhaseRunner:
 
     def _with_steps(self, done: dict) -> dict:
         """The run's result record with this phase's step outcomes, written by the next transition."""
-        result = dict(self.core.store.get(self.run_id).result or {})
+        result = dict(self.core.store.fields(self.run_id, "result").get("result") or {})
         result["steps"] = done
         return result
 
@@ -916,8 +921,8 @@ class PhaseRunner:
     def _abort_requested(self) -> bool:
         if self._lock_lost():
             return True
-        run = self.core.store.get(self.run_id)
-        return bool(run and run.meta.get("abort_requested"))
+        meta = self.core.store.meta(self.run_id)
+        return bool(meta and meta.get("abort_requested"))
 
     def _lock_lost(self) -> bool:
         lost = self.core.lost_locks.get(self.run_id)

@@ -7,7 +7,8 @@ is the one place that says what a status change does to a run's phases.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from copy import copy
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,8 +102,10 @@ class Run:
         }
         return {k: dumps(v) for k, v in data.items()}
 
-    def phases_hash(self) -> dict[str, str]:
-        return {str(n): json.dumps(p.to_dict()) for n, p in self.phases.items()}
+    def phases_hash(self, numbers: Iterable[int] | None = None) -> dict[str, str]:
+        """Phase number -> stored JSON, of every phase or of `numbers`."""
+        chosen = self.phases if numbers is None else {n: self.phases[n] for n in numbers}
+        return {str(n): json.dumps(p.to_dict()) for n, p in chosen.items()}
 
     @classmethod
     def from_hashes(cls, run: Mapping[Any, Any], phases: Mapping[Any, Any]) -> Run:
@@ -118,8 +121,7 @@ class Run:
             updated_at=datetime.fromisoformat(data["updated_at"]),
             phase=data.get("phase"),
             phases={
-                int(as_text(n)): PhaseState.from_dict(json.loads(v))
-                for n, v in sorted(phases.items(), key=lambda kv: int(kv[0]))
+                int(as_text(n)): _phase_state(v) for n, v in sorted(phases.items(), key=lambda kv: int(kv[0]))
             },
             preflight=data.get("preflight"),
             approval=data.get("approval"),
@@ -127,6 +129,20 @@ class Run:
             result=data.get("result"),
             meta=data.get("meta") or {},
         )
+
+
+_DECODED: dict[bytes | str, PhaseState] = {}  # stored JSON -> its PhaseState (copies are handed out)
+
+
+def _phase_state(raw: bytes | str) -> PhaseState:
+    """A stored phase state, decoded once per distinct value: a run of many phases is read
+    several times per step, and most of its phases do not change."""
+    known = _DECODED.get(raw)
+    if known is None:
+        if len(_DECODED) >= 4096:
+            _DECODED.clear()
+        known = _DECODED[raw] = PhaseState.from_dict(json.loads(raw))
+    return copy(known)
 
 
 def _iso(moment: datetime | None) -> str | None:

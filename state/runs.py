@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
+from copy import copy
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, cast
 
@@ -69,6 +70,11 @@ class RunStore:
         times a second needs, without decoding the whole record each time."""
         raw = self.redis.hget(self.keys.run(run_id), "meta")
         return None if raw is None else (json.loads(raw) or {})
+
+    def fields(self, run_id: str, *names: str) -> dict[str, Any]:
+        """Some of a run's fields (decoded; absent ones left out), without reading the rest."""
+        values = self.redis.hmget(self.keys.run(run_id), list(names))
+        return {name: json.loads(v) for name, v in zip(names, values, strict=True) if v is not None}
 
     def current(self) -> Run | None:
         run_id = self.redis.get(self.keys.current())
@@ -165,6 +171,20 @@ class RunStore:
         pipe.hset(self.keys.run(run.id), mapping=run.to_hash())  # type: ignore[arg-type]
         if run.phases:
             pipe.hset(self.keys.run_phases(run.id), mapping=run.phases_hash())  # type: ignore[arg-type]
+
+    def _write_changes(
+        self, pipe: Pipeline, run: Run, stored: Mapping[Any, Any], phases_before: Mapping[int, PhaseState]
+    ) -> None:
+        """What a change made differ from the hashes as read (under WATCH, so still as read):
+        the run's fields whose stored JSON differs, the phases whose state differs. A run of
+        many phases is not re-serialized whole for each step."""
+        old = {as_text(k): as_text(v) for k, v in stored.items()}
+        fields = {k: v for k, v in run.to_hash().items() if old.get(k) != v}
+        if fields:
+            pipe.hset(self.keys.run(run.id), mapping=fields)  # type: ignore[arg-type]
+        phases = run.phases_hash(n for n, p in run.phases.items() if phases_before.get(n) != p)
+        if phases:
+            pipe.hset(self.keys.run_phases(run.id), mapping=phases)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ the one status writer
 
@@ -279,17 +299,19 @@ class RunStore:
         evidence), and write it together with its audit event."""
 
         def txn(pipe: Pipeline) -> Run:
-            run = self._load(pipe, run_id)
-            if run is None:
+            stored: Mapping[Any, Any] = pipe.hgetall(self.keys.run(run_id))
+            if not stored:
                 raise IllegalTransition(f"there is no run {run_id}")
+            run = Run.from_hashes(stored, pipe.hgetall(self.keys.run_phases(run_id)))
             if expect is not None and run.status not in expect:
                 raise IllegalTransition(
                     f"the run is {run.status}; this needs it to be "
                     + " or ".join(str(Status(s)) for s in expect)
                 )
+            phases_before = {n: copy(p) for n, p in run.phases.items()}
             event = self._event(action, actor, outcome, run.id, change(pipe, run))
             pipe.multi()
-            self._write(pipe, run)
+            self._write_changes(pipe, run, stored, phases_before)
             self._append(pipe, event)
             return run
 
