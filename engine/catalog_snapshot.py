@@ -308,7 +308,18 @@ def take(conn: psycopg.Connection, lock_wait: float = 5.0) -> tuple[str, bool]:
     in one repeatable-read transaction with search_path empty (names schema-qualified, as pg_dump
     prints them). `complete` is False when the database holds something only pg_dump describes
     (the text then names it on UNCOVERED lines). A view's definition is read under the lock
-    pg_dump also takes: waited for at most `lock_wait` s (raises LockNotAvailable after)."""
+    pg_dump also takes: waited for at most `lock_wait` s (raises LockNotAvailable after).
+
+    The queries are prepared on `conn` (planning the big one costs more than running it); a
+    server that loses prepared statements between transactions (a transaction-pooling proxy)
+    gets them unprepared."""
+    try:
+        return _take(conn, lock_wait, prepare=True)
+    except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement):
+        return _take(conn, lock_wait, prepare=False)
+
+
+def _take(conn: psycopg.Connection, lock_wait: float, *, prepare: bool) -> tuple[str, bool]:
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute(
@@ -316,8 +327,8 @@ def take(conn: psycopg.Connection, lock_wait: float = 5.0) -> tuple[str, bool]:
             "set_config('lock_timeout', %s, true), set_config('statement_timeout', '120s', true)",
             (f"{int(lock_wait * 1000)}ms",),
         )
-        rows = conn.execute(_query(), prepare=True).fetchall()
-        uncovered = conn.execute(_UNCOVERED_QUERY, prepare=True).fetchall()
+        rows = conn.execute(_query(), prepare=prepare).fetchall()
+        uncovered = conn.execute(_UNCOVERED_QUERY, prepare=prepare).fetchall()
     lines = [HEADER, *(line for _o, line in rows), *(f"{UNCOVERED} {what}" for (what,) in sorted(uncovered))]
     return "\n".join(lines) + "\n", not uncovered
 
