@@ -75,6 +75,8 @@ def test_the_thread_parent_is_one_table_and_each_transition_one_line(fleet_bot, 
     assert len(lines) == len(transitions)  # one line per transition, none repeated
     assert len(in_thread) == len(transitions) + 3  # + started, the summary, the TPM's request
     assert any("db-5 (wave 2): preflight → no-go: " in c.body["text"] for c in lines)
+    summary = next(i for i, c in enumerate(in_thread) if "pre-flight on 8 databases" in c.body["text"])
+    assert summary > in_thread.index(lines[-1])  # the summary after the lines that led to it
 
     card = standin.messages[("C0MIGRATE", parent)]
     check_blocks(card["blocks"])

@@ -46,13 +46,18 @@ def default_handle() -> Handle:
 class RunReporter:
     """The Slack reporter for one run's work: posts that name no run go into its thread."""
 
-    def __init__(self, inner: SlackReporter, run_id: str | None) -> None:
+    def __init__(
+        self, inner: SlackReporter, run_id: str | None, before_post: Callable[[Post], None] | None = None
+    ) -> None:
         self.inner = inner
         self.run_id = run_id
+        self.before_post = before_post
 
     def post(self, post: Post) -> None:
         if post.run_id is None and self.run_id is not None:
             post = replace(post, run_id=self.run_id)
+        if self.before_post is not None:
+            self.before_post(post)
         self.inner.post(post)
 
     def progress(self, progress: Progress) -> None:
@@ -119,7 +124,7 @@ class Bridge:
             OUTCOME_WORDS.get(outcome.code, outcome.code),
             " (work started)" if outcome.work else "",
         )
-        reporter = RunReporter(self.reporter, outcome.run_id)
+        reporter = RunReporter(self.reporter, outcome.run_id, self._lines_first)
         for post in outcome.posts:
             reporter.post(post)
         if outcome.work is not None:
@@ -131,9 +136,18 @@ class Bridge:
             thread.start()
         return outcome
 
+    def _lines_first(self, post: Post) -> None:
+        """A post in a fleet run's thread (the pre-flight's summary, the run's result) goes after
+        the lines of the transitions that led to it: the feed is read first, when this process
+        delivers the channel (else the process that does reads it on its own pace)."""
+        if self.worker.pump is None or not (post.run_id or "").startswith("fleet-"):
+            return
+        if self.worker.holds_channel():
+            self.worker.pump(force=True)
+
     def _run_work(self, outcome: Outcome) -> None:
         try:
-            outcome.work(RunReporter(self.reporter, outcome.run_id))
+            outcome.work(RunReporter(self.reporter, outcome.run_id, self._lines_first))
             if outcome.run_id:  # the state the work ended in
                 self.reporter.refresh(outcome.run_id)
         except Exception as exc:  # the work's own failure paths post; this is a crash: say so in the thread

@@ -319,7 +319,7 @@ class OutboxWorker:
         self.stop = threading.Event()
         # Called at each step while this worker holds the channel (bot/slack/fleet_feed.py turns
         # the fleet runs' transitions into thread lines there: one process at a time).
-        self.pump: Callable[[], object] | None = None
+        self.pump: Callable[..., object] | None = None
         self._stepping = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -374,6 +374,13 @@ class OutboxWorker:
                 log.warning("outbox: lock not renewed during backoff: %s", redact(str(exc), self.secrets))
 
     # -- one step ----------------------------------------------------------------------------
+    def holds_channel(self) -> bool:
+        """Whether this worker delivers the channel now (its lock taken or renewed)."""
+        try:
+            return self._hold_lock()
+        except redis_lib.RedisError:
+            return False
+
     def _hold_lock(self) -> bool:
         """Take the channel's delivery lock, or renew it if this worker holds it (atomically)."""
         return self._lock.take_or_extend(_lock_ttl())
