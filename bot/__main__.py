@@ -1,4 +1,5 @@
-"""`python -m bot serve` (the Slack bot), `python -m bot console` (the same commands in a terminal) and
+"""`python -m bot serve` (the Slack bot), `python -m bot console` (the same commands in a terminal),
+`python -m bot scheduler` (only the scheduled jobs, printing their posts) and
 `python -m bot import DIR` (a runbook for an existing migration folder)."""
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ import sys
 import psycopg
 from redis.exceptions import RedisError
 
+from bot.console import interactive, run_command
+from bot.scheduler import run_scheduler
+from commands import Core
+from commands.importing import import_runbook
 from core import logs
 from core.config import ConfigError, Settings, env_secrets
 from core.redact import redact
 from runbook.model import RunbookError
+from scheduling.hooks import StoredForServe
 
 EXIT_FAILED, EXIT_REFUSED = 1, 2
 
@@ -31,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         "fleet-worker", help="work on fleet runs' databases beside serve (README, Many databases)"
     )
     worker.add_argument("--threads", type=int, help="databases at once here (default: [fleet] parallel)")
+    jobs = sub.add_parser("scheduler", help="run only the scheduled jobs, printing their posts (no Slack)")
+    jobs.add_argument(
+        "--poll", type=float, default=5.0, help="seconds between looks for jobs added elsewhere"
+    )
+    jobs.add_argument(
+        "--health-every", type=float, default=None, help="also run the health checks every N seconds"
+    )
     imp = sub.add_parser("import", help="write a runbook for an existing migration folder")
     imp.add_argument("dir", help="the migration folder")
     imp.add_argument(
@@ -43,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.mode == "import":  # reads and writes files only: no settings, database or Redis
-        from commands.importing import import_runbook
-
         outcome = import_runbook(
             args.dir, layout=args.layout, out=args.out, group=args.group, owner=args.owner
         )
@@ -62,14 +73,16 @@ def main(argv: list[str] | None = None) -> int:
 
             return worker_main(settings, threads=args.threads)
         if args.mode == "serve":
+            # Slack (slack_bolt, waitress: a third of a second) is loaded by `serve` only: the
+            # console, run once per command by scripts and tests, and `import` never need it.
             from bot.slack.server import serve
 
             serve(settings)
             return 0
-        from bot.console import interactive, run_command
-        from commands import Core
-
-        core = Core.from_settings(settings)
+        if args.mode == "scheduler":
+            return run_scheduler(settings, poll=args.poll, health_every=args.health_every)
+        # No scheduler runs in a console: `approve at` stores the start for `serve` to fire.
+        core = Core.from_settings(settings, schedule=StoredForServe)
         if args.text:
             return run_command(core, args.user, " ".join(args.text))
         return interactive(core, args.user)

@@ -16,8 +16,8 @@ from bot.terminal import terminal_safe
 from commands import Core, handle
 from commands.parse import ParseError, parse
 from commands.result import OK, Post, Progress
-from commands.templates import seconds
 from core import clock
+from workflows.templates import seconds
 
 BAR_WIDTH = 20
 PLAIN_PROGRESS_INTERVAL = 2.0  # seconds between progress lines when stdout is not a terminal

@@ -1,17 +1,16 @@
 """The command core: `/migrate` verbs as plain functions over the run state.
 
-`handle(core, user, text)` parses, authorizes and dispatches; each verb returns an
-`Outcome` (commands/result.py) that the console or the Slack adapter renders.
+`handle(core, user, text)` parses (commands.parse), authorizes (commands.policy against
+the roster) and dispatches to a verb, one module each; a verb checks *whether* something may
+happen (run status, approval, roster) and returns an `Outcome` (commands/result.py) that the
+console or the Slack adapter renders. Long work goes in `Outcome.work`, started by a workflow
+(workflows/: running phases, rollback, restore, pre-flight's own runner in preflight/).
+Time-driven work (a GO scheduled, follow-ups) is reached through `core.schedule`, the
+interface the adapter handed the core at start-up (workflows/schedule.py).
 
-Verbs: parse, authorize (commands.policy against the roster), dispatch. Today this package
-also holds the long-running workflows the verbs start (execution: running phases and
-verification; rollback, restore, abort, renew): issue 17 moves them to a workflows layer.
-
-May import: core, state, runbook, engine, preflight. Never bot (no Slack here) and never
-scheduling. Known violation (next session's work, issue 17): six modules import scheduling
-lazily inside functions to dodge the cycle scheduling -> commands.run (decide.py twice,
-execution.py, info.py, preflight.py, restore.py, rollback.py twice); the core should reach
-time-driven work through an interface the adapter hands it at start-up.
+May import: workflows, preflight, engine, state, runbook, core. Never scheduling (a sibling:
+the scheduler runs workflows, not verbs) and never bot (no Slack here). Checked by
+lint-imports.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import psycopg
 from redis.exceptions import RedisError
 
 from commands.abort import abort, interruption_facts
-from commands.core import Core
 from commands.decide import approve, defer
 from commands.fleet import route as fleet_route
 from commands.incident import incident
@@ -31,14 +29,14 @@ from commands.parse import ParseError, parse
 from commands.policy import describe, refusal
 from commands.preflight import preflight
 from commands.report import report
-from commands.result import FAILED, OK, REFUSED, Outcome, Post
 from commands.rollback import rollback
 from commands.run import run, verify
-from commands.work import redact_post
 from core import clock
 from engine import ledger
 from state.machine import IllegalTransition
 from state.recovery import rebuild_from_history
+from workflows.core import Core
+from workflows.reporting import FAILED, OK, REFUSED, Outcome, Post, redact_post
 
 __all__ = ["Core", "handle", "Outcome", "Post", "OK", "FAILED", "REFUSED"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from commands.templates import FAIL_MARK, OK_MARK, seconds
 from core.roster import COORDINATOR, TPM, Roster
 from runbook.model import Runbook
 from state.machine import PhaseStatus, Status
+from workflows.templates import FAIL_MARK, OK_MARK, seconds
 
 PHASE_MARK = {
     PhaseStatus.PENDING: "▫️",

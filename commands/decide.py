@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from commands import renew, templates
-from commands.core import Core
-from commands.incident import why_incident_blocks
+from commands import renew
 from commands.parse import Command
-from commands.result import OK, Outcome
 from core import clock
 from core.roster import COORDINATOR
 from preflight import window_check
 from runbook.validate import checksums, plan
 from state.approval import bind_approval, why_cannot_approve
 from state.machine import IllegalTransition, Status
+from workflows import templates
+from workflows.checks import why_incident_blocks
+from workflows.core import Core
+from workflows.reporting import OK, Outcome
 
 DECIDABLE = (Status.GO, Status.SCHEDULED)
 RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled before anything ran
@@ -68,12 +69,10 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
     note = None  # what the TPM must know about the start: a schedule not stored, a schedule replaced
-    from scheduling import hooks  # scheduling imports commands.run: imported here to avoid a cycle
-
     if cmd.at is not None:
-        note = hooks.scheduled(core, run.id, cmd.at)
+        note = core.schedule.scheduled(run.id, cmd.at)
     elif run.status is Status.SCHEDULED:  # GO now replaces the scheduled GO: its start job goes
-        removed = hooks.cancelled(core, run.id)
+        removed = core.schedule.cancelled(run.id)
         note = (
             f"The scheduled start ({_scheduled_for(run)} UTC) was cancelled: GO now replaces it."
             if removed
@@ -125,9 +124,7 @@ def defer(core: Core, user: str, cmd: Command) -> Outcome:
         )
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
-    from scheduling import hooks
-
-    removed = hooks.cancelled(core, run.id)
+    removed = core.schedule.cancelled(run.id)
     return Outcome(
         OK,
         reply=["NO-GO recorded." + (" The scheduled start was cancelled." if removed else "")],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from commands.core import Core
 from commands.fleet_decide import fleet_approve, fleet_defer
 from commands.fleet_info import fleet_help, fleet_report, fleet_status
 from commands.fleet_preflight import fleet_preflight
@@ -19,6 +18,7 @@ from commands.fleet_run import fleet_run
 from commands.fleetcore import fleet_of
 from commands.parse import Command
 from commands.result import Outcome
+from workflows.core import Core
 
 Verb = Callable[[Core, str, Command], Outcome]
 

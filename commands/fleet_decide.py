@@ -13,10 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from commands import fleet_templates
-from commands.core import Core
 from commands.decide import _why_not_at
 from commands.fleetcore import fleet_of, store, target_core
-from commands.incident import why_incident_blocks
 from commands.parse import Command
 from commands.result import OK, Outcome, Post
 from core import clock
@@ -25,6 +23,8 @@ from runbook.validate import checksums, plan
 from state.approval import bind_approval, why_cannot_approve, why_files_changed, why_preflight_stale
 from state.fleet import FleetStatus, TargetStatus
 from state.machine import IllegalTransition, Status
+from workflows.checks import why_incident_blocks
+from workflows.core import Core
 
 DECIDABLE = (FleetStatus.GO, FleetStatus.SCHEDULED)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from commands import fleet_templates
-from commands.core import Core
 from commands.fleetcore import fleet_of, store, target_core
 from commands.info import help_
 from commands.parse import Command
 from commands.report import render
 from commands.result import OK, Outcome, Post
-from commands.templates import seconds
 from core import clock
+from workflows.core import Core
+from workflows.templates import seconds
 
 
 def fleet_help(core: Core, user: str, cmd: Command) -> Outcome:

@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands import fleet_templates
-from commands.core import Core
 from commands.fleetcore import fleet_of, store, target_core
 from commands.parse import Command
 from commands.preflight import _why_not_replaceable
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
-from commands.work import guarded
 from core import clock
 from core.targets import Target
 from preflight import run_preflight
@@ -31,6 +29,8 @@ from runbook.model import RunbookError
 from runbook.validate import checksums, plan
 from state.fleet import FleetStatus, TargetStatus
 from state.machine import IllegalTransition, Status
+from workflows.core import Core
+from workflows.locked import guarded
 
 log = logging.getLogger("migrate.fleet")
 

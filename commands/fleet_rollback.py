@@ -14,13 +14,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from commands.core import Core
 from commands.fleetcore import fleet_of, store, target_core
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
 from commands.rollback import rollback_all
 from state.fleet import FleetStatus, TargetStatus
 from state.machine import IllegalTransition
+from workflows.core import Core
 
 log = logging.getLogger("migrate.fleet")
 T = TargetStatus

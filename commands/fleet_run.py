@@ -5,29 +5,29 @@ incident) and its work starts it (workflows/fleet/waves.py: the canary wave's jo
 queue), then waits until it has ended: every `serve` process and `python -m bot fleet-worker`
 works on it; when none runs in this process (the console), a worker runs here meanwhile.
 `fleet_context` is the wiring workflows/fleet needs from the verbs' side: each target's Core
-(commands/fleetcore.py) and the single-database start of its phases (commands/run.py).
+(commands/fleetcore.py) and the single-database start of its phases (workflows/run.py).
 """
 
 from __future__ import annotations
 
-from commands.core import Core
 from commands.fleet_decide import why_fleet_approval_invalid
 from commands.fleetcore import fleet_of, store, target_core
-from commands.incident import why_incident_blocks
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Reporter
-from commands.run import run as single_run
 from state.fleet import FleetStatus, TargetStatus
+from workflows.checks import why_incident_blocks
+from workflows.core import Core
 from workflows.fleet import waves
 from workflows.fleet.context import FleetContext
 from workflows.fleet.queue import FleetQueue
 from workflows.fleet.worker import FleetWorker
+from workflows.run import start_phases as start_target_phases
 
 
 def start_phases(core: Core, actor: str) -> Outcome:
     """Every phase the target's run has not applied, then verification, as `run` does; the fleet
     run's decision stands for now, so a target run approved for a scheduled time starts too."""
-    return single_run(core, actor, Command("run"), scheduled=True)
+    return start_target_phases(core, actor, scheduled=True)
 
 
 def fleet_context(core: Core, **options) -> FleetContext:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commands.result import Action, Post
-from commands.templates import FAIL_MARK, OK_MARK, seconds
 from core.roster import COORDINATOR, TPM, Roster
 from core.targets import Fleet
 from runbook.model import Runbook
 from state.fleet import FleetEvent, FleetRun, TargetState, TargetStatus
+from workflows.templates import FAIL_MARK, OK_MARK, seconds
 
 NAMES_SHOWN = 40  # names listed inline in a summary line; the rest are counted
 REASON_CHARS = 300

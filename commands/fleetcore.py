@@ -23,9 +23,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from commands.core import Core
 from core.targets import Fleet, Target
 from state.fleet import FleetStore
+from workflows.core import Core
 
 _GUARD = threading.Lock()
 
@@ -57,7 +57,11 @@ def target_core(core: Core, target: Target) -> Core:
         cores = core.__dict__.setdefault("fleet_cores", {})
         found = cores.get(target.name)
         if found is None or found.settings.database_url != target.url:
-            found = Core.from_settings(target_settings(core, target), lock_ttl=core.settings.lock_ttl_seconds)
+            found = Core.from_settings(
+                target_settings(core, target),
+                lock_ttl=core.settings.lock_ttl_seconds,
+                schedule=type(core.schedule),  # wired as the process core (workflows/schedule.py)
+            )
             cores[target.name] = found
     found.runbook = core.runbook
     found.roster = core.roster

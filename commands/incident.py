@@ -1,21 +1,11 @@
-"""`incident start <text>` / `incident clear`: a critical incident blocks GO and run."""
+"""`incident start <text>` / `incident clear`: a critical incident blocks GO and run
+(the check itself, `why_incident_blocks`, is workflows/checks.py: the scheduled start makes it too)."""
 
 from __future__ import annotations
 
-from commands.core import Core
 from commands.parse import Command
-from commands.result import OK, Outcome, Post
-
-
-def why_incident_blocks(core: Core, blocked: str) -> str | None:
-    """The refusal while a critical incident is declared (it blocks GO and run), or None."""
-    declared = core.store.incident()
-    if declared is None:
-        return None
-    return (
-        f"a critical incident is declared by <@{declared.get('by')}> ({declared.get('text')}): {blocked} until "
-        "`/migrate incident clear`"
-    )
+from workflows.core import Core
+from workflows.reporting import OK, Outcome, Post
 
 
 def incident(core: Core, user: str, cmd: Command) -> Outcome:

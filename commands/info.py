@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from commands import card, templates
-from commands.core import Core
+from commands import card, renew
 from commands.parse import USAGE, Command
 from commands.policy import allowed_roles
-from commands.result import OK, Outcome
 from core import clock
 from core.redact import redact_url
 from runbook.validate import checksums
 from state.approval import REVOKED, why_approval_invalid
 from state.audit import signoff
 from state.machine import Status, left_difference
+from workflows import templates
+from workflows.core import Core
+from workflows.reporting import OK, Outcome
 
 NEXT_STEP = {
     None: "`preflight` (coordinator or TPM)",
@@ -43,8 +44,6 @@ def next_step(core: Core, run) -> str:
     """What to do next in this state; for a run under way, with its approval in mind."""
     if run is None:
         return NEXT_STEP[None]
-    from commands import renew
-
     if renew.applies(run) and run.status is not Status.SUCCEEDED:
         expires = datetime.fromisoformat(run.approval["expires_at"])
         changed = renew.files_changed(run, core)
@@ -108,10 +107,11 @@ def status_lines(core: Core) -> list[str]:
         lines.append(
             "⚠ Rebuilt from the PostgreSQL history after Redis lost the state: a fresh pre-flight is required"
         )
-    from scheduling import hooks
-
     lines += (
-        _preflight_lines(run) + _approval_lines(core, run) + _phase_lines(rb, run) + hooks.status_lines(core)
+        _preflight_lines(run)
+        + _approval_lines(core, run)
+        + _phase_lines(rb, run)
+        + core.schedule.status_lines()
     )
     return lines + _signoff_lines(core, run)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from commands import templates
-from commands.core import Core
-from commands.lockmsg import lock_refusal
 from commands.parse import Command
-from commands.result import FAILED, OK, Outcome, Reporter
-from commands.work import guarded
 from core import clock
 from preflight import run_preflight
 from runbook.model import RunbookError
 from runbook.validate import plan
 from state.machine import IllegalTransition, Status, applied_phases
+from workflows import templates
+from workflows.baseline import capture_baseline
+from workflows.core import Core
+from workflows.locked import guarded, lock_refusal
+from workflows.reporting import FAILED, OK, Outcome, Reporter
 
 log = logging.getLogger("migrate.preflight")
 
@@ -75,8 +75,6 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
 
 def _baseline(core: Core) -> dict | None:
     """Timings of representative queries before the migration, for the post-execution checks."""
-    from scheduling import capture_baseline
-
     try:
         return capture_baseline(core.settings.database_url)
     except Exception as exc:  # the follow-ups capture one at the start of the run instead

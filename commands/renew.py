@@ -25,20 +25,18 @@ and restore stay available, and a NO-GO cannot close a run with phases applied.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
-from commands import templates
-from commands.core import Core
-from commands.incident import why_incident_blocks
 from commands.parse import Command
-from commands.result import OK, Outcome
 from core import clock
 from core.roster import COORDINATOR
-from engine import catalog_snapshot, schema
-from preflight import fast_checks
 from runbook.validate import checksums, plan, plan_on_disk
 from state.approval import REVOKED, bind_approval, why_files_changed, why_plan_changed, why_plan_not_approved
-from state.machine import IllegalTransition, PhaseStatus, Status
+from state.machine import IllegalTransition, Status
+from workflows import templates
+from workflows.checks import why_incident_blocks
+from workflows.core import Core
+from workflows.renew import recheck
+from workflows.reporting import OK, Outcome
 
 # Resting statuses of a run that has started: its approval can be renewed there.
 UNDER_WAY = (
@@ -49,7 +47,6 @@ UNDER_WAY = (
     Status.ROLLED_BACK,
     Status.SUCCEEDED,
 )  # a succeeded run may be verified again
-NOT_RECHECKED = ("migrations", "approval")  # met only before a run starts / what is being decided
 
 
 def applies(run) -> bool:
@@ -71,47 +68,10 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     refusal = _why_not_renewable(core, run, cmd, now) or why_incident_blocks(core, "no GO")
     if refusal:
         return Outcome.refused(refusal)
-    from commands.execution import PhaseRunner  # execution imports the command layer
-    from commands.restore import backup_problem
-
-    backup = dict((run.preflight or {}).get("backup") or {})
-    problem = backup_problem(backup, hash_file=False)
-    if problem:
-        return Outcome.refused(
-            f"cannot renew the approval: the restore point is gone ({problem}); "
-            "`rollback phase <n>` newest first, then a new pre-flight"
-        )
-    report = fast_checks(core.settings, core.runbook, incident=core.store.incident(), at=now)
-    checked = [c for c in report.checks if c.key not in NOT_RECHECKED]
-    failed = [c for c in checked if c.status == "fail"]
-    if failed:
-        return Outcome.refused(
-            "cannot renew the approval, checked now: " + "; ".join(c.text() for c in failed)
-        )
-    state, snapshot = expected_state(run, PhaseRunner(core, run.id, "bot", None).known_states())
-    evidence = [f"{templates.OK_MARK} Database: matches {state} (schema compared)"]
-    # One dump, compared once: equal, or the differences the partial-phase evidence shows.
-    stored = Path(snapshot).read_text(encoding="utf-8")
-    differences = schema.difference(
-        stored, schema.current_like(stored, core.settings.database_url), limit=100_000
-    )
-    if differences:
-        partial = _partially_applied(core, run)
-        if partial is None:
-            return Outcome.refused(
-                f"cannot renew the approval: the database does not match {state}, where this run "
-                "left it (schema compared with that snapshot) — someone changed it since; "
-                "investigate before going on"
-            )
-        # No snapshot exists between the steps of a phase: show the TPM exactly how the schema
-        # differs from the one before the phase, for them to recognise the committed steps in it.
-        objects = _objects_changed(differences)
-        evidence = [
-            f"⚠ Database: {partial}, per the ledger; its schema differs from {state} by "
-            f"{len(objects)} object(s){' (first 12)' if len(objects) > 12 else ''}:",
-            *[f"    {line}" for line in objects[:12]],
-        ]
-        state = partial
+    found = recheck(core, run, now)
+    if isinstance(found, str):
+        return Outcome.refused(found)
+    backup, checked, state, evidence = found.backup, found.checked, found.state, found.evidence
     old = run.approval
     approval = {
         **bind_approval(
@@ -161,52 +121,6 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
         posts=[post],
         run_id=run.id,
     )
-
-
-def expected_state(run, known: dict[str, Path]) -> tuple[str, Path]:
-    """(label, snapshot) of the state the run's own record says the database is in: after the
-    highest migration phase that succeeded (and was not rolled back), else before the first."""
-    labels = list(known)
-    done = [
-        n
-        for n, phase in run.phases.items()
-        if phase.status is PhaseStatus.SUCCEEDED and f"the schema after phase {n}" in known
-    ]
-    label = f"the schema after phase {max(done)}" if done else labels[0]
-    return label, known[label]
-
-
-def _partially_applied(core: Core, run) -> str | None:
-    """A phase that stopped part-way (a step failed, an abort, a crash between steps) leaves the
-    database after some of its steps, which no snapshot shows: the ledger (written in each
-    step's own transaction) says which. None unless such a phase has steps committed by this run."""
-    from engine import ledger
-
-    stopped = [
-        n for n, phase in run.phases.items() if phase.status is PhaseStatus.FAILED
-    ]  # failed, aborted, cut
-    if not stopped:
-        return None
-    newest = max(stopped)
-    steps = [
-        r["step"]
-        for r in ledger.applied_files(core.settings.database_url, core.runbook.id)
-        if r["run_id"] == run.id and r["phase"] == newest
-    ]
-    if not steps:
-        return None
-    return f"phase {newest} partially applied (step {', '.join(steps)} committed by this run)"
-
-
-def _objects_changed(diff: list[str]) -> list[str]:
-    """The objects a schema diff adds (+) or removes (-), one line each: `+CREATE TABLE x`."""
-    heads = []
-    for line in diff:
-        if line[:1] in "+-" and line[1:].startswith(("CREATE ", "ALTER TABLE ")):
-            heads.append(line.split("(")[0].split(" AS ")[0].rstrip()[:100])
-        elif line[:1] in "+-" and line[1:].startswith(catalog_snapshot.OBJECT_LINES) and " | " not in line:
-            heads.append(line[:100])  # a catalog snapshot's line (engine/catalog_snapshot.py)
-    return heads
 
 
 def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from commands import templates
-from commands.core import Core
 from commands.parse import Command
-from commands.result import OK, Outcome, Post
 from core import clock
 from core.redact import redact_url
 from state.audit import signoff
+from workflows import templates
+from workflows.core import Core
+from workflows.reporting import OK, Outcome, Post
 
 
 def report(core: Core, user: str, cmd: Command) -> Outcome:

@@ -1,91 +1,9 @@
-"""What a command returns: plain data that any adapter (console, Slack) can render.
+"""What a command returns, for the adapters: `Outcome` and the data it carries.
 
-A command never talks to Slack or prints. It returns an `Outcome`: what to tell the
-invoker privately, what to post to the channel now, and optionally the long `work` to run
-in the background, which reports through a `Reporter` and returns the final exit code.
+The types live in workflows/reporting.py (the workflows and the scheduler report with the
+same `Post`, `Progress` and `Reporter`); this module is the adapters' one import for them.
 """
 
-from __future__ import annotations
+from workflows.reporting import FAILED, OK, REFUSED, Action, Outcome, Post, Progress, Reporter, Work
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
-
-# Console exit codes (CONTRACT.md): the same numbers tell the Slack adapter how it went.
-OK, FAILED, REFUSED = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class Action:
-    """A button the Slack adapter renders under a post; the console shows its command."""
-
-    id: str  # approve_now | approve_scheduled | defer | run_phase | restore_confirm
-    label: str
-    command: str  # the /migrate text the click stands for, e.g. "run phase 2"
-    style: str | None = None  # primary | danger
-    confirm: str | None = None  # confirmation dialog text; None: no dialog
-    allowed_role: str | None = None  # only these roster members may click
-
-
-@dataclass
-class Post:
-    """One message for the channel (into the run's thread when the run has one)."""
-
-    kind: str  # e.g. preflight_request, phase_started, phase_done, phase_failed, success, failure, info
-    title: str  # first line, e.g. "Phase 1 complete (4.2 s vs estimate 3 min)"
-    lines: list[str] = field(default_factory=list)  # body, one item a line (mrkdwn-safe text)
-    fields: dict[str, str] = field(default_factory=dict)  # labelled template fields, in order
-    detail: str | None = None  # long output (NOTICEs, evidence): adapters truncate or attach it
-    actions: list[Action] = field(default_factory=list)
-    run_id: str | None = None
-    final: bool = False  # a final state: Slack also broadcasts it to the channel
-    mentions: list[str] = field(default_factory=list)  # user IDs who must act
-    informed: list[str] = field(default_factory=list)  # user IDs kept informed (FYI), e.g. the TPM per phase
-
-    def text(self) -> str:
-        """Plain-text rendering (console, and Slack's fallback `text`)."""
-        out = [self.title, *self.lines]
-        out += [f"{k}: {v}" for k, v in self.fields.items()]
-        if self.detail:
-            out += ["", self.detail]
-        return "\n".join(out)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Live state of a run, for the edited-in-place parent message / the console status line."""
-
-    run_id: str
-    phase: int | None
-    phase_name: str
-    step: str | None  # "1.1"
-    file: str | None
-    statement: int  # k of n, 1-based; 0 before the first
-    statements: int
-    elapsed: float  # seconds in this phase
-    estimate: float  # the phase's estimate, seconds
-    state: str  # the run's status value
-
-
-class Reporter(Protocol):
-    """Where background work reports. Console prints; Slack posts via its outbox."""
-
-    def post(self, post: Post) -> None: ...
-
-    def progress(self, progress: Progress) -> None: ...
-
-
-Work = Callable[[Reporter], int]
-
-
-@dataclass
-class Outcome:
-    code: int  # OK | FAILED | REFUSED (for work: the code once the work has finished)
-    reply: list[str] = field(default_factory=list)  # to the invoker only (ephemeral)
-    posts: list[Post] = field(default_factory=list)  # to the channel, now
-    work: Work | None = None  # long work to run in the background
-    run_id: str | None = None
-
-    @classmethod
-    def refused(cls, message: str) -> Outcome:
-        return cls(code=REFUSED, reply=[message])
+__all__ = ["OK", "FAILED", "REFUSED", "Action", "Outcome", "Post", "Progress", "Reporter", "Work"]

@@ -5,7 +5,8 @@ Jobs are stored in Redis as references to module-level functions with plain argu
 context under a name and binds that name to its executor's worker threads (the pool's
 thread initializer); a job function asks `current()` for the context of the thread it runs
 in. A thread with no context (a job run outside a Scheduler) builds one from the
-environment, the way `python -m bot` does.
+environment, the way `python -m bot` does (its Core's scheduling interface is the process
+default, workflows.schedule).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from commands.result import Post, Progress, Reporter
+from core.config import Settings
+from workflows.core import Core
+from workflows.reporting import Post, Progress, Reporter
 
 log = logging.getLogger("migrate.scheduling")
 
 
 @dataclass
 class JobContext:
-    core: Any  # commands.core.Core
+    core: Core
     reporter_factory: Callable[[], Reporter]
     scheduler: Any = None  # the scheduling.Scheduler that runs the job, when there is one
 
@@ -81,9 +84,6 @@ def _from_environment() -> JobContext:
     global _env_context
     with _guard:
         if _env_context is None:
-            from commands.core import Core
-            from core.config import Settings
-
             core = Core.from_settings(Settings.from_env())
             _env_context = JobContext(core, lambda: LogReporter(core.redact))
         return _env_context

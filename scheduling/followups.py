@@ -19,15 +19,15 @@ from pathlib import Path
 
 import psycopg
 
-from commands.result import Reporter
-from commands.templates import evidence_lines
-from commands.work import RedactingReporter
 from core.redact import first_line
 from engine import schema
 from engine.verify import run_checks
 from preflight import net
-from scheduling import baseline, posts
+from scheduling import posts
 from state.machine import Status
+from workflows import baseline
+from workflows.reporting import RedactingReporter, Reporter
+from workflows.templates import evidence_lines
 
 log = logging.getLogger("migrate.scheduling")
 

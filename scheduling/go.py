@@ -3,7 +3,8 @@
 At the scheduled time the fast pre-flight checks run again (not the backup). Any NO-GO line
 (an incident declared, a closed port, the window...) cancels the start: the run is deferred
 with the reason, and the reason is posted. Otherwise the runbook runs exactly as `run`
-would (`commands.run.run(..., scheduled=True)` and its work), with the same posts.
+would: the same checks and start (workflows.run.start_phases, scheduled=True) and its work,
+with the same posts.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from commands.parse import Command
-from commands.result import FAILED, REFUSED, Post, Progress, Reporter
-from commands.run import run as run_verb
-from commands.work import RedactingReporter
 from core import clock
 from core.roster import COORDINATOR
 from preflight import fast_checks
-from scheduling import baseline, posts
+from scheduling import posts
 from state.machine import IllegalTransition, Status
+from workflows import baseline
+from workflows.reporting import FAILED, REFUSED, Post, Progress, RedactingReporter, Reporter
+from workflows.run import start_phases
 
 log = logging.getLogger("migrate.scheduling")
 
@@ -142,7 +142,7 @@ def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: time
     if coordinator is None:
         return _cancel(core, reporter, run_id, at, ["no coordinator in the roster to run it as"], [])
     _ensure_baseline(core, run)
-    outcome = run_verb(core, coordinator, Command("run"), scheduled=True)
+    outcome = start_phases(core, coordinator, scheduled=True)
     if outcome.work is None:  # refused: approval expired, lock held, incident declared meanwhile...
         return _cancel(
             core, reporter, run_id, at, [core.redact(" ".join(outcome.reply)) or "`run` refused"], []

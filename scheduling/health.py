@@ -15,13 +15,12 @@ from dataclasses import dataclass, replace
 
 import psycopg
 
-from commands.result import Reporter
-from commands.work import RedactingReporter
 from core import clock
 from core.redact import first_line, redact
 from core.urls import url_secrets
 from preflight import net
 from scheduling import posts
+from workflows.reporting import RedactingReporter, Reporter
 
 log = logging.getLogger("migrate.scheduling")
 

@@ -1,17 +1,17 @@
 """The posts of time-driven work: reminder, scheduled start (or its cancellation),
 follow-up checks, the one-week reminder, health alerts. Pure builders, like
-commands/templates.py: every field comes from a fact the caller established."""
+workflows/templates.py: every field comes from a fact the caller established."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from commands.result import Post
-from commands.templates import FAIL_MARK, OK_MARK, mark
 from core.clock import hhmm
 from core.roster import COORDINATOR, TPM, Roster
 from runbook.model import Runbook
+from workflows.reporting import Post
+from workflows.templates import FAIL_MARK, OK_MARK, mark
 
 # The report's "Medium-term (Within 1 week)" items and who owns each (roster roles).
 MEDIUM_TERM: tuple[tuple[str, str], ...] = (

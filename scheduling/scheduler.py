@@ -30,10 +30,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from commands.result import Reporter
 from core import clock
 from scheduling import context, jobs, once
 from state.machine import Status
+from workflows.reporting import Reporter
 
 log = logging.getLogger("migrate.scheduling")
 
@@ -401,6 +401,13 @@ def for_core(core) -> Scheduler:
         sched = ctx.scheduler
         if sched is not None and sched.running and (sched.core.keys.prefix, sched.core.keys.target) == base:
             return sched
+    return store_only(core)
+
+
+def store_only(core) -> Scheduler:
+    """A Scheduler that only reads and writes the job store of `core`'s target (start=False),
+    kept for the process: the jobs it stores are fired by a process that runs one."""
+    base = (core.keys.prefix, core.keys.target)
     with _clients_guard:
         key = "|".join(base)
         if key not in _clients:

@@ -44,7 +44,7 @@ R, U, H, C = (
 TARGETS = (
     Target(
         "rollback-proof",
-        "commands/rollback.py",
+        "workflows/rollback.py",
         (
             "tests/test_rollback_proof.py::test_a_rollback_that_forgets_a_function_fails_its_proof_and_names_the_function",
             "tests/test_rollback_proof.py::test_a_rollback_that_deletes_a_row_fails_its_proof_and_names_the_table",

@@ -14,8 +14,14 @@ import pytest
 import redis as redis_lib
 
 from core.config import Settings
+from scheduling.hooks import ProcessSchedule
 from tests.support import pg
 from tests.support.deployment import Deployment, TcpListener
+from workflows.schedule import use_by_default
+
+# Every Core a test builds is wired as `python -m bot serve` wires its own (workflows/schedule.py):
+# its scheduling is the process's running Scheduler for the target, store-only when none runs.
+use_by_default(ProcessSchedule)
 
 REDIS_URL = os.environ.get("MIGRATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

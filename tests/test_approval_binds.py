@@ -147,7 +147,7 @@ def test_a_serve_process_holding_an_outdated_plan_does_not_run_it(ready, tmp_pat
 
 def test_report_gate_compares_checksums_not_names(ready):
     """A ledger row with the step's file name but other bytes is not the approved file."""
-    from commands import gates
+    from workflows import gates
 
     core = Core.from_settings(ready)
     console = Console(core)

@@ -110,7 +110,7 @@ def test_serve_in_http_mode_without_a_signing_secret_refuses_to_start(settings):
 def test_the_slack_app_cannot_be_built_with_an_empty_signing_secret(settings, standin):  # noqa: F811
     from bot.slack.app import build_app
     from bot.slack.bridge import Bridge
-    from commands.core import Core
+    from commands import Core
 
     for empty in (None, ""):
         core = Core.from_settings(settings.with_(slack_signing_secret=empty, slack_api_url=standin.base_url))
@@ -141,7 +141,7 @@ def test_the_built_app_itself_refuses_an_unsigned_request(settings, standin, cap
 
     from bot.slack.app import build_app
     from bot.slack.bridge import Bridge
-    from commands.core import Core
+    from commands import Core
 
     caplog.set_level(logging.DEBUG)
     core = Core.from_settings(settings.with_(slack_api_url=standin.base_url))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from commands.templates import atomicity_line
 from runbook.model import load_runbook
 from sql import DEFAULT_RUNBOOK
+from workflows.templates import atomicity_line
 
 
 def test_the_approval_request_says_every_006_file_is_atomic():

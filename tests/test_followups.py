@@ -13,7 +13,7 @@ from datetime import timedelta
 import psycopg
 
 from commands import Core
-from scheduling import baseline, capture_baseline, followups, store_baseline
+from scheduling import followups
 from scheduling.scheduler import Scheduler
 from state.machine import Status
 from tests.conftest import PLANTED
@@ -21,6 +21,8 @@ from tests.support.state import force, make_run
 from tests.support.waiting import wait_until
 from tests.test_health import Collect
 from tests.test_scheduling import COORDINATOR, TPM, console, ready, services  # noqa: F401 (fixtures)
+from workflows import baseline
+from workflows.baseline import capture_baseline, store_baseline
 
 
 def summaries(out: Collect) -> list:

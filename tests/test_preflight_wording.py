@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from commands import templates
 from core.roster import Roster
 from preflight import database
 from preflight.report import FAIL, PASS, CheckLine, PreflightReport
 from runbook.model import load_runbook
 from sql import DEFAULT_RUNBOOK
+from workflows import templates
 
 RB = load_runbook(DEFAULT_RUNBOOK)
 

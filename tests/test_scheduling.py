@@ -106,7 +106,7 @@ def test_job_survives_a_restart_and_two_processes_run_it_once(ready, tmp_path, c
     log_path = tmp_path / "other-process.log"
     with log_path.open("w") as log_file:
         other = subprocess.Popen(
-            [sys.executable, "-m", "scheduling", "--poll", "0.5"],
+            [sys.executable, "-m", "bot", "scheduler", "--poll", "0.5"],
             cwd=ROOT,
             env=env_of(ready),
             stdout=log_file,

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 
 from commands import Core
-from commands.templates import seconds
 from core import clock
 from tests.support.flow import COORDINATOR, LIU, SERGEI, TPM, Console
 from tests.support.slack_fixtures import standin  # noqa: F401 (fixture)
 from tests.support.slack_standin import RunningBot
+from workflows.templates import seconds
 
 
 @pytest.fixture

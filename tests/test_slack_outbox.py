@@ -11,7 +11,7 @@ import pytest
 
 import bot.slack.outbox as outbox_module
 from bot.slack.bridge import Bridge
-from commands.core import Core
+from commands import Core
 from commands.result import Post, Progress
 from tests.support.slack_standin import ScriptedCommands, SlackStandIn
 

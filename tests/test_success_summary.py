@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 
-from commands import Core, templates
+from commands import Core
 from engine.executor import Executor
 from runbook.model import SummaryLine
 from tests.support.flow import COORDINATOR, LIU, SERGEI, Console
+from workflows import templates
 
 
 class Ev:

@@ -21,6 +21,7 @@ from bot.slack.fleet_feed import FleetFeed
 from bot.slack.outbox import Delivery, Outbox, OutboxWorker, RunThreads, web_client
 from bot.slack.reporter import SlackReporter, card_renderer
 from bot.terminal import terminal_safe
+from commands import handle
 from commands.fleetcore import store as fleet_store
 from commands.result import FAILED, OK, REFUSED, Outcome, Post, Progress
 from core.redact import redact
@@ -38,8 +39,6 @@ def request_id(*parts: str) -> str:
 
 
 def default_handle() -> Handle:
-    from commands import handle  # the core lands in commands/; imported late to keep Slack at the edge
-
     return handle
 
 
@@ -66,7 +65,7 @@ class RunReporter:
 
 @dataclass
 class Bridge:
-    core: object  # commands.core.Core: settings, roster, runbook, redis, keys, store
+    core: object  # workflows.core.Core: settings, roster, runbook, redis, keys, store
     handle: Handle
     client: WebClient
     outbox: Outbox

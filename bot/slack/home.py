@@ -9,9 +9,10 @@ from bot.slack import blocks, fleet_blocks
 from commands import card, fleet_templates
 from commands.fleetcore import store as fleet_store
 from commands.info import status_word
-from commands.templates import FAIL_MARK, OK_MARK, seconds
 from core.clock import hhmm
+from scheduling.scheduler import for_core
 from state.machine import Status
+from workflows.templates import FAIL_MARK, OK_MARK, seconds
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ def history_line(run) -> str:
 
 def followup_lines(core) -> list[str]:
     """Scheduled starts and follow-ups still due for this database (not the health checks)."""
-    from scheduling.scheduler import for_core
-
     try:
         jobs = [j for j in for_core(core).jobs() if j.get("run_id")]
     except Exception as exc:  # noqa: BLE001 - the dashboard still shows the rest

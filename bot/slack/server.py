@@ -10,7 +10,9 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 
+import waitress
 from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -19,8 +21,10 @@ from slack_sdk.signature import SignatureVerifier
 from bot.slack import health
 from bot.slack.app import build_app
 from bot.slack.bridge import Bridge
+from commands import Core
 from core.config import ConfigError
 from core.redact import first_line
+from scheduling import hooks
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +135,6 @@ MAX_HEADERS = 64 * 1024
 
 def http_server(wsgi: Callable, *, host: str, port: int, threads: int):
     """The waitress server for `wsgi`, with the body and header limits above."""
-    import waitress
-
     return waitress.create_server(
         wsgi,
         host=host,
@@ -182,8 +184,6 @@ def check_slack(settings) -> None:
 
 def serve(settings) -> None:
     """Run the bot until interrupted: Core, bolt App, outbox worker, then HTTP or Socket Mode."""
-    from commands.core import Core
-
     # Every missing setting named at once; HTTP mode refuses to start rather than serve unsigned.
     settings.require(
         "database_url",
@@ -192,7 +192,7 @@ def serve(settings) -> None:
         *(() if settings.slack_app_token else ("slack_signing_secret",)),
     )
     port = _port()
-    core = Core.from_settings(settings)
+    core = Core.from_settings(settings, schedule=hooks.ProcessSchedule)
     bridge = Bridge.create(core)
     check_slack(settings)
     app = build_app(bridge)
@@ -200,16 +200,12 @@ def serve(settings) -> None:
     # outbox lock: otherwise the next process waits for its TTL before it may deliver.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     bridge.worker.start()
-    from scheduling import hooks
-
     scheduler = hooks.serve(core, lambda: bridge.reporter)
     from bot.fleet import start_for_serve
 
     fleet_worker = start_for_serve(core)  # MIGRATE_TARGETS: this process works on fleet runs too
     try:
         if settings.slack_app_token:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
             log.info("Socket Mode: connecting to Slack")
             SocketModeHandler(app, settings.slack_app_token).start()
         else:

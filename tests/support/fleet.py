@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.console import run_command
-from commands.core import Core
+from commands import Core
 from commands.fleetcore import close_target_cores, store
 from core.config import Settings
 from core.targets import load_fleet

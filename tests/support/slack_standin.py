@@ -499,11 +499,12 @@ class RunningBot:
         from bot.slack.app import build_app
         from bot.slack.bridge import Bridge
         from bot.slack.server import http_server, make_wsgi_app
-        from commands.core import Core
+        from commands import Core
+        from scheduling.hooks import ProcessSchedule
 
         self.settings = settings.with_(slack_api_url=standin.base_url)
         self.standin = standin
-        self.core = Core.from_settings(self.settings)
+        self.core = Core.from_settings(self.settings, schedule=ProcessSchedule)  # as `serve` wires it
         self.bridge = Bridge.create(self.core, handle=handle)
         self.app = build_app(self.bridge)
         self.bridge.worker.start()

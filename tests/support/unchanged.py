@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import psycopg
 
-from commands import facts
 from state.audit import redis_events
 from tests.support import pg
+from workflows import facts
 
 AUDIT_KEYS = (":audit", ":audit:mirror-pending", ":audit:mirror-failed")
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from commands.result import Action, Post
 from core.clock import hhmm
 from core.roster import COORDINATOR, TPM, Roster
 from preflight.lint import LintResult, human_size
 from runbook.model import Phase, Runbook
+from runbook.validate import validate_runbook
+from workflows.reporting import Action, Post
 
 OK_MARK, FAIL_MARK, WAIT_MARK = "✅", "❌", "⏳"
 NOTICE_DIGEST_LINES = 12
@@ -194,8 +195,6 @@ def lock_safety_lines(report) -> list[str]:
 
 def atomicity_line(rb: Runbook) -> str:
     """Whether every file runs all-or-nothing; files that cannot are named in the request."""
-    from runbook.validate import validate_runbook
-
     steps = {s.file for p in rb.migration_phases for s in p.steps}
     loose = [c.name for c in validate_runbook(rb) if c.name in steps and not c.atomic]
     if not loose:

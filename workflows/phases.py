@@ -1,9 +1,11 @@
-"""Runs a run's phases and its verification: executor, failure policies, evidence, templates.
+"""Runs a run's phases: each step's file through the executor, the team's ledger, the phase's
+checks, its schema snapshot, and the facts about which known state the database is in.
 
-The command verbs decide *whether* something may run; this module runs it, in the
+The command verbs decide *whether* something may run; the PhaseRunner runs it, in the
 background `work` of an Outcome, holding the run lock, and reports through a Reporter.
 Every status line comes from a result: executor FileResults, verification Evidence,
-schema snapshots compared with pg_dump output.
+schema snapshots compared with pg_dump output. What a failure does is workflows/failures.py,
+the verification phase workflows/verification.py (both mixed into PhaseRunner).
 """
 
 from __future__ import annotations
@@ -14,25 +16,26 @@ from pathlib import Path
 
 import psycopg
 
-from commands import facts, gates, templates
-from commands.abort import AbortWatch, lost_connection
-from commands.core import Core
-from commands.result import FAILED, OK, Progress, Reporter
-from commands.snapshots import PhaseSnapshots
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, StatementError
-from engine.verify import Evidence, run_checks, run_smoke, run_suite
+from engine.verify import run_checks, run_smoke
 from preflight.inputs import step_inputs
-from runbook.model import Phase, Step, Suite
+from runbook.model import Phase, Step
 from state.approval import why_plan_not_approved
 from state.machine import IllegalTransition, PhaseStatus, Status
+from workflows import facts, templates
+from workflows.abort import AbortWatch, lost_connection
+from workflows.core import Core
+from workflows.failures import PhaseFailures
+from workflows.reporting import FAILED, OK, Progress, Reporter
+from workflows.snapshots import PhaseSnapshots
+from workflows.verification import Verification, _as_evidence
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress reports (adapters may coalesce further)
-FINAL_CHECKS = "final"  # evidence key of the final checks of a runbook without a verification phase
 
 
-class PhaseRunner:
+class PhaseRunner(PhaseFailures, Verification):
     """Executes phases of one run as one actor, reporting as it goes."""
 
     def __init__(self, core: Core, run_id: str, actor: str, reporter: Reporter):
@@ -439,451 +442,17 @@ class PhaseRunner:
         result["steps"] = done
         return result
 
-    # ------------------------------------------------------------ failures
-
-    def _step_failed(
-        self,
-        phase: Phase,
-        step: Step,
-        result: FileResult,
-        started: float,
-        before: tuple | None,
-        earlier: bool,
-        step_started=None,
-    ) -> bool:
-        rollback_status, rolled_back = self._apply_policy(step, result, earlier)
-        if rolled_back and self._steps is not None:  # the phase's applied steps were undone with it
-            for undone in phase.steps:
-                self._steps["steps"].pop(undone.id, None)
-            mark_undone(self._steps, phase.number)
-        state = self._database_status(before)
-        if state.startswith("Unknown") and result.atomic and not rolled_back and step_started is not None:
-            state = self._rolled_back_step_status(step, result, step_started, state)
-        action = self._action_required(phase, step, rolled_back, state)
-        if step.migration:
-            entry = self.ledger.entry(step, self.actor)
-            action += f". Ledger — {self.ledger.failure_help(entry) if result.atomic else self.ledger.partial_failure_help(entry)}"
-        # A phase its rollback file undid is rolled back, not failed: older phases may then roll back too.
-        self.core.store.transition(
-            self.run_id,
-            Status.FAILED,
-            actor=self.actor,
-            action=f"phase {phase.number} failed",
-            phase=phase.number,
-            outcome="failed",
-            phase_status=PhaseStatus.ROLLED_BACK if rolled_back else PhaseStatus.FAILED,
-            fields=self._closing_fields(),
-            evidence={
-                "step": step.id,
-                "error": self._error_text(result),
-                "rollback": rollback_status,
-                "database": state,
-            },
-        )
-        self.reporter.post(
-            templates.phase_failed(
-                phase,
-                self.run_id,
-                self._stored_duration(phase, clock.monotonic() - started),
-                self._error_text(result),
-            )
-        )
-        self.reporter.post(
-            self._failure_post(phase, step, self._error_text(result), rollback_status, state, action)
-        )
-        return False
-
-    def _rolled_back_step_status(self, step: Step, result: FileResult, step_started, unknown: str) -> str:
-        """What is known when the schema could not be compared (the check waits behind the same
-        lock that stalled the step, or the database is away): an atomic step whose ledger row,
-        written in its own transaction, is absent did not commit — the database is unchanged by
-        it, whatever the comparison could not show."""
-        try:
-            committed = ledger.step_committed(
-                self.dsn,
-                run_id=self.run_id,
-                step=step.id,
-                sha256=self.approved_sha256(step.file),
-                since=step_started,
-                timeout=self.rb.defaults.lock_timeout + 3,
-            )
-        except psycopg.Error:  # the ledger is unreadable too: nothing more is known
-            return unknown
-        if committed:
-            return unknown
-        reason = unknown.split(" — ", 1)[-1]
-        return (
-            f"Unchanged by step {step.id} — its transaction was rolled back (its ledger row, written in that "
-            f"transaction, is absent); the schema could not be compared now ({reason})"
-        )
-
-    def _apply_policy(self, step: Step, result: FileResult, earlier: bool) -> tuple[str, bool]:
-        """Carry out the step's failure policy; return (what the rollback status field says, rolled back?).
-
-        A rollback file undoes the phase's objects by name: run when nothing was applied, it
-        would drop what someone else created (a conflicting table that made the step fail). So
-        it runs only when something of the phase may be in the database: an earlier step of the
-        phase committed, or the failed file ran non-atomically."""
-        tx_note = (
-            "the file's transaction was rolled back"
-            if result.atomic
-            else "the file ran non-atomically: partial changes possible"
-        )
-        if step.on_failure == "rollback" and step.rollback and result.atomic and not earlier:
-            return (
-                f"Not needed — the file's transaction was rolled back and no earlier step of the phase was applied, "
-                f"so {step.rollback} was not run (it would drop objects this run did not create)"
-            ), False
-        if step.on_failure == "rollback" and step.rollback:
-            try:
-                rb_result = self.executor.run_file(
-                    self.rb.file_path(step.rollback),
-                    name=step.rollback,
-                    lock_timeout=self.rb.defaults.lock_timeout,
-                    statement_timeout=self.rb.defaults.statement_timeout,
-                    lock_retries=self.rb.defaults.lock_retries,
-                    retry_backoff=self.rb.defaults.retry_backoff,
-                    approved_sha256=self.approved_sha256(step.rollback),
-                )
-            except FileChanged as changed:
-                return f"Not run — {changed}", False
-            self.reporter.post(templates.step_result(f"rollback of {step.id}", rb_result))
-            if rb_result.ok:
-                return (
-                    f"Complete — {step.rollback} ran in {templates.seconds(rb_result.duration)} ({tx_note})",
-                    True,
-                )
-            return f"Failed — {step.rollback}: {self._error_text(rb_result)}", False
-        if step.on_failure == "retry":
-            return f"Not needed — {tx_note}; step {step.id} is safe to retry", False
-        return f"Not run — policy is stop; {tx_note}", False
-
-    def _file_refused(self, phase: Phase, step: Step, changed: FileChanged, started: float) -> bool:
-        """A step's file is not the approved one: it did not run, the run stops before it."""
-        error = f"{changed}"
-        self.core.store.transition(
-            self.run_id,
-            Status.FAILED,
-            actor=self.actor,
-            action=f"phase {phase.number} refused",
-            phase=phase.number,
-            outcome="refused",
-            phase_status=PhaseStatus.FAILED,
-            fields=self._closing_fields(),
-            evidence={"step": step.id, "error": error},
-        )
-        self.reporter.post(
-            templates.phase_failed(
-                phase, self.run_id, self._stored_duration(phase, clock.monotonic() - started), error
-            )
-        )
-        self.reporter.post(
-            self._failure_post(
-                phase,
-                step,
-                error,
-                f"Not needed — {step.file} did not run",
-                f"Unchanged by step {step.id}: it did not run",
-                f"Decision needed: restore the approved {step.file}, or a new pre-flight and approval for the new one "
-                "(with phases applied: `rollback phase <n>` newest first, then `preflight`)",
-            )
-        )
-        return False
-
-    def _aborted(
-        self,
-        phase: Phase,
-        step: Step,
-        result: FileResult | None,
-        started: float,
-        before: tuple | None = None,
-        step_started=None,
-    ) -> bool:
-        state = self._database_status(before) if before else self._database_status(None)
-        if state.startswith("Unknown") and result is not None and result.atomic and step_started is not None:
-            state = self._rolled_back_step_status(step, result, step_started, state)
-        unchanged = state.startswith("Unchanged")
-        rollback_status = (
-            "Not needed — the transaction was rolled back"
-            if unchanged
-            else "Unknown — the database differs from its state before the step: see Database Status"
-        )
-        self.core.store.transition(
-            self.run_id,
-            Status.ABORTED,
-            actor=self.actor,
-            action=f"phase {phase.number} aborted",
-            phase=phase.number,
-            phase_status=PhaseStatus.FAILED,
-            outcome="aborted",
-            fields=self._closing_fields(),
-            evidence={"step": step.id, "database": state},
-        )
-        error = self._error_text(result) if result else f"aborted before step {step.id}"
-        why = "this process lost the run lock" if self._lock_lost() else "aborted by request"
-        self.reporter.post(
-            self._failure_post(
-                phase,
-                step,
-                f"{why} ({error})",
-                rollback_status,
-                state,
-                f"Decision needed: re-run the phase (`run phase {phase.number}`) or roll back applied phases",
-            )
-        )
-        return False
-
-    def _checks_failed(self, phase: Phase, evidence, duration: float) -> bool:
-        failing = [e for e in evidence if not e.ok]
-        state = self._database_status(None)
-        self.core.store.transition(
-            self.run_id,
-            Status.FAILED,
-            actor=self.actor,
-            action=f"phase {phase.number} checks failed",
-            phase=phase.number,
-            phase_status=PhaseStatus.FAILED,
-            outcome="failed",
-            fields=self._closing_fields(evidence, str(phase.number)),
-            evidence={"failing": [f"{e.name}: {e.observed}" for e in failing]},
-        )
-        self.reporter.post(
-            templates.phase_failed(
-                phase,
-                self.run_id,
-                self._stored_duration(phase, duration),
-                "verification queries failed",
-                evidence,
-            )
-        )
-        self.reporter.post(
-            self._failure_post(
-                phase,
-                None,
-                "; ".join(f"{e.name}: observed {e.observed}, expected {e.expected}" for e in failing),
-                "Not run — the files committed; their checks failed",
-                state,
-                f"Investigation needed: roll back with `rollback phase {phase.number}` or fix forward",
-                evidence=evidence,
-            )
-        )
-        return False
-
-    def _failure_post(
-        self,
-        phase: Phase | None,
-        step: Step | None,
-        error: str,
-        rollback_status: str,
-        state: str,
-        action: str,
-        evidence=(),
-    ):
-        where = (
-            f"Phase {phase.number} ({phase.name})"
-            if phase
-            else "Final checks (the runbook has no verification phase)"
-        ) + (f", step {step.id} {step.file}" if step else "")
-        run = self.core.store.get(self.run_id)
-        return templates.failure(
-            self.rb,
-            self.run_id,
-            failed_phase=where,
-            error=error,
-            rollback_status=rollback_status,
-            database_status=state,
-            action_required=action,
-            backup=self._backup(run),
-            roster=self.core.roster,
-            evidence=evidence,
-        )
-
-    def _action_required(self, phase: Phase, step: Step, rolled_back: bool, state: str) -> str:
-        if state.startswith("Unknown"):
-            return "Restore from backup may be needed: investigate, then `rollback restore`"
-        if step.on_failure == "retry":
-            return f"Decision needed: fix the cause, then retry with `run phase {phase.number}` (step {step.id} is safe to retry)"
-        if rolled_back:
-            return f"Investigation needed: phase {phase.number} was rolled back; fix the cause, then `run phase {phase.number}`"
-        return f"Investigation needed: fix the cause, then `run phase {phase.number}` or roll back"
-
-    # ------------------------------------------------------------ verification (phase 3)
-
-    def verify_phase(self, phase: Phase | None) -> bool:
-        """The verification phase; for a runbook that declares none (`phase` None), the final
-        checks alone: every migration phase's checks again and the quality gates. Either ends
-        with the version in the ledger and the success template."""
-        store = self.core.store
-        number = phase.number if phase else None
-        store.transition(
-            self.run_id,
-            Status.VERIFYING,
-            actor=self.actor,
-            action="verification start",
-            phase=number,
-            phase_status=PhaseStatus.RUNNING if phase else None,
-        )
-        if phase:
-            self.reporter.post(
-                templates.phase_started(self.rb, phase, self.run_id, self.actor, self.core.roster)
-            )
-        started = clock.monotonic()
-        evidence = []
-        for migration in self.rb.migration_phases:
-            evidence += run_checks(self.dsn, migration.checks)
-        suites = self._run_suites(phase.suites if phase else ())
-        smoke = [run_smoke(self.core.settings.deployment_url, s) for s in (phase.smoke if phase else ())]
-        checks_and_smoke = evidence + smoke
-        duration = clock.monotonic() - started
-        suites_ok = all(s.ok for s in suites)
-        if not (suites_ok and all(e.ok for e in checks_and_smoke)):
-            return self._verification_failed(phase, checks_and_smoke, suites, duration)
-        run = store.get(self.run_id)
-        gate_results = gates.quality_gates(self.core, run, suites)
-        if not all(g.ok for g in gate_results):
-            return self._verification_failed(phase, checks_and_smoke + gate_results, suites, duration)
-        self._record_runbook_version()
-        fields = self._closing_fields(checks_and_smoke, str(number) if phase else FINAL_CHECKS)
-        fields["result"]["gates"] = [
-            {"name": g.name, "observed": g.observed, "expected": g.expected, "ok": g.ok} for g in gate_results
-        ]
-        closed = store.transition(
-            self.run_id,
-            Status.SUCCEEDED,
-            actor=self.actor,
-            action="verification passed",
-            phase=number,
-            phase_status=PhaseStatus.SUCCEEDED if phase else None,
-            fields=fields,
-            evidence={
-                "gates": [f"{g.name}: {g.observed}" for g in gate_results],
-                "duration": round(duration, 3),
-            },
-        )
-        if phase:
-            duration = templates.stored_duration(closed, number, duration)  # the one number everywhere
-            self.reporter.post(
-                templates.phase_complete(
-                    phase, self.run_id, duration, checks_and_smoke, None, self.core.roster
-                )
-            )
-        self.reporter.post(
-            templates.success(
-                self.rb,
-                self.run_id,
-                checks_and_smoke,
-                gate_results,
-                self._backup(run),
-                self.core.roster,
-                steps=(closed.result or {}).get("steps"),
-            )
-        )
-        from scheduling import hooks  # scheduling imports commands: imported here to avoid a cycle
-
-        followups = hooks.succeeded(self.core, self.run_id)
-        if followups:
-            self.reporter.post(
-                templates.Post(
-                    "followups_scheduled",
-                    "Post-execution follow-ups scheduled",
-                    [*followups, "(they run in the bot's `serve` process)"],
-                    run_id=self.run_id,
-                )
-            )
-        return True
-
-    def _verify_step(self, step: Step) -> Evidence | None:
-        """The step's own verify script, right after it (None: it names none)."""
-        if not step.verify:
-            return None
-        return _as_evidence(
-            self._run_suites([Suite(name=f"verify {step.migration or step.id}", file=step.verify)])[0]
-        )
-
-    def _run_suites(self, suites) -> list:
-        """Run the suites (through psql, output read), posting each result."""
-        results = [
-            run_suite(
-                self.dsn,
-                self.rb.file_path(s.file),
-                s,
-                inputs=self.inputs,
-                secrets=self.secrets,
-                approved_sha256=self.approved_sha256(s.file),
-            )
-            for s in suites
-        ]
-        for suite in results:
-            self.reporter.post(
-                templates.Post(
-                    "suite_result",
-                    f"{templates.mark(suite.ok)} Suite {suite.name}: {suite.reason}",
-                    templates.evidence_lines(suite.evidence),
-                    detail=suite.output[-4000:] or None,
-                    run_id=self.run_id,
-                )
-            )
-        return results
-
-    def _verification_failed(self, phase: Phase | None, evidence, suites, duration: float) -> bool:
-        failing = [e for e in evidence if not e.ok] + [s for s in suites if not s.ok]
-        names = "; ".join(
-            getattr(f, "reason", None) and f"{f.name}: {f.reason}" or f"{f.name}: observed {f.observed}"
-            for f in failing
-        )
-        state = self._database_status(None)
-        self.core.store.transition(
-            self.run_id,
-            Status.FAILED,
-            actor=self.actor,
-            action="verification failed",
-            phase=phase.number if phase else None,
-            phase_status=PhaseStatus.FAILED if phase else None,
-            outcome="failed",
-            fields=self._closing_fields(evidence, str(phase.number) if phase else FINAL_CHECKS),
-            evidence={"failing": names},
-        )
-        if phase:
-            self.reporter.post(
-                templates.phase_failed(
-                    phase,
-                    self.run_id,
-                    self._stored_duration(phase, duration),
-                    "verification failed",
-                    evidence,
-                )
-            )
-        self.reporter.post(
-            self._failure_post(
-                phase,
-                None,
-                names,
-                "Not run — verification does not change the database",
-                state,
-                "Investigation needed: fix forward, or `rollback phase <n>` newest first",
-                evidence=[e for e in evidence if not e.ok],
-            )
-        )
-        return False
-
     # ------------------------------------------------------------ facts
 
     def snapshot_dir(self) -> Path:
-        return Path(self.core.settings.backup_dir) / "runs" / self.run_id
+        return facts.snapshot_dir(self.core, self.run_id)
 
     def snapshot_path(self, phase_number: int) -> Path:
         """Schema after phase n of this run (phase 0: the pre-migration snapshot taken at preflight)."""
-        if phase_number == 0:
-            run = self.core.store.get(self.run_id)
-            snap = ((run.preflight or {}).get("backup") or {}).get("schema_snapshot")
-            return Path(snap) if snap else self.snapshot_dir() / "pre_migration.sql"
-        return self.snapshot_dir() / f"after_phase_{phase_number}.sql"
+        return facts.snapshot_path(self.core, self.run_id, phase_number)
 
     def known_states(self) -> dict[str, Path]:
-        known = {"the pre-migration schema (version 005)": self.snapshot_path(0)}
-        for p in self.rb.migration_phases:
-            known[f"the schema after phase {p.number}"] = self.snapshot_path(p.number)
-        return known
+        return facts.known_states(self.core, self.run_id)
 
     def _before_step(self) -> tuple | None:
         """The state before a step: the previous phase's snapshot when this runner just wrote
@@ -943,17 +512,3 @@ class PhaseRunner:
     @staticmethod
     def _backup(run) -> dict | None:
         return (run.preflight or {}).get("backup") if run else None
-
-
-def _as_evidence(suite) -> Evidence:
-    """A suite's outcome as one line of a phase's evidence."""
-    return Evidence(
-        f"suite {suite.name}", f"{suite.file} through psql, output read", suite.reason, "passed", suite.ok
-    )
-
-
-def mark_undone(result: dict, phase_number: int) -> dict:
-    """Note in a run's result record that `phase_number`'s steps were undone now: ledger rows of
-    this run for that phase older than this no longer count as applied."""
-    result.setdefault("undone_at", {})[str(phase_number)] = clock.now().isoformat()
-    return result

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psycopg
 
-from commands import facts
 from engine import schema
+from workflows import facts
 
 log = logging.getLogger("migrate.snapshots")
 

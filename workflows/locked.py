@@ -1,4 +1,10 @@
-"""Background work around a command: heartbeat, lock release, redaction, no stack traces."""
+"""Starting work under the run lock: heartbeat, lock release, redaction, no stack traces.
+
+`start_locked` is how a verb (or the scheduled start) begins phase work: it re-checks the
+transition, takes the run lock and returns an Outcome whose `work` runs a PhaseRunner;
+`guarded` wraps any such work (also restore and pre-flight) so the lock is renewed while it
+runs and always released, and an unexpected error becomes a failed run, never a trace.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +13,22 @@ import threading
 import time
 from collections.abc import Callable
 
-from commands.lockmsg import lock_refusal
-from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter, Work
 from state.machine import ACTIVE, IllegalTransition, Status, check_transition
+from workflows.phases import PhaseRunner
+from workflows.reporting import FAILED, OK, Outcome, Post, RedactingReporter, Reporter, Work
 
 log = logging.getLogger("migrate.work")
 
 
-class RedactingReporter:
-    """Wraps an adapter's Reporter so that nothing reaches it unredacted."""
-
-    def __init__(self, inner: Reporter, redact: Callable[[str], str]):
-        self.inner = inner
-        self.redact = redact
-
-    def post(self, post: Post) -> None:
-        self.inner.post(redact_post(post, self.redact))
-
-    def progress(self, progress: Progress) -> None:
-        self.inner.progress(progress)
-
-
-def redact_post(post: Post, redact: Callable[[str], str]) -> Post:
-    post.title = redact(post.title)
-    post.lines = [redact(line) for line in post.lines]
-    post.fields = {k: redact(v) for k, v in post.fields.items()}
-    post.detail = redact(post.detail) if post.detail else post.detail
-    return post
+def lock_refusal(core) -> Outcome:
+    """The refusal given when another run holds the target database's run lock."""
+    holder = core.lock.holder() or {}
+    who = holder.get("owner", "another run")
+    since = holder.get("since", "")
+    return Outcome.refused(
+        f"another run holds the lock on this database ({who}{', since ' + since if since else ''}): "
+        "wait for it to finish, or `/migrate abort` it"
+    )
 
 
 def guarded(core, handle, run_id: str, actor: str, body: Callable[[Reporter], int]) -> Work:
@@ -144,8 +139,6 @@ def start_locked(
 ) -> Outcome:
     """Refuse now if the run may not move to `first_status` or the lock is taken; else an
     Outcome whose work runs `body(PhaseRunner)` holding the run lock."""
-    from commands.execution import PhaseRunner  # the runner needs the engine; keep this module light
-
     try:
         check_transition(current, first_status, phase=numbers[0] if numbers else None)
     except IllegalTransition as exc:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from commands import facts
 from engine import ledger, ledgers
 from engine.verify import Evidence, run_smoke
 from preflight.backup import file_sha256
 from runbook.model import Smoke
+from workflows import facts
 
 
 def quality_gates(core, run, suites: Sequence) -> list[Evidence]:

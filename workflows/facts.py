@@ -1,4 +1,4 @@
-"""Facts about the target database that commands report: read-only, checked on demand.
+"""Facts about the target database that the workflows and verbs report: read-only, checked on demand.
 
 Schema snapshots (engine.schema) let the bot say which known state the database is in ("matches the pre-migration schema", "matches the state after phase 1", or "unknown"):
 the failure template and rollback verification state what was checked, never what was hoped.
@@ -13,6 +13,28 @@ from psycopg import sql as pgsql
 
 from engine import schema
 from preflight import catalog
+
+
+def snapshot_dir(core, run_id: str) -> Path:
+    """Where a run's schema snapshots are written: BACKUP_DIR/runs/<run>/."""
+    return Path(core.settings.backup_dir) / "runs" / run_id
+
+
+def snapshot_path(core, run_id: str, phase_number: int) -> Path:
+    """Schema after phase n of the run (phase 0: the pre-migration snapshot taken at preflight)."""
+    if phase_number == 0:
+        run = core.store.get(run_id)
+        snap = ((run.preflight or {}).get("backup") or {}).get("schema_snapshot")
+        return Path(snap) if snap else snapshot_dir(core, run_id) / "pre_migration.sql"
+    return snapshot_dir(core, run_id) / f"after_phase_{phase_number}.sql"
+
+
+def known_states(core, run_id: str) -> dict[str, Path]:
+    """Every state the run's database may rightly be in, by label: before it, after each phase."""
+    known = {"the pre-migration schema (version 005)": snapshot_path(core, run_id, 0)}
+    for p in core.runbook.migration_phases:
+        known[f"the schema after phase {p.number}"] = snapshot_path(core, run_id, p.number)
+    return known
 
 
 def matching_state(dsn: str, known: dict[str, Path]) -> str | None:
