@@ -12,6 +12,7 @@ import psycopg
 from redis.exceptions import RedisError
 
 from bot.console import interactive, run_command
+from bot.fleet import worker_main
 from bot.scheduler import run_scheduler
 from commands import Core
 from commands.importing import import_runbook
@@ -69,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         secrets = settings.secrets()
         logs.configure(secrets)
         if args.mode == "fleet-worker":
-            from bot.fleet import worker_main
-
             return worker_main(settings, threads=args.threads)
         if args.mode == "serve":
             # Slack (slack_bolt, waitress: a third of a second) is loaded by `serve` only: the

@@ -3,5 +3,5 @@ roster, secret redaction, URL handling, logging set-up and child processes of cl
 No run state, no database work, no Slack.
 
 May import: only the standard library, third-party libraries and `sql` (config's default
-runbook path). Imports no other package of the project.
+runbook path). Imports no other package of the project. Checked by lint-imports.
 """

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
+from psycopg.conninfo import conninfo_to_dict
+
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _CUTTERS = "/?#@"  # characters that end (or split) a URL's userinfo in a parser
 
@@ -53,8 +55,6 @@ def _libpq_passwords(dsn: str) -> list[str]:
     PostgreSQL connection string; its parse errors are never shown)."""
     if not dsn or ("=" not in dsn):
         return []
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
         params = conninfo_to_dict(dsn)
     except Exception:  # noqa: BLE001 - not a libpq string (redis://, mongodb://…): nothing to take

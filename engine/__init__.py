@@ -4,5 +4,6 @@
 the bot's migrate_bot.applied_files and the team's tool's table, read and written the way
 that tool does). Knows nothing of commands, runs' lifecycle, Redis or Slack.
 
-May import: core, runbook (the runbook model it executes). Nothing above it.
+May import: runbook (the runbook model it executes), core. Never state (a sibling) nor
+anything above. Checked by lint-imports.
 """

@@ -16,6 +16,7 @@ import psycopg
 from pglast.parser import normalize
 
 from core.redact import redact
+from engine.locks import holder_query
 
 QUERY_CHARS = 300
 
@@ -150,8 +151,6 @@ def holders(
 ) -> list[Blocker]:
     """Backends holding a lock on `relation` that conflicts with `level`, oldest first
     (looked up right after a NOWAIT lock failed, from a connection of our own)."""
-    from engine.locks import holder_query
-
     query, modes = holder_query(level)
     try:
         with psycopg.connect(dsn, autocommit=True, application_name="migrate-bot-watch") as conn:

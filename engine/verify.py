@@ -8,6 +8,7 @@ prints FAIL and exits 0 is a failed verification.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import urllib.error
@@ -279,8 +280,6 @@ def _request(url: str, method: str, timeout: float) -> tuple[int | None, str]:
 
 def _same_body(body: str, expected: str) -> bool:
     """JSON bodies compare as data (whitespace and key order aside), others as trimmed text."""
-    import json
-
     try:
         return bool(json.loads(body) == json.loads(expected))
     except ValueError:

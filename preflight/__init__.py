@@ -6,7 +6,8 @@ checks only, at a scheduled GO time), `window_check` (also validates `approve at
 A workflow (it runs minutes: backup, rehearsal on a copy) that commands start. Checks a
 runbook declares ([preflight.*]) are run by preflight.quick; squawk lint by preflight.lint.
 
-May import: core, runbook, engine. Never commands, scheduling, state or bot.
+May import: engine, runbook, core. Never workflows, commands, scheduling, state (the verbs
+pass what it needs of a run) or bot. Checked by lint-imports.
 """
 
 from preflight.inputs import step_inputs

@@ -46,6 +46,7 @@ from engine import schema
 from engine.psql import child_env
 from preflight import catalog
 from preflight.report import BackupInfo
+from preflight.scratch import same_server
 
 StopFn = Callable[[], object]  # asked while a restore runs: true to stop it
 
@@ -385,8 +386,6 @@ def _stream(
 def _restore_cmd(target: str, source: str, archive: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """pg_restore into `target` and its environment. Passwords travel in PGPASSWORD, never in
     argv (visible in `ps`); the restore session gets RESTORE_OPTIONS for speed."""
-    from preflight.scratch import same_server
-
     conninfo, env = child_env(target, {}, "migrate-bot-restore")
     env["PGOPTIONS"] = RESTORE_OPTIONS
     cmd = [tool("pg_restore"), "--exit-on-error", "--dbname", conninfo]

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from core.config import Settings
 from core.urls import credentials_problem
+from preflight.net import endpoints
 from runbook.model import Input, Runbook
 
 # Environment names that Settings reads itself (the contract's table); other env names a
@@ -63,8 +64,6 @@ def url_problem(env: str, url: str | None, schemes: tuple[str, ...] = ()) -> str
     parts = urlsplit(url)
     if schemes and parts.scheme not in schemes:
         return f"{env} scheme is {parts.scheme or 'missing'!s}, expected {' or '.join(schemes)}"
-    from preflight.net import endpoints
-
     try:
         host = ",".join(h for h, _ in endpoints(url))
     except ValueError as exc:
@@ -82,8 +81,6 @@ def url_problem(env: str, url: str | None, schemes: tuple[str, ...] = ()) -> str
 
 def _where(url: str) -> str:
     # Scheme and host:port only: the whole URL is a registered secret and would be masked.
-    from preflight.net import endpoints
-
     return f"{urlsplit(url).scheme} " + ", ".join(f"{h}:{p}" for h, p in endpoints(url))
 
 

@@ -4,6 +4,6 @@ the importers that write a runbook for an existing migration folder (runbook.imp
 Pure: no database connection, no Redis, no Slack.
 
 May import: core (and sql's paths). Never engine or state: engine depends on runbook, not
-the reverse (the Flyway file-name grammar both need is runbook.flywaynames). Checked by
-lint-imports.
+the reverse (the Flyway file-name grammar both need is runbook.flywaynames), and nothing
+above. Checked by lint-imports.
 """

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from runbook.model import Runbook
+from runbook.model import Runbook, RunbookError, load_runbook
 from runbook.sqlfile import SqlFileError, parse_file, sha256_of
 
 
@@ -115,8 +115,6 @@ def plan(rb: Runbook) -> dict[str, str]:
 
 def plan_on_disk(rb: Runbook) -> dict[str, str] | None:
     """The plan of the runbook file as it is on disk now (None when it no longer loads)."""
-    from runbook.model import RunbookError, load_runbook
-
     if rb.path.is_file() and sha256_of(rb.path) == rb.sha256:
         return plan(rb)
     try:

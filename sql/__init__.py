@@ -2,7 +2,8 @@
 
 A package only so that `pip install .` carries the files; `RUNBOOKS_DIR` is where they are.
 
-Data, not code: imports nothing of the project. core.config reads DEFAULT_RUNBOOK.
+Data, not code: the bottom layer, imports nothing of the project. core.config reads
+DEFAULT_RUNBOOK.
 """
 
 from pathlib import Path

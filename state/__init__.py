@@ -6,5 +6,6 @@ state.machine (the transition table) and state.runs.RunStore; keys held by one o
 run lock, the outbox's delivery lock, the scheduler's claims) use state.owned. The audit
 trail is mirrored to PostgreSQL (migrate_bot.run_events, state.audit).
 
-May import: core. Nothing else of the project (no engine, no commands, no Slack).
+May import: core. Nothing else of the project (no engine, runbook, workflows, commands or
+Slack). Checked by lint-imports.
 """

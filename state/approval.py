@@ -7,7 +7,7 @@ where it helps, what to do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -104,37 +104,55 @@ def why_plan_changed(
     """Which entries of a resolved plan differ (`step 2.1 choose "A" → "B"`), the first `limit`."""
     if after is None:
         return "the runbook no longer loads"
-    changes = []
-    for name in [*before, *(n for n in after if n not in before)]:
-        old, new = before.get(name), after.get(name)
-        if old == new:
-            continue
-        if old is None:
-            changes.append(f"{name} added")
-        elif new is None:
-            changes.append(f"{name} removed")
-        elif len(old) <= 40 and len(new) <= 40:
-            changes.append(f"{name} {old} → {new}")
-        else:
-            changes.append(f"{name} changed")
+    changes = _differences(
+        before,
+        after,
+        [*before, *(n for n in after if n not in before)],
+        added=lambda name: f"{name} added",
+        removed=lambda name: f"{name} removed",
+        changed=lambda name, old, new: (
+            f"{name} {old} → {new}" if len(old) <= 40 and len(new) <= 40 else f"{name} changed"
+        ),
+    )
     more = f" (and {len(changes) - limit} more)" if len(changes) > limit else ""
     return "; ".join(changes[:limit]) + more if changes else None
 
 
 def why_files_changed(before: Mapping[str, str], after: Mapping[str, str], *, since: str) -> str | None:
     """The first difference between two {file: sha256} maps, as a sentence; None if equal."""
-    changes: list[str] = []
-    for name in sorted(set(before) | set(after)):
+    changes = _differences(
+        before,
+        after,
+        sorted(set(before) | set(after)),
+        added=lambda name: f"{name} was added since {since}",
+        removed=lambda name: f"{name} was removed since {since}",
+        changed=lambda name, old, new: f"{name} changed since {since} (sha256 {old[:6]}… → {new[:6]}…)",
+    )
+    return "; ".join(changes) or None
+
+
+def _differences(
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    names: Iterable[str],
+    *,
+    added: Callable[[str], str],
+    removed: Callable[[str], str],
+    changed: Callable[[str, str, str], str],
+) -> list[str]:
+    """Name by name (in `names` order), how two {name: value} maps differ, worded by the caller."""
+    out: list[str] = []
+    for name in names:
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
         if old is None:
-            changes.append(f"{name} was added since {since}")
+            out.append(added(name))
         elif new is None:
-            changes.append(f"{name} was removed since {since}")
+            out.append(removed(name))
         else:
-            changes.append(f"{name} changed since {since} (sha256 {old[:6]}… → {new[:6]}…)")
-    return "; ".join(changes) or None
+            out.append(changed(name, old, new))
+    return out
 
 
 def why_preflight_stale(preflight: Mapping[str, Any] | None, *, now: datetime) -> str | None:

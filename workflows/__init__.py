@@ -5,6 +5,7 @@ lock and reporting through the Reporter it is handed, never through Slack.
   heartbeat, no stack traces) and phases.py `PhaseRunner` (each step through the executor,
   the ledgers, the checks, the snapshot), with failures.py and verification.py;
 - rollback.py, restore.py: undoing a phase with proof; restoring the verified backup;
+- fleet/: a run over many databases (MIGRATE_TARGETS): its waves, the job queue, the workers;
 - abort.py (the watch that lets `abort` reach running work), renew.py (the facts a mid-run
   renewal rests on), checks.py (incident, leftovers of a dead process), facts.py, gates.py,
   snapshots.py, baseline.py (representative query timings);

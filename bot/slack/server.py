@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
+from bot.fleet import start_for_serve
 from bot.slack import health
 from bot.slack.app import build_app
 from bot.slack.bridge import Bridge
@@ -201,8 +202,6 @@ def serve(settings) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     bridge.worker.start()
     scheduler = hooks.serve(core, lambda: bridge.reporter)
-    from bot.fleet import start_for_serve
-
     fleet_worker = start_for_serve(core)  # MIGRATE_TARGETS: this process works on fleet runs too
     try:
         if settings.slack_app_token:
