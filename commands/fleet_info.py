@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands import fleet_templates
+from commands.fleet_decide import why_fleet_approval_invalid
 from commands.fleetcore import fleet_of, store, target_core
 from commands.info import help_
 from commands.parse import Command
@@ -40,7 +41,29 @@ def status_lines(core: Core) -> list[str]:
         head.append(f"🚨 Incident declared by <@{incident.get('by')}>: {incident.get('text')}")
     if run is None:
         return head + ["No fleet run yet. Next: `preflight` (coordinator or TPM)"]
-    return head + fleet_templates.status_lines(run, core.roster)
+    lines = fleet_templates.status_lines(run, core.roster)
+    if str(run.status) in ("approved", "scheduled"):  # does the decision still hold?
+        invalid = why_fleet_approval_invalid(core, run)
+        expires = str((run.approval or {}).get("expires_at"))[:16].replace("T", " ")
+        note = f"  ❌ {invalid}: the TPM approves again" if invalid else f"  valid until {expires} UTC"
+        at = next((i for i, line in enumerate(lines) if line.startswith("Approval: ")), None)
+        if at is not None:
+            lines.insert(at + 1, note)
+    return head + lines
+
+
+def _decision(run) -> str:
+    decision, approval = run.decision or {}, run.approval or {}
+    if decision.get("what") == "no-go":
+        return f"NO-GO by <@{decision.get('by')}> at {str(decision.get('at'))[:16]}: {decision.get('reason')}"
+    if not approval:
+        return "none yet"
+    left_out = sorted(approval.get("not_covered") or {})
+    return (
+        f"GO{' scheduled for ' + str(approval['scheduled_for'])[:16] if approval.get('scheduled_for') else ''} "
+        f"by <@{approval.get('by')}> at {str(approval.get('at'))[:16]} for {len(approval.get('targets') or {})} databases"
+        + (f" (not covered: {', '.join(left_out)})" if left_out else "")
+    )
 
 
 def fleet_report(core: Core, user: str, cmd: Command) -> Outcome:
@@ -55,6 +78,7 @@ def fleet_report(core: Core, user: str, cmd: Command) -> Outcome:
         f"**Status:** {run.status}  ",
         f"**Databases:** {len(run.targets)} ({fleet_templates.counts_line(run)})  ",
         f"**Backup policy:** {run.backup_policy or '—'}  ",
+        f"**Decision:** {_decision(run)}  ",
         f"**Generated:** {clock.now():%Y-%m-%d %H:%M} UTC",
         "",
         "| Target | Wave | State | Phase | Duration | Run | Note |",

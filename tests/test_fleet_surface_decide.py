@@ -56,6 +56,7 @@ def test_one_approval_covers_every_go_target_and_a_no_go_target_never_runs(setti
             assert own.approval["fleet"] == run.id and own.approval["by"] == TPM
             assert bound["backup_sha256"] == own.preflight["backup"]["sha256"]
         assert console(TPM, "approve")[0] == 2  # one decision: a second GO is refused
+        assert "  valid until " in console(COORDINATOR, "status")[1]
 
         code, out = console(COORDINATOR, "run")  # the fleet's waves, a worker in this process
 
@@ -66,6 +67,12 @@ def test_one_approval_covers_every_go_target_and_a_no_go_target_never_runs(setti
         assert run.status is FleetStatus.SUCCEEDED and run.targets["db-2"].status is TargetStatus.NO_GO
         assert _objects(urls["canary"]) > 0
 
+        code, out = console(COORDINATOR, "report")
+        assert (
+            code == 0
+            and "**Decision:** GO by <@U0DYLAN>" in out
+            and "for 7 databases (not covered: db-2)" in out
+        )
         code, out = console(COORDINATOR, "status")
         assert code == 0
         for name in WAVES:
