@@ -140,6 +140,11 @@ class Settings:
         env = os.environ if env is None else env
         database_url = _parseable("DATABASE_URL", _opt(env, "DATABASE_URL"))
         targets_path = _opt(env, "MIGRATE_TARGETS")
+        targets = load_fleet(targets_path, env) if targets_path else None
+        if database_url is None and targets is not None:
+            # A fleet needs no DATABASE_URL: the bot's own records (the fleet's audit mirror, the
+            # incident flag) live with the canary, the first database of wave 0.
+            database_url = targets.canary()[0].url
         api_url = _opt(env, "SLACK_API_URL") or "https://slack.com/api/"
         if not api_url.endswith("/"):
             api_url += "/"  # WebClient joins with urljoin: without the slash the last segment is lost
@@ -172,7 +177,7 @@ class Settings:
             schedule_late_minutes=_float(env, "MIGRATE_SCHEDULE_LATE_MINUTES", 10.0),
             restore_request_minutes=_float(env, "MIGRATE_RESTORE_REQUEST_MINUTES", 30.0),
             extra_secrets=env_secrets(env),
-            targets=load_fleet(targets_path, env) if targets_path else None,
+            targets=targets,
         )
 
     def require(self, *names: str) -> None:

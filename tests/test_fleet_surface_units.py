@@ -80,3 +80,27 @@ def test_one_line_per_target_transition():
     assert failed == "❌ eu-2 (wave 1): running → failed at phase 2: step 2.1: boom"
     assert transition_line(event(kind="phase", phase=2)) is None  # a phase: the table only
     assert transition_line(event(kind="fleet", target=None, before="go", after="approved")) is None
+
+
+def test_with_migrate_targets_database_url_may_be_unset_the_canary_keeps_the_bots_records(
+    scratch_db, tmp_path, redis_prefix
+):
+    from core.config import Settings
+    from tests.support.fleetui import targets_file
+
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    path, env = targets_file(tmp_path, urls, {"canary": 0, "db-1": 1})
+    env = {**env, "MIGRATE_TARGETS": str(path), "MIGRATE_REDIS_PREFIX": redis_prefix}
+
+    settings = Settings.from_env(env)
+
+    assert settings.database_url == urls["canary"]
+    assert Settings.from_env({**env, "DATABASE_URL": urls["db-1"]}).database_url == urls["db-1"]
+    roster = tmp_path / "roster.toml"
+    roster.write_text('[roles]\ncoordinator = ["U0RAFAEL"]\ntpm = ["U0DYLAN"]\n')
+    core = Core.from_settings(settings.with_(roster_path=roster, runbook_path=small_runbook(tmp_path)))
+    try:
+        code, out = Console(core)("U0RAFAEL", "status")
+        assert code == 0 and "on 2 databases" in out and "No fleet run yet" in out
+    finally:
+        core.events.close()
