@@ -304,33 +304,27 @@ _UNCOVERED = [
 
 
 def take(conn: psycopg.Connection, lock_wait: float = 5.0) -> tuple[str, bool]:
-    """(text, complete): the snapshot of the database `conn` (autocommit) is connected to, read
-    in one repeatable-read transaction with search_path empty (names schema-qualified, as pg_dump
-    prints them). `complete` is False when the database holds something only pg_dump describes
-    (the text then names it on UNCOVERED lines). A view's definition is read under the lock
-    pg_dump also takes: waited for at most `lock_wait` s (raises LockNotAvailable after).
+    """(text, complete): the snapshot of the database `conn` is connected to, read by one
+    statement (one snapshot of the catalogs) with search_path empty (names schema-qualified, as
+    pg_dump prints them). `complete` is False when the database holds something only pg_dump
+    describes (the text then names it on UNCOVERED lines). A view's definition is read under the
+    lock pg_dump also takes: waited for at most `lock_wait` s (raises LockNotAvailable after).
 
-    The queries are prepared on `conn` (planning the big one costs more than running it); a
-    server that loses prepared statements between transactions (a transaction-pooling proxy)
-    gets them unprepared."""
+    `conn` is an autocommit connection of the caller's own: its session keeps search_path '',
+    jit off and that lock_timeout. The query is prepared on it (planning it costs more than
+    running it); a server that loses prepared statements between transactions (a
+    transaction-pooling proxy) gets it unprepared."""
+    conn.execute(
+        "SELECT set_config('search_path', '', false), set_config('jit', 'off', false), "
+        "set_config('lock_timeout', %s, false)",
+        (f"{int(lock_wait * 1000)}ms",),
+    )
     try:
-        return _take(conn, lock_wait, prepare=True)
+        rows = conn.execute(_query(), prepare=True).fetchall()
     except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement):
-        return _take(conn, lock_wait, prepare=False)
-
-
-def _take(conn: psycopg.Connection, lock_wait: float, *, prepare: bool) -> tuple[str, bool]:
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(
-            "SELECT set_config('search_path', '', true), set_config('jit', 'off', true), "
-            "set_config('lock_timeout', %s, true), set_config('statement_timeout', '120s', true)",
-            (f"{int(lock_wait * 1000)}ms",),
-        )
-        rows = conn.execute(_query(), prepare=prepare).fetchall()
-        uncovered = conn.execute(_UNCOVERED_QUERY, prepare=prepare).fetchall()
-    lines = [HEADER, *(line for _o, line in rows), *(f"{UNCOVERED} {what}" for (what,) in sorted(uncovered))]
-    return "\n".join(lines) + "\n", not uncovered
+        rows = conn.execute(_query(), prepare=False).fetchall()
+    lines = [HEADER, *(line for _o, line in rows)]
+    return "\n".join(lines) + "\n", not any(line.startswith(UNCOVERED) for line in lines)
 
 
 _QUERY_CACHE: list[str] = []
@@ -345,9 +339,13 @@ def _query() -> str:
                 parts.append(part.replace("SELECT ", "SELECT 1 AS grp, l.k AS k, ", 1))
             else:
                 parts.append(part.replace("SELECT ", "SELECT 0 AS grp, 0::bigint AS k, ", 1))
+        # what only pg_dump describes, last (after every object name: '~' sorts after them)
+        parts += [
+            f"SELECT 2, 0::bigint, '~', '{UNCOVERED} ' || u.what FROM ({q}) u(what)" for q in _UNCOVERED
+        ]
         union = " UNION ALL ".join(f"({p})" for p in parts)
         _QUERY_CACHE.append(
-            f'SELECT o, line FROM ({union}) facts(grp, k, o, line) ORDER BY o COLLATE "C", grp, CASE WHEN grp = 0 THEN line END COLLATE "C", k'
+            f'SELECT o, line FROM ({union}) facts(grp, k, o, line) ORDER BY o COLLATE "C", grp, CASE WHEN grp <> 1 THEN line END COLLATE "C", k'
         )
     return _QUERY_CACHE[0]
 
@@ -355,6 +353,3 @@ def _query() -> str:
 def is_catalog(text: str) -> bool:
     """Whether a stored snapshot is one of these (else it is pg_dump's)."""
     return text.startswith(HEADER[:40])
-
-
-_UNCOVERED_QUERY = " UNION ALL ".join(f"({q})" for q in _UNCOVERED)

@@ -574,9 +574,13 @@ class Executor:
 
     @staticmethod
     def _set(conn: psycopg.Connection, settings: Mapping[str, str], *, local: bool) -> None:
-        """Timeouts and inputs as bound parameters of set_config: never interpolated."""
-        for name, value in settings.items():
-            conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
+        """Timeouts and inputs as bound parameters of set_config: never interpolated (one
+        statement for all of them)."""
+        if settings:
+            calls = ", ".join(["set_config(%s, %s, %s)"] * len(settings))
+            conn.execute(
+                f"SELECT {calls}", [v for name, value in settings.items() for v in (name, value, local)]
+            )
 
     def _failed(
         self,

@@ -40,9 +40,9 @@ INSERT_SQL = """INSERT INTO migrate_bot.applied_files
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the ledger schema and table if missing, in the caller's transaction."""
-    for statement in SCHEMA_SQL.split(";"):
-        conn.execute(statement)
+    """Create the ledger schema and table if missing, in the caller's transaction (its
+    statements sent at once: no parameters)."""
+    conn.execute(SCHEMA_SQL)
 
 
 def insert_sql_literal(values: tuple[Any, ...]) -> str:

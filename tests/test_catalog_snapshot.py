@@ -243,19 +243,19 @@ def _generated_changes() -> list[tuple[str, str]]:
 
 
 def _state(conn: psycopg.Connection, url: str) -> tuple[list[str], str, bool]:
-    text, complete = catalog_snapshot.take(conn)
+    text, complete = catalog_snapshot.take(conn)  # a connection of its own, as the bot's
     return schema.normalize(schema.schema_dump(url)), text, complete
 
 
 @pytest.mark.slow
 def test_the_catalog_snapshot_differs_exactly_when_pg_dump_does(db_005):
     states: list[tuple[str, list[str], str, bool]] = []
-    with psycopg.connect(db_005, autocommit=True) as conn:
-        states.append(("005", *_state(conn, db_005)))
+    with psycopg.connect(db_005, autocommit=True) as conn, psycopg.connect(db_005, autocommit=True) as look:
+        states.append(("005", *_state(look, db_005)))
         for k, (up, down) in enumerate(_generated_changes() + CHANGES):
             for label, sql in (("up", up), ("down", down), ("up again", up)):
                 conn.execute(sql)
-                states.append((f"#{k} {label}: {sql[:70]}", *_state(conn, db_005)))
+                states.append((f"#{k} {label}: {sql[:70]}", *_state(look, db_005)))
     assert any(not complete for *_x, complete in states) and sum(c for *_x, c in states) > 150
     mismatches = []
     for (la, dump_a, cat_a, full_a), (lb, dump_b, cat_b, full_b) in itertools.combinations(states, 2):
