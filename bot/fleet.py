@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from commands import Core
 from commands.fleet_run import fleet_context
-from core.config import Settings
+from core.config import ConfigError, Settings
 from scheduling.hooks import ProcessSchedule
 from workflows.fleet.queue import FleetQueue
 from workflows.fleet.worker import FleetWorker, run_forever
@@ -32,5 +32,9 @@ def start_for_serve(core: Core) -> ServeWorker | None:
 
 def worker_main(settings: Settings, threads: int | None = None) -> int:
     """`python -m bot fleet-worker`: until SIGTERM/SIGINT; running targets finish first."""
+    if settings.targets is None:
+        raise ConfigError(
+            "fleet-worker works on fleet runs: set MIGRATE_TARGETS to a targets file (README, Many databases)"
+        )
     core = Core.from_settings(settings, schedule=ProcessSchedule)  # as `serve` wires its Core
     return run_forever(fleet_context(core), threads=threads)

@@ -14,7 +14,7 @@ from commands.fleet_decide import why_fleet_approval_invalid
 from commands.fleetcore import fleet_of, store, target_core
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Reporter
-from state.fleet import FleetStatus, TargetStatus
+from state.fleet import FleetStatus, IllegalTransition, TargetStatus
 from workflows.checks import why_incident_blocks
 from workflows.core import Core
 from workflows.fleet import waves
@@ -51,6 +51,13 @@ def fleet_context(core: Core, **options) -> FleetContext:
     )
 
 
+def release_idle_connections(core: Core) -> None:
+    """Close the idle pooled connections the target Cores' audit logs keep (one per database
+    since pre-flight): a fleet of 50 must not hold 50 idle connections per process."""
+    for target in fleet_of(core).targets:
+        target_core(core, target).events.close()
+
+
 def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -> Outcome:
     if cmd.phase is not None:
         return Outcome.refused(
@@ -74,9 +81,13 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
     if refusal:
         return Outcome.refused(f"{refusal}: ask the TPM to approve")
     ctx = fleet_context(core)
+    release_idle_connections(core)
     queue = FleetQueue(core.settings.redis_url, core.settings.redis_prefix)
     try:
         waves.start(ctx, queue, run.id, user)
+    except IllegalTransition as exc:  # another `run` (or the scheduled start) came first
+        queue.close()
+        return Outcome.refused(exc.reason)
     except Exception:
         queue.close()
         raise
@@ -91,6 +102,8 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
             if here is not None:
                 here.stop()
             queue.close()
+        if done is None:
+            return FAILED
         reporter.post(summary(done))
         return OK if done.status is FleetStatus.SUCCEEDED else FAILED
 

@@ -125,3 +125,51 @@ def test_a_killed_worker_s_databases_are_finished_by_another_process_none_twice(
         close(core)
     finally:
         fleet.drop()
+
+
+@pytest.mark.slow
+def test_the_progress_survives_a_restart_of_every_worker(settings, tmp_path, processes):
+    """The only worker stopped (SIGTERM: what it runs finishes, nothing new starts there) mid-wave;
+    nobody works for a while; a new process carries on from the wave cursor: no database twice."""
+    fleet = scratch_fleet(
+        settings.with_(runbook_path=small_runbook(tmp_path / "rb", sleep=1.0)), tmp_path, WAVES, parallel=2
+    )
+    try:
+        core = process_core(fleet)
+        fleet_id = preflight_and_approve(core)
+        ctx = fleet_context(core)
+        queue = FleetQueue(fleet.settings.redis_url, fleet.settings.redis_prefix)
+        env = fleet.process_env()
+        first = start_worker_process(env, tmp_path / "worker-a.log", threads=2)
+        processes.append(first)
+        worker_a = f"{socket.gethostname()}:{first.pid}"
+        waves.start(ctx, queue, fleet_id, COORDINATOR)
+
+        def wave_1_running():
+            run = ctx.fleets.get(fleet_id)
+            busy = [t.name for t in run.in_wave(1) if t.status is T.RUNNING]
+            return busy if len(busy) == 2 else None  # parallel 2: t1 and t2, t3 waits
+
+        running = set(wait_until("wave 1 running", wave_1_running, timeout=120))
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+        stopped = ctx.fleets.get(fleet_id)
+        for name in running:  # what it ran finished before it exited
+            assert stopped.targets[name].status is T.SUCCEEDED
+        assert stopped.status is F.RUNNING and stopped.wave == 1
+        time.sleep(3)  # nobody works: nothing moves
+        assert ctx.fleets.get(fleet_id).targets == stopped.targets
+
+        second = start_worker_process(env, tmp_path / "worker-b.log", threads=2)
+        processes.append(second)
+        done = waves.wait(ctx, fleet_id, timeout=240)
+
+        assert done.status is F.SUCCEEDED, {n: (str(t.status), t.error) for n, t in done.targets.items()}
+        for name, target in done.targets.items():
+            assert target.attempts == 1, name
+            assert [f for f, _ in applied_files(fleet.url(name))] == FILES, name
+        assert {n for n, t in done.targets.items() if t.worker == worker_a} == {"t0", *running}
+        queue.close()
+        close(core)
+    finally:
+        fleet.drop()

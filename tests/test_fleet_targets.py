@@ -176,3 +176,18 @@ def test_the_cli_refuses_a_bad_targets_file_in_one_line_exit_2_without_the_url(t
     assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert lines[0].startswith("configuration error: MIGRATE_TARGETS (") and "are the same URL" in lines[0]
     assert PW not in p.stderr + p.stdout
+
+
+def test_fleet_worker_without_a_targets_file_is_refused_in_one_line():
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres"}
+    p = subprocess.run(
+        [sys.executable, "-m", "bot", "fleet-worker"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode == 2 and len(lines) == 1, p.stderr[-2000:]
+    assert "fleet-worker works on fleet runs: set MIGRATE_TARGETS" in lines[0]

@@ -74,6 +74,15 @@ def _work(ctx: FleetContext, fleet_id: str, name: str, renewal) -> Done | Retry:
     if state is None or state.status not in (T.QUEUED, T.RUNNING):
         return Done(f"nothing to do: {name} is {state.status if state else 'gone'}")
     core = ctx.core_for(name)
+    try:
+        return _on_core(ctx, fleet_id, name, state, core, renewal)
+    finally:
+        # the idle pooled connections of its audit log (the pool comes back on next use): a
+        # worker that ran 50 databases must not keep an idle connection to each
+        core.events.close()
+
+
+def _on_core(ctx: FleetContext, fleet_id: str, name: str, state, core, renewal) -> Done | Retry:
     if core.lock.held():
         return Retry(f"the run lock of {name} is held")
     run = core.store.current()
