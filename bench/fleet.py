@@ -165,7 +165,7 @@ def fleet_round(base: Settings, work: Path, n: int, workers: int, threads: int, 
                 for k in range(workers):
                     procs.append(start_worker_process(env, folder / f"worker-{k}.log", threads=threads))
                 ctx = fleet_context(bot.core)
-                release_idle_connections(bot.core)  # as `run` does
+                release_idle_connections(bot.core, fleets.get(fleet_id))  # as `run` does
                 queue = FleetQueue(fleet.settings.redis_url, fleet.settings.redis_prefix)
                 with PeakConnections(list(fleet.dbnames.values())) as peak:
                     t = time.monotonic()

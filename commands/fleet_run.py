@@ -51,11 +51,15 @@ def fleet_context(core: Core, **options) -> FleetContext:
     )
 
 
-def release_idle_connections(core: Core) -> None:
+def release_idle_connections(core: Core, run) -> None:
     """Close the idle pooled connections the target Cores' audit logs keep (one per database
-    since pre-flight): a fleet of 50 must not hold 50 idle connections per process."""
-    for target in fleet_of(core).targets:
-        target_core(core, target).events.close()
+    since pre-flight): a fleet of 50 must not hold 50 idle connections per process. Only the
+    targets the run covers (a NO-GO one may be unreachable)."""
+    fleet = fleet_of(core)
+    for name, state in run.targets.items():
+        target = fleet.get(name) if state.status is TargetStatus.GO else None
+        if target is not None:
+            target_core(core, target).events.close()
 
 
 def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -> Outcome:
@@ -81,7 +85,7 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
     if refusal:
         return Outcome.refused(f"{refusal}: ask the TPM to approve")
     ctx = fleet_context(core)
-    release_idle_connections(core)
+    release_idle_connections(core, run)
     queue = FleetQueue(core.settings.redis_url, core.settings.redis_prefix)
     try:
         waves.start(ctx, queue, run.id, user)
