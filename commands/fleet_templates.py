@@ -165,7 +165,7 @@ class Row:
 
 
 def row(t: TargetState) -> Row:
-    note = t.error or t.reason or ""
+    note = " ".join((t.error or t.reason or "").split())
     return Row(
         t.name,
         t.wave,
@@ -271,6 +271,6 @@ def transition_line(event: FleetEvent) -> str | None:
     except ValueError:
         mark = "•"
     phase = f" at phase {event.phase}" if event.phase is not None and to in ("running", "failed") else ""
-    why = event.error or event.reason
+    why = " ".join((event.error or event.reason or "").split())  # one line, whatever the error's shape
     tail = f": {why[:REASON_CHARS]}" if why else ""
     return f"{mark} {event.target} (wave {event.wave}): {event.before or '—'} → {to}{phase}{tail}"

@@ -5,11 +5,13 @@ stays within Block Kit's limits; App Home shows the fleet."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from bot.slack import fleet_blocks
+from commands.fleet_templates import transition_line
 from commands.fleetcore import close_target_cores, store
 from core.roster import Roster
 from core.targets import load_fleet
@@ -34,6 +36,23 @@ def fleet_bot(settings, standin, scratch_db, tmp_path):
     yield running
     running.close()
     close_target_cores(running.core)
+
+
+LINE = re.compile(r"^\S+ [A-Za-z0-9][A-Za-z0-9_.-]* \(wave \d+\): \S+ → ")
+
+
+def _is_lines(call) -> bool:
+    """A thread message made of transition lines only."""
+    return all(LINE.match(line) for line in call.body["text"].splitlines())
+
+
+def _thread_lines(calls) -> list[str]:
+    """The transition lines of these messages, in order (as Slack shows them: from the blocks)."""
+    out = []
+    for call in calls:
+        for block in call.body["blocks"]:
+            out += block["text"]["text"].splitlines()
+    return out
 
 
 def _status(bot) -> str | None:
@@ -71,9 +90,9 @@ def test_the_thread_parent_is_one_table_and_each_transition_one_line(fleet_bot, 
     in_thread = [c for c in posts if c.body.get("thread_ts") == parent]
     transitions = [e for e in store(bot.core).events(fleet.id) if e.kind == "target"]
     assert len(transitions) == 16  # 8 targets: pending → preflight → go / no-go
-    lines = [c for c in in_thread if c.body["text"].count(" → ") == 1 and "(wave " in c.body["text"]]
-    assert len(lines) == len(transitions)  # one line per transition, none repeated
-    assert len(in_thread) == len(transitions) + 3  # + started, the summary, the TPM's request
+    lines = [c for c in in_thread if _is_lines(c)]
+    assert _thread_lines(lines) == [transition_line(e) for e in transitions]  # one each, in order
+    assert len(in_thread) == len(lines) + 3  # + started, the summary, the TPM's request
     assert any("db-5 (wave 2): preflight → no-go: " in c.body["text"] for c in lines)
     summary = next(i for i, c in enumerate(in_thread) if "pre-flight on 8 databases" in c.body["text"])
     assert summary > in_thread.index(lines[-1])  # the summary after the lines that led to it
@@ -108,8 +127,9 @@ def test_the_thread_parent_is_one_table_and_each_transition_one_line(fleet_bot, 
     in_thread = [c for c in posts if c.body.get("thread_ts") == parent]
     transitions = [e for e in store(bot.core).events(fleet.id) if e.kind == "target"]
     assert len(transitions) == 16 + 7 * 3  # 7 GO databases: go → queued → running → succeeded
-    lines = [c for c in in_thread if c.body["text"].count(" → ") == 1 and "(wave " in c.body["text"]]
-    assert len(lines) == len(transitions)
+    lines = [c for c in in_thread if _is_lines(c)]
+    assert _thread_lines(lines) == [transition_line(e) for e in transitions]
+    assert len(lines) <= len(transitions)  # lines that came together went out in one message
     others = [c.body["text"].splitlines()[0] for c in in_thread if c not in lines]
     assert len(others) == 3 + 2, others  # + the decision and the run's one summary: no phase posts
     card = standin.messages[("C0MIGRATE", parent)]

@@ -78,6 +78,10 @@ def test_one_line_per_target_transition():
     )
     failed = transition_line(event(before="running", after="failed", phase=2, error="step 2.1: boom"))
     assert failed == "❌ eu-2 (wave 1): running → failed at phase 2: step 2.1: boom"
+    multi = transition_line(
+        event(before="preflight", after="no-go", reason="connection failed:\n  FATAL:  no")
+    )
+    assert multi == "⛔ eu-2 (wave 1): preflight → no-go: connection failed: FATAL: no"  # one line
     assert transition_line(event(kind="phase", phase=2)) is None  # a phase: the table only
     assert transition_line(event(kind="fleet", target=None, before="go", after="approved")) is None
 

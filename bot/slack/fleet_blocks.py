@@ -62,9 +62,12 @@ def fleet_card(run: FleetRun | None, title: str, roster: Roster, fleet_id: str) 
     return Rendered(fallback(f"{title}: {now}"), body)
 
 
-def transition_message(line: str) -> Rendered:
-    """The thread's one line for one target's transition."""
-    return Rendered(fallback(line), [section(line)])
+LINES_PER_MESSAGE = 25  # transition lines gathered into one thread message
+
+
+def transition_message(lines: list[str]) -> Rendered:
+    """Thread lines, one per target transition, in one message (a section per 3,000 characters)."""
+    return Rendered(fallback("\n".join(lines)), [section(t) for t in chunks(lines)])
 
 
 def home_lines(run: FleetRun, title: str, roster: Roster) -> list[str]:

@@ -1,5 +1,10 @@
 """The fleet's thread: one line per target transition, from the fleet's event stream.
 
+The lines read at one pass (every EVERY seconds) go out as one message (up to
+LINES_PER_MESSAGE lines): a wave of 50 databases starting at once is a few messages, not 50 —
+Slack takes one message a second per channel, and the thread would otherwise trail the work by
+minutes.
+
 Whichever `serve` process moves a target (its worker ran it, took it over, rolled it back), the
 move is one entry of the fleet run's stream (state/fleet.py). The outbox worker that holds the
 channel's delivery lock — one process at a time — reads the streams of the recent fleet runs
@@ -55,8 +60,9 @@ class FleetFeed:
         if not events:
             return 0
         lines = [line for line in map(fleet_templates.transition_line, events) if line]
-        for line in lines:
-            rendered = fleet_blocks.transition_message(line)
+        step = fleet_blocks.LINES_PER_MESSAGE
+        for start in range(0, len(lines), step):  # what came together goes out together
+            rendered = fleet_blocks.transition_message(lines[start : start + step])
             self.outbox.put(
                 "post", message=rendered.payload(), run_id=fleet_id, broadcast=False, fallback=rendered.text
             )
