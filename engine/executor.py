@@ -169,8 +169,21 @@ class FileChanged(SqlFileError):
 class Executor:
     """Runs SQL files against one database. One file at a time; cancel() from any thread."""
 
-    def __init__(self, dsn: str, *, secrets: Sequence[str] = (), application_name: str = "migrate-bot"):
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        secrets: Sequence[str] = (),
+        application_name: str = "migrate-bot",
+        keep_connection: bool = False,
+    ):
+        """`keep_connection`: a file's session, once the file is over (committed or rolled back,
+        the connection healthy), is kept for the next file, which starts it with DISCARD ALL
+        (settings, temporary tables, prepared statements, advisory locks: as a fresh session)
+        instead of a new connection; close() ends it."""
         self._dsn = dsn
+        self._keep = keep_connection
+        self._kept: psycopg.Connection | None = None
         password = conninfo_to_dict(dsn).get("password")
         self._secrets = tuple(str(s) for s in (*secrets, password) if s)  # conninfo values are text
         self._app = application_name
@@ -206,6 +219,30 @@ class Executor:
 
     def reset_cancel(self) -> None:
         self._cancelled.clear()
+
+    def close(self) -> None:
+        """Close the session kept between files (keep_connection)."""
+        with self._guard:
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
+
+    def _reused(self, autocommit: bool) -> psycopg.Connection | None:
+        """The kept session, reset to a fresh one's state, or None (none kept, or it is gone)."""
+        with self._guard:
+            kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        try:
+            if kept.broken or kept.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise psycopg.InterfaceError("the kept session is not idle")
+            kept.autocommit = True
+            kept.execute("DISCARD ALL")
+            kept.autocommit = autocommit
+            return kept
+        except psycopg.Error:
+            kept.close()
+            return None
 
     def run_step(
         self,
@@ -642,7 +679,7 @@ class _Session:
         # client_connection_check_interval: if the bot dies mid-statement, PostgreSQL notices the
         # dead client within a second and rolls back, instead of holding the locks until the
         # statement ends by itself (pg_sleep, a long DDL).
-        conn = psycopg.connect(
+        conn = self._ex._reused(self._autocommit) or psycopg.connect(
             self._ex._dsn,
             autocommit=self._autocommit,
             prepare_threshold=None,
@@ -658,7 +695,14 @@ class _Session:
     def __exit__(self, *exc: object) -> None:
         with self._ex._guard:
             self._ex._conn, self._ex._pid = None, None
-        self._conn.close()
+        conn = self._conn
+        conn.remove_notice_handler(self._notice)
+        idle = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if self._ex._keep and exc[0] is None and idle and not conn.broken:
+            with self._ex._guard:
+                self._ex._kept = conn  # the next file starts it with DISCARD ALL (Executor._reused)
+        else:
+            conn.close()
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
         self._result.notices.append(redact(f"{diag.severity}: {diag.message_primary}", self._run.secrets))

@@ -48,7 +48,7 @@ class PhaseRunner(PhaseFailures, Verification):
         self.inputs = step_inputs(core.settings, self.rb)
         secret_inputs = [v for name, v in self.inputs.items() if self.rb.inputs[name].secret]
         self.secrets = (*core.settings.secrets(), *secret_inputs)
-        self.executor = Executor(self.dsn, secrets=self.secrets)
+        self.executor = Executor(self.dsn, secrets=self.secrets, keep_connection=True)  # closed by attached()
         self.ledger = ledgers.for_runbook(self.rb)
         self._last_progress = 0.0
         self._steps: dict | None = (
@@ -71,6 +71,7 @@ class PhaseRunner(PhaseFailures, Verification):
         finally:
             with self.core.executors_guard:
                 self.core.executors.pop(self.run_id, None)
+            self.executor.close()
 
     def run_all(self, numbers: list[int], verify: bool) -> int:
         """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
