@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from commands import fleet_templates
 from commands.decide import _why_not_at
-from commands.fleetcore import fleet_of, store, target_core
+from commands.fleetcore import fleet_of, let_go, store, target_core
 from commands.parse import Command
 from commands.result import OK, Outcome, Post
 from core import clock
@@ -118,6 +118,7 @@ def fleet_approve(core: Core, user: str, cmd: Command) -> Outcome:
             fields={"approval": {**own_approval, "fleet": run.id}, "decision": decision},
             evidence={**decision, "fleet": run.id},
         )
+        let_go(tcore)
     names = [t.name for t in covered]
     when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""
     post = Post(
@@ -187,6 +188,7 @@ def fleet_defer(core: Core, user: str, cmd: Command) -> Outcome:
                 fields={"decision": decision},
                 evidence={**decision, "fleet": run.id},
             )
+            let_go(tcore)
     return Outcome(
         OK,
         reply=["NO-GO recorded for the fleet run: nothing of it runs."],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from commands import fleet_templates
 from commands.fleet_decide import why_fleet_approval_invalid
-from commands.fleetcore import fleet_of, store, target_core
+from commands.fleetcore import fleet_of, let_go, store, target_core
 from commands.info import help_
 from commands.parse import Command
 from commands.report import render
@@ -106,6 +106,7 @@ def fleet_report(core: Core, user: str, cmd: Command) -> Outcome:
         except Exception:  # noqa: BLE001 - history unreachable: the report says what it has
             events = []
         body = render(tcore, own, events).splitlines()
+        let_go(tcore)
         out += ["#" + line if line.startswith("#") else line for line in body]  # one level down
     document = core.redact("\n".join(out) + "\n")
     title = f"{core.runbook.title} fleet report — {run.id} ({run.status})"

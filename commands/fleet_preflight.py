@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands import fleet_templates
-from commands.fleetcore import fleet_of, store, target_core
+from commands.fleetcore import fleet_of, let_go, store, target_core
 from commands.parse import Command
 from commands.preflight import _why_not_replaceable
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
@@ -144,6 +144,7 @@ def _target(core: Core, fleet_id: str, user: str, target: Target) -> TargetResul
     fstore.move(fleet_id, target.name, TargetStatus.PREFLIGHT, actor=user, action="preflight started")
     try:
         result = _checked(core, user, target)
+        let_go(target_core(core, target))
     except Exception as exc:  # noqa: BLE001 - one target's trouble is its NO-GO, never the fleet's crash
         reason = core.redact(f"{type(exc).__name__}: {exc}")[:300]
         log.warning("fleet pre-flight of %s failed: %s", target.name, reason)

@@ -68,6 +68,12 @@ def target_core(core: Core, target: Target) -> Core:
     return found
 
 
+def let_go(tcore: Core) -> None:
+    """Close a target Core's idle audit connection (it reopens on the next write): a fleet of
+    50 must not hold 50 idle connections between commands (servers have max_connections)."""
+    tcore.events.close()
+
+
 def close_target_cores(core: Core) -> None:
     """Let go of the target Cores' connections (their audit pools, their Redis clients)."""
     with _GUARD:

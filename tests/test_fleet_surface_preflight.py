@@ -7,8 +7,21 @@ from __future__ import annotations
 from commands.fleetcore import close_target_cores, store, target_core
 from state.fleet import FleetStatus, TargetStatus
 from state.machine import Status
+from tests.support import pg
 from tests.support.fleetui import WAVES, fleet_core, missing_database_url, scratch_fleet, small_runbook
 from tests.support.flow import COORDINATOR, Console
+
+
+def _connections(urls: dict[str, str], exclude: str) -> dict[str, int]:
+    """Sessions open on each fleet database (but `exclude`, the process's own), by name."""
+    names = {url.rsplit("/", 1)[-1]: name for name, url in urls.items() if name != exclude}
+    rows = pg.scalar(
+        pg.SERVER_URL,
+        "SELECT coalesce(json_object_agg(datname, n), '{}') FROM "
+        "(SELECT datname, count(*) AS n FROM pg_stat_activity WHERE datname = ANY(%s) GROUP BY 1) s",
+        (list(names),),
+    )
+    return {names[d]: n for d, n in rows.items()}
 
 
 def _console(settings, tmp_path, urls, runbook):
@@ -34,6 +47,7 @@ def test_preflight_of_eight_databases_is_one_summary_with_the_no_go_named(settin
         )  # started, the summary, the TPM's request: no per-target posts
 
         core = console.core
+        assert _connections(urls, exclude="canary") == {}  # no idle connection left per database
         run = store(core).current()
         assert run.status is FleetStatus.GO and run.backup_policy == "every"
         assert sorted(run.preflight["go"]) == sorted(n for n in WAVES if n != "db-5")
