@@ -429,7 +429,11 @@ def test_cancel_stops_a_psql_run_and_rolls_back(db, tmp_path):
     worker = threading.Thread(target=lambda: box.setdefault("r", executor.run_file(path, **FAST)))
     worker.start()
     wait_until(
-        lambda: pg.scalar(db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
+        lambda: pg.scalar(
+            db,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'SELECT pg_sleep(30)%'",
+        )
     )
     assert executor.cancel() is True
     worker.join(timeout=10)

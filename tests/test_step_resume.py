@@ -214,7 +214,8 @@ def test_console_killed_during_the_phase_checks_resumes_with_the_checks_not_the_
                 [r["step"] for r in ledger.applied_files(url, "006")] == ["1.1", "1.2"]
                 and pg.scalar(
                     url,
-                    "SELECT count(*) FROM pg_locks WHERE relation = 'public.check_gate'::regclass AND NOT granted",
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'public.check_gate'::regclass AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 )
                 > 0
             ),
