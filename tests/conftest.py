@@ -16,12 +16,19 @@ import redis as redis_lib
 from core.config import Settings
 from scheduling.hooks import ProcessSchedule
 from tests.support import pg
+from tests.support.alone import AlonePlugin
 from tests.support.deployment import Deployment, TcpListener
 from workflows.schedule import use_by_default
 
 # Every Core a test builds is wired as `python -m bot serve` wires its own (workflows/schedule.py):
 # its scheduling is the process's running Scheduler for the target, store-only when none runs.
 use_by_default(ProcessSchedule)
+
+
+def pytest_configure(config):
+    # `@pytest.mark.alone`: the test runs while no other runs, also under pytest-xdist (tests/support/alone.py)
+    config.pluginmanager.register(AlonePlugin(config), "migrate-alone")
+
 
 REDIS_URL = os.environ.get("MIGRATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from commands import Core
 from engine.executor import Executor
@@ -94,6 +95,7 @@ lock_timeout = "3s"
 """
 
 
+@pytest.mark.alone  # an upper bound on elapsed time: tests/support/alone.py
 def test_concurrent_build_waits_for_an_old_snapshot_up_to_its_level_names_it_and_leaves_nothing(
     db_005, tmp_path
 ):
@@ -155,6 +157,7 @@ def test_a_failed_reindex_concurrently_leaves_no_invalid_index(db_005, tmp_path)
     )
 
 
+@pytest.mark.alone  # an upper bound on elapsed time: tests/support/alone.py
 def test_access_exclusive_files_use_their_level_timeout_and_retries_and_a_step_can_override(db_005, tmp_path):
     busy_table(db_005)
     level = """

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from state.keys import Keys, database_identity
 from tests.support.slack_socket import SocketModeServer, SocketModeSlack
 from tests.support.slack_standin import SlackStandIn
@@ -61,6 +63,7 @@ def test_serve_with_an_app_token_opens_a_socket_mode_connection(settings, redis_
         assert "S3cretAppToken" not in output and settings.slack_bot_token not in output
 
 
+@pytest.mark.alone  # an upper bound on elapsed time: tests/support/alone.py
 def test_socket_mode_acks_a_slash_command_envelope_and_the_command_runs(settings, redis_client):
     """Over Socket Mode the ack is a message on the WebSocket (envelope_id) instead of an HTTP
     answer: it must come back within Slack's 3 s, and the command then runs as over HTTP —

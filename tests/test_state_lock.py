@@ -92,6 +92,7 @@ def test_a_released_lock_can_be_taken_again(lock):
     assert lock.acquire("b") is not None
 
 
+@pytest.mark.alone  # a sub-second TTL kept alive by a heartbeat thread: tests/support/alone.py
 def test_heartbeat_keeps_the_lock_past_its_ttl(lock):
     handle = lock.acquire("worker")
     handle.start_heartbeat()
@@ -150,6 +151,7 @@ def test_an_active_run_is_not_interrupted_while_the_lock_is_held(lock, store):
     assert store.detect_interrupted(lock).id == run.id
 
 
+@pytest.mark.alone  # a sub-second TTL kept alive by a heartbeat thread: tests/support/alone.py
 def test_the_heartbeat_renews_every_third_of_the_ttl_and_keeps_the_key_alive(redis_client, store):
     lock = RunLock(redis_client, store.keys, ttl=0.6)
     handle = lock.acquire("worker")

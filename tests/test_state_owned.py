@@ -52,6 +52,7 @@ def test_a_json_value_is_owned_through_its_token_field(redis_client, key):
         owner.take_or_extend(10)
 
 
+@pytest.mark.alone  # a sub-second TTL kept alive by a heartbeat thread: tests/support/alone.py
 def test_ttls_are_seconds_written_as_milliseconds(redis_client, key):
     owned = OwnedKey(redis_client, key, "me")
     assert owned.claim(1.5)
@@ -69,6 +70,7 @@ def test_take_or_extend_takes_a_free_key_extends_our_own_and_leaves_another_s(re
     assert redis_client.get(key) == b"mine" and redis_client.pttl(key) <= 30_000
 
 
+@pytest.mark.alone  # a sub-second TTL kept alive by a heartbeat thread: tests/support/alone.py
 def test_a_renewal_keeps_the_key_past_its_ttl(redis_client, key):
     owned = OwnedKey(redis_client, key, "me")
     assert owned.claim(0.6)
@@ -120,6 +122,7 @@ def test_without_give_up_a_redis_error_is_reported_and_retried_not_lost(key):
         assert not renewal.lost.is_set()
 
 
+@pytest.mark.alone  # a sub-second TTL kept alive by a heartbeat thread: tests/support/alone.py
 def test_a_renewal_extends_every_third_of_the_ttl_by_default(redis_client, key):
     owned = OwnedKey(redis_client, key, "me")
     assert owned.renewal(0.6).every == pytest.approx(0.2)
