@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from commands.fleet_abort import fleet_abort
 from commands.fleet_decide import fleet_approve, fleet_defer
 from commands.fleet_info import fleet_help, fleet_report, fleet_status
 from commands.fleet_preflight import fleet_preflight
@@ -42,6 +43,7 @@ FLEET_VERBS: dict[str, Verb] = {
     "approve": fleet_approve,
     "defer": fleet_defer,
     "help": fleet_help,
+    "abort": fleet_abort,
     "status": fleet_status,
     "report": fleet_report,
     "rollback": fleet_rollback,
