@@ -22,9 +22,6 @@ from tests.support.fleet import (
     scratch_fleet,
     small_runbook,
 )
-from workflows.fleet import waves
-from workflows.fleet.queue import FleetQueue
-from workflows.fleet.worker import FleetWorker
 
 WAVES = [0, 1, 1, 1, 2, 2, 2, 2]  # t0 the canary; t1-t3 wave 1; t4-t7 wave 2
 FILES = ["001_items.up.sql", "002_label_index.up.sql"]
@@ -89,18 +86,16 @@ def test_a_failure_in_wave_1_stops_wave_2_and_lets_wave_1_finish(fleet_of, tmp_p
     fleet.settings = fleet.settings.with_(runbook_path=runbook)
     close(core)
     core = process_core(fleet)
-    fleet_id = preflight_and_approve(core)
-    ctx = fleet_context(core)
-    queue = FleetQueue(ctx.settings.redis_url, ctx.settings.redis_prefix)
-    worker = FleetWorker(ctx, queue, threads=4, sweep_every=1.0).start()
     try:
-        waves.start(ctx, queue, fleet_id, COORDINATOR)
-        done = waves.wait(ctx, fleet_id, timeout=180)
+        fleet_id = preflight_and_approve(core)
+        code, out = console(core, COORDINATOR, "run")
+        done = fleet_context(core).fleets.get(fleet_id)
     finally:
-        worker.stop(timeout=30)
-        queue.close()
         close(core)
 
+    assert code == 1, out[-3000:]  # the console: it ran, and the outcome is a failure
+    assert f"Fleet run {fleet_id} stopped (failed): 3 of 8 databases succeeded" in out
+    assert "❌ t1 (wave 1): phase 2" in out and "⏭️ t4 (wave 2): not started: the fleet stopped" in out
     status = {n: t.status for n, t in done.targets.items()}
     assert done.status is F.FAILED and done.failures == 1
     assert status == {
