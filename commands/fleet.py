@@ -31,6 +31,13 @@ def route(core: Core, cmd: Command) -> Verb | None:
     return FLEET_VERBS.get(cmd.verb)
 
 
+def _verify(core: Core, user: str, cmd: Command) -> Outcome:
+    return Outcome.refused(
+        "with MIGRATE_TARGETS, `run` verifies each database after its phases (its verification and "
+        "final checks); `verify` again is per database: run it with that target's DATABASE_URL"
+    )
+
+
 def _single_target(core: Core, user: str, cmd: Command) -> Outcome:
     return Outcome.refused(
         f"`rollback all on {cmd.target}` names a target of MIGRATE_TARGETS, which is not set: "
@@ -44,6 +51,7 @@ FLEET_VERBS: dict[str, Verb] = {
     "defer": fleet_defer,
     "help": fleet_help,
     "abort": fleet_abort,
+    "verify": _verify,
     "status": fleet_status,
     "report": fleet_report,
     "rollback": fleet_rollback,

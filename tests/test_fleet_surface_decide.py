@@ -174,6 +174,8 @@ def test_defer_is_no_go_for_every_database_of_the_fleet_run(settings, scratch_db
         assert code == 2 and "the fleet run is deferred" in out
         code, out = console(COORDINATOR, "status")
         assert "NO-GO by <@U0DYLAN>: the release moved to Friday" in out
+        code, out = console(COORDINATOR, "verify")
+        assert code == 2 and "`verify` again is per database" in out
         code, out = console(COORDINATOR, "help")
         assert code == 0 and f"Now: fleet run {run.id}: ⛔ NO-GO by <@U0DYLAN>" in out
         assert "rollback all on <target>" in out
