@@ -46,10 +46,16 @@ def fleet_approve(core: Core, user: str, cmd: Command) -> Outcome:
         if refusal:
             return Outcome.refused(refusal)
     covered = [t for t in run.targets.values() if t.status is TargetStatus.GO]
+    refusal = _why_no_canary(run, covered)
+    if refusal:
+        return Outcome.refused(refusal)
     mode = "scheduled" if cmd.at else "now"
     approvals, bound = {}, {}
     for t in covered:  # every covered target's own pre-flight must still back a GO: all or none
-        tcore = target_core(core, fleet_of(core).get(t.name))
+        target = fleet_of(core).get(t.name)
+        if target is None:
+            return Outcome.refused(_gone(t.name, "pre-flight"))
+        tcore = target_core(core, target)
         own = tcore.store.current()
         if own is None or own.id != t.run_id:
             return Outcome.refused(
@@ -205,6 +211,25 @@ def fleet_defer(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
+def _gone(name: str, since: str) -> str:
+    return (
+        f"target {name} is no longer in MIGRATE_TARGETS (the targets file changed since the {since}): "
+        "run preflight and approve again"
+    )
+
+
+def _why_no_canary(run, covered) -> str | None:
+    """A fleet whose canary wave has no GO database would send the next wave first: refused."""
+    first = min(run.waves())
+    if any(t.wave == first for t in covered):
+        return None
+    names = ", ".join(t.name for t in run.in_wave(first))
+    return (
+        f"no database of the canary wave (wave {first}: {names}) is GO, so nothing would go first: "
+        "make the canary GO and run preflight again"
+    )
+
+
 def _why_not_decidable(run, cmd: Command) -> str | None:
     if run is None:
         return "nothing to approve: run `/migrate preflight` first"
@@ -231,7 +256,10 @@ def why_fleet_approval_invalid(core: Core, run, now: datetime | None = None) -> 
     if changed:
         return changed
     for name, bound in (approval.get("targets") or {}).items():
-        own = target_core(core, fleet_of(core).get(name)).store.current()
+        target = fleet_of(core).get(name)
+        if target is None:
+            return _gone(name, "approval")
+        own = target_core(core, target).store.current()
         if own is None or own.id != bound.get("run_id"):
             return f"target {name} was pre-flighted again after the approval: run preflight and approve again"
     return None

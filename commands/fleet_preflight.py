@@ -101,7 +101,10 @@ def fleet_preflight(core: Core, user: str, cmd: Command) -> Outcome:
 
     def work(reporter: Reporter) -> int:
         with ThreadPoolExecutor(fleet.parallel, thread_name_prefix="fleet-preflight") as pool:
-            results = list(pool.map(lambda t: _target(core, run.id, user, t), fleet.targets))
+            same = _same_databases(fleet.targets, list(pool.map(lambda t: _identity(core, t), fleet.targets)))
+            results = list(
+                pool.map(lambda t: _target(core, run.id, user, t, same.get(t.name)), fleet.targets)
+            )
         go = [r for r in results if r.go]
         now = clock.now()
         record = {
@@ -138,12 +141,42 @@ def fleet_preflight(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def _target(core: Core, fleet_id: str, user: str, target: Target) -> TargetResult:
+def _identity(core: Core, target: Target) -> str | None:
+    """The database a target reaches (its server's word), None when it cannot be asked now."""
+    try:
+        return target_core(core, target).keys.target
+    except Exception:  # noqa: BLE001 - unreachable: its own pre-flight says why
+        return None
+
+
+def _same_databases(targets, identities: list[str | None]) -> dict[str, str]:
+    """{target name: the earlier target (file order) reaching the same database}: two URL
+    spellings (localhost and 127.0.0.1, another DNS name or port) of one database."""
+    first: dict[str, str] = {}
+    same: dict[str, str] = {}
+    for target, identity in zip(targets, identities):
+        if identity is None:
+            continue
+        if identity in first:
+            same[target.name] = first[identity]
+        else:
+            first[identity] = target.name
+    return same
+
+
+def _target(core: Core, fleet_id: str, user: str, target: Target, same_as: str | None = None) -> TargetResult:
     """One target's pre-flight; anything that keeps it from running is its NO-GO reason."""
     fstore = store(core)
     fstore.move(fleet_id, target.name, TargetStatus.PREFLIGHT, actor=user, action="preflight started")
     try:
-        result = _checked(core, user, target)
+        if same_as is not None:
+            why = (
+                f"same database as target {same_as} ({target.url_env} reaches it too): "
+                "list each database once in MIGRATE_TARGETS"
+            )
+            result = TargetResult(target.name, target.wave, False, [why])
+        else:
+            result = _checked(core, user, target)
         let_go(target_core(core, target))
     except Exception as exc:  # noqa: BLE001 - one target's trouble is its NO-GO, never the fleet's crash
         reason = core.redact(f"{type(exc).__name__}: {exc}")[:300]
