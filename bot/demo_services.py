@@ -25,6 +25,7 @@ class Deployment:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's naming)
+                body: dict[str, object]
                 if self.path == "/api/platform/session-context" and deployment.session_context:
                     code, body = 200, {"settings": ["app.current_user_id", "app.current_org_id"]}
                 elif self.path.startswith("/api/platform/"):

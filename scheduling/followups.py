@@ -176,7 +176,9 @@ def performance(core, run) -> CheckResult:
 def registered_databases(dsn: str) -> list[dict] | None:
     """Rows of platform.databases (no credentials), or None when the table does not exist."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        if conn.execute("SELECT to_regclass('platform.databases')").fetchone()[0] is None:
+        exists = conn.execute("SELECT to_regclass('platform.databases')").fetchone()
+        assert exists is not None  # a SELECT without FROM is one row
+        if exists[0] is None:
             return None
         cur = conn.execute("SELECT id::text, name, type, host, port FROM platform.databases ORDER BY name")
         return [dict(zip(("id", "name", "type", "host", "port"), row)) for row in cur.fetchall()]

@@ -150,7 +150,7 @@ def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: time
     reporter.post(posts.start_go(core.runbook, run_id, at, lines))
     for post in outcome.posts:
         reporter.post(post)
-    return outcome.work(reporter) if outcome.work else outcome.code
+    return outcome.work(reporter)  # (None answered above)
 
 
 def _ensure_baseline(core, run) -> None:

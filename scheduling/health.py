@@ -46,7 +46,9 @@ def check_all(core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> li
     reporter = RedactingReporter(reporter, core.redact)
     dsn = core.settings.database_url
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        if conn.execute("SELECT to_regclass('platform.databases')").fetchone()[0] is None:
+        exists = conn.execute("SELECT to_regclass('platform.databases')").fetchone()
+        assert exists is not None  # a SELECT without FROM is one row
+        if exists[0] is None:
             log.debug("health checks: platform.databases does not exist yet")
             return []
         rows = conn.execute(
@@ -56,10 +58,12 @@ def check_all(core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> li
         for db_id, name, kind, host, port in rows:
             url, problem = _decrypt(conn, db_id, core.settings.encryption_key)
             probe = _probe(db_id, name, kind, host, int(port), url, problem, timeout, core.settings.secrets())
-            recorded = conn.execute(
+            row = conn.execute(
                 "SELECT platform.update_database_health(%s::uuid, %s, %s)",
                 (db_id, HEALTHY if probe.healthy else UNHEALTHY, None if probe.healthy else probe.message),
-            ).fetchone()[0]
+            ).fetchone()
+            assert row is not None  # a function call without FROM is one row
+            recorded = row[0]
             if not recorded:  # e.g. RLS: 006's permissive policies cover SELECT and INSERT, not UPDATE
                 log.warning("health of %s not recorded: update_database_health() updated no row", name)
             probes.append(_remember_and_announce(core, reporter, replace(probe, recorded=bool(recorded))))
@@ -73,9 +77,11 @@ def _decrypt(conn: psycopg.Connection, db_id: str, key: str | None) -> tuple[str
     try:
         with conn.transaction():
             conn.execute("SELECT set_config('app.encryption_key', %s, true)", (key,))
-            url = conn.execute(
+            row = conn.execute(
                 "SELECT platform.decrypt_database_connection_string(%s::uuid)", (db_id,)
-            ).fetchone()[0]
+            ).fetchone()
+            assert row is not None  # a function call without FROM is one row
+            url = row[0]
     except psycopg.Error as exc:
         return None, f"connection string not decrypted: {exc.diag.message_primary or type(exc).__name__}"
     return (url, None) if url else (None, "no connection string stored")

@@ -63,9 +63,10 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        if self.error or self.change is None:
-            return False
-        return self.change <= BUDGET or (self.after_ms - self.before_ms) < NOISE_FLOOR_MS
+        change = self.change
+        if self.error or change is None or self.after_ms is None or self.before_ms is None:
+            return False  # (change is None whenever a timing is)
+        return change <= BUDGET or (self.after_ms - self.before_ms) < NOISE_FLOOR_MS
 
     def text(self) -> str:
         if self.error:
@@ -99,9 +100,11 @@ def role_note(dsn: str) -> str:
     """Who the timings are measured as, and whether RLS applies to them (a superuser, a role
     with BYPASSRLS or the tables' owner does not see the policies' cost)."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-        user, superuser, bypass = conn.execute(
+        row = conn.execute(
             "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
+    assert row is not None  # the current user is a role
+    user, superuser, bypass = row
     if superuser or bypass:
         return f"measured as {user}, which bypasses RLS ({'superuser' if superuser else 'BYPASSRLS'}): RLS overhead not included"
     return f"measured as {user} (RLS applies unless {user} owns the tables)"
@@ -128,8 +131,9 @@ def _median_ms(conn: psycopg.Connection, sql: str, runs: int) -> float:
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
         for i in range(WARMUP + runs):
-            plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").fetchone()[0]
-            plan = json.loads(plan) if isinstance(plan, str) else plan
+            row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}").fetchone()
+            assert row is not None  # EXPLAIN (FORMAT JSON) is one row
+            plan = json.loads(row[0]) if isinstance(row[0], str) else row[0]
             if i >= WARMUP:
                 timings.append(float(plan[0]["Execution Time"]))
     return statistics.median(timings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -400,7 +401,9 @@ def defer_reason(values: dict) -> str:
 
 
 # -- App Home -------------------------------------------------------------------------------
-def home_view(current: list[str], pending: list[str], history: list[str], followups: list[str] = ()) -> dict:
+def home_view(
+    current: list[str], pending: list[str], history: list[str], followups: Sequence[str] = ()
+) -> dict:
     """The Home tab: the current run's card, what waits for a decision, the last runs and the
     follow-ups still due."""
     blocks = [

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 import redis as redis_lib
 from slack_sdk import WebClient
@@ -45,6 +46,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 
 from bot.slack import blocks
 from core.redact import redact
+from state.codec import as_text
 from state.keys import Keys
 from state.owned import OwnedKey
 
@@ -138,19 +140,19 @@ class Outbox:
         raw = self.head_raw()
         return json.loads(raw) if raw else None
 
-    def head_raw(self) -> bytes | None:
+    def head_raw(self) -> bytes | str | None:
         """The head entry as stored: what pop/replace_head/rotate compare against."""
         return self.redis.lindex(self.key, 0)
 
     # The head operations take the raw head read at the start of the step and the delivery
     # lock (key, owner token); they act only if both still hold, and say whether they did.
-    def pop(self, expected: bytes, lock_key: str, token: str) -> bool:
+    def pop(self, expected: bytes | str, lock_key: str, token: str) -> bool:
         return bool(self.redis.eval(_POP, 2, lock_key, self.key, token, expected))
 
-    def replace_head(self, expected: bytes, entry: dict, lock_key: str, token: str) -> bool:
+    def replace_head(self, expected: bytes | str, entry: dict, lock_key: str, token: str) -> bool:
         return bool(self.redis.eval(_REPLACE, 2, lock_key, self.key, token, expected, json.dumps(entry)))
 
-    def rotate(self, expected: bytes, lock_key: str, token: str) -> bool:
+    def rotate(self, expected: bytes | str, lock_key: str, token: str) -> bool:
         """Move the head to the tail (a refresh that is not due yet must not block posts)."""
         return bool(self.redis.eval(_ROTATE, 2, lock_key, self.key, token, expected))
 
@@ -168,19 +170,23 @@ class RunThreads:
 
     def parent(self, run_id: str) -> str | None:
         ts = self.redis.get(self.keys.thread(run_id))
-        return ts.decode() if ts else None
+        return as_text(ts) if ts else None
 
     def set_parent(self, run_id: str, ts: str) -> None:
         self.redis.set(self.keys.thread(run_id), ts, ex=RUN_KEYS_TTL)
 
     def meta(self, run_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.slack_meta(run_id))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     def set_meta(self, run_id: str, **fields: str) -> None:
         key = self.keys.slack_meta(run_id)
         with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping=fields).expire(key, RUN_KEYS_TTL).execute()
+            # redis-py wants a Mapping keyed by its whole union of field types (Mapping is
+            # invariant in its key): a dict[str, str] is refused, hence the ignore.
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(key, RUN_KEYS_TTL)
+            pipe.execute()
 
     def mark_dirty(self, run_id: str) -> bool:
         """True when no refresh of this run was pending (the caller then queues one)."""
@@ -232,16 +238,17 @@ class Delivery:
 
     def _post(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
-        extra = {"thread_ts": thread, "reply_broadcast": bool(entry.get("broadcast"))} if thread else {}
+        extra: dict[str, Any] = (
+            {"thread_ts": thread, "reply_broadcast": bool(entry.get("broadcast"))} if thread else {}
+        )
         self._paced()
         self.client.chat_postMessage(channel=self.channel, **entry["message"], **extra)
 
     def _plain(self, entry: dict) -> None:
         thread = self._thread_of(entry.get("run_id"))
         self._paced()
-        self.client.chat_postMessage(
-            channel=self.channel, text=entry["text"], **({"thread_ts": thread} if thread else {})
-        )
+        extra: dict[str, Any] = {"thread_ts": thread} if thread else {}
+        self.client.chat_postMessage(channel=self.channel, text=entry["text"], **extra)
 
     def _update(self, entry: dict) -> None:
         self.client.chat_update(
@@ -263,7 +270,7 @@ class Delivery:
         run_id = entry["run_id"]
         had_parent = self.threads.parent(run_id) is not None
         ts = self._thread_of(run_id)
-        if had_parent:  # a parent posted just now already shows the latest state
+        if had_parent and ts is not None:  # a parent posted just now already shows the latest state
             self.client.chat_update(
                 channel=self.channel, ts=ts, **self.card(run_id, self.threads.meta(run_id)).payload()
             )
@@ -446,7 +453,7 @@ class OutboxWorker:
         last = self.last_refresh.get(entry["run_id"], 0.0)
         return time.monotonic() - last >= REFRESH_EVERY
 
-    def _deliver(self, raw: bytes, entry: dict) -> float:
+    def _deliver(self, raw: bytes | str, entry: dict) -> float:
         if entry["op"] == "refresh":
             # Cleared before reading the state: progress arriving meanwhile queues a new refresh.
             self.delivery.threads.clear_dirty(entry["run_id"])
@@ -466,7 +473,7 @@ class OutboxWorker:
             return POLL
         return 0.0
 
-    def _failed(self, raw: bytes, entry: dict, exc: Exception) -> float:
+    def _failed(self, raw: bytes | str, entry: dict, exc: Exception) -> float:
         detail = redact(str(exc), self.secrets)
         kind = classify(exc)
         if kind != CONTENT:

@@ -8,15 +8,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-import waitress
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
+from waitress.server import create_server  # what `waitress.create_server` is (its stubs omit the re-export)
 
 from bot.fleet import start_for_serve
 from bot.slack import health
@@ -34,7 +35,7 @@ DEFAULT_PORT = 3000
 MAX_BODY = 1_000_000  # Slack's payloads are small; refuse anything absurd
 
 
-def _headers(environ: dict) -> dict[str, str]:
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
     headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
@@ -107,8 +108,9 @@ def make_wsgi_app(core, app: App) -> Callable:
         if refused is not None:
             return _respond(start_response, refused[0], refused[1], [("Content-Type", "text/plain")])
         try:  # bolt parses the body while building the request: JSON that is not an object fails there
+            bolt_headers: dict[str, str | Sequence[str]] = dict(headers)  # bolt's type: values may be lists
             request = BoltRequest(
-                body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=headers
+                body=raw.decode("utf-8"), query=environ.get("QUERY_STRING"), headers=bolt_headers
             )
         except (ValueError, AttributeError):
             log.warning(
@@ -118,12 +120,12 @@ def make_wsgi_app(core, app: App) -> Callable:
             )
             return _respond(start_response, 400, b"not a Slack payload", [("Content-Type", "text/plain")])
         response = app.dispatch(request)
-        headers = [
+        out = [
             (k, v) for k, values in response.headers.items() for v in values if k.lower() != "content-length"
         ]
         # Every request is acked within milliseconds and deduplicated: Slack must not re-send.
-        headers.append(("X-Slack-No-Retry", "1"))
-        return _respond(start_response, response.status, (response.body or "").encode("utf-8"), headers)
+        out.append(("X-Slack-No-Retry", "1"))
+        return _respond(start_response, response.status, (response.body or "").encode("utf-8"), out)
 
     return wsgi
 
@@ -136,7 +138,7 @@ MAX_HEADERS = 64 * 1024
 
 def http_server(wsgi: Callable, *, host: str, port: int, threads: int):
     """The waitress server for `wsgi`, with the body and header limits above."""
-    return waitress.create_server(
+    return create_server(
         wsgi,
         host=host,
         port=port,
