@@ -249,3 +249,14 @@ def test_decide_is_pure_and_does_nothing_unless_running(store):
     fleet = store.create(U, "006", EIGHT)
     plan = decide(fleet)
     assert (plan.queue, plan.skip, plan.finish) == ((), (), None)
+
+
+def test_waiting_for_a_fleet_run_that_does_not_exist_says_so_at_once(store):
+    # mypy (issue 17): waves.wait returned None for a missing fleet run, which `run`'s work then
+    # read as a FleetRun (AttributeError on .status); it names the missing run instead.
+    from types import SimpleNamespace
+
+    from workflows.fleet import waves
+
+    with pytest.raises(KeyError, match="there is no fleet run fleet-missing"):
+        waves.wait(SimpleNamespace(fleets=store), "fleet-missing", timeout=float("inf"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from state.fleet import ENDED, IllegalTransition
 from state.fleet import TargetStatus as T
@@ -124,7 +125,8 @@ def _on_core(ctx: FleetContext, fleet_id: str, name: str, state, core, renewal) 
     except IllegalTransition as exc:  # stopped after failures, or another move came first
         log.info("fleet %s: %s not started: %s", fleet_id, name, exc.reason)
         return Done(f"not started: {exc.reason}")
-    actor = (ctx.fleets.get(fleet_id).meta or {}).get("run_by") or ctx.worker
+    fleet = ctx.fleets.get(fleet_id)
+    actor = ((fleet.meta if fleet is not None else None) or {}).get("run_by") or ctx.worker
     outcome = ctx.start_phases(core, actor)
     if outcome.code == REFUSED or outcome.work is None:
         reason = ctx.redact(" ".join(outcome.reply) or "refused")
@@ -167,7 +169,7 @@ def _already_ended(ctx: FleetContext, fleet_id: str, name: str, run) -> Done | N
 
 
 def _failed(ctx: FleetContext, fleet_id: str, name: str, why: str, *, phase: int | None = None) -> Done:
-    fields = {"error": ctx.redact(why)[:500]}
+    fields: dict[str, Any] = {"error": ctx.redact(why)[:500]}
     if phase is not None:
         fields["phase"] = phase
     try:

@@ -83,7 +83,8 @@ def sweep(ctx: FleetContext, queue: FleetQueue) -> Advance | None:
     if fleet is None or fleet.status is not FleetStatus.RUNNING:
         return None
     step = advance(ctx, queue, fleet.id)
-    for name in unsent(ctx, ctx.fleets.get(fleet.id)):
+    moved = ctx.fleets.get(fleet.id)
+    for name in unsent(ctx, moved) if moved is not None else ():
         send(ctx, queue, fleet.id, name)
     return step
 
@@ -127,10 +128,13 @@ def start_when_due(ctx: FleetContext, queue: FleetQueue, fleet: FleetRun) -> Adv
 
 
 def wait(ctx: FleetContext, fleet_id: str, *, timeout: float, poll: float = 0.2) -> FleetRun:
-    """The fleet run once it is no longer RUNNING (or as it is when `timeout` ran out)."""
+    """The fleet run once it is no longer RUNNING (or as it is when `timeout` ran out);
+    KeyError when there is no such fleet run (its caller would have nothing to report)."""
     deadline = time.monotonic() + timeout
     while True:
         fleet = ctx.fleets.get(fleet_id)
-        if fleet is None or fleet.status is not FleetStatus.RUNNING or time.monotonic() >= deadline:
+        if fleet is None:
+            raise KeyError(f"there is no fleet run {fleet_id}")
+        if fleet.status is not FleetStatus.RUNNING or time.monotonic() >= deadline:
             return fleet
         time.sleep(poll)
