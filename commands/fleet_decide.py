@@ -11,10 +11,11 @@ the canary at that time (the fleet's start job, workflows/fleet), then the waves
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from commands import fleet_templates
 from commands.decide import _why_not_at
-from commands.fleetcore import fleet_of, let_go, store, target_core
+from commands.fleetcore import let_go, named_core, store, target_core, the_fleet
 from commands.parse import Command
 from commands.result import OK, Outcome, Post
 from core import clock
@@ -36,6 +37,7 @@ def fleet_approve(core: Core, user: str, cmd: Command) -> Outcome:
     refusal = _why_not_decidable(run, cmd) or why_incident_blocks(core, "no GO")
     if refusal:
         return Outcome.refused(refusal)
+    assert run is not None  # _why_not_decidable refused a missing one
     sums = checksums(core.runbook)
     stale = why_preflight_stale(run.preflight, now=now)
     changed = why_files_changed((run.preflight or {}).get("checksums") or {}, sums, since="preflight")
@@ -52,7 +54,7 @@ def fleet_approve(core: Core, user: str, cmd: Command) -> Outcome:
     mode = "scheduled" if cmd.at else "now"
     approvals, bound = {}, {}
     for t in covered:  # every covered target's own pre-flight must still back a GO: all or none
-        target = fleet_of(core).get(t.name)
+        target = the_fleet(core).get(t.name)
         if target is None:
             return Outcome.refused(_gone(t.name, "pre-flight"))
         tcore = target_core(core, target)
@@ -64,6 +66,7 @@ def fleet_approve(core: Core, user: str, cmd: Command) -> Outcome:
         reason = why_cannot_approve(own.preflight, checksums=sums, now=now)
         if reason:
             return Outcome.refused(f"target {t.name}: {reason}")
+        assert own.preflight is not None  # why_cannot_approve refused a missing one
         approvals[t.name] = (
             tcore,
             own,
@@ -87,7 +90,7 @@ def fleet_approve(core: Core, user: str, cmd: Command) -> Outcome:
             "backup_skipped": backup.get("skipped"),
         }
     expires = (cmd.at or now) + timedelta(hours=core.settings.approval_ttl_hours)
-    approval = {
+    approval: dict[str, Any] = {
         "by": user,
         "at": now.isoformat(),
         "expires_at": expires.isoformat(),
@@ -182,7 +185,7 @@ def fleet_defer(core: Core, user: str, cmd: Command) -> Outcome:
     for t in run.targets.values():  # the targets' own runs that were waiting for this decision
         if t.run_id is None:
             continue
-        tcore = target_core(core, fleet_of(core).get(t.name))
+        tcore = named_core(core, t.name)
         own = tcore.store.get(t.run_id)
         if own is not None and own.status in (Status.GO, Status.APPROVED, Status.SCHEDULED):
             tcore.store.transition(
@@ -256,7 +259,7 @@ def why_fleet_approval_invalid(core: Core, run, now: datetime | None = None) -> 
     if changed:
         return changed
     for name, bound in (approval.get("targets") or {}).items():
-        target = fleet_of(core).get(name)
+        target = the_fleet(core).get(name)
         if target is None:
             return _gone(name, "approval")
         own = target_core(core, target).store.current()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from commands import fleet_templates
 from commands.fleet_decide import why_fleet_approval_invalid
-from commands.fleetcore import fleet_of, let_go, store, target_core
+from commands.fleetcore import let_go, named_core, store, the_fleet
 from commands.info import help_
 from commands.parse import Command
 from commands.report import render
@@ -18,7 +18,7 @@ def fleet_help(core: Core, user: str, cmd: Command) -> Outcome:
     """`help`, its last line about the fleet run instead of one database's run."""
     outcome = help_(core, user, cmd)
     run = store(core).current()
-    fleet = fleet_of(core)
+    fleet = the_fleet(core)
     if run is None:
         now = f"Now: no fleet run ({len(fleet.targets)} databases in MIGRATE_TARGETS) → next: `preflight`"
     else:
@@ -33,7 +33,7 @@ def fleet_status(core: Core, user: str, cmd: Command) -> Outcome:
 
 
 def status_lines(core: Core) -> list[str]:
-    fleet = fleet_of(core)
+    fleet = the_fleet(core)
     run = store(core).current()
     head = [f"{core.runbook.title} on {len(fleet.targets)} databases ({fleet_templates.waves_line(fleet)})"]
     incident = core.store.incident()
@@ -96,7 +96,7 @@ def fleet_report(core: Core, user: str, cmd: Command) -> Outcome:
         if t.run_id is None:
             out.append(f"No run of its own: {t.reason or t.error or 'not pre-flighted'}.")
             continue
-        tcore = target_core(core, fleet_of(core).get(t.name))
+        tcore = named_core(core, t.name)
         own = tcore.store.get(t.run_id)
         if own is None:
             out.append(f"Its run {t.run_id} is no longer in Redis.")

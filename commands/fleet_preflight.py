@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from commands import fleet_templates
-from commands.fleetcore import fleet_of, let_go, store, target_core
+from commands.fleetcore import let_go, store, target_core, the_fleet
 from commands.parse import Command
 from commands.preflight import _why_not_replaceable
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
@@ -74,7 +74,7 @@ class _Collect:
 
 def skip_reason(core: Core, target: Target) -> str | None:
     """Why this target's backup is skipped on purpose, or None (it takes one)."""
-    fleet = fleet_of(core)
+    fleet = the_fleet(core)
     if core.runbook.fleet.backup != "canary" or target in fleet.canary():
         return None
     names = ", ".join(t.name for t in fleet.canary())
@@ -82,7 +82,7 @@ def skip_reason(core: Core, target: Target) -> str | None:
 
 
 def fleet_preflight(core: Core, user: str, cmd: Command) -> Outcome:
-    fleet = fleet_of(core)
+    fleet = the_fleet(core)
     try:
         rb = core.reload_runbook()
     except RunbookError as exc:

@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from commands.fleetcore import fleet_of, let_go, store, target_core
+from commands.fleetcore import fleet_of, let_go, named_core, store, target_core, the_fleet
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
 from commands.rollback import rollback_all
@@ -43,7 +43,7 @@ class _Kept:
 
 def fleet_rollback(core: Core, user: str, cmd: Command) -> Outcome:
     """`rollback all [on <target>]`; other rollbacks name a target (refused here)."""
-    fleet = fleet_of(core)
+    fleet = the_fleet(core)
     if "all" not in cmd.flags:
         return Outcome.refused(
             "with MIGRATE_TARGETS, roll back by database: `rollback all on <target>` (one) or `rollback all` (every one)"
@@ -69,7 +69,7 @@ def fleet_rollback(core: Core, user: str, cmd: Command) -> Outcome:
         return Outcome.refused(f"{', '.join(running)} still running: `abort` first, or wait for it to end")
     started, refused = [], []
     for t in chosen:  # each target's own `rollback all`: refusals now, the work (under its lock) later
-        tcore = target_core(core, fleet.get(t.name))
+        tcore = named_core(core, t.name)
         own = tcore.store.get(t.run_id) if t.run_id else None
         if own is None:
             refused.append(f"{t.name}: no run of its own to roll back")
@@ -143,6 +143,7 @@ def _one(core: Core, fleet_id: str, user: str, target, outcome: Outcome) -> tupl
     fstore = store(core)
     tracked = _move(fstore, fleet_id, target.name, T.ROLLING_BACK, user)
     kept = _Kept()
+    assert outcome.work is not None  # only the targets whose rollback has work are started
     try:
         code = outcome.work(kept)
     except Exception as exc:  # noqa: BLE001 - the work's own guard posts; this is the fleet's record of it

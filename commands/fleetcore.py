@@ -35,6 +35,24 @@ def fleet_of(core: Core) -> Fleet | None:
     return core.settings.targets
 
 
+def the_fleet(core: Core) -> Fleet:
+    """The targets file's fleet, where one is certain (the fleet verbs run only with
+    MIGRATE_TARGETS set); ValueError otherwise."""
+    fleet = core.settings.targets
+    if fleet is None:
+        raise ValueError("MIGRATE_TARGETS is unset: there is no fleet")
+    return fleet
+
+
+def named_core(core: Core, name: str) -> Core:
+    """The Core of the target called `name` in the targets file; KeyError when the file no
+    longer has it."""
+    target = the_fleet(core).get(name)
+    if target is None:
+        raise KeyError(f"no target {name!r} in MIGRATE_TARGETS")
+    return target_core(core, target)
+
+
 def store(core: Core) -> FleetStore:
     """The fleet runs of this bot (one prefix), their audit mirrored to the process's database."""
     return FleetStore(core.redis, core.settings.redis_prefix, events=core.events)

@@ -6,6 +6,7 @@ something that ran; nothing is copied from the seed report's example text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 from commands.parse import Command
@@ -54,7 +55,7 @@ def render(core: Core, run, events: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def _table(header: list[str], rows: Sequence[Sequence[object]]) -> list[str]:
     def cell(v) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
@@ -110,7 +111,7 @@ def _lock_safety(pf: dict) -> list[str]:
     return out + [""]
 
 
-def _approval_row(check: dict, run) -> list[str]:
+def _approval_row(check: dict, run) -> list[object]:  # cells: _table shows None as None
     """The approval row was pending at pre-flight time; the report shows what happened since."""
     approval = run.approval or {}
     if approval.get("by"):
@@ -132,7 +133,7 @@ def _decision(run) -> list[str]:
         "go": "GO (execute now)",
         "scheduled": f"GO (scheduled for {d.get('scheduled_for')})",
         "no-go": f"NO-GO: {d.get('reason')}",
-    }.get(d.get("what"), d.get("what"))
+    }.get(d.get("what") or "", d.get("what"))
     return ["## Go/No-Go Decision", "", f"{what} — by <@{d.get('by')}> at {str(d.get('at'))[:16]}", ""]
 
 
