@@ -106,11 +106,11 @@ def _rebuilt_notice(core: Core) -> list[Post]:
     if core.store.current() is not None:
         return []
     try:
-        applied = ledger.applied_files(core.settings.database_url, core.runbook.id)
+        applied = ledger.applied_files(core.settings.required_database_url(), core.runbook.id)
     except psycopg.Error:
         applied = []
     report = rebuild_from_history(core.store, core.events, ledger=applied)
-    if not report.rebuilt:
+    if not report.rebuilt or report.run is None:  # (a rebuilt report has its run)
         return []
     run = report.run
     phases = ", ".join(f"phase {n} {state.status.value}" for n, state in sorted(run.phases.items()))

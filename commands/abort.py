@@ -51,7 +51,7 @@ def _cancel(core: Core, run) -> str:
     pid = run.meta.get("backend_pid")
     if not pid:
         return "no statement running yet: the run stops before its next step"
-    with psycopg.connect(core.settings.database_url, autocommit=True) as conn:
+    with psycopg.connect(core.settings.required_database_url(), autocommit=True) as conn:
         # Only cancel the bot's own backend: a stale pid may have been reused by someone else.
         row = conn.execute(
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = %s AND application_name LIKE 'migrate-bot%%'",
@@ -68,7 +68,7 @@ def interruption_facts(core: Core, run) -> list[str]:
     """What an interrupted run left behind, checked now: a backend of the dead process still
     in its transaction (PostgreSQL has not noticed the dead client yet), which known state the
     schema matches, and the files the ledger shows committed by this run."""
-    dsn = core.settings.database_url
+    dsn = core.settings.required_database_url()  # Core.from_settings required it
     lines = []
     try:
         leftover = leftover_backends(dsn)
@@ -104,7 +104,7 @@ def interruption_facts(core: Core, run) -> list[str]:
 
 def _restore_leftovers(dsn: str) -> list[str]:
     """Copies an interrupted `rollback restore` left on the server (they are never swapped in)."""
-    live = conninfo_to_dict(dsn).get("dbname") or ""
+    live = str(conninfo_to_dict(dsn).get("dbname") or "")  # conninfo values are text
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",

@@ -27,10 +27,12 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
     refusal = _why_not_decidable(run, now, cmd) or why_incident_blocks(core, "no GO")
     if refusal:
         return Outcome.refused(refusal)
+    assert run is not None  # _why_not_decidable refused a missing one
     sums = checksums(core.runbook)
     reason = why_cannot_approve(run.preflight, checksums=sums, now=now)
     if reason:
         return Outcome.refused(reason)
+    assert run.preflight is not None  # why_cannot_approve refused a missing one
     if cmd.at is not None:
         refusal = _why_not_at(core, cmd.at, now)
         if refusal:
@@ -87,7 +89,7 @@ def approve(core: Core, user: str, cmd: Command) -> Outcome:
             else "`/migrate run` when ready (or phase owners: `run phase <n>`)"
         )
     )
-    if cmd.at is None and run.status is Status.SCHEDULED:
+    if cmd.at is None and run.status is Status.SCHEDULED and note:  # (set above in that case)
         post.lines.append(note)
     when = f" for {cmd.at:%Y-%m-%d %H:%M} UTC" if cmd.at else ""
     return Outcome(

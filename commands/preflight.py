@@ -76,7 +76,7 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
 def _baseline(core: Core) -> dict | None:
     """Timings of representative queries before the migration, for the post-execution checks."""
     try:
-        return capture_baseline(core.settings.database_url)
+        return capture_baseline(core.settings.required_database_url())
     except Exception as exc:  # the follow-ups capture one at the start of the run instead
         log.warning("could not capture the performance baseline: %s", core.redact(str(exc))[:200])
         return None

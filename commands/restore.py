@@ -43,7 +43,7 @@ def _request(core: Core, user: str) -> Outcome:
         )
     except IllegalTransition as exc:
         return Outcome.refused(exc.reason)
-    live = dbname(core.settings.database_url)
+    live = dbname(core.settings.required_database_url())
     post = Post(
         "restore_request",
         f"Restore from backup requested by <@{user}>: the TPM must confirm",

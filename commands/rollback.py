@@ -43,13 +43,15 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
         return Outcome.refused("nothing to roll back: no run recorded")
     if "all" in cmd.flags:
         return rollback_all(core, user, current)
-    phase = core.runbook.phase(cmd.phase)
-    nothing_left = phase is not None and left_nothing(current, cmd.phase)
+    assert cmd.phase is not None  # parse: `rollback phase <n>` has its number
+    number = cmd.phase
+    phase = core.runbook.phase(number)
+    nothing_left = phase is not None and left_nothing(current, number)
     if phase is None or not (phase.undo or nothing_left):
         return Outcome.refused(
-            f"phase {cmd.phase} has no rollback file in runbook {core.runbook.id}" + _reverts_missing(phase)
+            f"phase {number} has no rollback file in runbook {core.runbook.id}" + _reverts_missing(phase)
         )
-    reason = why_phase_cannot_roll_back(current, cmd.phase) or why_orphans_block(core)
+    reason = why_phase_cannot_roll_back(current, number) or why_orphans_block(core)
     if reason:
         return Outcome.refused(reason)
     if nothing_left:  # its file would drop what this run did not create
@@ -57,19 +59,19 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
             core,
             user,
             current,
-            lambda runner: nothing_to_undo(runner, cmd.phase),
-            f"Marking phase {cmd.phase} rolled back (nothing of it was applied)",
+            lambda runner: nothing_to_undo(runner, number),
+            f"Marking phase {number} rolled back (nothing of it was applied)",
             Status.ROLLING_BACK,
-            [cmd.phase],
+            [number],
         )
     return start_locked(
         core,
         user,
         current,
         lambda runner: PhaseRollback(runner, phase).execute(),
-        f"Rolling back phase {cmd.phase} with {phase.undo}",
+        f"Rolling back phase {number} with {phase.undo}",
         Status.ROLLING_BACK,
-        [cmd.phase],
+        [number],
     )
 
 
@@ -139,7 +141,7 @@ def accept(core: Core, user: str) -> Outcome:
     run = core.store.current()
     difference = (run.result or {}).get("rollback_difference") if run else None
     n = difference.get("phase") if difference else None
-    if run is None or n is None or not left_difference(run, n):
+    if run is None or difference is None or n is None or not left_difference(run, n):
         return Outcome.refused(
             "nothing to accept: no phase rollback left a difference that is still pending "
             "(`rollback accept` follows a `rollback phase <n>` / `rollback all` whose proof failed)"
@@ -165,7 +167,7 @@ def accept(core: Core, user: str) -> Outcome:
         },
     )
     core.schedule.run_undone(run.id)  # post-execution follow-ups no longer apply
-    after = core.store.get(run.id)
+    after = core.store.get_existing(run.id)
     older = [m for m in applied_phases(after)]
     nxt = (
         f"next: `rollback all` (or `rollback phase {older[-1]}`) for {', '.join(f'phase {m}' for m in older)}"

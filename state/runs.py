@@ -65,6 +65,14 @@ class RunStore:
         run, phases = pipe.execute()
         return Run.from_hashes(run, phases) if run else None
 
+    def get_existing(self, run_id: str) -> Run:
+        """The run `run_id`, which the caller knows exists (its work holds the run lock, or it
+        just read it); KeyError naming it otherwise."""
+        run = self.get(run_id)
+        if run is None:
+            raise KeyError(f"there is no run {run_id}")
+        return run
+
     def meta(self, run_id: str) -> dict[str, str] | None:
         """The run's adapter data alone (None: no such run): what a watcher polling a few
         times a second needs, without decoding the whole record each time."""

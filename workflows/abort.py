@@ -96,11 +96,14 @@ def lost_connection(rb, step, exc: BaseException, duration: float, redact) -> Fi
 def _server_cause(exc: BaseException) -> BaseException:
     """The first error in the chain that the server sent (it has a SQLSTATE), else the
     original one (libpq's "consuming input failed: <the server's message>")."""
-    seen, current, last = set(), exc, exc
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    last = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         for candidate in (current, getattr(current, "error", None)):
             if isinstance(candidate, psycopg.Error) and getattr(candidate, "sqlstate", None):
                 return candidate
-        last, current = current, current.__cause__ or current.__context__
+        last = current
+        current = current.__cause__ or current.__context__
     return last

@@ -15,9 +15,10 @@ from engine.executor import FileChanged, FileResult
 from runbook.model import Phase, Step
 from state.machine import PhaseStatus, Status
 from workflows import templates
+from workflows.phasehost import PhaseHost
 
 
-class PhaseFailures:
+class PhaseFailures(PhaseHost):
     """The failure paths of PhaseRunner: a failed step, a refused file, an abort, failed checks."""
 
     def _step_failed(
@@ -64,11 +65,13 @@ class PhaseFailures:
                 phase,
                 self.run_id,
                 self._stored_duration(phase, clock.monotonic() - started),
-                self._error_text(result),
+                self._error_text(result) or "failed",  # (a failed result always has a text)
             )
         )
         self.reporter.post(
-            self._failure_post(phase, step, self._error_text(result), rollback_status, state, action)
+            self._failure_post(
+                phase, step, self._error_text(result) or "failed", rollback_status, state, action
+            )
         )
         return False
 

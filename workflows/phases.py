@@ -19,6 +19,7 @@ import psycopg
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import Executor, FileChanged, FileResult, LedgerRecord, StatementError
+from engine.ledgers import version_table
 from engine.verify import run_checks, run_smoke
 from preflight.inputs import step_inputs
 from runbook.model import Phase, Step
@@ -44,7 +45,7 @@ class PhaseRunner(PhaseFailures, Verification):
         self.run_id = run_id
         self.actor = actor
         self.reporter = reporter
-        self.dsn = core.settings.database_url
+        self.dsn = core.settings.required_database_url()  # Core.from_settings required it
         self.inputs = step_inputs(core.settings, self.rb)
         secret_inputs = [v for name, v in self.inputs.items() if self.rb.inputs[name].secret]
         self.secrets = (*core.settings.secrets(), *secret_inputs)
@@ -75,7 +76,9 @@ class PhaseRunner(PhaseFailures, Verification):
 
     def run_all(self, numbers: list[int], verify: bool) -> int:
         """Phases `numbers` in order, then verification when `verify`; stops at the first failure."""
-        unapproved = why_plan_not_approved(self.rb, (self.core.store.get(self.run_id).approval or {}))
+        unapproved = why_plan_not_approved(
+            self.rb, (self.core.store.get_existing(self.run_id).approval or {})
+        )
         if unapproved:  # the plan was reloaded between the command's check and this work: run nothing
             self.reporter.post(
                 templates.Post(
@@ -92,6 +95,7 @@ class PhaseRunner(PhaseFailures, Verification):
                 if k and self._stopped_by_abort(numbers[k:], verify):
                     return FAILED
                 phase = self.rb.phase(number)
+                assert phase is not None  # `numbers` are the runbook's phases
                 ok = self.verify_phase(phase) if phase.is_verification else self.migrate_phase(phase)
                 if not ok:
                     return FAILED
@@ -109,7 +113,7 @@ class PhaseRunner(PhaseFailures, Verification):
         phase left it."""
         if not self._abort_requested():
             return False
-        who = (self.core.store.get(self.run_id).meta or {}).get("abort_requested")
+        who = (self.core.store.get_existing(self.run_id).meta or {}).get("abort_requested")
         why = f"Abort requested by <@{who}>" if who else "This process lost the run lock"
         not_started = [f"phase {n}" for n in rest] + (["verification"] if verify else [])
         self.core.store.record(
@@ -410,8 +414,9 @@ class PhaseRunner(PhaseFailures, Verification):
     def _record_runbook_version(self) -> None:
         """A `table` ledger (006's schema_migrations) records the runbook's version once the run succeeded."""
         if self.rb.ledger.kind == "table":
+            table = version_table(self.ledger)
             ledger.record_version(
-                self.dsn, self.rb.version, self.rb.summary, table=self.ledger.table, column=self.ledger.column
+                self.dsn, self.rb.version, self.rb.summary, table=table.table, column=table.column
             )
 
     def approved_sha256(self, name: str) -> str:
@@ -428,7 +433,9 @@ class PhaseRunner(PhaseFailures, Verification):
     def _closing_fields(self, evidence=None, key: str | None = None) -> dict:
         """Fields for a phase's closing transition: step outcomes and the evidence, for status and report."""
         result = (
-            self._steps if self._steps is not None else dict(self.core.store.get(self.run_id).result or {})
+            self._steps
+            if self._steps is not None
+            else dict(self.core.store.get_existing(self.run_id).result or {})
         )
         if evidence is not None and key is not None:
             result.setdefault("evidence", {})[key] = [

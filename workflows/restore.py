@@ -77,14 +77,14 @@ def backup_problem(backup: dict, *, hash_file: bool = True) -> str | None:
 
 
 def dbname(url: str) -> str:
-    return conninfo_to_dict(url).get("dbname") or "postgres"
+    return str(conninfo_to_dict(url).get("dbname") or "postgres")  # conninfo values are text
 
 
 def _on_server(url: str, dbname: str) -> str:
     """A conninfo for database `dbname` on the server (and as the user) of `url`."""
     params = conninfo_to_dict(url)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def _derived_name(live: str, what: str, stamp: str) -> str:
@@ -106,7 +106,7 @@ class Restore:
 
     def __init__(self, core: Core, run_id: str, actor: str, reporter: Reporter):
         self.core, self.run_id, self.actor, self.reporter = core, run_id, actor, reporter
-        self.url = core.settings.database_url
+        self.url = core.settings.required_database_url()  # Core.from_settings required it
         self.live = dbname(self.url)
         stamp = clock.now().strftime("%Y%m%d_%H%M%S")
         self.copy = _derived_name(self.live, "restore", stamp)
@@ -157,6 +157,7 @@ class Restore:
             owner = admin.execute(
                 "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (self.live,)
             ).fetchone()
+            assert owner is not None  # the live database exists: it is being restored
             create = pgsql.SQL("CREATE DATABASE {} TEMPLATE template0").format(pgsql.Identifier(self.copy))
             try:
                 admin.execute(create + pgsql.SQL(" OWNER {}").format(pgsql.Identifier(owner[0])))
@@ -303,9 +304,11 @@ class Restore:
             with psycopg.connect(
                 _on_server(self.url, self.aside), autocommit=True, row_factory=dict_row
             ) as old:
-                if old.execute("SELECT to_regclass('migrate_bot.run_events') IS NOT NULL AS t").fetchone()[
-                    "t"
-                ]:
+                present = old.execute(
+                    "SELECT to_regclass('migrate_bot.run_events') IS NOT NULL AS t"
+                ).fetchone()
+                assert present is not None  # a SELECT without FROM is one row
+                if present["t"]:
                     for row in old.execute(COPY_EVENTS):
                         events.write(
                             {**row, "at": row["at"].isoformat()}
@@ -333,7 +336,7 @@ class Restore:
         return loss_lines(self.backup, now, counts, self.backup_time)
 
     def _done(self, recovery: float, carried: int, loss: list[str]) -> int:
-        result = dict(self.core.store.get(self.run_id).result or {})
+        result = dict(self.core.store.get_existing(self.run_id).result or {})
         result["restore"] = {
             "database": self.live,
             "replaced_by_backup_kept_as": self.aside,

@@ -9,6 +9,7 @@ are commands/rollback.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import psycopg
 from core import clock
 from engine import ledger, ledgers, schema
 from engine.executor import FileChanged
+from engine.ledgers import version_table
 from state.machine import (
     ROLLBACK_DIFFERENCE,
     PhaseStatus,
@@ -80,7 +82,7 @@ def left_nothing(run, n: int) -> bool:
 
 
 class AllRollback:
-    def __init__(self, runner: PhaseRunner, numbers: list[int], before: list[int] = ()):
+    def __init__(self, runner: PhaseRunner, numbers: list[int], before: Sequence[int] = ()):
         self.runner = runner
         self.core = runner.core
         self.numbers = numbers
@@ -146,7 +148,7 @@ def nothing_to_undo(runner: PhaseRunner, n: int) -> int:
         action=f"rollback phase {n}",
         phase=n,
         phase_status=PhaseStatus.ROLLED_BACK,
-        fields={"result": without_phase(store.get(run_id).result, n)},
+        fields={"result": without_phase(store.get_existing(run_id).result, n)},
         evidence={"not_run": why},
     )
     runner.reporter.post(
@@ -225,7 +227,10 @@ class PhaseRollback:
         left_by_file = self._versions_table() and rb.version in self._versions()
         if self._versions_table():
             ledger.remove_version(
-                self.dsn, rb.version, table=self.runner.ledger.table, column=self.runner.ledger.column
+                self.dsn,
+                rb.version,
+                table=version_table(self.runner.ledger).table,
+                column=version_table(self.runner.ledger).column,
             )
         lines, proven = self._proof(before, recorded, left_by_file)
         recovery = clock.monotonic() - started
@@ -233,7 +238,7 @@ class PhaseRollback:
             return self._failed(
                 "the rollback ran but the database is not in the expected state", started, lines
             )
-        steps = without_phase(store.get(self.runner.run_id).result, n)
+        steps = without_phase(store.get_existing(self.runner.run_id).result, n)
         closed = store.transition(
             self.runner.run_id,
             Status.ROLLED_BACK,
@@ -262,7 +267,9 @@ class PhaseRollback:
 
     def _versions(self) -> list[str]:
         return ledger.applied_versions(
-            self.dsn, table=self.runner.ledger.table, column=self.runner.ledger.column
+            self.dsn,
+            table=version_table(self.runner.ledger).table,
+            column=version_table(self.runner.ledger).column,
         )
 
     @property
@@ -276,13 +283,13 @@ class PhaseRollback:
     def _applied_steps(self) -> list:
         """Steps with their own revert that this run committed, newest first (read once, before
         any is reverted): a phase stopped part-way undoes its committed steps only."""
-        done = (self.core.store.get(self.runner.run_id).result or {}).get("steps") or {}
+        done = (self.core.store.get_existing(self.runner.run_id).result or {}).get("steps") or {}
         return [s for s in self.phase.reverts if done.get(s.id, {}).get("ok")]
 
     def _forget_step(self, step_id: str) -> None:
         """A reverted step no longer counts as applied: a rollback retried after a later revert
         failed does not revert it twice."""
-        result = dict(self.core.store.get(self.runner.run_id).result or {})
+        result = dict(self.core.store.get_existing(self.runner.run_id).result or {})
         result["steps"] = {k: v for k, v in (result.get("steps") or {}).items() if k != step_id}
         self.core.store.update_record(
             self.runner.run_id,
@@ -331,7 +338,9 @@ class PhaseRollback:
         if Path(expected_path).exists():
             expected = Path(expected_path).read_text(encoding="utf-8")
             every = schema.difference(expected, schema.current_like(expected, self.dsn), limit=100_000)
-            accepted = set((self.core.store.get(self.runner.run_id).result or {}).get(ACCEPTED_DIFF, []))
+            accepted = set(
+                (self.core.store.get_existing(self.runner.run_id).result or {}).get(ACCEPTED_DIFF, [])
+            )
             diff = self.diff = [d for d in every if d not in accepted]
             label = "the pre-migration schema" if n == 1 else f"the schema after phase {n - 1}"
             lines.append(
@@ -360,7 +369,7 @@ class PhaseRollback:
                 else f"removed by {self.undo}"
             )
             lines.append(
-                f"{templates.mark(gone)} {self.runner.ledger.table}: latest {max(versions) if versions else 'none'}"
+                f"{templates.mark(gone)} {version_table(self.runner.ledger).table}: latest {max(versions) if versions else 'none'}"
                 f" ({self.core.runbook.version} {'absent' if gone else 'STILL PRESENT'}; {who})"
             )
             proven &= gone
@@ -397,7 +406,7 @@ class PhaseRollback:
             "Investigate; restore from backup may be needed (`rollback restore`)",
         )
         if lines is not None:
-            result = dict(self.core.store.get(self.runner.run_id).result or {})
+            result = dict(self.core.store.get_existing(self.runner.run_id).result or {})
             result["rollback_difference"] = {
                 "phase": self.phase.number,
                 "file": self.undo,
@@ -422,7 +431,7 @@ class PhaseRollback:
             error=error,
             evidence={"reason": reason, **({"proof": lines} if lines is not None else {})},
         )
-        run = self.core.store.get(self.runner.run_id)
+        run = self.core.store.get_existing(self.runner.run_id)
         post = templates.failure(
             self.core.runbook,
             self.runner.run_id,

@@ -25,11 +25,12 @@ def start_phases(core: Core, user: str, phase: int | None = None, *, scheduled: 
     refusal = _why_not_runnable(core, current, scheduled)
     if refusal:
         return Outcome.refused(refusal)
+    assert current is not None  # _why_not_runnable refused a missing run
     if phase is not None:
         found = core.runbook.phase(phase)
         if found is None:
-            numbers = ", ".join(str(p.number) for p in core.runbook.phases)
-            return Outcome.refused(f"runbook {core.runbook.id} has no phase {phase}: phases are {numbers}")
+            known = ", ".join(str(p.number) for p in core.runbook.phases)
+            return Outcome.refused(f"runbook {core.runbook.id} has no phase {phase}: phases are {known}")
         if found.is_verification:
             return start_verification(core, user)
         numbers, also_verify = [phase], False

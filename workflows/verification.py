@@ -13,11 +13,12 @@ from engine.verify import Evidence, run_checks, run_smoke, run_suite
 from runbook.model import Phase, Step, Suite
 from state.machine import PhaseStatus, Status
 from workflows import gates, templates
+from workflows.phasehost import PhaseHost
 
 FINAL_CHECKS = "final"  # evidence key of the final checks of a runbook without a verification phase
 
 
-class Verification:
+class Verification(PhaseHost):
     """The verification paths of PhaseRunner."""
 
     def verify_phase(self, phase: Phase | None) -> bool:
@@ -72,7 +73,7 @@ class Verification:
             },
         )
         if phase:
-            duration = templates.stored_duration(closed, number, duration)  # the one number everywhere
+            duration = templates.stored_duration(closed, phase.number, duration)  # the one number everywhere
             self.reporter.post(
                 templates.phase_complete(
                     phase, self.run_id, duration, checks_and_smoke, None, self.core.roster

@@ -25,6 +25,7 @@ from commands import handle
 from commands.fleetcore import store as fleet_store
 from commands.result import FAILED, OK, REFUSED, Outcome, Post, Progress
 from core.redact import redact
+from workflows.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RunReporter:
 
 @dataclass
 class Bridge:
-    core: object  # workflows.core.Core: settings, roster, runbook, redis, keys, store
+    core: Core  # settings, roster, runbook, redis, keys, store
     handle: Handle
     client: WebClient
     outbox: Outbox
@@ -145,6 +146,7 @@ class Bridge:
             self.worker.pump(force=True)
 
     def _run_work(self, outcome: Outcome) -> None:
+        assert outcome.work is not None  # started only for an outcome with work
         try:
             outcome.work(RunReporter(self.reporter, outcome.run_id, self._lines_first))
             if outcome.run_id:  # the state the work ended in

@@ -36,6 +36,14 @@ KINDS = {
 }
 
 
+def version_table(ledger: Ledger) -> TableLedger:
+    """The ledger of a runbook whose `[ledger] kind` is "table", where the runbook's version is
+    recorded; TypeError for any other kind."""
+    if not isinstance(ledger, TableLedger):
+        raise TypeError(f"a {ledger.kind} ledger has no version table")
+    return ledger
+
+
 def for_runbook(rb: Runbook) -> Ledger:
     """The ledger object of the runbook's `[ledger] kind`."""
     return KINDS[rb.ledger.kind](rb)
