@@ -13,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 from commands.parse import Command
 from engine import ledger
 from state.machine import ACTIVE, Status
+from state.record import Run
 from workflows import facts
 from workflows.checks import leftover_backends, listed
 from workflows.core import Core
@@ -41,7 +42,7 @@ def abort(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def _cancel(core: Core, run) -> str:
+def _cancel(core: Core, run: Run) -> str:
     """Cancel in this process when the executor lives here, else through PostgreSQL."""
     with core.executors_guard:
         executor = core.executors.get(run.id)
@@ -64,7 +65,7 @@ def _cancel(core: Core, run) -> str:
     )
 
 
-def interruption_facts(core: Core, run) -> list[str]:
+def interruption_facts(core: Core, run: Run) -> list[str]:
     """What an interrupted run left behind, checked now: a backend of the dead process still
     in its transaction (PostgreSQL has not noticed the dead client yet), which known state the
     schema matches, and the files the ledger shows committed by this run."""

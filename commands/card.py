@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.roster import COORDINATOR, TPM, Roster
-from runbook.model import Runbook
+from runbook.model import Phase, Runbook
 from state.machine import PhaseStatus, Status
+from state.record import Run
 from workflows.templates import FAIL_MARK, OK_MARK, seconds
 
 PHASE_MARK = {
@@ -40,13 +41,13 @@ class Card:
     working: bool = False  # work is in progress: its live progress belongs on the card
 
 
-def describe(run, rb: Runbook, roster: Roster) -> Card:
+def describe(run: Run, rb: Runbook, roster: Roster) -> Card:
     """The card of `run` (a state.record.Run) as it is stored now."""
     now, nxt = _now_and_next(run, rb, roster)
     return Card(now, nxt, phase_lines(run, rb), run.status in SHOWS_PROGRESS)
 
 
-def phase_lines(run, rb: Runbook) -> list[str]:
+def phase_lines(run: Run, rb: Runbook) -> list[str]:
     """One line per phase: its mark, name, state and duration (the stored one, set once)."""
     lines = []
     for phase in rb.phases:
@@ -58,7 +59,7 @@ def phase_lines(run, rb: Runbook) -> list[str]:
     return lines
 
 
-def outdated(run, number: int) -> bool:
+def outdated(run: Run, number: int) -> bool:
     """A verification whose result no longer describes the database: a migration phase was
     rolled back, restored or run again after it finished."""
     state = run.phases.get(number)
@@ -70,7 +71,7 @@ def outdated(run, number: int) -> bool:
     )
 
 
-def phase_status(run, number: int) -> str:
+def phase_status(run: Run, number: int) -> str:
     """The phase's status as people should read it now (a stale verification says so)."""
     state = run.phases.get(number)
     status = str(state.status) if state else str(PhaseStatus.PENDING)
@@ -86,7 +87,7 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def next_phase(run, rb: Runbook):
+def next_phase(run: Run, rb: Runbook) -> Phase | None:
     """The first phase of the runbook not yet succeeded in this run, or None."""
     for phase in rb.phases:
         state = run.phases.get(phase.number)
@@ -95,7 +96,7 @@ def next_phase(run, rb: Runbook):
     return None
 
 
-def _run_next(run, rb: Runbook, roster: Roster) -> str:
+def _run_next(run: Run, rb: Runbook, roster: Roster) -> str:
     phase = next_phase(run, rb)
     if phase is None:
         return f"{roster.mention(COORDINATOR)}: `verify`"
@@ -103,7 +104,7 @@ def _run_next(run, rb: Runbook, roster: Roster) -> str:
     return f"{roster.mention(phase.owner)}: {verb} (or the coordinator: `run`)"
 
 
-def _applied(run) -> list[int]:
+def _applied(run: Run) -> list[int]:
     return [
         n
         for n, p in run.phases.items()
@@ -111,7 +112,7 @@ def _applied(run) -> list[int]:
     ]
 
 
-def _failure_text(run, rb: Runbook, n: int | None) -> str:
+def _failure_text(run: Run, rb: Runbook, n: int | None) -> str:
     """What failed: the phase's stored error, else its failed step's (the step outcomes the
     run's record keeps), else a pointer to the thread."""
     state = run.phases.get(n) if n is not None else None
@@ -126,7 +127,7 @@ def _failure_text(run, rb: Runbook, n: int | None) -> str:
     return "see the thread"
 
 
-def _now_and_next(run, rb: Runbook, roster: Roster) -> tuple[str, str | None]:
+def _now_and_next(run: Run, rb: Runbook, roster: Roster) -> tuple[str, str | None]:
     s, n = run.status, run.phase
     where = _phase_name(rb, n)
     decision = run.decision or {}

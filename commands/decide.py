@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from commands import renew
 from commands.parse import Command
 from core import clock
@@ -10,6 +12,7 @@ from preflight import window_check
 from runbook.validate import checksums, plan
 from state.approval import bind_approval, why_cannot_approve
 from state.machine import IllegalTransition, Status
+from state.record import Run
 from workflows import templates
 from workflows.checks import why_incident_blocks
 from workflows.core import Core
@@ -22,7 +25,8 @@ RESCHEDULABLE = (Status.APPROVED,)  # GO now may still become GO scheduled befor
 def approve(core: Core, user: str, cmd: Command) -> Outcome:
     now = clock.now()
     run = core.store.current()
-    if renew.applies(run):  # a run under way: its expired approval is renewed on fresh checks
+    # a run under way: its expired approval is renewed on fresh checks
+    if run is not None and renew.applies(run):
         return renew.renew(core, user, run, cmd)
     refusal = _why_not_decidable(run, now, cmd) or why_incident_blocks(core, "no GO")
     if refusal:
@@ -135,7 +139,7 @@ def defer(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def _why_not_decidable(run, now, cmd: Command) -> str | None:
+def _why_not_decidable(run: Run | None, now: datetime, cmd: Command) -> str | None:
     if run is None:
         return "nothing to approve: run `/migrate preflight` first"
     if run.status in RESCHEDULABLE and cmd.at is not None:
@@ -147,11 +151,11 @@ def _why_not_decidable(run, now, cmd: Command) -> str | None:
     return None
 
 
-def _scheduled_for(run) -> str:
+def _scheduled_for(run: Run) -> str:
     return str((run.approval or {}).get("scheduled_for") or "?")[:16].replace("T", " ")
 
 
-def _why_not_at(core: Core, at, now) -> str | None:
+def _why_not_at(core: Core, at: datetime, now: datetime) -> str | None:
     if at <= now:
         return f"{at:%Y-%m-%d %H:%M} UTC is in the past: give a future time, e.g. `approve at 02:00`"
     line = window_check(core.settings.window, core.settings.min_window_hours, at)

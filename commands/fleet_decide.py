@@ -22,7 +22,7 @@ from core import clock
 from core.roster import COORDINATOR
 from runbook.validate import checksums, plan
 from state.approval import bind_approval, why_cannot_approve, why_files_changed, why_preflight_stale
-from state.fleet import FleetStatus, TargetStatus
+from state.fleet import FleetRun, FleetStatus, TargetState, TargetStatus
 from state.machine import IllegalTransition, Status
 from workflows.checks import why_incident_blocks
 from workflows.core import Core
@@ -221,7 +221,7 @@ def _gone(name: str, since: str) -> str:
     )
 
 
-def _why_no_canary(run, covered) -> str | None:
+def _why_no_canary(run: FleetRun, covered: list[TargetState]) -> str | None:
     """A fleet whose canary wave has no GO database would send the next wave first: refused."""
     first = min(run.waves())
     if any(t.wave == first for t in covered):
@@ -233,7 +233,7 @@ def _why_no_canary(run, covered) -> str | None:
     )
 
 
-def _why_not_decidable(run, cmd: Command) -> str | None:
+def _why_not_decidable(run: FleetRun | None, cmd: Command) -> str | None:
     if run is None:
         return "nothing to approve: run `/migrate preflight` first"
     if run.status is FleetStatus.APPROVED and cmd.at is not None:
@@ -245,7 +245,7 @@ def _why_not_decidable(run, cmd: Command) -> str | None:
     return None
 
 
-def why_fleet_approval_invalid(core: Core, run, now: datetime | None = None) -> str | None:
+def why_fleet_approval_invalid(core: Core, run: FleetRun, now: datetime | None = None) -> str | None:
     """Why the fleet run's approval cannot start its targets now (None: it can): missing,
     expired, a runbook file changed since, or a covered target whose own run is no longer the
     one approved (a new pre-flight of it). For the fleet's `run` and its start job."""

@@ -16,6 +16,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from commands import fleet_templates
 from commands.fleetcore import let_go, store, target_core, the_fleet
@@ -45,10 +46,10 @@ class TargetResult:
     reasons: list[str]
     run_id: str | None = None
     identity: str | None = None
-    backup: dict | None = None  # {"path", "sha256", "verified"} or {"skipped": why}
+    backup: dict[str, Any] | None = None  # {"path", "sha256", "verified"} or {"skipped": why}
     preflight_at: str | None = None
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         return {
             "outcome": "GO" if self.go else "NO-GO",
             "run_id": self.run_id,
@@ -261,7 +262,7 @@ def _checked(core: Core, user: str, target: Target) -> TargetResult:
     )
 
 
-def _backup_record(backup: dict | None) -> dict | None:
+def _backup_record(backup: dict[str, Any] | None) -> dict[str, Any] | None:
     if not backup:
         return None
     if backup.get("skipped"):

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from commands.fleetcore import fleet_of, let_go, named_core, store, target_core, the_fleet
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
 from commands.rollback import rollback_all
-from state.fleet import FleetStatus, TargetStatus
+from state.fleet import FleetStatus, FleetStore, TargetState, TargetStatus
 from state.machine import IllegalTransition
 from workflows.core import Core
 
@@ -129,7 +130,7 @@ def fleet_rollback(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def newest_first(targets: list) -> list:
+def newest_first(targets: list[Any]) -> list[Any]:
     """The latest started first (then the higher wave): the reverse of the order they ran in."""
     oldest = datetime.min
     return sorted(
@@ -139,7 +140,9 @@ def newest_first(targets: list) -> list:
     )
 
 
-def _one(core: Core, fleet_id: str, user: str, target, outcome: Outcome) -> tuple[str, int, list[Post]]:
+def _one(
+    core: Core, fleet_id: str, user: str, target: TargetState, outcome: Outcome
+) -> tuple[str, int, list[Post]]:
     fstore = store(core)
     tracked = _move(fstore, fleet_id, target.name, T.ROLLING_BACK, user)
     kept = _Kept()
@@ -156,7 +159,9 @@ def _one(core: Core, fleet_id: str, user: str, target, outcome: Outcome) -> tupl
     return target.name, code, kept.posts
 
 
-def _move(fstore, fleet_id: str, name: str, to: TargetStatus, user: str, error: str | None = None) -> bool:
+def _move(
+    fstore: FleetStore, fleet_id: str, name: str, to: TargetStatus, user: str, error: str | None = None
+) -> bool:
     """The target's move in the fleet's table; a move the table refuses is logged, and the
     database's own rollback goes on (its run record is the truth about its phases)."""
     try:

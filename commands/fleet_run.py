@@ -10,11 +10,13 @@ works on it; when none runs in this process (the console), a worker runs here me
 
 from __future__ import annotations
 
+from typing import Any
+
 from commands.fleet_decide import why_fleet_approval_invalid
 from commands.fleetcore import fleet_of, store, target_core
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Reporter
-from state.fleet import FleetStatus, IllegalTransition, TargetStatus
+from state.fleet import FleetRun, FleetStatus, IllegalTransition, TargetStatus
 from workflows.checks import why_incident_blocks
 from workflows.core import Core
 from workflows.fleet import waves
@@ -30,7 +32,7 @@ def start_phases(core: Core, actor: str) -> Outcome:
     return start_target_phases(core, actor, scheduled=True)
 
 
-def fleet_context(core: Core, **options) -> FleetContext:
+def fleet_context(core: Core, **options: Any) -> FleetContext:
     """The fleet workflows' view of this process: `core` is the process's (DATABASE_URL's)."""
 
     def core_for(name: str) -> Core:
@@ -123,7 +125,7 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
     )
 
 
-def summary(run) -> Post:
+def summary(run: FleetRun) -> Post:
     counts = run.counts()
     ok = counts.get(str(TargetStatus.SUCCEEDED), 0)
     title = (

@@ -5,6 +5,10 @@ line per target transition. Plain data (Post, Row, text); the adapters lay it ou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from commands.fleet_preflight import TargetResult
 
 from commands.result import Action, Post
 from core.roster import COORDINATOR, TPM, Roster
@@ -73,13 +77,15 @@ def preflight_started(rb: Runbook, fleet_id: str, fleet: Fleet, user: str) -> Po
     )
 
 
-def _reason(result) -> str:
+def _reason(result: TargetResult) -> str:
     first = result.reasons[0] if result.reasons else "no reason recorded"
     more = f" (+{len(result.reasons) - 1} more)" if len(result.reasons) > 1 else ""
     return (first if len(first) <= REASON_CHARS else first[: REASON_CHARS - 1] + "…") + more
 
 
-def preflight_summary(rb: Runbook, fleet_id: str, fleet: Fleet, results, roster: Roster) -> list[Post]:
+def preflight_summary(
+    rb: Runbook, fleet_id: str, fleet: Fleet, results: list[TargetResult], roster: Roster
+) -> list[Post]:
     """ONE summary: how many GO, each NO-GO named with its reason; the backups as done; and,
     when any is GO, the TPM's one decision for all of them."""
     go = [r for r in results if r.go]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from core.config import Settings
 from core.targets import Fleet, Target
 from state.fleet import FleetStore
 from workflows.core import Core
@@ -58,7 +59,7 @@ def store(core: Core) -> FleetStore:
     return FleetStore(core.redis, core.settings.redis_prefix, events=core.events)
 
 
-def target_settings(core: Core, target: Target):
+def target_settings(core: Core, target: Target) -> Settings:
     """The process's settings, aimed at one target: its URL, a backup folder of its own, and no
     targets file (its Core is one database's)."""
     return core.settings.with_(
@@ -72,7 +73,7 @@ def target_core(core: Core, target: Target) -> Core:
     """The Core of one target, built once per process core (kept on it) and target; the
     runbook and roster are the process core's."""
     with _GUARD:
-        cores = core.__dict__.setdefault("fleet_cores", {})
+        cores: dict[str, Core] = core.__dict__.setdefault("fleet_cores", {})
         found = cores.get(target.name)
         if found is None or found.settings.database_url != target.url:
             found = Core.from_settings(

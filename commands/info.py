@@ -9,10 +9,12 @@ from commands.parse import USAGE, Command
 from commands.policy import allowed_roles
 from core import clock
 from core.redact import redact_url
+from runbook.model import Runbook
 from runbook.validate import checksums
 from state.approval import REVOKED, why_approval_invalid
 from state.audit import signoff
 from state.machine import Status, left_difference
+from state.record import Run
 from workflows import templates
 from workflows.core import Core
 from workflows.reporting import OK, Outcome
@@ -40,16 +42,17 @@ NEXT_STEP = {
 }
 
 
-def next_step(core: Core, run) -> str:
+def next_step(core: Core, run: Run | None) -> str:
     """What to do next in this state; for a run under way, with its approval in mind."""
     if run is None:
         return NEXT_STEP[None]
     if renew.applies(run) and run.status is not Status.SUCCEEDED:
-        expires = datetime.fromisoformat(run.approval["expires_at"])
+        approval = run.approval or {}  # (renew.applies: it has one)
+        expires = datetime.fromisoformat(approval["expires_at"])
         changed = renew.files_changed(run, core)
         if changed:
             return f"{changed}: `rollback phase <n>` newest first, then a new `preflight` (an approval is not renewed over changed files)"
-        if clock.now() >= expires and not run.approval.get(REVOKED):
+        if clock.now() >= expires and not approval.get(REVOKED):
             return (
                 f"the approval expired at {clock.hhmm(expires)}: the TPM renews it with `approve` "
                 f"(checked again first); then {NEXT_STEP[run.status]}"
@@ -128,11 +131,11 @@ BEFORE_RUN = {Status.GO, Status.APPROVED, Status.SCHEDULED}
 FINISHED = {Status.SUCCEEDED, Status.RESTORED, Status.DEFERRED, Status.NO_GO}
 
 
-def status_word(run) -> str:
+def status_word(run: Run) -> str:
     return STATUS_WORDS.get(run.status, run.status.value)
 
 
-def _preflight_lines(run) -> list[str]:
+def _preflight_lines(run: Run) -> list[str]:
     pf = run.preflight or {}
     if not pf:
         return ["Pre-flight: not finished"]
@@ -151,7 +154,7 @@ def _preflight_lines(run) -> list[str]:
     return lines
 
 
-def _approval_lines(core: Core, run) -> list[str]:
+def _approval_lines(core: Core, run: Run) -> list[str]:
     approval = run.approval
     decision = run.decision or {}
     lines = []
@@ -181,7 +184,7 @@ def _approval_lines(core: Core, run) -> list[str]:
     return lines
 
 
-def _phase_lines(rb, run) -> list[str]:
+def _phase_lines(rb: Runbook, run: Run) -> list[str]:
     lines = []
     for phase in rb.phases:
         state = run.phases.get(phase.number)
@@ -197,7 +200,7 @@ def _phase_lines(rb, run) -> list[str]:
     return lines
 
 
-def _signoff_lines(core: Core, run) -> list[str]:
+def _signoff_lines(core: Core, run: Run) -> list[str]:
     try:
         s = signoff(core.events.events(run.id))
     except Exception:  # the PostgreSQL history may be unreachable; status still answers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from commands.parse import Command
 from core import clock
@@ -11,6 +12,7 @@ from preflight import run_preflight
 from runbook.model import RunbookError
 from runbook.validate import plan
 from state.machine import IllegalTransition, Status, applied_phases
+from state.record import Run
 from workflows import templates
 from workflows.baseline import capture_baseline
 from workflows.core import Core
@@ -73,7 +75,7 @@ def preflight(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def _baseline(core: Core) -> dict | None:
+def _baseline(core: Core) -> dict[str, Any] | None:
     """Timings of representative queries before the migration, for the post-execution checks."""
     try:
         return capture_baseline(core.settings.required_database_url())
@@ -82,7 +84,7 @@ def _baseline(core: Core) -> dict | None:
         return None
 
 
-def _why_not_replaceable(current) -> str | None:
+def _why_not_replaceable(current: Run | None) -> str | None:
     """A new pre-flight starts a new run; it must not orphan phases applied by the current one."""
     if current is None or current.status == Status.SUCCEEDED:
         return None

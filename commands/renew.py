@@ -32,6 +32,7 @@ from core.roster import COORDINATOR
 from runbook.validate import checksums, plan, plan_on_disk
 from state.approval import REVOKED, bind_approval, why_files_changed, why_plan_changed, why_plan_not_approved
 from state.machine import IllegalTransition, Status
+from state.record import Run
 from workflows import templates
 from workflows.checks import why_incident_blocks
 from workflows.core import Core
@@ -49,11 +50,11 @@ UNDER_WAY = (
 )  # a succeeded run may be verified again
 
 
-def applies(run) -> bool:
+def applies(run: Run | None) -> bool:
     return run is not None and run.status in UNDER_WAY and bool(run.approval)
 
 
-def files_changed(run, core: Core) -> str | None:
+def files_changed(run: Run, core: Core) -> str | None:
     """Which runbook file changed since the approval (renewal never covers changed files)."""
     approval = run.approval or {}
     changed = why_files_changed(approval.get("checksums") or {}, checksums(core.runbook), since="approval")
@@ -63,7 +64,7 @@ def files_changed(run, core: Core) -> str | None:
     return changed or why_plan_not_approved(core.runbook, approval)
 
 
-def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
+def renew(core: Core, user: str, run: Run, cmd: Command) -> Outcome:
     now = clock.now()
     refusal = _why_not_renewable(core, run, cmd, now) or why_incident_blocks(core, "no GO")
     if refusal:
@@ -72,7 +73,8 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     if isinstance(found, str):
         return Outcome.refused(found)
     backup, checked, state, evidence = found.backup, found.checked, found.state, found.evidence
-    old = run.approval
+    old = run.approval or {}  # (renewal applies only to a run with an approval)
+    assert run.preflight is not None  # an approved run has its pre-flight
     approval = {
         **bind_approval(
             by=user,
@@ -123,8 +125,8 @@ def renew(core: Core, user: str, run, cmd: Command) -> Outcome:
     )
 
 
-def _why_not_renewable(core: Core, run, cmd: Command, now: datetime) -> str | None:
-    approval = run.approval
+def _why_not_renewable(core: Core, run: Run, cmd: Command, now: datetime) -> str | None:
+    approval = run.approval or {}  # (renewal applies only to a run with an approval)
     way_out = "`rollback phase <n>` newest first, then a new pre-flight"
     if cmd.at is not None:
         return f"run {run.id} is under way ({run.status.value}): its approval is renewed for now only (`approve`)"

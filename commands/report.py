@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import Any
 
 from commands.parse import Command
 from core import clock
 from core.redact import redact_url
+from runbook.model import Runbook
 from state.audit import signoff
+from state.record import Run
 from workflows import templates
 from workflows.core import Core
 from workflows.reporting import OK, Outcome, Post
@@ -36,7 +39,7 @@ def report(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def render(core: Core, run, events: list[dict]) -> str:
+def render(core: Core, run: Run, events: list[dict[str, Any]]) -> str:
     rb = core.runbook
     out = [
         f"# {rb.title} - Execution Report",
@@ -56,7 +59,7 @@ def render(core: Core, run, events: list[dict]) -> str:
 
 
 def _table(header: list[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    def cell(v) -> str:
+    def cell(v: object) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
     return [
@@ -67,7 +70,7 @@ def _table(header: list[str], rows: Sequence[Sequence[object]]) -> list[str]:
     ]
 
 
-def _preflight(run) -> list[str]:
+def _preflight(run: Run) -> list[str]:
     pf = run.preflight or {}
     out = ["## Pre-Flight Checklist", ""]
     if not pf:
@@ -101,7 +104,7 @@ def _preflight(run) -> list[str]:
     return out + [""] + _lock_safety(pf)
 
 
-def _lock_safety(pf: dict) -> list[str]:
+def _lock_safety(pf: dict[str, Any]) -> list[str]:
     """squawk's findings with their verdicts, the waivers (reason, role) and high-risk locks."""
     if not pf.get("lint"):
         return []
@@ -111,7 +114,7 @@ def _lock_safety(pf: dict) -> list[str]:
     return out + [""]
 
 
-def _approval_row(check: dict, run) -> list[object]:  # cells: _table shows None as None
+def _approval_row(check: dict[str, Any], run: Run) -> list[object]:  # cells: _table shows None as None
     """The approval row was pending at pre-flight time; the report shows what happened since."""
     approval = run.approval or {}
     if approval.get("by"):
@@ -125,7 +128,7 @@ def _approval_row(check: dict, run) -> list[object]:  # cells: _table shows None
     return [check.get("title"), check.get("how"), "not approved", check.get("required"), "⏳"]
 
 
-def _decision(run) -> list[str]:
+def _decision(run: Run) -> list[str]:
     d = run.decision or {}
     if not d:
         return ["## Go/No-Go Decision", "", "No decision recorded.", ""]
@@ -137,7 +140,7 @@ def _decision(run) -> list[str]:
     return ["## Go/No-Go Decision", "", f"{what} — by <@{d.get('by')}> at {str(d.get('at'))[:16]}", ""]
 
 
-def _execution(rb, run) -> list[str]:
+def _execution(rb: Runbook, run: Run) -> list[str]:
     rows = []
     for phase in rb.phases:
         s = run.phases.get(phase.number)
@@ -174,7 +177,7 @@ def _execution(rb, run) -> list[str]:
     )
 
 
-def _evidence(run) -> list[str]:
+def _evidence(run: Run) -> list[str]:
     out = ["## Verification Evidence", ""]
     for key, items in sorted(((run.result or {}).get("evidence") or {}).items()):
         out.append(f"### Phase {key}")
@@ -185,7 +188,7 @@ def _evidence(run) -> list[str]:
     return out
 
 
-def _gates(run) -> list[str]:
+def _gates(run: Run) -> list[str]:
     gates = (run.result or {}).get("gates")
     if not gates:
         return ["## Quality Gates", "", "Not evaluated (verification has not passed).", ""]
@@ -195,7 +198,7 @@ def _gates(run) -> list[str]:
     )
 
 
-def _restore(run) -> list[str]:
+def _restore(run: Run) -> list[str]:
     restore = (run.result or {}).get("restore")
     if not restore:
         return []
@@ -211,7 +214,7 @@ def _restore(run) -> list[str]:
     ]
 
 
-def _accepted(events: list[dict]) -> list[str]:
+def _accepted(events: list[dict[str, Any]]) -> list[str]:
     """Differences the TPM accepted after a phase rollback (`rollback accept`), from the audit."""
     accepted = [e for e in events if str(e.get("action", "")).startswith("rollback accept")]
     out = []
@@ -225,7 +228,7 @@ def _accepted(events: list[dict]) -> list[str]:
     return ["## Rollback Differences Accepted", "", *out] if out else []
 
 
-def _timeline(rb, run) -> list[str]:
+def _timeline(rb: Runbook, run: Run) -> list[str]:
     rows, total_est, total_act = [], 0.0, 0.0
     for phase in rb.phases:
         s = run.phases.get(phase.number)
@@ -243,14 +246,14 @@ def _timeline(rb, run) -> list[str]:
     return ["## Timeline vs Estimate", ""] + _table(["Phase", "Estimate", "Actual"], rows)
 
 
-def _events(events: list[dict]) -> list[str]:
+def _events(events: list[dict[str, Any]]) -> list[str]:
     if not events:
         return ["## Event Log", "", "History unavailable.", ""]
     rows = [[str(e.get("at"))[:19], e.get("actor"), e.get("action"), e.get("outcome")] for e in events]
     return ["## Event Log", ""] + _table(["Time (UTC)", "Who", "What", "Outcome"], rows)
 
 
-def _signoff(events: list[dict]) -> list[str]:
+def _signoff(events: list[dict[str, Any]]) -> list[str]:
     s = signoff(events) if events else {}
     return [
         "## Sign-Off",

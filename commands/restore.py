@@ -13,6 +13,7 @@ from commands.parse import Command
 from core import clock
 from core.roster import COORDINATOR, TPM
 from state.machine import IllegalTransition, Status, check_transition
+from state.record import Run
 from workflows.core import Core
 from workflows.locked import guarded, lock_refusal
 from workflows.reporting import OK, Action, Outcome, Post, Reporter
@@ -129,7 +130,7 @@ def _confirm(core: Core, user: str) -> Outcome:
     )
 
 
-def _request_expired(core: Core, run) -> str | None:
+def _request_expired(core: Core, run: Run) -> str | None:
     """Why the pending request can no longer be confirmed, or None. A restore throws away every
     write since the backup: a confirmation must answer a request made for the situation at hand,
     not one found in the channel hours later."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from commands.parse import Command
 from commands.restore import restore
+from runbook.model import Phase
 from state.machine import (
     PhaseStatus,
     Status,
@@ -16,6 +17,7 @@ from state.machine import (
     left_difference,
     why_phase_cannot_roll_back,
 )
+from state.record import Run
 from workflows.checks import why_orphans_block
 from workflows.core import Core
 from workflows.locked import start_locked
@@ -78,7 +80,7 @@ def rollback(core: Core, user: str, cmd: Command) -> Outcome:
 # ------------------------------------------------------------------ rollback all
 
 
-def rollback_all(core: Core, user: str, current) -> Outcome:
+def rollback_all(core: Core, user: str, current: Run) -> Outcome:
     """Every applied phase's rollback, newest first, in one command; stops at the first failure."""
     before = applied_before(current)
     numbers = [n for n in reversed(applied_phases(current)) if n not in before]
@@ -115,7 +117,7 @@ def rollback_all(core: Core, user: str, current) -> Outcome:
     )
 
 
-def _reverts_missing(phase) -> str:
+def _reverts_missing(phase: Phase | None) -> str:
     """For a phase whose steps name their own reverts, which steps lack one."""
     missing = [s.id for s in (phase.steps if phase and not phase.rollback else ()) if not s.revert]
     if not phase or len(missing) == len(phase.steps):
