@@ -16,6 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -25,7 +26,9 @@ from engine.verify import run_checks
 from preflight import net
 from scheduling import posts
 from state.machine import Status
+from state.record import Run
 from workflows import baseline
+from workflows.core import Core
 from workflows.reporting import RedactingReporter, Reporter
 from workflows.templates import evidence_lines
 
@@ -45,11 +48,11 @@ class CheckResult:
     errors: list[str] = field(default_factory=list)  # every error text seen, for the permission check
 
 
-def post_followup(core, reporter: Reporter, run_id: str, label: str) -> list[CheckResult]:
+def post_followup(core: Core, reporter: Reporter, run_id: str, label: str) -> list[CheckResult]:
     """Run the follow-up checks of a succeeded run and post each, then a summary."""
     reporter = RedactingReporter(reporter, core.redact)
     run = core.store.get(run_id)
-    if _undone(run, run_id, f"{label} follow-up"):
+    if _undone(run, run_id, f"{label} follow-up") or run is None:  # (_undone: True for a missing run)
         return []
     results = run_followup(core, run)
     for r in results:
@@ -67,7 +70,7 @@ def post_followup(core, reporter: Reporter, run_id: str, label: str) -> list[Che
     return results
 
 
-def post_week_reminder(core, reporter: Reporter, run_id: str, label: str) -> bool:
+def post_week_reminder(core: Core, reporter: Reporter, run_id: str, label: str) -> bool:
     """The medium-term checklist of a run still SUCCEEDED; False (nothing posted) otherwise."""
     if _undone(core.store.get(run_id), run_id, f"{label} reminder"):
         return False
@@ -77,7 +80,7 @@ def post_week_reminder(core, reporter: Reporter, run_id: str, label: str) -> boo
     return True
 
 
-def _undone(run, run_id: str, what: str) -> bool:
+def _undone(run: Run | None, run_id: str, what: str) -> bool:
     """True (logged, nothing to post) when the run is gone or no longer SUCCEEDED."""
     if run is not None and run.status == Status.SUCCEEDED:
         return False
@@ -85,19 +88,19 @@ def _undone(run, run_id: str, what: str) -> bool:
     return True
 
 
-def run_followup(core, run) -> list[CheckResult]:
+def run_followup(core: Core, run: Run) -> list[CheckResult]:
     results = [verification(core), schema_drift(core, run.id), performance(core, run), reachability(core)]
     return results + [permission_denied(results)]
 
 
-def verification(core) -> CheckResult:
+def verification(core: Core) -> CheckResult:
     """Every migration phase's verification queries (engine.verify.run_checks), again."""
     name = "verification queries"
     try:
         evidence = [
             e
             for phase in core.runbook.migration_phases
-            for e in run_checks(core.settings.database_url, phase.checks)
+            for e in run_checks(core.settings.required_database_url(), phase.checks)
         ]
     except psycopg.Error as exc:
         return _unreachable(core, name, exc)
@@ -115,13 +118,13 @@ def verification(core) -> CheckResult:
     return CheckResult(name, not failing, summary, evidence_lines(evidence), errors)
 
 
-def snapshot_after_run(core, run_id: str) -> Path:
+def snapshot_after_run(core: Core, run_id: str) -> Path:
     """The schema snapshot PhaseRunner wrote after the last migration phase of this run."""
     last = max(p.number for p in core.runbook.migration_phases)
     return Path(core.settings.backup_dir) / "runs" / run_id / f"after_phase_{last}.sql"
 
 
-def schema_drift(core, run_id: str) -> CheckResult:
+def schema_drift(core: Core, run_id: str) -> CheckResult:
     """The schema now against the snapshot taken when the run finished: names what changed."""
     name = "schema unchanged since the run"
     snapshot = snapshot_after_run(core, run_id)
@@ -129,7 +132,7 @@ def schema_drift(core, run_id: str) -> CheckResult:
         return CheckResult(name, False, f"no snapshot to compare with ({snapshot} is missing)")
     stored = snapshot.read_text(encoding="utf-8")
     try:
-        now = schema.current_like(stored, core.settings.database_url)
+        now = schema.current_like(stored, core.settings.required_database_url())
     except Exception as exc:  # noqa: BLE001 - CalledProcessError from pg_dump: the evidence is its message
         text = core.redact(str(getattr(exc, "stderr", "") or exc)).strip()[:300]
         return CheckResult(name, False, f"pg_dump failed: {text}", errors=[text])
@@ -150,7 +153,7 @@ def schema_drift(core, run_id: str) -> CheckResult:
     return CheckResult(name, False, summary, evidence)
 
 
-def performance(core, run) -> CheckResult:
+def performance(core: Core, run: Run) -> CheckResult:
     """Representative queries against their baseline timings: within 10%."""
     name = "query performance vs baseline"
     base = baseline.baseline_of(run)
@@ -159,8 +162,8 @@ def performance(core, run) -> CheckResult:
             name, False, "no baseline was captured (neither at preflight nor at the start of the run)"
         )
     try:
-        rows = baseline.compare(base, baseline.measure(core.settings.database_url))
-        measured_as = baseline.role_note(core.settings.database_url)
+        rows = baseline.compare(base, baseline.measure(core.settings.required_database_url()))
+        measured_as = baseline.role_note(core.settings.required_database_url())
     except psycopg.Error as exc:
         return _unreachable(core, name, exc)
     good = [r for r in rows if r.ok]
@@ -173,7 +176,7 @@ def performance(core, run) -> CheckResult:
     return CheckResult(name, len(good) == len(rows), summary, evidence, [r.error for r in rows if r.error])
 
 
-def registered_databases(dsn: str) -> list[dict] | None:
+def registered_databases(dsn: str) -> list[dict[str, Any]] | None:
     """Rows of platform.databases (no credentials), or None when the table does not exist."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute("SELECT to_regclass('platform.databases')").fetchone()
@@ -184,11 +187,11 @@ def registered_databases(dsn: str) -> list[dict] | None:
         return [dict(zip(("id", "name", "type", "host", "port"), row)) for row in cur.fetchall()]
 
 
-def reachability(core) -> CheckResult:
+def reachability(core: Core) -> CheckResult:
     """A TCP connect to host:port of every registered database."""
     name = "registered databases reachable"
     try:
-        rows = registered_databases(core.settings.database_url)
+        rows = registered_databases(core.settings.required_database_url())
     except psycopg.Error as exc:
         return _unreachable(core, name, exc)
     if rows is None:
@@ -211,6 +214,6 @@ def permission_denied(results: list[CheckResult]) -> CheckResult:
     return CheckResult(name, True, f"none in the {len(results)} checks above", [])
 
 
-def _unreachable(core, name: str, exc: Exception) -> CheckResult:
+def _unreachable(core: Core, name: str, exc: Exception) -> CheckResult:
     text = core.redact(first_line(exc))
     return CheckResult(name, False, f"the database did not answer: {text}", errors=[text])

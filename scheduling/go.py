@@ -13,11 +13,14 @@ import logging
 from datetime import datetime, timedelta
 
 from core import clock
+from core.config import Settings
 from core.roster import COORDINATOR
 from preflight import fast_checks
 from scheduling import posts
 from state.machine import IllegalTransition, Status
+from state.record import Run
 from workflows import baseline
+from workflows.core import Core
 from workflows.reporting import FAILED, REFUSED, Post, Progress, RedactingReporter, Reporter
 from workflows.run import start_phases
 
@@ -27,14 +30,14 @@ ACTOR = "bot"  # the audit actor of what the scheduler decides by itself
 LATE_AFTER = timedelta(minutes=10)  # a start found later than this (the bot was down) is cancelled
 
 
-def late_tolerance(settings) -> timedelta:
+def late_tolerance(settings: Settings) -> timedelta:
     """How late a start may still run (setting `schedule_late_minutes` once core.config has it)."""
     return timedelta(
         minutes=float(getattr(settings, "schedule_late_minutes", None) or LATE_AFTER.total_seconds() / 60)
     )
 
 
-def why_stale(core, run, at: datetime) -> str | None:
+def why_stale(core: Core, run: Run | None, at: datetime) -> str | None:
     """Why a job for the start of `run` at `at` no longer applies: cancelled, moved, replaced."""
     if run is None:
         return "the run no longer exists"
@@ -49,7 +52,7 @@ def why_stale(core, run, at: datetime) -> str | None:
     return None
 
 
-def remind(core, reporter: Reporter, run_id: str, at: datetime) -> bool:
+def remind(core: Core, reporter: Reporter, run_id: str, at: datetime) -> bool:
     """Post the reminder naming the TPM, the coordinator and the phase owners; False if the start no longer applies."""
     stale = why_stale(core, core.store.get(run_id), at)
     if stale:
@@ -76,7 +79,9 @@ class InThread:
         self.inner.progress(progress)
 
 
-def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: timedelta | None = None) -> int:
+def start(
+    core: Core, reporter: Reporter, run_id: str, at: datetime, *, late_after: timedelta | None = None
+) -> int:
     """The scheduled start: fast checks, then the run with its posts; the exit code of the work.
 
     An unexpected error before the run leaves SCHEDULED (a bug, a check that raised) cancels
@@ -96,7 +101,7 @@ def start(core, reporter: Reporter, run_id: str, at: datetime, *, late_after: ti
         )
 
 
-def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: timedelta) -> int:
+def _start(core: Core, reporter: Reporter, run_id: str, at: datetime, late_after: timedelta) -> int:
     run = core.store.get(run_id)
     stale = why_stale(core, run, at)
     if stale:
@@ -141,6 +146,7 @@ def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: time
     coordinator = next(iter(core.roster.members(COORDINATOR)), None)
     if coordinator is None:
         return _cancel(core, reporter, run_id, at, ["no coordinator in the roster to run it as"], [])
+    assert run is not None  # why_stale answered for a missing run
     _ensure_baseline(core, run)
     outcome = start_phases(core, coordinator, scheduled=True)
     if outcome.work is None:  # refused: approval expired, lock held, incident declared meanwhile...
@@ -153,17 +159,21 @@ def _start(core, reporter: Reporter, run_id: str, at: datetime, late_after: time
     return outcome.work(reporter)  # (None answered above)
 
 
-def _ensure_baseline(core, run) -> None:
+def _ensure_baseline(core: Core, run: Run) -> None:
     """The performance baseline, captured now when the preflight did not capture one."""
     if baseline.baseline_of(run):
         return
     try:
-        baseline.store_baseline(core, run.id, baseline.capture_baseline(core.settings.database_url))
+        baseline.store_baseline(
+            core, run.id, baseline.capture_baseline(core.settings.required_database_url())
+        )
     except Exception as exc:  # noqa: BLE001 - the follow-up reports the missing baseline; the run goes on
         log.warning("performance baseline of run %s not captured: %s", run.id, core.redact(str(exc))[:200])
 
 
-def _cancel(core, reporter, run_id: str, at: datetime, reasons: list[str], lines: list[str]) -> int:
+def _cancel(
+    core: Core, reporter: Reporter, run_id: str, at: datetime, reasons: list[str], lines: list[str]
+) -> int:
     decision = {
         "by": ACTOR,
         "at": clock.now().isoformat(),

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 import psycopg
+from redis.client import Pipeline
 
 from core import clock
 from core.redact import first_line, redact
 from core.urls import url_secrets
 from preflight import net
 from scheduling import posts
+from state.codec import as_text
+from workflows.core import Core
 from workflows.reporting import RedactingReporter, Reporter
 
 log = logging.getLogger("migrate.scheduling")
@@ -41,10 +45,10 @@ class Probe:
     recorded: bool = False  # update_database_health() found the row
 
 
-def check_all(core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> list[Probe]:
+def check_all(core: Core, reporter: Reporter, *, timeout: float = PROBE_TIMEOUT) -> list[Probe]:
     """Probe every registered database, record each result, announce the changes."""
     reporter = RedactingReporter(reporter, core.redact)
-    dsn = core.settings.database_url
+    dsn = core.settings.required_database_url()  # Core.from_settings required it
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         exists = conn.execute("SELECT to_regclass('platform.databases')").fetchone()
         assert exists is not None  # a SELECT without FROM is one row
@@ -124,14 +128,14 @@ def _postgres_probe(url: str, timeout: float) -> tuple[bool, str]:
     return True, "connected, SELECT 1 answered"
 
 
-def _remember_and_announce(core, reporter: Reporter, probe: Probe) -> Probe:
+def _remember_and_announce(core: Core, reporter: Reporter, probe: Probe) -> Probe:
     """Store the state under state.keys.health(id); announce only a change (atomically: of
     several processes checking at once, exactly one sees the change)."""
     key = core.keys.health(probe.id)
     status = HEALTHY if probe.healthy else UNHEALTHY
     now = clock.now().isoformat()
 
-    def txn(pipe):
+    def txn(pipe: Pipeline) -> tuple[str | None, str | None]:
         previous = pipe.hgetall(key)
         before = _s(previous.get(b"status")) if previous else None
         since = _s(previous.get(b"since")) if previous else None
@@ -148,7 +152,9 @@ def _remember_and_announce(core, reporter: Reporter, probe: Probe) -> Probe:
         )
         return before, since
 
-    before, since = core.redis.transaction(txn, key, value_from_callable=True)
+    # redis-py types `func` as returning None and the result as EXEC's list; with
+    # value_from_callable=True the result is what `func` returned.
+    before, since = core.redis.transaction(txn, key, value_from_callable=True)  # type: ignore[arg-type,misc]
     turned_bad = not probe.healthy and before != UNHEALTHY
     recovered = probe.healthy and before == UNHEALTHY
     if not (turned_bad or recovered):
@@ -180,10 +186,12 @@ def _remember_and_announce(core, reporter: Reporter, probe: Probe) -> Probe:
     return replace(probe, changed_from=before or "unknown", announced=True)
 
 
-def last_states(core, ids: list[str]) -> dict[str, dict]:
+def last_states(core: Core, ids: list[str]) -> dict[str, dict[str, Any]]:
     """The remembered state of each database id (status, at, since, message)."""
-    return {i: {_s(k): _s(v) for k, v in core.redis.hgetall(core.keys.health(i)).items()} for i in ids}
+    return {
+        i: {as_text(k): as_text(v) for k, v in core.redis.hgetall(core.keys.health(i)).items()} for i in ids
+    }
 
 
-def _s(value) -> str | None:
+def _s(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value

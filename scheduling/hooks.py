@@ -17,16 +17,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 
 from core import clock
+from core.config import Settings
 from preflight.window import WindowError, parse_window
 from scheduling.scheduler import Scheduler, for_core, label_of, schedule_lines, store_only
+from workflows.core import Core
 from workflows.reporting import Reporter
+
+SchedulerFor = Callable[[Core], Scheduler]  # the Scheduler a command uses (for_core; tests hand their own)
 
 log = logging.getLogger("migrate.scheduling")
 
 LOW_TRAFFIC = time(2, 0)  # the report's Best Execution Time: 2-4 AM UTC preferred
 
 
-def suggested_start(settings, now: datetime | None = None) -> datetime:
+def suggested_start(settings: Settings, now: datetime | None = None) -> datetime:
     """The default time to offer for GO scheduled: the next opening of MIGRATE_WINDOW, else
     the next 02:00 UTC (the report's low-traffic period)."""
     now = (now or clock.now()).astimezone(UTC)
@@ -40,7 +44,7 @@ def suggested_start(settings, now: datetime | None = None) -> datetime:
     return candidate if candidate > now else candidate + timedelta(days=1)
 
 
-def scheduled(core, run_id: str, at: datetime, *, scheduler=for_core) -> str | None:
+def scheduled(core: Core, run_id: str, at: datetime, *, scheduler: SchedulerFor = for_core) -> str | None:
     """After `approve at`: the start job and its reminder (a moved time replaces the old one).
     None, or why the job could not be stored (the run would not start by itself)."""
     try:
@@ -52,7 +56,7 @@ def scheduled(core, run_id: str, at: datetime, *, scheduler=for_core) -> str | N
     return None
 
 
-def cancelled(core, run_id: str, *, scheduler=for_core) -> bool:
+def cancelled(core: Core, run_id: str, *, scheduler: SchedulerFor = for_core) -> bool:
     """After `defer`: the scheduled start (and its reminder) removed; True when there was one."""
     try:
         return scheduler(core).cancel_run(run_id)
@@ -61,7 +65,7 @@ def cancelled(core, run_id: str, *, scheduler=for_core) -> bool:
         return False
 
 
-def succeeded(core, run_id: str, *, scheduler=for_core) -> list[str]:
+def succeeded(core: Core, run_id: str, *, scheduler: SchedulerFor = for_core) -> list[str]:
     """After a run reached SUCCEEDED: the follow-ups (+1 h, +24 h, +1 week); the labels scheduled."""
     try:
         sched = scheduler(core)
@@ -72,7 +76,7 @@ def succeeded(core, run_id: str, *, scheduler=for_core) -> list[str]:
     return [j["name"] for j in sched.jobs() if j["kind"] == "followup" and j["run_id"] == run_id]
 
 
-def run_undone(core, run_id: str, *, scheduler=for_core) -> int:
+def run_undone(core: Core, run_id: str, *, scheduler: SchedulerFor = for_core) -> int:
     """After a succeeded run was rolled back or restored: its follow-ups (+1 h, +24 h, +1 week)
     removed; how many. The jobs also check the run's status, so a failure here posts nothing."""
     try:
@@ -82,7 +86,7 @@ def run_undone(core, run_id: str, *, scheduler=for_core) -> int:
         return 0
 
 
-def status_lines(core, *, scheduler=for_core) -> list[str]:
+def status_lines(core: Core, *, scheduler: SchedulerFor = for_core) -> list[str]:
     """What is scheduled for this target, for `status`."""
     try:
         return schedule_lines(scheduler(core).jobs())
@@ -94,7 +98,7 @@ class ProcessSchedule:
     """`core.schedule` of a bot process: the Scheduler running in it for this target (`serve`),
     else a store-only one whose jobs a serving process fires."""
 
-    def __init__(self, core):
+    def __init__(self, core: Core):
         self.core = core
 
     def scheduled(self, run_id: str, at: datetime) -> str | None:
@@ -133,7 +137,7 @@ class StoredForServe(ProcessSchedule):
         return status_lines(self.core, scheduler=store_only)
 
 
-def serve(core, reporter_factory: Callable[[], Reporter]) -> Scheduler:
+def serve(core: Core, reporter_factory: Callable[[], Reporter]) -> Scheduler:
     """The running scheduler of a bot process, with the periodic health checks started."""
     sched = Scheduler(core, reporter_factory)
     sched.start_health_checks()

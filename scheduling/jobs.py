@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from core import clock
@@ -17,7 +18,7 @@ from scheduling import context, followups, go, health, once
 log = logging.getLogger("migrate.scheduling")
 
 
-def _claimed(ctx, job_id: str, due: str) -> bool:
+def _claimed(ctx: context.JobContext, job_id: str, due: str) -> bool:
     who = getattr(ctx.scheduler, "name", "")
     if once.claim(ctx.core, job_id, due, who=who):
         return True
@@ -30,7 +31,7 @@ def _claimed(ctx, job_id: str, due: str) -> bool:
     return False
 
 
-def _guarded(job_id: str, body) -> None:
+def _guarded(job_id: str, body: Callable[[], object]) -> None:
     try:
         body()
     except Exception as exc:  # noqa: BLE001 - logged redacted; APScheduler would log the raw text
@@ -123,5 +124,5 @@ def reminder_id(run_id: str) -> str:
     return f"reminder:{run_id}"
 
 
-def followup_id(run_id: str, n) -> str:
+def followup_id(run_id: str, n: int | str) -> str:
     return f"followup:{run_id}:{n}"

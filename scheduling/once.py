@@ -18,9 +18,12 @@ import json
 import logging
 import os
 import socket
+from typing import Any
 
 from core import clock
+from state.keys import Keys
 from state.owned import OwnedKey
+from workflows.core import Core
 
 log = logging.getLogger("migrate.scheduling")
 
@@ -30,7 +33,7 @@ LIVE_TTL = 30  # seconds: a held claim whose claimant stopped renewing lapses af
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 
 
-def firing_key(keys, job_id: str, due: str) -> str:
+def firing_key(keys: Keys, job_id: str, due: str) -> str:
     """The claim key of one firing. Lives beside APScheduler's job hash (state.keys)."""
     return keys.schedule_fired(job_id, due)
 
@@ -39,12 +42,12 @@ def _value(who: str) -> str:
     return json.dumps({"process": PROCESS, "scheduler": who, "at": clock.now().isoformat()})
 
 
-def claim(core, job_id: str, due: str, *, ttl: int = CLAIM_TTL, who: str = "") -> bool:
+def claim(core: Core, job_id: str, due: str, *, ttl: int = CLAIM_TTL, who: str = "") -> bool:
     """True for the one caller that claims this firing first; False for every other."""
     return bool(core.redis.set(firing_key(core.keys, job_id, due), _value(who), nx=True, ex=max(int(ttl), 1)))
 
 
-def claimed_by(core, job_id: str, due: str) -> dict | None:
+def claimed_by(core: Core, job_id: str, due: str) -> dict[str, Any] | None:
     """Who fired it, or None when nobody has yet (or a held claim lapsed)."""
     raw = core.redis.get(firing_key(core.keys, job_id, due))
     return json.loads(raw) if raw else None
@@ -54,7 +57,7 @@ class Held:
     """A claim renewed every LIVE_TTL/3 s while the `with` block runs; kept CLAIM_TTL after.
     The claim's whole value is its token (state/owned.py): only this claimant extends it."""
 
-    def __init__(self, core, key: str, value: str, live_ttl: int):
+    def __init__(self, core: Core, key: str, value: str, live_ttl: int):
         self.core = core
         self.key = key
         self.value = value
@@ -79,7 +82,7 @@ class Held:
         self._renewal.start()
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self._renewal.stop()
         try:
             self.renew(CLAIM_TTL)  # done: kept as evidence, and no re-fire of this firing
@@ -93,7 +96,7 @@ class Held:
         log.warning("claim %s not renewed: %s", self.key, type(exc).__name__)
 
 
-def hold(core, job_id: str, due: str, *, who: str = "", live_ttl: int | None = None) -> Held | None:
+def hold(core: Core, job_id: str, due: str, *, who: str = "", live_ttl: int | None = None) -> Held | None:
     """Claim a firing that must be re-fired if its claimant dies: a `Held` (use it as a
     context manager around the work), or None when a live or finished claimant has it."""
     live_ttl = LIVE_TTL if live_ttl is None else live_ttl

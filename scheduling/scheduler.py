@@ -20,6 +20,8 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any, Literal
 
 import redis as redis_lib
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -31,8 +33,10 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from core import clock
+from core.config import Settings
 from scheduling import context, jobs, once
 from state.machine import Status
+from workflows.core import Core
 from workflows.reporting import Reporter
 
 log = logging.getLogger("migrate.scheduling")
@@ -43,30 +47,36 @@ WEEK = timedelta(days=7)
 HEALTH_EVERY = timedelta(minutes=5)
 POLL_SECONDS = 5.0
 WORKERS = 4
-_DEFAULT = object()
 
 
-def _setting(settings, name: str, default: float) -> float:
+class _Default(Enum):
+    DEFAULT = "the setting's value"
+
+
+_DEFAULT = _Default.DEFAULT
+
+
+def _setting(settings: Settings, name: str, default: float) -> float:
     """An operational knob: the Settings field once core.config has it, else the default."""
     value = getattr(settings, name, None)
     return default if value is None else value
 
 
-def default_reminder(settings) -> timedelta:
+def default_reminder(settings: Settings) -> timedelta:
     return timedelta(minutes=_setting(settings, "reminder_minutes", REMINDER_BEFORE.total_seconds() / 60))
 
 
-def default_followups(settings) -> tuple[timedelta, ...]:
+def default_followups(settings: Settings) -> tuple[timedelta, ...]:
     hours = getattr(settings, "followup_hours", None)
     return tuple(timedelta(hours=h) for h in hours) if hours else FOLLOWUPS
 
 
-def default_week(settings) -> timedelta | None:
+def default_week(settings: Settings) -> timedelta | None:
     hours = _setting(settings, "followup_reminder_hours", WEEK.total_seconds() / 3600)
     return timedelta(hours=hours) if hours else None
 
 
-def default_health_every(settings) -> timedelta | None:
+def default_health_every(settings: Settings) -> timedelta | None:
     seconds = _setting(settings, "health_interval_seconds", HEALTH_EVERY.total_seconds())
     return timedelta(seconds=seconds) if seconds else None
 
@@ -75,17 +85,17 @@ class SharedRedisJobStore(RedisJobStore):
     """RedisJobStore for several schedulers: removing or updating a job that another process
     already removed is not an error (APScheduler would raise JobLookupError in its loop)."""
 
-    def remove_job(self, job_id):
+    def remove_job(self, job_id: str) -> None:
         try:
             super().remove_job(job_id)
         except JobLookupError:
             log.debug("job %s already removed by another process", job_id)
 
-    def _reconstitute_jobs(self, job_states):
+    def _reconstitute_jobs(self, job_states: list[tuple[str, Any]]) -> Any:
         # A job listed as due whose state another process removed meanwhile is gone, not corrupt.
         return super()._reconstitute_jobs([(i, state) for i, state in job_states if state is not None])
 
-    def update_job(self, job):
+    def update_job(self, job: Job) -> None:
         try:
             super().update_job(job)
         except JobLookupError:
@@ -96,7 +106,7 @@ class _Executor(ThreadPoolExecutor):
     """Gives the health job the time it was scheduled for (`fired_for`), which APScheduler 3
     does not pass to a job function: the processes firing one time claim one key."""
 
-    def _do_submit_job(self, job, run_times):
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> Any:
         if job.id == jobs.HEALTH_ID and run_times:
             copy = Job.__new__(Job)
             copy.__setstate__(job.__getstate__())  # a copy: the stored job keeps its own kwargs
@@ -111,7 +121,7 @@ class _Executor(ThreadPoolExecutor):
 
 
 class _Background(BackgroundScheduler):
-    def _process_jobs(self):
+    def _process_jobs(self) -> Any:
         """One pass over the due jobs; a failure (Redis away) retries later instead of killing the loop."""
         try:
             return super()._process_jobs()
@@ -133,7 +143,7 @@ class Scheduler:
 
     def __init__(
         self,
-        core,
+        core: Core,
         reporter_factory: Callable[[], Reporter],
         *,
         start: bool = True,
@@ -239,7 +249,11 @@ class Scheduler:
     # ------------------------------------------------------------ after the run
 
     def schedule_followups(
-        self, run_id: str, offsets: Sequence[timedelta] | None = None, *, week=_DEFAULT
+        self,
+        run_id: str,
+        offsets: Sequence[timedelta] | None = None,
+        *,
+        week: timedelta | None | Literal[_Default.DEFAULT] = _DEFAULT,
     ) -> None:
         """The post-execution checks at each offset from now (default +1 h, +24 h, or the
         `followup_hours` setting) and the medium-term reminder after `week` (default 7 days;
@@ -299,7 +313,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ reading
 
-    def jobs(self) -> list[dict]:
+    def jobs(self) -> list[dict[str, Any]]:
         """Every job of this target, soonest first: {id, kind, run_id, next_run_at, name}."""
         out = []
         for job in self._aps.get_jobs():
@@ -333,7 +347,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ internals
 
-    def _at(self, func, job_id: str, when: datetime, name: str, **kwargs) -> None:
+    def _at(self, func: Callable[..., object], job_id: str, when: datetime, name: str, **kwargs: Any) -> None:
         when = when.astimezone(UTC)
         self._aps.add_job(
             func,
@@ -378,7 +392,7 @@ def label_of(offset: timedelta) -> str:
     return f"+{s:g} s"
 
 
-def schedule_lines(jobs_: list[dict]) -> list[str]:
+def schedule_lines(jobs_: list[dict[str, Any]]) -> list[str]:
     """Lines for `status`: what is scheduled, when."""
     return [
         f"⏱ {j['name']}: {j['next_run_at']:%Y-%m-%d %H:%M:%S} UTC"
@@ -392,19 +406,19 @@ _clients: dict[str, Scheduler] = {}
 _clients_guard = threading.Lock()
 
 
-def for_core(core) -> Scheduler:
+def for_core(core: Core) -> Scheduler:
     """The Scheduler to use from a command: this process's running one for the same target and
     prefix, else a store-only one (start=False), kept for the process, whose jobs the serving
     process runs. Lets `approve at` in the console persist a job that `serve` fires."""
     base = (core.keys.prefix, core.keys.target)
     for ctx in context.registered():
-        sched = ctx.scheduler
+        sched: Scheduler | None = ctx.scheduler
         if sched is not None and sched.running and (sched.core.keys.prefix, sched.core.keys.target) == base:
             return sched
     return store_only(core)
 
 
-def store_only(core) -> Scheduler:
+def store_only(core: Core) -> Scheduler:
     """A Scheduler that only reads and writes the job store of `core`'s target (start=False),
     kept for the process: the jobs it stores are fired by a process that runs one."""
     base = (core.keys.prefix, core.keys.target)
