@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from commands.abort import abort
-from commands.fleetcore import fleet_of, let_go, store, target_core
+from commands.fleetcore import let_go, named_core, store
 from commands.parse import Command
 from state.fleet import FleetStatus, IllegalTransition, TargetStatus
 from state.machine import ACTIVE
@@ -62,15 +62,19 @@ def fleet_abort(core: Core, user: str, cmd: Command) -> Outcome:
     )
 
 
-def _abort_running(core: Core, user: str, cmd: Command, fleet_id: str, only: list[str] | None = None):
+def _abort_running(
+    core: Core, user: str, cmd: Command, fleet_id: str, only: list[str] | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
     """The single-database abort on every running target whose own run is active: ([(name, how)]
     aborted, [names] running but not active yet)."""
-    fleet = fleet_of(core)
-    done, waiting = [], []
-    for t in store(core).current().with_status(T.RUNNING):
+    done: list[tuple[str, str]] = []
+    waiting: list[str] = []
+    current = store(core).current()
+    assert current is not None  # the caller's fleet run, being aborted
+    for t in current.with_status(T.RUNNING):
         if only is not None and t.name not in only:
             continue
-        tcore = target_core(core, fleet.get(t.name))
+        tcore = named_core(core, t.name)
         own = tcore.store.current()
         if own is None or own.status not in ACTIVE:
             waiting.append(t.name)

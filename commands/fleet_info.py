@@ -10,6 +10,7 @@ from commands.parse import Command
 from commands.report import render
 from commands.result import OK, Outcome, Post
 from core import clock
+from state.fleet import FleetRun
 from workflows.core import Core
 from workflows.templates import seconds
 
@@ -52,7 +53,7 @@ def status_lines(core: Core) -> list[str]:
     return head + lines
 
 
-def _decision(run) -> str:
+def _decision(run: FleetRun) -> str:
     decision, approval = run.decision or {}, run.approval or {}
     if decision.get("what") == "no-go":
         return f"NO-GO by <@{decision.get('by')}> at {str(decision.get('at'))[:16]}: {decision.get('reason')}"

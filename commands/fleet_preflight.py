@@ -13,6 +13,7 @@ summary names them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -150,7 +151,7 @@ def _identity(core: Core, target: Target) -> str | None:
         return None
 
 
-def _same_databases(targets, identities: list[str | None]) -> dict[str, str]:
+def _same_databases(targets: Sequence[Target], identities: list[str | None]) -> dict[str, str]:
     """{target name: the earlier target (file order) reaching the same database}: two URL
     spellings (localhost and 127.0.0.1, another DNS name or port) of one database."""
     first: dict[str, str] = {}

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from commands.fleetcore import fleet_of, let_go, named_core, store, target_core, the_fleet
+from commands.fleetcore import let_go, named_core, store, the_fleet
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
 from commands.rollback import rollback_all
@@ -152,7 +152,7 @@ def _one(
     except Exception as exc:  # noqa: BLE001 - the work's own guard posts; this is the fleet's record of it
         kept.post(Post("failure", core.redact(f"{type(exc).__name__}: {exc}")[:300]))
         code = FAILED
-    let_go(target_core(core, fleet_of(core).get(target.name)))
+    let_go(named_core(core, target.name))
     error = None if code == OK else (kept.posts[-1].title if kept.posts else "rollback failed")
     if tracked:
         _move(fstore, fleet_id, target.name, T.ROLLED_BACK if code == OK else T.ROLLBACK_FAILED, user, error)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.fleet_decide import why_fleet_approval_invalid
-from commands.fleetcore import fleet_of, store, target_core
+from commands.fleetcore import fleet_of, store, target_core, the_fleet
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Reporter
 from state.fleet import FleetRun, FleetStatus, IllegalTransition, TargetStatus
@@ -53,11 +53,11 @@ def fleet_context(core: Core, **options: Any) -> FleetContext:
     )
 
 
-def release_idle_connections(core: Core, run) -> None:
+def release_idle_connections(core: Core, run: FleetRun) -> None:
     """Close the idle pooled connections the target Cores' audit logs keep (one per database
     since pre-flight): a fleet of 50 must not hold 50 idle connections per process. Only the
     targets the run covers (a NO-GO one may be unreachable)."""
-    fleet = fleet_of(core)
+    fleet = the_fleet(core)
     for name, state in run.targets.items():
         target = fleet.get(name) if state.status is TargetStatus.GO else None
         if target is not None:
