@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from commands.abort import abort
-from commands.fleetcore import let_go, named_core, store
+from commands.fleetcore import gone, known_core, let_go, store
 from commands.parse import Command
 from state.fleet import FleetStatus, IllegalTransition, TargetStatus
 from state.machine import ACTIVE
@@ -74,7 +74,10 @@ def _abort_running(
     for t in current.with_status(T.RUNNING):
         if only is not None and t.name not in only:
             continue
-        tcore = named_core(core, t.name)
+        tcore = known_core(core, t.name)
+        if tcore is None:  # its URL is unknown here: the process running it must abort it
+            done.append((t.name, "not reached from here: " + gone(t.name).split(": ", 1)[1]))
+            continue
         own = tcore.store.current()
         if own is None or own.status not in ACTIVE:
             waiting.append(t.name)

@@ -15,7 +15,7 @@ from typing import Any
 
 from commands import fleet_templates
 from commands.decide import _why_not_at
-from commands.fleetcore import let_go, named_core, store, target_core, the_fleet
+from commands.fleetcore import known_core, let_go, store, target_core, the_fleet
 from commands.parse import Command
 from commands.result import OK, Outcome, Post
 from core import clock
@@ -185,7 +185,9 @@ def fleet_defer(core: Core, user: str, cmd: Command) -> Outcome:
     for t in run.targets.values():  # the targets' own runs that were waiting for this decision
         if t.run_id is None:
             continue
-        tcore = named_core(core, t.name)
+        tcore = known_core(core, t.name)
+        if tcore is None:  # its own run cannot start alone anyway (workflows.run: fleet-owned)
+            continue
         own = tcore.store.get(t.run_id)
         if own is not None and own.status in (Status.GO, Status.APPROVED, Status.SCHEDULED):
             tcore.store.transition(

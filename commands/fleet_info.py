@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from commands import fleet_templates
 from commands.fleet_decide import why_fleet_approval_invalid
-from commands.fleetcore import let_go, named_core, store, the_fleet
+from commands.fleetcore import gone, known_core, let_go, store, the_fleet
 from commands.info import help_
 from commands.parse import Command
 from commands.report import render
@@ -97,7 +97,10 @@ def fleet_report(core: Core, user: str, cmd: Command) -> Outcome:
         if t.run_id is None:
             out.append(f"No run of its own: {t.reason or t.error or 'not pre-flighted'}.")
             continue
-        tcore = named_core(core, t.name)
+        tcore = known_core(core, t.name)
+        if tcore is None:
+            out.append(f"Its run {t.run_id} is not read here: {gone(t.name)}.")
+            continue
         own = tcore.store.get(t.run_id)
         if own is None:
             out.append(f"Its run {t.run_id} is no longer in Redis.")

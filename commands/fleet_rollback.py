@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from commands.fleetcore import let_go, named_core, store, the_fleet
+from commands.fleetcore import gone, known_core, let_go, named_core, store, the_fleet
 from commands.parse import Command
 from commands.result import FAILED, OK, Outcome, Post, Progress, Reporter
 from commands.rollback import rollback_all
@@ -70,7 +70,10 @@ def fleet_rollback(core: Core, user: str, cmd: Command) -> Outcome:
         return Outcome.refused(f"{', '.join(running)} still running: `abort` first, or wait for it to end")
     started, refused = [], []
     for t in chosen:  # each target's own `rollback all`: refusals now, the work (under its lock) later
-        tcore = named_core(core, t.name)
+        tcore = known_core(core, t.name)
+        if tcore is None:
+            refused.append(gone(t.name))
+            continue
         own = tcore.store.get(t.run_id) if t.run_id else None
         if own is None:
             refused.append(f"{t.name}: no run of its own to roll back")

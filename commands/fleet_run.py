@@ -29,7 +29,7 @@ from workflows.run import start_phases as start_target_phases
 def start_phases(core: Core, actor: str) -> Outcome:
     """Every phase the target's run has not applied, then verification, as `run` does; the fleet
     run's decision stands for now, so a target run approved for a scheduled time starts too."""
-    return start_target_phases(core, actor, scheduled=True)
+    return start_target_phases(core, actor, scheduled=True, in_fleet=True)
 
 
 def fleet_context(core: Core, **options: Any) -> FleetContext:

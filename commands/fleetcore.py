@@ -87,6 +87,19 @@ def target_core(core: Core, target: Target) -> Core:
     return found
 
 
+def known_core(core: Core, name: str) -> Core | None:
+    """The Core of the fleet run's target `name`, or None when MIGRATE_TARGETS no longer names
+    it (the targets file changed since the fleet run was created: its URL is unknown here)."""
+    fleet = fleet_of(core)
+    target = fleet.get(name) if fleet is not None else None
+    return target_core(core, target) if target is not None else None
+
+
+def gone(name: str) -> str:
+    """Why a target of the fleet run cannot be acted on from this process."""
+    return f"{name}: MIGRATE_TARGETS no longer names it (put its [[targets]] entry back to act on it)"
+
+
 def let_go(tcore: Core) -> None:
     """Close a target Core's idle audit connection (it reopens on the next write): a fleet of
     50 must not hold 50 idle connections between commands (servers have max_connections)."""

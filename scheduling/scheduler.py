@@ -220,6 +220,8 @@ class Scheduler:
         planned = (run.approval or {}).get("scheduled_for") if run is not None else None
         if run is None or run.status != Status.SCHEDULED or not planned:
             return False
+        if (run.approval or {}).get("fleet"):  # a fleet's GO scheduled: its workers' sweep starts it
+            return False
         job_id = jobs.start_id(run.id)
         if self._aps.get_job(job_id) is not None:
             return False

@@ -118,3 +118,131 @@ def test_target_url_changed_after_approval_is_refused(settings, scratch_db, tmp_
         assert pg.scalar(urls["canary"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 0
     finally:
         _close(later.core)
+
+
+def test_a_fleet_target_does_not_run_alone_under_the_fleets_approval(settings, scratch_db, tmp_path):
+    """The fleet's approval writes each GO target's own run APPROVED; a process with that
+    target's DATABASE_URL alone (as the README sends operators for per-database rollbacks) must
+    not `run` it outside its wave, before the canary (was: exit 0, wave 1 migrated first)."""
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    runbook = small_runbook(tmp_path)
+    console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+    try:
+        console.approved()
+    finally:
+        _close(console.core)
+    alone = Console(Core.from_settings(settings.with_(database_url=urls["db-1"], runbook_path=runbook)))
+    try:
+        code, out = alone(COORDINATOR, "run")
+
+        assert code == 2, out
+        assert "fleet run" in out, out
+        assert pg.scalar(urls["db-1"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 0
+        code, out = alone(COORDINATOR, "run phase 1")
+        assert code == 2 and "fleet run" in out, out
+    finally:
+        alone.core.events.close()
+
+
+def test_the_single_database_scheduler_leaves_a_fleets_go_scheduled_to_the_fleet(
+    settings, scratch_db, tmp_path
+):
+    """GO scheduled for a fleet makes the canary's own run SCHEDULED on the database `serve`
+    keeps its records in; serve's single-database Scheduler found it "with its start job
+    missing" and re-added one, so at that time the canary started twice over (the fleet's sweep
+    and APScheduler) and the loser failed or deferred it. The fleet's sweep alone starts it."""
+    from datetime import timedelta
+
+    from core import clock
+    from scheduling.scheduler import Scheduler
+    from tests.test_health import Collect
+
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    console = Console(_core(settings, tmp_path, urls, waves, small_runbook(tmp_path), own="canary"))
+    client = None
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 0
+        at = (clock.now() + timedelta(hours=3)).replace(second=0, microsecond=0)
+        assert console(TPM, f"approve at {at:%Y-%m-%dT%H:%MZ}")[0] == 0
+        assert console.core.store.current().approval["fleet"] == store(console.core).current().id
+
+        client = Scheduler(console.core, lambda: Collect(), start=False)
+
+        assert client.recover_start() is False
+        assert [j for j in client.jobs() if j["kind"] == "start"] == []
+    finally:
+        if client is not None:
+            client.shutdown()
+        _close(console.core)
+
+
+def test_a_take_over_on_a_target_whose_url_now_reaches_another_database(settings, scratch_db, tmp_path):
+    """A worker died with db-1 RUNNING; the process taking it over reads a targets file whose
+    db-1 variable now reaches the canary's database. The take-over skipped the approval check
+    (QUEUED only) and ran the canary's approved run as db-1's, then showed db-1 ✅ — a database
+    never migrated. The job now checks the identity the pre-flight recorded."""
+    from workflows.fleet.target import run_target
+
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 0}
+    runbook = small_runbook(tmp_path)
+    console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+    try:
+        console.approved()
+        fstore = store(console.core)
+        run = fstore.current()
+        fstore.transition(run.id, FleetStatus.RUNNING, actor="test", action="run")
+        assert sorted(fstore.advance(run.id, actor="test").queued) == ["canary", "db-1"]
+        fstore.move(run.id, "db-1", TargetStatus.RUNNING, actor="dead:1", action="started")
+    finally:
+        _close(console.core)
+    (tmp_path / "again").mkdir()
+    moved = {"canary": urls["canary"], "db-1": urls["canary"].replace("127.0.0.1", "localhost")}
+    later = _core(settings, tmp_path / "again", moved, waves, runbook, own="canary")
+    try:
+        from commands.fleet_run import fleet_context
+
+        done = run_target(fleet_context(later), run.id, "db-1")
+
+        assert "another database" in done.what, done
+        state = store(later).target(run.id, "db-1")
+        assert state.status is TargetStatus.FAILED and "another database" in state.error
+        for url in urls.values():
+            assert pg.scalar(url, "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 0
+    finally:
+        _close(later)
+
+
+def test_a_fleet_run_read_with_a_target_gone_from_the_targets_file(settings, scratch_db, tmp_path):
+    """After a run, a process whose MIGRATE_TARGETS no longer names db-1: `report` and `rollback
+    all` crashed with AttributeError ('NoneType' object has no attribute 'name'); now the report
+    says why db-1's own run is not read and `rollback all` undoes the canary and names db-1 as not
+    rolled back, saying what to do."""
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    runbook = small_runbook(tmp_path)
+    console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+    try:
+        console.approved()
+        code, out = console(COORDINATOR, "run")
+        assert code == 0, out
+    finally:
+        _close(console.core)
+    (tmp_path / "again").mkdir()
+    later = Console(
+        _core(settings, tmp_path / "again", {"canary": urls["canary"]}, {"canary": 0}, runbook, own="canary")
+    )
+    try:
+        code, out = later(COORDINATOR, "report")
+        assert code == 0 and "MIGRATE_TARGETS no longer names it" in out, out
+
+        code, out = later(COORDINATOR, "rollback all")
+
+        assert "AttributeError" not in out and "db-1: MIGRATE_TARGETS no longer names it" in out, out
+        assert code == 1, out  # one database could not be rolled back from here
+        assert pg.scalar(urls["canary"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 0
+        assert pg.scalar(urls["db-1"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 1
+    finally:
+        _close(later.core)

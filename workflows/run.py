@@ -19,10 +19,14 @@ from workflows.locked import start_locked
 from workflows.reporting import Outcome
 
 
-def start_phases(core: Core, user: str, phase: int | None = None, *, scheduled: bool = False) -> Outcome:
-    """All remaining phases, then verification (`phase` None), or that one phase."""
+def start_phases(
+    core: Core, user: str, phase: int | None = None, *, scheduled: bool = False, in_fleet: bool = False
+) -> Outcome:
+    """All remaining phases, then verification (`phase` None), or that one phase. A run approved
+    by a fleet run's approval starts only from that fleet's job (`in_fleet`): in its wave, after
+    the canary, never alone from a process with that database's DATABASE_URL."""
     current = core.store.current()
-    refusal = _why_not_runnable(core, current, scheduled)
+    refusal = _why_not_runnable(core, current, scheduled) or _why_fleet_owned(current, in_fleet)
     if refusal:
         return Outcome.refused(refusal)
     assert current is not None  # _why_not_runnable refused a missing run
@@ -77,6 +81,16 @@ def start_verification(core: Core, user: str) -> Outcome:
     )
     return start_locked(
         core, user, current, lambda runner: runner.run_all([], True), what, Status.VERIFYING, []
+    )
+
+
+def _why_fleet_owned(current, in_fleet: bool) -> str | None:
+    fleet = (current.approval or {}).get("fleet") if current is not None else None
+    if not fleet or in_fleet:
+        return None
+    return (
+        f"this database's approval is fleet run {fleet}'s: it runs in its wave, canary first, from "
+        "`run` with MIGRATE_TARGETS set; to migrate it alone, preflight it alone and have the TPM approve"
     )
 
 

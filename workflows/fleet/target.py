@@ -84,6 +84,14 @@ def _work(ctx: FleetContext, fleet_id: str, name: str, renewal) -> Done | Retry:
 
 
 def _on_core(ctx: FleetContext, fleet_id: str, name: str, state, core, renewal) -> Done | Retry:
+    if state.identity and core.keys.target != state.identity:  # its URL changed since pre-flight
+        return _failed(
+            ctx,
+            fleet_id,
+            name,
+            f"not run here: {ctx.target(name).url_env} now reaches another database than the one "
+            "pre-flighted and approved; put it back, or run preflight and approve again",
+        )
     if core.lock.held():
         return Retry(f"the run lock of {name} is held")
     run = core.store.current()
