@@ -25,7 +25,8 @@ def test_a_run_awaiting_the_decision_is_not_called_go(ready):
 
 def test_a_deferred_run_lists_neither_its_approval_nor_its_schedule(ready):
     console = Console(Core.from_settings(ready))
-    assert console(COORDINATOR, "preflight")[0] == 0
+    code, out = console(COORDINATOR, "preflight")
+    assert code == 0, out
     at = (clock.now() + timedelta(hours=2)).replace(second=0, microsecond=0)
     code, out = console(TPM, f"approve at {at:%Y-%m-%dT%H:%MZ}")
     assert code == 0, out
