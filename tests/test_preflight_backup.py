@@ -198,10 +198,10 @@ def test_backup_file_changed_in_place_after_it_was_written_fails_verification(se
 def test_backup_dir_without_room_for_the_dump_is_nogo_before_anything_is_written(settings, monkeypatch):
     """A dump that fills the disk fails late and takes the host's free space with it: the room
     is checked first, against the tables' real size and BACKUP_DIR's real free space. The
-    margin is raised past this machine's free space so that the check must refuse."""
+    margin is raised past the size of BACKUP_DIR's whole filesystem so that the check must
+    refuse (not past its free space at one moment: other processes free space meanwhile)."""
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(settings.backup_dir).free
-    monkeypatch.setattr(backup, "SPACE_MARGIN", free + 1)
+    monkeypatch.setattr(backup, "SPACE_MARGIN", shutil.disk_usage(settings.backup_dir).total + 1)
     report = run_preflight(settings, RB, incident=None, timeouts=FAST)
     line = next(c for c in report.checks if c.key == "backup")
     assert not report.go and line.status == FAIL
