@@ -10,6 +10,7 @@ works on it; when none runs in this process (the console), a worker runs here me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from commands.fleet_decide import why_fleet_approval_invalid
@@ -74,6 +75,8 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
     run = fstore.current()
     if run is None:
         return Outcome.refused("nothing approved to run: `/migrate preflight` first, then the TPM approves")
+    if run.status is FleetStatus.RUNNING:
+        return _resume(core, run)
     if run.status not in waves.STARTABLE:
         return Outcome.refused(
             f"the fleet run is {run.status}: `run` needs it approved (or failed, to retry)"
@@ -98,12 +101,30 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
         queue.close()
         raise
 
+    waves_text = ", ".join(str(w) for w in run.waves())
+    return Outcome(
+        OK,
+        reply=[
+            f"Fleet run {run.id} started: waves {waves_text}, canary first, {run.parallel} at once; "
+            "updates go to the channel."
+        ],
+        work=_until_ended(core, ctx, queue, run.id),
+        run_id=run.id,
+    )
+
+
+def _until_ended(
+    core: Core, ctx: FleetContext, queue: FleetQueue, fleet_id: str
+) -> Callable[[Reporter], int]:
+    """The work of `run`: a worker here too when this process has none (the console), until the
+    fleet run has ended; its summary posted."""
+
     def work(reporter: Reporter) -> int:
         here = None
         if not FleetWorker.running_here(core.settings.redis_prefix):
             here = FleetWorker(ctx, queue).start()  # the console: work on it here too
         try:
-            done = waves.wait(ctx, run.id, timeout=float("inf"))
+            done = waves.wait(ctx, fleet_id, timeout=float("inf"))
         finally:
             if here is not None:
                 here.stop()
@@ -113,14 +134,33 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
         reporter.post(summary(done))
         return OK if done.status is FleetStatus.SUCCEEDED else FAILED
 
-    waves_text = ", ".join(str(w) for w in run.waves())
+    return work
+
+
+def _resume(core: Core, run: FleetRun) -> Outcome:
+    """`run` on a fleet run already RUNNING: refused while any process is at work on its queue;
+    with none (every worker died, no serve), resumed here: the jobs the dead left are re-queued
+    by this worker's dispatch or re-sent by its sweep, and each job decides from the state, so no
+    database runs twice."""
+    queue = FleetQueue(core.settings.redis_url, core.settings.redis_prefix)
+    live = queue.live_processes()
+    if live:
+        queue.close()
+        wait = int(queue.heartbeat_timeout)
+        return Outcome.refused(
+            f"fleet run {run.id} is running: {live} process(es) at work on it seen in the last {wait} s "
+            f"(`status` shows where it is); if they were stopped, `run` again after {wait} s resumes it here"
+        )
+    refusal = why_incident_blocks(core, "nothing runs")
+    if refusal:
+        queue.close()
+        return Outcome.refused(refusal)
     return Outcome(
         OK,
         reply=[
-            f"Fleet run {run.id} started: waves {waves_text}, canary first, {run.parallel} at once; "
-            "updates go to the channel."
+            f"Fleet run {run.id} resumed: no process was at work on it; working on it here until it ends."
         ],
-        work=work,
+        work=_until_ended(core, fleet_context(core), queue, run.id),
         run_id=run.id,
     )
 

@@ -3,6 +3,8 @@ approval binding, exactly-once and the wave rule — each test a defect found, o
 
 from __future__ import annotations
 
+import time
+
 from commands import Core
 from commands.fleetcore import close_target_cores, store
 from core.targets import load_fleet
@@ -246,3 +248,122 @@ def test_a_fleet_run_read_with_a_target_gone_from_the_targets_file(settings, scr
         assert pg.scalar(urls["db-1"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 1
     finally:
         _close(later.core)
+
+
+SECRET = "Fl33tPw-9x7q"
+
+
+def _with_password(url: str) -> str:
+    return url.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@")
+
+
+def _value(client, key) -> bytes:
+    """Every byte a key holds, whatever its type (DUMP may compress: not searchable)."""
+    kind = client.type(key).decode()
+    if kind == "string":
+        return client.get(key) or b""
+    if kind == "hash":
+        return b" ".join(k + b"=" + v for k, v in client.hgetall(key).items())
+    if kind == "list":
+        return b" ".join(client.lrange(key, 0, -1))
+    if kind == "set":
+        return b" ".join(client.smembers(key))
+    if kind == "zset":
+        return b" ".join(client.zrange(key, 0, -1))
+    if kind == "stream":
+        return b" ".join(k + b"=" + v for _, entry in client.xrange(key) for k, v in entry.items())
+    return client.dump(key) or b""
+
+
+def test_target_passwords_are_nowhere(settings, scratch_db, tmp_path, redis_client, caplog):
+    """Held or not: every target URL carries a password (trust auth ignores it); after
+    preflight (one target NO-GO), approve, run (one target failing), status, report and rollback
+    all, the password is in no output, log line, Redis key or value under the prefix, audit row
+    (pg_dump of every database) or file under BACKUP_DIR."""
+    import subprocess
+
+    from tests.support.fleet import small_runbook as failing_runbook
+
+    names = {n: pg.new_name("rv") for n in ("canary", "db-1", "db-2")}
+    urls = {}
+    try:
+        for n, db in names.items():
+            urls[n] = _with_password(pg.create_database(db))
+        assert SECRET in urls["canary"]
+        urls["db-3"] = _with_password(missing_database_url())
+        waves = {"canary": 0, "db-1": 1, "db-2": 1, "db-3": 1}
+        runbook = failing_runbook(tmp_path / "rb", fail_on=(names["db-2"],))
+        console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+        said = []
+        try:
+            for user, text in [
+                (COORDINATOR, "preflight"),
+                (TPM, "approve"),
+                (COORDINATOR, "run"),
+                (COORDINATOR, "status"),
+                (COORDINATOR, "report"),
+                (COORDINATOR, "rollback all"),
+                (COORDINATOR, "status"),
+            ]:
+                said.append(console(user, text)[1])
+            run = store(console.core).current()
+            assert run.targets["db-3"].status is TargetStatus.NO_GO
+            assert run.targets["db-2"].status in (TargetStatus.FAILED, TargetStatus.ROLLED_BACK)
+        finally:
+            _close(console.core)
+        assert not [s for s in said if SECRET in s]
+        assert SECRET not in caplog.text
+        leaks = []
+        keys = list(redis_client.scan_iter(match=f"{settings.redis_prefix}*", count=500))
+        for key in keys:
+            if SECRET.encode() in key or SECRET.encode() in _value(redis_client, key):
+                leaks.append(key)
+        assert len(keys) > 20 and not leaks, leaks
+        assert "db-2" in said[2] and "failed" in said[2], said[2]
+        for n, db in names.items():
+            dump = subprocess.run(
+                ["pg_dump", "-a", pg.url_for(db)], capture_output=True, text=True, check=True
+            ).stdout
+            assert SECRET not in dump, n
+        for path in settings.backup_dir.rglob("*"):
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path
+    finally:
+        for db in names.values():
+            pg.drop_database(db)
+
+
+def test_run_resumes_a_fleet_run_every_process_of_which_died(settings, scratch_db, tmp_path):
+    """Every process died right after the canary's job was sent (the fleet run RUNNING, nobody
+    working): a new console's `run` said "the fleet run is running: `run` needs it approved (or
+    failed, to retry)" and nothing ever moved without a serve. Now it resumes the run here (no
+    live worker seen) and ends it; no target runs twice."""
+    from commands.fleet_run import fleet_context
+    from tests.support.fleet import applied_files
+    from workflows.fleet import waves
+    from workflows.fleet.queue import HEARTBEAT_TIMEOUT, FleetQueue
+
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves_of = {"canary": 0, "db-1": 1}
+    console = Console(_core(settings, tmp_path, urls, waves_of, small_runbook(tmp_path), own="canary"))
+    try:
+        console.approved()
+        fleet_id = store(console.core).current().id
+        queue = FleetQueue(settings.redis_url, settings.redis_prefix)
+        waves.start(fleet_context(console.core), queue, fleet_id, COORDINATOR)  # then the process died
+        queue.close()
+        code, out = console(COORDINATOR, "run")  # its sends are a heartbeat younger than 20 s
+        assert code == 2 and "seen in the last 20 s" in out, out
+        time.sleep(HEARTBEAT_TIMEOUT + 1)
+
+        code, out = console(COORDINATOR, "run")
+
+        assert code == 0, out
+        assert "resumed" in out, out
+        run = store(console.core).current()
+        assert run.status is FleetStatus.SUCCEEDED
+        for url in urls.values():
+            files = [f for f, _ in applied_files(url)]
+            assert len(files) == len(set(files)) > 0, files
+    finally:
+        _close(console.core)

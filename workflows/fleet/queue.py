@@ -15,6 +15,7 @@ recorded failed) and a long phase is never cut short by the queue.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from dramatiq import Actor
@@ -58,6 +59,13 @@ class FleetQueue:
             args=(fleet_id, name), delay=int(delay * 1000) if delay else None
         )
         return message.message_id
+
+    def live_processes(self) -> int:
+        """Processes whose broker dispatched on this queue (a worker's fetch, a sweep, a send)
+        within the heartbeat timeout: 0 means nobody is at work on the fleet's jobs."""
+        now = int(time.time() * 1000)
+        key = f"{self.broker.namespace}:__heartbeats__"
+        return int(self.broker.client.zcount(key, now - int(self.heartbeat_timeout * 1000), "+inf"))
 
     def pending(self) -> int:
         """Jobs waiting in the queue (not the delayed ones). Also runs the broker's maintenance."""
