@@ -27,6 +27,8 @@ log = logging.getLogger("migrate.fleet")
 T = TargetStatus
 # Targets whose database this fleet run changed (or may have, part-way).
 UNDOABLE = (T.SUCCEEDED, T.FAILED, T.ROLLBACK_FAILED, T.RUNNING)
+# Targets this fleet run never started: nothing of it to undo (and a NO-GO one may be unreachable).
+NEVER_STARTED = (T.PENDING, T.PREFLIGHT, T.GO, T.NO_GO, T.QUEUED, T.SKIPPED)
 
 
 class _Kept:
@@ -59,6 +61,11 @@ def fleet_rollback(core: Core, user: str, cmd: Command) -> Outcome:
                 f"no target {cmd.target!r} in the fleet run: targets are {', '.join(run.targets)}"
             )
         chosen = [run.targets[cmd.target]]
+        if chosen[0].status in NEVER_STARTED:  # its database was never touched by this fleet run
+            return Outcome.refused(
+                f"nothing to roll back on {cmd.target}: it is {chosen[0].status} in fleet run {run.id}, "
+                "never started (`status` says why)"
+            )
     else:
         chosen = newest_first([t for t in run.targets.values() if t.status in UNDOABLE])
         if not chosen:

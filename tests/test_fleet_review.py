@@ -367,3 +367,23 @@ def test_run_resumes_a_fleet_run_every_process_of_which_died(settings, scratch_d
             assert len(files) == len(set(files)) > 0, files
     finally:
         _close(console.core)
+
+
+def test_rollback_all_on_a_target_that_never_ran_or_does_not_exist(settings, scratch_db, tmp_path):
+    """Held: `rollback all on <target>` for an unknown name, a NO-GO target and a target not yet
+    started is refused in one line (exit 2), nothing touched; the operator's `status` stays true."""
+    urls = {"canary": scratch_db(), "db-1": scratch_db(), "db-2": missing_database_url()}
+    waves = {"canary": 0, "db-1": 1, "db-2": 1}
+    console = Console(_core(settings, tmp_path, urls, waves, small_runbook(tmp_path), own="canary"))
+    try:
+        assert console(COORDINATOR, "preflight")[0] == 1
+        assert console(TPM, "approve")[0] == 0
+        for text in ("rollback all on nosuch", "rollback all on db-2", "rollback all on db-1", "rollback all"):
+            code, out = console(COORDINATOR, text)
+            assert code == 2, (text, out)
+            assert len([line for line in out.splitlines() if line.strip()]) <= 2, (text, out)
+            assert "Traceback" not in out and "Error" not in out, (text, out)
+        code, out = console(COORDINATOR, "status")
+        assert code == 0 and "approved" in out, out
+    finally:
+        _close(console.core)
