@@ -378,7 +378,12 @@ def test_rollback_all_on_a_target_that_never_ran_or_does_not_exist(settings, scr
     try:
         assert console(COORDINATOR, "preflight")[0] == 1
         assert console(TPM, "approve")[0] == 0
-        for text in ("rollback all on nosuch", "rollback all on db-2", "rollback all on db-1", "rollback all"):
+        for text in (
+            "rollback all on nosuch",
+            "rollback all on db-2",
+            "rollback all on db-1",
+            "rollback all",
+        ):
             code, out = console(COORDINATOR, text)
             assert code == 2, (text, out)
             assert len([line for line in out.splitlines() if line.strip()]) <= 2, (text, out)
