@@ -392,3 +392,69 @@ def test_rollback_all_on_a_target_that_never_ran_or_does_not_exist(settings, scr
         assert code == 0 and "approved" in out, out
     finally:
         _close(console.core)
+
+
+def test_a_file_changed_between_waves_stops_the_next_wave_before_it_runs(settings, scratch_db, tmp_path):
+    """Held: the canary succeeded, then a migration file changed; wave 1's queued target is not
+    started ("changed since approval"), its database untouched, and the fleet run ends failed."""
+    from commands.fleet_run import fleet_context
+    from workflows.fleet.target import run_target
+
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    runbook = small_runbook(tmp_path)
+    console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+    try:
+        console.approved()
+        fstore = store(console.core)
+        fleet_id = fstore.current().id
+        ctx = fleet_context(console.core)
+        fstore.transition(fleet_id, FleetStatus.RUNNING, actor="test", action="run")
+        assert fstore.advance(fleet_id, actor="test").queued == ("canary",)
+        assert run_target(ctx, fleet_id, "canary").what == "succeeded"
+        assert fstore.advance(fleet_id, actor="test").queued == ("db-1",)
+        sql = sorted(runbook.parent.rglob("*.up.sql"))[-1]
+        sql.write_text(sql.read_text() + "\n-- changed after the approval\n")
+
+        done = run_target(ctx, fleet_id, "db-1")
+
+        assert done.what.startswith("failed: not started") and "changed" in done.what, done
+        assert pg.scalar(urls["db-1"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 0
+        fstore.advance(fleet_id, actor="test")
+        assert fstore.current().status is FleetStatus.FAILED
+    finally:
+        _close(console.core)
+
+
+def test_the_same_job_delivered_to_four_workers_at_once_runs_the_database_once(
+    settings, scratch_db, tmp_path
+):
+    """Held: one queued target's job run by four threads at once (a redelivery racing the first
+    delivery): one runs it, the others come back later or find it ended; one ledger row per file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from commands.fleet_run import fleet_context
+    from tests.support.fleet import applied_files
+    from workflows.fleet.target import Done, run_target
+
+    urls = {"canary": scratch_db()}
+    console = Console(_core(settings, tmp_path, urls, {"canary": 0}, small_runbook(tmp_path), own="canary"))
+    try:
+        console.approved()
+        fstore = store(console.core)
+        fleet_id = fstore.current().id
+        fstore.transition(fleet_id, FleetStatus.RUNNING, actor="test", action="run")
+        assert fstore.advance(fleet_id, actor="test").queued == ("canary",)
+        contexts = [fleet_context(console.core) for _ in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda ctx: run_target(ctx, fleet_id, "canary"), contexts))
+        again = run_target(contexts[0], fleet_id, "canary")
+
+        ran = [r for r in results if isinstance(r, Done) and r.what == "succeeded"]
+        assert len(ran) == 1, results
+        assert isinstance(again, Done) and again.what.startswith("nothing to do"), again
+        files = [f for f, _ in applied_files(urls["canary"])]
+        assert files and len(files) == len(set(files)), files
+        assert fstore.target(fleet_id, "canary").attempts == 1
+    finally:
+        _close(console.core)
