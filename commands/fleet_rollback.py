@@ -55,6 +55,11 @@ def fleet_rollback(core: Core, user: str, cmd: Command) -> Outcome:
     run = fstore.current()
     if run is None:
         return Outcome.refused("nothing to roll back: no fleet run recorded")
+    if run.status is FleetStatus.RUNNING:  # its waves would go on over what is being undone
+        return Outcome.refused(
+            f"fleet run {run.id} is running: `abort` first (nothing new starts, what runs stops), "
+            "then roll back"
+        )
     if cmd.target is not None:
         if fleet.get(cmd.target) is None or cmd.target not in run.targets:
             return Outcome.refused(

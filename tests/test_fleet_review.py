@@ -458,3 +458,33 @@ def test_the_same_job_delivered_to_four_workers_at_once_runs_the_database_once(
         assert fstore.target(fleet_id, "canary").attempts == 1
     finally:
         _close(console.core)
+
+
+def test_rollback_all_while_the_fleet_run_is_running_is_refused(settings, scratch_db, tmp_path):
+    """Between waves (the canary succeeded, wave 1 queued, nothing RUNNING this instant),
+    `rollback all` rolled the canary back while the fleet run went on RUNNING, and the wave rule
+    (a rolled-back target is out of the run) then started wave 1 on a runbook just undone on the
+    canary. Refused now while the fleet run is running: `abort` first."""
+    from commands.fleet_run import fleet_context
+    from workflows.fleet.target import run_target
+
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    console = Console(_core(settings, tmp_path, urls, waves, small_runbook(tmp_path), own="canary"))
+    try:
+        console.approved()
+        fstore = store(console.core)
+        fleet_id = fstore.current().id
+        fstore.transition(fleet_id, FleetStatus.RUNNING, actor="test", action="run")
+        assert fstore.advance(fleet_id, actor="test").queued == ("canary",)
+        assert run_target(fleet_context(console.core), fleet_id, "canary").what == "succeeded"
+        assert fstore.advance(fleet_id, actor="test").queued == ("db-1",)
+
+        for text in ("rollback all", "rollback all on canary"):
+            code, out = console(COORDINATOR, text)
+
+            assert code == 2 and "abort" in out, (text, out)
+        assert pg.scalar(urls["canary"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 1
+        assert fstore.target(fleet_id, "canary").status is TargetStatus.SUCCEEDED
+    finally:
+        _close(console.core)
