@@ -488,3 +488,43 @@ def test_rollback_all_while_the_fleet_run_is_running_is_refused(settings, scratc
         assert fstore.target(fleet_id, "canary").status is TargetStatus.SUCCEEDED
     finally:
         _close(console.core)
+
+
+def test_a_migration_error_cannot_ping_the_channel_from_the_card_or_the_thread(settings):
+    """Held: a failed target's error (a RAISE in someone's migration) saying `<!channel>` and a
+    link is shown literally in the thread line and the card, never as Slack markup."""
+    import json
+    from datetime import UTC, datetime
+
+    from bot.slack.fleet_blocks import fleet_card, transition_message
+    from commands.fleet_templates import transition_line
+    from core.roster import Roster
+    from state.fleet import FleetEvent, FleetRun, TargetState
+
+    now = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    error = "step 2.1: ERROR: <!channel> *urgent* <https://evil.example|click>"
+    line = transition_line(
+        FleetEvent(
+            id="1-0",
+            kind="target",
+            fleet="f",
+            at=now,
+            actor="w",
+            action="failed",
+            target="eu-2",
+            wave=1,
+            before="running",
+            after="failed",
+            phase=2,
+            error=error,
+        )
+    )
+    failed = TargetState("eu-2", 1, 0, status=TargetStatus.FAILED, error=error, started_at=now, ended_at=now)
+    run = FleetRun("f", "rb", FleetStatus.FAILED, now, "u", now, 4, 1, {"eu-2": failed}, wave=1, failures=1)
+    for rendered in (
+        transition_message([line]),
+        fleet_card(run, "Fleet", Roster.load(settings.roster_path), "f"),
+    ):
+        payload = json.dumps(rendered.payload())
+        assert "<!channel>" not in payload and "<https://" not in payload, payload
+        assert "&lt;!channel&gt;" in payload
