@@ -26,6 +26,9 @@ from workflows.fleet.queue import FleetQueue
 from workflows.fleet.worker import FleetWorker
 from workflows.run import start_phases as start_target_phases
 
+# A target some rollback touched: out of the wave rule's run, so a retry must not pass over it.
+UNDONE = (TargetStatus.ROLLING_BACK, TargetStatus.ROLLED_BACK, TargetStatus.ROLLBACK_FAILED)
+
 
 def start_phases(core: Core, actor: str) -> Outcome:
     """Every phase the target's run has not applied, then verification, as `run` does; the fleet
@@ -77,6 +80,12 @@ def fleet_run(core: Core, user: str, cmd: Command, *, scheduled: bool = False) -
         return Outcome.refused("nothing approved to run: `/migrate preflight` first, then the TPM approves")
     if run.status is FleetStatus.RUNNING:
         return _resume(core, run)
+    undone = [t.name for t in run.targets.values() if t.status in UNDONE]
+    if run.status is FleetStatus.FAILED and undone:  # the wave rule would pass over them
+        return Outcome.refused(
+            f"fleet run {run.id} has databases rolled back ({', '.join(undone)[:200]}): a retry would "
+            "skip them; run preflight and have the TPM approve a new fleet run"
+        )
     if run.status not in waves.STARTABLE:
         return Outcome.refused(
             f"the fleet run is {run.status}: `run` needs it approved (or failed, to retry)"

@@ -528,3 +528,53 @@ def test_a_migration_error_cannot_ping_the_channel_from_the_card_or_the_thread(s
         payload = json.dumps(rendered.payload())
         assert "<!channel>" not in payload and "<https://" not in payload, payload
         assert "&lt;!channel&gt;" in payload
+
+
+def _execute(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def test_a_retry_after_the_canary_was_rolled_back_does_not_skip_the_canary(settings, scratch_db, tmp_path):
+    """Canary succeeded, db-1 failed (fleet run failed); the coordinator rolled the canary back,
+    cleared db-1's trouble and typed `run` to retry: the wave rule (a rolled-back target is out of
+    the run) skipped wave 0, ran db-1 alone and reported the fleet run SUCCEEDED with its canary
+    rolled back. A retry is refused once any database of the fleet run was rolled back."""
+    from tests.support.migration_folders import Folder, Migration
+
+    blocker = (
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relname = 'block_me') "
+        "THEN RAISE EXCEPTION 'blocked'; END IF; END $$;\n"
+    )
+    runbook = Folder(
+        tmp_path / "rb",
+        [
+            Migration(
+                "001_items", "CREATE TABLE items_1 (id bigint PRIMARY KEY);\n", "DROP TABLE items_1;\n"
+            ),
+            Migration(
+                "002_more",
+                blocker + "ALTER TABLE items_1 ADD COLUMN label text;\n",
+                "ALTER TABLE items_1 DROP COLUMN label;\n",
+            ),
+        ],
+    ).write()
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+    try:
+        console.approved()
+        _execute(urls["db-1"], "CREATE TABLE block_me ()")
+        assert console(COORDINATOR, "run")[0] == 1
+        assert console(COORDINATOR, "rollback all on canary")[0] == 0
+        assert pg.scalar(urls["canary"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 0
+        _execute(urls["db-1"], "DROP TABLE block_me")
+
+        code, out = console(COORDINATOR, "run")
+
+        assert code == 2 and "rolled back" in out and "preflight" in out, out
+        assert store(console.core).current().status is FleetStatus.FAILED
+    finally:
+        _close(console.core)
