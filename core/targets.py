@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from core.errors import ConfigError
 from core.urls import credentials_problem, url_secrets
 
@@ -203,6 +206,12 @@ def _target(where: str, n: int, entry: dict[str, Any], env: Mapping[str, str]) -
     problem = credentials_problem(url_env, url)
     if problem:
         raise ConfigError(f"{where}: {label}: {problem}")
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:  # its message quotes the URL: never shown
+        raise ConfigError(
+            f"{where}: {label}: {url_env} is not a PostgreSQL URL: export {url_env}=postgresql://user@host/db"
+        ) from None
     return Target(name=name, url_env=url_env, wave=wave, url=url)
 
 

@@ -578,3 +578,38 @@ def test_a_retry_after_the_canary_was_rolled_back_does_not_skip_the_canary(setti
         assert store(console.core).current().status is FleetStatus.FAILED
     finally:
         _close(console.core)
+
+
+def test_a_target_variable_that_is_not_a_postgresql_url_is_one_line_naming_it(tmp_path):
+    """A target's variable holding something libpq cannot parse ("garbage", a mysql:// URL with
+    a password) gave "configuration error: missing "=" after "garbage" in connection info
+    string": no target, no variable, no fix. Now one line naming both and what to export; the
+    password never shown; exit 2 from the CLI."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from core.errors import ConfigError
+
+    path = tmp_path / "targets.toml"
+    path.write_text('[[targets]]\nname = "eu-1"\nurl_env = "EU1_URL"\nwave = 0\n')
+    for value in ("garbage", f"mysql://u:{SECRET}@h/db"):
+        with pytest.raises(ConfigError) as caught:
+            load_fleet(path, {"EU1_URL": value})
+        text = str(caught.value)
+        assert "target 'eu-1'" in text and "EU1_URL is not a PostgreSQL URL" in text, text
+        assert "export EU1_URL=postgresql://" in text and SECRET not in text and "garbage" not in text
+    env = {**os.environ, "MIGRATE_TARGETS": str(path), "EU1_URL": f"mysql://u:{SECRET}@h/db"}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--user", COORDINATOR, "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2 and len(said.splitlines()) == 1, said
+    assert "EU1_URL is not a PostgreSQL URL" in said and SECRET not in said, said
