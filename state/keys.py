@@ -163,6 +163,11 @@ class FleetKeys:
         """String + TTL: the worker working on one target of a fleet run (workflows/fleet)."""
         return self._k("run", fleet_id, "working", target)
 
+    def job_erring_since(self, fleet_id: str, target: str) -> str:
+        """String + TTL: when a target's job first failed with an error (its database unreachable,
+        say) and has erred on every try since (workflows/fleet/worker.py gives up after a while)."""
+        return self._k("run", fleet_id, "erring", target)
+
     def queue_namespace(self) -> str:
         """Prefix of the job queue's own keys (dramatiq's Redis broker: queue, acks, heartbeats)."""
         return self._k("queue")

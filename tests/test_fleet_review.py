@@ -613,3 +613,39 @@ def test_a_target_variable_that_is_not_a_postgresql_url_is_one_line_naming_it(tm
     said = (done.stdout + done.stderr).strip()
     assert done.returncode == 2 and len(said.splitlines()) == 1, said
     assert "EU1_URL is not a PostgreSQL URL" in said and SECRET not in said, said
+
+
+def test_a_target_unreachable_after_approval_fails_after_a_while_instead_of_hanging(
+    settings, scratch_db, tmp_path, monkeypatch
+):
+    """db-1 (wave 1) refuses connections after the approval: its job erred on every try and was
+    sent again every 10 s forever, so `run` never returned. Now the target fails once its job has
+    erred for GIVE_UP_AFTER (120 s; 2 s here), naming the error, and the fleet run ends FAILED."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from workflows.fleet import worker
+
+    monkeypatch.setattr(worker, "GIVE_UP_AFTER", 2.0)
+    urls = {"canary": scratch_db(), "db-1": scratch_db()}
+    waves = {"canary": 0, "db-1": 1}
+    runbook = small_runbook(tmp_path)
+    db_1 = conninfo_to_dict(urls["db-1"])["dbname"]
+    console = Console(_core(settings, tmp_path, urls, waves, runbook, own="canary"))
+    try:
+        console.approved()
+        _execute(urls["canary"], f'ALTER DATABASE "{db_1}" ALLOW_CONNECTIONS false')
+        started = time.monotonic()
+
+        code, out = console(COORDINATOR, "run")
+
+        assert code == 1, out
+        assert time.monotonic() - started < 120, "gave up after GIVE_UP_AFTER, not after the default"
+        fleet = store(console.core).current()
+        assert fleet.status is FleetStatus.FAILED
+        target = store(console.core).target(fleet.id, "db-1")
+        assert target.status is TargetStatus.FAILED
+        assert "every try failed" in (target.error or ""), target
+        assert pg.scalar(urls["canary"], "SELECT count(*) FROM pg_class WHERE relname = 'items_1'") == 1
+    finally:
+        _execute(urls["canary"], f'ALTER DATABASE "{db_1}" ALLOW_CONNECTIONS true')
+        _close(console.core)

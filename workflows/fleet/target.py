@@ -176,6 +176,11 @@ def _already_ended(ctx: FleetContext, fleet_id: str, name: str, run) -> Done | N
     return None
 
 
+def give_up(ctx: FleetContext, fleet_id: str, name: str, why: str) -> Done:
+    """The target fails without having run (its job kept erring): recorded, the wave rule goes on."""
+    return _failed(ctx, fleet_id, name, why)
+
+
 def _failed(ctx: FleetContext, fleet_id: str, name: str, why: str, *, phase: int | None = None) -> Done:
     fields: dict[str, Any] = {"error": ctx.redact(why)[:500]}
     if phase is not None:

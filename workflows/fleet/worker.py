@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from dramatiq import Worker
 
 from workflows.fleet import waves
 from workflows.fleet.context import FleetContext
 from workflows.fleet.queue import FleetQueue
-from workflows.fleet.target import Done, Retry, run_target
+from workflows.fleet.target import Done, Retry, give_up, run_target
 
 log = logging.getLogger("migrate.fleet")
 
 SWEEP_EVERY = 5.0  # seconds
+# A job that errs on every try (its database unreachable, refusing connections) for this long
+# fails its target, so the fleet run ends instead of waiting forever; the reason is the error.
+GIVE_UP_AFTER = 120.0  # seconds
 
 
 class FleetWorker:
@@ -60,7 +64,9 @@ class FleetWorker:
             log.error(
                 "fleet %s: job of %s: %s", fleet_id, name, self.ctx.redact(f"{type(exc).__name__}: {exc}")
             )
-            result = Retry(self.ctx.redact(str(exc))[:200], after=10.0)
+            result = self._erred(fleet_id, name, self.ctx.redact(str(exc))[:200])
+        else:
+            self.ctx.redis.delete(self.ctx.fleets.keys.job_erring_since(fleet_id, name))
         if isinstance(result, Retry):
             log.info("fleet %s: %s again in %.0f s: %s", fleet_id, name, result.after, result.why)
             waves.send(self.ctx, self.queue, fleet_id, name, delay=result.after)
@@ -68,6 +74,18 @@ class FleetWorker:
         assert isinstance(result, Done)
         log.info("fleet %s: %s: %s", fleet_id, name, result.what)
         waves.advance(self.ctx, self.queue, fleet_id)
+
+    def _erred(self, fleet_id: str, name: str, why: str) -> Done | Retry:
+        """Come back in 10 s, unless this target's job has erred on every try for GIVE_UP_AFTER."""
+        key = self.ctx.fleets.keys.job_erring_since(fleet_id, name)
+        now = time.time()
+        self.ctx.redis.set(key, repr(now), nx=True, ex=int(GIVE_UP_AFTER * 10) + 60)
+        since = float(self.ctx.redis.get(key) or now)
+        if now - since < GIVE_UP_AFTER:
+            return Retry(why, after=min(10.0, GIVE_UP_AFTER))
+        self.ctx.redis.delete(key)
+        minutes = (now - since) / 60
+        return give_up(self.ctx, fleet_id, name, f"not run: every try failed for {minutes:.1f} min: {why}")
 
     def start(self) -> FleetWorker:
         worker = Worker(self.queue.broker, worker_threads=self.threads, worker_timeout=500)
