@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from commands.fleet_preflight import TargetResult
 
-from commands.result import Action, Post
+from commands.result import Post
 from core.roster import COORDINATOR, TPM, Roster
 from core.targets import Fleet
 from runbook.model import Runbook
 from state.fleet import FleetEvent, FleetRun, TargetState, TargetStatus
-from workflows.templates import FAIL_MARK, OK_MARK, seconds
+from workflows.templates import FAIL_MARK, OK_MARK, go_no_go_actions, seconds
 
 NAMES_SHOWN = 40  # names listed inline in a summary line; the rest are counted
 REASON_CHARS = 300
@@ -131,18 +131,7 @@ def decision_request(rb: Runbook, fleet_id: str, go: list[str], nogo: list[str],
         "go_no_go_request",
         f"{rb.title} on {len(go)} databases: requesting one go/no-go decision",
         lines,
-        actions=[
-            Action(
-                "approve_now",
-                "GO now",
-                "approve",
-                style="primary",
-                allowed_role=TPM,
-                confirm=f"Start {rb.title} on {len(go)} databases now, canary first?",
-            ),
-            Action("approve_scheduled", "GO scheduled", "approve at", allowed_role=TPM),
-            Action("defer", "NO-GO", "defer", style="danger", allowed_role=TPM),
-        ],
+        actions=go_no_go_actions(f"Start {rb.title} on {len(go)} databases now, canary first?"),
         run_id=fleet_id,
         mentions=list(roster.members(TPM)),
     )

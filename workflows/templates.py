@@ -122,18 +122,7 @@ def go_no_go_request(rb: Runbook, run_id: str, report, roster: Roster) -> Post:
             f"backup verified by restore, {rehearsal}",
             *plan,
         ],
-        actions=[
-            Action(
-                "approve_now",
-                "GO now",
-                "approve",
-                style="primary",
-                allowed_role=TPM,
-                confirm=f"Start {rb.title} now?",
-            ),
-            Action("approve_scheduled", "GO scheduled", "approve at", allowed_role=TPM),
-            Action("defer", "NO-GO", "defer", style="danger", allowed_role=TPM),
-        ],
+        actions=go_no_go_actions(f"Start {rb.title} now?"),
         run_id=run_id,
         mentions=list(tpms),
     )
@@ -427,3 +416,12 @@ def _backup_text(backup: dict | None) -> str:
     if backup.get("restore_command"):
         text += f"; restore by hand: `{backup['restore_command']}`"
     return text
+
+
+def go_no_go_actions(confirm: str) -> list[Action]:
+    """The TPM's three buttons under a go/no-go request; `confirm` asks before GO now."""
+    return [
+        Action("approve_now", "GO now", "approve", style="primary", allowed_role=TPM, confirm=confirm),
+        Action("approve_scheduled", "GO scheduled", "approve at", allowed_role=TPM),
+        Action("defer", "NO-GO", "defer", style="danger", allowed_role=TPM),
+    ]
