@@ -158,7 +158,7 @@ def test_the_progress_survives_a_restart_of_every_worker(settings, tmp_path, pro
 
         running = set(wait_until("wave 1 running", wave_1_running, timeout=120))
         first.send_signal(signal.SIGTERM)
-        assert first.wait(timeout=60) == 0
+        assert first.wait(timeout=240) == 0  # SIGTERM: its running targets finish first (slow under load)
         stopped = ctx.fleets.get(fleet_id)
         for name in running:  # what it ran finished before it exited
             assert stopped.targets[name].status is T.SUCCEEDED
